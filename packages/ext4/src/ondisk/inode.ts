@@ -1,0 +1,250 @@
+import { crc32c, crc32cU32 } from '../crc.js';
+import { CorruptError, CorruptKind } from '../errors.js';
+import { u64, viewOf } from '../u64.js';
+import type { Ext4Superblock } from './superblock.js';
+
+/** File type bits of i_mode. */
+export const S_IFMT = 0o170000;
+/** i_mode file types. */
+export const FileMode = {
+  fifo: 0o010000,
+  chr: 0o020000,
+  dir: 0o040000,
+  blk: 0o060000,
+  file: 0o100000,
+  symlink: 0o120000,
+  sock: 0o140000,
+} as const;
+
+/** The file types gammaray reports. */
+export const FileType = {
+  file: 'file',
+  dir: 'dir',
+  symlink: 'symlink',
+  chr: 'chr',
+  blk: 'blk',
+  fifo: 'fifo',
+  sock: 'sock',
+} as const;
+/** See {@link FileType}. */
+export type FileType = (typeof FileType)[keyof typeof FileType];
+
+/** i_flags bits that change how an inode is read. */
+export const InodeFlags = {
+  secrm: 0x1,
+  immutable: 0x10,
+  append: 0x20,
+  index: 0x1000,
+  hugeFile: 0x40000,
+  extents: 0x80000,
+  eaInode: 0x200000,
+  inlineData: 0x10000000,
+  encrypt: 0x800,
+  casefold: 0x40000000,
+} as const;
+
+/** Inode numbers with fixed meaning. */
+export const ROOT_INO = 2;
+/** The journal inode unless s_journal_inum says otherwise. */
+export const JOURNAL_INO = 8;
+
+/** One timestamp: whole seconds since the epoch and nanoseconds. */
+export interface Ext4Time {
+  readonly sec: number;
+  readonly nsec: number;
+}
+
+/**
+ * An inode (`struct ext4_inode`), 128 bytes plus i_extra_isize extra bytes.
+ *
+ * | off  | size | ext4.h name       |                                        |
+ * |------|------|-------------------|----------------------------------------|
+ * | 0x0  | le16 | i_mode            | type and permission bits               |
+ * | 0x2  | le16 | i_uid             | low 16 bits of uid                     |
+ * | 0x4  | le32 | i_size_lo         |                                        |
+ * | 0x8  | le32 | i_atime           | signed seconds                         |
+ * | 0xC  | le32 | i_ctime           |                                        |
+ * | 0x10 | le32 | i_mtime           |                                        |
+ * | 0x14 | le32 | i_dtime           | deletion time                          |
+ * | 0x18 | le16 | i_gid             |                                        |
+ * | 0x1A | le16 | i_links_count     |                                        |
+ * | 0x1C | le32 | i_blocks_lo       | 512-byte units (or fs blocks, huge)    |
+ * | 0x20 | le32 | i_flags           |                                        |
+ * | 0x28 | u8[60] | i_block         | extent root, block map, symlink, inline|
+ * | 0x64 | le32 | i_generation      |                                        |
+ * | 0x68 | le32 | i_file_acl_lo     | xattr block                            |
+ * | 0x6C | le32 | i_size_high       |                                        |
+ * | 0x74 | le16 | l_i_blocks_high   |                                        |
+ * | 0x76 | le16 | l_i_file_acl_high |                                        |
+ * | 0x78 | le16 | l_i_uid_high      |                                        |
+ * | 0x7A | le16 | l_i_gid_high      |                                        |
+ * | 0x7C | le16 | l_i_checksum_lo   |                                        |
+ * | 0x80 | le16 | i_extra_isize     |                                        |
+ * | 0x82 | le16 | i_checksum_hi     |                                        |
+ * | 0x84 | le32 | i_ctime_extra     | (nsec << 2) | epoch bits             |
+ * | 0x88 | le32 | i_mtime_extra     |                                        |
+ * | 0x8C | le32 | i_atime_extra     |                                        |
+ * | 0x90 | le32 | i_crtime          |                                        |
+ * | 0x94 | le32 | i_crtime_extra    |                                        |
+ * | 0x9C | le32 | i_projid          |                                        |
+ */
+export interface Ext4Inode {
+  readonly ino: number;
+  /** Full i_mode (type and permission bits). */
+  readonly mode: number;
+  readonly type: FileType;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly linksCount: number;
+  /** i_blocks in 512-byte units. */
+  readonly blocks512: number;
+  readonly flags: number;
+  readonly generation: number;
+  /** Block of the external xattr block, 0 if none. */
+  readonly fileAcl: number;
+  readonly atime: Ext4Time;
+  readonly mtime: Ext4Time;
+  readonly ctime: Ext4Time;
+  /** Creation time, when the inode is large enough to hold it. */
+  readonly crtime: Ext4Time | undefined;
+  readonly dtime: number;
+  readonly projid: number | undefined;
+  readonly extraIsize: number;
+  /** The 60 raw i_block bytes. */
+  readonly iBlock: Uint8Array;
+  /** The raw on-disk inode (inode_size bytes), for in-inode xattrs. */
+  readonly raw: Uint8Array;
+}
+
+function fileType(mode: number): FileType | undefined {
+  switch (mode & S_IFMT) {
+    case FileMode.file: return FileType.file;
+    case FileMode.dir: return FileType.dir;
+    case FileMode.symlink: return FileType.symlink;
+    case FileMode.chr: return FileType.chr;
+    case FileMode.blk: return FileType.blk;
+    case FileMode.fifo: return FileType.fifo;
+    case FileMode.sock: return FileType.sock;
+    default: return undefined;
+  }
+}
+
+function decodeTime(seconds: number, extra: number | undefined): Ext4Time {
+  // Seconds are signed 32-bit; the two low extra bits extend the epoch.
+  const base = seconds | 0;
+  if (extra === undefined) return { sec: base, nsec: 0 };
+  const sec = base + (extra & 3) * 0x1_0000_0000;
+  const nsec = extra >>> 2;
+  return { sec, nsec: nsec < 1_000_000_000 ? nsec : 0 };
+}
+
+/**
+ * Whether the inode slot is in use. A zero i_links_count with a zero mode, or
+ * a dtime on an unlinked inode, means free; directory entries pointing to
+ * such an inode are stale.
+ */
+export function inodeInUse(inode: Ext4Inode): boolean {
+  return inode.mode !== 0 && (inode.linksCount !== 0 || inode.dtime === 0);
+}
+
+/** The metadata_csum checksum of an inode as stored (lo | hi << 16). */
+export function inodeChecksum(raw: Uint8Array, ino: number, generation: number, sb: Ext4Superblock): number {
+  const hasHi = raw.length > 128 && viewOf(raw).getUint16(0x80, true) >= 4;
+  let c = crc32cU32(sb.csumSeed, ino);
+  c = crc32cU32(c, generation);
+  c = crc32c(c, raw, 0, 0x7c);
+  c = crc32c(c, ZERO2);
+  c = crc32c(c, raw, 0x7e, 128);
+  if (raw.length > 128) {
+    c = crc32c(c, raw, 128, 0x82);
+    c = hasHi ? crc32c(c, ZERO2) : crc32c(c, raw, 0x82, 0x84);
+    c = crc32c(c, raw, 0x84, raw.length);
+  }
+  return hasHi ? c >>> 0 : c & 0xffff;
+}
+const ZERO2 = new Uint8Array(2);
+
+/**
+ * Decodes inode `ino` from its `raw` bytes (s_inode_size of them).
+ * Verifies the checksum when metadata_csum is on. An unused slot decodes
+ * fine (mode 0); callers check {@link inodeInUse}.
+ */
+export function decodeInode(raw: Uint8Array, ino: number, sb: Ext4Superblock): Ext4Inode {
+  const v = viewOf(raw);
+  const where = { inode: ino };
+  const i_mode = v.getUint16(0x0, true);
+  const i_uid = v.getUint16(0x2, true);
+  const i_size_lo = v.getUint32(0x4, true);
+  const i_atime = v.getUint32(0x8, true);
+  const i_ctime = v.getUint32(0xc, true);
+  const i_mtime = v.getUint32(0x10, true);
+  const i_dtime = v.getUint32(0x14, true);
+  const i_gid = v.getUint16(0x18, true);
+  const i_links_count = v.getUint16(0x1a, true);
+  const i_blocks_lo = v.getUint32(0x1c, true);
+  const i_flags = v.getUint32(0x20, true);
+  const i_generation = v.getUint32(0x64, true);
+  const i_file_acl_lo = v.getUint32(0x68, true);
+  const i_size_high = v.getUint32(0x6c, true);
+  const l_i_blocks_high = v.getUint16(0x74, true);
+  const l_i_file_acl_high = v.getUint16(0x76, true);
+  const l_i_uid_high = v.getUint16(0x78, true);
+  const l_i_gid_high = v.getUint16(0x7a, true);
+  const l_i_checksum_lo = v.getUint16(0x7c, true);
+  let i_extra_isize = 0;
+  if (raw.length > 128) {
+    i_extra_isize = v.getUint16(0x80, true);
+    if (i_extra_isize + 128 > raw.length || (i_extra_isize & 3) !== 0) {
+      throw new CorruptError(CorruptKind.InodeField, `i_extra_isize ${i_extra_isize} does not fit a ${raw.length}-byte inode`, { ...where, field: 'i_extra_isize' });
+    }
+  }
+  const fits = (end: number) => 128 + i_extra_isize >= end;
+  if (sb.metadataCsum && i_mode !== 0) {
+    const stored = fits(0x84) ? l_i_checksum_lo | (v.getUint16(0x82, true) << 16) : l_i_checksum_lo;
+    const want = inodeChecksum(raw, ino, i_generation, sb);
+    if ((stored >>> 0) !== want) {
+      throw new CorruptError(CorruptKind.InodeChecksum, `checksum 0x${(stored >>> 0).toString(16)} != computed 0x${want.toString(16)}`, { ...where, field: 'l_i_checksum_lo' });
+    }
+  }
+  const type = fileType(i_mode);
+  if (type === undefined && i_mode !== 0) {
+    throw new CorruptError(CorruptKind.InodeField, `unknown file type in mode 0${i_mode.toString(8)}`, { ...where, field: 'i_mode' });
+  }
+  const size = u64(i_size_lo, i_size_high, CorruptKind.InodeField, { ...where, field: 'i_size_high' });
+  const hugeUnits = sb.has.hugeFile && i_flags & InodeFlags.hugeFile ? sb.blockSize / 512 : 1;
+  const blocks512 = (i_blocks_lo + (sb.has.hugeFile ? l_i_blocks_high * 0x1_0000_0000 : 0)) * hugeUnits;
+  const fileAcl = l_i_file_acl_high * 0x1_0000_0000 + i_file_acl_lo;
+  const extra = (off: number) => (fits(off + 4) ? v.getUint32(off, true) : undefined);
+  return Object.freeze({
+    ino,
+    mode: i_mode,
+    type: type ?? FileType.file,
+    uid: i_uid | (l_i_uid_high << 16),
+    gid: i_gid | (l_i_gid_high << 16),
+    size,
+    linksCount: i_links_count,
+    blocks512,
+    flags: i_flags,
+    generation: i_generation,
+    fileAcl,
+    atime: decodeTime(i_atime, extra(0x8c)),
+    mtime: decodeTime(i_mtime, extra(0x88)),
+    ctime: decodeTime(i_ctime, extra(0x84)),
+    crtime: fits(0x94) ? decodeTime(v.getUint32(0x90, true), extra(0x94)) : undefined,
+    dtime: i_dtime,
+    projid: fits(0xa0) ? v.getUint32(0x9c, true) : undefined,
+    extraIsize: i_extra_isize,
+    iBlock: raw.subarray(0x28, 0x28 + 60),
+    raw,
+  });
+}
+
+/** Device numbers of a chr/blk inode, from i_block (old or new encoding). */
+export function decodeDevice(iBlock: Uint8Array): { major: number; minor: number } {
+  const v = viewOf(iBlock);
+  const old = v.getUint32(0, true);
+  if (old !== 0) return { major: (old >>> 8) & 0xff, minor: old & 0xff };
+  const dev = v.getUint32(4, true);
+  return { major: (dev & 0xfff00) >>> 8, minor: (dev & 0xff) | ((dev >>> 12) & 0xfff00) };
+}
