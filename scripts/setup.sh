@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything gammaray needs on a fresh Debian/Ubuntu machine, as root,
+# idempotently: apt packages, pnpm, the workspace's dependencies, and a build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(e2fsprogs sleuthkit fdisk gdisk attr util-linux python3 python3-bson ca-certificates)
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing apt packages: ${missing[*]}; run this script as root or install them with apt-get" >&2
+    exit 2
+  fi
+  log "installing apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "setup: Node.js 20 or newer is required (https://nodejs.org or your distribution's nodejs package)" >&2
+  exit 2
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 20)); then
+  echo "setup: Node.js $(node -v) is too old; gammaray needs Node.js 20 or newer" >&2
+  exit 2
+fi
+
+PNPM_VERSION=$(node -p 'require("./package.json").packageManager.split("@")[1]')
+if ! command -v pnpm >/dev/null 2>&1 || [[ $(pnpm -v 2>/dev/null) != "$PNPM_VERSION" ]]; then
+  log "installing pnpm $PNPM_VERSION"
+  npm install -g --silent "pnpm@$PNPM_VERSION" >/dev/null
+fi
+
+log "installing dependencies"
+pnpm install --frozen-lockfile --reporter=silent
+log "building"
+pnpm -s build
+log "ready"
