@@ -1,0 +1,145 @@
+/**
+ * Opening an image: the file, its partition table, and the ext2/3/4 file
+ * system of one volume, with every failure turned into a message that says
+ * what to do.
+ */
+import { CorruptError as DiskCorruptError, FileBlockSource, IoError as DiskIoError, listVolumes, type BlockSource, type Partition, type Volume } from '@gammaray/disk';
+import { CorruptError, CorruptKind, Ext4Volume, IncompatibleError } from '@gammaray/ext4';
+import { RuntimeFailure, UserError, isReaderError } from './errors.js';
+import { humanSize, shellWord } from './format.js';
+
+/** A volume whose file system was opened. */
+export interface OpenedVolume {
+  /** Partition index (0 = the whole disk). */
+  readonly index: number;
+  readonly partition: Partition | undefined;
+  readonly fs: Ext4Volume;
+  /** How messages name it: `disk.img` or `disk.img partition 2`. */
+  readonly label: string;
+  /** The arguments that select it again in a suggested command: `disk.img --partition 2`. */
+  readonly selector: string;
+}
+
+/** The result of trying one volume: its file system, or why there is none. */
+export type Probe = { readonly volume: Volume; readonly label: string } & ({ readonly fs: Ext4Volume; readonly error?: undefined } | { readonly fs?: undefined; readonly error: Error });
+
+/** Opens the image file read-only; a missing or unreadable file is a user error. */
+export async function openImage(image: string): Promise<FileBlockSource> {
+  try {
+    return await FileBlockSource.open(image);
+  } catch (err) {
+    if (err instanceof DiskIoError) throw new UserError(`${err.message}; check the IMAGE argument (a raw disk or file system image)`);
+    throw err;
+  }
+}
+
+/** `image` or `image partition N`. */
+export function volumeLabel(image: string, v: Volume): string {
+  return v.index === 0 ? image : `${image} partition ${v.index}`;
+}
+
+/**
+ * The volumes to look at: all of them, or the one `--partition` picked.
+ * Partition 0 is the whole image as one file system, ignoring any
+ * partition table (an escape hatch for a damaged or misdetected table).
+ */
+export async function imageVolumes(image: string, src: BlockSource, partition: number | undefined): Promise<Volume[]> {
+  if (partition === 0) return [Object.freeze({ index: 0, source: src })];
+  let vols: Volume[];
+  try {
+    vols = await listVolumes(src);
+  } catch (err) {
+    if (err instanceof DiskCorruptError) {
+      throw new UserError(`${image}: damaged partition table (${err.message}); pass --partition 0 to read the whole image as one file system`);
+    }
+    if (isReaderError(err)) throw new RuntimeFailure(`${image}: cannot read the partition table: ${err.message}`, { cause: err });
+    throw err;
+  }
+  if (partition === undefined) {
+    if (vols.length === 0) throw new UserError(`${image}: the partition table lists no partitions; pass --partition 0 to read the whole image as one file system`);
+    return vols;
+  }
+  const v = vols.find((x) => x.index === partition);
+  if (v === undefined) {
+    const have = vols.length === 1 && vols[0]!.index === 0 ? 'it has no partition table; omit --partition' : `its partitions: ${describeVolumes(vols)}; pass one of those to --partition`; // ok: length checked
+    throw new UserError(`${image} has no partition ${partition} (${have})`);
+  }
+  return [v];
+}
+
+/** `1 (16 MiB), 2 (16 MiB "data")`. */
+export function describeVolumes(vols: readonly Volume[]): string {
+  return vols.map((v) => `${v.index} (${humanSize(v.source.size)}${v.partition?.name ? ` ${JSON.stringify(v.partition.name)}` : ''})`).join(', ');
+}
+
+/** Tries to open the file system of `volume`; never throws for bad disk data. */
+export async function probe(image: string, volume: Volume): Promise<Probe> {
+  const label = volumeLabel(image, volume);
+  try {
+    return { volume, label, fs: await Ext4Volume.open(volume.source) };
+  } catch (err) {
+    if (isReaderError(err)) return { volume, label, error: err };
+    throw err;
+  }
+}
+
+/** Whether a failed probe found no ext2/3/4 superblock at all (as opposed to one we cannot read). */
+export function isNoFileSystem(p: Probe): boolean {
+  return p.error instanceof CorruptError && p.error.kind === CorruptKind.SuperblockMagic;
+}
+
+/** The error a failed probe means to the user. */
+export function probeError(p: Probe, partitioned: boolean): Error {
+  const err = p.error;
+  if (err === undefined) return new Error('probe succeeded');
+  if (err instanceof CorruptError && err.kind === CorruptKind.SuperblockMagic) {
+    const hint = partitioned
+      ? 'pick another partition with --partition N'
+      : 'gammaray reads raw ext2/3/4 file system images and raw partitioned disks (convert others with qemu-img convert -O raw)';
+    return new UserError(`${p.label}: no ext2/3/4 file system found (${err.message}); ${hint}`);
+  }
+  if (err instanceof IncompatibleError) {
+    return new UserError(`${p.label}: the file system uses features gammaray cannot read (${err.features.join(', ')}); read it with a Linux kernel that supports them instead`);
+  }
+  if (err instanceof CorruptError) {
+    return new UserError(`${p.label}: the ext2/3/4 superblock is damaged (${err.message}); check a copy of the image with e2fsck -fn`);
+  }
+  return new RuntimeFailure(`${p.label}: cannot read the file system: ${err.message}`, { cause: err });
+}
+
+/**
+ * Picks the one file system a command works on: the volume `--partition`
+ * names, the whole disk, or the only partition holding an ext2/3/4 file
+ * system. Several candidates or none are user errors that list the
+ * partitions.
+ */
+export async function openOneVolume(image: string, src: BlockSource, partition: number | undefined): Promise<OpenedVolume> {
+  const vols = await imageVolumes(image, src, partition);
+  const partitioned = vols.some((v) => v.index !== 0);
+  const probes: Probe[] = [];
+  for (const v of vols) probes.push(await probe(image, v));
+  if (probes.length === 1) return opened(image, probes[0]!, partitioned); // ok: length checked
+  const candidates = probes.filter((p) => !isNoFileSystem(p));
+  if (candidates.length === 1) return opened(image, candidates[0]!, partitioned); // ok: length checked
+  if (candidates.length === 0) {
+    throw new UserError(`${image}: no ext2/3/4 file system found in any of its partitions (${describeVolumes(vols)})`);
+  }
+  const list = candidates.map((p) => `${p.volume.index} (${p.fs ? p.fs.kind : 'unreadable'})`).join(', ');
+  throw new UserError(`${image} holds ${candidates.length} ext2/3/4 file systems (partitions ${list}); choose one with --partition N`);
+}
+
+function opened(image: string, p: Probe, partitioned: boolean): OpenedVolume {
+  if (p.fs === undefined) throw probeError(p, partitioned);
+  const selector = partitioned || p.volume.index !== 0 ? `${shellWord(image)} --partition ${p.volume.index}` : shellWord(image);
+  return { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector };
+}
+
+/** Opens `image`, picks its volume (see {@link openOneVolume}), runs `fn`, and closes the image. */
+export async function withVolume<T>(image: string, partition: number | undefined, fn: (v: OpenedVolume) => Promise<T>): Promise<T> {
+  const src = await openImage(image);
+  try {
+    return await fn(await openOneVolume(image, src, partition));
+  } finally {
+    await src.close();
+  }
+}

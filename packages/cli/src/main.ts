@@ -1,0 +1,128 @@
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { runCat } from './commands/cat.js';
+import { runCrawl } from './commands/crawl.js';
+import { runLs } from './commands/ls.js';
+import { runStat } from './commands/stat.js';
+import { ExitCode, isReaderError, RuntimeFailure, UserError } from './errors.js';
+import { OutputClosedError, Terminal, type TerminalStreams } from './output.js';
+
+/** Parses `--partition N`: a partition number, 0 meaning the whole image. */
+function partitionNumber(value: string): number {
+  const n = /^\d{1,6}$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a partition number (1, 2, ...; 0 = the whole image)');
+  return n;
+}
+
+/** Commander usage errors as one `gammaray:` line that points at the help. */
+function configure(cmd: Command, term: Terminal, helpHint: string): Command {
+  return cmd.exitOverride().configureOutput({
+    writeOut: (s) => term.stdoutRaw(s),
+    writeErr: (s) => term.stderrRaw(s),
+    outputError: (s, write) => write(`gammaray: ${s.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}; run '${helpHint}' for usage\n`),
+  });
+}
+
+function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
+  const program = configure(new Command('gammaray'), term, 'gammaray --help')
+    .description('Agentless introspection of virtual machines from their disks. Offline commands read raw disk or ext2/3/4 images.')
+    .showSuggestionAfterError(true)
+    .addHelpText(
+      'after',
+      '\nExit status: 0 success; 1 runtime failure or some entries unreadable (what could be read is printed); 2 usage or user error.',
+    );
+
+  configure(program.command('ls'), term, 'gammaray ls --help')
+    .description('list a directory of the file system in IMAGE (default "/"), or a single entry')
+    .argument('<image>', 'raw disk or file system image')
+    .argument('[path]', 'path inside the file system; a trailing "/" follows a final symlink', '/')
+    .option('-l, --long', 'long format: mode, links, uid, gid, size, mtime, name, symlink target')
+    .option('-R, --recursive', 'list the whole subtree, the start included, as full paths')
+    .option('--json', 'one JSON tree entry per line')
+    .option('--hash', 'add the SHA-256 of each regular file')
+    .option('--partition <n>', 'partition number (0 = the whole image)', partitionNumber)
+    .action(async (image: string, path: string, o: { long?: boolean; recursive?: boolean; json?: boolean; hash?: boolean; partition?: number }) => {
+      done(await runLs(term, image, path, { long: !!o.long, recursive: !!o.recursive, json: !!o.json, hash: !!o.hash, partition: o.partition }));
+    });
+
+  configure(program.command('stat'), term, 'gammaray stat --help')
+    .description('describe one entry (a final symlink is not followed)')
+    .argument('<image>', 'raw disk or file system image')
+    .argument('<path>', 'path inside the file system')
+    .option('--json', 'the JSON tree entry')
+    .option('--partition <n>', 'partition number (0 = the whole image)', partitionNumber)
+    .action(async (image: string, path: string, o: { json?: boolean; partition?: number }) => {
+      done(await runStat(term, image, path, { json: !!o.json, partition: o.partition }));
+    });
+
+  configure(program.command('cat'), term, 'gammaray cat --help')
+    .description("print a regular file's content (symlinks are followed; holes read as zeros)")
+    .argument('<image>', 'raw disk or file system image')
+    .argument('<path>', 'path inside the file system')
+    .option('--partition <n>', 'partition number (0 = the whole image)', partitionNumber)
+    .action(async (image: string, path: string, o: { partition?: number }) => {
+      done(await runCat(term, image, path, { partition: o.partition }));
+    });
+
+  configure(program.command('crawl'), term, 'gammaray crawl --help')
+    .description('index every file of every ext2/3/4 file system in IMAGE')
+    .argument('<image>', 'raw disk or file system image')
+    .option('--out <file>', 'write the records as concatenated BSON documents to FILE')
+    .option('--json', 'print the records as JSON lines')
+    .option('--partition <n>', 'only this partition (0 = the whole image)', partitionNumber)
+    .addHelpText('after', '\nWithout --json, a summary (entries by type, errors) is printed on stdout.')
+    .action(async (image: string, o: { out?: string; json?: boolean; partition?: number }) => {
+      done(await runCrawl(term, image, { out: o.out, json: !!o.json, partition: o.partition }));
+    });
+
+  return program;
+}
+
+/**
+ * Runs the gammaray CLI on `argv` (as process.argv: node, script, args...)
+ * and resolves to the exit status; never rejects for user or disk errors.
+ * `streams` defaults to the process's stdout and stderr.
+ */
+export async function main(argv: readonly string[], streams: TerminalStreams = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const term = new Terminal(streams);
+  if (argv.length <= 2) {
+    term.fail("missing command; run 'gammaray --help' for the list of commands");
+    return ExitCode.usage;
+  }
+  let code: ExitCode = ExitCode.ok;
+  const program = buildProgram(term, (c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync([...argv]);
+    return code;
+  } catch (err) {
+    return report(term, err);
+  }
+}
+
+async function report(term: Terminal, err: unknown): Promise<number> {
+  if (err instanceof CommanderError) {
+    // Commander already printed help or the one-line usage error.
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.ok;
+    if (err.code === 'commander.help') return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    return ExitCode.usage;
+  }
+  if (err instanceof OutputClosedError) return ExitCode.ok;
+  // Whatever was listed before the failure still goes out, ahead of the error line.
+  try {
+    await term.out.flush();
+  } catch (flushErr) {
+    if (flushErr instanceof OutputClosedError) return ExitCode.ok;
+  }
+  if (err instanceof UserError) {
+    term.fail(err.message);
+    return ExitCode.usage;
+  }
+  if (err instanceof RuntimeFailure || isReaderError(err)) {
+    term.fail((err as Error).message);
+    return ExitCode.failure;
+  }
+  const e = err as Error | undefined;
+  term.stderrRaw(`gammaray: internal error: ${e?.stack ?? String(err)}\n`);
+  return ExitCode.failure;
+}
