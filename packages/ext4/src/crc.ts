@@ -31,18 +31,17 @@ export function crc32c(crc: number, data: Uint8Array, start = 0, end = data.leng
   const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC32C_TABLES as [Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array];
   let c = crc >>> 0;
   let i = start;
-  while (end - i >= 8) {
-    const a = (c ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24))) >>> 0;
-    c =
-      t7[a & 0xff]! ^
-      t6[(a >>> 8) & 0xff]! ^
-      t5[(a >>> 16) & 0xff]! ^
-      t4[a >>> 24]! ^
-      t3[data[i + 4]!]! ^
-      t2[data[i + 5]!]! ^
-      t1[data[i + 6]!]! ^
-      t0[data[i + 7]!]!;
-    i += 8;
+  // Byte-wise up to 4-byte alignment, then two little-endian words at a time.
+  while (i < end && ((data.byteOffset + i) & 3) !== 0) c = t0[(c ^ data[i++]!) & 0xff]! ^ (c >>> 8);
+  if (end - i >= 8) {
+    const words = new Uint32Array(data.buffer, data.byteOffset + i, (end - i) >>> 2);
+    const n = words.length & ~1;
+    for (let w = 0; w < n; w += 2) {
+      const a = (c ^ words[w]!) >>> 0;
+      const b = words[w + 1]!;
+      c = t7[a & 0xff]! ^ t6[(a >>> 8) & 0xff]! ^ t5[(a >>> 16) & 0xff]! ^ t4[a >>> 24]! ^ t3[b & 0xff]! ^ t2[(b >>> 8) & 0xff]! ^ t1[(b >>> 16) & 0xff]! ^ t0[b >>> 24]!;
+    }
+    i += n * 4;
   }
   while (i < end) c = t0[(c ^ data[i++]!) & 0xff]! ^ (c >>> 8);
   return c >>> 0;
@@ -50,9 +49,14 @@ export function crc32c(crc: number, data: Uint8Array, start = 0, end = data.leng
 
 /** crc32c of a little-endian u32, continuing `crc`. */
 export function crc32cU32(crc: number, value: number): number {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, value >>> 0, true);
-  return crc32c(crc, b);
+  const t0 = CRC32C_TABLES[0]!; // ok: built above
+  let c = crc >>> 0;
+  const v = value >>> 0;
+  c = t0[(c ^ v) & 0xff]! ^ (c >>> 8);
+  c = t0[(c ^ (v >>> 8)) & 0xff]! ^ (c >>> 8);
+  c = t0[(c ^ (v >>> 16)) & 0xff]! ^ (c >>> 8);
+  c = t0[(c ^ (v >>> 24)) & 0xff]! ^ (c >>> 8);
+  return c >>> 0;
 }
 
 const CRC16_TABLE: Uint16Array = (() => {

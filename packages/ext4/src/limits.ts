@@ -34,4 +34,4 @@ export const MAX_GROUPS = 1 << 22;
 /** Bytes the block cache keeps. */
 export const BLOCK_CACHE_BYTES = 64 * 1024 * 1024;
 /** Size of one cache chunk (aligned reads of this many bytes). */
-export const CACHE_CHUNK_BYTES = 128 * 1024;
+export const CACHE_CHUNK_BYTES = 32 * 1024;

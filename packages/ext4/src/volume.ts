@@ -8,6 +8,7 @@ import {
   MAX_DIR_BYTES,
   MAX_DIR_ENTRIES,
   MAX_EXTENTS_PER_INODE,
+  MAX_NAME_BYTES,
   MAX_MAP_BLOCKS_PER_INODE,
   MAX_SYMLINK_BYTES,
   MAX_SYMLINK_HOPS,
@@ -21,7 +22,7 @@ import { decodeInode, FileType, InodeFlags, inodeInUse, ROOT_INO, type Ext4Inode
 import { decodeJournalSuperblock, type JournalSuperblock } from './ondisk/journal-superblock.js';
 import { decodeSuperblock, groupHasSuper, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, type Ext4Superblock } from './ondisk/superblock.js';
 import { decodeInodeXattrs, decodeXattrBlock, type Xattr } from './ondisk/xattr.js';
-import { splitPath } from './names.js';
+import { decodeName, encodeName } from './names.js';
 
 /** A directory listing: the entries read and the problems met on the way (a partial result). */
 export interface DirListing {
@@ -152,6 +153,7 @@ export class Ext4Volume {
   async blockMap(inode: Ext4Inode): Promise<readonly Extent[]> {
     if (inode.flags & InodeFlags.inlineData) return [];
     if (inode.type !== FileType.file && inode.type !== FileType.dir && inode.type !== FileType.symlink) return [];
+    if (inode.type === FileType.symlink && this.isFastSymlink(inode)) return [];
     const cached = this.mapCache.get(inode.ino);
     if (cached) return cached;
     const map = inode.flags & InodeFlags.extents ? await this.extentMap(inode) : await this.indirectMap(inode);
@@ -198,8 +200,8 @@ export class Ext4Volume {
       this.checkBlockRange(idx.leaf, 1, { inode: ino, field: 'ei_leaf_lo' });
       const block = await this.readBlocks(idx.leaf, 1, { inode: ino });
       const where = { inode: ino, block: idx.leaf };
-      const node = decodeExtentNode(block, where, top.depth - 1);
       if (sb.metadataCsum) verifyExtentBlock(block, this.inodeSeed(inode), where);
+      const node = decodeExtentNode(block, where, top.depth - 1);
       pushNode(node);
     }
     return out;
@@ -317,13 +319,18 @@ export class Ext4Volume {
     if (inode.type !== FileType.symlink) throw new LookupError('EINVAL', `inode ${inode.ino} is not a symlink`);
     if (inode.size > MAX_SYMLINK_BYTES) throw new CorruptError(CorruptKind.Symlink, `symlink of ${inode.size} bytes`, { inode: inode.ino, field: 'i_size' });
     if (inode.flags & InodeFlags.inlineData) return this.inlineData(inode);
-    // The kernel's ext4_inode_is_fast_symlink(): no data blocks besides an xattr block.
-    const eaBlocks = inode.fileAcl !== 0 ? this.superblock.clusterSize / 512 : 0;
-    if (inode.blocks512 - eaBlocks === 0) {
+    if (this.isFastSymlink(inode)) {
       if (inode.size >= 60) throw new CorruptError(CorruptKind.Symlink, `fast symlink of ${inode.size} bytes does not fit i_block`, { inode: inode.ino, field: 'i_size' });
       return inode.iBlock.slice(0, inode.size);
     }
     return this.readFile(inode, 0, inode.size);
+  }
+
+  /** The kernel's ext4_inode_is_fast_symlink(): the target lives in i_block (no data blocks besides an xattr block). */
+  isFastSymlink(inode: Ext4Inode): boolean {
+    if (inode.type !== FileType.symlink || inode.flags & InodeFlags.inlineData) return false;
+    const eaBlocks = inode.fileAcl !== 0 ? this.superblock.clusterSize / 512 : 0;
+    return inode.blocks512 - eaBlocks === 0;
   }
 
   /** All extended attributes: in-inode, then the xattr block (system.data excluded). */
@@ -446,21 +453,27 @@ export class Ext4Volume {
    * and, if `followLast`, at the end. Throws LookupError for a missing path.
    */
   async lookup(path: string, followLast = false): Promise<Ext4Inode> {
-    const comps = splitPath(path);
-    if (!comps) throw new LookupError('EINVAL', `a component of ${JSON.stringify(path)} is longer than 255 bytes`);
+    // Components are compared in their printed form (decodeName), so any path
+    // a walk printed can be looked up again, including names with invalid
+    // UTF-8 (printed as \xNN). A trailing "/" or "/." follows a final symlink
+    // and requires a directory, as in the kernel.
+    const trailingDir = /\/\.?$/.test(path) && path.replace(/[/.]/g, '') !== '';
+    const todo: string[] = path.split('/').filter((c) => c !== '' && c !== '.').reverse();
+    for (const c of todo) {
+      if (encodeName(c).length > MAX_NAME_BYTES) throw new LookupError('EINVAL', `a component of ${JSON.stringify(path)} is longer than 255 bytes`);
+    }
     const stack: Ext4Inode[] = [await this.readInode(ROOT_INO)];
-    const todo = comps.reverse();
     let hops = 0;
     while (todo.length > 0) {
       const name = todo.pop()!; // ok: non-empty
       const cur = stack[stack.length - 1]!; // ok: root never popped
-      if (isDotDot(name)) {
+      if (cur.type !== FileType.dir) throw new LookupError('ENOTDIR', `${path}: a component is not a directory`);
+      if (name === '..') {
         if (stack.length > 1) stack.pop();
         continue;
       }
-      if (cur.type !== FileType.dir) throw new LookupError('ENOTDIR', `${path}: a component is not a directory`);
       const listing = await this.readDir(cur);
-      const hit = listing.entries.find((e) => bytesEqual(e.name, name));
+      const hit = listing.entries.find((e) => decodeName(e.name) === name);
       if (!hit) {
         if (listing.errors.length > 0) throw listing.errors[0]!; // ok: non-empty
         throw new LookupError('ENOENT', `${path}: no such file or directory`);
@@ -468,25 +481,23 @@ export class Ext4Volume {
       const child = await this.readInode(hit.ino);
       if (!inodeInUse(child)) throw new CorruptError(CorruptKind.DirEntryInode, `entry names free inode ${hit.ino}`, { inode: cur.ino });
       const last = todo.length === 0;
-      if (child.type === FileType.symlink && (!last || followLast)) {
+      if (child.type === FileType.symlink && (!last || followLast || trailingDir)) {
         if (++hops > MAX_SYMLINK_HOPS) throw new LookupError('ELOOP', `${path}: too many levels of symbolic links`);
         const target = await this.readLink(child);
         const parts = splitBytes(target);
         if (target[0] === 0x2f) stack.length = 1;
-        for (let i = parts.length - 1; i >= 0; i--) todo.push(parts[i]!); // ok: in range
+        for (let i = parts.length - 1; i >= 0; i--) todo.push(decodeName(parts[i]!)); // ok: in range
         continue;
       }
       stack.push(child);
     }
-    return stack[stack.length - 1]!; // ok: at least root
+    const result = stack[stack.length - 1]!; // ok: at least root
+    if (trailingDir && result.type !== FileType.dir) throw new LookupError('ENOTDIR', `${path}: not a directory`);
+    return result;
   }
 }
 
 const DOTDOT = new Uint8Array([0x2e, 0x2e]);
-
-function isDotDot(b: Uint8Array): boolean {
-  return b.length === 2 && b[0] === 0x2e && b[1] === 0x2e;
-}
 
 /** Whether `a` and `b` hold the same bytes. */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

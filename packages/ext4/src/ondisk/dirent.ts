@@ -82,7 +82,7 @@ export function decodeDirBlock(bytes: Uint8Array, opts: DirBlockOptions): DirBlo
         return { entries, error: new CorruptError(CorruptKind.DirEntryInode, `entry at offset ${off} names inode ${inode} > ${opts.inodesCount}`, { ...opts.where, field: 'inode' }) };
       }
       const name = bytes.subarray(off + 8, off + 8 + name_len);
-      if (name.includes(0x2f) || name.includes(0)) {
+      if (hasSlashOrNul(name)) {
         return { entries, error: new CorruptError(CorruptKind.DirEntryName, `name at offset ${off} contains '/' or NUL`, { ...opts.where, field: 'name' }) };
       }
       entries.push({ ino: inode, name, fileType: file_type });
@@ -111,4 +111,12 @@ export function verifyDirTail(block: Uint8Array, tail: number, inodeSeed: number
   const stored = viewOf(block).getUint32(tail + 8, true);
   const want = crc32c(inodeSeed, block, 0, tail);
   if (stored !== want) throw new CorruptError(CorruptKind.DirBlockChecksum, `checksum 0x${stored.toString(16)} != computed 0x${want.toString(16)}`, { ...where, field: 'det_checksum' });
+}
+
+function hasSlashOrNul(name: Uint8Array): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name[i];
+    if (c === 0x2f || c === 0) return true;
+  }
+  return false;
 }

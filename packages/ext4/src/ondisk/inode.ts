@@ -199,9 +199,9 @@ export function decodeInode(raw: Uint8Array, ino: number, sb: Ext4Superblock): E
       throw new CorruptError(CorruptKind.InodeField, `i_extra_isize ${i_extra_isize} does not fit a ${raw.length}-byte inode`, { ...where, field: 'i_extra_isize' });
     }
   }
-  const fits = (end: number) => 128 + i_extra_isize >= end;
+  const isizeEnd = 128 + i_extra_isize;
   if (sb.metadataCsum && i_mode !== 0) {
-    const stored = fits(0x84) ? l_i_checksum_lo | (v.getUint16(0x82, true) << 16) : l_i_checksum_lo;
+    const stored = isizeEnd >= 0x84 ? l_i_checksum_lo | (v.getUint16(0x82, true) << 16) : l_i_checksum_lo;
     const want = inodeChecksum(raw, ino, i_generation, sb);
     if ((stored >>> 0) !== want) {
       throw new CorruptError(CorruptKind.InodeChecksum, `checksum 0x${(stored >>> 0).toString(16)} != computed 0x${want.toString(16)}`, { ...where, field: 'l_i_checksum_lo' });
@@ -211,33 +211,34 @@ export function decodeInode(raw: Uint8Array, ino: number, sb: Ext4Superblock): E
   if (type === undefined && i_mode !== 0) {
     throw new CorruptError(CorruptKind.InodeField, `unknown file type in mode 0${i_mode.toString(8)}`, { ...where, field: 'i_mode' });
   }
-  const size = u64(i_size_lo, i_size_high, CorruptKind.InodeField, { ...where, field: 'i_size_high' });
+  const size = i_size_high === 0 ? i_size_lo : u64(i_size_lo, i_size_high, CorruptKind.InodeField, { ...where, field: 'i_size_high' });
   const hugeUnits = sb.has.hugeFile && i_flags & InodeFlags.hugeFile ? sb.blockSize / 512 : 1;
   const blocks512 = (i_blocks_lo + (sb.has.hugeFile ? l_i_blocks_high * 0x1_0000_0000 : 0)) * hugeUnits;
-  const fileAcl = l_i_file_acl_high * 0x1_0000_0000 + i_file_acl_lo;
-  const extra = (off: number) => (fits(off + 4) ? v.getUint32(off, true) : undefined);
-  return Object.freeze({
+  const fileAcl = (sb.has.is64bit ? l_i_file_acl_high * 0x1_0000_0000 : 0) + i_file_acl_lo;
+  // Inodes are built in bulk during a crawl: a plain object literal with
+  // readonly types, not Object.freeze, which costs more than the decode.
+  return {
     ino,
     mode: i_mode,
     type: type ?? FileType.file,
-    uid: i_uid | (l_i_uid_high << 16),
-    gid: i_gid | (l_i_gid_high << 16),
+    uid: i_uid + l_i_uid_high * 0x10000,
+    gid: i_gid + l_i_gid_high * 0x10000,
     size,
     linksCount: i_links_count,
     blocks512,
     flags: i_flags,
     generation: i_generation,
     fileAcl,
-    atime: decodeTime(i_atime, extra(0x8c)),
-    mtime: decodeTime(i_mtime, extra(0x88)),
-    ctime: decodeTime(i_ctime, extra(0x84)),
-    crtime: fits(0x94) ? decodeTime(v.getUint32(0x90, true), extra(0x94)) : undefined,
+    atime: decodeTime(i_atime, isizeEnd >= 0x90 ? v.getUint32(0x8c, true) : undefined),
+    mtime: decodeTime(i_mtime, isizeEnd >= 0x8c ? v.getUint32(0x88, true) : undefined),
+    ctime: decodeTime(i_ctime, isizeEnd >= 0x88 ? v.getUint32(0x84, true) : undefined),
+    crtime: isizeEnd >= 0x94 ? decodeTime(v.getUint32(0x90, true), isizeEnd >= 0x98 ? v.getUint32(0x94, true) : undefined) : undefined,
     dtime: i_dtime,
-    projid: fits(0xa0) ? v.getUint32(0x9c, true) : undefined,
+    projid: isizeEnd >= 0xa0 ? v.getUint32(0x9c, true) : undefined,
     extraIsize: i_extra_isize,
     iBlock: raw.subarray(0x28, 0x28 + 60),
     raw,
-  });
+  };
 }
 
 /** Device numbers of a chr/blk inode, from i_block (old or new encoding). */

@@ -63,7 +63,8 @@ function decodeEntries(region: Uint8Array, entriesStart: number, valueBase: numb
     const e_value_inum = v.getUint32(off + 4, true);
     const e_value_size = v.getUint32(off + 8, true);
     const nameEnd = off + 16 + e_name_len;
-    if (e_name_len === 0 || nameEnd > region.length) throw new CorruptError(CorruptKind.XattrEntry, `name of ${e_name_len} bytes at ${off}`, { ...where, field: 'e_name_len' });
+    // Empty names are valid: POSIX ACLs (index 2 and 3) are stored with the prefix alone.
+    if (nameEnd > region.length) throw new CorruptError(CorruptKind.XattrEntry, `name of ${e_name_len} bytes at ${off}`, { ...where, field: 'e_name_len' });
     const prefix = XATTR_PREFIXES[e_name_index];
     const suffix = latin1OrUtf8(region.subarray(off + 16, nameEnd));
     const name = (prefix ?? `unknown${e_name_index}.`) + suffix;
