@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryBlockSource } from '@gammaray/disk';
-import { decodeExtentNode, descriptorBlock, Ext4Volume, groupHasSuper, walk } from '@gammaray/ext4';
+import { decodeExtentNode, descriptorBlock, Ext4Volume, groupHasSuper, walk, type ExtentIndex } from '@gammaray/ext4';
 
 const CASES = Number(process.env.GAMMARAY_FUZZ_CASES ?? 5000);
 const CASE_TIMEOUT_MS = 2000;
@@ -96,7 +96,7 @@ async function collectTargets(image: string): Promise<Target> {
       const root = decodeExtentNode(inode.iBlock, { inode: inode.ino }, undefined);
       if (root.depth > 0) {
         extentNodes.push({ offset: off + 0x28, block: -1 });
-        for (const idx of root.entries as { leaf: number }[]) {
+        for (const idx of root.entries as readonly ExtentIndex[]) {
           extentNodes.push({ offset: idx.leaf * bs, block: idx.leaf });
           regions.push({ what: 'extent', offset: idx.leaf * bs, length: bs });
         }

@@ -27,7 +27,8 @@ export class OutputClosedError extends Error {
  * RuntimeFailure naming `what`.
  */
 export class BufferedWriter {
-  private pendingText = '';
+  private textParts: string[] = [];
+  private textLength = 0;
   private pendingChunks: Uint8Array[] = [];
   private pendingBytes = 0;
   private error: Error | undefined;
@@ -48,8 +49,11 @@ export class BufferedWriter {
 
   /** Appends text; returns a promise (to await) only when it started a flush. */
   text(s: string): Promise<void> | undefined {
-    this.pendingText += s;
-    if (this.pendingText.length >= this.flushAt) return this.flush();
+    // Parts are joined once per flush: appending to one long string builds a
+    // rope of cons-strings that the GC then walks and flattens.
+    this.textParts.push(s);
+    this.textLength += s.length;
+    if (this.textLength >= this.flushAt) return this.flush();
     return undefined;
   }
 
@@ -62,10 +66,16 @@ export class BufferedWriter {
     return undefined;
   }
 
+  private takeText(): string {
+    const t = this.textParts.length === 1 ? this.textParts[0]! : this.textParts.join(''); // ok: length checked
+    this.textParts = [];
+    this.textLength = 0;
+    return t;
+  }
+
   private moveText(): void {
-    if (this.pendingText.length === 0) return;
-    const b = Buffer.from(this.pendingText, 'utf8');
-    this.pendingText = '';
+    if (this.textParts.length === 0) return;
+    const b = Buffer.from(this.takeText(), 'utf8');
     this.pendingChunks.push(b);
     this.pendingBytes += b.length;
   }
@@ -75,9 +85,8 @@ export class BufferedWriter {
     this.check();
     let data: string | Uint8Array;
     if (this.pendingChunks.length === 0) {
-      if (this.pendingText.length === 0) return;
-      data = this.pendingText;
-      this.pendingText = '';
+      if (this.textParts.length === 0) return;
+      data = this.takeText();
       this.written += Buffer.byteLength(data);
     } else {
       this.moveText();

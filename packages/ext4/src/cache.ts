@@ -9,6 +9,8 @@ import { IoError } from './errors.js';
  */
 export class ChunkCache {
   private readonly chunks = new Map<number, Promise<Uint8Array>>();
+  /** Chunks whose read completed, for the synchronous fast path. */
+  private readonly ready = new Map<number, Uint8Array>();
   private bytes = 0;
 
   constructor(
@@ -41,6 +43,20 @@ export class ChunkCache {
     return out;
   }
 
+  /**
+   * The bytes if they lie in one chunk that is already loaded, else
+   * undefined. Lets hot loops (decoding a directory's inodes) skip a promise
+   * per inode.
+   */
+  peek(offset: number, length: number): Uint8Array | undefined {
+    const first = Math.floor(offset / this.chunkBytes);
+    if (Math.floor((offset + length - 1) / this.chunkBytes) !== first) return undefined;
+    const chunk = this.ready.get(first);
+    if (chunk === undefined) return undefined;
+    const at = offset - first * this.chunkBytes;
+    return at + length <= chunk.length ? chunk.subarray(at, at + length) : undefined;
+  }
+
   /** Reads bypassing the cache (large file content). */
   async readDirect(offset: number, length: number): Promise<Uint8Array> {
     if (offset < 0 || length < 0 || offset + length > this.source.size) {
@@ -62,18 +78,25 @@ export class ChunkCache {
     }
     const start = index * this.chunkBytes;
     const len = Math.min(this.chunkBytes, this.source.size - start);
-    const p = this.readDirect(start, len);
+    // Plain Uint8Array views: Buffer#subarray costs a JS constructor call per slice.
+    const p = this.readDirect(start, len).then((b) => {
+      const u = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+      if (this.chunks.get(index) === p) this.ready.set(index, u);
+      return u;
+    });
     this.chunks.set(index, p);
     this.bytes += len;
     p.catch(() => {
       if (this.chunks.get(index) === p) {
         this.chunks.delete(index);
+        this.ready.delete(index);
         this.bytes -= len;
       }
     });
     while (this.bytes > this.capacityBytes && this.chunks.size > 1) {
       const oldest = this.chunks.keys().next().value as number; // ok: size > 1
       this.chunks.delete(oldest);
+      this.ready.delete(oldest);
       this.bytes -= Math.min(this.chunkBytes, this.source.size - oldest * this.chunkBytes);
     }
     return p;

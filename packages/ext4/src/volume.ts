@@ -124,6 +124,22 @@ export class Ext4Volume {
     }
   }
 
+  /**
+   * Decodes inode `ino` without waiting if its inode-table bytes are already
+   * cached; undefined means "call readInode". Throws like readInode.
+   */
+  readInodeCached(ino: number): Ext4Inode | undefined {
+    const sb = this.superblock;
+    if (!Number.isInteger(ino) || ino < 1 || ino > sb.inodesCount) return undefined;
+    const group = Math.floor((ino - 1) / sb.inodesPerGroup);
+    const index = (ino - 1) % sb.inodesPerGroup;
+    const gd = this.groups[group];
+    if (gd === undefined || gd instanceof CorruptError) return undefined;
+    if ((sb.metadataCsum || sb.has.gdtCsum) && (gd.flags & GroupFlags.inodeUninit || index >= sb.inodesPerGroup - gd.itableUnused)) return undefined;
+    const raw = this.cache.peek(gd.inodeTable * sb.blockSize + index * sb.inodeSize, sb.inodeSize);
+    return raw === undefined ? undefined : decodeInode(raw, ino, sb);
+  }
+
   /** Reads and decodes inode `ino`. */
   async readInode(ino: number): Promise<Ext4Inode> {
     const sb = this.superblock;
@@ -154,12 +170,26 @@ export class Ext4Volume {
     if (inode.flags & InodeFlags.inlineData) return [];
     if (inode.type !== FileType.file && inode.type !== FileType.dir && inode.type !== FileType.symlink) return [];
     if (inode.type === FileType.symlink && this.isFastSymlink(inode)) return [];
+    if (inode.flags & InodeFlags.extents && inode.iBlock[6] === 0 && inode.iBlock[7] === 0) {
+      // Depth 0: the whole map is in the inode; decoding it is cheaper than caching it.
+      return this.checkLeaves(decodeExtentNode(inode.iBlock, { inode: inode.ino }, undefined).entries as Extent[], inode.ino);
+    }
     const cached = this.mapCache.get(inode.ino);
     if (cached) return cached;
     const map = inode.flags & InodeFlags.extents ? await this.extentMap(inode) : await this.indirectMap(inode);
     if (this.mapCache.size >= 64) this.mapCache.delete(this.mapCache.keys().next().value as number); // ok: non-empty
     this.mapCache.set(inode.ino, map);
     return map;
+  }
+
+  private checkLeaves(extents: Extent[], ino: number): Extent[] {
+    const sb = this.superblock;
+    for (const e of extents) {
+      if (e.physical < sb.firstDataBlock || e.physical + e.length > sb.blocksCount) {
+        throw new CorruptError(CorruptKind.BlockNumber, `extent ${e.logical}+${e.length} maps to blocks ${e.physical}.. outside the file system`, { inode: ino, block: e.physical, field: 'ee_start_lo' });
+      }
+    }
+    return extents;
   }
 
   private async extentMap(inode: Ext4Inode): Promise<Extent[]> {
@@ -331,6 +361,33 @@ export class Ext4Volume {
     if (inode.type !== FileType.symlink || inode.flags & InodeFlags.inlineData) return false;
     const eaBlocks = inode.fileAcl !== 0 ? this.superblock.clusterSize / 512 : 0;
     return inode.blocks512 - eaBlocks === 0;
+  }
+
+  /**
+   * The extended attributes when they need no I/O (no xattr block, no EA
+   * inode), else undefined: then call {@link readXattrs}.
+   */
+  readXattrsCached(inode: Ext4Inode): Xattr[] | undefined {
+    if (inode.fileAcl !== 0) return undefined;
+    const list = decodeInodeXattrs(inode.raw, inode.extraIsize, inode.ino);
+    if (list.length === 0) return list;
+    if (list.some((x) => x.valueInode !== undefined)) return undefined;
+    return list.filter((x) => x.name !== 'system.data');
+  }
+
+  /**
+   * The block map when it is held in the inode itself (extent depth 0,
+   * inline data, fast symlink, special file), else undefined: then call
+   * {@link blockMap}. Throws like blockMap.
+   */
+  blockMapCached(inode: Ext4Inode): readonly Extent[] | undefined {
+    if (inode.flags & InodeFlags.inlineData) return [];
+    if (inode.type !== FileType.file && inode.type !== FileType.dir && inode.type !== FileType.symlink) return [];
+    if (inode.type === FileType.symlink && this.isFastSymlink(inode)) return [];
+    if (inode.flags & InodeFlags.extents && inode.iBlock[6] === 0 && inode.iBlock[7] === 0) {
+      return this.checkLeaves(decodeExtentNode(inode.iBlock, { inode: inode.ino }, undefined).entries as Extent[], inode.ino);
+    }
+    return undefined;
   }
 
   /** All extended attributes: in-inode, then the xattr block (system.data excluded). */

@@ -66,7 +66,7 @@ export async function* walk(vol: Ext4Volume, opts: WalkOptions = {}): AsyncGener
     const item = stack.pop()!; // ok: non-empty
     let inode: Ext4Inode;
     try {
-      inode = await vol.readInode(item.ino);
+      inode = vol.readInodeCached(item.ino) ?? (await vol.readInode(item.ino));
     } catch (err) {
       if (!(err instanceof Ext4Error)) throw err;
       yield { path: item.path, ino: item.ino, depth: item.depth, inode: undefined, errors: [err] };

@@ -156,14 +156,14 @@ async function crawlVolume(term: Terminal, v: OpenedVolume, partitioned: boolean
         }
       }
       try {
-        xattrs = await fs.readXattrs(inode);
+        xattrs = fs.readXattrsCached(inode) ?? (await fs.readXattrs(inode));
       } catch (err) {
         if (!(err instanceof Ext4Error)) throw err;
         errors = [...errors, err];
       }
       if (t === 'file' || t === 'dir' || (t === 'symlink' && symlinkHasBlocks(inode, sb))) {
         try {
-          blocks = await fs.blockMap(inode);
+          blocks = fs.blockMapCached(inode) ?? (await fs.blockMap(inode));
         } catch (err) {
           if (!(err instanceof Ext4Error)) throw err;
           errors = [...errors, err];

@@ -53,12 +53,14 @@ export interface Extent {
  * decreases along every path and the walk ends.
  */
 export function decodeExtentNode(bytes: Uint8Array, where: { inode: number; block?: number }, expectDepth: number | undefined): ExtentNode {
-  const v = viewOf(bytes);
+  // Byte arithmetic rather than a DataView: every file of a crawl has an extent root.
+  const u16 = (o: number) => bytes[o]! | (bytes[o + 1]! << 8);
+  const u32 = (o: number) => (bytes[o]! | (bytes[o + 1]! << 8) | (bytes[o + 2]! << 16) | (bytes[o + 3]! << 24)) >>> 0;
   if (bytes.length < 12) throw new CorruptError(CorruptKind.ExtentHeader, 'extent node shorter than its header', where);
-  const eh_magic = v.getUint16(0, true);
-  const eh_entries = v.getUint16(2, true);
-  const eh_max = v.getUint16(4, true);
-  const eh_depth = v.getUint16(6, true);
+  const eh_magic = u16(0);
+  const eh_entries = u16(2);
+  const eh_max = u16(4);
+  const eh_depth = u16(6);
   if (eh_magic !== EXT4_EXT_MAGIC) throw new CorruptError(CorruptKind.ExtentHeader, `bad magic 0x${eh_magic.toString(16)}`, { ...where, field: 'eh_magic' });
   const capacity = Math.floor((bytes.length - 12) / 12);
   if (eh_max === 0 || eh_max > capacity) throw new CorruptError(CorruptKind.ExtentHeader, `eh_max ${eh_max} exceeds node capacity ${capacity}`, { ...where, field: 'eh_max' });
@@ -72,8 +74,8 @@ export function decodeExtentNode(bytes: Uint8Array, where: { inode: number; bloc
     let prev = -1;
     for (let i = 0; i < eh_entries; i++) {
       const o = 12 + i * 12;
-      const ei_block = v.getUint32(o, true);
-      const leaf = u64(v.getUint32(o + 4, true), v.getUint16(o + 8, true), CorruptKind.ExtentEntry, { ...where, field: 'ei_leaf_hi' });
+      const ei_block = u32(o);
+      const leaf = u64(u32(o + 4), u16(o + 8), CorruptKind.ExtentEntry, { ...where, field: 'ei_leaf_hi' });
       if (ei_block <= prev) throw new CorruptError(CorruptKind.ExtentEntry, `index entries out of order (${ei_block} after ${prev})`, { ...where, field: 'ei_block' });
       prev = ei_block;
       out.push({ block: ei_block, leaf });
@@ -84,9 +86,11 @@ export function decodeExtentNode(bytes: Uint8Array, where: { inode: number; bloc
   let nextFree = 0;
   for (let i = 0; i < eh_entries; i++) {
     const o = 12 + i * 12;
-    const ee_block = v.getUint32(o, true);
-    const ee_len = v.getUint16(o + 4, true);
-    const physical = u64(v.getUint32(o + 8, true), v.getUint16(o + 6, true), CorruptKind.ExtentEntry, { ...where, field: 'ee_start_hi' });
+    const ee_block = u32(o);
+    const ee_len = u16(o + 4);
+    const ee_start_hi = u16(o + 6);
+    const ee_start_lo = u32(o + 8);
+    const physical = ee_start_hi === 0 ? ee_start_lo : u64(ee_start_lo, ee_start_hi, CorruptKind.ExtentEntry, { ...where, field: 'ee_start_hi' });
     const initialized = ee_len <= EXT_INIT_MAX_LEN;
     const length = initialized ? ee_len : ee_len - EXT_INIT_MAX_LEN;
     if (length === 0) throw new CorruptError(CorruptKind.ExtentEntry, `zero-length extent at logical ${ee_block}`, { ...where, field: 'ee_len' });

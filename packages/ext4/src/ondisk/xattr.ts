@@ -92,7 +92,7 @@ function latin1OrUtf8(b: Uint8Array): string {
 export function decodeInodeXattrs(raw: Uint8Array, extraIsize: number, ino: number): Xattr[] {
   const start = 128 + extraIsize;
   if (raw.length <= 128 || start + 4 > raw.length) return [];
-  if (viewOf(raw).getUint32(start, true) !== XATTR_MAGIC) return [];
+  if ((raw[start]! | (raw[start + 1]! << 8) | (raw[start + 2]! << 16) | (raw[start + 3]! << 24)) >>> 0 !== XATTR_MAGIC) return [];
   const region = raw.subarray(start + 4);
   return decodeEntries(region, 0, 0, { inode: ino });
 }
