@@ -290,19 +290,21 @@ export class Ext4Volume {
     return out;
   }
 
-  /** The inline data of an inline_data inode: i_block then the system.data xattr. */
+  /**
+   * The bytes an inline_data inode stores: i_block then the system.data
+   * xattr, at most `i_size` of them. A size beyond what is stored reads as
+   * zeros (the kernel zero-fills the rest of the page), so the result may be
+   * shorter than i_size; callers pad.
+   */
   async inlineData(inode: Ext4Inode): Promise<Uint8Array> {
     const first = inode.iBlock.subarray(0, Math.min(60, inode.size));
     if (inode.size <= 60) return first.slice();
     const xattrs = decodeInodeXattrs(inode.raw, inode.extraIsize, inode.ino);
     const data = xattrs.find((x) => x.name === 'system.data');
-    const rest = data?.value ?? EMPTY;
-    if (60 + rest.length < inode.size) {
-      throw new CorruptError(CorruptKind.InlineData, `inline size ${inode.size} but only ${60 + rest.length} bytes stored`, { inode: inode.ino, field: 'i_size' });
-    }
-    const out = new Uint8Array(inode.size);
+    const rest = (data?.value ?? EMPTY).subarray(0, inode.size - 60);
+    const out = new Uint8Array(60 + rest.length);
     out.set(first, 0);
-    out.set(rest.subarray(0, inode.size - 60), 60);
+    out.set(rest, 60);
     return out;
   }
 
@@ -314,7 +316,12 @@ export class Ext4Volume {
     if (offset < 0 || length < 0 || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) throw new LookupError('EINVAL', `bad range ${offset}+${length}`);
     const end = Math.min(inode.size, offset + length);
     if (end <= offset) return new Uint8Array(0);
-    if (inode.flags & InodeFlags.inlineData) return (await this.inlineData(inode)).subarray(offset, end);
+    if (inode.flags & InodeFlags.inlineData) {
+      const stored = await this.inlineData(inode);
+      const out = new Uint8Array(end - offset);
+      if (offset < stored.length) out.set(stored.subarray(offset, Math.min(end, stored.length)));
+      return out;
+    }
     const bs = this.superblock.blockSize;
     const map = await this.blockMap(inode);
     const out = new Uint8Array(end - offset);
@@ -348,7 +355,7 @@ export class Ext4Volume {
   async readLink(inode: Ext4Inode): Promise<Uint8Array> {
     if (inode.type !== FileType.symlink) throw new LookupError('EINVAL', `inode ${inode.ino} is not a symlink`);
     if (inode.size > MAX_SYMLINK_BYTES) throw new CorruptError(CorruptKind.Symlink, `symlink of ${inode.size} bytes`, { inode: inode.ino, field: 'i_size' });
-    if (inode.flags & InodeFlags.inlineData) return this.inlineData(inode);
+    if (inode.flags & InodeFlags.inlineData) return this.readFile(inode, 0, inode.size);
     if (this.isFastSymlink(inode)) {
       if (inode.size >= 60) throw new CorruptError(CorruptKind.Symlink, `fast symlink of ${inode.size} bytes does not fit i_block`, { inode: inode.ino, field: 'i_size' });
       return inode.iBlock.slice(0, inode.size);
