@@ -14,7 +14,6 @@
  * BSON), blocks [{logical, physical, length, initialized}] (non-empty
  * only), and errors [{name, kind, message}] when something was unreadable.
  */
-import { Binary } from 'bson';
 import { decodeDevice, decodeName, Ext4Error, type Ext4Inode, type Extent, type JournalSuperblock, type Xattr } from '@gammaray/ext4';
 import { errorKind } from './errors.js';
 import { uuidString } from './format.js';
@@ -116,7 +115,7 @@ export function entryDoc(f: EntryFacts): Record<string, unknown> {
       d.rdev = { major: dev.major, minor: dev.minor };
     }
     d.flags = i.flags;
-    if (f.xattrs !== undefined && f.xattrs.length > 0) d.xattrs = f.xattrs.map((x) => ({ name: x.name, value: new Binary(x.value) }));
+    if (f.xattrs !== undefined && f.xattrs.length > 0) d.xattrs = f.xattrs.map((x) => ({ name: x.name, value: x.value })); // bson stores a Uint8Array as binary (subtype 0)
     if (f.blocks !== undefined && f.blocks.length > 0) {
       d.blocks = f.blocks.map((e) => ({ logical: e.logical, physical: e.physical, length: e.length, initialized: e.initialized }));
     }

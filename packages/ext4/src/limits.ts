@@ -19,6 +19,8 @@ export const MAX_SYMLINK_HOPS = 40;
 export const MAX_SYMLINK_BYTES = 65536;
 /** Entries read from one directory. */
 export const MAX_DIR_ENTRIES = 4_000_000;
+/** Corrupt blocks tolerated in one directory before the rest of it is given up (each costs an error object). */
+export const MAX_DIR_BLOCK_ERRORS = 64;
 /** Bytes of one directory that are scanned (largedir allows ~ 2^32 blocks; we stop well before). */
 export const MAX_DIR_BYTES = 2 ** 31;
 /** Extended attributes in one inode or block. */
@@ -33,5 +35,5 @@ export const MAX_BLOCK_SIZE = 65536;
 export const MAX_GROUPS = 1 << 22;
 /** Bytes the block cache keeps. */
 export const BLOCK_CACHE_BYTES = 64 * 1024 * 1024;
-/** Size of one cache chunk (aligned reads of this many bytes). */
-export const CACHE_CHUNK_BYTES = 32 * 1024;
+/** Size of one inode-table cache chunk (aligned reads of this many bytes). */
+export const CACHE_CHUNK_BYTES = 64 * 1024;

@@ -5,6 +5,7 @@ import { CorruptError, CorruptKind, Ext4Error, LookupError } from './errors.js';
 import {
   BLOCK_CACHE_BYTES,
   CACHE_CHUNK_BYTES,
+  MAX_DIR_BLOCK_ERRORS,
   MAX_DIR_BYTES,
   MAX_DIR_ENTRIES,
   MAX_EXTENTS_PER_INODE,
@@ -54,6 +55,7 @@ export class Ext4Volume {
     readonly superblock: Ext4Superblock,
     groups: (Ext4GroupDesc | CorruptError)[],
     private readonly cache: ChunkCache,
+    private readonly itableCache: ChunkCache,
   ) {
     this.groups = groups;
   }
@@ -87,7 +89,11 @@ export class Ext4Volume {
         }
       }
     }
-    return new Ext4Volume(sb, groups, cache);
+    // Inode tables are read in large runs (neighbouring inodes are wanted together);
+    // everything else block by block, so scattered directory blocks cost one block each.
+    const blockCache = new ChunkCache(source, sb.blockSize, opts.cacheBytes ?? BLOCK_CACHE_BYTES);
+    const itableCache = new ChunkCache(source, Math.max(CACHE_CHUNK_BYTES, sb.blockSize), opts.cacheBytes ?? BLOCK_CACHE_BYTES);
+    return new Ext4Volume(sb, groups, blockCache, itableCache);
   }
 
   /** ext2, ext3 or ext4, judged by features as blkid does. */
@@ -136,7 +142,7 @@ export class Ext4Volume {
     const gd = this.groups[group];
     if (gd === undefined || gd instanceof CorruptError) return undefined;
     if ((sb.metadataCsum || sb.has.gdtCsum) && (gd.flags & GroupFlags.inodeUninit || index >= sb.inodesPerGroup - gd.itableUnused)) return undefined;
-    const raw = this.cache.peek(gd.inodeTable * sb.blockSize + index * sb.inodeSize, sb.inodeSize);
+    const raw = this.itableCache.peek(gd.inodeTable * sb.blockSize + index * sb.inodeSize, sb.inodeSize);
     return raw === undefined ? undefined : decodeInode(raw, ino, sb);
   }
 
@@ -154,7 +160,7 @@ export class Ext4Volume {
       return decodeInode(new Uint8Array(sb.inodeSize), ino, sb);
     }
     const off = gd.inodeTable * sb.blockSize + index * sb.inodeSize;
-    const raw = await this.cache.read(off, sb.inodeSize);
+    const raw = await this.itableCache.read(off, sb.inodeSize);
     return decodeInode(raw, ino, sb);
   }
 
@@ -493,6 +499,10 @@ export class Ext4Volume {
         } catch (err) {
           if (err instanceof CorruptError && err.kind !== CorruptKind.DirTooLarge) errors.push(err);
           else throw err;
+        }
+        if (errors.length >= MAX_DIR_BLOCK_ERRORS) {
+          errors.push(new CorruptError(CorruptKind.TreeBudget, `gave up on the directory after ${MAX_DIR_BLOCK_ERRORS} corrupt blocks`, { inode: ino }));
+          return { entries, errors };
         }
       }
     }

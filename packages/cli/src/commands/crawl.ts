@@ -1,5 +1,4 @@
 import { open } from 'node:fs/promises';
-import { serialize } from 'bson';
 import { Ext4Error, walk, type Ext4Inode, type Ext4Superblock, type Extent, type FileType, type Xattr } from '@gammaray/ext4';
 import { ExitCode, UserError } from '../errors.js';
 import { humanSize, shellWord } from '../format.js';
@@ -113,7 +112,7 @@ export async function runCrawl(term: Terminal, image: string, opts: CrawlOptions
 
 async function emit(sinks: Sinks, doc: Record<string, unknown>): Promise<void> {
   if (sinks.json) await sinks.json.text(`${JSON.stringify(doc)}\n`);
-  if (sinks.bson) await sinks.bson.bytes(serialize(doc));
+  if (sinks.bson) await sinks.bson.bytes((await bsonSerializer())(doc));
 }
 
 /** Whether a symlink keeps its target in data blocks (the kernel's test: blocks beyond an xattr block). */
@@ -138,6 +137,7 @@ async function crawlVolume(term: Terminal, v: OpenedVolume, partitioned: boolean
   await emit(sinks, header.doc);
 
   const { json, bson } = sinks;
+  const serialize = bson ? await bsonSerializer() : undefined;
   for await (const item of walk(fs)) {
     // Copied only when this entry adds a problem of its own (rare).
     let errors: readonly Error[] = item.errors;
@@ -182,7 +182,7 @@ async function crawlVolume(term: Terminal, v: OpenedVolume, partitioned: boolean
       if (p) await p;
     }
     if (bson) {
-      const p = bson.bytes(serialize(entryDoc(facts)));
+      const p = bson.bytes(serialize!(entryDoc(facts))); // ok: set whenever bson is
       if (p) await p;
     }
     progress.tick(before + st.entries);
@@ -223,3 +223,11 @@ function summaryText(stats: readonly VolumeStats[], skipped: readonly string[], 
   return `${lines.join('\n')}\n`;
 }
 
+
+let serializeBson: ((doc: Record<string, unknown>) => Uint8Array) | undefined;
+
+/** The bson encoder, loaded on first use so `--json` and summary runs skip loading it. */
+async function bsonSerializer(): Promise<(doc: Record<string, unknown>) => Uint8Array> {
+  serializeBson ??= (await import('bson')).serialize;
+  return serializeBson;
+}
