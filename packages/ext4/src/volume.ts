@@ -48,52 +48,71 @@ const EMPTY = new Uint8Array(0);
  * {@link Ext4Error}; none loops without bound.
  */
 export class Ext4Volume {
-  private readonly groups: (Ext4GroupDesc | CorruptError)[];
+  /** Decoded descriptors (or why not), filled on first use. */
+  private readonly decoded: (Ext4GroupDesc | CorruptError | undefined)[];
   private readonly mapCache = new Map<number, readonly Extent[]>();
 
   private constructor(
     readonly superblock: Ext4Superblock,
-    groups: (Ext4GroupDesc | CorruptError)[],
+    /** Raw descriptor bytes per group; a CorruptError where the descriptor block is unreadable. */
+    private readonly rawDescs: (Uint8Array | CorruptError)[],
     private readonly cache: ChunkCache,
     private readonly itableCache: ChunkCache,
   ) {
-    this.groups = groups;
+    this.decoded = new Array<Ext4GroupDesc | CorruptError | undefined>(rawDescs.length);
   }
 
-  /** Reads and validates the superblock and group descriptors. */
+  /**
+   * Reads and validates the superblock and reads the group descriptor
+   * table. Descriptors are decoded (and checksum-verified) on first use, so
+   * a superblock that claims absurd geometry costs bytes, not millions of
+   * error objects; descriptor blocks past the end of the source share one
+   * error.
+   */
   static async open(source: BlockSource, opts: OpenOptions = {}): Promise<Ext4Volume> {
     const cache = new ChunkCache(source, CACHE_CHUNK_BYTES, opts.cacheBytes ?? BLOCK_CACHE_BYTES);
     if (source.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE) {
       throw new CorruptError(CorruptKind.SuperblockMagic, `the ${source.size}-byte volume is too small to hold an ext2/3/4 file system`);
     }
     const sb = decodeSuperblock(await cache.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
-    const groups: (Ext4GroupDesc | CorruptError)[] = [];
     const descPerBlock = sb.blockSize / sb.descSize;
     const metaGroups = Math.ceil(sb.groupCount / descPerBlock);
+    const raws: (Uint8Array | CorruptError)[] = [];
+    let outside: CorruptError | undefined;
     for (let m = 0; m < metaGroups; m++) {
       const blk = descriptorBlock(sb, m, (g) => groupHasSuper(sb, g));
       const n = Math.min(descPerBlock, sb.groupCount - m * descPerBlock);
       if (blk >= sb.blocksCount || (blk + 1) * sb.blockSize > source.size) {
-        const err = new CorruptError(CorruptKind.GroupDescriptor, `descriptor block ${blk} is outside the volume`, { block: blk, group: m * descPerBlock });
-        for (let i = 0; i < n; i++) groups.push(err);
+        outside ??= new CorruptError(CorruptKind.GroupDescriptor, `descriptor block ${blk} (groups ${m * descPerBlock}..) is outside the ${source.size}-byte volume`, { block: blk, group: m * descPerBlock });
+        for (let i = 0; i < n; i++) raws.push(outside);
         continue;
       }
       const bytes = await cache.read(blk * sb.blockSize, sb.blockSize);
-      for (let i = 0; i < n; i++) {
-        const g = m * descPerBlock + i;
-        try {
-          groups.push(decodeGroupDesc(bytes.subarray(i * sb.descSize, (i + 1) * sb.descSize), g, sb));
-        } catch (err) {
-          if (err instanceof CorruptError) groups.push(err);
-          else throw err;
-        }
-      }
+      for (let i = 0; i < n; i++) raws.push(bytes.subarray(i * sb.descSize, (i + 1) * sb.descSize));
     }
     // Inode tables are read in large runs (neighbouring inodes are wanted together);
     // everything else block by block, so scattered directory blocks cost one block each.
     const blockCache = new ChunkCache(source, sb.blockSize, opts.cacheBytes ?? BLOCK_CACHE_BYTES);
     const itableCache = new ChunkCache(source, Math.max(CACHE_CHUNK_BYTES, sb.blockSize), opts.cacheBytes ?? BLOCK_CACHE_BYTES);
-    return new Ext4Volume(sb, groups, blockCache, itableCache);
+    return new Ext4Volume(sb, raws, blockCache, itableCache);
+  }
+
+  private descOrError(group: number): Ext4GroupDesc | CorruptError | undefined {
+    const hit = this.decoded[group];
+    if (hit !== undefined || group < 0 || group >= this.rawDescs.length) return hit;
+    const raw = this.rawDescs[group]!; // ok: bounds checked
+    let d: Ext4GroupDesc | CorruptError;
+    if (raw instanceof CorruptError) d = raw;
+    else {
+      try {
+        d = decodeGroupDesc(raw, group, this.superblock);
+      } catch (err) {
+        if (!(err instanceof CorruptError)) throw err;
+        d = err;
+      }
+    }
+    this.decoded[group] = d;
+    return d;
   }
 
   /** ext2, ext3 or ext4, judged by features as blkid does. */
@@ -106,7 +125,7 @@ export class Ext4Volume {
 
   /** The descriptor of `group`, or throws the error found decoding it. */
   groupDesc(group: number): Ext4GroupDesc {
-    const g = this.groups[group];
+    const g = this.descOrError(group);
     if (g === undefined) throw new CorruptError(CorruptKind.InodeNumber, `group ${group} does not exist`, { group });
     if (g instanceof CorruptError) throw g;
     return g;
@@ -114,7 +133,7 @@ export class Ext4Volume {
 
   /** Number of block groups. */
   get groupCount(): number {
-    return this.groups.length;
+    return this.rawDescs.length;
   }
 
   /** Reads whole file-system blocks [block, block+count) through the metadata cache. */
@@ -139,7 +158,7 @@ export class Ext4Volume {
     if (!Number.isInteger(ino) || ino < 1 || ino > sb.inodesCount) return undefined;
     const group = Math.floor((ino - 1) / sb.inodesPerGroup);
     const index = (ino - 1) % sb.inodesPerGroup;
-    const gd = this.groups[group];
+    const gd = this.descOrError(group);
     if (gd === undefined || gd instanceof CorruptError) return undefined;
     if ((sb.metadataCsum || sb.has.gdtCsum) && (gd.flags & GroupFlags.inodeUninit || index >= sb.inodesPerGroup - gd.itableUnused)) return undefined;
     const raw = this.itableCache.peek(gd.inodeTable * sb.blockSize + index * sb.inodeSize, sb.inodeSize);
