@@ -1,7 +1,8 @@
 import { deserialize, serialize } from 'bson';
 import { CorruptError, CorruptKind, toTreeEntry, type Ext4Inode } from '@gammaray/ext4';
 import { describe, expect, it } from 'vitest';
-import { entryDoc, entryJson, type EntryFacts } from '../src/records.js';
+import { JsonBytes } from '../src/json-bytes.js';
+import { entryDoc, entryJson, writeEntryJson, type EntryFacts } from '../src/records.js';
 
 function inode(over: Partial<Ext4Inode>): Ext4Inode {
   return {
@@ -38,6 +39,28 @@ const cases: [string, EntryFacts][] = [
 ];
 
 describe('crawl records', () => {
+  it.each(cases)('the byte-level writer prints exactly the JSON line: %s', (_name, f) => {
+    const out = new JsonBytes();
+    writeEntryJson(f, out);
+    expect(Buffer.from(out.take()).toString('utf8')).toBe(`${entryJson(f)}\n`);
+  });
+
+  it('the byte-level writer matches JSON.stringify for awkward strings and numbers', () => {
+    const names = ['plain', 'tab\there', 'quote"', 'back\\slash', 'é日本😀', '\u007f del', '\x00nul', 'a'.repeat(5000), ''];
+    const nums = [0, 1, 9, 10, 99, 100, -1, -300000001, 2 ** 33, Number.MAX_SAFE_INTEGER, 4_294_967_294];
+    const out = new JsonBytes();
+    let want = '';
+    for (const n of names) {
+      out.str(n);
+      want += JSON.stringify(n);
+    }
+    for (const n of nums) {
+      out.num(n).raw(Buffer.from(','));
+      want += `${JSON.stringify(n)},`;
+    }
+    expect(Buffer.from(out.take()).toString('utf8')).toBe(want);
+  });
+
   it.each(cases)('JSON and BSON agree, field for field and in order: %s', (_name, f) => {
     const json = JSON.parse(entryJson(f)) as Record<string, unknown>;
     const bson = viaBson(f) as Record<string, unknown>;

@@ -4,7 +4,8 @@ import { ExitCode, UserError } from '../errors.js';
 import { humanSize, shellWord } from '../format.js';
 import { describeVolumes, imageVolumes, isNoFileSystem, openImage, probe, probeError, type OpenedVolume, type Probe } from '../image.js';
 import { BufferedWriter, type Progress, type Terminal } from '../output.js';
-import { entryDoc, entryJson, failedVolumeHeader, volumeHeader, type EntryFacts } from '../records.js';
+import { JsonBytes } from '../json-bytes.js';
+import { entryDoc, failedVolumeHeader, volumeHeader, writeEntryJson, type EntryFacts } from '../records.js';
 
 /** Options of `gammaray crawl`. */
 export interface CrawlOptions {
@@ -138,6 +139,7 @@ async function crawlVolume(term: Terminal, v: OpenedVolume, partitioned: boolean
 
   const { json, bson } = sinks;
   const serialize = bson ? await bsonSerializer() : undefined;
+  const jsonBytes = new JsonBytes();
   for await (const item of walk(fs)) {
     // Copied only when this entry adds a problem of its own (rare).
     let errors: readonly Error[] = item.errors;
@@ -178,8 +180,8 @@ async function crawlVolume(term: Terminal, v: OpenedVolume, partitioned: boolean
     }
     const facts: EntryFacts = { partition: v.index, path: item.path, ino: item.ino, inode, target, xattrs, blocks, errors };
     if (json) {
-      const p = json.text(`${entryJson(facts)}\n`);
-      if (p) await p;
+      writeEntryJson(facts, jsonBytes);
+      if (jsonBytes.full) await json.bytes(jsonBytes.take());
     }
     if (bson) {
       const p = bson.bytes(serialize!(entryDoc(facts))); // ok: set whenever bson is
@@ -187,6 +189,7 @@ async function crawlVolume(term: Terminal, v: OpenedVolume, partitioned: boolean
     }
     progress.tick(before + st.entries);
   }
+  if (json && jsonBytes.length > 0) await json.bytes(jsonBytes.take());
   return st;
 }
 
