@@ -39,32 +39,51 @@ export class JsonBytes {
 
   /** Appends pre-encoded bytes. */
   raw(b: Uint8Array): this {
-    this.room(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
+    const n = b.length;
+    if (this.pos + n > this.buf.length) this.room(n);
+    const buf = this.buf;
+    let p = this.pos;
+    if (n <= 32) {
+      // TypedArray#set costs more than a short loop for the small constants that dominate.
+      for (let i = 0; i < n; i++) buf[p++] = b[i]!;
+      this.pos = p;
+    } else {
+      buf.set(b, p);
+      this.pos = p + n;
+    }
     return this;
   }
 
   /** Appends a number as JSON.stringify would. */
   num(n: number): this {
     if (!Number.isSafeInteger(n)) return this.raw(lit(JSON.stringify(n)));
-    this.room(24);
+    if (this.pos + 24 > this.buf.length) this.room(24);
     const buf = this.buf;
+    let p = this.pos;
     if (n < 0) {
-      buf[this.pos++] = 0x2d;
+      buf[p++] = 0x2d;
       n = -n;
     }
     if (n < 10) {
-      buf[this.pos++] = ZERO + n;
+      buf[p++] = ZERO + n;
+      this.pos = p;
       return this;
     }
     const d = this.digits;
     let k = 0;
-    while (n > 0) {
+    while (n >= 0x80000000) {
       d[k++] = ZERO + (n % 10);
       n = Math.floor(n / 10);
     }
-    while (k > 0) buf[this.pos++] = d[--k]!; // ok: k > 0
+    // Small integers: 32-bit arithmetic, much cheaper than float division.
+    let m = n | 0;
+    while (m > 0) {
+      const q = (m / 10) | 0;
+      d[k++] = ZERO + (m - q * 10);
+      m = q;
+    }
+    while (k > 0) buf[p++] = d[--k]!; // ok: k > 0
+    this.pos = p;
     return this;
   }
 

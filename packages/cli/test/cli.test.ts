@@ -108,7 +108,7 @@ async function mkfs(dir: string, image: string, size: string, ...extra: string[]
 }
 
 beforeAll(async () => {
-  const build = run('npx', ['tsc', '-b', 'packages/cli'], { cwd: REPO });
+  const build = run('pnpm', ['-s', 'build'], { cwd: REPO });
   work = await mkdtemp(join(tmpdir(), 'gammaray-cli-'));
   src = join(work, 'src');
   await mkdir(join(src, 'dir/sub'), { recursive: true });

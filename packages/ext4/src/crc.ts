@@ -23,6 +23,17 @@ const CRC32C_TABLES: Uint32Array[] = (() => {
   return tables;
 })();
 
+let lastBuffer: ArrayBufferLike | undefined;
+let lastWords: Uint32Array = new Uint32Array(0);
+
+function wordView(buffer: ArrayBufferLike): Uint32Array {
+  if (buffer !== lastBuffer) {
+    lastWords = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+    lastBuffer = buffer;
+  }
+  return lastWords;
+}
+
 /**
  * Continues a raw crc32c (no final inversion, like the kernel's `crc32c()`
  * helper that ext4 calls with seed ~0 or a previous value).
@@ -34,9 +45,12 @@ export function crc32c(crc: number, data: Uint8Array, start = 0, end = data.leng
   // Byte-wise up to 4-byte alignment, then two little-endian words at a time.
   while (i < end && ((data.byteOffset + i) & 3) !== 0) c = t0[(c ^ data[i++]!) & 0xff]! ^ (c >>> 8);
   if (end - i >= 8) {
-    const words = new Uint32Array(data.buffer, data.byteOffset + i, (end - i) >>> 2);
-    const n = words.length & ~1;
-    for (let w = 0; w < n; w += 2) {
+    // One word view per underlying buffer, reused across calls: most calls
+    // checksum slices of the same cache chunk, and a view per call is garbage.
+    const words = wordView(data.buffer);
+    const w0 = (data.byteOffset + i) >>> 2;
+    const n = ((end - i) >>> 3) << 1;
+    for (let w = w0; w < w0 + n; w += 2) {
       const a = (c ^ words[w]!) >>> 0;
       const b = words[w + 1]!;
       c = t7[a & 0xff]! ^ t6[(a >>> 8) & 0xff]! ^ t5[(a >>> 16) & 0xff]! ^ t4[a >>> 24]! ^ t3[b & 0xff]! ^ t2[(b >>> 8) & 0xff]! ^ t1[(b >>> 16) & 0xff]! ^ t0[b >>> 24]!;

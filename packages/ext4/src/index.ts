@@ -1,6 +1,6 @@
 export { Ext4Volume, bytesEqual } from './volume.js';
 export type { DirListing, FsKind, OpenOptions } from './volume.js';
-export { walk } from './walk.js';
+export { walk, walkBatches } from './walk.js';
 export type { WalkItem, WalkOptions } from './walk.js';
 export { toTreeEntry } from './tree-entry.js';
 export type { TreeEntry } from './tree-entry.js';

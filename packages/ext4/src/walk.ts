@@ -56,6 +56,20 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
  * DirectoryLoop and not entered again, so the walk always ends.
  */
 export async function* walk(vol: Ext4Volume, opts: WalkOptions = {}): AsyncGenerator<WalkItem> {
+  for await (const batch of walkBatches(vol, opts)) yield* batch;
+}
+
+/** Items per batch of {@link walkBatches}. */
+const BATCH = 512;
+const NO_ERRORS: readonly Ext4Error[] = Object.freeze([]);
+
+/**
+ * {@link walk} in batches of up to 512 items, in the same order: one promise
+ * per batch instead of one per item, for callers that handle many thousands
+ * of entries (a crawl).
+ */
+export async function* walkBatches(vol: Ext4Volume, opts: WalkOptions = {}): AsyncGenerator<WalkItem[]> {
+  let batch: WalkItem[] = [];
   const recursive = opts.recursive ?? true;
   const sort = opts.sort ?? true;
   const startPath = opts.startPath ?? '/';
@@ -63,29 +77,33 @@ export async function* walk(vol: Ext4Volume, opts: WalkOptions = {}): AsyncGener
   const stack: Pending[] = [{ path: startPath, pathBytes: Buffer.byteLength(startPath), ino: opts.startIno ?? ROOT_INO, depth: 0 }];
   let count = 0;
   while (stack.length > 0) {
+    if (batch.length >= BATCH) {
+      yield batch;
+      batch = [];
+    }
     const item = stack.pop()!; // ok: non-empty
     let inode: Ext4Inode;
     try {
       inode = vol.readInodeCached(item.ino) ?? (await vol.readInode(item.ino));
     } catch (err) {
       if (!(err instanceof Ext4Error)) throw err;
-      yield { path: item.path, ino: item.ino, depth: item.depth, inode: undefined, errors: [err] };
+      batch.push({ path: item.path, ino: item.ino, depth: item.depth, inode: undefined, errors: [err] });
       continue;
     }
     if (!inodeInUse(inode)) {
       const err = new CorruptError(CorruptKind.DirEntryInode, `${item.path} names free inode ${item.ino}`, { inode: item.ino });
-      yield { path: item.path, ino: item.ino, depth: item.depth, inode: undefined, errors: [err] };
+      batch.push({ path: item.path, ino: item.ino, depth: item.depth, inode: undefined, errors: [err] });
       continue;
     }
     if (++count % 4096 === 0) opts.onProgress?.(count);
     const descend = inode.type === FileType.dir && (recursive || item.depth === 0);
     if (!descend) {
-      yield { path: item.path, ino: item.ino, depth: item.depth, inode, errors: [] };
+      batch.push({ path: item.path, ino: item.ino, depth: item.depth, inode, errors: NO_ERRORS });
       continue;
     }
     if (seenDirs.has(item.ino)) {
       const err = new CorruptError(CorruptKind.DirectoryLoop, `directory inode ${item.ino} is reachable twice (at ${item.path})`, { inode: item.ino });
-      yield { path: item.path, ino: item.ino, depth: item.depth, inode, errors: [err] };
+      batch.push({ path: item.path, ino: item.ino, depth: item.depth, inode, errors: [err] });
       continue;
     }
     seenDirs.add(item.ino);
@@ -119,7 +137,8 @@ export async function* walk(vol: Ext4Volume, opts: WalkOptions = {}): AsyncGener
     if (tooLong > 0) {
       errors.push(new CorruptError(CorruptKind.PathTooLong, `${tooLong} entries under ${item.path} would have paths longer than ${MAX_PATH_BYTES} bytes`, { inode: item.ino }));
     }
-    yield { path: item.path, ino: item.ino, depth: item.depth, inode, errors };
+    batch.push({ path: item.path, ino: item.ino, depth: item.depth, inode, errors });
     for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]!); // ok: in range
   }
+  if (batch.length > 0) yield batch;
 }

@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { Ext4Error, walk, type Ext4Inode, type Ext4Superblock, type Extent, type FileType, type Xattr } from '@gammaray/ext4';
+import { Ext4Error, walkBatches, type Ext4Inode, type Ext4Superblock, type Extent, type FileType, type Xattr } from '@gammaray/ext4';
 import { ExitCode, UserError } from '../errors.js';
 import { humanSize, shellWord } from '../format.js';
 import { describeVolumes, imageVolumes, isNoFileSystem, openImage, probe, probeError, type OpenedVolume, type Probe } from '../image.js';
@@ -140,7 +140,7 @@ async function crawlVolume(term: Terminal, v: OpenedVolume, partitioned: boolean
   const { json, bson } = sinks;
   const serialize = bson ? await bsonSerializer() : undefined;
   const jsonBytes = new JsonBytes();
-  for await (const item of walk(fs)) {
+  for await (const batch of walkBatches(fs)) for (const item of batch) {
     // Copied only when this entry adds a problem of its own (rare).
     let errors: readonly Error[] = item.errors;
     const inode = item.inode;
