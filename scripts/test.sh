@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 pnpm -s typecheck
+# Also cross-check the oracles themselves (kernel vs debugfs vs TSK) over every image spec, small tree.
+export GAMMARAY_FIXTURES_MATRIX=${GAMMARAY_FIXTURES_MATRIX:-small}
 pnpm -s test
