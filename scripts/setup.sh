@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(e2fsprogs sleuthkit fdisk gdisk attr util-linux python3 python3-bson ca-certificates)
+# e2fsprogs/sleuthkit/fdisk/gdisk/attr: images and oracles; nats-server: JetStream; qemu-*, libnbd-bin, fio:
+# NBD clients and benchmarks; linux-image-amd64, busybox-static, cpio, kmod: the real guest (test/guest).
+APT_PACKAGES=(e2fsprogs sleuthkit fdisk gdisk attr util-linux python3 python3-bson ca-certificates
+  nats-server qemu-utils qemu-system-x86 libnbd-bin fio linux-image-amd64 busybox-static cpio kmod)
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 

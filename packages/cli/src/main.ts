@@ -74,7 +74,31 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
       done(await runCrawl(term, image, { out: o.out, json: !!o.json, partition: o.partition }));
     });
 
+  configure(program.command('capture'), term, 'gammaray capture --help')
+    .description('serve disks over NBD and put every write into NATS JetStream (stream GAMMARAY_WRITES) before acknowledging it')
+    .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
+    .option('--listen <host:port>', 'NBD listen address (env GAMMARAY_LISTEN; default 127.0.0.1:10809)')
+    .option('--disk <id=image>', 'serve raw IMAGE as disk ID (the NBD export name); repeat for more disks (env GAMMARAY_DISK=a=/x,b=/y)', collect, [])
+    .option('--replicas <n>', 'JetStream replicas for the stream and registry (env GAMMARAY_REPLICAS; 1 on one machine, 3 in a cluster)')
+    .option('--metrics <host:port>', 'reserved: Prometheus metrics address (env GAMMARAY_METRICS; not served yet)')
+    .option('--trace <file>', "read gammaray's legacy binary QEMU trace from FILE ('-' = stdin) instead of serving NBD")
+    .addHelpText('after', '\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: stop accepting, drain in-flight requests, detach, exit.')
+    .action(async (o: { nats?: string; listen?: string; disk: string[]; replicas?: string; metrics?: string; trace?: string }) => {
+      // Loaded on demand: the offline commands never pay for NATS and pino.
+      const svc = await import('@gammaray/service-capture');
+      try {
+        done((await svc.runCapture({ ...o, disk: o.disk.length > 0 ? o.disk : undefined })) as ExitCode);
+      } catch (err) {
+        if (err instanceof svc.ConfigError) throw new UserError(err.message);
+        throw new RuntimeFailure(`capture failed: ${(err as Error).message}`, { cause: err });
+      }
+    });
+
   return program;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 /**

@@ -1,0 +1,66 @@
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { DiskState, type DiskRegistryEntry } from '@gammaray/wire';
+import { CaptureDisk, type CaptureDiskOptions } from './capture-disk.js';
+import { markDiskDetached, openDiskRegistry, putDiskEntry } from './registry.js';
+import { ensureWritesStream, type WritesStreamOptions } from './stream.js';
+
+/** Options of {@link attachDisk}. */
+export interface AttachOptions extends Omit<CaptureDiskOptions, 'js' | 'baseSeq'> {
+  /** Connection; should reconnect forever (`maxReconnectAttempts: -1`). */
+  readonly nc: NatsConnection;
+  /** This capture instance's id, recorded in the registry. */
+  readonly instanceId: string;
+  /** Stream settings (replicas also apply to the KV bucket when it is created here). */
+  readonly stream?: WritesStreamOptions;
+  readonly jsm?: JetStreamManager;
+  readonly kv?: KV;
+}
+
+/** A disk attached to capture; `detach()` closes it and marks its registry entry detached. */
+export interface AttachedDisk {
+  readonly disk: CaptureDisk;
+  readonly entry: DiskRegistryEntry;
+  detach(): Promise<void>;
+}
+
+/**
+ * Attaches a disk: ensures stream GAMMARAY_WRITES, opens the image, and writes the registry entry `{state:
+ * 'attached', firstSeq}` where firstSeq is the stream's last sequence + 1 now, so every record of this attach has
+ * a sequence >= firstSeq.
+ */
+export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
+  const jsm = opts.jsm ?? (await jetstreamManager(opts.nc));
+  const info = await ensureWritesStream(jsm, opts.stream);
+  const firstSeq = info.state.last_seq + 1;
+  const kv = opts.kv ?? (await openDiskRegistry(opts.nc, { replicas: opts.stream?.replicas ?? 1 }));
+  const disk = await CaptureDisk.open({ ...opts, js: jetstream(opts.nc), baseSeq: firstSeq - 1 });
+  const entry: DiskRegistryEntry = {
+    disk: disk.name,
+    size: disk.size,
+    blockSize: disk.minBlockSize,
+    image: disk.image,
+    capture: opts.instanceId,
+    firstSeq,
+    state: DiskState.Attached,
+  };
+  try {
+    await putDiskEntry(kv, entry);
+  } catch (err) {
+    await disk.close();
+    throw err;
+  }
+  let detached: Promise<void> | undefined;
+  return {
+    disk,
+    entry,
+    detach: () => {
+      detached ??= (async () => {
+        await disk.close();
+        await markDiskDetached(kv, entry);
+      })();
+      return detached;
+    },
+  };
+}

@@ -1,0 +1,582 @@
+import { randomBytes } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import {
+  MAX_OPS_PER_RECORD,
+  MAX_RECORD_BYTES,
+  RECORD_OVERHEAD_BYTES,
+  encodeWriteRecord,
+  opEncodedBound,
+  parseDiskId,
+  splitRange,
+  splitWrite,
+  writesSubject,
+  type WriteOp,
+} from '@gammaray/wire';
+import { pino, type Logger } from 'pino';
+import { Errno, IoError, OutOfRangeError } from './errors.js';
+import type { NbdExport } from './nbd-export.js';
+
+/** Largest NBD request capture accepts (advertised as maxBlockSize). */
+export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
+/** Default number of records whose publish ack may be outstanding at once. */
+export const DEFAULT_MAX_INFLIGHT_RECORDS = 16;
+/** Default time a write may wait for JetStream before the client gets EIO. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/** Default time one publish attempt waits for its ack. */
+export const DEFAULT_PUBLISH_TIMEOUT_MS = 5_000;
+/** Default cap on bytes of writes accepted but not yet stored; beyond it new writes fail with EIO at once. */
+export const DEFAULT_MAX_PENDING_BYTES = 256 * 1024 * 1024;
+/** Default time close() waits for unstored records. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
+
+const ZEROS = new Uint8Array(1024 * 1024);
+/** While records are unconfirmed, a new record is cut only once this many bytes (encoded bound) have accumulated. */
+const CUT_BYTES = MAX_RECORD_BYTES / 2;
+
+/** Options of {@link CaptureDisk.open}. */
+export interface CaptureDiskOptions {
+  /** Disk id (`[a-z0-9_-]{1,64}`): the NBD export name and the subject token. */
+  readonly disk: string;
+  /** Path of the raw image; opened read-write, never resized. */
+  readonly image: string;
+  /** JetStream client; its connection should reconnect forever (`maxReconnectAttempts: -1`). */
+  readonly js: JetStreamClient;
+  /** Distinguishes this attach's msg ids from an earlier attach's; default: random. */
+  readonly epoch?: string;
+  /** Sequence a block read reports before any record of this attach is stored: normally firstSeq - 1. */
+  readonly baseSeq?: number;
+  readonly log?: Logger;
+  readonly maxInflightRecords?: number;
+  readonly publishTimeoutMs?: number;
+  readonly requestTimeoutMs?: number;
+  readonly maxPendingBytes?: number;
+  readonly closeTimeoutMs?: number;
+}
+
+/** Counters of a disk's capture pipeline (for metrics and tests). */
+export interface CaptureStats {
+  /** NBD requests accepted (write, zero, trim, flush). */
+  readonly requests: number;
+  /** Ops appended to records (a split write counts once per piece). */
+  readonly ops: number;
+  /** Records cut so far. */
+  readonly records: number;
+  /** Records stored in JetStream and confirmed in order. */
+  readonly confirmedRecords: number;
+  /** Publish attempts that failed and were retried. */
+  readonly publishRetries: number;
+  /** Records re-published because JetStream stored them out of order. */
+  readonly redos: number;
+  /** Requests that failed with EIO because they were not stored in time. */
+  readonly timeouts: number;
+  /** Last stream sequence confirmed in order for this disk. */
+  readonly confirmedSeq: number;
+}
+
+/** A client request waiting to be stored. */
+interface Req {
+  resolve(): void;
+  reject(err: Error): void;
+  settled: boolean;
+  timer: NodeJS.Timeout | undefined;
+  bytes: number;
+  /** The image change (and fdatasync) finished. */
+  applied: boolean;
+  /** The record holding its last op, and every record before it, is stored. */
+  stored: boolean;
+}
+
+/**
+ * A place in `accum`: an op (`req` set on the last op of its request), or a block read's marker, which ends the
+ * record before it so the read's seq covers exactly the ops called before the read.
+ */
+type Entry = { readonly op: WriteOp; readonly req: Req | undefined } | { readonly barrier: Barrier };
+
+/** A block read waiting for the seq of the record that ends right before it. */
+interface Barrier {
+  resolve(seq: number): void;
+  reject(err: Error): void;
+}
+
+interface Rec {
+  readonly index: number;
+  readonly entries: { readonly op: WriteOp; readonly req: Req | undefined }[];
+  readonly barriers: Barrier[];
+  readonly payload: Uint8Array;
+  msgId: string;
+  state: 'queued' | 'sending' | 'acked';
+  seq: number;
+  redo: number;
+}
+
+/**
+ * One captured disk: an NBD export over a raw image whose every change is put into stream GAMMARAY_WRITES before
+ * the client hears it succeeded.
+ *
+ * Pipeline, per request (write / zero / trim / flush):
+ * 1. On entry, synchronously (before any await), the request's ops are appended to `accum` (what becomes the
+ *    stream) and its image change is chained onto `io` (the disk's serial image queue). So stream order = image
+ *    order = the order the NBD server called us, and publishing overlaps the image I/O.
+ * 2. Its turn on `io`: apply it to the image (pwrite; zeros; nothing for trim; fdatasync for FUA and flush). If
+ *    that fails the disk stops taking requests (the stream may hold a change the image lacks).
+ * 3. The pump cuts `accum` into records (<= MAX_RECORD_BYTES, <= MAX_OPS_PER_RECORD): at once when nothing is
+ *    unconfirmed, else only when half a record's worth has accumulated (group commit), never more than
+ *    `maxInflightRecords` unconfirmed records, which are published pipelined. Each record has msg id `<disk>:<epoch>:<index>`; a failed publish is retried
+ *    forever with the same id (the stream's duplicate window de-duplicates a retry of a stored record).
+ * 4. Acks may arrive in any order; records are confirmed strictly in index order, and a request resolves only when
+ *    its image change finished and the record holding its last op is confirmed, i.e. every earlier record is
+ *    stored too. If JetStream stored a
+ *    record with a lower sequence than an earlier one (possible only if the server lost the earlier one while
+ *    storing a later one), the later record is published again (msg id suffixed `:r<n>`), so replaying the
+ *    subject in sequence order ends in the same bytes.
+ * While NATS is down, requests wait; after `requestTimeoutMs` the client gets EIO (errno 5) but the ops stay in
+ * the pipeline and are stored when NATS is back: nothing applied to the image is ever dropped from the stream.
+ */
+export class CaptureDisk implements NbdExport {
+  readonly name: string;
+  readonly size: number;
+  readonly minBlockSize = 512;
+  readonly preferredBlockSize = 4096;
+  readonly maxBlockSize = MAX_REQUEST_BYTES;
+  readonly readOnly = false;
+  /** The image path. */
+  readonly image: string;
+  /** This attach's msg-id epoch. */
+  readonly epoch: string;
+
+  readonly #fh: FileHandle;
+  readonly #js: JetStreamClient;
+  readonly #subject: string;
+  readonly #log: Logger;
+  readonly #window: number;
+  readonly #publishTimeoutMs: number;
+  readonly #requestTimeoutMs: number;
+  readonly #maxPendingBytes: number;
+  readonly #closeTimeoutMs: number;
+
+  #io: Promise<void> = Promise.resolve();
+  #accum: Entry[] = [];
+  #accumBytes = 0;
+  /** Block-read markers in `accum`. */
+  #markers = 0;
+  /** Set once an image write failed: every later request fails with it. */
+  #failed: IoError | undefined;
+  #records: Rec[] = [];
+  #nextRecord = 0;
+  #sending = 0;
+  #pumpScheduled = false;
+  #pendingBytes = 0;
+  #confirmedSeq: number;
+  #closing = false;
+  #aborted = false;
+  #closed: Promise<void> | undefined;
+  #drainWaiters: (() => void)[] = [];
+  #stats = { requests: 0, ops: 0, records: 0, confirmedRecords: 0, publishRetries: 0, redos: 0, timeouts: 0 };
+
+  private constructor(fh: FileHandle, size: number, opts: CaptureDiskOptions) {
+    this.#fh = fh;
+    this.size = size;
+    this.name = opts.disk;
+    this.image = opts.image;
+    this.epoch = opts.epoch ?? `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
+    this.#js = opts.js;
+    this.#subject = writesSubject(opts.disk);
+    this.#log = (opts.log ?? pino({ level: 'silent' })).child({ component: 'capture-disk', disk: opts.disk });
+    this.#window = Math.max(1, opts.maxInflightRecords ?? DEFAULT_MAX_INFLIGHT_RECORDS);
+    this.#publishTimeoutMs = opts.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
+    this.#requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.#maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
+    this.#closeTimeoutMs = opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.#confirmedSeq = opts.baseSeq ?? 0;
+  }
+
+  /** Opens the image read-write and returns the disk; does not touch NATS until the first write. */
+  static async open(opts: CaptureDiskOptions): Promise<CaptureDisk> {
+    parseDiskId(opts.disk);
+    const fh = await open(opts.image, 'r+');
+    try {
+      const st = await fh.stat();
+      if (!st.isFile() && !st.isBlockDevice()) throw new IoError(`${opts.image} is not a file`);
+      return new CaptureDisk(fh, st.size, opts);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+  }
+
+  /** Pipeline counters. */
+  get stats(): CaptureStats {
+    return { ...this.#stats, confirmedSeq: this.#confirmedSeq };
+  }
+
+  /** Reads image bytes. Reflects every write whose promise resolved (its pwrite finished before that). */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    this.#checkRange(offset, length, Errno.EINVAL);
+    if (this.#closed) throw new IoError(`disk ${this.name} is closed`);
+    return this.#pread(offset, length);
+  }
+
+  /** Writes `data` at `offset`; resolves once in the image (and stable if `fua`) and stored in JetStream. */
+  write(offset: number, data: Uint8Array, opts: { fua: boolean }): Promise<void> {
+    try {
+      this.#checkRange(offset, data.length, Errno.ENOSPC);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // ok: copy so a caller reusing its buffer after a timeout cannot change what we later publish.
+    const copy = data.slice();
+    const fua = opts.fua;
+    return this.#submit(splitWrite(offset, copy, fua), copy.length, async () => {
+      await this.#pwrite(offset, copy);
+      if (fua) await this.#fh.datasync();
+    });
+  }
+
+  /** Makes `length` bytes at `offset` read as zeros; resolves as {@link write} does. */
+  writeZeroes(offset: number, length: number, opts: { fua: boolean; noHole: boolean }): Promise<void> {
+    try {
+      this.#checkRange(offset, length, Errno.ENOSPC);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const { fua, noHole } = opts;
+    return this.#submit(splitRange('zero', offset, length, fua, noHole), 0, async () => {
+      for (let at = 0; at < length; at += ZEROS.length) {
+        await this.#pwrite(offset + at, ZEROS.subarray(0, Math.min(ZEROS.length, length - at)));
+      }
+      if (fua) await this.#fh.datasync();
+    });
+  }
+
+  /**
+   * Records a discard. The image bytes are left as they are (trimmed contents are unspecified, so this is
+   * allowed), which keeps "replay the stream" equal to the image without knowing the host's hole semantics.
+   */
+  trim(offset: number, length: number, opts: { fua: boolean }): Promise<void> {
+    try {
+      this.#checkRange(offset, length, Errno.EINVAL);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const { fua } = opts;
+    return this.#submit(splitRange('trim', offset, length, fua), 0, async () => {
+      if (fua) await this.#fh.datasync();
+    });
+  }
+
+  /** Makes every earlier write stable (fdatasync) and records a flush op after them. */
+  flush(): Promise<void> {
+    return this.#submit([{ op: 'flush' }], 0, () => this.#fh.datasync());
+  }
+
+  /**
+   * Reads image bytes together with the stream sequence they correspond to: `data` holds exactly the effect of
+   * this disk's records with sequence <= `seq` (on top of the image as it was at attach).
+   *
+   * Why this is atomic: like a write, the read takes its place synchronously on entry, twice. (1) On `io`: the
+   * pread runs after every earlier request's image change finished and before any later one starts. (2) In
+   * `accum`: a marker that no record spans, so the record before it ends with the last op called before the read
+   * and holds none after it. The read's seq is that record's sequence, known once it and every record before it
+   * are confirmed (or the last confirmed sequence if every earlier op was already confirmed). Writes are not
+   * held up: they wait on `io` only for the pread itself.
+   */
+  readConsistent(offset: number, length: number): Promise<{ data: Uint8Array; seq: number }> {
+    try {
+      this.#checkRange(offset, length, Errno.EINVAL);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.#closing) return Promise.reject(new IoError(`disk ${this.name} is closing`));
+    if (this.#failed) return Promise.reject(this.#failed);
+    return new Promise((resolve, reject) => {
+      let data: Uint8Array | undefined;
+      let seq: number | undefined;
+      const done = (): void => {
+        if (data !== undefined && seq !== undefined) resolve({ data, seq });
+      };
+      this.#accum.push({
+        barrier: {
+          resolve: (s) => {
+            seq = s;
+            done();
+          },
+          reject,
+        },
+      });
+      this.#markers++;
+      this.#schedulePump();
+      this.#io = this.#io.then(async () => {
+        try {
+          data = await this.#pread(offset, length);
+          done();
+        } catch (err) {
+          reject(err instanceof IoError ? err : new IoError(`reading ${this.image} failed`, { cause: err }));
+        }
+      });
+    });
+  }
+
+  /**
+   * Stops accepting requests, waits (up to closeTimeoutMs) until everything applied is stored, then closes the
+   * image. Records still unstored after that are logged as an error: the stream then lacks writes the image has.
+   */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    this.#closing = true;
+    await this.#io;
+    this.#schedulePump();
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      this.#drained().then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.#closeTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!drained) {
+      this.#aborted = true;
+      const lost = this.#records.length + (this.#accum.length > 0 ? 1 : 0);
+      this.#log.error({ records: lost }, 'closing with records not stored in JetStream: the stream lacks writes the image has');
+      const err = new IoError(`disk ${this.name} closed before its writes were stored`);
+      for (const rec of this.#records) {
+        for (const e of rec.entries) if ('op' in e && e.req) this.#settle(e.req, err);
+        for (const b of rec.barriers) b.reject(err);
+      }
+      for (const e of this.#accum) {
+        if ('barrier' in e) e.barrier.reject(err);
+        else if (e.req) this.#settle(e.req, err);
+      }
+      this.#records = [];
+      this.#accum = [];
+    }
+    await this.#fh.close();
+  }
+
+  /** Resolves when nothing is waiting to be stored. */
+  #drained(): Promise<void> {
+    if (this.#records.length === 0 && this.#accum.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  #checkRange(offset: number, length: number, errno: Errno): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
+      throw new OutOfRangeError(`range ${offset}+${length} is outside disk ${this.name} (${this.size} bytes)`, errno);
+    }
+  }
+
+  /**
+   * Step 1 of the pipeline, synchronous: the request's ops go to the end of `accum` (stream order) and its image
+   * change to the end of `io` (image order), so both orders are the call order. Publishing and the image change
+   * then run concurrently; the request settles when both are done.
+   */
+  #submit(ops: WriteOp[], bytes: number, apply: () => Promise<void>): Promise<void> {
+    if (this.#closing) return Promise.reject(new IoError(`disk ${this.name} is closing`));
+    if (this.#failed) return Promise.reject(this.#failed);
+    if (this.#pendingBytes + bytes > this.#maxPendingBytes && this.#pendingBytes > 0) {
+      // Nothing is applied or queued, so image and stream stay consistent: the write simply did not happen.
+      return Promise.reject(new IoError(`disk ${this.name}: ${this.#pendingBytes} bytes wait for JetStream; refusing more`));
+    }
+    this.#stats.requests++;
+    this.#pendingBytes += bytes;
+    return new Promise<void>((resolve, reject) => {
+      const req: Req = { resolve, reject, settled: false, timer: undefined, bytes, applied: false, stored: false };
+      req.timer = setTimeout(() => {
+        if (req.settled) return;
+        this.#stats.timeouts++;
+        this.#log.warn({ timeoutMs: this.#requestTimeoutMs }, 'request not stored in JetStream in time: EIO');
+        req.settled = true;
+        reject(new IoError(`disk ${this.name}: write not stored in JetStream within ${this.#requestTimeoutMs} ms`));
+      }, this.#requestTimeoutMs);
+      req.timer.unref();
+      ops.forEach((op, i) => {
+        this.#accum.push({ op, req: i === ops.length - 1 ? req : undefined });
+        this.#accumBytes += opEncodedBound(op);
+      });
+      this.#stats.ops += ops.length;
+      this.#schedulePump();
+      this.#io = this.#io.then(async () => {
+        if (this.#failed) {
+          this.#settle(req, this.#failed);
+          return;
+        }
+        try {
+          await apply();
+        } catch (cause) {
+          // The op is (or will be) in the stream but not in the image. Stop taking requests rather than let
+          // the two drift further apart; an operator must look at the image.
+          this.#failed = new IoError(`writing ${this.image} failed; disk ${this.name} no longer accepts requests`, { cause });
+          this.#log.error({ err: cause }, 'image I/O failed: the stream holds a change the image may lack; refusing further requests');
+          this.#settle(req, this.#failed);
+          return;
+        }
+        req.applied = true;
+        if (req.stored) this.#settle(req);
+      });
+    });
+  }
+
+  #settle(req: Req, err?: Error): void {
+    if (req.settled) return;
+    req.settled = true;
+    clearTimeout(req.timer);
+    if (err) req.reject(err);
+    else req.resolve();
+  }
+
+  /** Resolves a block-read marker that follows every record cut so far. */
+  #afterLastRecord(b: Barrier): void {
+    const last = this.#records[this.#records.length - 1];
+    if (last) last.barriers.push(b);
+    else b.resolve(this.#confirmedSeq);
+  }
+
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    // setImmediate, not a microtask: ops completing in the same turn of the event loop share a record.
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    if (this.#aborted) return;
+    // Group commit: with nothing unconfirmed, cut at once (lowest latency); otherwise let ops accumulate until a
+    // record's worth is ready, so a steady stream of small writes makes one record per ack round trip, while
+    // large writes still keep up to `window` full records in flight.
+    while (
+      this.#accum.length > 0 &&
+      this.#records.length < this.#window &&
+      (this.#records.length === 0 || this.#markers > 0 || this.#accumBytes >= CUT_BYTES || this.#accum.length >= MAX_OPS_PER_RECORD)
+    ) {
+      this.#cut();
+    }
+    for (const rec of this.#records) {
+      if (this.#sending >= this.#window) break;
+      if (rec.state === 'queued') void this.#send(rec);
+    }
+  }
+
+  /** Moves the longest prefix of `accum` that fits one record, and stops at no marker, into a new record. */
+  #cut(): void {
+    for (let head = this.#accum[0]; head && 'barrier' in head; head = this.#accum[0]) {
+      this.#accum.shift();
+      this.#markers--;
+      this.#afterLastRecord(head.barrier);
+    }
+    let size = RECORD_OVERHEAD_BYTES;
+    let n = 0;
+    while (n < this.#accum.length && n < MAX_OPS_PER_RECORD) {
+      const e = this.#accum[n];
+      if (!e || 'barrier' in e) break;
+      const add = opEncodedBound(e.op);
+      if (n > 0 && size + add > MAX_RECORD_BYTES) break;
+      size += add;
+      n++;
+    }
+    if (n === 0) return;
+    // ok: the loop above only counted op entries
+    const entries = this.#accum.splice(0, n) as { op: WriteOp; req: Req | undefined }[];
+    for (const e of entries) this.#accumBytes -= opEncodedBound(e.op);
+    const index = this.#nextRecord++;
+    const payload = encodeWriteRecord({ v: 1, disk: this.name, ts: new Date(), ops: entries.map((e) => e.op) });
+    const rec: Rec = { index, entries, barriers: [], payload, msgId: `${this.name}:${this.epoch}:${index}`, state: 'queued', seq: 0, redo: 0 };
+    for (let head = this.#accum[0]; head && 'barrier' in head; head = this.#accum[0]) {
+      this.#accum.shift();
+      this.#markers--;
+      rec.barriers.push(head.barrier);
+    }
+    this.#records.push(rec);
+    this.#stats.records++;
+  }
+
+  /** Publishes one record until JetStream acks it (same msg id on every attempt). */
+  async #send(rec: Rec): Promise<void> {
+    rec.state = 'sending';
+    this.#sending++;
+    let backoff = 50;
+    try {
+      for (;;) {
+        if (this.#aborted) return;
+        try {
+          const ack = await this.#js.publish(this.#subject, rec.payload, { msgID: rec.msgId, timeout: this.#publishTimeoutMs });
+          rec.seq = ack.seq;
+          rec.state = 'acked';
+          if (ack.duplicate) this.#log.debug({ record: rec.index, seq: ack.seq }, 'publish retry was a duplicate of a stored record');
+          break;
+        } catch (err) {
+          this.#stats.publishRetries++;
+          this.#log.warn({ err, record: rec.index, msgId: rec.msgId, retryInMs: backoff }, 'publish failed; retrying with the same msg id');
+          await new Promise((resolve) => setTimeout(resolve, backoff));
+          backoff = Math.min(backoff * 2, 1000);
+        }
+      }
+    } finally {
+      this.#sending--;
+    }
+    this.#advance();
+    this.#schedulePump();
+  }
+
+  /** Confirms acked records strictly in index order and settles what they complete. */
+  #advance(): void {
+    for (;;) {
+      const rec = this.#records[0];
+      if (!rec || rec.state !== 'acked') break;
+      if (rec.seq <= this.#confirmedSeq) {
+        // Stored before an earlier record of this disk: publish it again so it also comes after that one.
+        rec.redo++;
+        rec.msgId = `${this.name}:${this.epoch}:${rec.index}:r${rec.redo}`;
+        rec.state = 'queued';
+        this.#stats.redos++;
+        this.#log.error({ record: rec.index, seq: rec.seq, after: this.#confirmedSeq }, 'record stored out of order; publishing it again');
+        break;
+      }
+      this.#records.shift();
+      this.#confirmedSeq = rec.seq;
+      this.#stats.confirmedRecords++;
+      for (const e of rec.entries) {
+        if (!e.req) continue;
+        this.#pendingBytes -= e.req.bytes;
+        e.req.stored = true;
+        if (e.req.applied) this.#settle(e.req);
+      }
+      for (const b of rec.barriers) b.resolve(rec.seq);
+    }
+    if (this.#records.length === 0 && this.#accum.length === 0) {
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  async #pwrite(offset: number, data: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.#fh.write(data, done, data.length - done, offset + done);
+      if (bytesWritten <= 0) throw new IoError(`short write to ${this.image} at ${offset + done}`);
+      done += bytesWritten;
+    }
+  }
+
+  async #pread(offset: number, length: number): Promise<Uint8Array> {
+    const buf = new Uint8Array(length);
+    let done = 0;
+    try {
+      while (done < length) {
+        const { bytesRead } = await this.#fh.read(buf, done, length - done, offset + done);
+        if (bytesRead === 0) break; // ok: past the end of a sparse/short image reads as zeros
+        done += bytesRead;
+      }
+    } catch (cause) {
+      throw new IoError(`reading ${this.image} at ${offset} failed`, { cause });
+    }
+    return buf;
+  }
+}

@@ -1,0 +1,176 @@
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BSON } from 'bson';
+import { MAX_RECORD_BYTES, blocksSubject, decodeBlockReadReply, encodeBlockReadRequest } from '@gammaray/wire';
+import { attachDisk, getDiskEntry, openDiskRegistry, serveBlockReads, type AttachedDisk } from '../src/index.js';
+import { makeImage, readRecords, replay, setup, sha256, sleep, type Env } from './helpers.js';
+
+const MiB = 1024 * 1024;
+let env: Env;
+const attached: AttachedDisk[] = [];
+
+beforeAll(async () => {
+  env = await setup();
+});
+afterAll(async () => {
+  for (const a of attached) await a.detach().catch(() => undefined);
+  await env?.close();
+});
+
+async function attach(disk: string, size = 16 * MiB, extra: Record<string, unknown> = {}): Promise<AttachedDisk & { image: string; original: string }> {
+  const { image, original } = makeImage(env.dir, disk, size);
+  const a = await attachDisk({ nc: env.nc, disk, image, instanceId: 'test-capture', ...extra });
+  attached.push(a);
+  return Object.assign(a, { image, original });
+}
+
+/** Data whose first 4 bytes are a tag, so a test can read back the call order from the stream. */
+function tagged(tag: number, length: number): Uint8Array {
+  const d = randomBytes(length);
+  d.writeUInt32LE(tag, 0);
+  return d;
+}
+
+describe('CaptureDisk', () => {
+  it('puts writes, zeroes, trims and flushes into the image and the stream in call order (stream fidelity)', async () => {
+    const a = await attach('fidelity');
+    const { disk } = a;
+    expect(disk.size).toBe(16 * MiB);
+    await disk.write(4096, tagged(1, 8192), { fua: false });
+    await disk.write(10 * MiB + 512, tagged(2, 4096), { fua: true });
+    await disk.writeZeroes(0, 1024, { fua: false, noHole: false });
+    await disk.trim(MiB, 64 * 1024, { fua: false });
+    await disk.flush();
+    await disk.write(8192, tagged(3, 512), { fua: false });
+    await disk.writeZeroes(3 * MiB, 3 * MiB, { fua: true, noHole: true });
+    expect(Buffer.from(await disk.read(8192, 4)).readUInt32LE(0)).toBe(3);
+
+    const recs = await readRecords(env, 'fidelity');
+    const kinds = recs.flatMap((r) => r.rec.ops.map((o) => o.op));
+    expect(kinds).toEqual(['write', 'write', 'zero', 'trim', 'flush', 'write', 'zero']);
+    expect(recs[0]!.seq).toBeGreaterThanOrEqual(a.entry.firstSeq);
+    expect(recs.every((r) => r.rec.disk === 'fidelity')).toBe(true);
+    expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
+  });
+
+  it('registers the disk in KV gammaray-disks and marks it detached on detach', async () => {
+    const a = await attach('registry', 4 * MiB);
+    const kv = await openDiskRegistry(env.nc);
+    const e = await getDiskEntry(kv, 'registry');
+    expect(e).toEqual({ disk: 'registry', size: 4 * MiB, blockSize: 512, image: a.image, capture: 'test-capture', firstSeq: a.entry.firstSeq, state: 'attached' });
+    await a.disk.write(0, new Uint8Array(512).fill(1), { fua: false });
+    await a.detach();
+    expect((await getDiskEntry(kv, 'registry'))?.state).toBe('detached');
+    await expect(a.disk.write(0, new Uint8Array(512), { fua: false })).rejects.toMatchObject({ errno: 5 });
+  });
+
+  it('keeps call order for many concurrent un-awaited writes and batches them into fewer records', async () => {
+    const a = await attach('concurrent');
+    const n = 600;
+    const calls: Promise<void>[] = [];
+    for (let i = 0; i < n; i++) {
+      // Overlapping ranges: only the call order makes the final bytes come out right.
+      const offset = (i % 7) * 2048;
+      if (i % 50 === 49) calls.push(a.disk.flush());
+      else if (i % 13 === 12) calls.push(a.disk.writeZeroes(offset, 4096, { fua: false, noHole: false }));
+      else calls.push(a.disk.write(offset, tagged(i, 4096), { fua: i % 11 === 0 }));
+    }
+    await Promise.all(calls);
+    const recs = await readRecords(env, 'concurrent');
+    const ops = recs.flatMap((r) => r.rec.ops);
+    expect(ops.length).toBe(n);
+    const tags = ops.flatMap((o) => (o.op === 'write' ? [Buffer.from(o.data).readUInt32LE(0)] : []));
+    expect(tags).toEqual([...tags].sort((x, y) => x - y));
+    expect(recs.length).toBeLessThan(n / 4);
+    expect(a.disk.stats.records).toBe(recs.length);
+    expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
+    // Every record stored exactly once.
+    expect(new Set(recs.map((r) => r.msgId)).size).toBe(recs.length);
+  });
+
+  it('splits a 5 MiB write across records that each stay below 1 MiB', async () => {
+    const a = await attach('big');
+    const data = randomBytes(5 * MiB);
+    await a.disk.write(MiB, data, { fua: true });
+    const recs = await readRecords(env, 'big');
+    expect(recs.length).toBeGreaterThanOrEqual(6);
+    for (const r of recs) expect(r.size).toBeLessThanOrEqual(MAX_RECORD_BYTES);
+    expect(recs.flatMap((r) => r.rec.ops).reduce((s, o) => s + (o.op === 'write' ? o.length : 0), 0)).toBe(5 * MiB);
+    expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
+  });
+
+  it('answers block reads with {data, seq} equal to replaying the stream up to seq, under concurrent writes', async () => {
+    const a = await attach('blocks', 4 * MiB);
+    const server = serveBlockReads(env.nc, a.disk);
+    try {
+      let stop = false;
+      const writer = (async () => {
+        let i = 0;
+        while (!stop) {
+          const batch: Promise<void>[] = [];
+          for (let k = 0; k < 20; k++, i++) batch.push(a.disk.write((i % 16) * 4096, tagged(i, 8192), { fua: false }));
+          await Promise.all(batch);
+        }
+      })();
+      const replies: { offset: number; data: Uint8Array; seq: number }[] = [];
+      for (let q = 0; q < 30; q++) {
+        const offset = (q % 4) * 16384;
+        const m = await env.nc.request(blocksSubject('blocks'), encodeBlockReadRequest({ offset, length: 65536 }), { timeout: 5000 });
+        const r = decodeBlockReadReply(m.data);
+        if ('error' in r) throw new Error(r.error.message);
+        replies.push({ offset, data: r.data, seq: r.seq });
+      }
+      stop = true;
+      await writer;
+      const recs = await readRecords(env, 'blocks');
+      expect(new Set(replies.map((r) => r.seq)).size).toBeGreaterThan(3); // reads really interleaved with writes
+      for (const r of replies) {
+        const img = replay(a.original, recs, r.seq);
+        expect(sha256(r.data)).toBe(sha256(img.subarray(r.offset, r.offset + 65536)));
+      }
+      const bad = await env.nc.request(blocksSubject('blocks'), BSON.serialize({ offset: BigInt(4 * MiB), length: 512 }), { timeout: 5000 });
+      expect(decodeBlockReadReply(bad.data)).toMatchObject({ error: { code: 'OutOfRange' } });
+      const garbage = await env.nc.request(blocksSubject('blocks'), new Uint8Array([1, 2, 3]), { timeout: 5000 });
+      expect(decodeBlockReadReply(garbage.data)).toMatchObject({ error: { code: 'BadRequest' } });
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('rejects out-of-range requests with errno 28 / 22', async () => {
+    const a = await attach('range', MiB);
+    await expect(a.disk.write(MiB - 512, new Uint8Array(1024), { fua: false })).rejects.toMatchObject({ errno: 28 });
+    await expect(a.disk.read(MiB, 1)).rejects.toMatchObject({ errno: 22 });
+  });
+
+  it('holds writes while nats-server is down and stores each exactly once after it restarts', async () => {
+    const a = await attach('outage');
+    const short = await attach('outage-eio', 4 * MiB, { requestTimeoutMs: 700 });
+    await a.disk.write(0, tagged(0, 4096), { fua: false });
+    await env.server.pause();
+    let resolved = 0;
+    const pending: Promise<void>[] = [];
+    for (let i = 1; i <= 200; i++) {
+      pending.push(a.disk.write((i % 9) * 4096, tagged(i, 4096), { fua: false }).then(() => void resolved++));
+    }
+    const eio = short.disk.write(0, tagged(7, 4096), { fua: false });
+    await expect(eio).rejects.toMatchObject({ errno: 5 });
+    await sleep(1000);
+    expect(resolved).toBe(0);
+    await env.server.restart();
+    await Promise.all(pending);
+    expect(resolved).toBe(200);
+    const recs = await readRecords(env, 'outage');
+    const tags = recs.flatMap((r) => r.rec.ops).map((o) => (o.op === 'write' ? Buffer.from(o.data).readUInt32LE(0) : -1));
+    expect(tags).toEqual(Array.from({ length: 201 }, (_, i) => i)); // none missing, none twice, in order
+    expect(new Set(recs.map((r) => r.msgId)).size).toBe(recs.length);
+    expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
+    // The request that timed out with EIO was applied, so it is still stored once NATS is back.
+    await short.detach();
+    const shortRecs = await readRecords(env, 'outage-eio');
+    expect(shortRecs.flatMap((r) => r.rec.ops).length).toBe(1);
+    expect(sha256(replay(short.original, shortRecs))).toBe(sha256(readFileSync(short.image)));
+    expect(a.disk.stats.publishRetries).toBeGreaterThan(0);
+  });
+});

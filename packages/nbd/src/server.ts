@@ -1,0 +1,129 @@
+import { createServer } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
+import type { NbdExportProvider } from './backend.js';
+import { NbdConnection } from './connection.js';
+import type { ConnectionLimits } from './connection.js';
+import {
+  DEFAULT_DRAIN_MS,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_IN_FLIGHT,
+  DEFAULT_MAX_IN_FLIGHT_BYTES,
+} from './limits.js';
+import { silentLogger } from './logger.js';
+import type { NbdLogger } from './logger.js';
+
+/** Options of an NbdServer. */
+export interface NbdServerOptions {
+  provider: NbdExportProvider;
+  /** pino-compatible; silent when omitted. */
+  logger?: NbdLogger;
+  /** Connections beyond this are closed right after accept. Unlimited when omitted. */
+  maxConnections?: number;
+  /** Time from accept to the end of negotiation (default 10 s); slower clients are dropped. */
+  handshakeTimeoutMs?: number;
+  /** Requests in flight per connection before the server stops reading from it (default 128). */
+  maxInFlight?: number;
+  /** Payload and reply bytes in flight per connection before the server stops reading from it (default 64 MiB). */
+  maxInFlightBytes?: number;
+}
+
+/**
+ * An NBD server (fixed newstyle negotiation, simple replies) over an NbdExportProvider. Each accepted socket
+ * negotiates on its own and then serves one export; a misbehaving client only ever ends its own connection.
+ */
+export class NbdServer {
+  private readonly provider: NbdExportProvider;
+  private readonly log: NbdLogger;
+  private readonly limits: ConnectionLimits;
+  private readonly maxConnections: number;
+  private readonly live = new Set<NbdConnection>();
+  private server: Server | undefined;
+  private closing = false;
+
+  constructor(opts: NbdServerOptions) {
+    this.provider = opts.provider;
+    this.log = opts.logger ?? silentLogger;
+    this.maxConnections = positive(opts.maxConnections, Infinity, 'maxConnections');
+    this.limits = {
+      handshakeTimeoutMs: positive(opts.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs'),
+      maxInFlight: positive(opts.maxInFlight, DEFAULT_MAX_IN_FLIGHT, 'maxInFlight'),
+      maxInFlightBytes: positive(opts.maxInFlightBytes, DEFAULT_MAX_IN_FLIGHT_BYTES, 'maxInFlightBytes'),
+    };
+  }
+
+  /** Connections accepted and not yet completely finished (export released, socket closed). */
+  get connections(): number {
+    return this.live.size;
+  }
+
+  /** Start accepting on host:port (port 0 picks a free port); resolves with the bound address. */
+  listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    if (this.server) return Promise.reject(new Error('NbdServer.listen called twice'));
+    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }, (s) => this.accept(s));
+    this.server = server;
+    server.on('error', (err) => this.log.error({ err }, 'nbd server error'));
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      server.once('error', onError);
+      server.listen(port, host, () => {
+        server.off('error', onError);
+        const a = server.address() as AddressInfo; // ok: a TCP listener always has an AddressInfo
+        this.log.info({ host: a.address, port: a.port }, 'nbd server listening');
+        resolve({ host: a.address, port: a.port });
+      });
+    });
+  }
+
+  /**
+   * Stop accepting, stop reading new requests, let in-flight requests finish and be replied for up to
+   * `drainMs` (default 5 s), then close every socket. Resolves once every connection has released its export.
+   */
+  async close(opts: { drainMs?: number } = {}): Promise<void> {
+    this.closing = true;
+    const drainMs = opts.drainMs ?? DEFAULT_DRAIN_MS;
+    const server = this.server;
+    const stopped = server
+      ? new Promise<void>((resolve) => server.close(() => resolve()))
+      : Promise.resolve();
+    const conns = [...this.live];
+    for (const c of conns) c.shutdown();
+    const all = Promise.all(conns.map((c) => c.done));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        for (const c of this.live) c.destroy();
+        resolve();
+      }, drainMs);
+    });
+    await Promise.race([all, timedOut]);
+    clearTimeout(timer);
+    await all;
+    await stopped;
+    this.log.info({}, 'nbd server closed');
+  }
+
+  private accept(socket: Socket): void {
+    const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    if (this.closing || this.live.size >= this.maxConnections) {
+      this.log.warn({ peer, connections: this.live.size }, 'nbd connection refused');
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    const conn = new NbdConnection(socket, this.provider, this.log, this.limits, peer);
+    this.live.add(conn);
+    this.log.debug({ peer, connections: this.live.size }, 'nbd connection accepted');
+    void conn.done.finally(() => {
+      this.live.delete(conn);
+      this.log.debug({ peer, connections: this.live.size }, 'nbd connection closed');
+    });
+  }
+}
+
+function positive(v: number | undefined, dflt: number, name: string): number {
+  if (v === undefined) return dflt;
+  if (!(v > 0)) throw new RangeError(`NbdServerOptions.${name} must be positive, got ${v}`);
+  return v;
+}

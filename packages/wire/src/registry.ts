@@ -1,0 +1,75 @@
+import { CorruptError, EncodeError, WireCorruptKind } from './errors.js';
+import { describe, toSafeUint } from './int64.js';
+import { MAX_IMAGE_PATH_CHARS, MAX_REGISTRY_ENTRY_BYTES } from './limits.js';
+import { isDiskId } from './subjects.js';
+
+/** Whether a capture instance currently serves the disk. */
+export const DiskState = { Attached: 'attached', Detached: 'detached' } as const;
+/** See {@link DiskState}. */
+export type DiskState = (typeof DiskState)[keyof typeof DiskState];
+
+/**
+ * A disk's entry in KV bucket `gammaray-disks` (key: the disk id), JSON.
+ * - `size`: bytes; `blockSize`: the smallest block capture accepts (512);
+ * - `image`: the image path on the capture host (informational only: never opened by other services);
+ * - `capture`: the id of the capture instance that attached it;
+ * - `firstSeq`: GAMMARAY_WRITES's last sequence + 1 when it attached; this attach's records all come at or after it.
+ */
+export interface DiskRegistryEntry {
+  readonly disk: string;
+  readonly size: number;
+  readonly blockSize: number;
+  readonly image: string;
+  readonly capture: string;
+  readonly firstSeq: number;
+  readonly state: DiskState;
+}
+
+/** Encodes a registry entry as JSON bytes. */
+export function encodeDiskEntry(e: DiskRegistryEntry): Uint8Array {
+  if (!isDiskId(e.disk)) throw new EncodeError('disk is not a valid disk id', { field: 'disk' });
+  for (const k of ['size', 'blockSize', 'firstSeq'] as const) {
+    if (!Number.isSafeInteger(e[k]) || e[k] < 0) throw new EncodeError(`${k} is not a non-negative safe integer`, { field: k });
+  }
+  const json = JSON.stringify({
+    disk: e.disk,
+    size: e.size,
+    blockSize: e.blockSize,
+    image: e.image,
+    capture: e.capture,
+    firstSeq: e.firstSeq,
+    state: e.state,
+  });
+  return new TextEncoder().encode(json);
+}
+
+/** Decodes a registry entry from untrusted bytes; throws CorruptError. */
+export function decodeDiskEntry(bytes: Uint8Array): DiskRegistryEntry {
+  if (bytes.length > MAX_REGISTRY_ENTRY_BYTES) throw new CorruptError(WireCorruptKind.TooLarge, `entry is ${bytes.length} bytes, more than ${MAX_REGISTRY_ENTRY_BYTES}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (cause) {
+    throw new CorruptError(WireCorruptKind.NotJson, 'registry entry is not UTF-8 JSON', { cause });
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new CorruptError(WireCorruptKind.NotJson, `registry entry is ${describe(raw)}`);
+  const d = raw as Record<string, unknown>;
+  const disk = d['disk'];
+  if (!isDiskId(disk)) throw new CorruptError(WireCorruptKind.DiskId, 'disk is not a valid disk id', { field: 'disk' });
+  const str = (k: string): string => {
+    const v = d[k];
+    if (typeof v !== 'string' || v.length > MAX_IMAGE_PATH_CHARS) throw new CorruptError(WireCorruptKind.Field, `${k} is not a string of at most ${MAX_IMAGE_PATH_CHARS} chars`, { field: k });
+    return v;
+  };
+  const state = d['state'];
+  if (state !== DiskState.Attached && state !== DiskState.Detached) throw new CorruptError(WireCorruptKind.Field, 'state is not attached or detached', { field: 'state' });
+  return Object.freeze({
+    disk,
+    size: toSafeUint(d['size'], WireCorruptKind.Field, 'size'),
+    blockSize: toSafeUint(d['blockSize'], WireCorruptKind.Field, 'blockSize'),
+    image: str('image'),
+    capture: str('capture'),
+    firstSeq: toSafeUint(d['firstSeq'], WireCorruptKind.Field, 'firstSeq'),
+    state,
+  });
+}

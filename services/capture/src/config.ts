@@ -1,0 +1,87 @@
+/**
+ * `gammaray capture` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one
+ * object. Every problem names the setting and says what to do (CLI.md).
+ */
+
+/** A setting was missing or malformed; the message names it. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** One disk to serve. */
+export interface DiskConfig {
+  /** Disk id: `[a-z0-9_-]{1,64}`; also the NBD export name. */
+  readonly id: string;
+  /** Raw image file backing the disk. */
+  readonly image: string;
+}
+
+/** The validated configuration of a capture instance. */
+export interface CaptureConfig {
+  readonly nats: string;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly disks: readonly DiskConfig[];
+  readonly replicas: number;
+  readonly metrics: { readonly host: string; readonly port: number } | undefined;
+  /** `--trace FILE|-`: read the legacy binary trace instead of serving NBD. */
+  readonly trace: string | undefined;
+}
+
+/** Raw option values as commander (or a test) hands them over. */
+export interface CaptureFlags {
+  readonly nats?: string;
+  readonly listen?: string;
+  readonly disk?: readonly string[];
+  readonly replicas?: string;
+  readonly metrics?: string;
+  readonly trace?: string;
+}
+
+const DISK_ID = /^[a-z0-9_-]{1,64}$/;
+export const DEFAULT_NATS = 'nats://127.0.0.1:4222';
+export const DEFAULT_LISTEN = '127.0.0.1:10809';
+
+/** Parses `HOST:PORT` (IPv6 as `[::1]:10809`); `what` names the setting in errors. */
+export function parseHostPort(value: string, what: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) {
+    throw new ConfigError(`${what} must be HOST:PORT (e.g. 127.0.0.1:10809), got ${JSON.stringify(value)}`);
+  }
+  return { host: (m[1] ?? m[2])!, port }; // ok: one of the two alternatives matched
+}
+
+/**
+ * Builds the configuration from flags and the environment. Flags win; `GAMMARAY_DISK` may hold several
+ * `ID=IMAGE` pairs separated by commas.
+ */
+export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process.env): CaptureConfig {
+  const nats = flags.nats ?? env.GAMMARAY_NATS ?? DEFAULT_NATS;
+  if (!/^(nats|tls|ws|wss):\/\//.test(nats) && !/^[^:/]+:\d+$/.test(nats)) {
+    throw new ConfigError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222, got ${JSON.stringify(nats)}`);
+  }
+  const listen = parseHostPort(flags.listen ?? env.GAMMARAY_LISTEN ?? DEFAULT_LISTEN, '--listen (GAMMARAY_LISTEN)');
+  const diskSpecs = flags.disk && flags.disk.length > 0 ? flags.disk : (env.GAMMARAY_DISK ?? '').split(',').filter((s) => s !== '');
+  if (diskSpecs.length === 0) throw new ConfigError('no disk to serve: give --disk ID=IMAGE (or GAMMARAY_DISK=ID=IMAGE[,ID=IMAGE...])');
+  const disks: DiskConfig[] = [];
+  for (const spec of diskSpecs) {
+    const eq = spec.indexOf('=');
+    const id = eq > 0 ? spec.slice(0, eq) : '';
+    const image = eq > 0 ? spec.slice(eq + 1) : '';
+    if (!DISK_ID.test(id) || image === '') {
+      throw new ConfigError(`--disk must be ID=IMAGE with ID of 1-64 characters from a-z 0-9 _ - (e.g. --disk vm1=/var/lib/vm1.img), got ${JSON.stringify(spec)}`);
+    }
+    if (disks.some((d) => d.id === id)) throw new ConfigError(`--disk ${id} is given twice; disk ids must be unique`);
+    disks.push({ id, image });
+  }
+  const replicasText = flags.replicas ?? env.GAMMARAY_REPLICAS ?? '1';
+  const replicas = Number(replicasText);
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
+    throw new ConfigError(`--replicas (GAMMARAY_REPLICAS) must be 1 to 5 (1 on one machine, 3 in a cluster), got ${JSON.stringify(replicasText)}`);
+  }
+  const metricsText = flags.metrics ?? env.GAMMARAY_METRICS;
+  const metrics = metricsText ? parseHostPort(metricsText, '--metrics (GAMMARAY_METRICS)') : undefined;
+  const trace = flags.trace ?? env.GAMMARAY_TRACE;
+  if (trace !== undefined && disks.length !== 1) throw new ConfigError('--trace applies to exactly one --disk ID=IMAGE');
+  return Object.freeze({ nats, listen, disks: Object.freeze(disks), replicas, metrics, trace });
+}

@@ -1,0 +1,41 @@
+import { pino } from 'pino';
+import { readConfig, type CaptureFlags } from './config.js';
+import { create } from './service.js';
+
+export { ConfigError, readConfig, parseHostPort, DEFAULT_LISTEN, DEFAULT_NATS } from './config.js';
+export type { CaptureConfig, CaptureFlags, DiskConfig } from './config.js';
+export { create } from './service.js';
+export type { CaptureService } from './service.js';
+export { DiskProvider } from './provider.js';
+
+/**
+ * `gammaray capture`: readConfig -> create -> start; SIGTERM/SIGINT -> stop. Resolves with the exit status
+ * when the service has stopped (or, with --trace, when the trace is applied).
+ */
+export async function runCapture(flags: CaptureFlags): Promise<number> {
+  const cfg = readConfig(flags);
+  const log = pino({ name: 'gammaray-capture' });
+  const service = create(cfg, log);
+  await service.start();
+  if (service.traceDone) {
+    try {
+      const n = await service.traceDone;
+      log.info({ records: n }, 'trace applied');
+      return 0;
+    } finally {
+      await service.stop();
+    }
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals) => {
+      log.info({ signal: sig }, 'signal received');
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  await service.stop();
+  return 0;
+}

@@ -1,0 +1,79 @@
+import { createReadStream } from 'node:fs';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { pino, type Logger } from 'pino';
+import { applyTrace, attachDisk, readLegacyTrace, serveBlockReads, type AttachedDisk, type BlockReadServer } from '@gammaray/capture';
+import { NbdServer } from '@gammaray/nbd';
+import type { CaptureConfig } from './config.js';
+import { DiskProvider } from './provider.js';
+
+/** A running capture instance. */
+export interface CaptureService {
+  /** Where NBD clients connect (after start). */
+  readonly address: { host: string; port: number } | undefined;
+  readonly instanceId: string;
+  start(): Promise<void>;
+  /** Stops accepting, drains in-flight requests (each acknowledged after publishing, or failed), detaches, closes. */
+  stop(): Promise<void>;
+  /** With --trace: resolves with the number of trace records applied once the trace ends. */
+  readonly traceDone: Promise<number> | undefined;
+}
+
+/** Builds the service from a validated configuration; nothing runs until start(). */
+export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-capture' })): CaptureService {
+  const instanceId = `capture-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  let nc: NatsConnection | undefined;
+  let server: NbdServer | undefined;
+  const attached: AttachedDisk[] = [];
+  const blockReads: BlockReadServer[] = [];
+  let address: { host: string; port: number } | undefined;
+  let traceDone: Promise<number> | undefined;
+  let stopping: Promise<void> | undefined;
+
+  const service: CaptureService = {
+    get address() {
+      return address;
+    },
+    instanceId,
+    get traceDone() {
+      return traceDone;
+    },
+    async start() {
+      log.info({ nats: cfg.nats, disks: cfg.disks.map((d) => d.id), instanceId }, 'starting capture');
+      nc = await connect({ servers: cfg.nats, name: instanceId, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+      const jsm = await jetstreamManager(nc);
+      const provider = new DiskProvider();
+      for (const d of cfg.disks) {
+        const a = await attachDisk({ nc, jsm, instanceId, disk: d.id, image: d.image, stream: { replicas: cfg.replicas }, log });
+        attached.push(a);
+        provider.add(a.disk);
+        blockReads.push(serveBlockReads(nc, a.disk, { log }));
+        log.info({ disk: d.id, image: d.image, size: a.disk.size, firstSeq: a.entry.firstSeq }, 'disk attached');
+      }
+      if (cfg.trace !== undefined) {
+        const input = cfg.trace === '-' ? process.stdin : createReadStream(cfg.trace);
+        const disk = attached[0]!.disk; // ok: config allows --trace with exactly one disk
+        traceDone = applyTrace(disk, readLegacyTrace(input));
+        return;
+      }
+      server = new NbdServer({ provider, logger: log.child({ component: 'nbd' }) });
+      address = await server.listen(cfg.listen.host, cfg.listen.port);
+      log.info({ listen: address, exports: cfg.disks.map((d) => `nbd://${address!.host}:${address!.port}/${d.id}`) }, 'serving NBD'); // ok: just set
+    },
+    stop() {
+      stopping ??= (async () => {
+        log.info('stopping capture: draining in-flight requests');
+        await server?.close({ drainMs: 30_000 });
+        if (traceDone) await traceDone.catch(() => undefined);
+        for (const b of blockReads) await b.stop();
+        for (const a of attached) await a.detach();
+        await nc?.drain();
+        log.info('capture stopped');
+      })();
+      return stopping;
+    },
+  };
+  return service;
+}

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, readConfig } from '../src/config.js';
+
+describe('capture config', () => {
+  it('takes flags, fills defaults from CLI.md', () => {
+    const c = readConfig({ disk: ['vm1=/tmp/vm1.img', 'vm-2=/tmp/b.img'] }, {});
+    expect(c).toMatchObject({ nats: 'nats://127.0.0.1:4222', listen: { host: '127.0.0.1', port: 10809 }, replicas: 1, metrics: undefined, trace: undefined });
+    expect(c.disks).toEqual([{ id: 'vm1', image: '/tmp/vm1.img' }, { id: 'vm-2', image: '/tmp/b.img' }]);
+  });
+
+  it('reads GAMMARAY_* environment variables when flags are absent, flags winning', () => {
+    const env = { GAMMARAY_NATS: 'nats://n:4222', GAMMARAY_LISTEN: '0.0.0.0:1', GAMMARAY_DISK: 'a=/a,b=/b', GAMMARAY_REPLICAS: '3', GAMMARAY_METRICS: '[::1]:9100' };
+    const c = readConfig({}, env);
+    expect(c).toMatchObject({ nats: 'nats://n:4222', listen: { host: '0.0.0.0', port: 1 }, replicas: 3, metrics: { host: '::1', port: 9100 } });
+    expect(c.disks.map((d) => d.id)).toEqual(['a', 'b']);
+    expect(readConfig({ nats: 'nats://flag:1', disk: ['c=/c'] }, env).nats).toBe('nats://flag:1');
+  });
+
+  it.each([
+    [{}, /no disk to serve/],
+    [{ disk: ['VM=/x'] }, /--disk must be ID=IMAGE/],
+    [{ disk: ['vm1'] }, /--disk must be ID=IMAGE/],
+    [{ disk: ['a=/x', 'a=/y'] }, /given twice/],
+    [{ disk: ['a=/x'], listen: 'localhost' }, /--listen \(GAMMARAY_LISTEN\) must be HOST:PORT/],
+    [{ disk: ['a=/x'], replicas: '0' }, /--replicas/],
+    [{ disk: ['a=/x'], nats: 'http://x' }, /--nats/],
+    [{ disk: ['a=/x', 'b=/y'], trace: '-' }, /--trace applies to exactly one/],
+  ])('rejects %j naming the setting', (flags, msg) => {
+    expect(() => readConfig(flags, {})).toThrow(ConfigError);
+    expect(() => readConfig(flags, {})).toThrow(msg);
+  });
+});
