@@ -20,7 +20,7 @@ import type { NbdExport } from './nbd-export.js';
 /** Largest NBD request capture accepts (advertised as maxBlockSize). */
 export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
 /** Default number of records whose publish ack may be outstanding at once. */
-export const DEFAULT_MAX_INFLIGHT_RECORDS = 16;
+export const DEFAULT_MAX_INFLIGHT_RECORDS = 32;
 /** Default time a write may wait for JetStream before the client gets EIO. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 /** Default time one publish attempt waits for its ack. */
@@ -32,7 +32,6 @@ export const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
 
 const ZEROS = new Uint8Array(1024 * 1024);
 /** While records are unconfirmed, a new record is cut only once this many bytes (encoded bound) have accumulated. */
-const CUT_BYTES = MAX_RECORD_BYTES / 2;
 
 /** Options of {@link CaptureDisk.open}. */
 export interface CaptureDiskOptions {
@@ -120,9 +119,9 @@ interface Rec {
  *    order = the order the NBD server called us, and publishing overlaps the image I/O.
  * 2. Its turn on `io`: apply it to the image (pwrite; zeros; nothing for trim; fdatasync for FUA and flush). If
  *    that fails the disk stops taking requests (the stream may hold a change the image lacks).
- * 3. The pump cuts `accum` into records (<= MAX_RECORD_BYTES, <= MAX_OPS_PER_RECORD): at once when nothing is
- *    unconfirmed, else only when half a record's worth has accumulated (group commit), never more than
- *    `maxInflightRecords` unconfirmed records, which are published pipelined. Each record has msg id `<disk>:<epoch>:<index>`; a failed publish is retried
+ * 3. The pump (on setImmediate) cuts `accum` into records (<= MAX_RECORD_BYTES, <= MAX_OPS_PER_RECORD): what
+ *    arrived in one turn of the event loop shares a record; never more than `maxInflightRecords` unconfirmed
+ *    records, which are published pipelined; while the window is full, ops keep accumulating (group commit). Each record has msg id `<disk>:<epoch>:<index>`; a failed publish is retried
  *    forever with the same id (the stream's duplicate window de-duplicates a retry of a stored record).
  * 4. Acks may arrive in any order; records are confirmed strictly in index order, and a request resolves only when
  *    its image change finished and the record holding its last op is confirmed, i.e. every earlier record is
@@ -447,14 +446,10 @@ export class CaptureDisk implements NbdExport {
 
   #pump(): void {
     if (this.#aborted) return;
-    // Group commit: with nothing unconfirmed, cut at once (lowest latency); otherwise let ops accumulate until a
-    // record's worth is ready, so a steady stream of small writes makes one record per ack round trip, while
-    // large writes still keep up to `window` full records in flight.
-    while (
-      this.#accum.length > 0 &&
-      this.#records.length < this.#window &&
-      (this.#records.length === 0 || this.#markers > 0 || this.#accumBytes >= CUT_BYTES || this.#accum.length >= MAX_OPS_PER_RECORD)
-    ) {
+    // Cut what accumulated during this turn of the event loop (the pump runs on setImmediate, so ops that
+    // arrived together share a record) as long as fewer than `window` records are unconfirmed. Waiting for a
+    // full record instead would make a queue of small writes pay a whole ack round trip per batch.
+    while (this.#accum.length > 0 && this.#records.length < this.#window) {
       this.#cut();
     }
     for (const rec of this.#records) {
