@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import {
@@ -16,6 +17,7 @@ import {
 import { pino, type Logger } from 'pino';
 import { Errno, IoError, OutOfRangeError } from './errors.js';
 import type { NbdExport } from './nbd-export.js';
+import type { RecordPublisher } from './publisher.js';
 
 /** Largest NBD request capture accepts (advertised as maxBlockSize). */
 export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
@@ -41,6 +43,8 @@ export interface CaptureDiskOptions {
   readonly image: string;
   /** JetStream client; its connection should reconnect forever (`maxReconnectAttempts: -1`). */
   readonly js: JetStreamClient;
+  /** Publishes records; default `js` (an AsyncAckPublisher on the same connection is much cheaper). */
+  readonly publisher?: RecordPublisher;
   /** Distinguishes this attach's msg ids from an earlier attach's; default: random. */
   readonly epoch?: string;
   /** Sequence a block read reports before any record of this attach is stored: normally firstSeq - 1. */
@@ -145,7 +149,7 @@ export class CaptureDisk implements NbdExport {
   readonly epoch: string;
 
   readonly #fh: FileHandle;
-  readonly #js: JetStreamClient;
+  readonly #js: RecordPublisher;
   readonly #subject: string;
   readonly #log: Logger;
   readonly #window: number;
@@ -179,7 +183,7 @@ export class CaptureDisk implements NbdExport {
     this.name = opts.disk;
     this.image = opts.image;
     this.epoch = opts.epoch ?? `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
-    this.#js = opts.js;
+    this.#js = opts.publisher ?? opts.js;
     this.#subject = writesSubject(opts.disk);
     this.#log = (opts.log ?? pino({ level: 'silent' })).child({ component: 'capture-disk', disk: opts.disk });
     this.#window = Math.max(1, opts.maxInflightRecords ?? DEFAULT_MAX_INFLIGHT_RECORDS);
@@ -554,7 +558,9 @@ export class CaptureDisk implements NbdExport {
   async #pwrite(offset: number, data: Uint8Array): Promise<void> {
     let done = 0;
     while (done < data.length) {
-      const { bytesWritten } = await this.#fh.write(data, done, data.length - done, offset + done);
+      // Synchronous pwrite: image writes are serialized (stream order = image order), and a trip through
+      // libuv's pool per write (~100-200 us) halves the IOPS of small writes compared with the pwrite itself.
+      const bytesWritten = writeSync(this.#fh.fd, data, done, data.length - done, offset + done);
       if (bytesWritten <= 0) throw new IoError(`short write to ${this.image} at ${offset + done}`);
       done += bytesWritten;
     }
