@@ -3,59 +3,25 @@
  * wrote is in the image, the writes stream replays to the same image, and stopping NATS while the guest writes
  * loses and duplicates nothing (writes wait; the guest carries on once NATS is back).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../guest/qemu-nbd.js';
 import { runGuest } from '../guest/guest.js';
+import { CLI, startCapture as startCaptureProcess } from '../support/capture-process.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { readRecords, replay, sha256 } from '../support/writes-stream.js';
 
-const CLI = fileURLToPath(new URL('../../packages/cli/bin/gammaray.js', import.meta.url));
 const exec = promisify(execFile);
 
 let work: string;
 let nats: NatsServer;
 
-interface Capture {
-  readonly child: ChildProcess;
-  readonly url: string;
-  logs(): string;
-  stop(): Promise<number | null>;
-}
-
-async function startCapture(disk: string, image: string): Promise<Capture> {
-  const port = await freePort();
-  let logs = '';
-  const child = spawn('node', [CLI, 'capture', '--nats', nats.url, '--listen', `127.0.0.1:${port}`, '--disk', `${disk}=${image}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`capture did not start: ${logs}`)), 20_000);
-    const onData = (b: Buffer) => {
-      logs += b.toString();
-      if (logs.includes('serving NBD')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', onData); // ok: piped
-    child.stderr!.on('data', onData); // ok: piped
-    child.once('exit', (code) => reject(new Error(`capture exited with ${code}: ${logs}`)));
-  });
-  return {
-    child,
-    url: `nbd://127.0.0.1:${port}/${disk}`,
-    logs: () => logs,
-    stop: async () => {
-      if (child.exitCode !== null) return child.exitCode;
-      const done = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      child.kill('SIGTERM');
-      return done;
-    },
-  };
+async function startCapture(disk: string, image: string): Promise<{ url: string; logs(): string; stop(): Promise<number | null> }> {
+  const cap = await startCaptureProcess(nats.url, { [disk]: image });
+  return { url: cap.url(disk), logs: cap.logs, stop: cap.stop };
 }
 
 async function freshImage(name: string): Promise<{ image: string; start: string }> {

@@ -3,69 +3,36 @@
  * nats-server: data round-trips, and the writes stream replayed onto the starting image equals the capture's
  * image (stream fidelity).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KV_DISKS, decodeDiskEntry } from '@gammaray/wire';
+import { startCapture as startCaptureProcess, type CaptureProcess } from '../support/capture-process.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { readRecords, replay, sha256 } from '../support/writes-stream.js';
 
-const CLI = fileURLToPath(new URL('../../packages/cli/bin/gammaray.js', import.meta.url));
 const exec = promisify(execFile);
 const SIZE = 64 * 1024 * 1024;
 
 let work: string;
 let nats: NatsServer;
-let capture: ChildProcess | undefined;
+let capture: CaptureProcess | undefined;
 let port: number;
 let image: string;
 let start: string;
-let logs = '';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 async function startCapture(): Promise<void> {
-  port = await freePort();
-  logs = '';
-  capture = spawn('node', [CLI, 'capture', '--nats', nats.url, '--listen', `127.0.0.1:${port}`, '--disk', `vm1=${image}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const child = capture;
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`capture did not start: ${logs}`)), 20_000);
-    const onData = (b: Buffer) => {
-      logs += b.toString();
-      if (logs.includes('serving NBD')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', onData); // ok: stdio pipe
-    child.stderr!.on('data', onData); // ok: stdio pipe
-    child.once('exit', (code) => reject(new Error(`capture exited with ${code}: ${logs}`)));
-  });
+  capture = await startCaptureProcess(nats.url, { vm1: image });
+  port = capture.port;
 }
 
 async function stopCapture(): Promise<number | null> {
-  const child = capture;
-  if (!child || child.exitCode !== null) return child?.exitCode ?? null;
-  const done = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  return done;
+  return (await capture?.stop()) ?? null;
 }
 
 const url = () => `nbd://127.0.0.1:${port}/vm1`;
