@@ -128,7 +128,11 @@ export function encodeWriteRecord(rec: WriteRecord): Uint8Array {
         throw new EncodeError(`${field}: unknown op`, { field });
     }
   });
-  const bytes = BSON.serialize({ v: WRITE_RECORD_VERSION, disk: rec.disk, ts: rec.ts, ops });
+  // Serialized straight into a buffer of the (conservative) bound: BSON.serialize would build the document in
+  // its internal buffer and copy it out again, a second copy of every written byte.
+  const out = Buffer.allocUnsafe(recordEncodedBound(rec.ops));
+  const end = BSON.serializeWithBufferAndIndex({ v: WRITE_RECORD_VERSION, disk: rec.disk, ts: rec.ts, ops }, out);
+  const bytes = out.subarray(0, end + 1);
   // ok: the bound above is conservative; this is the belt to its braces.
   if (bytes.length > MAX_RECORD_BYTES) throw new EncodeError(`record is ${bytes.length} bytes, more than ${MAX_RECORD_BYTES}`);
   return bytes;
