@@ -25,3 +25,17 @@ export { decodeInodeXattrs, decodeXattrBlock, XATTR_PREFIXES } from './ondisk/xa
 export type { Xattr } from './ondisk/xattr.js';
 export { decodeJournalSuperblock, JBD2_MAGIC, JournalIncompat } from './ondisk/journal-superblock.js';
 export type { JournalSuperblock } from './ondisk/journal-superblock.js';
+export {
+  decodeJournalHeader,
+  isJournalMetadataBlock,
+  decodeDescriptorBlock,
+  decodeCommitBlock,
+  decodeRevokeBlock,
+  unescapeBlock,
+  journalChecksumSeed,
+  journalTagBytes,
+  JournalTagFlag,
+  JOURNAL_HEADER_SIZE,
+} from './ondisk/journal-blocks.js';
+export type { JournalHeader, JournalTag, JournalDescriptor, JournalCommit, JournalRevoke } from './ondisk/journal-blocks.js';
+export { JournalBlockType } from './ondisk/journal-superblock.js';
