@@ -70,11 +70,16 @@ export class Ext4Volume {
    * error.
    */
   static async open(source: BlockSource, opts: OpenOptions = {}): Promise<Ext4Volume> {
-    const cache = new ChunkCache(source, CACHE_CHUNK_BYTES, opts.cacheBytes ?? BLOCK_CACHE_BYTES);
     if (source.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE) {
       throw new CorruptError(CorruptKind.SuperblockMagic, `the ${source.size}-byte volume is too small to hold an ext2/3/4 file system`);
     }
-    const sb = decodeSuperblock(await cache.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
+    // The superblock says the block size the caches are cut to, so it is read on its own, uncached.
+    const boot = new ChunkCache(source, SUPERBLOCK_SIZE, SUPERBLOCK_SIZE);
+    const sb = decodeSuperblock(await boot.readDirect(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
+    // Inode tables are read in large runs (neighbouring inodes are wanted together);
+    // everything else block by block, so scattered directory blocks cost one block each.
+    const blockCache = new ChunkCache(source, sb.blockSize, opts.cacheBytes ?? BLOCK_CACHE_BYTES);
+    const itableCache = new ChunkCache(source, Math.max(CACHE_CHUNK_BYTES, sb.blockSize), opts.cacheBytes ?? BLOCK_CACHE_BYTES);
     const descPerBlock = sb.blockSize / sb.descSize;
     const metaGroups = Math.ceil(sb.groupCount / descPerBlock);
     const raws: (Uint8Array | CorruptError)[] = [];
@@ -87,13 +92,9 @@ export class Ext4Volume {
         for (let i = 0; i < n; i++) raws.push(outside);
         continue;
       }
-      const bytes = await cache.read(blk * sb.blockSize, sb.blockSize);
+      const bytes = await blockCache.read(blk * sb.blockSize, sb.blockSize);
       for (let i = 0; i < n; i++) raws.push(bytes.subarray(i * sb.descSize, (i + 1) * sb.descSize));
     }
-    // Inode tables are read in large runs (neighbouring inodes are wanted together);
-    // everything else block by block, so scattered directory blocks cost one block each.
-    const blockCache = new ChunkCache(source, sb.blockSize, opts.cacheBytes ?? BLOCK_CACHE_BYTES);
-    const itableCache = new ChunkCache(source, Math.max(CACHE_CHUNK_BYTES, sb.blockSize), opts.cacheBytes ?? BLOCK_CACHE_BYTES);
     return new Ext4Volume(sb, raws, blockCache, itableCache);
   }
 
@@ -192,13 +193,9 @@ export class Ext4Volume {
    * extent tree or the indirect block map). Holes are gaps between extents.
    */
   async blockMap(inode: Ext4Inode): Promise<readonly Extent[]> {
-    if (inode.flags & InodeFlags.inlineData) return [];
-    if (inode.type !== FileType.file && inode.type !== FileType.dir && inode.type !== FileType.symlink) return [];
-    if (inode.type === FileType.symlink && this.isFastSymlink(inode)) return [];
-    if (inode.flags & InodeFlags.extents && inode.iBlock[6] === 0 && inode.iBlock[7] === 0) {
-      // Depth 0: the whole map is in the inode; decoding it is cheaper than caching it.
-      return this.checkLeaves(decodeExtentNode(inode.iBlock, { inode: inode.ino }, undefined).entries as Extent[], inode.ino);
-    }
+    // Maps held in the inode itself (depth-0 extents, inline data, fast symlinks) are cheaper to decode than to cache.
+    const inInode = this.blockMapCached(inode);
+    if (inInode) return inInode;
     const cached = this.mapCache.get(inode.ino);
     if (cached) return cached;
     const map = inode.flags & InodeFlags.extents ? await this.extentMap(inode) : await this.indirectMap(inode);
@@ -424,6 +421,8 @@ export class Ext4Volume {
 
   /** All extended attributes: in-inode, then the xattr block (system.data excluded). */
   async readXattrs(inode: Ext4Inode): Promise<Xattr[]> {
+    const inInode = this.readXattrsCached(inode);
+    if (inInode) return inInode;
     const sb = this.superblock;
     const out = decodeInodeXattrs(inode.raw, inode.extraIsize, inode.ino).filter((x) => x.name !== 'system.data');
     if (inode.fileAcl !== 0) {

@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { Ext4Error, walkBatches, type Ext4Inode, type Ext4Superblock, type Extent, type FileType, type Xattr } from '@gammaray/ext4';
+import { Ext4Error, walkBatches, type Extent, type FileType, type Xattr } from '@gammaray/ext4';
 import { ExitCode, UserError } from '../errors.js';
 import { humanSize, shellWord } from '../format.js';
 import { describeVolumes, imageVolumes, isNoFileSystem, openImage, probe, probeError, type OpenedVolume, type Probe } from '../image.js';
@@ -116,12 +116,6 @@ async function emit(sinks: Sinks, doc: Record<string, unknown>): Promise<void> {
   if (sinks.bson) await sinks.bson.bytes((await bsonSerializer())(doc));
 }
 
-/** Whether a symlink keeps its target in data blocks (the kernel's test: blocks beyond an xattr block). */
-function symlinkHasBlocks(inode: Ext4Inode, sb: Ext4Superblock): boolean {
-  const eaBlocks = inode.fileAcl !== 0 ? sb.clusterSize / 512 : 0;
-  return inode.blocks512 - eaBlocks > 0;
-}
-
 async function crawlVolume(term: Terminal, v: OpenedVolume, partitioned: boolean, sinks: Sinks, progress: Progress, before: number): Promise<VolumeStats> {
   const { fs } = v;
   const sb = fs.superblock;
@@ -163,7 +157,7 @@ async function crawlVolume(term: Terminal, v: OpenedVolume, partitioned: boolean
         if (!(err instanceof Ext4Error)) throw err;
         errors = [...errors, err];
       }
-      if (t === 'file' || t === 'dir' || (t === 'symlink' && symlinkHasBlocks(inode, sb))) {
+      if (t === 'file' || t === 'dir' || t === 'symlink') {
         try {
           blocks = fs.blockMapCached(inode) ?? (await fs.blockMap(inode));
         } catch (err) {
