@@ -22,7 +22,7 @@ import { connect as netConnect, createServer } from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { readBenchArgs } from '../lib/args.mjs';
 import { connect } from '@nats-io/transport-node';
 import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
 
@@ -80,40 +80,14 @@ class BenchError extends Error {
 }
 
 function readOptions() {
-  let parsed;
-  try {
-    const args = process.argv.slice(2);
-    parsed = parseArgs({
-      args: args[0] === '--' ? args.slice(1) : args, // `pnpm bench:capture -- --runs 1`
-      options: {
-        'size-mib': { type: 'string' },
-        runs: { type: 'string' },
-        runtime: { type: 'string' },
-        depth: { type: 'string' },
-        window: { type: 'string' },
-        quick: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      allowPositionals: false,
-    });
-  } catch (err) {
-    process.stderr.write(`bench/capture: ${err.message}\n${USAGE}`);
-    process.exit(2);
-  }
-  const v = parsed.values;
-  if (v.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
-  const int = (name, fallback, min) => {
-    if (v[name] === undefined) return fallback;
-    const n = Number(v[name]);
-    if (!Number.isSafeInteger(n) || n < min) {
-      process.stderr.write(`bench/capture: --${name} must be an integer >= ${min}, got ${JSON.stringify(v[name])}\n${USAGE}`);
-      process.exit(2);
-    }
-    return n;
-  };
+  const { values: v, int } = readBenchArgs('bench/capture', USAGE, {
+    'size-mib': { type: 'string' },
+    runs: { type: 'string' },
+    runtime: { type: 'string' },
+    depth: { type: 'string' },
+    window: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+  });
   const q = v.quick;
   return {
     quick: q,

@@ -24,7 +24,7 @@ import {
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { readBenchArgs } from '../lib/args.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
@@ -82,41 +82,14 @@ function fail(msg) {
 }
 
 function readOptions() {
-  let parsed;
-  try {
-    // `pnpm bench:crawl -- --runs 3` passes the "--" through.
-    const args = process.argv.slice(2);
-    parsed = parseArgs({
-      args: args[0] === '--' ? args.slice(1) : args,
-      options: {
-        files: { type: 'string' },
-        dirs: { type: 'string' },
-        runs: { type: 'string' },
-        keep: { type: 'boolean', default: false },
-        'cache-dir': { type: 'string' },
-        'drop-caches': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      allowPositionals: false,
-    });
-  } catch (err) {
-    process.stderr.write(`bench/crawl: ${err.message}\n${USAGE}`);
-    process.exit(2);
-  }
-  const v = parsed.values;
-  if (v.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
-  const int = (name, fallback, min) => {
-    if (v[name] === undefined) return fallback;
-    const n = Number(v[name]);
-    if (!Number.isSafeInteger(n) || n < min) {
-      process.stderr.write(`bench/crawl: --${name} must be an integer >= ${min}, got ${JSON.stringify(v[name])}\n${USAGE}`);
-      process.exit(2);
-    }
-    return n;
-  };
+  const { values: v, int } = readBenchArgs('bench/crawl', USAGE, {
+    files: { type: 'string' },
+    dirs: { type: 'string' },
+    runs: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    'cache-dir': { type: 'string' },
+    'drop-caches': { type: 'boolean', default: false },
+  });
   const files = int('files', DEFAULT_FILES, 1);
   const dirs = int('dirs', DEFAULT_DIRS, 1);
   if (dirs > files) {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryBlockSource } from '@gammaray/disk';
+import { prng } from '../../packages/disk/test/builders.js';
 import { decodeExtentNode, descriptorBlock, Ext4Volume, groupHasSuper, walk, type ExtentIndex } from '@gammaray/ext4';
 
 const CASES = Number(process.env.GAMMARAY_FUZZ_CASES ?? 5000);
@@ -20,18 +21,6 @@ const CASES = Number(process.env.GAMMARAY_FUZZ_CASES ?? 5000);
 const ONLY_SEEDS = process.env.GAMMARAY_FUZZ_SEEDS?.split(',').map(Number);
 const CASE_TIMEOUT_MS = 2000;
 const HEAP_LIMIT = 1024 * 1024 * 1024;
-
-/** mulberry32: a small deterministic PRNG so every case is reproducible from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Region {
   readonly what: 'super' | 'gdt' | 'itable' | 'dir' | 'extent' | 'xattr' | 'indirect' | 'journal';
@@ -142,7 +131,7 @@ type Mutation = { offset: number; bytes: Uint8Array };
 const KINDS = ['bitflip', 'zero-block', 'rec-len', 'extent-loop', 'past-end', 'absurd-size', 'absurd-count', 'random-bytes'] as const;
 
 function makeCase(seed: number): { image: string; kind: string; mutations: Mutation[] } {
-  const r = rng(seed);
+  const r = prng(seed);
   const t = targets[Math.floor(r() * targets.length)]!;
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const kind = pick(KINDS);
