@@ -28,7 +28,8 @@ export async function readRecords(natsUrl: string, disk: string): Promise<Stored
     if (want === 0) return out;
     const c = await js.consumers.get(STREAM_WRITES, { filter_subjects: subject });
     while (out.length < want) {
-      const it = await c.fetch({ max_messages: Math.min(500, want - out.length), expires: 2000 });
+      // Few at a time: 500 records of ~1 MB each would overrun the client's slow-consumer limit.
+      const it = await c.fetch({ max_messages: Math.min(16, want - out.length), expires: 2000 });
       for await (const m of it) out.push({ seq: m.seq, msgId: m.headers?.get('Nats-Msg-Id'), rec: decodeWriteRecord(m.data) });
     }
     return out;

@@ -94,6 +94,26 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
       }
     });
 
+  configure(program.command('inferencer'), term, 'gammaray inferencer --help')
+    .description("keep each captured disk's file system in sync from its writes and publish file-level events (stream GAMMARAY_EVENTS)")
+    .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
+    .option('--replicas <n>', 'JetStream replicas for the events stream and the checkpoint bucket (env GAMMARAY_REPLICAS; 1 on one machine, 3 in a cluster)')
+    .option('--metrics <host:port>', 'reserved: Prometheus metrics address (env GAMMARAY_METRICS; not served yet)')
+    .option('--inline-limit <bytes>', 'largest write whose bytes travel inside its write event (env GAMMARAY_INLINE_LIMIT; default 65536)')
+    .option('--checkpoint-interval <seconds>', 'how often each disk\'s state is checkpointed (env GAMMARAY_CHECKPOINT_INTERVAL; default 5)')
+    .option('--disk <id>', 'follow only this disk; repeat for more (env GAMMARAY_DISK=a,b; default every disk of the registry)', collect, [])
+    .addHelpText('after', '\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: stop following, flush events, write final checkpoints, exit.')
+    .action(async (o: { nats?: string; replicas?: string; metrics?: string; inlineLimit?: string; checkpointInterval?: string; disk: string[] }) => {
+      // Loaded on demand, like capture.
+      const svc = await import('@gammaray/service-inferencer');
+      try {
+        done((await svc.runInferencer({ ...o, disk: o.disk.length > 0 ? o.disk : undefined })) as ExitCode);
+      } catch (err) {
+        if (err instanceof svc.ConfigError) throw new UserError(err.message);
+        throw new RuntimeFailure(`inferencer failed: ${(err as Error).message}`, { cause: err });
+      }
+    });
+
   return program;
 }
 

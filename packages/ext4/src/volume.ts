@@ -504,11 +504,14 @@ export class Ext4Volume {
             }
           }
           let region = block;
-          const tail = dirTailLength(block, sb.blockSize);
+          // An htree node ends in a dx_tail, not a dirent tail; when the kernel turns a linear directory into
+          // an htree it leaves the old block's dirent tail bytes in place, which would look like one.
+          const dx = indexed && isDxNode(block, logical, sb.blockSize);
+          const tail = dx ? undefined : dirTailLength(block, sb.blockSize);
           if (tail !== undefined) {
             if (sb.metadataCsum) verifyDirTail(block, tail, seed, where);
             region = block.subarray(0, tail);
-          } else if (sb.metadataCsum && !(indexed && isDxNode(block, logical, sb.blockSize))) {
+          } else if (sb.metadataCsum && !dx) {
             throw new CorruptError(CorruptKind.DirBlockChecksum, 'leaf block has no checksum tail', { ...where, field: 'det_checksum' });
           }
           const res = decodeDirBlock(region, { ...opts, where });

@@ -11,11 +11,13 @@ export {
   MAX_BLOCK_REQUEST_BYTES,
   MAX_REGISTRY_ENTRY_BYTES,
   MAX_IMAGE_PATH_CHARS,
+  MAX_EVENT_BYTES,
 } from './limits.js';
 export {
   STREAM_WRITES,
   STREAM_EVENTS,
   KV_DISKS,
+  OBJ_STATE,
   WRITES_WILDCARD,
   EVENTS_WILDCARD,
   BLOCKS_WILDCARD,
@@ -31,6 +33,7 @@ export {
   diskEventsFilter,
   diskOfSubject,
 } from './subjects.js';
+export { encodePathHeader, decodePathHeader } from './headers.js';
 export type { WriteRecord, WriteOp, WriteDataOp, WriteZeroOp, WriteTrimOp, WriteFlushOp } from './record.js';
 export {
   WRITE_RECORD_VERSION,

@@ -39,3 +39,11 @@ export const MAX_REGISTRY_ENTRY_BYTES = 16 * 1024;
 
 /** Longest image path kept in a registry entry. */
 export const MAX_IMAGE_PATH_CHARS = 4096;
+
+/**
+ * Largest encoded file-system event (one message of GAMMARAY_EVENTS): like a record, short of NATS's default
+ * max_payload (1 MiB) to leave room for the headers (the percent-encoded path may take 12 KiB). The inferencer's
+ * inline limit (at most {@link MAX_WRITE_CHUNK_BYTES}) keeps a write event below it; an event that would still
+ * be larger is published without its data.
+ */
+export const MAX_EVENT_BYTES = 1_000_000;

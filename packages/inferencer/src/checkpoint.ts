@@ -1,0 +1,194 @@
+/**
+ * Checkpoint bytes: an inferencer's whole state as a sequence of BSON documents (each carries its own length,
+ * so the sequence needs no other framing). State is chunked so no document nears BSON's 16 MiB limit however
+ * many nodes, directory entries, held journal blocks or pending data blocks there are.
+ */
+import { BSON } from 'bson';
+import type { FileType } from '@gammaray/ext4';
+import type { InferencerState } from './inferencer.js';
+import { CHECKPOINT_ENTRIES_PER_CHUNK, CHECKPOINT_NODES_PER_CHUNK } from './limits.js';
+import type { FsNode } from './node.js';
+
+/** Version of the checkpoint format. */
+export const CHECKPOINT_VERSION = 1;
+
+/** The checkpoint could not be read (damaged or from another version): re-crawl instead. */
+export class CheckpointError extends Error {
+  override name = 'CheckpointError';
+}
+
+type Doc = Record<string, unknown>;
+
+function nodeDoc(n: FsNode): Doc {
+  const d: Doc = {
+    i: n.ino,
+    g: n.generation,
+    t: n.type,
+    m: n.mode,
+    u: n.uid,
+    gi: n.gid,
+    s: n.size,
+    n: n.nlink,
+    tm: [n.atime.sec, n.atime.nsec, n.mtime.sec, n.mtime.nsec, n.ctime.sec, n.ctime.nsec],
+    f: n.flags,
+    x: n.xattrs,
+    o: n.owned,
+  };
+  if (n.target !== undefined) d.tg = n.target;
+  if (n.inline) d.il = n.inline;
+  if (n.runs) d.r = n.runs.flatMap((r) => [r.logical, r.physical, r.length]);
+  return d;
+}
+
+function nodeOf(d: Doc, entries: Map<string, number> | undefined): FsNode {
+  const tm = d.tm as number[];
+  const ino = d.i as number;
+  const flat = d.r as number[] | undefined;
+  const runs = flat ? Array.from({ length: flat.length / 3 }, (_, k) => ({ ino, logical: flat[3 * k]!, physical: flat[3 * k + 1]!, length: flat[3 * k + 2]! })) : undefined; // ok: length is a multiple of 3
+  const n: FsNode = {
+    ino,
+    generation: d.g as number,
+    type: d.t as FileType,
+    mode: d.m as number,
+    uid: d.u as number,
+    gid: d.gi as number,
+    size: d.s as number,
+    nlink: d.n as number,
+    atime: { sec: tm[0]!, nsec: tm[1]! }, // ok: six times written
+    mtime: { sec: tm[2]!, nsec: tm[3]! }, // ok
+    ctime: { sec: tm[4]!, nsec: tm[5]! }, // ok
+    flags: d.f as number,
+    xattrs: d.x as Record<string, string>,
+    owned: d.o as number[],
+    ...(d.tg !== undefined ? { target: d.tg as string } : {}),
+    ...(d.il !== undefined ? { inline: new Uint8Array(d.il as Uint8Array) } : {}),
+    ...(runs ? { runs } : {}),
+    ...(entries ? { entries } : {}),
+  };
+  return n;
+}
+
+/** Serializes an inferencer's state. */
+export function encodeCheckpoint(s: InferencerState): Uint8Array {
+  const docs: Uint8Array[] = [];
+  const push = (d: Doc) => docs.push(BSON.serialize(d));
+  push({ v: CHECKPOINT_VERSION, k: 'head', disk: s.disk, appliedSeq: s.appliedSeq, dirty: s.dirty, journal: s.journal ? { next: s.journal.next, expected: s.journal.expected, starts: s.journal.starts } : null, idxSeq: s.idxSeq, idx: s.idx });
+  const links = new Map(s.links);
+  for (let i = 0; i < s.nodes.length; i += CHECKPOINT_NODES_PER_CHUNK) {
+    const part = s.nodes.slice(i, i + CHECKPOINT_NODES_PER_CHUNK);
+    push({ k: 'nodes', items: part.map((n) => ({ ...nodeDoc(n), l: links.get(n.ino) ?? [] })) });
+  }
+  for (const n of s.nodes) {
+    if (!n.entries) continue;
+    const all = [...n.entries];
+    for (let i = 0; i < all.length; i += CHECKPOINT_ENTRIES_PER_CHUNK) {
+      const part = all.slice(i, i + CHECKPOINT_ENTRIES_PER_CHUNK);
+      push({ k: 'entries', ino: n.ino, names: part.map((e) => e[0]), inos: part.map((e) => e[1]) });
+    }
+  }
+  const chunked = (k: string, items: unknown[], per: number) => {
+    for (let i = 0; i < items.length; i += per) push({ k, items: items.slice(i, i + per) });
+  };
+  chunked('held', s.journalHeld, 1024);
+  chunked('pending', s.pending, 1024);
+  chunked('omitted', s.omitted, 65536);
+  chunked('open', s.journal?.open ?? [], 1024);
+  chunked('tails', s.tails, 1024);
+  chunked('recent', s.recent, 1024);
+  chunked('retries', s.retries, 65536);
+  push({ k: 'end' });
+  return Buffer.concat(docs);
+}
+
+/** Reads checkpoint bytes back; CheckpointError when they are not a complete checkpoint of this version. */
+export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let off = 0;
+  let head: Doc | undefined;
+  const nodes: Doc[] = [];
+  const entries = new Map<number, Map<string, number>>();
+  const held: [number, Uint8Array, number][] = [];
+  const pending: [number, Uint8Array, number, Date, number][] = [];
+  const omitted: [number, number, Date][] = [];
+  const open: [number, Uint8Array][] = [];
+  const tails: [number, number, number, Uint8Array, Uint8Array | null][] = [];
+  const recent: [number, Uint8Array][] = [];
+  const retries: [number, number][] = [];
+  let ended = false;
+  while (off < buf.length) {
+    if (off + 5 > buf.length) throw new CheckpointError('checkpoint ends inside a document header');
+    const len = buf.readInt32LE(off);
+    if (len < 5 || off + len > buf.length) throw new CheckpointError(`checkpoint document at byte ${off} claims ${len} bytes`);
+    let d: Doc;
+    try {
+      d = BSON.deserialize(buf.subarray(off, off + len), { promoteBuffers: true }) as Doc;
+    } catch (cause) {
+      throw new CheckpointError(`checkpoint document at byte ${off} is not BSON: ${(cause as Error).message}`);
+    }
+    off += len;
+    switch (d.k) {
+      case 'head':
+        if (d.v !== CHECKPOINT_VERSION) throw new CheckpointError(`checkpoint version ${String(d.v)}, this build reads ${CHECKPOINT_VERSION}`);
+        head = d;
+        break;
+      case 'nodes':
+        nodes.push(...(d.items as Doc[]));
+        break;
+      case 'entries': {
+        const ino = d.ino as number;
+        let m = entries.get(ino);
+        if (!m) entries.set(ino, (m = new Map()));
+        const names = d.names as string[];
+        const inos = d.inos as number[];
+        for (let i = 0; i < names.length; i++) m.set(names[i]!, inos[i]!); // ok: same lengths
+        break;
+      }
+      case 'held':
+        for (const [b, data, seq] of d.items as [number, Buffer, number][]) held.push([b, new Uint8Array(data), seq]);
+        break;
+      case 'pending':
+        for (const [b, data, seq, ts, commits] of d.items as [number, Buffer, number, Date, number][]) pending.push([b, new Uint8Array(data), seq, ts, commits]);
+        break;
+      case 'omitted':
+        omitted.push(...(d.items as [number, number, Date][]));
+        break;
+      case 'open':
+        for (const [j, data] of d.items as [number, Buffer][]) open.push([j, new Uint8Array(data)]);
+        break;
+      case 'tails':
+        for (const [ino, logical, block, data, reported] of d.items as [number, number, number, Buffer, Buffer | null][]) {
+          tails.push([ino, logical, block, new Uint8Array(data), reported ? new Uint8Array(reported) : null]);
+        }
+        break;
+      case 'recent':
+        for (const [b, data] of d.items as [number, Buffer][]) recent.push([b, new Uint8Array(data)]);
+        break;
+      case 'retries':
+        retries.push(...(d.items as [number, number][]));
+        break;
+      case 'end':
+        ended = true;
+        break;
+      default:
+        throw new CheckpointError(`unknown checkpoint document kind ${JSON.stringify(d.k)}`);
+    }
+  }
+  if (!head || !ended) throw new CheckpointError('checkpoint is incomplete (no head or no end document)');
+  const j = head.journal as { next: number; expected: number; starts: [number, number][] } | null;
+  return {
+    disk: head.disk as string,
+    appliedSeq: head.appliedSeq as number,
+    nodes: nodes.map((d) => nodeOf(d, d.t === 'dir' ? (entries.get(d.i as number) ?? new Map()) : undefined)),
+    links: nodes.map((d) => [d.i as number, d.l as [number, string][]]),
+    journalHeld: held,
+    pending,
+    omitted,
+    dirty: head.dirty as number[],
+    tails,
+    recent,
+    retries,
+    journal: j ? { next: j.next, expected: j.expected, starts: j.starts, open } : undefined,
+    idxSeq: head.idxSeq as number,
+    idx: head.idx as number,
+  };
+}

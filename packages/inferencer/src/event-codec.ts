@@ -1,0 +1,224 @@
+/**
+ * The BSON form of a file-system event: one document per message of GAMMARAY_EVENTS.
+ *
+ * | field        | BSON type       | notes                                                          |
+ * |--------------|-----------------|----------------------------------------------------------------|
+ * | v            | int32           | {@link EVENT_VERSION}                                          |
+ * | disk         | string          | disk id                                                        |
+ * | kind         | string          | {@link EventKind}                                              |
+ * | path         | string          | "" for disk-level kinds                                        |
+ * | ino          | int64           |                                                                |
+ * | type         | string          | file type, "" for disk-level kinds                             |
+ * | seq, idx     | int64, int32    | the event's identity                                           |
+ * | ts           | datetime        | capture time of the write that completed the change            |
+ * | stat         | document        | mode, uid, gid, nlink, flags int32/int64; size int64; times {sec, nsec} |
+ * | parent, fromParent | document  | {ino: int64, stat}                                             |
+ * | from, target | string          |                                                                |
+ * | offset, length | int64         | write                                                          |
+ * | data         | binary (0)      | write, up to the inline limit                                  |
+ * | dataOmitted  | bool            |                                                                |
+ * | oldSize, size | int64          | truncate                                                       |
+ * | changes      | document        | attr: {name: {old, new}}                                       |
+ * | files, dirs  | int64           | snapshot                                                       |
+ * | corruptKind, message | string  | corrupt                                                        |
+ * | block        | int64           | corrupt                                                        |
+ * | reason       | string          | resync                                                         |
+ *
+ * Fields that may exceed 2^31 (sizes, offsets, inode and block numbers, sequences, counts) are always int64, so a
+ * consumer sees one type per field; any other integer is int32 when it fits and int64 otherwise. Absent optional
+ * fields are omitted (never null).
+ */
+import { BSON } from 'bson';
+import { FileType } from '@gammaray/ext4';
+import { CorruptError, EncodeError, MAX_EVENT_BYTES, WireCorruptKind, isDiskId } from '@gammaray/wire';
+import { EVENT_VERSION, EventKind, type AttrChange, type FsEvent, type FsStat, type FsTime, type ParentRef } from './events.js';
+
+/** Top-level fields always written as int64. */
+const INT64_FIELDS: ReadonlySet<string> = new Set(['seq', 'ino', 'offset', 'length', 'size', 'oldSize', 'block', 'files', 'dirs']);
+const INT32_MIN = -0x8000_0000;
+const INT32_MAX = 0x7fff_ffff;
+const EVENT_KINDS: ReadonlySet<string> = new Set(Object.values(EventKind));
+const FILE_TYPES: ReadonlySet<string> = new Set(['', ...Object.values(FileType)]);
+/** Deepest nesting an event document has (event > changes > name > value document); anything deeper is refused. */
+const MAX_DEPTH = 8;
+
+/** An integer as BSON wants it: int64 (bigint) when asked or when it does not fit int32. */
+function bsonInt(n: number, int64: boolean): number | bigint {
+  if (!Number.isInteger(n)) return n;
+  if (!Number.isSafeInteger(n)) throw new EncodeError(`${n} is not a safe integer`);
+  return int64 || n < INT32_MIN || n > INT32_MAX ? BigInt(n) : n;
+}
+
+/** Recursively prepares a value: integers as above, undefined dropped, dates and binaries as they are. */
+function toBson(value: unknown, int64: boolean, depth: number): unknown {
+  if (depth > MAX_DEPTH) throw new EncodeError('event nests too deeply');
+  if (typeof value === 'number') return bsonInt(value, int64);
+  if (value === null || typeof value !== 'object' || value instanceof Date || value instanceof Uint8Array) return value;
+  if (Array.isArray(value)) return value.map((v: unknown) => toBson(v, false, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (v === undefined) continue;
+    out[k] = toBson(v, k === 'size' || k === 'ino', depth + 1);
+  }
+  return out;
+}
+
+/**
+ * Encodes an event as BSON. Throws {@link EncodeError} when a number is not a safe integer, a field name is not
+ * encodable (a NUL byte), or the document is larger than MAX_EVENT_BYTES.
+ */
+export function encodeEvent(e: FsEvent): Uint8Array {
+  const doc: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(e)) {
+    if (v === undefined) continue;
+    doc[k] = toBson(v, INT64_FIELDS.has(k), 1);
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = BSON.serialize(doc, { ignoreUndefined: true, checkKeys: false });
+  } catch (cause) {
+    throw Object.assign(new EncodeError(`event ${e.disk}:${e.seq}:${e.idx} cannot be encoded as BSON`), { cause });
+  }
+  if (bytes.length > MAX_EVENT_BYTES) throw new EncodeError(`event is ${bytes.length} bytes, more than ${MAX_EVENT_BYTES}`, { field: 'data' });
+  return bytes;
+}
+
+/** A bigint from BSON int64 back to a number, or CorruptError if it is not safe. */
+function fromBson(value: unknown, field: string, depth: number): unknown {
+  if (depth > MAX_DEPTH) throw new CorruptError(WireCorruptKind.Field, 'event nests too deeply', { field });
+  if (typeof value === 'bigint') {
+    if (value < BigInt(Number.MIN_SAFE_INTEGER) || value > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new CorruptError(WireCorruptKind.Field, `${field} is not a safe integer`, { field });
+    }
+    return Number(value);
+  }
+  if (value === null || typeof value !== 'object' || value instanceof Date || value instanceof Uint8Array) return value;
+  if (Array.isArray(value)) return value.map((v: unknown, i) => fromBson(v, `${field}[${i}]`, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = fromBson(v, `${field}.${k}`, depth + 1);
+  return out;
+}
+
+function bad(field: string, expected: string): CorruptError {
+  return new CorruptError(WireCorruptKind.Field, `${field} is not ${expected}`, { field });
+}
+
+function uint(d: Record<string, unknown>, k: string, field = k): number {
+  const v = d[k];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(field, 'a non-negative integer');
+  return v;
+}
+
+function optUint(d: Record<string, unknown>, k: string): number | undefined {
+  return d[k] === undefined ? undefined : uint(d, k);
+}
+
+function optString(d: Record<string, unknown>, k: string): string | undefined {
+  const v = d[k];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw bad(k, 'a string');
+  return v;
+}
+
+function time(v: unknown, field: string): FsTime {
+  if (v === null || typeof v !== 'object') throw bad(field, 'a {sec, nsec} document');
+  const t = v as Record<string, unknown>;
+  const sec = t['sec'];
+  if (typeof sec !== 'number' || !Number.isSafeInteger(sec)) throw bad(`${field}.sec`, 'an integer');
+  return Object.freeze({ sec, nsec: uint(t, 'nsec', `${field}.nsec`) });
+}
+
+function stat(v: unknown, field: string): FsStat {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad(field, 'a document');
+  const s = v as Record<string, unknown>;
+  const n = (k: string): number => uint(s, k, `${field}.${k}`);
+  return Object.freeze({
+    mode: n('mode'),
+    uid: n('uid'),
+    gid: n('gid'),
+    size: n('size'),
+    nlink: n('nlink'),
+    atime: time(s['atime'], `${field}.atime`),
+    mtime: time(s['mtime'], `${field}.mtime`),
+    ctime: time(s['ctime'], `${field}.ctime`),
+    flags: n('flags'),
+  });
+}
+
+function parent(v: unknown, field: string): ParentRef {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad(field, 'a document');
+  const p = v as Record<string, unknown>;
+  return Object.freeze({ ino: uint(p, 'ino', `${field}.ino`), stat: stat(p['stat'], `${field}.stat`) });
+}
+
+function changes(v: unknown): Record<string, AttrChange> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad('changes', 'a document');
+  const out: Record<string, AttrChange> = {};
+  for (const [k, c] of Object.entries(v as Record<string, unknown>)) {
+    if (c === null || typeof c !== 'object' || Array.isArray(c)) throw bad(`changes.${k}`, 'an {old, new} document');
+    const ch = c as Record<string, unknown>;
+    out[k] = Object.freeze({ old: ch['old'] ?? null, new: ch['new'] ?? null });
+  }
+  return Object.freeze(out);
+}
+
+/**
+ * Decodes and validates an event from untrusted bytes (a message of GAMMARAY_EVENTS). Only ever throws
+ * {@link CorruptError}: too large, not BSON, another version, an unknown kind, a field of the wrong type or an
+ * integer beyond 2^53. Unknown fields are dropped.
+ */
+export function decodeEvent(bytes: Uint8Array): FsEvent {
+  if (bytes.length > MAX_EVENT_BYTES) throw new CorruptError(WireCorruptKind.TooLarge, `event is ${bytes.length} bytes, more than ${MAX_EVENT_BYTES}`);
+  let raw: Record<string, unknown>;
+  try {
+    raw = BSON.deserialize(bytes, { useBigInt64: true, promoteBuffers: true, validation: { utf8: true } }) as Record<string, unknown>;
+  } catch (cause) {
+    throw new CorruptError(WireCorruptKind.NotBson, 'event is not a valid BSON document', { cause });
+  }
+  const d = fromBson(raw, 'event', 0) as Record<string, unknown>;
+  if (d['v'] !== EVENT_VERSION) throw new CorruptError(WireCorruptKind.Version, `event version is not ${EVENT_VERSION}`, { field: 'v' });
+  const disk = d['disk'];
+  if (!isDiskId(disk)) throw new CorruptError(WireCorruptKind.DiskId, 'event disk is not a valid disk id', { field: 'disk' });
+  const kind = d['kind'];
+  if (typeof kind !== 'string' || !EVENT_KINDS.has(kind)) throw bad('kind', 'a known event kind');
+  const ts = d['ts'];
+  if (!(ts instanceof Date) || Number.isNaN(ts.getTime())) throw new CorruptError(WireCorruptKind.Timestamp, 'event ts is not a date', { field: 'ts' });
+  const path = optString(d, 'path') ?? '';
+  const type = optString(d, 'type') ?? '';
+  if (!FILE_TYPES.has(type)) throw bad('type', 'a file type');
+  const data = d['data'];
+  if (data !== undefined && !(data instanceof Uint8Array)) throw bad('data', 'binary');
+  const dataOmitted = d['dataOmitted'];
+  if (dataOmitted !== undefined && typeof dataOmitted !== 'boolean') throw bad('dataOmitted', 'a boolean');
+  const e: Record<string, unknown> = {
+    v: EVENT_VERSION,
+    disk,
+    kind,
+    path,
+    ino: uint(d, 'ino'),
+    type,
+    seq: uint(d, 'seq'),
+    idx: uint(d, 'idx'),
+    ts,
+    stat: d['stat'] === undefined ? undefined : stat(d['stat'], 'stat'),
+    parent: d['parent'] === undefined ? undefined : parent(d['parent'], 'parent'),
+    fromParent: d['fromParent'] === undefined ? undefined : parent(d['fromParent'], 'fromParent'),
+    from: optString(d, 'from'),
+    target: optString(d, 'target'),
+    offset: optUint(d, 'offset'),
+    length: optUint(d, 'length'),
+    data,
+    dataOmitted,
+    oldSize: optUint(d, 'oldSize'),
+    size: optUint(d, 'size'),
+    changes: d['changes'] === undefined ? undefined : changes(d['changes']),
+    files: optUint(d, 'files'),
+    dirs: optUint(d, 'dirs'),
+    corruptKind: optString(d, 'corruptKind'),
+    message: optString(d, 'message'),
+    block: optUint(d, 'block'),
+    reason: optString(d, 'reason'),
+  };
+  for (const k of Object.keys(e)) if (e[k] === undefined) delete e[k];
+  return Object.freeze(e) as unknown as FsEvent; // ok: every field was checked against FsEvent above
+}

@@ -1,0 +1,11 @@
+export { DiskInferencer } from './inferencer.js';
+export type { InferencerOptions, InferencerState } from './inferencer.js';
+export type { BlockFetcher } from './store.js';
+export { EventKind, EVENT_VERSION, eventMsgId } from './events.js';
+export type { FsEvent, FsStat, FsTime, ParentRef, AttrChange } from './events.js';
+export type { FsNode } from './node.js';
+export { encodeCheckpoint, decodeCheckpoint, CheckpointError, CHECKPOINT_VERSION } from './checkpoint.js';
+export { foldEvents } from './fold.js';
+export type { FoldEntry } from './fold.js';
+export * as limits from './limits.js';
+export { encodeEvent, decodeEvent } from './event-codec.js';

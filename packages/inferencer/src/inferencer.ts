@@ -1,0 +1,1126 @@
+/**
+ * The inference engine for one disk: applies write records in stream order to its view of the file system's
+ * metadata and derives file-level events.
+ *
+ * Consistency points: with a jbd2 journal, each committed transaction (its commit block written); without one
+ * (ext2), each flush. At a consistency point the inodes whose metadata changed are derived again from the
+ * blocks and compared with what the tree held: directory entries become create/delete/rename/link/unlink,
+ * attributes become attr/truncate, and data blocks written before the metadata that maps them (held in a
+ * bounded pending buffer) become write events. Data written over blocks already mapped below end of file is
+ * reported at once.
+ */
+import {
+  CorruptError,
+  Ext4Error,
+  Ext4Volume,
+  FileType,
+  IncompatibleError,
+  InodeFlags,
+  JOURNAL_INO,
+  ROOT_INO,
+  decodeJournalSuperblock,
+  decodeName,
+  inodeInUse,
+  type Ext4Inode,
+  type Ext4Superblock,
+  type TreeEntry,
+} from '@gammaray/ext4';
+import type { WriteRecord } from '@gammaray/wire';
+import { decodeCheckpoint, encodeCheckpoint } from './checkpoint.js';
+import { DataIndex, type MappedRun } from './data-index.js';
+import { EVENT_VERSION, EventKind, type AttrChange, type FsEvent, type FsStat } from './events.js';
+import { JournalFollower, type CommittedTx } from './journal.js';
+import {
+  DEFAULT_INLINE_LIMIT,
+  DEFAULT_PENDING_BYTES,
+  MAX_INODES_PER_SETTLE,
+  MAX_OMITTED_BLOCKS,
+  MAX_PATH_DEPTH,
+  MAX_TAILS,
+  RECENT_DATA_BYTES,
+  NO_JOURNAL_RETRIES,
+  MAX_WRITE_RUN_BYTES,
+  PENDING_MAX_COMMITS,
+} from './limits.js';
+import { baseOf, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
+import { BlockStore, type BlockFetcher } from './store.js';
+
+/** Options of a {@link DiskInferencer}. */
+export interface InferencerOptions {
+  /** Disk id (events carry it). */
+  readonly disk: string;
+  /** Largest write carried inline in an event (default 64 KiB). */
+  readonly inlineLimit?: number;
+  /** Bytes of unattributed data held for later attribution (default 64 MiB). */
+  readonly pendingBytes?: number;
+}
+
+/** A data block written before anything mapped it. */
+interface PendingBlock {
+  data: Uint8Array;
+  seq: number;
+  ts: Date;
+  commits: number;
+}
+
+/** The block of a file that holds its end: its latest bytes and what events have reported of it. */
+interface Tail {
+  readonly logical: number;
+  readonly block: number;
+  readonly data: Uint8Array;
+  /** Bytes consumers know (zeros past end of file); undefined: nothing reported yet. */
+  reported: Uint8Array | undefined;
+}
+
+/** An entry change found at a consistency point. */
+interface EntryChange {
+  readonly dir: number;
+  readonly name: string;
+  readonly ino: number;
+}
+
+/** Emission context: the record being applied. */
+interface Ctx {
+  readonly seq: number;
+  readonly ts: Date;
+  readonly out: FsEvent[];
+}
+
+type Derived = FsNode | null | CorruptError;
+
+const ZERO_TIME = { sec: 0, nsec: 0 };
+
+/** See the module comment. */
+export class DiskInferencer {
+  readonly disk: string;
+  private readonly inlineLimit: number;
+  private readonly pendingLimit: number;
+  /** Nodes reachable from the root. */
+  readonly nodes = new Map<number, FsNode>();
+  /** Where each node appears: its (directory, name) links. */
+  private readonly links = new Map<number, { dir: number; name: string }[]>();
+  /** Metadata block -> inodes whose derivation read it. */
+  private readonly owners = new Map<number, number[]>();
+  private readonly dataIndex = new DataIndex();
+  private readonly pending = new Map<number, PendingBlock>();
+  private pendingBytes = 0;
+  /** Blocks pushed out of the pending buffer: block -> the sequence that wrote them. */
+  private readonly omitted = new Map<number, { seq: number; ts: Date }>();
+  private readonly dirty = new Set<number>();
+  /** Without a journal: inodes whose derivation failed, and how many flushes in a row. */
+  private readonly retries = new Map<number, number>();
+  /**
+   * Without a journal: data blocks written lately, whole. ext2 may reuse a block freed since the last flush
+   * for metadata before any flush says so; a read of it must see what was written, not the disk's old bytes.
+   */
+  private readonly recent = new Map<number, Uint8Array>();
+  private recentBytes = 0;
+  /** Without a journal: a new inode that failed to derive -> the directory that names it. */
+  private readonly namedBy = new Map<number, number>();
+  /** Per file, the last block written that held end of file: ino -> (logical block, physical block, bytes). */
+  private readonly tails = new Map<number, Tail>();
+  /** Inode-table runs: [first block, block count, first inode], sorted by block. */
+  private itables: [number, number, number][] = [];
+  private geometryDirty = false;
+  private journal: JournalFollower | undefined;
+  private applied: number;
+  private idx = 0;
+  private idxSeq = -1;
+
+  private constructor(
+    opts: InferencerOptions,
+    readonly store: BlockStore,
+    private volume: Ext4Volume,
+    appliedSeq: number,
+  ) {
+    this.disk = opts.disk;
+    this.inlineLimit = opts.inlineLimit ?? DEFAULT_INLINE_LIMIT;
+    this.pendingLimit = opts.pendingBytes ?? DEFAULT_PENDING_BYTES;
+    this.applied = appliedSeq;
+    store.fallback = (b) => this.pending.get(b)?.data ?? this.recent.get(b);
+  }
+
+  /** Last stream sequence applied. */
+  get appliedSeq(): number {
+    return this.applied;
+  }
+
+  /** The file system's superblock as last read. */
+  get superblock(): Ext4Superblock {
+    return this.volume.superblock;
+  }
+
+  /**
+   * Crawls the disk through `fetcher` (block reads) and builds the tree. `fromSeq` is the last stream sequence
+   * of the disk's writes before the crawl began: records after it are applied on top (a block's read already
+   * includes the records up to the sequence it was read at). Returns the snapshot event first.
+   */
+  static async bootstrap(fetcher: BlockFetcher, opts: InferencerOptions, fromSeq: number, ts: Date): Promise<{ inferencer: DiskInferencer; events: FsEvent[] }> {
+    const { inf } = await DiskInferencer.openStore(fetcher, opts, fromSeq);
+    const ctx: Ctx = { seq: fromSeq, ts, out: [] };
+    const corrupt: FsEvent[] = [];
+    const replay = await inf.openJournal();
+    for (const tx of replay) for (const b of tx.blocks) inf.store.setJournal(b.fsBlock, b.data, fromSeq);
+    if (replay.length > 0) inf.volume = await Ext4Volume.open(inf.store);
+    inf.buildItables();
+    await inf.crawl({ ...ctx, out: corrupt });
+    const counts = inf.counts();
+    const snapshot = inf.event(ctx, { kind: EventKind.Snapshot, path: '', ino: 0, type: '', files: counts.files, dirs: counts.dirs });
+    return { inferencer: inf, events: [snapshot, ...corrupt.map((e) => ({ ...e, idx: inf.nextIdx(fromSeq) }))] };
+  }
+
+  private static async openStore(fetcher: BlockFetcher, opts: InferencerOptions, seq: number): Promise<{ inf: DiskInferencer }> {
+    // The block size is not known before the superblock: read it raw first.
+    const head = await fetcher.read(0, Math.min(fetcher.size, 4096));
+    const bs = 1024 << new DataView(head.data.buffer, head.data.byteOffset + 1024 + 0x18, 4).getUint32(0, true);
+    const store = new BlockStore(fetcher, bs >= 1024 && bs <= 65536 ? bs : 1024);
+    const volume = await Ext4Volume.open(store);
+    if (volume.superblock.blockSize !== store.blockSize) throw new IncompatibleError('block size changed while reading the superblock', []);
+    return { inf: new DiskInferencer(opts, store, volume, seq) };
+  }
+
+  /** The journal follower (replaying what the log still holds). */
+  private async openJournal(): Promise<CommittedTx[]> {
+    const sb = this.volume.superblock;
+    if (!sb.has.journal || sb.journalInum === 0) return [];
+    const jinode = await this.volume.readInode(sb.journalInum || JOURNAL_INO);
+    const map = await this.volume.blockMap(jinode);
+    const first = map[0];
+    if (!first) return [];
+    const jsb = decodeJournalSuperblock(await this.store.read(first.physical * sb.blockSize, sb.blockSize));
+    this.journal = new JournalFollower(jsb, map, async (j) => {
+      const p = this.journal?.physicalOf(j);
+      if (p === undefined) throw new CorruptError('JournalBlock', `journal block ${j} is not mapped`, {});
+      return (await this.store.fetcher.read(p * sb.blockSize, sb.blockSize)).data;
+    });
+    return this.journal.recover();
+  }
+
+  private buildItables(): void {
+    const sb = this.volume.superblock;
+    const per = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / sb.blockSize);
+    const out: [number, number, number][] = [];
+    for (let g = 0; g < sb.groupCount; g++) {
+      try {
+        out.push([this.volume.groupDesc(g).inodeTable, per, g * sb.inodesPerGroup + 1]);
+      } catch {
+        // A damaged descriptor: its inodes are never tracked.
+      }
+    }
+    out.sort((a, b) => a[0] - b[0]);
+    this.itables = out;
+  }
+
+  /** The first inode whose slot lies in block `b`, or undefined when `b` is not an inode-table block. */
+  private itableSlot(b: number): number | undefined {
+    const t = this.itables;
+    let lo = 0;
+    let hi = t.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const [start, count, firstIno] = t[mid]!; // ok: in range
+      if (b < start) hi = mid - 1;
+      else if (b >= start + count) lo = mid + 1;
+      else return firstIno + ((b - start) * this.volume.superblock.blockSize) / this.volume.superblock.inodeSize;
+    }
+    return undefined;
+  }
+
+  private async crawl(ctx: Ctx): Promise<void> {
+    const root = await this.derive(ROOT_INO, ctx);
+    if (!root || root instanceof CorruptError) throw root ?? new CorruptError('InodeField', 'the root directory is not in use', { inode: ROOT_INO });
+    this.adopt(root);
+    this.links.set(ROOT_INO, []);
+    const todo: number[] = [ROOT_INO];
+    let n = 0;
+    while (todo.length > 0 && n++ < MAX_INODES_PER_SETTLE) {
+      const dir = this.nodes.get(todo.pop()!)!; // ok: queued only after adopt
+      for (const [name, ino] of dir.entries ?? []) {
+        const known = this.nodes.get(ino);
+        if (known) {
+          if (known.type === FileType.dir) {
+            this.corrupt(ctx, `directory ${ino} is linked more than once`, { ino });
+            continue;
+          }
+          this.addLink(ino, dir.ino, name);
+          continue;
+        }
+        const d = await this.derive(ino, ctx);
+        if (d === null || d instanceof CorruptError) {
+          if (d === null) this.corrupt(ctx, `entry ${JSON.stringify(name)} of directory ${dir.ino} names free inode ${ino}`, { ino: dir.ino });
+          continue;
+        }
+        this.adopt(d);
+        this.addLink(ino, dir.ino, name);
+        if (d.type === FileType.dir) todo.push(ino);
+      }
+    }
+  }
+
+  /** Files and directories in the tree (the root counts as a directory). */
+  counts(): { files: number; dirs: number } {
+    let dirs = 0;
+    let files = 0;
+    for (const n of this.nodes.values()) {
+      if (n.type === FileType.dir) dirs++;
+      else files += this.links.get(n.ino)?.length ?? 0;
+    }
+    return { files, dirs };
+  }
+
+  /** The current tree in the tree-entry JSON shape, one entry per path, sorted by path. */
+  tree(): TreeEntry[] {
+    const out: TreeEntry[] = [];
+    const walk = (ino: number, path: string, depth: number) => {
+      const n = this.nodes.get(ino);
+      if (!n || depth > MAX_PATH_DEPTH) return;
+      out.push(treeEntryOf(path, n));
+      if (n.entries) for (const [name, child] of n.entries) if (this.links.get(child)?.some((l) => l.dir === ino && l.name === name)) walk(child, path === '/' ? `/${name}` : `${path}/${name}`, depth + 1);
+    };
+    walk(ROOT_INO, '/', 0);
+    return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  }
+
+  // ---------------------------------------------------------------- records
+
+  /**
+   * Applies the record with stream sequence `seq` (records must come in stream order; one at or below the
+   * applied sequence is ignored). Returns the events it completed, in order.
+   */
+  async apply(seq: number, rec: WriteRecord): Promise<FsEvent[]> {
+    if (seq <= this.applied) return [];
+    const ctx: Ctx = { seq, ts: rec.ts, out: [] };
+    for (const op of rec.ops) {
+      if (op.op === 'write') await this.write(op.offset, op.data, ctx);
+      else if (op.op === 'zero') await this.zero(op.offset, op.length, ctx);
+      else if (op.op === 'flush') {
+        if (!this.journal) await this.settle(ctx);
+      }
+      // trim: the capture leaves the image's bytes as they are (reads are unchanged), so nothing to do.
+    }
+    this.applied = seq;
+    return ctx.out;
+  }
+
+  private async zero(offset: number, length: number, ctx: Ctx): Promise<void> {
+    const bs = this.store.blockSize;
+    const end = Math.min(offset + length, this.store.size);
+    const zeros = new Uint8Array(bs);
+    for (let b = Math.floor(offset / bs); b * bs < end; b++) {
+      const from = Math.max(offset, b * bs);
+      const to = Math.min(end, (b + 1) * bs);
+      if (from === b * bs && to === (b + 1) * bs) await this.writeBlock(b, 0, zeros, ctx);
+      else await this.writeBlock(b, from - b * bs, zeros.subarray(0, to - from), ctx);
+    }
+  }
+
+  private async write(offset: number, data: Uint8Array, ctx: Ctx): Promise<void> {
+    const bs = this.store.blockSize;
+    const end = Math.min(offset + data.length, this.store.size);
+    for (let b = Math.floor(offset / bs); b * bs < end; b++) {
+      const from = Math.max(offset, b * bs);
+      const to = Math.min(end, (b + 1) * bs);
+      await this.writeBlock(b, from - b * bs, data.subarray(from - offset, to - offset), ctx);
+    }
+  }
+
+  /** `bytes` written at byte `at` of block `b`. */
+  private async writeBlock(b: number, at: number, bytes: Uint8Array, ctx: Ctx): Promise<void> {
+    const bs = this.store.blockSize;
+    const full = at === 0 && bytes.length === bs;
+    const j = this.journal?.journalBlockOf(b);
+    if (j !== undefined) {
+      if (!full) return; // jbd2 writes whole blocks; a partial one cannot complete a transaction
+      let txs;
+      try {
+        txs = await this.journal!.written(j, bytes); // ok: j defined only with a journal
+      } catch (err) {
+        if (!(err instanceof Ext4Error)) throw err;
+        this.corrupt(ctx, `journal: ${err.message}`, { block: b, kind: err instanceof CorruptError ? err.kind : 'Journal' });
+        return;
+      }
+      for (const tx of txs) {
+        for (const blk of tx.blocks) this.committed(blk.fsBlock, blk.data, ctx);
+        await this.settle(ctx);
+      }
+      return;
+    }
+    const mapped = this.dataIndex.lookup(b);
+    if (mapped) {
+      this.dataWrite(b, at, bytes, mapped, ctx);
+      return;
+    }
+    const held = this.store.get(b);
+    if (held) {
+      const old = held.data;
+      const changed = full ? this.store.setHome(b, bytes, ctx.seq) : this.store.patchHome(b, at, bytes, ctx.seq);
+      if (changed) this.blockChanged(b, old);
+      // Held is not the same as metadata: a read of a whole inode-table chunk also holds its neighbours. A
+      // block nothing is known to be derived from may be file data the next commit maps.
+      if (this.itableSlot(b) !== undefined || this.owners.has(b)) return;
+    }
+    this.hold(b, at, bytes, ctx);
+  }
+
+  /** A block image from a committed transaction. */
+  private committed(b: number, data: Uint8Array, ctx: Ctx): void {
+    const mapped = this.dataIndex.lookup(b);
+    if (mapped) {
+      // data=journal: file data logged like metadata.
+      this.dataWrite(b, 0, data, mapped, ctx);
+      return;
+    }
+    const old = this.store.get(b)?.data;
+    if (this.store.setJournal(b, data, ctx.seq)) this.blockChanged(b, old);
+  }
+
+  /** A held metadata block changed: mark the inodes it describes or that were derived from it. */
+  private blockChanged(b: number, old: Uint8Array | undefined): void {
+    const sb = this.volume.superblock;
+    const firstIno = this.itableSlot(b);
+    if (firstIno !== undefined) {
+      const now = this.store.get(b)!.data; // ok: just set
+      const isz = sb.inodeSize;
+      for (let k = 0; k < sb.blockSize / isz; k++) {
+        const ino = firstIno + k;
+        if (old === undefined || !sliceEqual(old, now, k * isz, isz)) this.dirty.add(ino);
+      }
+      return;
+    }
+    const owners = this.owners.get(b);
+    if (owners) for (const ino of owners) this.dirty.add(ino);
+    const gdtEnd = sb.firstDataBlock + 1 + Math.ceil((sb.groupCount * sb.descSize) / sb.blockSize);
+    if (b <= gdtEnd) this.geometryDirty = true;
+  }
+
+  /**
+   * Data written to a mapped block: reported at once, clipped to the size the tree holds. The block holding
+   * end of file is remembered with what consumers were told of it (`reported`): a later write reports only the
+   * bytes that differ, bytes past the size wait for the commit that grows it (ext4 may commit an append's size
+   * before or after writing its data), and zeros written up to end of file (how a shrinking truncate clears
+   * its last block) wait for the next commit, which usually makes them moot.
+   */
+  private dataWrite(b: number, at: number, bytes: Uint8Array, mapped: { ino: number; logical: number }, ctx: Ctx): void {
+    const node = this.nodes.get(mapped.ino);
+    if (!node) {
+      this.hold(b, at, bytes, ctx);
+      return;
+    }
+    this.pendingDelete(b);
+    const bs = this.store.blockSize;
+    if (!this.journal && at === 0 && bytes.length === bs) this.keepRecent(b, bytes);
+    let tail = this.tails.get(node.ino);
+    if (tail && tail.logical !== mapped.logical) tail = undefined;
+    const eof = (mapped.logical + 1) * bs > node.size;
+    if (!tail && eof && at === 0 && bytes.length === bs) {
+      tail = { logical: mapped.logical, block: b, data: Uint8Array.from(bytes), reported: undefined };
+      this.setTail(node.ino, tail);
+    } else if (tail) tail.data.set(bytes, at);
+    if (!tail) {
+      this.emitWrites(ctx, node, [{ offset: mapped.logical * bs + at, data: bytes, omitted: false }]);
+      return;
+    }
+    this.flushTail(ctx, node, tail, true);
+  }
+
+  private keepRecent(b: number, bytes: Uint8Array): void {
+    if (this.recent.delete(b)) this.recentBytes -= bytes.length;
+    this.recent.set(b, Uint8Array.from(bytes));
+    this.recentBytes += bytes.length;
+    while (this.recentBytes > RECENT_DATA_BYTES) {
+      const [oldest, data] = this.recent.entries().next().value as [number, Uint8Array];
+      this.recent.delete(oldest);
+      this.recentBytes -= data.length;
+    }
+  }
+
+  private setTail(ino: number, tail: Tail): void {
+    this.tails.delete(ino);
+    if (this.tails.size >= MAX_TAILS) this.tails.delete(this.tails.keys().next().value as number);
+    this.tails.set(ino, tail);
+  }
+
+  /**
+   * Reports the bytes of a remembered block that consumers have not been told, inside the file's size.
+   * `deferZeros`: hold back a change that is all zeros up to end of file (a truncate's clearing).
+   * Returns the end offset reported (0 when nothing was).
+   */
+  private flushTail(ctx: Ctx, node: FsNode, tail: Tail, deferZeros: boolean): number {
+    const bs = this.store.blockSize;
+    const base = tail.logical * bs;
+    const lim = Math.max(0, Math.min(bs, node.size - base));
+    const rep = tail.reported;
+    let first = -1;
+    let last = -1;
+    for (let i = 0; i < lim; i++) {
+      if (rep === undefined || rep[i] !== tail.data[i]) {
+        if (first < 0) first = i;
+        last = i;
+      }
+    }
+    if (first < 0) return 0;
+    if (deferZeros && last === lim - 1 && tail.data.subarray(first, lim).every((x) => x === 0)) return 0;
+    const reported = rep ?? new Uint8Array(bs);
+    reported.set(tail.data.subarray(first, last + 1), first);
+    tail.reported = reported;
+    return this.emitWrites(ctx, node, [{ offset: base + first, data: tail.data.subarray(first, last + 1), omitted: false }]);
+  }
+
+  /** After a size change: bytes past the new end of file of the remembered block read as zeros from now on. */
+  private shrinkTail(node: FsNode): void {
+    const tail = this.tails.get(node.ino);
+    if (!tail) return;
+    const bs = this.store.blockSize;
+    const lim = node.size - tail.logical * bs;
+    if (lim <= 0) {
+      this.tails.delete(node.ino);
+      return;
+    }
+    if (lim >= bs) return;
+    tail.data.fill(0, lim);
+    tail.reported?.fill(0, lim);
+  }
+
+  /** Keeps a written block for later attribution (bounded; the oldest are pushed out, remembered without bytes). */
+  private hold(b: number, at: number, bytes: Uint8Array, ctx: Ctx): void {
+    const bs = this.store.blockSize;
+    const prev = this.pending.get(b);
+    let data: Uint8Array;
+    if (at === 0 && bytes.length === bs) data = Uint8Array.from(bytes);
+    else {
+      data = prev ? Uint8Array.from(prev.data) : new Uint8Array(bs);
+      data.set(bytes, at);
+    }
+    this.pendingDelete(b);
+    this.omitted.delete(b);
+    this.pending.set(b, { data, seq: ctx.seq, ts: ctx.ts, commits: 0 });
+    this.pendingBytes += bs;
+    while (this.pendingBytes > this.pendingLimit && this.pending.size > 0) {
+      const [oldest, p] = this.pending.entries().next().value as [number, PendingBlock];
+      this.pendingDelete(oldest);
+      if (this.omitted.size >= MAX_OMITTED_BLOCKS) this.omitted.delete(this.omitted.keys().next().value as number);
+      this.omitted.set(oldest, { seq: p.seq, ts: p.ts });
+    }
+  }
+
+  private pendingDelete(b: number): void {
+    if (this.pending.delete(b)) this.pendingBytes -= this.store.blockSize;
+  }
+
+  // ---------------------------------------------------------------- consistency points
+
+  /** A consistency point: derive what changed, emit its events. */
+  private async settle(ctx: Ctx): Promise<void> {
+    this.volume = await Ext4Volume.open(this.store);
+    if (this.geometryDirty) {
+      this.geometryDirty = false;
+      this.buildItables();
+    }
+    const derived = new Map<number, Derived>();
+    for (const ino of [...this.dirty]) {
+      const parent = this.namedBy.get(ino);
+      if (parent !== undefined && !this.nodes.has(ino)) this.dirty.add(parent);
+    }
+    this.namedBy.clear();
+    const dirty = [...this.dirty].filter((ino) => this.nodes.has(ino)).sort((a, b) => a - b);
+    this.dirty.clear();
+    for (const ino of dirty) {
+      const d = await this.derive(ino, ctx, !this.journal);
+      derived.set(ino, d);
+    }
+
+    // Directory entry changes; inodes newly named are derived as they are found.
+    const removed: EntryChange[] = [];
+    const added: EntryChange[] = [];
+    const queue = [...dirty];
+    for (let qi = 0; qi < queue.length && qi < MAX_INODES_PER_SETTLE; qi++) {
+      const ino = queue[qi]!; // ok: in range
+      const now = derived.get(ino);
+      if (now instanceof CorruptError) continue;
+      const before = this.nodes.get(ino);
+      const oldEntries = before?.type === FileType.dir && (now === null || now?.generation === before.generation) ? before.entries : undefined;
+      const newEntries = now?.type === FileType.dir ? now.entries : undefined;
+      if (oldEntries === newEntries) continue;
+      if (oldEntries) {
+        for (const [name, child] of oldEntries) if (newEntries?.get(name) !== child) removed.push({ dir: ino, name, ino: child });
+      }
+      if (newEntries) {
+        for (const [name, child] of newEntries) {
+          if (oldEntries?.get(name) === child) continue;
+          if (!this.nodes.has(child) && !derived.has(child)) {
+            const d = await this.derive(child, ctx, !this.journal);
+            derived.set(child, d);
+            if (d !== null && !(d instanceof CorruptError) && d.type === FileType.dir) queue.push(child);
+          }
+          const d = derived.get(child);
+          if (d === null) {
+            if (this.journal || (this.retries.get(-child) ?? 0) + 1 >= NO_JOURNAL_RETRIES) {
+              this.retries.delete(-child);
+              this.corrupt(ctx, `entry ${JSON.stringify(name)} of directory ${ino} names free inode ${child}`, { ino });
+            } else {
+              this.retries.set(-child, (this.retries.get(-child) ?? 0) + 1);
+              this.dirty.add(ino);
+            }
+            (newEntries as Map<string, number>).delete(name);
+            continue;
+          }
+          if (d instanceof CorruptError) {
+            // Not in the tree until it reads back whole: the directory is looked at again next time.
+            (newEntries as Map<string, number>).delete(name);
+            if (!this.journal) {
+              this.dirty.add(ino);
+              this.namedBy.set(child, ino);
+            }
+            continue;
+          }
+          added.push({ dir: ino, name, ino: child });
+        }
+      }
+    }
+
+    // Pair removals and additions per inode.
+    const byIno = new Map<number, { rem: EntryChange[]; add: EntryChange[] }>();
+    const slot = (ino: number) => {
+      let s = byIno.get(ino);
+      if (!s) byIno.set(ino, (s = { rem: [], add: [] }));
+      return s;
+    };
+    for (const r of removed) slot(r.ino).rem.push(r);
+    for (const a of added) slot(a.ino).add.push(a);
+    const renames: { rem: EntryChange; add: EntryChange }[] = [];
+    const removals: EntryChange[] = [];
+    const additions: EntryChange[] = [];
+    const replaced = new Set<number>();
+    for (const [ino, { rem, add }] of byIno) {
+      const before = this.nodes.get(ino);
+      const now = derived.has(ino) ? derived.get(ino) : before;
+      const same = before !== undefined && now instanceof Object && !(now instanceof CorruptError) && now.generation === before.generation && now.type === before.type;
+      rem.sort(cmpChange);
+      add.sort(cmpChange);
+      if (same) {
+        const pairs = Math.min(rem.length, add.length);
+        for (let i = 0; i < pairs; i++) renames.push({ rem: rem[i]!, add: add[i]! }); // ok: i < both lengths
+        removals.push(...rem.slice(pairs));
+        additions.push(...add.slice(pairs));
+      } else {
+        if (before && add.length > 0) replaced.add(ino);
+        removals.push(...rem);
+        additions.push(...add);
+      }
+    }
+
+    const touchedParents = new Set<number>();
+    const evented = new Set<number>();
+    const finalOf = (ino: number): FsNode | undefined => {
+      const d = derived.get(ino);
+      return d instanceof Object && !(d instanceof CorruptError) ? d : this.nodes.get(ino);
+    };
+
+    // A: removals, deepest first, with the paths they had.
+    const depthNow = (ino: number) => this.depthOf(ino);
+    removals.sort((a, b) => depthNow(b.dir) - depthNow(a.dir) || cmpChange(a, b));
+    for (const r of removals) {
+      const node = this.nodes.get(r.ino);
+      if (!node) continue;
+      const path = join(this.pathOf(r.dir), r.name);
+      this.removeLink(r.ino, r.dir, r.name);
+      touchedParents.add(r.dir);
+      const remaining = this.links.get(r.ino)?.length ?? 0;
+      const stillAdded = !replaced.has(r.ino) && additions.some((a) => a.ino === r.ino);
+      const parentNode = finalOf(r.dir);
+      const parent = parentNode ? { ino: r.dir, stat: statOf(parentNode) } : undefined;
+      if (remaining === 0 && !stillAdded) {
+        this.event(ctx, { kind: EventKind.Delete, path, ino: r.ino, type: node.type, parent });
+        this.forget(node);
+      } else {
+        const now = finalOf(r.ino) ?? node;
+        this.event(ctx, { kind: EventKind.Unlink, path, ino: r.ino, type: node.type, stat: statOf(now), parent });
+        evented.add(r.ino);
+      }
+    }
+
+    // B: creates, links and renames, shallowest destination first.
+    const depthNew = (dir: number): number => {
+      let d = 0;
+      let cur = dir;
+      for (; cur !== ROOT_INO && d < MAX_PATH_DEPTH; d++) {
+        const moved = renames.find((x) => x.add.ino === cur)?.add ?? additions.find((x) => x.ino === cur);
+        const next = moved?.dir ?? this.links.get(cur)?.[0]?.dir;
+        if (next === undefined) break;
+        cur = next;
+      }
+      return d;
+    };
+    const ops: { kind: 'add' | 'rename'; add: EntryChange; rem?: EntryChange; depth: number }[] = [
+      ...additions.map((a) => ({ kind: 'add' as const, add: a, depth: depthNew(a.dir) })),
+      ...renames.map((r) => ({ kind: 'rename' as const, add: r.add, rem: r.rem, depth: depthNew(r.add.dir) })),
+    ];
+    ops.sort((a, b) => a.depth - b.depth || cmpChange(a.add, b.add));
+    for (const op of ops) {
+      const a = op.add;
+      const now = finalOf(a.ino);
+      if (!now) continue;
+      const parentNode = finalOf(a.dir);
+      const parent = parentNode ? { ino: a.dir, stat: statOf(parentNode) } : undefined;
+      touchedParents.add(a.dir);
+      evented.add(a.ino);
+      if (op.kind === 'rename') {
+        const r = op.rem!; // ok: renames carry their removal
+        const from = join(this.pathOf(r.dir), r.name);
+        this.removeLink(a.ino, r.dir, r.name);
+        this.addLink(a.ino, a.dir, a.name);
+        touchedParents.add(r.dir);
+        const fromNode = finalOf(r.dir);
+        const fromParent = r.dir !== a.dir && fromNode ? { ino: r.dir, stat: statOf(fromNode) } : undefined;
+        this.event(ctx, { kind: EventKind.Rename, path: this.pathOf(a.ino), from, ino: a.ino, type: now.type, stat: statOf(now), parent, fromParent });
+        continue;
+      }
+      if (this.nodes.has(a.ino)) {
+        this.addLink(a.ino, a.dir, a.name);
+        this.event(ctx, { kind: EventKind.Link, path: this.pathOf(a.ino, a.dir, a.name), ino: a.ino, type: now.type, stat: statOf(now), parent });
+        continue;
+      }
+      replaced.delete(a.ino);
+      this.adopt(now);
+      this.addLink(a.ino, a.dir, a.name);
+      this.event(ctx, { kind: EventKind.Create, path: this.pathOf(a.ino, a.dir, a.name), ino: a.ino, type: now.type, stat: statOf(now), parent, target: now.target });
+      if (now.inline && now.inline.length > 0) this.emitWrites(ctx, now, [{ offset: 0, data: now.inline, omitted: false }]);
+    }
+
+    // C: attributes of inodes that stayed the same file.
+    const writes: { node: FsNode; before: FsNode | undefined }[] = [];
+    for (const [ino, d] of [...derived].sort((x, y) => x[0] - y[0])) {
+      if (d instanceof CorruptError || d === null) continue;
+      const before = this.nodes.get(ino);
+      if (!before) continue;
+      if (before === d) {
+        writes.push({ node: d, before: undefined });
+        continue;
+      }
+      if (before.generation !== d.generation || before.type !== d.type) continue;
+      this.adopt(d);
+      writes.push({ node: d, before });
+    }
+    // D: data that the new metadata maps, then sizes, then attributes.
+    const wroteTo = new Map<number, number>();
+    this.resolvePending(ctx, wroteTo);
+    const bs = this.store.blockSize;
+    for (const { node, before } of writes) {
+      if (!before) continue;
+      const path = this.pathOf(node.ino);
+      const changes: Record<string, AttrChange> = {};
+      for (const f of ['mode', 'uid', 'gid', 'flags'] as const) if (before[f] !== node[f]) changes[f] = { old: before[f], new: node[f] };
+      const names = new Set([...Object.keys(before.xattrs), ...Object.keys(node.xattrs)]);
+      for (const n of [...names].sort()) if (before.xattrs[n] !== node.xattrs[n]) changes[`xattr.${n}`] = { old: before.xattrs[n] ?? null, new: node.xattrs[n] ?? null };
+      if (node.size < before.size) {
+        this.shrinkTail(node);
+        this.event(ctx, { kind: EventKind.Truncate, path, ino: node.ino, type: node.type, stat: statOf(node), oldSize: before.size, size: node.size });
+        evented.add(node.ino);
+      }
+      if (node.inline && (!before.inline || !Buffer.from(before.inline).equals(Buffer.from(node.inline)))) {
+        this.emitWrites(ctx, node, [{ offset: 0, data: node.inline, omitted: false }]);
+        wroteTo.set(node.ino, Math.max(wroteTo.get(node.ino) ?? 0, node.inline.length));
+      }
+      const tail = this.tails.get(node.ino);
+      if (tail) {
+        const end = this.flushTail(ctx, node, tail, false);
+        if (end > 0) wroteTo.set(node.ino, Math.max(wroteTo.get(node.ino) ?? 0, end));
+      }
+      if (node.size > before.size) {
+        const reached = wroteTo.get(node.ino) ?? -1;
+        const lastMapped = mapsBlock(node, Math.floor((node.size - 1) / bs));
+        if (reached < node.size && !lastMapped) {
+          this.event(ctx, { kind: EventKind.Truncate, path, ino: node.ino, type: node.type, stat: statOf(node), oldSize: before.size, size: node.size });
+          evented.add(node.ino);
+        }
+      }
+      const quiet = evented.has(node.ino) || touchedParents.has(node.ino) || wroteTo.has(node.ino);
+      if (!quiet && Object.keys(changes).length === 0) {
+        for (const f of ['atime', 'mtime', 'ctime'] as const) if (!sameTime(before[f], node[f])) changes[f] = { old: before[f], new: node[f] };
+      }
+      if (Object.keys(changes).length > 0) this.event(ctx, { kind: EventKind.Attr, path, ino: node.ino, type: node.type, stat: statOf(node), changes });
+    }
+    // Held-back bytes of files whose metadata did not change (zeros written inside the file).
+    for (const [ino, tail] of [...this.tails].sort((x, y) => x[0] - y[0])) {
+      const node = this.nodes.get(ino);
+      if (node && !derived.has(ino)) this.flushTail(ctx, node, tail, false);
+    }
+    if (this.journal) this.agePending();
+  }
+
+  /** Pending blocks the tree now maps become write events (coalesced per file, in file order). */
+  private resolvePending(ctx: Ctx, wroteTo: Map<number, number>): void {
+    const bs = this.store.blockSize;
+    const perFile = new Map<number, { offset: number; data: Uint8Array | undefined; omitted: boolean }[]>();
+    for (const [b, p] of [...this.pending]) {
+      const m = this.dataIndex.lookup(b);
+      if (!m) continue;
+      const node = this.nodes.get(m.ino);
+      if (!node) continue;
+      this.pendingDelete(b);
+      if ((m.logical + 1) * bs > node.size) {
+        const lim = Math.max(0, node.size - m.logical * bs);
+        const reported = new Uint8Array(bs);
+        reported.set(p.data.subarray(0, lim));
+        this.setTail(node.ino, { logical: m.logical, block: b, data: Uint8Array.from(p.data), reported });
+      }
+      let list = perFile.get(m.ino);
+      if (!list) perFile.set(m.ino, (list = []));
+      list.push({ offset: m.logical * bs, data: p.data, omitted: false });
+    }
+    for (const [b] of [...this.omitted]) {
+      const m = this.dataIndex.lookup(b);
+      if (!m || !this.nodes.has(m.ino)) continue;
+      this.omitted.delete(b);
+      let list = perFile.get(m.ino);
+      if (!list) perFile.set(m.ino, (list = []));
+      list.push({ offset: m.logical * bs, data: undefined, omitted: true });
+    }
+    for (const ino of [...perFile.keys()].sort((a, b) => a - b)) {
+      const node = this.nodes.get(ino)!; // ok: checked above
+      const pieces = perFile.get(ino)!.sort((a, b) => a.offset - b.offset); // ok: key from the map
+      const reached = this.emitWrites(ctx, node, pieces.map((p) => ({ offset: p.offset, data: p.data ?? new Uint8Array(bs), omitted: p.omitted })));
+      wroteTo.set(ino, Math.max(wroteTo.get(ino) ?? 0, reached));
+    }
+  }
+
+  /** Drops pending blocks that several commits never mapped (they were not file data). */
+  private agePending(): void {
+    for (const [b, p] of [...this.pending]) if (++p.commits > PENDING_MAX_COMMITS) this.pendingDelete(b);
+  }
+
+  /**
+   * Emits write events for `pieces` (sorted by offset) of `node`, clipped to its size and coalesced into runs
+   * of contiguous bytes. Returns the end of the last byte reported.
+   */
+  private emitWrites(ctx: Ctx, node: FsNode, pieces: { offset: number; data: Uint8Array; omitted: boolean }[]): number {
+    let reached = 0;
+    let run: { offset: number; parts: Uint8Array[]; length: number; omitted: boolean } | undefined;
+    const flush = () => {
+      if (!run || run.length === 0) return;
+      const carry = !run.omitted && run.length <= this.inlineLimit;
+      const data = carry ? Buffer.concat(run.parts, run.length) : undefined;
+      this.event(ctx, {
+        kind: EventKind.Write,
+        path: this.pathOf(node.ino),
+        ino: node.ino,
+        type: node.type,
+        stat: statOf(node),
+        offset: run.offset,
+        length: run.length,
+        data: data ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined,
+        dataOmitted: carry ? undefined : true,
+      });
+      reached = Math.max(reached, run.offset + run.length);
+      run = undefined;
+    };
+    for (const p of pieces) {
+      const end = Math.min(p.offset + p.data.length, node.size);
+      if (end <= p.offset) continue;
+      const data = p.data.subarray(0, end - p.offset);
+      if (run && run.offset + run.length === p.offset && run.length + data.length <= MAX_WRITE_RUN_BYTES && run.omitted === p.omitted) {
+        run.parts.push(data);
+        run.length += data.length;
+        continue;
+      }
+      flush();
+      run = { offset: p.offset, parts: [data], length: data.length, omitted: p.omitted };
+    }
+    flush();
+    return reached;
+  }
+
+  // ---------------------------------------------------------------- deriving one inode
+
+  /** Reads inode `ino` and what hangs off it; null when it is not in use; a CorruptError (also emitted) when damaged. */
+  private async derive(ino: number, ctx: Ctx, retry = false): Promise<Derived> {
+    let inode: Ext4Inode;
+    try {
+      inode = await this.volume.readInode(ino);
+    } catch (err) {
+      return this.derivedError(err, ctx, ino, retry);
+    }
+    if (!inodeInUse(inode)) return null;
+    const tracker = new Set<number>();
+    this.store.tracker = tracker;
+    try {
+      const base = baseOf(inode);
+      const xattrs: Record<string, string> = {};
+      for (const x of await this.volume.readXattrs(inode)) {
+        if (x.name === 'system.data') continue;
+        xattrs[x.name] = Buffer.from(x.value).toString('hex');
+      }
+      if (inode.fileAcl !== 0) tracker.add(inode.fileAcl);
+      let extra: Partial<FsNode> = {};
+      if (inode.type === FileType.dir) {
+        const listing = await this.volume.readDir(inode);
+        if (listing.errors.length > 0) throw listing.errors[0]!; // ok: non-empty
+        const entries = new Map<string, number>();
+        for (const e of listing.entries) {
+          const name = decodeName(e.name);
+          if (name === '.' || name === '..') continue;
+          entries.set(name, e.ino);
+        }
+        extra = { entries };
+      } else if (inode.type === FileType.file) {
+        if (inode.flags & InodeFlags.inlineData) extra = { inline: await this.volume.inlineData(inode) };
+        else {
+          const map = await this.volume.blockMap(inode);
+          extra = { runs: map.map((e) => ({ ino, logical: e.logical, physical: e.physical, length: e.length })) };
+        }
+      } else if (inode.type === FileType.symlink) {
+        extra = { target: decodeName(await this.volume.readLink(inode)) };
+      }
+      if (inode.type === FileType.file && !(inode.flags & InodeFlags.inlineData)) {
+        // Data blocks are not metadata; only tree blocks count as owned (blockMap reads nothing else).
+      }
+      return { ...base, ...extra, xattrs, owned: [...tracker].sort((a, b) => a - b) };
+    } catch (err) {
+      // Watch what it read: a later write to those blocks makes the inode (and whoever named it) dirty again.
+      if (retry) for (const b of tracker) this.watch(b, ino);
+      return this.derivedError(err, ctx, ino, retry);
+    } finally {
+      this.store.tracker = undefined;
+    }
+  }
+
+  private watch(b: number, ino: number): void {
+    const list = this.owners.get(b);
+    if (!list) this.owners.set(b, [ino]);
+    else if (!list.includes(ino)) list.push(ino);
+  }
+
+  /**
+   * A derivation failed. Without a journal the blocks of one change reach the disk in any order, even across
+   * a flush (ext2 writes its buffer cache after the flush that ends inode writeback): the first failures of
+   * an inode are retried at the next flush, and only a failure that persists is reported.
+   */
+  private derivedError(err: unknown, ctx: Ctx, ino: number, retry = false): CorruptError {
+    if (retry && err instanceof Ext4Error) {
+      const n = (this.retries.get(ino) ?? 0) + 1;
+      if (n < NO_JOURNAL_RETRIES) {
+        this.retries.set(ino, n);
+        this.dirty.add(ino);
+        return err instanceof CorruptError ? err : new CorruptError('InodeField', err.message, { inode: ino });
+      }
+    }
+    this.retries.delete(ino);
+    if (err instanceof CorruptError) {
+      this.corrupt(ctx, err.message, { ino, kind: err.kind, block: err.block });
+      return err;
+    }
+    if (err instanceof Ext4Error) {
+      this.corrupt(ctx, err.message, { ino, kind: err.name });
+      return new CorruptError('InodeField', err.message, { inode: ino });
+    }
+    throw err;
+  }
+
+  // ---------------------------------------------------------------- tree bookkeeping
+
+  /** Takes `n` as the current state of its inode: owners and the data index follow. */
+  private adopt(n: FsNode): void {
+    const before = this.nodes.get(n.ino);
+    if (before) this.unindex(before);
+    this.nodes.set(n.ino, n);
+    for (const b of n.owned) {
+      const list = this.owners.get(b);
+      if (!list) this.owners.set(b, [n.ino]);
+      else if (!list.includes(n.ino)) list.push(n.ino);
+    }
+    if (n.runs) {
+      for (const r of n.runs) this.dataIndex.add(r);
+    }
+  }
+
+  private unindex(n: FsNode): void {
+    for (const b of n.owned) {
+      const list = this.owners.get(b);
+      if (!list) continue;
+      const i = list.indexOf(n.ino);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.owners.delete(b);
+    }
+    if (n.runs) for (const r of n.runs) this.dataIndex.remove(r);
+  }
+
+  /** Removes a node that left the tree, and whatever it still held (a directory freed with entries). */
+  private forget(n: FsNode): void {
+    this.unindex(n);
+    this.nodes.delete(n.ino);
+    this.links.delete(n.ino);
+    if (n.entries) {
+      for (const [name, child] of n.entries) {
+        this.removeLink(child, n.ino, name);
+        const c = this.nodes.get(child);
+        if (c && (this.links.get(child)?.length ?? 0) === 0) this.forget(c);
+      }
+    }
+  }
+
+  private addLink(ino: number, dir: number, name: string): void {
+    let l = this.links.get(ino);
+    if (!l) this.links.set(ino, (l = []));
+    if (!l.some((x) => x.dir === dir && x.name === name)) l.push({ dir, name });
+    l.sort((a, b) => a.dir - b.dir || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  private removeLink(ino: number, dir: number, name: string): void {
+    const l = this.links.get(ino);
+    if (!l) return;
+    const i = l.findIndex((x) => x.dir === dir && x.name === name);
+    if (i >= 0) l.splice(i, 1);
+  }
+
+  /** Links from the root to `ino` (0 for the root). */
+  private depthOf(ino: number): number {
+    let d = 0;
+    for (let cur = ino; cur !== ROOT_INO && d <= MAX_PATH_DEPTH; d++) {
+      const l = this.links.get(cur)?.[0];
+      if (!l) break;
+      cur = l.dir;
+    }
+    return d;
+  }
+
+  /** The path of `ino` by its first link (or by the given link). */
+  pathOf(ino: number, dir?: number, name?: string): string {
+    const parts: string[] = [];
+    let cur = ino;
+    if (dir !== undefined && name !== undefined) {
+      parts.push(name);
+      cur = dir;
+    }
+    for (let d = 0; cur !== ROOT_INO; d++) {
+      const l = this.links.get(cur)?.[0];
+      if (!l || d > MAX_PATH_DEPTH) return `/<detached:${cur}>/${parts.reverse().join('/')}`;
+      parts.push(l.name);
+      cur = l.dir;
+    }
+    return `/${parts.reverse().join('/')}`;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  private nextIdx(seq: number): number {
+    if (seq !== this.idxSeq) {
+      this.idxSeq = seq;
+      this.idx = 0;
+    }
+    return this.idx++;
+  }
+
+  private event(ctx: Ctx, e: Omit<FsEvent, 'v' | 'disk' | 'seq' | 'idx' | 'ts'>): FsEvent {
+    const full: FsEvent = { v: EVENT_VERSION, disk: this.disk, seq: ctx.seq, idx: this.nextIdx(ctx.seq), ts: ctx.ts, ...dropUndefined(e) };
+    ctx.out.push(full);
+    return full;
+  }
+
+  private corrupt(ctx: Ctx, message: string, where: { ino?: number; block?: number; kind?: string }): void {
+    const path = where.ino !== undefined && this.links.has(where.ino) ? this.pathOf(where.ino) : '';
+    this.event(ctx, { kind: EventKind.Corrupt, path, ino: where.ino ?? 0, type: '', corruptKind: where.kind ?? 'Corrupt', message, block: where.block });
+  }
+
+  // ---------------------------------------------------------------- checkpoints
+
+  /** The whole state as checkpoint bytes (a sequence of BSON documents; may exceed 1 MiB). */
+  checkpoint(): Uint8Array {
+    return encodeCheckpoint(this.exportState());
+  }
+
+  /** Rebuilds an inferencer from {@link checkpoint} bytes; CheckpointError when they cannot be read. */
+  static async restore(checkpoint: Uint8Array, fetcher: BlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
+    return DiskInferencer.importState(decodeCheckpoint(checkpoint), fetcher, opts);
+  }
+
+  /** Everything needed to resume at the applied sequence (see checkpoint.ts). */
+  exportState(): InferencerState {
+    const held: [number, Uint8Array, number][] = [];
+    for (const [b, s] of this.store.blocks) if (s.journal) held.push([b, s.data, s.seq]);
+    return {
+      disk: this.disk,
+      appliedSeq: this.applied,
+      nodes: [...this.nodes.values()],
+      links: [...this.links].map(([ino, l]) => [ino, l.map((x) => [x.dir, x.name] as [number, string])]),
+      journalHeld: held,
+      pending: [...this.pending].map(([b, p]) => [b, p.data, p.seq, p.ts, p.commits]),
+      omitted: [...this.omitted].map(([b, o]) => [b, o.seq, o.ts]),
+      dirty: [...this.dirty],
+      tails: [...this.tails].map(([ino, t]) => [ino, t.logical, t.block, t.data, t.reported ?? null]),
+      recent: [...this.recent],
+      retries: [...this.retries],
+      journal: this.journal?.state(),
+      idxSeq: this.idxSeq,
+      idx: this.idx,
+    };
+  }
+
+  /** Rebuilds an inferencer from {@link exportState}'s value, reading the rest through `fetcher`. */
+  static async importState(state: InferencerState, fetcher: BlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
+    const { inf } = await DiskInferencer.openStore(fetcher, opts, state.appliedSeq);
+    for (const [b, data, seq] of state.journalHeld) inf.store.blocks.set(b, { data, seq, journal: true });
+    if (state.journalHeld.length > 0) inf.volume = await Ext4Volume.open(inf.store);
+    await inf.openJournal();
+    if (state.journal) inf.journal?.restore(state.journal);
+    inf.buildItables();
+    for (const n of state.nodes) inf.adopt(n);
+    for (const [ino, l] of state.links) inf.links.set(ino, l.map(([dir, name]) => ({ dir, name })));
+    for (const [b, data, seq, ts, commits] of state.pending) {
+      inf.pending.set(b, { data, seq, ts, commits });
+      inf.pendingBytes += inf.store.blockSize;
+    }
+    for (const [b, seq, ts] of state.omitted) inf.omitted.set(b, { seq, ts });
+    for (const ino of state.dirty) inf.dirty.add(ino);
+    for (const [ino, logical, block, data, reported] of state.tails) inf.tails.set(ino, { logical, block, data, reported: reported ?? undefined });
+    for (const [b, data] of state.recent) inf.keepRecent(b, data);
+    for (const [ino, n] of state.retries) inf.retries.set(ino, n);
+    inf.idxSeq = state.idxSeq;
+    inf.idx = state.idx;
+    return inf;
+  }
+}
+
+/** The plain value of an inferencer's state. */
+export interface InferencerState {
+  readonly disk: string;
+  readonly appliedSeq: number;
+  readonly nodes: FsNode[];
+  readonly links: [number, [number, string][]][];
+  readonly journalHeld: [number, Uint8Array, number][];
+  readonly pending: [number, Uint8Array, number, Date, number][];
+  readonly omitted: [number, number, Date][];
+  readonly dirty: number[];
+  readonly tails: [number, number, number, Uint8Array, Uint8Array | null][];
+  readonly recent: [number, Uint8Array][];
+  readonly retries: [number, number][];
+  readonly journal: ReturnType<JournalFollower['state']> | undefined;
+  readonly idxSeq: number;
+  readonly idx: number;
+}
+
+/** Whether `node`'s data map covers logical block `logical`. */
+function mapsBlock(node: FsNode, logical: number): boolean {
+  return node.runs?.some((r) => logical >= r.logical && logical < r.logical + r.length) ?? false;
+}
+
+function cmpChange(a: EntryChange, b: EntryChange): number {
+  return a.dir - b.dir || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}
+
+function join(dirPath: string, name: string): string {
+  return dirPath === '/' ? `/${name}` : `${dirPath}/${name}`;
+}
+
+function sliceEqual(a: Uint8Array, b: Uint8Array, at: number, len: number): boolean {
+  for (let i = at; i < at + len; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function dropUndefined<T extends object>(o: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as T;
+}
+
+export { ZERO_TIME };
+export type { FsStat };

@@ -1,0 +1,37 @@
+/**
+ * Every cap on the inferencer's work or memory that a guest could otherwise inflate. A guest controls every
+ * byte the inferencer reads, so each of these exists so that a loop ends or an allocation stays bounded.
+ */
+
+/** Default largest write carried inline in a `write` event, in bytes (else `dataOmitted: true`). */
+export const DEFAULT_INLINE_LIMIT = 65536;
+/** Default bytes of written-but-not-yet-mapped data blocks held for attribution (ordered mode, delalloc). */
+export const DEFAULT_PENDING_BYTES = 64 * 1024 * 1024;
+/** Blocks remembered (without their bytes) after being pushed out of the pending buffer. */
+export const MAX_OMITTED_BLOCKS = 1 << 20;
+/** Journal commits a pending data block survives unmapped before it is dropped (ordered mode maps it in the next). */
+export const PENDING_MAX_COMMITS = 3;
+/** Longest run of contiguous file bytes reported by one `write` event. */
+export const MAX_WRITE_RUN_BYTES = 16 * 1024 * 1024;
+/** Blocks read in one fetch request (the capture answers up to 960 KiB per block read). */
+export const MAX_FETCH_BLOCKS = 240;
+/** Inodes derived in one consistency point before the rest is reported as corrupt (a runaway tree). */
+export const MAX_INODES_PER_SETTLE = 4_000_000;
+/** Directory depth followed when building a path (a loop in a hostile tree ends here). */
+export const MAX_PATH_DEPTH = 2048;
+/** Journal blocks walked for one transaction (a circular chain in a hostile journal ends here). */
+export const MAX_TX_BLOCKS = 1 << 20;
+/** Journal blocks held in memory while their transaction is open. */
+export const MAX_OPEN_JOURNAL_BLOCKS = 1 << 18;
+/** Nodes per BSON chunk of a checkpoint (each chunk stays far below BSON's 16 MiB). */
+export const CHECKPOINT_NODES_PER_CHUNK = 2000;
+/** Entries of one directory per checkpoint chunk. */
+export const CHECKPOINT_ENTRIES_PER_CHUNK = 20000;
+/** Bucket width, in blocks, of the physical-to-file reverse index. */
+export const DATA_INDEX_BUCKET_BLOCKS = 64;
+/** Files whose end-of-file block is remembered (for sizes committed after the data). */
+export const MAX_TAILS = 4096;
+/** Without a journal: flushes in a row an inode may fail to derive before it is reported corrupt. */
+export const NO_JOURNAL_RETRIES = 8;
+/** Without a journal: bytes of recently written data blocks kept for metadata reads of reused blocks. */
+export const RECENT_DATA_BYTES = 16 * 1024 * 1024;

@@ -1,0 +1,90 @@
+/**
+ * What the inferencer knows about one inode of the tree, and how it becomes the shapes users see.
+ */
+import { decodeName, type Ext4Inode, type FileType, type TreeEntry } from '@gammaray/ext4';
+import type { MappedRun } from './data-index.js';
+import type { FsStat, FsTime } from './events.js';
+
+/** One inode reachable from the root. */
+export interface FsNode {
+  readonly ino: number;
+  readonly generation: number;
+  readonly type: FileType;
+  /** Permission bits (07777). */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly nlink: number;
+  readonly atime: FsTime;
+  readonly mtime: FsTime;
+  readonly ctime: FsTime;
+  readonly flags: number;
+  /** Symlinks: the target, decoded like a name. */
+  readonly target?: string;
+  /** Extended attributes: name -> value as lowercase hex. */
+  readonly xattrs: Readonly<Record<string, string>>;
+  /** Regular files: where the data lives. */
+  readonly runs?: readonly MappedRun[];
+  /** Regular files with inline data: the content. */
+  readonly inline?: Uint8Array;
+  /** Directories: name -> inode (without "." and ".."). */
+  readonly entries?: ReadonlyMap<string, number>;
+  /** Metadata blocks read to derive it (extent and indirect blocks, directory blocks, xattr block, symlink block). */
+  readonly owned: readonly number[];
+}
+
+/** Attributes of a node as carried by events. */
+export function statOf(n: FsNode): FsStat {
+  return { mode: n.mode, uid: n.uid, gid: n.gid, size: n.size, nlink: n.nlink, atime: n.atime, mtime: n.mtime, ctime: n.ctime, flags: n.flags };
+}
+
+/** The fields of a node taken straight from its inode. */
+export function baseOf(inode: Ext4Inode): Omit<FsNode, 'xattrs' | 'owned'> {
+  return {
+    ino: inode.ino,
+    generation: inode.generation,
+    type: inode.type,
+    mode: inode.mode & 0o7777,
+    uid: inode.uid,
+    gid: inode.gid,
+    size: inode.size,
+    nlink: inode.linksCount,
+    atime: { sec: inode.atime.sec, nsec: inode.atime.nsec },
+    mtime: { sec: inode.mtime.sec, nsec: inode.mtime.nsec },
+    ctime: { sec: inode.ctime.sec, nsec: inode.ctime.nsec },
+    flags: inode.flags,
+  };
+}
+
+/** The tree-entry JSON shape (CLI.md) of a node at `path`. */
+export function treeEntryOf(path: string, n: FsNode): TreeEntry {
+  const e: TreeEntry = {
+    path,
+    ino: n.ino,
+    type: n.type,
+    mode: n.mode,
+    uid: n.uid,
+    gid: n.gid,
+    size: n.size,
+    nlink: n.nlink,
+    mtime: n.mtime.sec,
+    mtimeNsec: n.mtime.nsec,
+    atime: n.atime.sec,
+    atimeNsec: n.atime.nsec,
+    ctime: n.ctime.sec,
+    ctimeNsec: n.ctime.nsec,
+  };
+  if (n.target !== undefined) e.target = n.target;
+  return e;
+}
+
+/** Whether two times are equal. */
+export function sameTime(a: FsTime, b: FsTime): boolean {
+  return a.sec === b.sec && a.nsec === b.nsec;
+}
+
+/** Name bytes to the string used as a directory key and in paths. */
+export function nameOf(bytes: Uint8Array): string {
+  return decodeName(bytes);
+}

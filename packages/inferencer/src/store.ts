@@ -1,0 +1,169 @@
+/**
+ * The inferencer's view of a disk's metadata blocks: every block it has read (through block reads, tagged with
+ * the stream sequence the read included) or learnt from the write stream. A read of a block it does not hold
+ * goes to the capture; a stream write to a block whose read already included it is skipped (bootstrap rule).
+ */
+import type { BlockSource } from '@gammaray/disk';
+import { MAX_FETCH_BLOCKS } from './limits.js';
+
+/** Reads the disk through the capture: the bytes and the last stream sequence whose writes they include. */
+export interface BlockFetcher {
+  /** Disk size in bytes. */
+  readonly size: number;
+  read(offset: number, length: number): Promise<{ data: Uint8Array; seq: number }>;
+}
+
+/** One held block. */
+export interface StoredBlock {
+  data: Uint8Array;
+  /** Stream sequence its content includes. */
+  seq: number;
+  /** Content came from a committed journal transaction and has not been seen at its home location yet. */
+  journal: boolean;
+}
+
+/** Where a store read goes when the block is not held: the pending data buffer, before the capture. */
+export type Fallback = (block: number) => Uint8Array | undefined;
+
+/** Held blocks, keyed by file-system block number. */
+export class BlockStore implements BlockSource {
+  readonly blocks = new Map<number, StoredBlock>();
+  /** When set, every block read is added to it (which blocks an inode's derivation used). */
+  tracker: Set<number> | undefined;
+  /** Highest sequence any fetch returned. */
+  maxFetchSeq = 0;
+  fallback: Fallback = () => undefined;
+  readonly size: number;
+
+  constructor(
+    readonly fetcher: BlockFetcher,
+    readonly blockSize: number,
+  ) {
+    this.size = fetcher.size;
+  }
+
+  get(block: number): StoredBlock | undefined {
+    return this.blocks.get(block);
+  }
+
+  /** Sets a block's content from a home-location write at `seq`; true when its content changed. */
+  setHome(block: number, data: Uint8Array, seq: number): boolean {
+    const hit = this.blocks.get(block);
+    if (hit === undefined) {
+      this.blocks.set(block, { data: Uint8Array.from(data), seq, journal: false });
+      return true;
+    }
+    if (seq <= hit.seq && !hit.journal) return false;
+    const same = equal(hit.data, data);
+    if (hit.journal) {
+      // A checkpoint repeating the committed content: the home location has caught up.
+      if (same) hit.journal = false;
+      return false;
+    }
+    hit.seq = seq;
+    if (same) return false;
+    hit.data = Uint8Array.from(data);
+    return true;
+  }
+
+  /** Sets a block's content from a committed journal transaction at `seq`; true when its content changed. */
+  setJournal(block: number, data: Uint8Array, seq: number): boolean {
+    const hit = this.blocks.get(block);
+    if (hit === undefined) {
+      this.blocks.set(block, { data: Uint8Array.from(data), seq, journal: true });
+      return true;
+    }
+    const same = equal(hit.data, data);
+    hit.seq = Math.max(hit.seq, seq);
+    hit.journal = true;
+    if (same) return false;
+    hit.data = Uint8Array.from(data);
+    return true;
+  }
+
+  /** Patches part of a held block (a write smaller than a block); true when it changed. */
+  patchHome(block: number, at: number, bytes: Uint8Array, seq: number): boolean {
+    const hit = this.blocks.get(block);
+    if (hit === undefined || (seq <= hit.seq && !hit.journal)) return false;
+    const next = Uint8Array.from(hit.data);
+    next.set(bytes, at);
+    return this.setHome(block, next, seq);
+  }
+
+  drop(block: number): void {
+    this.blocks.delete(block);
+  }
+
+  /** Makes sure blocks `first .. first+count-1` are held, fetching the missing ones in runs. */
+  async ensure(first: number, count: number): Promise<void> {
+    let b = first;
+    const end = first + count;
+    while (b < end) {
+      if (this.blocks.has(b)) {
+        b++;
+        continue;
+      }
+      const fb = this.fallback(b);
+      if (fb !== undefined) {
+        this.blocks.set(b, { data: Uint8Array.from(fb), seq: 0, journal: false });
+        b++;
+        continue;
+      }
+      let n = 1;
+      while (b + n < end && n < MAX_FETCH_BLOCKS && !this.blocks.has(b + n) && this.fallback(b + n) === undefined) n++;
+      const bs = this.blockSize;
+      const len = Math.min(n * bs, this.size - b * bs);
+      const { data, seq } = await this.fetcher.read(b * bs, len);
+      if (seq > this.maxFetchSeq) this.maxFetchSeq = seq;
+      for (let i = 0; i < n; i++) {
+        if (this.blocks.has(b + i)) continue; // filled while the fetch was in flight
+        const slice = new Uint8Array(bs);
+        slice.set(data.subarray(i * bs, Math.min((i + 1) * bs, data.length)));
+        this.blocks.set(b + i, { data: slice, seq, journal: false });
+      }
+      b += n;
+    }
+  }
+
+  /** BlockSource: bytes at `offset`, from held blocks (fetched when missing). */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
+      throw new RangeError(`read of ${length} bytes at ${offset} is outside the ${this.size}-byte disk`);
+    }
+    const bs = this.blockSize;
+    if (length === 0) return new Uint8Array(0);
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((offset + length - 1) / bs);
+    await this.ensure(first, last - first + 1);
+    if (this.tracker) for (let b = first; b <= last; b++) this.tracker.add(b);
+    if (first === last) {
+      const at = offset - first * bs;
+      return Uint8Array.from(this.blocks.get(first)!.data.subarray(at, at + length)); // ok: ensured
+    }
+    const out = new Uint8Array(length);
+    for (let b = first; b <= last; b++) {
+      const data = this.blocks.get(b)!.data; // ok: ensured
+      const base = b * bs;
+      const from = Math.max(offset, base);
+      const to = Math.min(offset + length, base + bs);
+      out.set(data.subarray(from - base, to - base), from - offset);
+    }
+    return out;
+  }
+
+  /** Synchronous read of held bytes inside one block, or undefined. */
+  peek(offset: number, length: number): Uint8Array | undefined {
+    const b = Math.floor(offset / this.blockSize);
+    if (Math.floor((offset + length - 1) / this.blockSize) !== b) return undefined;
+    const hit = this.blocks.get(b);
+    if (!hit) return undefined;
+    const at = offset - b * this.blockSize;
+    return hit.data.subarray(at, at + length);
+  }
+}
+
+/** Whether two byte arrays hold the same bytes. */
+export function equal(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}

@@ -1,0 +1,89 @@
+import { execFileSync } from 'node:child_process';
+import { BSON } from 'bson';
+import { describe, expect, it } from 'vitest';
+import { CorruptError, EncodeError, MAX_EVENT_BYTES } from '@gammaray/wire';
+import { decodeEvent, encodeEvent } from '../src/event-codec.js';
+import type { FsEvent, FsStat } from '../src/events.js';
+
+const stat: FsStat = {
+  mode: 0o644,
+  uid: 1000,
+  gid: 1000,
+  size: 5 * 2 ** 32,
+  nlink: 1,
+  atime: { sec: 1_700_000_000, nsec: 1 },
+  mtime: { sec: 1_700_000_001, nsec: 999_999_999 },
+  ctime: { sec: -5, nsec: 0 },
+  flags: 0x80000,
+};
+const write: FsEvent = {
+  v: 1,
+  disk: 'vm1',
+  kind: 'write',
+  path: '/home/é/f\\xff',
+  ino: 12,
+  type: 'file',
+  seq: 2 ** 33 + 7,
+  idx: 2,
+  ts: new Date('2024-05-06T07:08:09.123Z'),
+  stat,
+  offset: 4096,
+  length: 3,
+  data: new Uint8Array([1, 2, 3]),
+};
+
+describe('event codec', () => {
+  it('round-trips an event, omitting absent fields', () => {
+    const back = decodeEvent(encodeEvent(write));
+    expect(back).toEqual({ ...write, data: Buffer.from([1, 2, 3]) });
+    const raw = BSON.deserialize(encodeEvent({ ...write, data: undefined, dataOmitted: true }));
+    expect('data' in raw).toBe(false);
+    expect(raw['dataOmitted']).toBe(true);
+  });
+
+  it('writes sizes, offsets, sequences and inode numbers as int64 and small counters as int32', () => {
+    const raw = BSON.deserialize(encodeEvent(write), { useBigInt64: true });
+    for (const k of ['seq', 'ino', 'offset', 'length']) expect(typeof raw[k]).toBe('bigint');
+    expect(typeof raw['idx']).toBe('number');
+    expect(raw['stat'].size).toBe(5n * 2n ** 32n);
+    expect(typeof raw['stat'].mode).toBe('number');
+    expect(raw['ts']).toBeInstanceOf(Date);
+  });
+
+  it('is decoded by an independent BSON implementation (Debian python3-bson)', () => {
+    const script = [
+      'import bson, sys, json',
+      'd = bson.decode(bytes.fromhex(sys.stdin.read()))',
+      'print(json.dumps({"path": d["path"], "seq": d["seq"], "ts": d["ts"].isoformat(), "data": d["data"].hex(),',
+      '  "size": d["stat"]["size"], "types": {k: type(v).__name__ for k, v in d.items()}}))',
+    ].join('\n');
+    const py = JSON.parse(execFileSync('/usr/bin/python3', ['-c', script], { input: Buffer.from(encodeEvent(write)).toString('hex') }).toString());
+    expect(py).toMatchObject({ path: write.path, seq: write.seq, data: '010203', size: 5 * 2 ** 32 });
+    expect(py.ts.startsWith('2024-05-06T07:08:09.123')).toBe(true);
+    expect(py.types).toMatchObject({ seq: 'Int64', ino: 'Int64', idx: 'int', data: 'bytes', ts: 'datetime' });
+  });
+
+  it('refuses to encode an event larger than MAX_EVENT_BYTES as EncodeError', () => {
+    expect(() => encodeEvent({ ...write, data: new Uint8Array(MAX_EVENT_BYTES) })).toThrow(EncodeError);
+  });
+
+  it.each([
+    ['another version', { v: 2 }],
+    ['an unknown kind', { kind: 'explode' }],
+    ['a bad disk id', { disk: 'VM' }],
+    ['a string seq', { seq: '1' }],
+    ['a negative ino', { ino: -1 }],
+    ['an unknown file type', { type: 'door' }],
+    ['a stat without mode', { stat: { ...stat, mode: undefined } }],
+    ['data that is not binary', { data: 'abc' }],
+  ])('rejects %s as CorruptError', (_name, patch) => {
+    const doc = { ...BSON.deserialize(encodeEvent(write)), ...patch };
+    expect(() => decodeEvent(BSON.serialize(doc, { ignoreUndefined: true }))).toThrow(CorruptError);
+  });
+
+  it('rejects bytes that are not BSON and int64 beyond 2^53 as CorruptError', () => {
+    expect(() => decodeEvent(new Uint8Array([1, 2, 3]))).toThrow(CorruptError);
+    const doc = { ...BSON.deserialize(encodeEvent(write)), seq: 2n ** 60n };
+    expect(() => decodeEvent(BSON.serialize(doc))).toThrow(CorruptError);
+  });
+});

@@ -1,0 +1,375 @@
+import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { DiskInferencer, EVENT_VERSION, EventKind, encodeEvent, eventMsgId, type FsEvent, type InferencerOptions } from '@gammaray/inferencer';
+import { CorruptError, EncodeError, STREAM_WRITES, WireCorruptKind, decodeWriteRecord, eventsSubject, writesSubject, type WriteRecord } from '@gammaray/wire';
+import type { Logger } from 'pino';
+import { BlockFetchError, NatsBlockFetcher } from './block-fetcher.js';
+import type { CheckpointStore } from './checkpoints.js';
+import { EventPublisher } from './event-publisher.js';
+
+/** Options of {@link DiskWorker}. */
+export interface DiskWorkerOptions {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly checkpoints: CheckpointStore;
+  readonly disk: string;
+  /** Disk size in bytes, from the registry. */
+  readonly size: number;
+  readonly inlineLimit: number;
+  readonly checkpointIntervalMs: number;
+  readonly log: Logger;
+  /** First and longest wait before a failed worker restarts. Default 1 s and 30 s, doubling in between. */
+  readonly restartBackoffMs?: { readonly min: number; readonly max: number };
+  /** Failures of the engine on one and the same record before the disk is crawled afresh past it. Default 3. */
+  readonly poisonAttempts?: number;
+}
+
+/** Counters of one worker (for logs, metrics and tests). */
+export interface DiskWorkerStats {
+  readonly records: number;
+  readonly corruptRecords: number;
+  readonly events: number;
+  readonly checkpoints: number;
+  readonly restarts: number;
+  /** Events the stream already held (re-published after a restart and dropped by msg id). */
+  readonly duplicateEvents: number;
+  readonly appliedSeq: number;
+  readonly checkpointedSeq: number;
+}
+
+/** Why the next session must crawl the disk instead of restoring the checkpoint. */
+interface Rebootstrap {
+  readonly seq: number;
+  readonly ts: Date;
+  readonly message: string;
+}
+
+/**
+ * Keeps one disk's inference engine running: restore from the checkpoint (or crawl the disk), follow the disk's
+ * records in GAMMARAY_WRITES from `appliedSeq + 1` with an ordered consumer, apply each, publish the events to
+ * `gammaray.<disk>.fs.<kind>`, checkpoint every interval.
+ *
+ * Consistency: a checkpoint is written only after every event up to its `appliedSeq` is acknowledged by
+ * JetStream, so after any crash the worker resumes at the checkpoint and re-publishes the events after it, which
+ * the stream drops by msg id (`<disk>:<seq>:<idx>`, deterministic) within its 2-minute duplicate window.
+ *
+ * Failures: a record that does not decode becomes a `corrupt` event and is skipped. Any other failure (the
+ * engine throws, block reads go unanswered, a publish is not stored in time) ends the session: it is logged and
+ * the worker restarts from the checkpoint after a backoff, without touching other disks. If the engine fails
+ * `poisonAttempts` times on the same record, the next start publishes a `corrupt` event for it and crawls the
+ * disk afresh (a new snapshot) instead of replaying it forever.
+ */
+export class DiskWorker {
+  readonly disk: string;
+  readonly #o: DiskWorkerOptions;
+  readonly #log: Logger;
+  #loop: Promise<void> | undefined;
+  #stopping = false;
+  #wake: (() => void) | undefined;
+  #messages: ConsumerMessages | undefined;
+  #publisher: EventPublisher | undefined;
+  #engine: DiskInferencer | undefined;
+  /** Tasks that touch the engine (records, checkpoints) run one at a time, in order. */
+  #serial: Promise<void> = Promise.resolve();
+  #sessionError: unknown;
+  /** Highest record handled (applied, or skipped as corrupt). */
+  #processedSeq = 0;
+  #checkpointedSeq = -1;
+  #lastCheckpointAt = 0;
+  /** The record being applied (and its capture time), for the poison-record rule. */
+  #currentSeq: number | undefined;
+  #currentTs: Date | undefined;
+  #failing: { seq: number; count: number } | undefined;
+  #rebootstrap: Rebootstrap | undefined;
+  #stats = { records: 0, corruptRecords: 0, events: 0, checkpoints: 0, restarts: 0, duplicateEvents: 0 };
+
+  constructor(opts: DiskWorkerOptions) {
+    this.#o = opts;
+    this.disk = opts.disk;
+    this.#log = opts.log;
+  }
+
+  get stats(): DiskWorkerStats {
+    const duplicateEvents = this.#stats.duplicateEvents + (this.#publisher?.stats.duplicates ?? 0);
+    return { ...this.#stats, duplicateEvents, appliedSeq: this.#engine?.appliedSeq ?? this.#checkpointedSeq, checkpointedSeq: this.#checkpointedSeq };
+  }
+
+  /** Starts the worker in the background; failures are handled inside (logged, restarted). */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Stops consuming, waits for the record in hand, flushes the events and writes a final checkpoint. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#messages?.stop();
+    this.#wake?.();
+    await this.#loop;
+  }
+
+  /** Gives up on publishes still being retried (used when a graceful stop takes too long). */
+  abort(): void {
+    this.#publisher?.abort();
+  }
+
+  async #run(): Promise<void> {
+    const { min, max } = this.#o.restartBackoffMs ?? { min: 1_000, max: 30_000 };
+    let backoff = min;
+    while (!this.#stopping) {
+      const startSeq = this.#processedSeq;
+      try {
+        await this.#session();
+      } catch (err) {
+        if (this.#stopping && isClosedConnection(err)) break;
+        this.#noteFailure(err);
+        this.#log.error({ err, seq: this.#failing?.seq }, 'disk worker failed; restarting from its checkpoint');
+      } finally {
+        await this.#teardown();
+      }
+      if (this.#stopping) break;
+      if (this.#processedSeq > startSeq) backoff = min; // it made progress: a fresh failure, not a loop
+      this.#stats.restarts++;
+      await this.#sleep(backoff);
+      backoff = Math.min(max, backoff * 2);
+    }
+    this.#log.info({ ...this.stats }, 'disk worker stopped');
+  }
+
+  /** Counts engine failures on one record: the poison-record rule. Transient failures do not count. */
+  #noteFailure(err: unknown): void {
+    const seq = this.#currentSeq;
+    if (seq === undefined || err instanceof BlockFetchError || isClosedConnection(err)) return;
+    this.#failing = this.#failing?.seq === seq ? { seq, count: this.#failing.count + 1 } : { seq, count: 1 };
+    if (this.#failing.count >= (this.#o.poisonAttempts ?? 3)) {
+      this.#rebootstrap = { seq, ts: this.#currentTs ?? new Date(), message: `the inference engine failed ${this.#failing.count} times on this record: ${(err as Error).message}` };
+      this.#failing = undefined;
+    }
+  }
+
+  async #session(): Promise<void> {
+    this.#sessionError = undefined;
+    this.#currentSeq = undefined;
+    this.#publisher = new EventPublisher(this.#o.js, { log: this.#log });
+    const fetcher = new NatsBlockFetcher(this.#o.nc, this.disk, this.#o.size, { log: this.#log });
+    const engine = await this.#open(fetcher, { disk: this.disk, inlineLimit: this.#o.inlineLimit });
+    this.#engine = engine;
+    if (this.#stopping) {
+      await this.#finalCheckpoint(engine);
+      return;
+    }
+    const consumer = await this.#o.js.consumers.get(STREAM_WRITES, {
+      filter_subjects: writesSubject(this.disk),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: this.#processedSeq + 1,
+    });
+    const messages = await consumer.consume({ max_messages: 64 });
+    this.#messages = messages;
+    if (this.#stopping) messages.stop();
+    this.#log.info({ appliedSeq: engine.appliedSeq, from: this.#processedSeq + 1 }, 'following the write stream');
+    const timer = setInterval(() => {
+      void this.#enqueue(() => this.#checkpoint(engine, false)).catch((err: unknown) => this.#fail(err));
+    }, Math.min(this.#o.checkpointIntervalMs, 1_000));
+    try {
+      for await (const m of messages) {
+        if (this.#stopping || this.#sessionError !== undefined) break;
+        await this.#enqueue(() => this.#handle(engine, m));
+      }
+    } finally {
+      clearInterval(timer);
+    }
+    if (this.#sessionError !== undefined) throw this.#sessionError;
+    if (!this.#stopping) throw new Error('the write-stream consumer ended');
+    await this.#finalCheckpoint(engine);
+  }
+
+  #fail(err: unknown): void {
+    this.#sessionError ??= err;
+    this.#messages?.stop();
+  }
+
+  #enqueue(task: () => Promise<void>): Promise<void> {
+    const p = this.#serial.then(task);
+    this.#serial = p.catch(() => undefined);
+    return p;
+  }
+
+  async #teardown(): Promise<void> {
+    this.#messages?.stop();
+    this.#messages = undefined;
+    await this.#serial;
+    // Let what was sent settle (stored or failed) so the next session's re-publishes come after it.
+    await this.#publisher?.flush().catch(() => undefined);
+    this.#stats.duplicateEvents += this.#publisher?.stats.duplicates ?? 0;
+    this.#publisher = undefined;
+    this.#engine = undefined;
+  }
+
+  /** Restores from the checkpoint when it is usable, else crawls the disk and publishes the snapshot. */
+  async #open(fetcher: NatsBlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
+    const info = await this.#o.jsm.streams.info(STREAM_WRITES);
+    if (this.#rebootstrap === undefined) {
+      const ck = await this.#o.checkpoints.load(this.disk);
+      let engine: DiskInferencer | undefined;
+      if (ck && ck.size !== undefined && ck.size !== this.#o.size) {
+        this.#log.warn({ checkpointSize: ck.size, size: this.#o.size }, 'checkpoint is of a disk of another size; crawling the disk again');
+      } else if (ck) {
+        try {
+          engine = await DiskInferencer.restore(ck.state, fetcher, opts);
+        } catch (err) {
+          if (err instanceof BlockFetchError) throw err;
+          this.#log.warn({ err }, 'checkpoint could not be restored; crawling the disk again');
+        }
+      }
+      if (engine && info.state.last_seq < engine.appliedSeq) {
+        this.#log.warn({ appliedSeq: engine.appliedSeq, lastSeq: info.state.last_seq }, 'the write stream is behind the checkpoint (recreated?); crawling the disk again');
+        engine = undefined;
+      } else if (engine && info.state.messages > 0 && info.state.first_seq > engine.appliedSeq + 1) {
+        this.#log.warn({ appliedSeq: engine.appliedSeq, firstSeq: info.state.first_seq }, 'records after the checkpoint may have left the write stream; crawling the disk again');
+        engine = undefined;
+      }
+      if (engine) {
+        this.#processedSeq = engine.appliedSeq;
+        this.#checkpointedSeq = engine.appliedSeq;
+        this.#lastCheckpointAt = Date.now();
+        this.#log.info({ appliedSeq: engine.appliedSeq, bytes: ck?.state.length }, 'restored from checkpoint');
+        return engine;
+      }
+    }
+    const poisoned = this.#rebootstrap;
+    if (poisoned) this.#log.error({ seq: poisoned.seq }, 'skipping a record the engine keeps failing on; crawling the disk again');
+    const fromSeq = await this.#lastWriteSeq();
+    this.#log.info({ fromSeq }, 'crawling the disk');
+    const started = Date.now();
+    const { inferencer, events } = await DiskInferencer.bootstrap(fetcher, opts, fromSeq, new Date());
+    await this.#emit(events);
+    if (poisoned) {
+      // The engine produced no event for the poison record; but when it was the disk's last record the crawl's
+      // events carry its seq too (fromSeq), so the corrupt event takes the next free idx: a shared msg id would
+      // make the stream drop one of them.
+      const idx = events.reduce((n, e) => (e.seq === poisoned.seq ? Math.max(n, e.idx + 1) : n), 0);
+      await this.#emit([{ ...this.#corruptEvent(poisoned.seq, poisoned.ts, 'EngineFailure', poisoned.message), idx }]);
+    }
+    this.#processedSeq = Math.max(inferencer.appliedSeq, fromSeq);
+    this.#log.info({ fromSeq, appliedSeq: inferencer.appliedSeq, events: events.length, ms: Date.now() - started }, 'disk crawled');
+    // Checkpoint at once: a crash before the first interval must not crawl (and publish a snapshot) again.
+    await this.#checkpoint(inferencer, true);
+    this.#rebootstrap = undefined;
+    return inferencer;
+  }
+
+  /** The last sequence of this disk's records in GAMMARAY_WRITES, 0 if it has none. */
+  async #lastWriteSeq(): Promise<number> {
+    const m = await this.#o.jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(this.disk) });
+    return m?.seq ?? 0;
+  }
+
+  async #handle(engine: DiskInferencer, m: JsMsg): Promise<void> {
+    const seq = m.seq;
+    if (seq <= this.#processedSeq) return;
+    const ts = m.time; // when JetStream stored the record: deterministic across re-processing
+    let rec: WriteRecord;
+    try {
+      rec = decodeWriteRecord(m.data);
+      if (rec.disk !== this.disk) throw new CorruptError(WireCorruptKind.DiskId, `record on ${m.subject} says disk ${rec.disk}`, { field: 'disk' });
+    } catch (err) {
+      if (!(err instanceof CorruptError)) throw err;
+      this.#stats.corruptRecords++;
+      this.#log.warn({ err, seq }, 'write record does not decode; publishing a corrupt event');
+      await this.#emit([this.#corruptEvent(seq, ts, `record:${err.kind}`, err.message)]);
+      this.#processedSeq = seq;
+      return;
+    }
+    this.#currentSeq = seq;
+    this.#currentTs = rec.ts;
+    const events = await engine.apply(seq, rec);
+    this.#currentSeq = undefined;
+    this.#stats.records++;
+    this.#processedSeq = seq;
+    if (this.#failing?.seq === seq) this.#failing = undefined;
+    await this.#emit(events);
+  }
+
+  /** A disk-level `corrupt` event for record `seq` (idx 0: the engine produced no event for that record). */
+  #corruptEvent(seq: number, ts: Date, corruptKind: string, message: string): FsEvent {
+    return { v: EVENT_VERSION, disk: this.disk, kind: EventKind.Corrupt, path: '', ino: 0, type: '', seq, idx: 0, ts, corruptKind, message };
+  }
+
+  async #emit(events: readonly FsEvent[]): Promise<void> {
+    const publisher = this.#publisher!; // ok: set for the whole session
+    for (const e of events) {
+      const bytes = this.#encode(e);
+      await publisher.publish(eventsSubject(this.disk, bytes.kind), bytes.data, eventMsgId({ disk: this.disk, seq: e.seq, idx: e.idx }), e.path);
+      this.#stats.events++;
+    }
+  }
+
+  /**
+   * Encodes an event; one too large for a message goes without its data (`dataOmitted`), one that cannot be
+   * encoded at all (a field name with a NUL byte) becomes a `corrupt` event under the same msg id.
+   */
+  #encode(e: FsEvent): { kind: string; data: Uint8Array } {
+    try {
+      return { kind: e.kind, data: encodeEvent(e) };
+    } catch (err) {
+      if (!(err instanceof EncodeError)) throw err;
+      if (e.data !== undefined) {
+        try {
+          return { kind: e.kind, data: encodeEvent({ ...e, data: undefined, dataOmitted: true }) };
+        } catch (err2) {
+          if (!(err2 instanceof EncodeError)) throw err2;
+        }
+      }
+      this.#log.warn({ err, seq: e.seq, idx: e.idx, kind: e.kind }, 'event cannot be encoded; publishing a corrupt event instead');
+      const c: FsEvent = { ...this.#corruptEvent(e.seq, e.ts, 'EventEncoding', `a ${e.kind} event could not be encoded: ${err.message}`), idx: e.idx, ino: e.ino };
+      return { kind: c.kind, data: encodeEvent(c) };
+    }
+  }
+
+  /**
+   * Writes a checkpoint when appliedSeq moved (or `force`) and the interval passed: first waits until every
+   * event sent so far is stored (a publish failure ends the session), so the checkpoint never runs ahead of the
+   * events stream. A failed put is logged and retried at the next interval.
+   */
+  async #checkpoint(engine: DiskInferencer, force: boolean): Promise<void> {
+    if (!force && (engine.appliedSeq <= this.#checkpointedSeq || Date.now() - this.#lastCheckpointAt < this.#o.checkpointIntervalMs)) return;
+    await this.#publisher!.flush(); // ok: set for the whole session
+    const appliedSeq = engine.appliedSeq;
+    const state = engine.checkpoint();
+    this.#lastCheckpointAt = Date.now();
+    try {
+      await this.#o.checkpoints.save(this.disk, state, { appliedSeq, size: this.#o.size });
+    } catch (err) {
+      this.#log.warn({ err, appliedSeq }, 'checkpoint could not be stored; retrying at the next interval');
+      return;
+    }
+    this.#checkpointedSeq = appliedSeq;
+    this.#stats.checkpoints++;
+    this.#log.debug({ appliedSeq, bytes: state.length }, 'checkpoint stored');
+  }
+
+  async #finalCheckpoint(engine: DiskInferencer): Promise<void> {
+    await this.#enqueue(async () => {
+      if (engine.appliedSeq > this.#checkpointedSeq) await this.#checkpoint(engine, true);
+      else await this.#publisher!.flush(); // ok: set for the whole session
+    });
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = undefined;
+        resolve();
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
+  }
+}
+
+function isClosedConnection(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'ClosedConnectionError' || err.name === 'DrainingConnectionError');
+}

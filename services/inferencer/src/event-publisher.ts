@@ -1,0 +1,117 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { headers } from '@nats-io/nats-core';
+import { HEADER_PATH, encodePathHeader } from '@gammaray/wire';
+import type { Logger } from 'pino';
+
+/** Options of {@link EventPublisher}. */
+export interface EventPublisherOptions {
+  /** Events whose ack may be outstanding at once. Default 256. */
+  readonly window?: number;
+  /** How long one publish attempt waits for its ack. Default 5 s. */
+  readonly timeoutMs?: number;
+  /**
+   * How long an event is retried before the publisher fails. Default 60 s: well inside the events stream's
+   * 2-minute duplicate window, so a retry of an event that was in fact stored is still dropped as a duplicate.
+   */
+  readonly retryForMs?: number;
+  readonly log?: Logger;
+}
+
+const RETRY_BASE_MS = 250;
+const RETRY_MAX_MS = 5_000;
+
+/**
+ * Publishes one disk's events to JetStream, pipelined: up to `window` publishes in flight, each with its
+ * `Nats-Msg-Id` (so a re-publish after a restart is dropped by the stream) and the `Gammaray-Path` header.
+ *
+ * Order: publishes leave on one connection in call order, so JetStream stores them in that order. A publish that
+ * fails is retried with the same msg id while later ones may already be stored; in that case (an ack lost or a
+ * message dropped during a reconnect) one event can land after a later one of the same disk. Events carry
+ * `(seq, idx)`, which is their true order.
+ *
+ * Once an event could not be stored within `retryForMs`, the publisher is failed: every later call throws, so
+ * the worker restarts from its checkpoint (which never covers an unacknowledged event).
+ */
+export class EventPublisher {
+  readonly #js: JetStreamClient;
+  readonly #window: number;
+  readonly #timeoutMs: number;
+  readonly #retryForMs: number;
+  readonly #log: Logger | undefined;
+  #inflight: Promise<void>[] = [];
+  #error: Error | undefined;
+  #aborted = false;
+  #wakeRetries = new Set<() => void>();
+  #published = 0;
+  #duplicates = 0;
+
+  constructor(js: JetStreamClient, opts: EventPublisherOptions = {}) {
+    this.#js = js;
+    this.#window = Math.max(1, opts.window ?? 256);
+    this.#timeoutMs = opts.timeoutMs ?? 5_000;
+    this.#retryForMs = opts.retryForMs ?? 60_000;
+    this.#log = opts.log;
+  }
+
+  /** Events stored so far, and how many of them the stream already had (re-published after a restart). */
+  get stats(): { published: number; duplicates: number } {
+    return { published: this.#published, duplicates: this.#duplicates };
+  }
+
+  /**
+   * Sends an event (waiting first while the window is full). Resolves once it is on its way, not when it is
+   * stored: {@link flush} waits for that. Throws the publisher's error once it has failed.
+   */
+  async publish(subject: string, data: Uint8Array, msgId: string, path: string): Promise<void> {
+    while (this.#inflight.length >= this.#window && !this.#error) await this.#inflight.shift();
+    if (this.#error) throw this.#error;
+    this.#inflight.push(this.#send(subject, data, msgId, path));
+  }
+
+  /** Resolves when every event sent so far is stored; throws the publisher's error if one could not be. */
+  async flush(): Promise<void> {
+    while (this.#inflight.length > 0) await this.#inflight.shift();
+    if (this.#error) throw this.#error;
+  }
+
+  /** Gives up on every retry at once (shutdown without NATS); in-flight events fail the publisher. */
+  abort(): void {
+    this.#aborted = true;
+    for (const wake of this.#wakeRetries) wake();
+  }
+
+  /** Never rejects: a final failure is kept in #error. */
+  async #send(subject: string, data: Uint8Array, msgId: string, path: string): Promise<void> {
+    const h = headers();
+    if (path !== '') h.set(HEADER_PATH, encodePathHeader(path));
+    const deadline = Date.now() + this.#retryForMs;
+    for (let attempt = 0; ; attempt++) {
+      if (this.#error) return; // an earlier event failed for good; the worker restarts and re-sends this one
+      try {
+        const ack = await this.#js.publish(subject, data, { msgID: msgId, headers: h, timeout: this.#timeoutMs });
+        this.#published++;
+        if (ack.duplicate) this.#duplicates++;
+        return;
+      } catch (err) {
+        if (this.#aborted || Date.now() >= deadline) {
+          this.#error ??= new Error(`event ${msgId} was not stored: ${(err as Error).message}`, { cause: err });
+          return;
+        }
+        this.#log?.warn({ err, msgId, attempt }, 'event publish failed; retrying with the same msg id');
+        await this.#sleep(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt));
+      }
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.#wakeRetries.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.#wakeRetries.add(wake);
+    });
+  }
+}

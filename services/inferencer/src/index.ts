@@ -1,0 +1,49 @@
+import { pino } from 'pino';
+import { readConfig, type InferencerFlags } from './config.js';
+import { create } from './service.js';
+
+export {
+  ConfigError,
+  readConfig,
+  parseHostPort,
+  DEFAULT_NATS,
+  DEFAULT_INLINE_LIMIT,
+  MAX_INLINE_LIMIT,
+  DEFAULT_CHECKPOINT_INTERVAL_S,
+  MAX_CHECKPOINT_INTERVAL_S,
+} from './config.js';
+export type { InferencerConfig, InferencerFlags } from './config.js';
+export { create } from './service.js';
+export type { InferencerService } from './service.js';
+export { DiskWorker } from './disk-worker.js';
+export type { DiskWorkerOptions, DiskWorkerStats } from './disk-worker.js';
+export { NatsBlockFetcher, BlockFetchError } from './block-fetcher.js';
+export type { NatsBlockFetcherOptions, BlockFetchFailure } from './block-fetcher.js';
+export { EventPublisher } from './event-publisher.js';
+export type { EventPublisherOptions } from './event-publisher.js';
+export { CheckpointStore } from './checkpoints.js';
+export type { Checkpoint } from './checkpoints.js';
+export { ensureEventsStream, EVENTS_MAX_MSG_SIZE, EVENTS_DUPLICATE_WINDOW_MS } from './events-stream.js';
+
+/**
+ * `gammaray inferencer`: readConfig -> create -> start; SIGTERM/SIGINT -> stop. Resolves with the exit status
+ * once the service has stopped.
+ */
+export async function runInferencer(flags: InferencerFlags): Promise<number> {
+  const cfg = readConfig(flags);
+  const log = pino({ name: 'gammaray-inferencer' });
+  const service = create(cfg, log);
+  await service.start();
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals) => {
+      log.info({ signal: sig }, 'signal received');
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  await service.stop();
+  return 0;
+}
