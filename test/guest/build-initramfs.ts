@@ -30,7 +30,7 @@ export const ERROR_MARKER = 'GAMMARAY-GUEST-ERROR=';
  * capture tests must see the write pattern an ordinary guest produces.
  */
 export const INIT_SCRIPT = `#!/bin/sh
-export PATH=/bin
+export PATH=/bin:/usr/bin
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec 0</dev/console 1>/dev/console 2>&1
 mount -t proc proc /proc
@@ -224,6 +224,27 @@ async function readModule(path: string): Promise<Buffer> {
   throw new Error(`unknown kernel module compression: ${path}`);
 }
 
+/**
+ * Host tools the guest gets besides busybox (which has no xattr applets), with the shared libraries `ldd`
+ * lists for them: `setfattr`/`getfattr` from Debian's `attr` package, when installed.
+ */
+const GUEST_EXTRA_TOOLS = ['/usr/bin/setfattr', '/usr/bin/getfattr'];
+
+async function extraBinaries(): Promise<{ path: string; data: Buffer }[]> {
+  const out = new Map<string, Buffer>();
+  for (const tool of GUEST_EXTRA_TOOLS) {
+    const data = await readFile(tool).catch(() => undefined);
+    if (!data) continue;
+    out.set(tool.slice(1), data);
+    const deps = (await capture('ldd', [tool])).toString('utf8');
+    for (const m of deps.matchAll(/(\/\S+\.so[.\d]*)/g)) {
+      const lib = m[1]!; // ok: the group always matches
+      if (!out.has(lib.slice(1))) out.set(lib.slice(1), await readFile(lib));
+    }
+  }
+  return [...out].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([path, data]) => ({ path, data }));
+}
+
 /** Ensures parent directories of `path` are listed in `entries` before it. */
 function addParents(path: string, dirs: Set<string>, entries: CpioEntry[]): void {
   const segments = path.split('/').slice(0, -1);
@@ -255,8 +276,9 @@ export async function buildInitramfs(options: BuildInitramfsOptions = {}): Promi
     throw new Error(`static busybox ${busyboxPath} missing (apt-get install busybox-static)`, { cause: e });
   });
   const modules = await resolveModules(kernelVersion);
+  const extras = await extraBinaries();
   const key = createHash('sha256')
-    .update(JSON.stringify({ v: 1, kernelVersion, init: INIT_SCRIPT, modules }))
+    .update(JSON.stringify({ v: 2, kernelVersion, init: INIT_SCRIPT, modules, extras: extras.map((e) => [e.path, e.data.length]) }))
     .update(busybox)
     .digest('hex')
     .slice(0, 16);
@@ -277,6 +299,10 @@ export async function buildInitramfs(options: BuildInitramfsOptions = {}): Promi
     order.push(name);
   }
   entries.push({ type: 'file', path: 'etc/gammaray-modules', data: Buffer.from(`${order.join('\n')}\n`) });
+  for (const e of extras) {
+    addParents(e.path, dirs, entries);
+    entries.push({ type: 'file', path: e.path, data: e.data, mode: 0o755 });
+  }
   entries.push({ type: 'file', path: 'init', data: Buffer.from(INIT_SCRIPT), mode: 0o755 });
 
   await mkdir(cacheDir, { recursive: true });

@@ -9,7 +9,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DiskInferencer, foldEvents, type BlockFetcher, type FsEvent } from '@gammaray/inferencer';
+import { FileBlockSource } from '@gammaray/disk';
+import { Ext4Volume } from '@gammaray/ext4';
+import { DiskInferencer, foldEvents, readContent, type BlockFetcher, type FsEvent } from '@gammaray/inferencer';
 import type { FoldEntry } from '@gammaray/inferencer';
 import { kernelTree } from '../oracle/kernel.js';
 import type { TreeEntry } from '../oracle/entry.js';
@@ -106,6 +108,21 @@ async function checkAgainstKernel(rec: RecordedWorkload, r: Replayed, minContent
   const foldedList = [...folded.values()].filter((e) => !e.path.startsWith('/lost+found/')).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   expect(foldedList.map(comparable), brief(r.events).join('\n')).toEqual(theirs.map(comparable));
   const byPath = new Map(theirs.map((e) => [e.path, e]));
+  // Content through the state's data maps and block reads of the final image, for every file.
+  const fin = fileFetcher(rec.final, 0);
+  for (const e of ours) {
+    if (e.type !== 'file') continue;
+    const node = r.inf.nodes.get(e.ino)!; // ok: the tree lists only known nodes
+    const { data } = await readContent(node, r.inf.superblock.blockSize, fin);
+    expect(createHash('sha256').update(data).digest('hex'), e.path).toBe(byPath.get(e.path)?.sha256);
+  }
+  // Extended attributes as the reader sees them in the final image.
+  const vol = await Ext4Volume.open(await FileBlockSource.open(rec.final));
+  for (const e of ours) {
+    const want: Record<string, string> = {};
+    for (const x of await vol.readXattrs(await vol.readInode(e.ino))) if (x.name !== 'system.data') want[x.name] = Buffer.from(x.value).toString('hex');
+    expect(r.inf.nodes.get(e.ino)!.xattrs, e.path).toEqual(want); // ok: listed nodes exist
+  }
   let checked = 0;
   for (const e of foldedList) {
     if (!e.content) continue;
@@ -145,6 +162,8 @@ describe('inference from a real guest', () => {
         'ln -s dir/b.txt sym',
         'ln -s /a/very/long/target/that/does/not/fit/in/the/inode/itself/because/it/is/longer/than/sixty/bytes longsym',
         'chmod 600 a.txt',
+        'setfattr -n user.color -v blue a.txt',
+        'setfattr -n user.gone -v soon keep/x.txt',
         'chown 1000:1000 dir/b.txt',
         'touch -d "2001-02-03 04:05:06" keep/x.txt',
         'rm -r dir2 2>/dev/null || true',
@@ -152,6 +171,7 @@ describe('inference from a real guest', () => {
         'sync',
         'rm -r dir2',
         'mv keep moved',
+        'setfattr -x user.gone moved/x.txt',
         'sync',
       ].join('\n'),
     });
@@ -174,6 +194,8 @@ describe('inference from a real guest', () => {
       ['ln d/f3 l1', ['link /l1']],
       ['rm l1', ['unlink /l1']],
       ['chmod 640 d/f3', ['attr /d/f3 mode']],
+      ['setfattr -n user.k -v v1 d/f3', ['attr /d/f3 xattr.user.k']],
+      ['setfattr -x user.k d/f3', ['attr /d/f3 xattr.user.k']],
       ['ln -s d/f3 s1', ['create /s1']],
       ['truncate -s 3 d/f3', ['truncate /d/f3 12->3']],
       ['rm d/f3', ['delete /d/f3']],

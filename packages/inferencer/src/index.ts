@@ -9,3 +9,4 @@ export { foldEvents } from './fold.js';
 export type { FoldEntry } from './fold.js';
 export * as limits from './limits.js';
 export { encodeEvent, decodeEvent } from './event-codec.js';
+export { readContent } from './content.js';
