@@ -5,7 +5,9 @@
  * must the tree a consumer gets by folding the published events over the snapshot.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +20,7 @@ import type { TreeEntry } from '../oracle/entry.js';
 import { recordGuestWorkload, type RecordedWorkload } from '../support/guest-stream.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 
+const exec = promisify(execFile);
 let work: string;
 let nats: NatsServer;
 
@@ -269,4 +272,37 @@ describe('inference from a real guest', () => {
     expect(got).toEqual(expect.arrayContaining(['create /new.txt', 'rename /older.txt <- /old.txt', 'delete /d/x', 'create /e', 'create /e/y', 'create /link']));
     await checkAgainstKernel(rec, r, 2);
   }, 240_000);
+
+  it('a guest that writes garbage over its own inode table gets corrupt events; later changes still arrive', async () => {
+    // Where the inode of /victim/v.txt lives, found on a throwaway image built the same way.
+    const probe = await recordProbe();
+    const rec = await recordGuestWorkload({
+      nats: nats.url,
+      work,
+      disk: 'hostile',
+      files: PROBE_FILES,
+      workload: ['set -e', `dd if=/dev/urandom of=/dev/vda bs=1024 seek=${probe.block} count=1 conv=notrunc 2>/dev/null`, 'sync', 'echo later > later.txt', 'sync'].join('\n'),
+    });
+    const r = await replay(rec, 'hostile');
+    const kinds = r.events.map((e) => e.kind);
+    expect(kinds).toContain('corrupt');
+    expect(brief(r.events)).toContain('create /later.txt');
+  }, 240_000);
 });
+
+const PROBE_FILES = { 'victim/v.txt': 'v\n', 'other.txt': 'o\n' };
+
+/** The 1 KiB block holding /victim/v.txt's inode in an image built from PROBE_FILES (mkfs is deterministic in layout). */
+async function recordProbe(): Promise<{ block: number }> {
+  const src = join(work, 'probe.src');
+  for (const [rel, content] of Object.entries(PROBE_FILES)) {
+    mkdirSync(join(src, rel, '..'), { recursive: true });
+    writeFileSync(join(src, rel), content);
+  }
+  const img = join(work, 'probe.img');
+  await exec('mkfs.ext4', ['-q', '-F', '-d', src, img, '64M']);
+  const { stdout } = await exec('debugfs', ['-R', 'imap /victim/v.txt', img]);
+  const m = /located at block (\d+), offset 0x([0-9a-f]+)/.exec(stdout);
+  if (!m) throw new Error(`imap: ${stdout}`);
+  return { block: Number(m[1]) }; // ok: matched
+}

@@ -676,6 +676,11 @@ export class DiskInferencer {
         continue;
       }
       if (this.nodes.has(a.ino)) {
+        if (now.type === FileType.dir && (this.links.get(a.ino)?.length ?? 0) > 0) {
+          // A second name for a directory is a loop in the making: it stays out of the tree.
+          this.corrupt(ctx, `entry ${JSON.stringify(a.name)} of directory ${a.dir} links directory ${a.ino}, which already has a name`, { ino: a.dir, kind: 'DirectoryLink' });
+          continue;
+        }
         this.addLink(a.ino, a.dir, a.name);
         this.event(ctx, { kind: EventKind.Link, path: this.pathOf(a.ino, a.dir, a.name), ino: a.ino, type: now.type, stat: statOf(now), parent });
         continue;

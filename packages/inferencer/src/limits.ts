@@ -32,6 +32,6 @@ export const DATA_INDEX_BUCKET_BLOCKS = 64;
 /** Files whose end-of-file block is remembered (for sizes committed after the data). */
 export const MAX_TAILS = 4096;
 /** Without a journal: flushes in a row an inode may fail to derive before it is reported corrupt. */
-export const NO_JOURNAL_RETRIES = 8;
+export const NO_JOURNAL_RETRIES = 2;
 /** Without a journal: bytes of recently written data blocks kept for metadata reads of reused blocks. */
 export const RECENT_DATA_BYTES = 16 * 1024 * 1024;
