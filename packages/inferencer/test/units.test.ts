@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { decodeCheckpoint, encodeCheckpoint, CheckpointError } from '../src/checkpoint.js';
+import { DataIndex } from '../src/data-index.js';
+import { EventKind, type FsEvent, type FsStat } from '../src/events.js';
+import { foldEvents, type FoldEntry } from '../src/fold.js';
+import type { InferencerState } from '../src/inferencer.js';
+import type { FsNode } from '../src/node.js';
+import { BlockStore, type BlockFetcher } from '../src/store.js';
+
+const T = { sec: 1, nsec: 2 };
+
+function node(ino: number, extra: Partial<FsNode> = {}): FsNode {
+  return { ino, generation: 7, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, nlink: 1, atime: T, mtime: T, ctime: T, flags: 0, xattrs: {}, owned: [], ...extra };
+}
+
+describe('DataIndex', () => {
+  it('maps physical blocks to (inode, logical block) across buckets, and forgets removed runs', () => {
+    const idx = new DataIndex();
+    const big = { ino: 12, logical: 10, physical: 1000, length: 500 };
+    idx.add(big);
+    idx.add({ ino: 13, logical: 0, physical: 5, length: 1 });
+    expect(idx.lookup(1000)).toEqual({ ino: 12, logical: 10 });
+    expect(idx.lookup(1499)).toEqual({ ino: 12, logical: 509 });
+    expect(idx.lookup(1500)).toBeUndefined();
+    expect(idx.lookup(5)).toEqual({ ino: 13, logical: 0 });
+    idx.remove(big);
+    expect(idx.lookup(1200)).toBeUndefined();
+    expect(idx.lookup(5)).toEqual({ ino: 13, logical: 0 });
+  });
+});
+
+describe('BlockStore', () => {
+  const fetcher = (seq: number): BlockFetcher & { calls: number } => {
+    const f = { calls: 0, size: 16 * 1024, read: async (o: number, l: number) => (f.calls++, { data: new Uint8Array(l).fill(o / 1024 + 1), seq }) };
+    return f;
+  };
+
+  it('fetches missing blocks in runs and skips stream writes its read already included', async () => {
+    const f = fetcher(5);
+    const s = new BlockStore(f, 1024);
+    await s.read(2048, 4096);
+    expect(f.calls).toBe(1);
+    expect(s.setHome(2, new Uint8Array(1024).fill(9), 5)).toBe(false); // seq 5 is in the read
+    expect(s.setHome(2, new Uint8Array(1024).fill(9), 6)).toBe(true);
+    expect((await s.read(2048, 1))[0]).toBe(9);
+  });
+
+  it('keeps a committed journal image until its home location repeats it', () => {
+    const s = new BlockStore(fetcher(0), 1024);
+    const committed = new Uint8Array(1024).fill(1);
+    expect(s.setJournal(3, committed, 10)).toBe(true);
+    expect(s.setHome(3, new Uint8Array(1024).fill(2), 11)).toBe(false); // an older checkpoint: ignored
+    expect(s.get(3)?.journal).toBe(true);
+    expect(s.setHome(3, committed, 12)).toBe(false);
+    expect(s.get(3)?.journal).toBe(false);
+  });
+});
+
+describe('checkpoint bytes', () => {
+  const state: InferencerState = {
+    disk: 'vm1',
+    appliedSeq: 42,
+    nodes: [
+      node(2, { type: 'dir', entries: new Map([['a', 12], ['b\\xff', 13]]), owned: [100] }),
+      node(12, { size: 5000, runs: [{ ino: 12, logical: 0, physical: 300, length: 2 }], xattrs: { 'user.k': '7631' } }),
+      node(13, { type: 'symlink', target: '/x' }),
+    ],
+    links: [[2, []], [12, [[2, 'a']]], [13, [[2, 'b\\xff']]]],
+    journalHeld: [[100, new Uint8Array([1, 2, 3]), 40]],
+    pending: [[500, new Uint8Array([4]), 41, new Date(1000), 1]],
+    omitted: [[501, 39, new Date(2000)]],
+    dirty: [12],
+    tails: [[12, 1, 301, new Uint8Array([5]), null]],
+    recent: [],
+    retries: [[13, 1]],
+    journal: { open: [[7, new Uint8Array([8])]], starts: [[9, 7]], next: 8, expected: 9 },
+    idxSeq: 42,
+    idx: 3,
+  };
+
+  it('round-trips the whole state', () => {
+    const back = decodeCheckpoint(encodeCheckpoint(state));
+    expect(back.appliedSeq).toBe(42);
+    expect(back.nodes.map((n) => n.ino)).toEqual([2, 12, 13]);
+    expect([...back.nodes[0]!.entries!]).toEqual([['a', 12], ['b\\xff', 13]]); // ok: node 2 first
+    expect(back.nodes[1]!.runs).toEqual(state.nodes[1]!.runs); // ok
+    expect(back.nodes[1]!.xattrs).toEqual({ 'user.k': '7631' }); // ok
+    expect(back.nodes[2]!.target).toBe('/x'); // ok
+    expect(back.links).toEqual(state.links);
+    expect(back.pending[0]![3]).toEqual(new Date(1000)); // ok
+    expect(back.journal).toEqual(state.journal);
+    expect(back.tails).toEqual(state.tails);
+  });
+
+  it('refuses truncated or foreign bytes with CheckpointError', () => {
+    const bytes = encodeCheckpoint(state);
+    expect(() => decodeCheckpoint(bytes.subarray(0, bytes.length - 7))).toThrow(CheckpointError);
+    expect(() => decodeCheckpoint(new Uint8Array([1, 2, 3, 4, 5, 6]))).toThrow(CheckpointError);
+  });
+});
+
+describe('foldEvents', () => {
+  const stat = (size: number, mode = 0o644): FsStat => ({ mode, uid: 0, gid: 0, size, nlink: 1, atime: T, mtime: T, ctime: T, flags: 0 });
+  const ev = (e: Partial<FsEvent>): FsEvent => ({ v: 1, disk: 'd', kind: EventKind.Attr, path: '', ino: 0, type: 'file', seq: 1, idx: 0, ts: new Date(0), ...e });
+  const root: FoldEntry = { path: '/', ino: 2, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 4096, nlink: 3, mtime: 0, mtimeNsec: 0, atime: 0, atimeNsec: 0, ctime: 0, ctimeNsec: 0 };
+
+  it('creates, writes, renames a directory with its children, and deletes', () => {
+    const tree = new Map<string, FoldEntry>([['/', { ...root }]]);
+    foldEvents(tree, [
+      ev({ kind: EventKind.Create, path: '/d', ino: 11, type: 'dir', stat: stat(4096, 0o755) }),
+      ev({ kind: EventKind.Create, path: '/d/f', ino: 12, stat: stat(0) }),
+      ev({ kind: EventKind.Write, path: '/d/f', ino: 12, offset: 0, length: 3, data: new Uint8Array([1, 2, 3]), stat: stat(3) }),
+      ev({ kind: EventKind.Rename, path: '/e', from: '/d', ino: 11, type: 'dir', stat: stat(4096, 0o755) }),
+      ev({ kind: EventKind.Truncate, path: '/e/f', ino: 12, oldSize: 3, size: 2, stat: stat(2) }),
+    ]);
+    expect([...tree.keys()].sort()).toEqual(['/', '/e', '/e/f']);
+    expect(tree.get('/e/f')!.content).toEqual(new Uint8Array([1, 2])); // ok: folded above
+    foldEvents(tree, [ev({ kind: EventKind.Delete, path: '/e', ino: 11, type: 'dir' })]);
+    expect([...tree.keys()]).toEqual(['/']);
+  });
+});
