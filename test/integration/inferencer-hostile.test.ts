@@ -47,13 +47,13 @@ class Disk {
         ops.push({ op: 'write', offset: off, length: BS, data: Uint8Array.from(next.subarray(off, off + BS)), fua: false });
       }
     }
-    ops.push({ op: 'flush', offset: 0, length: 0 });
+    ops.push({ op: 'flush' });
     this.bytes = next;
     this.seq++;
     const events = await inf.apply(this.seq, { v: 1, disk: 'hostile', ts: new Date(), ops } as WriteRecord);
     // Without a journal a failure is reported when it survives a second flush (ext2 orders nothing).
     this.seq++;
-    events.push(...(await inf.apply(this.seq, { v: 1, disk: 'hostile', ts: new Date(), ops: [{ op: 'flush', offset: 0, length: 0 }] } as WriteRecord)));
+    events.push(...(await inf.apply(this.seq, { v: 1, disk: 'hostile', ts: new Date(), ops: [{ op: 'flush' }] } as WriteRecord)));
     return events;
   }
 
