@@ -7,7 +7,11 @@ import { BSON } from 'bson';
 import type { FileType } from '@gammaray/ext4';
 import type { InferencerState } from './inferencer.js';
 import { CHECKPOINT_ENTRIES_PER_CHUNK, CHECKPOINT_NODES_PER_CHUNK } from './limits.js';
+import type { MappedRun } from './data-index.js';
 import type { FsNode } from './node.js';
+
+/** Extents per checkpoint document (24 bytes each as float64 triples). */
+const RUNS_PER_CHUNK = 100_000;
 
 /** Version of the checkpoint format. */
 export const CHECKPOINT_VERSION = 1;
@@ -36,15 +40,12 @@ function nodeDoc(n: FsNode): Doc {
   };
   if (n.target !== undefined) d.tg = n.target;
   if (n.inline) d.il = n.inline;
-  if (n.runs) d.r = n.runs.flatMap((r) => [r.logical, r.physical, r.length]);
   return d;
 }
 
-function nodeOf(d: Doc, entries: Map<string, number> | undefined): FsNode {
+function nodeOf(d: Doc, entries: Map<string, number> | undefined, runs: MappedRun[] | undefined): FsNode {
   const tm = d.tm as number[];
   const ino = d.i as number;
-  const flat = d.r as number[] | undefined;
-  const runs = flat ? Array.from({ length: flat.length / 3 }, (_, k) => ({ ino, logical: flat[3 * k]!, physical: flat[3 * k + 1]!, length: flat[3 * k + 2]! })) : undefined; // ok: length is a multiple of 3
   const n: FsNode = {
     ino,
     generation: d.g as number,
@@ -86,6 +87,16 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
       push({ k: 'entries', ino: n.ino, names: part.map((e) => e[0]), inos: part.map((e) => e[1]) });
     }
   }
+  for (const n of s.nodes) {
+    if (!n.runs) continue;
+    if (n.runs.length === 0) push({ k: 'runs', ino: n.ino, r: new Uint8Array(0) });
+    for (let i = 0; i < n.runs.length; i += RUNS_PER_CHUNK) {
+      const part = n.runs.slice(i, i + RUNS_PER_CHUNK);
+      const flat = new Float64Array(part.length * 3);
+      part.forEach((r, k) => flat.set([r.logical, r.physical, r.length], 3 * k));
+      push({ k: 'runs', ino: n.ino, r: new Uint8Array(flat.buffer) });
+    }
+  }
   const chunked = (k: string, items: unknown[], per: number) => {
     for (let i = 0; i < items.length; i += per) push({ k, items: items.slice(i, i + per) });
   };
@@ -107,6 +118,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   let head: Doc | undefined;
   const nodes: Doc[] = [];
   const entries = new Map<number, Map<string, number>>();
+  const runs = new Map<number, MappedRun[]>();
   const held: [number, Uint8Array, number][] = [];
   const pending: [number, Uint8Array, number, Date, number][] = [];
   const omitted: [number, number, Date][] = [];
@@ -141,6 +153,16 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
         const names = d.names as string[];
         const inos = d.inos as number[];
         for (let i = 0; i < names.length; i++) m.set(names[i]!, inos[i]!); // ok: same lengths
+        break;
+      }
+      case 'runs': {
+        const ino = d.ino as number;
+        const raw = d.r as Buffer;
+        if (raw.length % 24 !== 0) throw new CheckpointError(`extent chunk of inode ${ino} is ${raw.length} bytes, not whole triples`);
+        const flat = new Float64Array(Uint8Array.from(raw).buffer);
+        let list = runs.get(ino);
+        if (!list) runs.set(ino, (list = []));
+        for (let k = 0; k < flat.length; k += 3) list.push({ ino, logical: flat[k]!, physical: flat[k + 1]!, length: flat[k + 2]! }); // ok: whole triples
         break;
       }
       case 'held':
@@ -178,7 +200,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   return {
     disk: head.disk as string,
     appliedSeq: head.appliedSeq as number,
-    nodes: nodes.map((d) => nodeOf(d, d.t === 'dir' ? (entries.get(d.i as number) ?? new Map()) : undefined)),
+    nodes: nodes.map((d) => nodeOf(d, d.t === 'dir' ? (entries.get(d.i as number) ?? new Map()) : undefined, runs.get(d.i as number))),
     links: nodes.map((d) => [d.i as number, d.l as [number, string][]]),
     journalHeld: held,
     pending,

@@ -119,3 +119,31 @@ describe('foldEvents', () => {
     expect([...tree.keys()]).toEqual(['/']);
   });
 });
+
+describe('checkpoint size limits', () => {
+  it('holds a directory of 100,000 entries and a file of 100,000 extents, every document far below BSON and NATS limits', () => {
+    const entries = new Map<string, number>();
+    for (let i = 0; i < 100_000; i++) entries.set(`file-with-a-longish-name-${i}`, 100 + i);
+    const runs = Array.from({ length: 100_000 }, (_, i) => ({ ino: 12, logical: i * 2, physical: 1_000_000 + i * 3, length: 1 }));
+    const state: InferencerState = {
+      disk: 'big', appliedSeq: 1, nodes: [node(2, { type: 'dir', entries }), node(12, { size: 200_000 * 4096, runs })],
+      links: [[2, []], [12, [[2, 'file-with-a-longish-name-0']]]], journalHeld: [], pending: [], omitted: [], dirty: [], tails: [], recent: [], retries: [], journal: undefined, idxSeq: 0, idx: 0,
+    };
+    const bytes = encodeCheckpoint(state);
+    // Each BSON document carries its length: walk them and check none nears 1 MiB.
+    let off = 0;
+    let docs = 0;
+    const view = Buffer.from(bytes);
+    while (off < view.length) {
+      const len = view.readInt32LE(off);
+      expect(len).toBeLessThan(3 * 1024 * 1024);
+      off += len;
+      docs++;
+    }
+    expect(docs).toBeGreaterThan(5);
+    const back = decodeCheckpoint(bytes);
+    expect(back.nodes[0]!.entries!.size).toBe(100_000); // ok: the directory first
+    expect(back.nodes[1]!.runs!.length).toBe(100_000); // ok
+    expect(back.nodes[1]!.runs![99_999]).toEqual(runs[99_999]); // ok
+  });
+});
