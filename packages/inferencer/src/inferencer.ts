@@ -107,6 +107,8 @@ export class DiskInferencer {
   /** Blocks pushed out of the pending buffer: block -> the sequence that wrote them. */
   private readonly omitted = new Map<number, { seq: number; ts: Date }>();
   private readonly dirty = new Set<number>();
+  /** Files whose data map was adopted since the last pending resolution. */
+  private readonly remapped = new Set<number>();
   /** Without a journal: inodes whose derivation failed, and how many flushes in a row. */
   private readonly retries = new Map<number, number>();
   /**
@@ -609,6 +611,10 @@ export class DiskInferencer {
       }
     }
 
+    const addedFirst = new Map<number, EntryChange>();
+    for (const a of additions) if (!addedFirst.has(a.ino)) addedFirst.set(a.ino, a);
+    const renamedTo = new Map<number, EntryChange>();
+    for (const r of renames) if (!renamedTo.has(r.add.ino)) renamedTo.set(r.add.ino, r.add);
     const touchedParents = new Set<number>();
     const evented = new Set<number>();
     const finalOf = (ino: number): FsNode | undefined => {
@@ -626,7 +632,7 @@ export class DiskInferencer {
       this.removeLink(r.ino, r.dir, r.name);
       touchedParents.add(r.dir);
       const remaining = this.links.get(r.ino)?.length ?? 0;
-      const stillAdded = !replaced.has(r.ino) && additions.some((a) => a.ino === r.ino);
+      const stillAdded = !replaced.has(r.ino) && addedFirst.has(r.ino);
       const parentNode = finalOf(r.dir);
       const parent = parentNode ? { ino: r.dir, stat: statOf(parentNode) } : undefined;
       if (remaining === 0 && !stillAdded) {
@@ -644,7 +650,7 @@ export class DiskInferencer {
       let d = 0;
       let cur = dir;
       for (; cur !== ROOT_INO && d < MAX_PATH_DEPTH; d++) {
-        const moved = renames.find((x) => x.add.ino === cur)?.add ?? additions.find((x) => x.ino === cur);
+        const moved = renamedTo.get(cur) ?? addedFirst.get(cur);
         const next = moved?.dir ?? this.links.get(cur)?.[0]?.dir;
         if (next === undefined) break;
         cur = next;
@@ -757,7 +763,24 @@ export class DiskInferencer {
   private resolvePending(ctx: Ctx, wroteTo: Map<number, number>): void {
     const bs = this.store.blockSize;
     const perFile = new Map<number, { offset: number; data: Uint8Array | undefined; omitted: boolean }[]>();
-    for (const [b, p] of [...this.pending]) {
+    // Only blocks the maps adopted at this consistency point cover can have become mapped; when there are more
+    // of those than held blocks, walking the held blocks is cheaper.
+    let mapped = 0;
+    for (const ino of this.remapped) for (const r of this.nodes.get(ino)?.runs ?? []) mapped += r.length;
+    const candidates: number[] = [];
+    if (mapped < this.pending.size + this.omitted.size) {
+      for (const ino of this.remapped) {
+        for (const r of this.nodes.get(ino)?.runs ?? []) {
+          for (let b = r.physical; b < r.physical + r.length; b++) if (this.pending.has(b) || this.omitted.has(b)) candidates.push(b);
+        }
+      }
+    } else {
+      candidates.push(...this.pending.keys(), ...this.omitted.keys());
+    }
+    this.remapped.clear();
+    for (const b of candidates) {
+      const p = this.pending.get(b);
+      if (!p) continue;
       const m = this.dataIndex.lookup(b);
       if (!m) continue;
       const node = this.nodes.get(m.ino);
@@ -773,7 +796,8 @@ export class DiskInferencer {
       if (!list) perFile.set(m.ino, (list = []));
       list.push({ offset: m.logical * bs, data: p.data, omitted: false });
     }
-    for (const [b] of [...this.omitted]) {
+    for (const b of candidates) {
+      if (!this.omitted.has(b)) continue;
       const m = this.dataIndex.lookup(b);
       if (!m || !this.nodes.has(m.ino)) continue;
       this.omitted.delete(b);
@@ -935,6 +959,7 @@ export class DiskInferencer {
     }
     if (n.runs) {
       for (const r of n.runs) this.dataIndex.add(r);
+      if (n.runs.length > 0 && n.runs !== before?.runs) this.remapped.add(n.ino);
     }
   }
 
