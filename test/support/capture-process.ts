@@ -34,11 +34,11 @@ export function freeTcpPort(): Promise<number> {
 }
 
 /** Starts `gammaray capture --nats NATS --listen 127.0.0.1:PORT --disk ID=IMAGE ...` and waits until it serves. */
-export async function startCapture(nats: string, disks: Record<string, string>): Promise<CaptureProcess> {
+export async function startCapture(nats: string, disks: Record<string, string>, args: readonly string[] = []): Promise<CaptureProcess> {
   const port = await freeTcpPort();
   let logs = '';
   const diskArgs = Object.entries(disks).flatMap(([id, image]) => ['--disk', `${id}=${image}`]);
-  const child = spawn('node', [CLI, 'capture', '--nats', nats, '--listen', `127.0.0.1:${port}`, ...diskArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('node', [CLI, 'capture', '--nats', nats, '--listen', `127.0.0.1:${port}`, ...diskArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`capture did not start within 20 s: ${logs}`)), 20_000);
     const onData = (b: Buffer) => {

@@ -98,12 +98,14 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .description("keep each captured disk's file system in sync from its writes and publish file-level events (stream GAMMARAY_EVENTS)")
     .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
     .option('--replicas <n>', 'JetStream replicas for the events stream and the checkpoint bucket (env GAMMARAY_REPLICAS; 1 on one machine, 3 in a cluster)')
-    .option('--metrics <host:port>', 'reserved: Prometheus metrics address (env GAMMARAY_METRICS; not served yet)')
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (env GAMMARAY_METRICS)')
     .option('--inline-limit <bytes>', 'largest write whose bytes travel inside its write event (env GAMMARAY_INLINE_LIMIT; default 65536)')
-    .option('--checkpoint-interval <seconds>', 'how often each disk\'s state is checkpointed (env GAMMARAY_CHECKPOINT_INTERVAL; default 5)')
-    .option('--disk <id>', 'follow only this disk; repeat for more (env GAMMARAY_DISK=a,b; default every disk of the registry)', collect, [])
-    .addHelpText('after', '\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: stop following, flush events, write final checkpoints, exit.')
-    .action(async (o: { nats?: string; replicas?: string; metrics?: string; inlineLimit?: string; checkpointInterval?: string; disk: string[] }) => {
+    .option('--checkpoint-interval <seconds>', 'how often each disk\'s state is checkpointed (env GAMMARAY_CHECKPOINT_INTERVAL; default 2)')
+    .option('--disk <id>', 'consider only this disk; repeat for more (env GAMMARAY_DISK=a,b; default every disk of the registry; give every instance the same set)', collect, [])
+    .option('--lease-ttl <seconds>', 'how long a disk lease lasts without renewal before another instance takes the disk over (env GAMMARAY_LEASE_TTL; default 5)')
+    .option('--heartbeat <seconds>', 'how often the instance renews its registration and leases and rebalances (env GAMMARAY_HEARTBEAT; default 1; at most a third of the lease TTL)')
+    .addHelpText('after', '\nInstances share the disks: each disk is owned by one instance at a time (KV gammaray-leases), spread evenly over the live instances (KV gammaray-workers).\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: hand every disk over (flush events, final checkpoint, release the lease), exit.')
+    .action(async (o: { nats?: string; replicas?: string; metrics?: string; inlineLimit?: string; checkpointInterval?: string; disk: string[]; leaseTtl?: string; heartbeat?: string }) => {
       // Loaded on demand, like capture.
       const svc = await import('@gammaray/service-inferencer');
       try {

@@ -11,6 +11,16 @@ export const KV_DISKS = 'gammaray-disks';
  * engine's state as BSON. An object store rather than KV because a state is chunked and may exceed 1 MiB.
  */
 export const OBJ_STATE = 'gammaray-state';
+/**
+ * KV bucket of live inferencer instances: key = instance id, value JSON `{id, startedAt, heartbeatAt}` put every
+ * heartbeat. An entry whose revision has not moved for a lease TTL belongs to a dead instance.
+ */
+export const KV_WORKERS = 'gammaray-workers';
+/**
+ * KV bucket of disk ownership leases: key = disk id, value JSON `{owner, epoch, renewedAt}` (owner "" = released).
+ * Acquired and renewed only with compare-and-set on the revision; a takeover bumps `epoch`.
+ */
+export const KV_LEASES = 'gammaray-leases';
 /** Subject filter matching every disk's write records. */
 export const WRITES_WILDCARD = 'gammaray.*.writes';
 /** Subject filter matching every disk's file-system events. */
@@ -21,6 +31,10 @@ export const BLOCKS_WILDCARD = 'gammaray.*.blocks';
 export const BLOCKS_QUEUE = 'gammaray-blocks';
 /** Header carrying an event's path (CLI.md). */
 export const HEADER_PATH = 'Gammaray-Path';
+/** Header naming the inferencer instance that published an event (for audits of ownership and fencing). */
+export const HEADER_WORKER = 'Gammaray-Worker';
+/** Header carrying the epoch of the disk lease an event was published under (see KV_LEASES). */
+export const HEADER_EPOCH = 'Gammaray-Epoch';
 
 /** The rule a disk id must match. */
 export const DISK_ID_PATTERN = /^[a-z0-9_-]{1,64}$/;

@@ -8,7 +8,16 @@ export interface Checkpoint {
   readonly appliedSeq: number | undefined;
   /** The disk's size then (a checkpoint of a disk of another size belongs to another image). */
   readonly size: number | undefined;
+  /** The lease epoch of the instance that wrote it (undefined for checkpoints from before leases). */
+  readonly epoch: number | undefined;
 }
+
+/** A checkpoint write was refused: a newer lease epoch already wrote one (this writer lost the disk). */
+export class CheckpointFencedError extends Error {
+  override name = 'CheckpointFencedError';
+}
+
+const num = (v: string | undefined): number | undefined => (v !== undefined && /^\d{1,16}$/.test(v) ? Number(v) : undefined);
 
 /**
  * Checkpoints in Object Store bucket `gammaray-state` (OBJ_STATE), one object per disk named by the disk id.
@@ -42,16 +51,32 @@ export class CheckpointStore {
       at += c.length;
     }
     const info = r.info;
-    const num = (v: string | undefined): number | undefined => (v !== undefined && /^\d{1,16}$/.test(v) ? Number(v) : undefined);
-    return { state, appliedSeq: num(info.metadata?.['appliedSeq']), size: num(info.metadata?.['size']) };
+    return { state, appliedSeq: num(info.metadata?.['appliedSeq']), size: num(info.metadata?.['size']), epoch: num(info.metadata?.['epoch']) };
   }
 
-  /** Stores the disk's checkpoint, replacing the previous one. */
-  async save(disk: string, state: Uint8Array, meta: { appliedSeq: number; size: number }): Promise<void> {
-    await this.os.putBlob(
-      { name: parseDiskId(disk), description: `gammaray inferencer state of disk ${disk}`, metadata: { appliedSeq: String(meta.appliedSeq), size: String(meta.size) } },
-      state,
-    );
+  /** The lease epoch recorded with the disk's checkpoint (undefined: no checkpoint, or one without epoch). */
+  async epoch(disk: string): Promise<number | undefined> {
+    const info = await this.os.info(parseDiskId(disk));
+    return info ? num(info.metadata?.['epoch']) : undefined;
+  }
+
+  /**
+   * Stores the disk's checkpoint, replacing the previous one. With `epoch`, the write is refused
+   * ({@link CheckpointFencedError}) when the stored checkpoint carries a higher epoch: it was written by a later
+   * owner of the disk. The object store has no compare-and-set, so this is check-then-write: a writer that stalls
+   * between the check and the put can still replace a newer checkpoint (the lease confirmation just before the
+   * check makes that a window of one request).
+   */
+  async save(disk: string, state: Uint8Array, meta: { appliedSeq: number; size: number; epoch?: number }): Promise<void> {
+    const metadata: Record<string, string> = { appliedSeq: String(meta.appliedSeq), size: String(meta.size) };
+    if (meta.epoch !== undefined) {
+      const stored = await this.epoch(disk);
+      if (stored !== undefined && stored > meta.epoch) {
+        throw new CheckpointFencedError(`checkpoint of disk ${disk} not written: it holds epoch ${stored}, this writer has ${meta.epoch}`);
+      }
+      metadata['epoch'] = String(meta.epoch);
+    }
+    await this.os.putBlob({ name: parseDiskId(disk), description: `gammaray inferencer state of disk ${disk}`, metadata }, state);
   }
 
   /** Removes the disk's checkpoint (the next start crawls the disk again). */

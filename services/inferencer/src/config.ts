@@ -11,6 +11,7 @@ export class ConfigError extends Error {
 
 /** The validated configuration of an inferencer instance. */
 export interface InferencerConfig {
+  /** One NATS URL, or several separated by commas (members of one cluster). */
   readonly nats: string;
   readonly replicas: number;
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
@@ -20,6 +21,13 @@ export interface InferencerConfig {
   readonly checkpointIntervalMs: number;
   /** Only these disks; undefined: every disk of the registry. */
   readonly disks: readonly string[] | undefined;
+  /**
+   * How long a disk lease (and an instance's registration) stays valid without a renewal, in milliseconds: after
+   * that the others may take the disk over.
+   */
+  readonly leaseTtlMs: number;
+  /** How often the instance renews its registration and its leases and rebalances, in milliseconds. */
+  readonly heartbeatMs: number;
 }
 
 /** Raw option values as commander (or a test) hands them over. */
@@ -30,6 +38,8 @@ export interface InferencerFlags {
   readonly inlineLimit?: string;
   readonly checkpointInterval?: string;
   readonly disk?: readonly string[];
+  readonly leaseTtl?: string;
+  readonly heartbeat?: string;
 }
 
 export const DEFAULT_NATS = 'nats://127.0.0.1:4222';
@@ -38,9 +48,14 @@ export const DEFAULT_INLINE_LIMIT = 65_536;
 /** Largest inline limit: an event holding that much data still fits in one NATS message (MAX_EVENT_BYTES). */
 export const MAX_INLINE_LIMIT = MAX_WRITE_CHUNK_BYTES;
 /** Default checkpoint interval, in seconds. */
-export const DEFAULT_CHECKPOINT_INTERVAL_S = 5;
+export const DEFAULT_CHECKPOINT_INTERVAL_S = 2;
 /** Longest checkpoint interval, in seconds (the writes stream must keep what a restart replays). */
 export const MAX_CHECKPOINT_INTERVAL_S = 3600;
+
+/** Default lease TTL, in seconds. */
+export const DEFAULT_LEASE_TTL_S = 5;
+/** Default heartbeat, in seconds. */
+export const DEFAULT_HEARTBEAT_S = 1;
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:9100`); `what` names the setting in errors. */
 export function parseHostPort(value: string, what: string): { host: string; port: number } {
@@ -58,7 +73,7 @@ export function parseHostPort(value: string, what: string): { host: string; port
  */
 export function readConfig(flags: InferencerFlags, env: NodeJS.ProcessEnv = process.env): InferencerConfig {
   const nats = flags.nats ?? env.GAMMARAY_NATS ?? DEFAULT_NATS;
-  if (!/^(nats|tls|ws|wss):\/\//.test(nats) && !/^[^:/]+:\d+$/.test(nats)) {
+  if (nats.split(',').some((u) => !/^(nats|tls|ws|wss):\/\//.test(u) && !/^[^:/]+:\d+$/.test(u))) {
     throw new ConfigError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222, got ${JSON.stringify(nats)}`);
   }
   const replicasText = flags.replicas ?? env.GAMMARAY_REPLICAS ?? '1';
@@ -92,6 +107,16 @@ export function readConfig(flags: InferencerFlags, env: NodeJS.ProcessEnv = proc
       if (!disks.includes(id)) disks.push(id);
     }
   }
+  const seconds = (text: string, what: string, min: number, max: number): number => {
+    const v = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+    if (!(v >= min && v <= max)) throw new ConfigError(`${what} must be seconds from ${min} to ${max}, got ${JSON.stringify(text)}`);
+    return Math.round(v * 1000);
+  };
+  const leaseTtlMs = seconds(flags.leaseTtl ?? env.GAMMARAY_LEASE_TTL ?? String(DEFAULT_LEASE_TTL_S), '--lease-ttl (GAMMARAY_LEASE_TTL)', 0.5, 300);
+  const heartbeatMs = seconds(flags.heartbeat ?? env.GAMMARAY_HEARTBEAT ?? String(DEFAULT_HEARTBEAT_S), '--heartbeat (GAMMARAY_HEARTBEAT)', 0.1, 60);
+  if (heartbeatMs * 3 > leaseTtlMs) {
+    throw new ConfigError(`--heartbeat (GAMMARAY_HEARTBEAT) must be at most a third of --lease-ttl (GAMMARAY_LEASE_TTL) so a lease survives a lost renewal, got ${heartbeatMs / 1000} s and ${leaseTtlMs / 1000} s`);
+  }
   return Object.freeze({
     nats,
     replicas,
@@ -99,5 +124,7 @@ export function readConfig(flags: InferencerFlags, env: NodeJS.ProcessEnv = proc
     inlineLimit,
     checkpointIntervalMs: Math.round(interval * 1000),
     disks: disks ? Object.freeze(disks) : undefined,
+    leaseTtlMs,
+    heartbeatMs,
   });
 }

@@ -4,8 +4,22 @@ import { DiskInferencer, EVENT_VERSION, EventKind, encodeEvent, eventMsgId, type
 import { CorruptError, EncodeError, STREAM_WRITES, WireCorruptKind, decodeWriteRecord, eventsSubject, writesSubject, type WriteRecord } from '@gammaray/wire';
 import type { Logger } from 'pino';
 import { BlockFetchError, NatsBlockFetcher } from './block-fetcher.js';
-import type { CheckpointStore } from './checkpoints.js';
+import { CheckpointFencedError, type CheckpointStore } from './checkpoints.js';
 import { EventPublisher } from './event-publisher.js';
+import { LeaseLostError } from './leases.js';
+
+/**
+ * What keeps a worker from acting on a disk it no longer owns: the lease it runs under. `confirm()` is awaited
+ * before every publish batch, publish retry and checkpoint write; it throws {@link LeaseLostError} once the lease
+ * is gone.
+ */
+export interface DiskFence {
+  readonly epoch: number;
+  confirm(): Promise<void>;
+}
+
+/** How long the write-stream consumer may stay silent while records wait before the session is restarted. */
+const STALL_MS = 10_000;
 
 /** Options of {@link DiskWorker}. */
 export interface DiskWorkerOptions {
@@ -23,6 +37,12 @@ export interface DiskWorkerOptions {
   readonly restartBackoffMs?: { readonly min: number; readonly max: number };
   /** Failures of the engine on one and the same record before the disk is crawled afresh past it. Default 3. */
   readonly poisonAttempts?: number;
+  /** The disk's lease; without one the worker publishes unfenced (a single instance, or tests). */
+  readonly fence?: DiskFence;
+  /** The instance id, sent as the `Gammaray-Worker` header of each event. */
+  readonly workerId?: string;
+  /** Called when the worker stopped itself because its checkpoint write was fenced by a newer epoch. */
+  readonly onFenced?: () => void;
 }
 
 /** Counters of one worker (for logs, metrics and tests). */
@@ -36,6 +56,10 @@ export interface DiskWorkerStats {
   readonly duplicateEvents: number;
   readonly appliedSeq: number;
   readonly checkpointedSeq: number;
+  /** Records of the disk still to apply after the last one handled (0 when caught up). */
+  readonly lagRecords: number;
+  /** How old the last handled record was when more were pending, in seconds (0 when caught up). */
+  readonly lagSeconds: number;
 }
 
 /** Why the next session must crawl the disk instead of restoring the checkpoint. */
@@ -53,6 +77,11 @@ interface Rebootstrap {
  * Consistency: a checkpoint is written only after every event up to its `appliedSeq` is acknowledged by
  * JetStream, so after any crash the worker resumes at the checkpoint and re-publishes the events after it, which
  * the stream drops by msg id (`<disk>:<seq>:<idx>`, deterministic) within its 2-minute duplicate window.
+ *
+ * Ownership: with a `fence` (the disk's lease) the worker confirms the lease before each publish batch, each
+ * publish retry and each checkpoint, and records the lease epoch in the checkpoint; once the lease is lost it
+ * stops without publishing or checkpointing anything more ({@link revoke}). Events carry the `Gammaray-Worker`
+ * and `Gammaray-Epoch` headers.
  *
  * Failures: a record that does not decode becomes a `corrupt` event and is skipped. Any other failure (the
  * engine throws, block reads go unanswered, a publish is not stored in time) ends the session: it is logged and
@@ -83,6 +112,12 @@ export class DiskWorker {
   #failing: { seq: number; count: number } | undefined;
   #rebootstrap: Rebootstrap | undefined;
   #stats = { records: 0, corruptRecords: 0, events: 0, checkpoints: 0, restarts: 0, duplicateEvents: 0 };
+  /** Set when the lease was lost: stop at once, no flush of new events, no final checkpoint. */
+  #revoked = false;
+  #lag: { pending: number; time: number } = { pending: 0, time: 0 };
+  /** performance.now() of the last record delivered (or of the session's start), for the stall watchdog. */
+  #lastDelivery = 0;
+  #probing = false;
 
   constructor(opts: DiskWorkerOptions) {
     this.#o = opts;
@@ -92,7 +127,15 @@ export class DiskWorker {
 
   get stats(): DiskWorkerStats {
     const duplicateEvents = this.#stats.duplicateEvents + (this.#publisher?.stats.duplicates ?? 0);
-    return { ...this.#stats, duplicateEvents, appliedSeq: this.#engine?.appliedSeq ?? this.#checkpointedSeq, checkpointedSeq: this.#checkpointedSeq };
+    const lagSeconds = this.#lag.pending > 0 ? Math.max(0, (Date.now() - this.#lag.time) / 1000) : 0;
+    return {
+      ...this.#stats,
+      duplicateEvents,
+      appliedSeq: this.#engine?.appliedSeq ?? this.#checkpointedSeq,
+      checkpointedSeq: this.#checkpointedSeq,
+      lagRecords: this.#lag.pending,
+      lagSeconds,
+    };
   }
 
   /** Starts the worker in the background; failures are handled inside (logged, restarted). */
@@ -113,6 +156,19 @@ export class DiskWorker {
     this.#publisher?.abort();
   }
 
+  /**
+   * The disk's lease was lost: stops at once. Nothing more is published (the publisher refuses new events and
+   * gives up its retries) and no checkpoint is written; resolves when the worker has stopped.
+   */
+  async revoke(): Promise<void> {
+    this.#revoked = true;
+    this.#stopping = true;
+    this.#publisher?.abort();
+    this.#messages?.stop();
+    this.#wake?.();
+    await this.#loop;
+  }
+
   async #run(): Promise<void> {
     const { min, max } = this.#o.restartBackoffMs ?? { min: 1_000, max: 30_000 };
     let backoff = min;
@@ -121,6 +177,15 @@ export class DiskWorker {
       try {
         await this.#session();
       } catch (err) {
+        if (this.#revoked) break;
+        if (err instanceof LeaseLostError || err instanceof CheckpointFencedError) {
+          // The service learns it from the lease too and stops this worker; until then publish nothing.
+          this.#log.warn({ err }, 'disk lease lost; the worker stops publishing');
+          this.#revoked = true;
+          this.#stopping = true;
+          if (err instanceof CheckpointFencedError) this.#o.onFenced?.();
+          break;
+        }
         if (this.#stopping && isClosedConnection(err)) break;
         this.#noteFailure(err);
         this.#log.error({ err, seq: this.#failing?.seq }, 'disk worker failed; restarting from its checkpoint');
@@ -150,7 +215,8 @@ export class DiskWorker {
   async #session(): Promise<void> {
     this.#sessionError = undefined;
     this.#currentSeq = undefined;
-    this.#publisher = new EventPublisher(this.#o.js, { log: this.#log });
+    const fence = this.#o.fence;
+    this.#publisher = new EventPublisher(this.#o.js, { log: this.#log, worker: this.#o.workerId, epoch: fence?.epoch, fence: fence ? () => fence.confirm() : undefined });
     const fetcher = new NatsBlockFetcher(this.#o.nc, this.disk, this.#o.size, { log: this.#log });
     const engine = await this.#open(fetcher, { disk: this.disk, inlineLimit: this.#o.inlineLimit });
     this.#engine = engine;
@@ -167,8 +233,10 @@ export class DiskWorker {
     this.#messages = messages;
     if (this.#stopping) messages.stop();
     this.#log.info({ appliedSeq: engine.appliedSeq, from: this.#processedSeq + 1 }, 'following the write stream');
+    this.#lastDelivery = performance.now();
     const timer = setInterval(() => {
       void this.#enqueue(() => this.#checkpoint(engine, false)).catch((err: unknown) => this.#fail(err));
+      void this.#watchdog();
     }, Math.min(this.#o.checkpointIntervalMs, 1_000));
     try {
       for await (const m of messages) {
@@ -181,6 +249,27 @@ export class DiskWorker {
     if (this.#sessionError !== undefined) throw this.#sessionError;
     if (!this.#stopping) throw new Error('the write-stream consumer ended');
     await this.#finalCheckpoint(engine);
+  }
+
+  /**
+   * The ordered consumer can go quiet after the NATS node holding it is lost (seen on a 3-node cluster): when
+   * nothing was delivered for STALL_MS while the stream holds records of the disk past the last one handled, the
+   * session ends and restarts from the checkpoint with a fresh consumer.
+   */
+  async #watchdog(): Promise<void> {
+    if (this.#probing || performance.now() - this.#lastDelivery < STALL_MS) return;
+    this.#probing = true;
+    try {
+      const last = await this.#lastWriteSeq();
+      if (last > this.#processedSeq && performance.now() - this.#lastDelivery >= STALL_MS) {
+        this.#fail(new Error(`the write-stream consumer delivered nothing for ${STALL_MS} ms while records up to ${last} wait`));
+      }
+    } catch {
+      // NATS unreachable: the next tick asks again
+    } finally {
+      this.#lastDelivery = Math.max(this.#lastDelivery, performance.now() - STALL_MS / 2);
+      this.#probing = false;
+    }
   }
 
   #fail(err: unknown): void {
@@ -266,6 +355,8 @@ export class DiskWorker {
 
   async #handle(engine: DiskInferencer, m: JsMsg): Promise<void> {
     const seq = m.seq;
+    this.#lastDelivery = performance.now();
+    this.#lag = { pending: m.info.pending, time: m.time.getTime() };
     if (seq <= this.#processedSeq) return;
     const ts = m.time; // when JetStream stored the record: deterministic across re-processing
     let rec: WriteRecord;
@@ -297,6 +388,9 @@ export class DiskWorker {
 
   async #emit(events: readonly FsEvent[]): Promise<void> {
     const publisher = this.#publisher!; // ok: set for the whole session
+    if (events.length === 0) return;
+    if (this.#revoked) throw new LeaseLostError(this.disk, 'the worker was revoked');
+    await this.#o.fence?.confirm();
     for (const e of events) {
       const bytes = this.#encode(e);
       await publisher.publish(eventsSubject(this.disk, bytes.kind), bytes.data, eventMsgId({ disk: this.disk, seq: e.seq, idx: e.idx }), e.path);
@@ -333,13 +427,17 @@ export class DiskWorker {
    */
   async #checkpoint(engine: DiskInferencer, force: boolean): Promise<void> {
     if (!force && (engine.appliedSeq <= this.#checkpointedSeq || Date.now() - this.#lastCheckpointAt < this.#o.checkpointIntervalMs)) return;
+    if (this.#revoked) return;
     await this.#publisher!.flush(); // ok: set for the whole session
     const appliedSeq = engine.appliedSeq;
     const state = engine.checkpoint();
     this.#lastCheckpointAt = Date.now();
+    const fence = this.#o.fence;
+    await fence?.confirm();
     try {
-      await this.#o.checkpoints.save(this.disk, state, { appliedSeq, size: this.#o.size });
+      await this.#o.checkpoints.save(this.disk, state, { appliedSeq, size: this.#o.size, epoch: fence?.epoch });
     } catch (err) {
+      if (err instanceof CheckpointFencedError) throw err;
       this.#log.warn({ err, appliedSeq }, 'checkpoint could not be stored; retrying at the next interval');
       return;
     }
@@ -349,7 +447,9 @@ export class DiskWorker {
   }
 
   async #finalCheckpoint(engine: DiskInferencer): Promise<void> {
+    if (this.#revoked) return;
     await this.#enqueue(async () => {
+      if (this.#revoked) return;
       if (engine.appliedSeq > this.#checkpointedSeq) await this.#checkpoint(engine, true);
       else await this.#publisher!.flush(); // ok: set for the whole session
     });

@@ -1,6 +1,6 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers } from '@nats-io/nats-core';
-import { HEADER_PATH, encodePathHeader } from '@gammaray/wire';
+import { HEADER_EPOCH, HEADER_PATH, HEADER_WORKER, encodePathHeader } from '@gammaray/wire';
 import type { Logger } from 'pino';
 
 /** Options of {@link EventPublisher}. */
@@ -15,6 +15,12 @@ export interface EventPublisherOptions {
    */
   readonly retryForMs?: number;
   readonly log?: Logger;
+  /** Instance id sent in the `Gammaray-Worker` header of every event. */
+  readonly worker?: string;
+  /** Lease epoch sent in the `Gammaray-Epoch` header of every event. */
+  readonly epoch?: number;
+  /** Checked before every retry of a publish (the lease fence); a rejection fails the publisher. */
+  readonly fence?: () => Promise<void>;
 }
 
 const RETRY_BASE_MS = 250;
@@ -38,6 +44,9 @@ export class EventPublisher {
   readonly #timeoutMs: number;
   readonly #retryForMs: number;
   readonly #log: Logger | undefined;
+  readonly #worker: string | undefined;
+  readonly #epoch: number | undefined;
+  readonly #fence: (() => Promise<void>) | undefined;
   #inflight: Promise<void>[] = [];
   #error: Error | undefined;
   #aborted = false;
@@ -51,6 +60,9 @@ export class EventPublisher {
     this.#timeoutMs = opts.timeoutMs ?? 5_000;
     this.#retryForMs = opts.retryForMs ?? 60_000;
     this.#log = opts.log;
+    this.#worker = opts.worker;
+    this.#epoch = opts.epoch;
+    this.#fence = opts.fence;
   }
 
   /** Events stored so far, and how many of them the stream already had (re-published after a restart). */
@@ -65,6 +77,7 @@ export class EventPublisher {
   async publish(subject: string, data: Uint8Array, msgId: string, path: string): Promise<void> {
     while (this.#inflight.length >= this.#window && !this.#error) await this.#inflight.shift();
     if (this.#error) throw this.#error;
+    if (this.#aborted) throw new Error('the event publisher was aborted');
     this.#inflight.push(this.#send(subject, data, msgId, path));
   }
 
@@ -74,7 +87,10 @@ export class EventPublisher {
     if (this.#error) throw this.#error;
   }
 
-  /** Gives up on every retry at once (shutdown without NATS); in-flight events fail the publisher. */
+  /**
+   * Gives up on every retry at once (shutdown without NATS, or the disk's lease was lost); in-flight events fail
+   * the publisher and no further event is sent.
+   */
   abort(): void {
     this.#aborted = true;
     for (const wake of this.#wakeRetries) wake();
@@ -84,9 +100,23 @@ export class EventPublisher {
   async #send(subject: string, data: Uint8Array, msgId: string, path: string): Promise<void> {
     const h = headers();
     if (path !== '') h.set(HEADER_PATH, encodePathHeader(path));
+    if (this.#worker !== undefined) h.set(HEADER_WORKER, this.#worker);
+    if (this.#epoch !== undefined) h.set(HEADER_EPOCH, String(this.#epoch));
     const deadline = Date.now() + this.#retryForMs;
     for (let attempt = 0; ; attempt++) {
       if (this.#error) return; // an earlier event failed for good; the worker restarts and re-sends this one
+      if (this.#aborted) {
+        this.#error = new Error(`event ${msgId} was not sent: the publisher was aborted`);
+        return;
+      }
+      if (attempt > 0 && this.#fence) {
+        try {
+          await this.#fence();
+        } catch (err) {
+          this.#error ??= err as Error;
+          return;
+        }
+      }
       try {
         const ack = await this.#js.publish(subject, data, { msgID: msgId, headers: h, timeout: this.#timeoutMs });
         this.#published++;

@@ -11,17 +11,26 @@ export {
   MAX_INLINE_LIMIT,
   DEFAULT_CHECKPOINT_INTERVAL_S,
   MAX_CHECKPOINT_INTERVAL_S,
+  DEFAULT_LEASE_TTL_S,
+  DEFAULT_HEARTBEAT_S,
 } from './config.js';
 export type { InferencerConfig, InferencerFlags } from './config.js';
 export { create } from './service.js';
-export type { InferencerService } from './service.js';
+export type { InferencerService, WorkerRegistration } from './service.js';
 export { DiskWorker } from './disk-worker.js';
-export type { DiskWorkerOptions, DiskWorkerStats } from './disk-worker.js';
+export type { DiskWorkerOptions, DiskWorkerStats, DiskFence } from './disk-worker.js';
+export { assignDisks, rendezvousScore } from './assignment.js';
+export { HeldLease, LeaseLostError, LeaseUnconfirmedError, encodeLease, decodeLease, isCasFailure } from './leases.js';
+export type { LeaseValue, HeldLeaseOptions } from './leases.js';
+export { KvView } from './kv-view.js';
+export type { ObservedEntry } from './kv-view.js';
+export { InferencerMetrics, TakeoverReason } from './metrics.js';
+export type { MetricsSource } from './metrics.js';
 export { NatsBlockFetcher, BlockFetchError } from './block-fetcher.js';
 export type { NatsBlockFetcherOptions, BlockFetchFailure } from './block-fetcher.js';
 export { EventPublisher } from './event-publisher.js';
 export type { EventPublisherOptions } from './event-publisher.js';
-export { CheckpointStore } from './checkpoints.js';
+export { CheckpointStore, CheckpointFencedError } from './checkpoints.js';
 export type { Checkpoint } from './checkpoints.js';
 export { ensureEventsStream, EVENTS_MAX_MSG_SIZE, EVENTS_DUPLICATE_WINDOW_MS } from './events-stream.js';
 

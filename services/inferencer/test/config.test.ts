@@ -3,7 +3,7 @@ import { ConfigError, readConfig } from '../src/config.js';
 
 describe('inferencer config', () => {
   it('fills defaults from CLI.md', () => {
-    expect(readConfig({}, {})).toEqual({ nats: 'nats://127.0.0.1:4222', replicas: 1, metrics: undefined, inlineLimit: 65536, checkpointIntervalMs: 5000, disks: undefined });
+    expect(readConfig({}, {})).toEqual({ nats: 'nats://127.0.0.1:4222', replicas: 1, metrics: undefined, inlineLimit: 65536, checkpointIntervalMs: 2000, disks: undefined, leaseTtlMs: 5000, heartbeatMs: 1000 });
   });
 
   it('reads GAMMARAY_* environment variables when flags are absent, flags winning', () => {
@@ -14,8 +14,11 @@ describe('inferencer config', () => {
       GAMMARAY_INLINE_LIMIT: '0',
       GAMMARAY_CHECKPOINT_INTERVAL: '0.5',
       GAMMARAY_DISK: 'a,b,a',
+      GAMMARAY_LEASE_TTL: '3',
+      GAMMARAY_HEARTBEAT: '0.5',
     };
-    expect(readConfig({}, env)).toEqual({ nats: 'nats://n:4222', replicas: 3, metrics: { host: '::1', port: 9100 }, inlineLimit: 0, checkpointIntervalMs: 500, disks: ['a', 'b'] });
+    expect(readConfig({}, env)).toEqual({ nats: 'nats://n:4222', replicas: 3, metrics: { host: '::1', port: 9100 }, inlineLimit: 0, checkpointIntervalMs: 500, disks: ['a', 'b'], leaseTtlMs: 3000, heartbeatMs: 500 });
+    expect(readConfig({ leaseTtl: '9', heartbeat: '2' }, env)).toMatchObject({ leaseTtlMs: 9000, heartbeatMs: 2000 });
     const c = readConfig({ nats: 'nats://flag:1', disk: ['c'], inlineLimit: '4096', checkpointInterval: '2' }, env);
     expect(c).toMatchObject({ nats: 'nats://flag:1', disks: ['c'], inlineLimit: 4096, checkpointIntervalMs: 2000 });
   });
@@ -29,6 +32,9 @@ describe('inferencer config', () => {
     [{ checkpointInterval: '0' }, /--checkpoint-interval \(GAMMARAY_CHECKPOINT_INTERVAL\)/],
     [{ checkpointInterval: 'soon' }, /--checkpoint-interval/],
     [{ disk: ['vm1=/x.img'] }, /--disk \(GAMMARAY_DISK\) must be a disk id/],
+    [{ leaseTtl: '0' }, /--lease-ttl \(GAMMARAY_LEASE_TTL\) must be seconds/],
+    [{ heartbeat: 'often' }, /--heartbeat \(GAMMARAY_HEARTBEAT\) must be seconds/],
+    [{ leaseTtl: '2', heartbeat: '1' }, /--heartbeat \(GAMMARAY_HEARTBEAT\) must be at most a third of --lease-ttl/],
   ])('rejects %j naming the setting', (flags, msg) => {
     expect(() => readConfig(flags, {})).toThrow(ConfigError);
     expect(() => readConfig(flags, {})).toThrow(msg);

@@ -1,0 +1,118 @@
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import type { DiskWorkerStats } from './disk-worker.js';
+
+/** Why this instance took a disk's lease. */
+export const TakeoverReason = {
+  /** No lease existed. */
+  Free: 'free',
+  /** The previous owner handed it over (owner ""). */
+  Released: 'released',
+  /** The previous owner stopped renewing for a lease TTL (dead, paused or cut off). */
+  Expired: 'expired',
+} as const;
+export type TakeoverReason = (typeof TakeoverReason)[keyof typeof TakeoverReason];
+
+/** What the metrics read from the service when scraped. */
+export interface MetricsSource {
+  ownedDisks(): ReadonlyMap<string, DiskWorkerStats>;
+  liveInstances(): number;
+}
+
+/**
+ * The inferencer's Prometheus metrics (prom-client, own registry, `gammaray_inferencer_` prefix, base units).
+ * Gauges are read from the service at scrape time; the disk id is the only per-disk label.
+ */
+export class InferencerMetrics {
+  readonly registry = new Registry();
+  readonly takeovers: Counter<'reason'>;
+  readonly leasesLost: Counter;
+  readonly handovers: Counter;
+  #server: Server | undefined;
+
+  constructor(source: MetricsSource) {
+    const registers = [this.registry];
+    this.takeovers = new Counter({ name: 'gammaray_inferencer_takeovers_total', help: 'Disk leases this instance acquired, by reason (free, released, expired)', labelNames: ['reason'], registers });
+    this.leasesLost = new Counter({ name: 'gammaray_inferencer_leases_lost_total', help: 'Disk leases this instance lost to another instance (its worker was stopped at once)', registers });
+    this.handovers = new Counter({ name: 'gammaray_inferencer_handovers_total', help: 'Disks this instance handed over (final checkpoint, lease released)', registers });
+    new Gauge({
+      name: 'gammaray_inferencer_owned_disks',
+      help: 'Disks whose lease this instance holds',
+      registers,
+      collect() {
+        this.set(source.ownedDisks().size);
+      },
+    });
+    new Gauge({
+      name: 'gammaray_inferencer_live_instances',
+      help: 'Inferencer instances this instance considers alive (itself included)',
+      registers,
+      collect() {
+        this.set(source.liveInstances());
+      },
+    });
+    new Gauge({
+      name: 'gammaray_inferencer_disk_lag_records',
+      help: 'Records of the disk in GAMMARAY_WRITES still to apply',
+      labelNames: ['disk'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.lagRecords);
+      },
+    });
+    new Gauge({
+      name: 'gammaray_inferencer_disk_lag_seconds',
+      help: 'Age of the last applied record of the disk while more are pending (0 when caught up)',
+      labelNames: ['disk'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.lagSeconds);
+      },
+    });
+    new Gauge({
+      name: 'gammaray_inferencer_disk_applied_seq',
+      help: 'Last stream sequence of GAMMARAY_WRITES applied for the disk',
+      labelNames: ['disk'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.appliedSeq);
+      },
+    });
+  }
+
+  /** Serves GET /metrics on host:port. */
+  async listen(host: string, port: number, log: Logger): Promise<void> {
+    const server = createServer((req, res) => {
+      if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+        (err: unknown) => {
+          log.warn({ err }, 'metrics could not be collected');
+          res.writeHead(500).end();
+        },
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#server = server;
+    log.info({ host, port }, 'serving Prometheus metrics at /metrics');
+  }
+
+  async stop(): Promise<void> {
+    const s = this.#server;
+    this.#server = undefined;
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The inferencer group on a 3-node NATS cluster (real nats-servers routed on loopback, every stream and bucket at
+ * 3 replicas): a node is killed with SIGKILL while writes flow and later restarted. Every write qemu-io saw
+ * succeed is in the write stream (the stream replayed onto the starting image equals the capture's image), and
+ * the events stream holds, per disk, exactly the oracle's events, each once.
+ * Needs `pnpm build` first (the CLI runs from its bundle).
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
+import { KV_LEASES, KV_WORKERS, STREAM_EVENTS, STREAM_WRITES } from '@gammaray/wire';
+import { startCapture, type CaptureProcess } from '../support/capture-process.js';
+import { FLEET_FILES, buildFleet, eventKey, oracleEvents, writeFleetFile, type FleetDisk } from '../support/disk-fleet.js';
+import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
+import { startNatsCluster, type NatsCluster } from '../support/nats-server.js';
+import { readRecords, replay, sha256 } from '../support/writes-stream.js';
+
+const DISKS = ['c0', 'c1', 'c2', 'c3'];
+let work: string;
+let cluster: NatsCluster;
+let capture: CaptureProcess | undefined;
+const inferencers: InferencerProcess[] = [];
+let nc: NatsConnection;
+let fleet: FleetDisk[];
+
+async function readEvents(): Promise<{ msgId: string | undefined; event: FsEvent }[]> {
+  const jsm = await jetstreamManager(nc);
+  const want = (await jsm.streams.info(STREAM_EVENTS)).state.messages;
+  const out: { msgId: string | undefined; event: FsEvent }[] = [];
+  if (want === 0) return out;
+  const c = await jetstream(nc).consumers.get(STREAM_EVENTS);
+  while (out.length < want) {
+    for await (const m of await c.fetch({ max_messages: Math.min(256, want - out.length), expires: 2000 })) out.push({ msgId: m.headers?.get('Nats-Msg-Id'), event: decodeEvent(m.data) });
+  }
+  return out;
+}
+
+async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'gammaray-cluster-'));
+  cluster = await startNatsCluster(3);
+  fleet = await buildFleet(work, DISKS);
+  // The meta leader is elected a moment after the servers are up; capture retries nothing at start, so wait.
+  nc = await connect({ servers: cluster.urls });
+  await waitUntil('a JetStream meta leader', 30_000, async () => ((await (await jetstreamManager(nc)).getAccountInfo()) ? true : undefined));
+  capture = await startCapture(cluster.urls[0]!, Object.fromEntries(fleet.map((d) => [d.id, d.image])), ['--replicas', '3']); // ok: 3 nodes
+}, 90_000);
+
+afterAll(async () => {
+  for (const p of inferencers) await p.kill9();
+  await capture?.stop();
+  await nc?.close();
+  await cluster?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('gammaray inferencer on a 3-node NATS cluster', () => {
+  it('loses no acknowledged write and duplicates no event when a NATS node is killed and restarted', async () => {
+    const args = ['--replicas', '3', '--lease-ttl', '3', '--heartbeat', '0.5', '--checkpoint-interval', '1'];
+    inferencers.push(await startInferencer(cluster.urls[1]!, args)); // ok: 3 nodes
+    inferencers.push(await startInferencer(cluster.urls[2]!, args)); // ok: 3 nodes
+    await waitUntil('a snapshot of every disk', 30_000, async () => {
+      const evs = await readEvents();
+      return DISKS.every((d) => evs.some((s) => s.event.disk === d && s.event.kind === 'snapshot')) ? true : undefined;
+    });
+
+    let ok = 0;
+    let failed = 0;
+    let stop = false;
+    const writer = (async () => {
+      for (let n = 0; !stop; n++) {
+        const d = fleet[n % fleet.length]!; // ok: in range
+        try {
+          await writeFleetFile(capture!.url(d.id), d, n % FLEET_FILES.length, 0x41 + (n % 26)); // ok: started in beforeAll
+          ok++;
+        } catch {
+          failed++; // a write the client saw fail may or may not be stored; only successes are promised
+        }
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 2000));
+    // Every stream and bucket at 3 replicas; the victim is the events stream's leader unless that is the node the
+    // capture is connected to (then the first inferencer's node).
+    const jsm = await jetstreamManager(nc);
+    for (const name of [STREAM_WRITES, STREAM_EVENTS, `KV_${KV_LEASES}`, `KV_${KV_WORKERS}`]) expect((await jsm.streams.info(name)).config.num_replicas, name).toBe(3);
+    const leader = (await jsm.streams.info(STREAM_EVENTS)).cluster?.leader ?? '';
+    const victimIndex = leader === 'n2' ? 2 : 1;
+    const victim = cluster.nodes[victimIndex]!; // ok: 3 nodes
+    await victim.kill9();
+    await new Promise((r) => setTimeout(r, 5000));
+    await victim.restart();
+    await new Promise((r) => setTimeout(r, 3000));
+    stop = true;
+    await writer;
+    expect(ok).toBeGreaterThan(10);
+
+    // Nothing acknowledged was lost: the stream replays to the capture's images, byte for byte.
+    for (const d of fleet) {
+      const records = await readRecords(cluster.urls[0]!, d.id); // ok: 3 nodes
+      expect(sha256(replay(d.start, records)), `stream of ${d.id}`).toBe(sha256(readFileSync(d.image)));
+    }
+    // Events: the oracle's, each once.
+    const expected = new Map<string, string[]>();
+    for (const d of fleet) expected.set(d.id, await oracleEvents(cluster.urls[0]!, d)); // ok: 3 nodes
+    let counts = '';
+    const all = await waitUntil('every disk to catch up', 90_000, async () => {
+      const evs = await readEvents();
+      counts = DISKS.map((d) => `${d}: ${evs.filter((s) => s.event.disk === d).length}/${expected.get(d)!.length}`).join(', '); // ok: set above
+      return DISKS.every((d) => evs.filter((s) => s.event.disk === d).length >= expected.get(d)!.length) ? evs : undefined; // ok: set above
+    }).catch((err: unknown) => {
+      const tail = inferencers
+        .map((p) => p.logs().split('\n').filter((l) => /"level":(40|50)/.test(l) && !/event publish failed/.test(l)).slice(-10).map((l) => l.slice(0, 400)).join('\n'))
+        .join('\n---\n');
+      if (process.env['GAMMARAY_TEST_LOGS']) inferencers.forEach((p, i) => writeFileSync(join(process.env['GAMMARAY_TEST_LOGS']!, `inferencer-${i}.log`), p.logs())); // ok: checked
+      throw new Error(`${(err as Error).message} (${counts}); warnings:\n${tail}`);
+    });
+    const ids = all.map((s) => s.msgId);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const d of DISKS) {
+      const got = all
+        .filter((s) => s.event.disk === d)
+        .map((s) => s.event)
+        .sort((a, b) => a.seq - b.seq || a.idx - b.idx)
+        .map(eventKey);
+      expect(got, `events of ${d}`).toEqual(expected.get(d));
+    }
+    console.log(`cluster run: events leader ${leader}, killed n${victimIndex}; ${ok} writes acknowledged, ${failed} failed`);
+  }, 200_000);
+});

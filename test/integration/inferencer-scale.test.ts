@@ -1,0 +1,322 @@
+/**
+ * Scale-out of `gammaray inferencer`: three real inferencer processes share the disks of one real capture
+ * process through a real nats-server. Each disk has exactly one owner (its lease in KV gammaray-leases, and the
+ * only process reporting it in its Prometheus metrics), the spread is within ±1 of even, and every disk is
+ * crawled once. While real NBD writes (qemu-io) land on the disks, workers are killed with SIGKILL and
+ * restarted, and one is paused (SIGSTOP) past its lease: the events stream must hold, per disk, exactly the
+ * events a single in-process DiskInferencer produces from the disk's recorded write stream (by seq, idx, kind,
+ * path), each once, and the paused worker must publish nothing for the disks it lost once it runs again.
+ * Needs `pnpm build` first (the CLI runs from its bundle).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
+import { EVENTS_WILDCARD, HEADER_EPOCH, HEADER_WORKER, KV_LEASES, STREAM_EVENTS } from '@gammaray/wire';
+import { freeTcpPort, startCapture, type CaptureProcess } from '../support/capture-process.js';
+import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
+import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { FLEET_FILES as FILES, buildFleet, eventKey as key, oracleEvents, writeFleetFile, type FleetDisk } from '../support/disk-fleet.js';
+
+const DISKS = Array.from({ length: 8 }, (_, i) => `d${i}`);
+const LEASE_TTL_S = 2;
+const ARGS = ['--lease-ttl', String(LEASE_TTL_S), '--heartbeat', '0.5', '--checkpoint-interval', '1'];
+
+interface Worker {
+  proc: InferencerProcess;
+  id: string;
+  metricsPort: number;
+}
+
+interface StoredEvent {
+  readonly streamSeq: number;
+  readonly msgId: string | undefined;
+  readonly worker: string | undefined;
+  /** When the stream stored it (ms since the epoch). */
+  readonly time: number;
+  readonly event: FsEvent;
+}
+
+let work: string;
+let nats: NatsServer;
+let capture: CaptureProcess;
+let nc: NatsConnection;
+let leases: KV;
+const workers: Worker[] = [];
+const fleet = new Map<string, FleetDisk>();
+const takeoverMs: number[] = [];
+const firstEventMs: number[] = [];
+
+async function spawnWorker(): Promise<Worker> {
+  const metricsPort = await freeTcpPort();
+  const proc = await startInferencer(nats.url, [...ARGS, '--metrics', `127.0.0.1:${metricsPort}`]);
+  const id = /"instanceId":"([^"]+)","msg":"inferencer started"/.exec(proc.logs())?.[1];
+  if (!id) throw new Error(`no instance id in the logs:\n${proc.logs()}`);
+  return { proc, id, metricsPort };
+}
+
+/** The disks a process reports as owned in its metrics. */
+async function ownedByMetrics(w: Worker): Promise<string[]> {
+  const text = await (await fetch(`http://127.0.0.1:${w.metricsPort}/metrics`)).text();
+  return [...text.matchAll(/^gammaray_inferencer_disk_applied_seq\{disk="([^"]+)"\}/gm)].map((m) => m[1]!).sort(); // ok: group 1 always matches
+}
+
+/** Lease owner per disk ("" when released or absent). */
+async function leaseOwners(): Promise<Map<string, string>> {
+  return new Map([...(await leaseValues())].map(([d, v]) => [d, v.owner]));
+}
+
+async function leaseValues(): Promise<Map<string, { owner: string; epoch: number }>> {
+  const out = new Map<string, { owner: string; epoch: number }>();
+  for (const d of DISKS) {
+    const e = await leases.get(d);
+    out.set(d, e?.operation === 'PUT' ? e.json<{ owner: string; epoch: number }>() : { owner: '', epoch: 0 });
+  }
+  return out;
+}
+
+async function readEvents(): Promise<StoredEvent[]> {
+  const jsm = await jetstreamManager(nc);
+  const want = (await jsm.streams.info(STREAM_EVENTS)).state.messages;
+  const out: StoredEvent[] = [];
+  if (want === 0) return out;
+  const c = await jetstream(nc).consumers.get(STREAM_EVENTS);
+  while (out.length < want) {
+    const it = await c.fetch({ max_messages: Math.min(256, want - out.length), expires: 2000 });
+    for await (const m of it) {
+      out.push({ streamSeq: m.seq, msgId: m.headers?.get('Nats-Msg-Id'), worker: m.headers?.get(HEADER_WORKER), time: m.time.getTime(), event: decodeEvent(m.data) });
+    }
+  }
+  return out;
+}
+
+async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Every live worker reports a partition of the disks matching the leases, within ±1 of even. */
+async function balanced(live: readonly Worker[]): Promise<Map<string, string[]> | undefined> {
+  const owners = await leaseOwners();
+  const byMetrics = new Map<string, string[]>();
+  for (const w of live) byMetrics.set(w.id, await ownedByMetrics(w));
+  const claimed = [...byMetrics.values()].flat().sort();
+  if (claimed.join() !== [...DISKS].sort().join()) return undefined; // every disk claimed by exactly one process
+  for (const [id, ds] of byMetrics) for (const d of ds) if (owners.get(d) !== id) return undefined;
+  const counts = [...byMetrics.values()].map((ds) => ds.length);
+  if (Math.max(...counts) - Math.min(...counts) > 1) return undefined;
+  return byMetrics;
+}
+
+let writes = 0;
+/** Overwrites a file's first block on a disk through the capture with a pattern (a real NBD client). */
+async function writeFile(disk: string, file: number, pattern: number): Promise<void> {
+  await writeFleetFile(capture.url(disk), fleet.get(disk)!, file, pattern); // ok: built in beforeAll
+  writes++;
+}
+
+/** Writes to random disks until stopped. */
+function writeLoop(): { stop: () => Promise<void> } {
+  let stopped = false;
+  const done = (async () => {
+    let n = 0;
+    while (!stopped) {
+      n++;
+      await writeFile(DISKS[n % DISKS.length]!, n % FILES.length, 0x41 + (n % 26)); // ok: in range
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await done;
+    },
+  };
+}
+
+/** The events of each disk in the stream match the oracle exactly once; returns the stream's events. */
+async function checkExactlyOnce(): Promise<StoredEvent[]> {
+  const expected = new Map<string, string[]>();
+  for (const d of DISKS) expected.set(d, await oracleEvents(nats.url, fleet.get(d)!)); // ok: built in beforeAll
+  const all = await waitUntil('every disk to catch up with the oracle', 30_000, async () => {
+    const evs = await readEvents();
+    for (const d of DISKS) {
+      const got = evs.filter((s) => s.event.disk === d);
+      if (got.length < expected.get(d)!.length) return undefined; // ok: set above
+    }
+    return evs;
+  });
+  const ids = all.map((s) => s.msgId);
+  expect(ids.every((id) => id !== undefined)).toBe(true);
+  expect(new Set(ids).size).toBe(ids.length); // no event stored twice
+  expect(all.every((s) => s.worker !== undefined && s.worker.startsWith('inferencer-'))).toBe(true);
+  for (const d of DISKS) {
+    const got = all
+      .filter((s) => s.event.disk === d)
+      .map((s) => s.event)
+      .sort((a, b) => a.seq - b.seq || a.idx - b.idx)
+      .map(key);
+    expect(got, `events of ${d}`).toEqual(expected.get(d));
+    expect(got.filter((k) => k.includes(':snapshot:'))).toHaveLength(1);
+  }
+  return all;
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'gammaray-scale-'));
+  nats = await startNatsServer({ jetstream: true });
+  const images: Record<string, string> = {};
+  for (const d of await buildFleet(work, DISKS)) {
+    fleet.set(d.id, d);
+    images[d.id] = d.image;
+  }
+  capture = await startCapture(nats.url, images);
+  nc = await connect({ servers: nats.url });
+}, 60_000);
+
+afterAll(async () => {
+  for (const w of workers) {
+    w.proc.child.kill('SIGCONT');
+    await w.proc.kill9();
+  }
+  await capture?.stop();
+  await nc?.close();
+  await nats?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+  if (takeoverMs.length > 0) console.log(`takeover after kill -9 (ms, kill -> every lost disk leased by another instance): ${takeoverMs.join(', ')}`);
+  if (firstEventMs.length > 0) console.log(`kill -9 -> first event of a lost disk from its new owner (ms): ${firstEventMs.join(', ')}`);
+});
+
+describe('gammaray inferencer scale-out with real processes', () => {
+  it('gives each disk one owner, spreads them within ±1, and keeps events exactly once across kill -9 and restarts', async () => {
+    for (let i = 0; i < 3; i++) workers.push(await spawnWorker());
+    leases = await new Kvm(nc).open(KV_LEASES);
+    const spread = await waitUntil('a balanced assignment', 20_000, () => balanced(workers));
+    expect([...spread.values()].map((ds) => ds.length).sort()).toEqual([2, 3, 3]);
+    await waitUntil('a snapshot of every disk', 20_000, async () => {
+      const evs = await readEvents();
+      return DISKS.every((d) => evs.some((s) => s.event.disk === d && s.event.kind === 'snapshot')) ? true : undefined;
+    });
+
+    const kills: { at: number; id: string; lost: string[] }[] = [];
+    const writer = writeLoop();
+    try {
+      for (let round = 0; round < 3; round++) {
+        await new Promise((r) => setTimeout(r, 1500));
+        const i = Math.floor(Math.random() * workers.length);
+        const victim = workers[i]!; // ok: in range
+        const lost = await ownedByMetrics(victim);
+        expect(lost.length).toBeGreaterThan(0);
+        const killedAt = Date.now();
+        await victim.proc.kill9();
+        // Its disks move to the two others once its leases expire.
+        await waitUntil(`takeover of ${lost.join(',')}`, LEASE_TTL_S * 1000 + 10_000, async () => {
+          const owners = await leaseOwners();
+          return lost.every((d) => owners.get(d) !== victim.id && owners.get(d) !== '') ? true : undefined;
+        });
+        takeoverMs.push(Date.now() - killedAt);
+        kills.push({ at: killedAt, id: victim.id, lost });
+        workers[i] = await spawnWorker();
+        await waitUntil('a balanced assignment after the restart', 10_000, () => balanced(workers));
+      }
+    } finally {
+      await writer.stop();
+    }
+    expect(writes).toBeGreaterThan(20);
+
+    // A clean stop (SIGTERM) hands the disks over: released leases are taken at once, not after the TTL.
+    const leaving = workers[1]!; // ok: three workers
+    const handed = await ownedByMetrics(leaving);
+    const termAt = Date.now();
+    const exit = leaving.proc.stop();
+    await waitUntil('the handover', 10_000, async () => {
+      const owners = await leaseOwners();
+      return handed.every((d) => owners.get(d) !== leaving.id && owners.get(d) !== '') ? true : undefined;
+    });
+    const handoverMs = Date.now() - termAt;
+    expect(await exit).toBe(0);
+    expect(handoverMs).toBeLessThan(LEASE_TTL_S * 1000);
+    expect(leaving.proc.logs()).toMatch(/handing the disk over/);
+    const released = await Promise.all(
+      workers.filter((w) => w !== leaving).map(async (w) => {
+        const text = await (await fetch(`http://127.0.0.1:${w.metricsPort}/metrics`)).text();
+        return Number(/^gammaray_inferencer_takeovers_total\{reason="released"\} (\d+)/m.exec(text)?.[1] ?? 0);
+      }),
+    );
+    expect(released.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(handed.length);
+    console.log(`handover after SIGTERM: ${handoverMs} ms for ${handed.length} disks`);
+    workers[1] = await spawnWorker();
+    const joinAt = Date.now();
+    await waitUntil('the new instance to take its share', 10_000, () => balanced(workers));
+    console.log(`a joining instance had its share after ${Date.now() - joinAt} ms`);
+    // Within the TTL plus a few heartbeats (generous for a loaded test machine).
+    for (const ms of takeoverMs) expect(ms).toBeLessThan(LEASE_TTL_S * 1000 + 8_000);
+    const all = await checkExactlyOnce();
+    // kill -9 -> the first event of a lost disk stored from another instance (writes reach every disk ~1/s).
+    for (const k of kills) {
+      const first = all.filter((e) => e.time > k.at && k.lost.includes(e.event.disk) && e.worker !== k.id).reduce((m, e) => Math.min(m, e.time), Infinity);
+      expect(first).toBeLessThan(k.at + LEASE_TTL_S * 1000 + 8_000);
+      firstEventMs.push(first - k.at);
+    }
+  }, 150_000);
+
+  it('a worker paused past its lease publishes nothing for the disks it lost, then rejoins with a fair share', async () => {
+    const paused = workers[0]!; // ok: three started above
+    const lost = await ownedByMetrics(paused);
+    expect(lost.length).toBeGreaterThan(0);
+    const before = (await readEvents()).at(-1)?.streamSeq ?? 0;
+    // A core-NATS tap on the event subjects sees every publish, also those the stream then drops as duplicates.
+    const tap: { worker: string; epoch: number; disk: string }[] = [];
+    const sub = nc.subscribe(EVENTS_WILDCARD, {
+      callback: (_err, m) => {
+        tap.push({ worker: m.headers?.get(HEADER_WORKER) ?? '', epoch: Number(m.headers?.get(HEADER_EPOCH) ?? NaN), disk: m.subject.split('.')[1]! }); // ok: gammaray.<disk>.fs.<kind>
+      },
+    });
+    await nc.flush();
+    paused.proc.child.kill('SIGSTOP');
+    let takenAt = 0;
+    let taken = new Map<string, { owner: string; epoch: number }>();
+    try {
+      taken = await waitUntil('the paused worker to be replaced', LEASE_TTL_S * 1000 + 10_000, async () => {
+        const v = await leaseValues();
+        return lost.every((d) => v.get(d)!.owner !== paused.id && v.get(d)!.owner !== '') ? v : undefined; // ok: every disk listed
+      });
+      takenAt = tap.length;
+      // Writes to the disks it lost, followed by their new owners while it is still stopped; the records also
+      // reach the stopped worker's consumer, which will hold them when it resumes.
+      let p = 0x61;
+      for (const d of lost) for (let f = 0; f < FILES.length; f++) await writeFile(d, f, p++);
+      await waitUntil('the new owners to publish', 15_000, async () => {
+        const evs = await readEvents();
+        return lost.every((d) => evs.some((s) => s.streamSeq > before && s.event.disk === d && s.event.kind === 'write')) ? true : undefined;
+      });
+    } finally {
+      paused.proc.child.kill('SIGCONT');
+    }
+    for (const d of lost) for (let f = 0; f < FILES.length; f++) await writeFile(d, f, 0x30 + f);
+    const rejoined = await waitUntil('the resumed worker to rejoin with a fair share', 20_000, () => balanced(workers));
+    expect(rejoined.get(paused.id)!.length).toBeGreaterThanOrEqual(2); // ok: balanced() lists every live worker
+    expect(paused.proc.logs()).toMatch(/disk lease lost/);
+    await checkExactlyOnce();
+    sub.unsubscribe();
+    // Fencing: after the takeover, nothing from the paused worker under the epoch it held for a lost disk; what
+    // it publishes for a disk it wins back carries the newer epoch.
+    const stale = tap.slice(takenAt).filter((t) => t.worker === paused.id && lost.includes(t.disk) && !(t.epoch > taken.get(t.disk)!.epoch)); // ok: lost disks are listed
+    expect(stale).toEqual([]);
+    expect(tap.slice(takenAt).some((t) => t.worker !== paused.id && lost.includes(t.disk))).toBe(true);
+    expect(tap.every((t) => Number.isSafeInteger(t.epoch) && t.epoch > 0)).toBe(true);
+  }, 90_000);
+});
