@@ -8,7 +8,7 @@ import type { FileType } from '@gammaray/ext4';
 import type { InferencerState } from './inferencer.js';
 import { CHECKPOINT_ENTRIES_PER_CHUNK, CHECKPOINT_NODES_PER_CHUNK } from './limits.js';
 import type { MappedRun } from './data-index.js';
-import type { FsNode } from './node.js';
+import { makeNode, type FsNode } from './node.js';
 
 /** Extents per checkpoint document (24 bytes each as float64 triples). */
 const RUNS_PER_CHUNK = 100_000;
@@ -46,26 +46,25 @@ function nodeDoc(n: FsNode): Doc {
 function nodeOf(d: Doc, entries: Map<string, number> | undefined, runs: MappedRun[] | undefined): FsNode {
   const tm = d.tm as number[];
   const ino = d.i as number;
-  const n: FsNode = {
-    ino,
-    generation: d.g as number,
-    type: d.t as FileType,
-    mode: d.m as number,
-    uid: d.u as number,
-    gid: d.gi as number,
-    size: d.s as number,
-    nlink: d.n as number,
-    atime: { sec: tm[0]!, nsec: tm[1]! }, // ok: six times written
-    mtime: { sec: tm[2]!, nsec: tm[3]! }, // ok
-    ctime: { sec: tm[4]!, nsec: tm[5]! }, // ok
-    flags: d.f as number,
-    xattrs: d.x as Record<string, string>,
-    owned: d.o as number[],
-    ...(d.tg !== undefined ? { target: d.tg as string } : {}),
-    ...(d.il !== undefined ? { inline: new Uint8Array(d.il as Uint8Array) } : {}),
-    ...(runs ? { runs } : {}),
-    ...(entries ? { entries } : {}),
-  };
+  const n: FsNode = makeNode(
+    {
+      ino,
+      generation: d.g as number,
+      type: d.t as FileType,
+      mode: d.m as number,
+      uid: d.u as number,
+      gid: d.gi as number,
+      size: d.s as number,
+      nlink: d.n as number,
+      atime: { sec: tm[0]!, nsec: tm[1]! }, // ok: six times written
+      mtime: { sec: tm[2]!, nsec: tm[3]! }, // ok
+      ctime: { sec: tm[4]!, nsec: tm[5]! }, // ok
+      flags: d.f as number,
+    },
+    { target: d.tg as string | undefined, inline: d.il !== undefined ? new Uint8Array(d.il as Uint8Array) : undefined, runs, entries },
+    d.x as Record<string, string>,
+    d.o as number[],
+  );
   return n;
 }
 

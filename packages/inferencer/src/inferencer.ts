@@ -42,7 +42,7 @@ import {
   MAX_WRITE_RUN_BYTES,
   PENDING_MAX_COMMITS,
 } from './limits.js';
-import { baseOf, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
+import { baseOf, makeNode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
 import { BlockStore, type BlockFetcher } from './store.js';
 
 /** Options of a {@link DiskInferencer}. */
@@ -68,8 +68,10 @@ interface Tail {
   readonly logical: number;
   readonly block: number;
   readonly data: Uint8Array;
-  /** Bytes consumers know (zeros past end of file); undefined: nothing reported yet. */
+  /** Bytes consumers know (zeros past end of file); undefined: see `reportedLim`. */
   reported: Uint8Array | undefined;
+  /** With `reported` undefined: consumers know `data` below this offset and zeros above; -1: nothing reported. */
+  reportedLim: number;
 }
 
 /** An entry change found at a consistency point. */
@@ -121,6 +123,8 @@ export class DiskInferencer {
   private readonly namedBy = new Map<number, number>();
   /** Per file, the last block written that held end of file: ino -> (logical block, physical block, bytes). */
   private readonly tails = new Map<number, Tail>();
+  /** Files whose remembered block has bytes held back until the next consistency point. */
+  private readonly heldTails = new Set<number>();
   /** Inode-table runs: [first block, block count, first inode], sorted by block. */
   private itables: [number, number, number][] = [];
   private geometryDirty = false;
@@ -415,9 +419,12 @@ export class DiskInferencer {
     if (tail && tail.logical !== mapped.logical) tail = undefined;
     const eof = (mapped.logical + 1) * bs > node.size;
     if (!tail && eof && at === 0 && bytes.length === bs) {
-      tail = { logical: mapped.logical, block: b, data: Uint8Array.from(bytes), reported: undefined };
+      tail = { logical: mapped.logical, block: b, data: Uint8Array.from(bytes), reported: undefined, reportedLim: -1 };
       this.setTail(node.ino, tail);
-    } else if (tail) tail.data.set(bytes, at);
+    } else if (tail) {
+      materialize(tail, bs);
+      tail.data.set(bytes, at);
+    }
     if (!tail) {
       this.emitWrites(ctx, node, [{ offset: mapped.logical * bs + at, data: bytes, omitted: false }]);
       return;
@@ -451,6 +458,7 @@ export class DiskInferencer {
     const bs = this.store.blockSize;
     const base = tail.logical * bs;
     const lim = Math.max(0, Math.min(bs, node.size - base));
+    materialize(tail, bs);
     const rep = tail.reported;
     let first = -1;
     let last = -1;
@@ -461,7 +469,10 @@ export class DiskInferencer {
       }
     }
     if (first < 0) return 0;
-    if (deferZeros && last === lim - 1 && tail.data.subarray(first, lim).every((x) => x === 0)) return 0;
+    if (deferZeros && last === lim - 1 && tail.data.subarray(first, lim).every((x) => x === 0)) {
+      this.heldTails.add(node.ino);
+      return 0;
+    }
     const reported = rep ?? new Uint8Array(bs);
     reported.set(tail.data.subarray(first, last + 1), first);
     tail.reported = reported;
@@ -479,6 +490,7 @@ export class DiskInferencer {
       return;
     }
     if (lim >= bs) return;
+    materialize(tail, bs);
     tail.data.fill(0, lim);
     tail.reported?.fill(0, lim);
   }
@@ -752,10 +764,12 @@ export class DiskInferencer {
       if (Object.keys(changes).length > 0) this.event(ctx, { kind: EventKind.Attr, path, ino: node.ino, type: node.type, stat: statOf(node), changes });
     }
     // Held-back bytes of files whose metadata did not change (zeros written inside the file).
-    for (const [ino, tail] of [...this.tails].sort((x, y) => x[0] - y[0])) {
+    for (const ino of [...this.heldTails].sort((x, y) => x - y)) {
       const node = this.nodes.get(ino);
-      if (node && !derived.has(ino)) this.flushTail(ctx, node, tail, false);
+      const tail = this.tails.get(ino);
+      if (node && tail && !derived.has(ino)) this.flushTail(ctx, node, tail, false);
     }
+    this.heldTails.clear();
     if (this.journal) this.agePending();
   }
 
@@ -787,10 +801,9 @@ export class DiskInferencer {
       if (!node) continue;
       this.pendingDelete(b);
       if ((m.logical + 1) * bs > node.size) {
-        const lim = Math.max(0, node.size - m.logical * bs);
-        const reported = new Uint8Array(bs);
-        reported.set(p.data.subarray(0, lim));
-        this.setTail(node.ino, { logical: m.logical, block: b, data: Uint8Array.from(p.data), reported });
+        // The held bytes become the tail as they are; what is reported is "the same, up to the size", made
+        // concrete only if the block is written again (most files never are).
+        this.setTail(node.ino, { logical: m.logical, block: b, data: p.data, reported: undefined, reportedLim: Math.max(0, node.size - m.logical * bs) });
       }
       let list = perFile.get(m.ino);
       if (!list) perFile.set(m.ino, (list = []));
@@ -903,7 +916,7 @@ export class DiskInferencer {
       if (inode.type === FileType.file && !(inode.flags & InodeFlags.inlineData)) {
         // Data blocks are not metadata; only tree blocks count as owned (blockMap reads nothing else).
       }
-      return { ...base, ...extra, xattrs, owned: [...tracker].sort((a, b) => a - b) };
+      return makeNode(base, extra, xattrs, [...tracker].sort((a, b) => a - b));
     } catch (err) {
       // Watch what it read: a later write to those blocks makes the inode (and whoever named it) dirty again.
       if (retry) for (const b of tracker) this.watch(b, ino);
@@ -1076,7 +1089,10 @@ export class DiskInferencer {
       pending: [...this.pending].map(([b, p]) => [b, p.data, p.seq, p.ts, p.commits]),
       omitted: [...this.omitted].map(([b, o]) => [b, o.seq, o.ts]),
       dirty: [...this.dirty],
-      tails: [...this.tails].map(([ino, t]) => [ino, t.logical, t.block, t.data, t.reported ?? null]),
+      tails: [...this.tails].map(([ino, t]) => {
+        materialize(t, this.store.blockSize);
+        return [ino, t.logical, t.block, t.data, t.reported ?? null];
+      }),
       recent: [...this.recent],
       retries: [...this.retries],
       journal: this.journal?.state(),
@@ -1101,7 +1117,7 @@ export class DiskInferencer {
     }
     for (const [b, seq, ts] of state.omitted) inf.omitted.set(b, { seq, ts });
     for (const ino of state.dirty) inf.dirty.add(ino);
-    for (const [ino, logical, block, data, reported] of state.tails) inf.tails.set(ino, { logical, block, data, reported: reported ?? undefined });
+    for (const [ino, logical, block, data, reported] of state.tails) inf.tails.set(ino, { logical, block, data, reported: reported ?? undefined, reportedLim: -1 });
     for (const [b, data] of state.recent) inf.keepRecent(b, data);
     for (const [ino, n] of state.retries) inf.retries.set(ino, n);
     inf.idxSeq = state.idxSeq;
@@ -1126,6 +1142,15 @@ export interface InferencerState {
   readonly journal: ReturnType<JournalFollower['state']> | undefined;
   readonly idxSeq: number;
   readonly idx: number;
+}
+
+/** Turns a tail's "reported = data below reportedLim" into bytes of its own (before `data` changes). */
+function materialize(tail: Tail, bs: number): void {
+  if (tail.reported !== undefined || tail.reportedLim < 0) return;
+  const r = new Uint8Array(bs);
+  r.set(tail.data.subarray(0, tail.reportedLim));
+  tail.reported = r;
+  tail.reportedLim = -1;
 }
 
 /** Whether `node`'s data map covers logical block `logical`. */

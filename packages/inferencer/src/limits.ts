@@ -28,9 +28,9 @@ export const CHECKPOINT_NODES_PER_CHUNK = 2000;
 /** Entries of one directory per checkpoint chunk. */
 export const CHECKPOINT_ENTRIES_PER_CHUNK = 20000;
 /** Bucket width, in blocks, of the physical-to-file reverse index. */
-export const DATA_INDEX_BUCKET_BLOCKS = 64;
+export const DATA_INDEX_BUCKET_BLOCKS = 16;
 /** Files whose end-of-file block is remembered (for sizes committed after the data). */
-export const MAX_TAILS = 4096;
+export const MAX_TAILS = 1024;
 /** Without a journal: flushes in a row an inode may fail to derive before it is reported corrupt. */
 export const NO_JOURNAL_RETRIES = 2;
 /** Without a journal: bytes of recently written data blocks kept for metadata reads of reused blocks. */

@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+/**
+ * bench/infer/replay.mjs: one timed replay, run by bench/infer/run.mjs in a fresh process per run so that the
+ * peak RSS it reports belongs to this replay alone. Not meant to be run by hand.
+ *
+ *   node [--expose-gc] bench/infer/replay.mjs --nats URL --image START.img --disk ID --records N --files N
+ *
+ * The records are already in stream GAMMARAY_WRITES (the parent published them, untimed). Timed: bootstrap a
+ * DiskInferencer from the starting image (block reads answered by pread on the file, at sequence 0), then read
+ * every record of `gammaray.<disk>.writes` with an ordered consumer, decode it, apply it, and BSON-encode every
+ * event it yields (encodeEvent), as the service does before publishing. Progress on stderr; one JSON line with
+ * the figures on stdout.
+ */
+import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { connect } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { DiskInferencer, encodeEvent } from '@gammaray/inferencer';
+import { STREAM_WRITES, decodeWriteRecord, writesSubject } from '@gammaray/wire';
+
+/**
+ * Records the consumer asks for at a time. Fewer than the service's 64: a record is up to ~1 MB, and 64 buffered
+ * records could put 64 MB of the stream into the peak RSS that is meant to measure the engine's state. (Not
+ * max_bytes: with nats-server 2.9 an ordered consumer pulling by bytes stalled a few dozen records before the
+ * end, see docs/benchmarks.md.)
+ */
+const CONSUME_MAX_MESSAGES = 16;
+const RECEIVE_IDLE_MS = 30_000;
+
+function note(msg) {
+  process.stderr.write(`bench/infer replay: ${msg}\n`);
+}
+
+/** Block reads answered from the image file by pread: nothing of the image sits in this process's heap. */
+function fileFetcher(path, seq) {
+  const fd = openSync(path, 'r');
+  const size = fstatSync(fd).size;
+  return {
+    fetcher: {
+      size,
+      read: async (offset, length) => {
+        const data = Buffer.allocUnsafe(length);
+        let done = 0;
+        while (done < length) {
+          const n = readSync(fd, data, done, length - done, offset + done);
+          if (n === 0) throw new Error(`short read of ${path} at ${offset + done}`);
+          done += n;
+        }
+        return { data, seq };
+      },
+    },
+    close: () => closeSync(fd),
+  };
+}
+
+async function main() {
+  const { values: v } = parseArgs({
+    options: {
+      nats: { type: 'string' },
+      image: { type: 'string' },
+      disk: { type: 'string' },
+      records: { type: 'string' },
+      files: { type: 'string' },
+    },
+  });
+  const want = Number(v.records);
+  const files = Number(v.files);
+  const rssAfterImports = process.memoryUsage().rss;
+  const maxRssAfterImports = process.resourceUsage().maxRSS * 1024;
+  const nc = await connect({ servers: v.nats, noAsyncTraces: true });
+  const js = jetstream(nc);
+  // The baseline: modules loaded and a NATS connection open, nothing of the disk yet.
+  global.gc?.();
+  const base = process.memoryUsage();
+  const rssBaseline = base.rss;
+  const { fetcher, close } = fileFetcher(v.image, 0);
+
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const boot = await DiskInferencer.bootstrap(fetcher, { disk: v.disk }, 0, new Date(0));
+  const inf = boot.inferencer;
+  const t1 = performance.now();
+  const kinds = {};
+  let events = 0;
+  let eventBytes = 0;
+  const count = (list) => {
+    for (const e of list) {
+      eventBytes += encodeEvent(e).length;
+      kinds[e.kind] = (kinds[e.kind] ?? 0) + 1;
+      events++;
+    }
+  };
+  count(boot.events);
+  const nodesAfterBootstrap = inf.nodes.size;
+  const rssAfterBootstrap = process.memoryUsage().rss;
+  note(`bootstrap ${(t1 - t0).toFixed(0)} ms, ${nodesAfterBootstrap} nodes; consuming ${want} records`);
+
+  const consumer = await js.consumers.get(STREAM_WRITES, { filter_subjects: writesSubject(v.disk) });
+  const messages = await consumer.consume({ max_messages: CONSUME_MAX_MESSAGES });
+  let records = 0;
+  let recordBytes = 0;
+  let lastSeq = 0;
+  let idle;
+  const armIdle = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => {
+      note(`no record for ${RECEIVE_IDLE_MS / 1000} s after ${records} of ${want}; giving up`);
+      messages.stop();
+    }, RECEIVE_IDLE_MS);
+  };
+  armIdle();
+  let nextProgress = 0.25;
+  for await (const m of messages) {
+    const rec = decodeWriteRecord(m.data);
+    recordBytes += m.data.length;
+    count(await inf.apply(m.seq, rec));
+    lastSeq = m.seq;
+    records++;
+    if (records >= want) break;
+    if (records >= want * nextProgress) {
+      note(`${records}/${want} records, ${events} events, ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+      nextProgress += 0.25;
+    }
+    armIdle();
+  }
+  clearTimeout(idle);
+  messages.stop();
+  const t2 = performance.now();
+  const cpu = process.cpuUsage(cpu0);
+  const maxRss = process.resourceUsage().maxRSS * 1024;
+  const rssEnd = process.memoryUsage().rss;
+  const trackedInodes = inf.nodes.size;
+  close();
+  await nc.close();
+  // What the engine keeps once garbage is gone (diagnostic: the peak also holds garbage the GC had not freed yet).
+  // Twice, with a pause: ArrayBuffer backing stores are freed by a concurrent sweeper after the collection.
+  global.gc?.();
+  await new Promise((r) => setTimeout(r, 200));
+  global.gc?.();
+  const mem = process.memoryUsage();
+  // ok: keeps the engine reachable until after the measurement above
+  if (inf.nodes.size !== trackedInodes) throw new Error('the tree changed after the last record');
+
+  if (records < want) throw new Error(`received ${records} of ${want} records`);
+  const result = {
+    records,
+    lastSeq,
+    recordBytes,
+    events,
+    eventBytes,
+    kinds,
+    files,
+    trackedInodes,
+    nodesAfterBootstrap,
+    bootstrapSeconds: (t1 - t0) / 1000,
+    streamSeconds: (t2 - t1) / 1000,
+    totalSeconds: (t2 - t0) / 1000,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    rssAfterImports,
+    maxRssAfterImports,
+    rssBaseline,
+    rssAfterBootstrap,
+    rssEnd,
+    maxRss,
+    baseline: { rss: base.rss, heapUsed: base.heapUsed, heapTotal: base.heapTotal, external: base.external, arrayBuffers: base.arrayBuffers },
+    afterGc: { rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal, external: mem.external, arrayBuffers: mem.arrayBuffers },
+    // JS heap plus ArrayBuffer contents still reachable at the end, above the baseline: the engine's state.
+    retainedBytes: mem.heapUsed + mem.arrayBuffers - (base.heapUsed + base.arrayBuffers),
+    consumeMaxMessages: CONSUME_MAX_MESSAGES,
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench/infer replay: error: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});
