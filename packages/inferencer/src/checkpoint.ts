@@ -3,6 +3,7 @@
  * so the sequence needs no other framing). State is chunked so no document nears BSON's 16 MiB limit however
  * many nodes, directory entries, held journal blocks or pending data blocks there are.
  */
+import { copyBytes } from './bytes.js';
 import { BSON } from 'bson';
 import type { FileType } from '@gammaray/ext4';
 import type { InferencerState } from './inferencer.js';
@@ -158,7 +159,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
         const ino = d.ino as number;
         const raw = d.r as Buffer;
         if (raw.length % 24 !== 0) throw new CheckpointError(`extent chunk of inode ${ino} is ${raw.length} bytes, not whole triples`);
-        const flat = new Float64Array(Uint8Array.from(raw).buffer);
+        const flat = new Float64Array(copyBytes(raw).buffer);
         let list = runs.get(ino);
         if (!list) runs.set(ino, (list = []));
         for (let k = 0; k < flat.length; k += 3) list.push({ ino, logical: flat[k]!, physical: flat[k + 1]!, length: flat[k + 2]! }); // ok: whole triples

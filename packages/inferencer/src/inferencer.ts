@@ -9,6 +9,7 @@
  * bounded pending buffer) become write events. Data written over blocks already mapped below end of file is
  * reported at once.
  */
+import { copyBytes } from './bytes.js';
 import {
   CorruptError,
   Ext4Error,
@@ -419,7 +420,7 @@ export class DiskInferencer {
     if (tail && tail.logical !== mapped.logical) tail = undefined;
     const eof = (mapped.logical + 1) * bs > node.size;
     if (!tail && eof && at === 0 && bytes.length === bs) {
-      tail = { logical: mapped.logical, block: b, data: Uint8Array.from(bytes), reported: undefined, reportedLim: -1 };
+      tail = { logical: mapped.logical, block: b, data: copyBytes(bytes), reported: undefined, reportedLim: -1 };
       this.setTail(node.ino, tail);
     } else if (tail) {
       materialize(tail, bs);
@@ -434,7 +435,7 @@ export class DiskInferencer {
 
   private keepRecent(b: number, bytes: Uint8Array): void {
     if (this.recent.delete(b)) this.recentBytes -= bytes.length;
-    this.recent.set(b, Uint8Array.from(bytes));
+    this.recent.set(b, copyBytes(bytes));
     this.recentBytes += bytes.length;
     while (this.recentBytes > RECENT_DATA_BYTES) {
       const [oldest, data] = this.recent.entries().next().value as [number, Uint8Array];
@@ -500,9 +501,9 @@ export class DiskInferencer {
     const bs = this.store.blockSize;
     const prev = this.pending.get(b);
     let data: Uint8Array;
-    if (at === 0 && bytes.length === bs) data = Uint8Array.from(bytes);
+    if (at === 0 && bytes.length === bs) data = copyBytes(bytes);
     else {
-      data = prev ? Uint8Array.from(prev.data) : new Uint8Array(bs);
+      data = prev ? copyBytes(prev.data) : new Uint8Array(bs);
       data.set(bytes, at);
     }
     this.pendingDelete(b);

@@ -4,6 +4,7 @@
  * the committed block images to the caller. Uncommitted transactions never reach the caller. The same walk
  * replays the committed transactions still in the log when the inferencer starts (as recovery would).
  */
+import { copyBytes } from './bytes.js';
 import {
   CorruptError,
   CorruptKind,
@@ -176,7 +177,7 @@ export class JournalFollower {
       const oldest = this.open.keys().next().value as number;
       this.open.delete(oldest);
     }
-    this.open.set(j, Uint8Array.from(data));
+    this.open.set(j, copyBytes(data));
   }
 
   private forget(sequence: number): void {

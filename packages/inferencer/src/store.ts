@@ -3,6 +3,7 @@
  * the stream sequence the read included) or learnt from the write stream. A read of a block it does not hold
  * goes to the capture; a stream write to a block whose read already included it is skipped (bootstrap rule).
  */
+import { copyBytes } from './bytes.js';
 import type { BlockSource } from '@gammaray/disk';
 import { MAX_FETCH_BLOCKS } from './limits.js';
 
@@ -50,7 +51,7 @@ export class BlockStore implements BlockSource {
   setHome(block: number, data: Uint8Array, seq: number): boolean {
     const hit = this.blocks.get(block);
     if (hit === undefined) {
-      this.blocks.set(block, { data: Uint8Array.from(data), seq, journal: false });
+      this.blocks.set(block, { data: copyBytes(data), seq, journal: false });
       return true;
     }
     if (seq <= hit.seq && !hit.journal) return false;
@@ -62,7 +63,7 @@ export class BlockStore implements BlockSource {
     }
     hit.seq = seq;
     if (same) return false;
-    hit.data = Uint8Array.from(data);
+    hit.data = copyBytes(data);
     return true;
   }
 
@@ -70,14 +71,14 @@ export class BlockStore implements BlockSource {
   setJournal(block: number, data: Uint8Array, seq: number): boolean {
     const hit = this.blocks.get(block);
     if (hit === undefined) {
-      this.blocks.set(block, { data: Uint8Array.from(data), seq, journal: true });
+      this.blocks.set(block, { data: copyBytes(data), seq, journal: true });
       return true;
     }
     const same = equal(hit.data, data);
     hit.seq = Math.max(hit.seq, seq);
     hit.journal = true;
     if (same) return false;
-    hit.data = Uint8Array.from(data);
+    hit.data = copyBytes(data);
     return true;
   }
 
@@ -85,7 +86,7 @@ export class BlockStore implements BlockSource {
   patchHome(block: number, at: number, bytes: Uint8Array, seq: number): boolean {
     const hit = this.blocks.get(block);
     if (hit === undefined || (seq <= hit.seq && !hit.journal)) return false;
-    const next = Uint8Array.from(hit.data);
+    const next = copyBytes(hit.data);
     next.set(bytes, at);
     return this.setHome(block, next, seq);
   }
@@ -105,7 +106,7 @@ export class BlockStore implements BlockSource {
       }
       const fb = this.fallback(b);
       if (fb !== undefined) {
-        this.blocks.set(b, { data: Uint8Array.from(fb), seq: 0, journal: false });
+        this.blocks.set(b, { data: copyBytes(fb), seq: 0, journal: false });
         b++;
         continue;
       }
@@ -138,7 +139,7 @@ export class BlockStore implements BlockSource {
     if (this.tracker) for (let b = first; b <= last; b++) this.tracker.add(b);
     if (first === last) {
       const at = offset - first * bs;
-      return Uint8Array.from(this.blocks.get(first)!.data.subarray(at, at + length)); // ok: ensured
+      return copyBytes(this.blocks.get(first)!.data.subarray(at, at + length)); // ok: ensured
     }
     const out = new Uint8Array(length);
     for (let b = first; b <= last; b++) {
