@@ -1,9 +1,10 @@
 /**
  * Small ext4 disks for multi-disk tests (built with mkfs.ext4 -d), the physical block of each file's first block
  * (debugfs bmap on the starting image), and the oracle: the events one in-process DiskInferencer produces from a
- * disk's starting image and its whole recorded write stream.
+ * disk's starting image and its whole recorded write stream, compared by key or by full fingerprint.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -33,7 +34,7 @@ export async function buildFleet(dir: string, ids: readonly string[]): Promise<F
   for (const id of ids) {
     const src = join(dir, `src-${id}`);
     mkdirSync(join(src, 'sub'), { recursive: true });
-    for (const f of FLEET_FILES) writeFileSync(join(src, f), Buffer.alloc(FLEET_BLOCK, `${id}${f}`));
+    for (const f of FLEET_FILES) writeFileSync(join(src, f), fleetFileContent(id, f));
     const image = join(dir, `${id}.img`);
     await exec('mkfs.ext4', ['-q', '-F', '-b', String(FLEET_BLOCK), '-d', src, image, '16M']);
     const blocks: number[] = [];
@@ -59,12 +60,46 @@ export async function writeFleetFile(nbdUrl: string, disk: FleetDisk, file: numb
 /** How events are compared: by (seq, idx, kind, path). */
 export const eventKey = (e: FsEvent): string => `${e.seq}:${e.idx}:${e.kind}:${e.path}`;
 
+/**
+ * Everything about an event but its `ts` (a crawl stamps its snapshot with the time it ran), as one string:
+ * fields in sorted order at every depth, `data` as its SHA-256. Two runs over the same records give equal strings.
+ */
+export function eventFingerprint(e: FsEvent): string {
+  const canon = (v: unknown): unknown => {
+    if (v instanceof Uint8Array) return `sha256:${createHash('sha256').update(v).digest('hex')}`;
+    if (v instanceof Date) return v.toISOString();
+    if (Array.isArray(v)) return v.map(canon);
+    if (v !== null && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      return Object.fromEntries(
+        Object.keys(o)
+          .filter((k) => o[k] !== undefined)
+          .sort()
+          .map((k) => [k, canon(o[k])]),
+      );
+    }
+    return v;
+  };
+  const { ts: _ts, ...rest } = e;
+  return JSON.stringify(canon(rest));
+}
+
 /** The events of one DiskInferencer crawling the starting image at seq 0 and applying every record of the disk. */
-export async function oracleEvents(natsUrl: string, disk: FleetDisk): Promise<string[]> {
+export async function oracleFsEvents(natsUrl: string, disk: FleetDisk): Promise<FsEvent[]> {
   const bytes = readFileSync(disk.start);
   const fetcher: BlockFetcher = { size: bytes.length, read: async (o, l) => ({ data: Uint8Array.from(bytes.subarray(o, o + l)), seq: 0 }) };
   const { inferencer, events } = await DiskInferencer.bootstrap(fetcher, { disk: disk.id }, 0, new Date(0));
   const all = [...events];
   for (const r of await readRecords(natsUrl, disk.id)) all.push(...(await inferencer.apply(r.seq, r.rec)));
-  return all.map(eventKey);
+  return all;
+}
+
+/** {@link oracleFsEvents} as {@link eventKey}s. */
+export async function oracleEvents(natsUrl: string, disk: FleetDisk): Promise<string[]> {
+  return (await oracleFsEvents(natsUrl, disk)).map(eventKey);
+}
+
+/** The content of one of FLEET_FILES on disk `id` as built: one block of the disk id and path, repeated. */
+export function fleetFileContent(id: string, file: (typeof FLEET_FILES)[number]): Uint8Array {
+  return Buffer.alloc(FLEET_BLOCK, `${id}${file}`);
 }
