@@ -32,6 +32,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
+import { exitAfterChildren, freePort, installExitHandlers, probe, removeOnExit, sleep, start, stop as stopChild } from '../lib/procs.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
@@ -122,120 +123,10 @@ function readOptions() {
   };
 }
 
-// ---- processes and clean-up ------------------------------------------------------------------------------
+// ---- processes and clean-up (bench/lib/procs.mjs) ---------------------------------------------------------
 
-/** Children still running; killed on any exit, also on failure and Ctrl-C. */
-const children = new Set();
-/** Directories removed on any exit: the run's temp dir, a half-made recording. */
-const removeOnExit = new Set();
-
-function killChild(c, signal) {
-  try {
-    // A child started in its own process group (the guest harness and its QEMU) is killed with the group.
-    if (c.group) process.kill(-c.pid, signal);
-    else c.kill(signal);
-  } catch {
-    // already gone
-  }
-}
-
-process.on('exit', () => {
-  for (const c of children) killChild(c, 'SIGKILL');
-  for (const d of removeOnExit) rmSync(d, { recursive: true, force: true });
-});
-
-/** Kills every child and waits (briefly) until they are gone, so none is left as a zombie or writing into a temp dir. */
-async function exitAfterChildren(code) {
-  const live = [...children];
-  for (const c of live) killChild(c, 'SIGKILL');
-  await Promise.race([Promise.all(live.map((c) => c.done)), sleep(5_000)]);
-  process.exit(code);
-}
-
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    note(`${sig}: stopping`);
-    void exitAfterChildren(130);
-  });
-}
-
-/**
- * Spawns a tracked child. stdout/stderr go to `logFile` (appended), or are captured (`capture`), or stderr is
- * passed through with a prefix (`forwardStderr`). `group`: its own process group, killed as a whole.
- */
-function start(cmd, args, { logFile, capture = false, forwardStderr, group = false, env, onStdout } = {}) {
-  const fd = logFile !== undefined ? openSync(logFile, 'a') : 'ignore';
-  const out = capture || onStdout ? 'pipe' : fd;
-  const err = capture || forwardStderr ? 'pipe' : fd;
-  const child = spawn(cmd, args, { stdio: ['ignore', out, err], detached: group, env: env ?? process.env });
-  if (typeof fd === 'number') closeSync(fd);
-  child.group = group;
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (d) => {
-    if (capture) stdout += d;
-    onStdout?.(d);
-  });
-  let partial = '';
-  child.stderr?.setEncoding('utf8').on('data', (d) => {
-    stderr += d;
-    if (forwardStderr) {
-      partial += d;
-      const lines = partial.split('\n');
-      partial = lines.pop();
-      for (const l of lines) process.stderr.write(`${forwardStderr}${l}\n`);
-    }
-  });
-  child.done = new Promise((resolve) => {
-    child.once('error', (e) => {
-      children.delete(child);
-      resolve({ code: null, signal: null, error: e, stdout, stderr });
-    });
-    child.once('close', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-  return child;
-}
-
-/** SIGTERM, then SIGKILL after the timeout; resolves to how it ended. */
-async function stop(child, timeoutMs = STOP_TIMEOUT_MS) {
-  if (child.exitCode !== null || child.signalCode !== null) return child.done;
-  killChild(child, 'SIGTERM');
-  const timer = setTimeout(() => killChild(child, 'SIGKILL'), timeoutMs);
-  const r = await child.done;
-  clearTimeout(timer);
-  return r;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves true once something on the port sends a line starting with `expect`. */
-function probe(port, expect) {
-  return new Promise((resolve) => {
-    const sock = netConnect({ host: '127.0.0.1', port });
-    const done = (ok) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(500, () => done(false));
-    sock.once('error', () => done(false));
-    sock.once('data', (d) => done(d.toString('latin1').startsWith(expect)));
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+installExitHandlers(note);
+const stop = (child, timeoutMs = STOP_TIMEOUT_MS) => stopChild(child, timeoutMs);
 
 function tail(file, lines = 20) {
   return existsSync(file) ? readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') : '';
