@@ -23,6 +23,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
+import { freePort, installExitHandlers, probe, removeOnExit, run as runChild, sleep, start, stop as stopChild } from '../lib/procs.mjs';
 import { connect } from '@nats-io/transport-node';
 import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
 
@@ -100,102 +101,12 @@ function readOptions() {
   };
 }
 
-// ---- processes and clean-up ------------------------------------------------------------------------------
+// ---- processes and clean-up (bench/lib/procs.mjs) ---------------------------------------------------------
 
-/** Children still running; killed on any exit, also on failure and Ctrl-C. */
-const children = new Set();
 let tmpRoot;
-
-function killAll(signal) {
-  for (const c of children) {
-    try {
-      c.kill(signal);
-    } catch {
-      // already gone
-    }
-  }
-}
-
-process.on('exit', () => {
-  killAll('SIGKILL');
-  if (tmpRoot !== undefined) rmSync(tmpRoot, { recursive: true, force: true });
-});
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    note(`${sig}: stopping`);
-    killAll('SIGKILL');
-    process.exit(130);
-  });
-}
-
-/** Spawns a tracked child; its stdout/stderr go to `logFile` (or are captured when `capture`). */
-function start(cmd, args, { logFile, capture = false } = {}) {
-  const fd = logFile !== undefined ? openSync(logFile, 'a') : 'ignore';
-  const child = spawn(cmd, args, { stdio: ['ignore', capture ? 'pipe' : fd, capture ? 'pipe' : fd] });
-  if (typeof fd === 'number') closeSync(fd);
-  children.add(child);
-  let out = '';
-  let err = '';
-  child.stdout?.setEncoding('utf8').on('data', (d) => (out += d));
-  child.stderr?.setEncoding('utf8').on('data', (d) => (err += d));
-  child.done = new Promise((resolve) => {
-    child.once('error', (e) => {
-      children.delete(child);
-      resolve({ code: null, signal: null, error: e, stdout: out, stderr: err });
-    });
-    child.once('close', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal, stdout: out, stderr: err });
-    });
-  });
-  return child;
-}
-
-/** Runs a client to completion; throws with its stderr unless it exits 0. */
-async function run(cmd, args) {
-  const r = await start(cmd, args, { capture: true }).done;
-  if (r.error) throw new BenchError(`${cmd} could not run: ${r.error.message}`);
-  if (r.code !== 0) throw new BenchError(`${cmd} ${args.join(' ')} exited ${r.code ?? r.signal}:\n${r.stderr}${r.stdout}`.trim());
-  return r;
-}
-
-/** SIGTERM, then SIGKILL after the timeout; resolves to how it ended. */
-async function stop(child, timeoutMs = STOP_TIMEOUT_MS) {
-  if (child.exitCode !== null || child.signalCode !== null) return child.done;
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const r = await child.done;
-  clearTimeout(timer);
-  return r;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves true once a TCP connect to the port succeeds (and sends `expect`, if given). */
-function probe(port, expect) {
-  return new Promise((resolve) => {
-    const sock = netConnect({ host: '127.0.0.1', port });
-    const done = (ok) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(500, () => done(false));
-    sock.once('error', () => done(false));
-    if (expect === undefined) sock.once('connect', () => done(true));
-    else sock.once('data', (d) => done(d.toString('latin1').startsWith(expect)));
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+installExitHandlers(note);
+const run = (cmd, args) => runChild(cmd, args, BenchError);
+const stop = (child, timeoutMs = STOP_TIMEOUT_MS) => stopChild(child, timeoutMs);
 
 async function waitUntil(what, child, logFile, ready) {
   const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -534,6 +445,7 @@ async function main() {
   const load0 = loadavg();
   const facts = machineFacts();
   tmpRoot = mkdtempSync('/var/tmp/gammaray-bench-capture-');
+  removeOnExit.add(tmpRoot);
   note(`${o.runs} run(s), ${o.sizeMiB} MiB images, fio ${o.runtimeS} s, in ${tmpRoot}; load ${load0.join(' ')}`);
   const samples = { qemu: { seq: [], rand: [] }, capture: { seq: [], rand: [] }, bare: [] };
   const peers = [
@@ -583,6 +495,5 @@ async function main() {
 main().catch((err) => {
   process.stderr.write(`bench/capture: error: ${err instanceof BenchError ? err.message : err?.stack ?? err}\n`);
   process.exitCode = 1;
-  killAll('SIGKILL');
-  process.exit(1);
+  process.exit(1); // the exit handler kills every child
 });

@@ -115,7 +115,7 @@ export function freePort() {
   });
 }
 
-/** Resolves true once something on the port sends data starting with `expect`. */
+/** Resolves true once something on the port sends data starting with `expect` (or, without `expect`, accepts). */
 export function probe(port, expect) {
   return new Promise((resolve) => {
     const sock = netConnect({ host: '127.0.0.1', port });
@@ -125,6 +125,7 @@ export function probe(port, expect) {
     };
     sock.setTimeout(500, () => done(false));
     sock.once('error', () => done(false));
-    sock.once('data', (d) => done(d.toString('latin1').startsWith(expect)));
+    if (expect === undefined) sock.once('connect', () => done(true));
+    else sock.once('data', (d) => done(d.toString('latin1').startsWith(expect)));
   });
 }
