@@ -91,8 +91,6 @@ interface Ctx {
 
 type Derived = FsNode | null | CorruptError;
 
-const ZERO_TIME = { sec: 0, nsec: 0 };
-
 /** See the module comment. */
 export class DiskInferencer {
   readonly disk: string;
@@ -314,6 +312,13 @@ export class DiskInferencer {
     const end = Math.min(offset + length, this.store.size);
     const zeros = new Uint8Array(bs);
     for (let b = Math.floor(offset / bs); b * bs < end; b++) {
+      // A zeroed block nothing maps or holds is not kept as pending data (a guest zeroing gigabytes would
+      // otherwise fill the buffer with zero blocks); what it held before is stale now.
+      if (!this.store.get(b) && !this.dataIndex.lookup(b) && this.journal?.journalBlockOf(b) === undefined) {
+        this.pendingDelete(b);
+        this.omitted.delete(b);
+        continue;
+      }
       const from = Math.max(offset, b * bs);
       const to = Math.min(end, (b + 1) * bs);
       if (from === b * bs && to === (b + 1) * bs) await this.writeBlock(b, 0, zeros, ctx);
@@ -914,9 +919,6 @@ export class DiskInferencer {
       } else if (inode.type === FileType.symlink) {
         extra = { target: decodeName(await this.volume.readLink(inode)) };
       }
-      if (inode.type === FileType.file && !(inode.flags & InodeFlags.inlineData)) {
-        // Data blocks are not metadata; only tree blocks count as owned (blockMap reads nothing else).
-      }
       return makeNode(base, extra, xattrs, [...tracker].sort((a, b) => a - b));
     } catch (err) {
       // Watch what it read: a later write to those blocks makes the inode (and whoever named it) dirty again.
@@ -1178,5 +1180,3 @@ function dropUndefined<T extends object>(o: T): T {
   return out as T;
 }
 
-export { ZERO_TIME };
-export type { FsStat };

@@ -117,7 +117,11 @@ export class JournalFollower {
     }
     if (type === JournalBlockType.descriptor || type === JournalBlockType.revoke) {
       this.remember(j, data);
-      if (!this.starts.has(sequence)) this.starts.set(sequence, j);
+      if (!this.starts.has(sequence)) {
+        // Bounded like the open blocks: a guest writing descriptors it never commits cannot grow this.
+        if (this.starts.size >= MAX_OPEN_JOURNAL_BLOCKS) this.starts.delete(this.starts.keys().next().value as number);
+        this.starts.set(sequence, j);
+      }
       return [];
     }
     if (type !== JournalBlockType.commit) {

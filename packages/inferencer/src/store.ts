@@ -5,6 +5,7 @@
  */
 import { copyBytes } from './bytes.js';
 import type { BlockSource } from '@gammaray/disk';
+import { IoError } from '@gammaray/ext4';
 import { MAX_FETCH_BLOCKS } from './limits.js';
 
 /** Reads the disk through the capture: the bytes and the last stream sequence whose writes they include. */
@@ -31,8 +32,6 @@ export class BlockStore implements BlockSource {
   readonly blocks = new Map<number, StoredBlock>();
   /** When set, every block read is added to it (which blocks an inode's derivation used). */
   tracker: Set<number> | undefined;
-  /** Highest sequence any fetch returned. */
-  maxFetchSeq = 0;
   fallback: Fallback = () => undefined;
   readonly size: number;
 
@@ -91,9 +90,6 @@ export class BlockStore implements BlockSource {
     return this.setHome(block, next, seq);
   }
 
-  drop(block: number): void {
-    this.blocks.delete(block);
-  }
 
   /** Makes sure blocks `first .. first+count-1` are held, fetching the missing ones in runs. */
   async ensure(first: number, count: number): Promise<void> {
@@ -115,7 +111,6 @@ export class BlockStore implements BlockSource {
       const bs = this.blockSize;
       const len = Math.min(n * bs, this.size - b * bs);
       const { data, seq } = await this.fetcher.read(b * bs, len);
-      if (seq > this.maxFetchSeq) this.maxFetchSeq = seq;
       for (let i = 0; i < n; i++) {
         if (this.blocks.has(b + i)) continue; // filled while the fetch was in flight
         const slice = new Uint8Array(bs);
@@ -129,7 +124,7 @@ export class BlockStore implements BlockSource {
   /** BlockSource: bytes at `offset`, from held blocks (fetched when missing). */
   async read(offset: number, length: number): Promise<Uint8Array> {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
-      throw new RangeError(`read of ${length} bytes at ${offset} is outside the ${this.size}-byte disk`);
+      throw new IoError(`read of ${length} bytes at ${offset} is outside the ${this.size}-byte disk`);
     }
     const bs = this.blockSize;
     if (length === 0) return new Uint8Array(0);
@@ -150,16 +145,6 @@ export class BlockStore implements BlockSource {
       out.set(data.subarray(from - base, to - base), from - offset);
     }
     return out;
-  }
-
-  /** Synchronous read of held bytes inside one block, or undefined. */
-  peek(offset: number, length: number): Uint8Array | undefined {
-    const b = Math.floor(offset / this.blockSize);
-    if (Math.floor((offset + length - 1) / this.blockSize) !== b) return undefined;
-    const hit = this.blocks.get(b);
-    if (!hit) return undefined;
-    const at = offset - b * this.blockSize;
-    return hit.data.subarray(at, at + length);
   }
 }
 
