@@ -1,0 +1,351 @@
+/**
+ * One disk's file-system state, rebuilt from what NATS replicates: the inferencer's latest checkpoint (Object
+ * Store `gammaray-state`) restored into a {@link DiskInferencer}, then the disk's write stream applied from the
+ * checkpoint's sequence on. The engine is deterministic, so the state equals the one the owning inferencer has
+ * at the same sequence — without asking it anything: views survive any inferencer's death and any number can run.
+ */
+import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { DiskInferencer, treeEntryOf, type FsNode } from '@gammaray/inferencer';
+import { FileType, ROOT_INO, type TreeEntry } from '@gammaray/ext4';
+import { CorruptError, STREAM_WRITES, decodeWriteRecord, writesSubject, type DiskRegistryEntry } from '@gammaray/wire';
+import type { Logger } from 'pino';
+import { NatsBlockFetcher } from './block-fetcher.js';
+import type { CheckpointStore } from './checkpoints.js';
+import { readUntorn, type UntornRead } from './content.js';
+import { ReplicaError, ReplicaErrorCode } from './errors.js';
+import { joinPath, splitRequestPath } from './paths.js';
+
+/** Where a replica is. */
+export const ReplicaPhase = {
+  /** No checkpoint yet: the disk's inferencer has not finished its first crawl. */
+  Waiting: 'waiting',
+  /** Restored, following the write stream. */
+  Following: 'following',
+  /** Stopped. */
+  Stopped: 'stopped',
+} as const;
+/** See {@link ReplicaPhase}. */
+export type ReplicaPhase = (typeof ReplicaPhase)[keyof typeof ReplicaPhase];
+
+/** Options of {@link DiskReplica}. */
+export interface DiskReplicaOptions {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly checkpoints: CheckpointStore;
+  readonly entry: DiskRegistryEntry;
+  readonly log: Logger;
+  /** How often a replica without a checkpoint looks again, and the first back-off after a failure. Default 1 s. */
+  readonly retryMs?: number;
+}
+
+/** A node and the path it was found at. */
+export interface Located {
+  readonly path: string;
+  readonly node: FsNode;
+}
+
+/** A directory entry: name and node. */
+export interface ListedEntry {
+  readonly name: string;
+  readonly node: FsNode;
+}
+
+/** What a replica reports about itself. */
+export interface ReplicaStatus {
+  readonly disk: string;
+  readonly phase: ReplicaPhase;
+  /** The last write-stream sequence applied (-1 before the first restore). */
+  readonly appliedSeq: number;
+  /** Records of the disk still to apply, as JetStream reported with the last one delivered. */
+  readonly pending: number;
+  /** Restores so far (1 + restarts after failures). */
+  readonly restores: number;
+  readonly files: number;
+  readonly dirs: number;
+}
+
+const MAX_BACKOFF_MS = 15_000;
+
+/**
+ * Keeps one disk's state. Reads never see a record half applied: every read and every record go through one
+ * queue, reads take what they need synchronously (nodes are immutable values: a node taken stays as it was) and
+ * do their block reads after leaving the queue.
+ */
+export class DiskReplica {
+  readonly disk: string;
+  readonly size: number;
+  readonly #o: DiskReplicaOptions;
+  readonly #log: Logger;
+  #engine: DiskInferencer | undefined;
+  #fetcher: NatsBlockFetcher;
+  #phase: ReplicaPhase = ReplicaPhase.Waiting;
+  #pending = 0;
+  #restores = 0;
+  #serial: Promise<unknown> = Promise.resolve();
+  #messages: ConsumerMessages | undefined;
+  #loop: Promise<void> | undefined;
+  #stopping = false;
+  #wake: (() => void) | undefined;
+  readonly #listeners = new Set<(seq: number) => void>();
+  readonly #ready: Promise<void>;
+  #markReady!: () => void;
+
+  constructor(opts: DiskReplicaOptions) {
+    this.#o = opts;
+    this.disk = opts.entry.disk;
+    this.size = opts.entry.size;
+    this.#log = opts.log.child({ disk: this.disk });
+    this.#fetcher = new NatsBlockFetcher(opts.nc, this.disk, this.size, { log: this.#log });
+    this.#ready = new Promise((r) => (this.#markReady = r));
+  }
+
+  /** Starts restoring and following in the background. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Stops following; reads made afterwards fail with Unavailable. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#messages?.stop();
+    this.#wake?.();
+    await this.#loop;
+    this.#phase = ReplicaPhase.Stopped;
+    this.#listeners.clear();
+  }
+
+  status(): ReplicaStatus {
+    const counts = this.#engine?.counts() ?? { files: 0, dirs: 0 };
+    return { disk: this.disk, phase: this.#phase, appliedSeq: this.#engine?.appliedSeq ?? -1, pending: this.#pending, restores: this.#restores, ...counts };
+  }
+
+  /** Whether the replica has a state to answer from. */
+  get ready(): boolean {
+    return this.#engine !== undefined;
+  }
+
+  /** Resolves when the replica has a state (or rejects with NotReady after `timeoutMs`). */
+  async whenReady(timeoutMs: number): Promise<void> {
+    if (this.#engine) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(this.#notReady()), timeoutMs);
+    });
+    try {
+      await Promise.race([this.#ready, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Calls `listener(seq)` after every record applied (and after a restore), outside the read queue. Returns the
+   * function that removes it.
+   */
+  onApplied(listener: (seq: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** The block size of the file system (from the restored superblock). */
+  async blockSize(): Promise<number> {
+    return this.#read((e) => e.superblock.blockSize);
+  }
+
+  /**
+   * File-system totals for statfs: block size, blocks, inodes. Free counts are not tracked (ext4 keeps them
+   * per group and updates the superblock's lazily); a read-only view reports none free.
+   */
+  async fsStats(): Promise<{ blockSize: number; blocks: number; inodes: number; usedInodes: number }> {
+    return this.#read((e) => {
+      const sb = e.superblock;
+      return { blockSize: sb.blockSize, blocks: sb.blocksCount, inodes: sb.inodesCount, usedInodes: e.nodes.size };
+    });
+  }
+
+  /** The node at `path` (symlinks are not followed: lstat semantics). Throws ReplicaError. */
+  async resolve(path: string): Promise<Located> {
+    const names = splitRequestPath(path);
+    return this.#read((e) => this.#walk(e, names));
+  }
+
+  /** The entries of the directory at `path`, sorted by name (without "." and ".."). */
+  async list(path: string): Promise<{ dir: Located; entries: ListedEntry[] }> {
+    const names = splitRequestPath(path);
+    return this.#read((e) => {
+      const dir = this.#walk(e, names);
+      if (dir.node.type !== FileType.dir) throw new ReplicaError(ReplicaErrorCode.NotADirectory, `${dir.path} on disk ${this.disk} is not a directory (it is a ${dir.node.type})`);
+      const entries: ListedEntry[] = [];
+      for (const [name, ino] of dir.node.entries ?? []) {
+        const node = e.nodes.get(ino);
+        if (node) entries.push({ name, node });
+      }
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      return { dir, entries };
+    });
+  }
+
+  /** The whole tree in the tree-entry shape (sorted by path), and the sequence it is at. */
+  async tree(): Promise<{ seq: number; entries: TreeEntry[] }> {
+    return this.#read((e) => ({ seq: e.appliedSeq, entries: e.tree() }));
+  }
+
+  /**
+   * Up to `length` bytes of the regular file `node` at `offset`, untorn (see {@link readUntorn}); holes read
+   * as zeros. Throws ReplicaError (IsADirectory, InvalidArgument, Unavailable).
+   */
+  async read(node: FsNode, offset: number, length: number): Promise<UntornRead> {
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+      throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `offset ${offset} and length ${length} must be non-negative integers`);
+    }
+    if (node.type === FileType.dir) throw new ReplicaError(ReplicaErrorCode.IsADirectory, `inode ${node.ino} on disk ${this.disk} is a directory`);
+    if (node.type !== FileType.file) return { data: new Uint8Array(0), seq: 0, rounds: 0, unsettled: false };
+    const blockSize = await this.blockSize();
+    try {
+      return await readUntorn(node, blockSize, this.#fetcher, offset, length);
+    } catch (cause) {
+      throw new ReplicaError(ReplicaErrorCode.Unavailable, `block reads of disk ${this.disk} failed (is its capture running?): ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  /** The entry of one node in the tree-entry JSON shape. */
+  entryOf(located: Located): TreeEntry {
+    return treeEntryOf(located.path, located.node);
+  }
+
+  // ------------------------------------------------------------------------------------------------
+
+  #notReady(): ReplicaError {
+    return new ReplicaError(ReplicaErrorCode.NotReady, `disk ${this.disk} has no state yet: its inferencer has not finished the first crawl (is a gammaray inferencer running?); try again shortly`);
+  }
+
+  /** Runs `f` on the engine between two records. */
+  #read<T>(f: (e: DiskInferencer) => T): Promise<T> {
+    if (this.#phase === ReplicaPhase.Stopped) return Promise.reject(new ReplicaError(ReplicaErrorCode.Unavailable, `the replica of disk ${this.disk} is stopped`));
+    return this.#enqueue(async () => {
+      const e = this.#engine;
+      if (!e) throw this.#notReady();
+      return f(e);
+    });
+  }
+
+  #enqueue<T>(task: () => Promise<T>): Promise<T> {
+    const p = this.#serial.then(task);
+    this.#serial = p.catch(() => undefined);
+    return p;
+  }
+
+  #walk(e: DiskInferencer, names: readonly string[]): Located {
+    const root = e.nodes.get(ROOT_INO);
+    if (!root) throw new ReplicaError(ReplicaErrorCode.NotFound, `disk ${this.disk} has no root directory in its state`);
+    let node: FsNode = root;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!; // ok: i < length
+      if (node.type !== FileType.dir) throw new ReplicaError(ReplicaErrorCode.NotADirectory, `${joinPath(names.slice(0, i))} on disk ${this.disk} is not a directory`);
+      const ino: number | undefined = node.entries?.get(name);
+      const next: FsNode | undefined = ino === undefined ? undefined : e.nodes.get(ino);
+      if (!next) throw new ReplicaError(ReplicaErrorCode.NotFound, `${joinPath(names.slice(0, i + 1))} does not exist on disk ${this.disk}`);
+      node = next;
+    }
+    return { path: joinPath(names), node };
+  }
+
+  async #run(): Promise<void> {
+    const base = this.#o.retryMs ?? 1_000;
+    let backoff = base;
+    while (!this.#stopping) {
+      try {
+        const restored = await this.#restore();
+        if (!restored) {
+          await this.#sleep(base);
+          continue;
+        }
+        backoff = base;
+        await this.#follow();
+      } catch (err) {
+        if (this.#stopping) break;
+        this.#log.warn({ err, appliedSeq: this.#engine?.appliedSeq }, 'replica failed; restoring from the latest checkpoint');
+        await this.#sleep(backoff);
+        backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+      }
+    }
+  }
+
+  /** Restores the latest checkpoint; false when there is none yet. The old state serves until the new one is in. */
+  async #restore(): Promise<boolean> {
+    const ck = await this.#o.checkpoints.load(this.disk);
+    if (!ck) {
+      if (this.#phase !== ReplicaPhase.Waiting) this.#log.info('no checkpoint for the disk; waiting for its inferencer');
+      return false;
+    }
+    if (ck.size !== undefined && ck.size !== this.size) {
+      this.#log.info({ checkpointSize: ck.size, size: this.size }, 'the checkpoint is of a disk of another size; waiting for a new one');
+      return false;
+    }
+    const engine = await DiskInferencer.restore(ck.state, this.#fetcher, { disk: this.disk });
+    await this.#enqueue(async () => {
+      this.#engine = engine;
+    });
+    this.#restores++;
+    this.#phase = ReplicaPhase.Following;
+    this.#log.info({ appliedSeq: engine.appliedSeq, bytes: ck.state.length }, 'replica restored from checkpoint');
+    this.#markReady();
+    this.#notify(engine.appliedSeq);
+    return true;
+  }
+
+  async #follow(): Promise<void> {
+    const engine = this.#engine!; // ok: #restore set it
+    const consumer = await this.#o.js.consumers.get(STREAM_WRITES, {
+      filter_subjects: writesSubject(this.disk),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: engine.appliedSeq + 1,
+    });
+    const messages = await consumer.consume({ max_messages: 64 });
+    this.#messages = messages;
+    if (this.#stopping) messages.stop();
+    for await (const m of messages) {
+      if (this.#stopping) break;
+      await this.#enqueue(() => this.#apply(engine, m));
+      this.#notify(engine.appliedSeq);
+    }
+    if (!this.#stopping) throw new Error('the write-stream consumer ended');
+  }
+
+  async #apply(engine: DiskInferencer, m: JsMsg): Promise<void> {
+    this.#pending = m.info.pending;
+    if (m.seq <= engine.appliedSeq) return;
+    let rec;
+    try {
+      rec = decodeWriteRecord(m.data);
+    } catch (err) {
+      // The inferencer publishes a `corrupt` event for it; the engine skips it the same way.
+      if (err instanceof CorruptError) return;
+      throw err;
+    }
+    if (rec.disk !== this.disk) return;
+    await engine.apply(m.seq, rec);
+  }
+
+  #notify(seq: number): void {
+    for (const l of this.#listeners) {
+      try {
+        l(seq);
+      } catch (err) {
+        this.#log.warn({ err }, 'a replica listener failed');
+      }
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      const t = setTimeout(r, ms);
+      this.#wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+  }
+}

@@ -1,0 +1,12 @@
+export { DiskReplica, ReplicaPhase } from './disk-replica.js';
+export type { DiskReplicaOptions, Located, ListedEntry, ReplicaStatus } from './disk-replica.js';
+export { ReplicaSet } from './replica-set.js';
+export type { ReplicaSetOptions, KnownDisk } from './replica-set.js';
+export { ReplicaError, ReplicaErrorCode } from './errors.js';
+export { readUntorn, MAX_READ_BYTES, MAX_CONSISTENCY_ROUNDS } from './content.js';
+export type { UntornRead } from './content.js';
+export { splitRequestPath, joinPath, MAX_REQUEST_PATH_BYTES } from './paths.js';
+export { NatsBlockFetcher, BlockFetchError } from './block-fetcher.js';
+export type { BlockFetchFailure, NatsBlockFetcherOptions } from './block-fetcher.js';
+export { CheckpointStore, CheckpointFencedError } from './checkpoints.js';
+export type { Checkpoint } from './checkpoints.js';
