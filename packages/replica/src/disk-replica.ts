@@ -44,6 +44,8 @@ export interface DiskReplicaOptions {
 export interface Located {
   readonly path: string;
   readonly node: FsNode;
+  /** The write-stream sequence of the state it was found in. */
+  readonly seq: number;
 }
 
 /** A directory entry: name and node. */
@@ -171,6 +173,18 @@ export class DiskReplica {
     return this.#read((e) => this.#walk(e, names));
   }
 
+  /**
+   * The node of inode `ino` as it is now, if it is still in the tree (NotFound otherwise): what an open file
+   * handle follows when the guest renames the file under it.
+   */
+  async node(ino: number): Promise<FsNode> {
+    return this.#read((e) => {
+      const n = e.nodes.get(ino);
+      if (!n) throw new ReplicaError(ReplicaErrorCode.NotFound, `inode ${ino} is no longer in the tree of disk ${this.disk}`);
+      return n;
+    });
+  }
+
   /** The entries of the directory at `path`, sorted by name (without "." and ".."). */
   async list(path: string): Promise<{ dir: Located; entries: ListedEntry[] }> {
     const names = splitRequestPath(path);
@@ -190,6 +204,26 @@ export class DiskReplica {
   /** The whole tree in the tree-entry shape (sorted by path), and the sequence it is at. */
   async tree(): Promise<{ seq: number; entries: TreeEntry[] }> {
     return this.#read((e) => ({ seq: e.appliedSeq, entries: e.tree() }));
+  }
+
+  /**
+   * The tree below `path` (the entry at `path` first, then everything under it, sorted by path), each entry with
+   * its node (so file content can be read as of the same state), and the sequence it is at. Throws ReplicaError
+   * (NotFound when `path` does not exist).
+   */
+  async subtree(path: string): Promise<{ seq: number; items: { entry: TreeEntry; node: FsNode }[] }> {
+    const names = splitRequestPath(path);
+    return this.#read((e) => {
+      const top = this.#walk(e, names);
+      const prefix = top.path === '/' ? '/' : `${top.path}/`;
+      const items: { entry: TreeEntry; node: FsNode }[] = [];
+      for (const entry of e.tree()) {
+        if (entry.path !== top.path && !entry.path.startsWith(prefix)) continue;
+        const node = e.nodes.get(entry.ino);
+        if (node) items.push({ entry, node });
+      }
+      return { seq: e.appliedSeq, items };
+    });
   }
 
   /**
@@ -249,7 +283,7 @@ export class DiskReplica {
       if (!next) throw new ReplicaError(ReplicaErrorCode.NotFound, `${joinPath(names.slice(0, i + 1))} does not exist on disk ${this.disk}`);
       node = next;
     }
-    return { path: joinPath(names), node };
+    return { path: joinPath(names), node, seq: e.appliedSeq };
   }
 
   async #run(): Promise<void> {

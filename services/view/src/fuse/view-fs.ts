@@ -1,0 +1,287 @@
+/**
+ * What the FUSE mount answers, without FUSE: `/` lists the attached disks, `/<disk>/...` is that disk's tree as
+ * its replica has it now. Every path is resolved inside a replica (which refuses `..`), symlinks are never
+ * followed here, and nothing is cached: each call asks the replica, so the mount is as live as the replica.
+ */
+import { FileType } from '@gammaray/ext4';
+import type { FsNode } from '@gammaray/inferencer';
+import type { DiskReplica, ReplicaSet } from '@gammaray/replica';
+import { Errno, FsError } from './errno.js';
+
+/** Attributes as fuse-native takes them (times in ms since the epoch). */
+export interface FuseStat {
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly nlink: number;
+  readonly ino: number;
+  readonly blksize: number;
+  readonly blocks: number;
+  readonly atime: number;
+  readonly mtime: number;
+  readonly ctime: number;
+}
+
+/** File-system totals for statfs. */
+export interface FuseStatfs {
+  readonly bsize: number;
+  readonly frsize: number;
+  readonly blocks: number;
+  readonly bfree: number;
+  readonly bavail: number;
+  readonly files: number;
+  readonly ffree: number;
+  readonly favail: number;
+  readonly fsid: number;
+  readonly flag: number;
+  readonly namemax: number;
+}
+
+/** S_IF* bits of each file type. */
+const TYPE_BITS: Record<FileType, number> = {
+  [FileType.file]: 0o100000,
+  [FileType.dir]: 0o040000,
+  [FileType.symlink]: 0o120000,
+  [FileType.chr]: 0o020000,
+  [FileType.blk]: 0o060000,
+  [FileType.fifo]: 0o010000,
+  [FileType.sock]: 0o140000,
+};
+
+/** Inode number of the mount's root (ext4 never lists inode 1, the bad-blocks inode). */
+const MOUNT_ROOT_INO = 1;
+/** Longest name ext4 stores. */
+const NAME_MAX = 255;
+/** O_ACCMODE, O_RDONLY and O_TRUNC of Linux. */
+const O_ACCMODE = 0o3;
+const O_RDONLY = 0;
+const O_TRUNC = 0o1000;
+/** Handles above this wrap around (fuse-native passes them as int32; 0 means "none"). */
+const MAX_HANDLE = 0x7fff_ffff;
+/** statfs fields travel as uint32. */
+const U32_MAX = 0xffff_ffff;
+
+/** An open file: the inode it was opened as, followed across renames in the guest. */
+interface Handle {
+  readonly replica: DiskReplica;
+  readonly ino: number;
+  readonly generation: number;
+}
+
+/** Where a mount path points. */
+type Place = { readonly kind: 'root' } | { readonly kind: 'disk'; readonly disk: string; readonly replica: DiskReplica; readonly rest: string };
+
+/** The file system behind the mount; every method throws {@link FsError} or ReplicaError. */
+export class ViewFs {
+  readonly #replicas: ReplicaSet;
+  readonly #mountedAtMs: number;
+  readonly #uid: number;
+  readonly #gid: number;
+  readonly #handles = new Map<number, Handle>();
+  readonly #blockSizes = new WeakMap<DiskReplica, number>();
+  #nextHandle = 1;
+
+  constructor(replicas: ReplicaSet, opts: { mountedAtMs?: number; uid?: number; gid?: number } = {}) {
+    this.#replicas = replicas;
+    this.#mountedAtMs = opts.mountedAtMs ?? Date.now();
+    this.#uid = opts.uid ?? process.getuid?.() ?? 0;
+    this.#gid = opts.gid ?? process.getgid?.() ?? 0;
+  }
+
+  /** Open handles (for tests and metrics). */
+  get openHandles(): number {
+    return this.#handles.size;
+  }
+
+  async getattr(path: string): Promise<FuseStat> {
+    const place = this.#place(path);
+    if (place.kind === 'root') return this.#rootStat();
+    if (place.rest === '/' && !place.replica.ready) return this.#waitingDiskStat();
+    const { node } = await place.replica.resolve(place.rest);
+    return this.#stat(place.replica, node);
+  }
+
+  /** getattr of an open file: the inode it was opened as, wherever it is now. */
+  async fgetattr(path: string, fh: number): Promise<FuseStat> {
+    const h = this.#handles.get(fh);
+    if (!h) return this.getattr(path);
+    return this.#stat(h.replica, await this.#handleNode(h));
+  }
+
+  /** Names with their attributes, "." and ".." first. */
+  async readdir(path: string): Promise<{ names: string[]; stats: FuseStat[] }> {
+    const place = this.#place(path);
+    if (place.kind === 'root') {
+      const root = this.#rootStat();
+      const names = ['.', '..'];
+      const stats = [root, root];
+      for (const { entry, replica } of this.#replicas.list()) {
+        if (!replica) continue;
+        names.push(entry.disk);
+        stats.push(this.#waitingDiskStat());
+      }
+      return { names, stats };
+    }
+    const { dir, entries } = await place.replica.list(place.rest);
+    const self = await this.#stat(place.replica, dir.node);
+    // ".." of a disk's root is the mount's root; elsewhere only its type matters to readdir's callers.
+    const names = ['.', '..'];
+    const stats = [self, place.rest === '/' ? this.#rootStat() : self];
+    for (const e of entries) {
+      // A name the kernel would misread as a path or a special entry cannot be served (ext4 never stores one).
+      if (e.name === '.' || e.name === '..' || e.name.includes('/') || e.name.includes('\0')) continue;
+      names.push(e.name);
+      stats.push(await this.#stat(place.replica, e.node));
+    }
+    return { names, stats };
+  }
+
+  /** The symlink's target exactly as stored: never resolved here. */
+  async readlink(path: string): Promise<string> {
+    const node = await this.#node(path);
+    if (node.type !== FileType.symlink || node.target === undefined) throw new FsError(Errno.EINVAL, `${path} is not a symbolic link`);
+    return node.target;
+  }
+
+  /** Opens a regular file read-only; returns the handle. */
+  async open(path: string, flags: number): Promise<number> {
+    if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) throw new FsError(Errno.EROFS, `${path}: the view is read-only`);
+    const place = this.#place(path);
+    if (place.kind === 'root') throw new FsError(Errno.EISDIR, '/ is a directory');
+    const { node } = await place.replica.resolve(place.rest);
+    if (node.type === FileType.dir) throw new FsError(Errno.EISDIR, `${path} is a directory`);
+    const fh = this.#nextHandle;
+    this.#nextHandle = fh >= MAX_HANDLE ? 1 : fh + 1;
+    this.#handles.set(fh, { replica: place.replica, ino: node.ino, generation: node.generation });
+    return fh;
+  }
+
+  release(fh: number): void {
+    this.#handles.delete(fh);
+  }
+
+  /**
+   * Up to `length` bytes at `offset` of the file open as `fh` (or at `path` without a handle): one untorn read
+   * of the replica, holes as zeros, short at the end of the file.
+   */
+  async read(path: string, fh: number, length: number, offset: number): Promise<Uint8Array> {
+    const h = this.#handles.get(fh);
+    let replica: DiskReplica;
+    let node: FsNode;
+    if (h) {
+      replica = h.replica;
+      node = await this.#handleNode(h);
+    } else {
+      const place = this.#place(path);
+      if (place.kind === 'root') throw new FsError(Errno.EISDIR, '/ is a directory');
+      replica = place.replica;
+      node = (await replica.resolve(place.rest)).node;
+    }
+    return (await replica.read(node, offset, length)).data;
+  }
+
+  async statfs(path: string): Promise<FuseStatfs> {
+    const place = this.#place(path);
+    const base = { fsid: 0, flag: 0, namemax: NAME_MAX, bfree: 0, bavail: 0 };
+    if (place.kind === 'root' || !place.replica.ready) return { ...base, bsize: 4096, frsize: 4096, blocks: 0, files: 0, ffree: 0, favail: 0 };
+    const s = await place.replica.fsStats();
+    const free = Math.max(0, s.inodes - s.usedInodes);
+    return { ...base, bsize: s.blockSize, frsize: s.blockSize, blocks: u32(s.blocks), files: u32(s.inodes), ffree: u32(free), favail: u32(free) };
+  }
+
+  /** The value of extended attribute `name` (ENODATA if the node has none by that name). */
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    const xattrs = await this.#xattrs(path);
+    const hex = Object.hasOwn(xattrs, name) ? xattrs[name] : undefined;
+    if (hex === undefined) throw new FsError(Errno.ENODATA, `${path} has no extended attribute ${name}`);
+    return Buffer.from(hex, 'hex');
+  }
+
+  async listxattr(path: string): Promise<string[]> {
+    return Object.keys(await this.#xattrs(path));
+  }
+
+  // ------------------------------------------------------------------------------------------------
+
+  /** Splits off the disk; a first name that is not an attached disk does not exist. */
+  #place(path: string): Place {
+    if (path === '/' || path === '') return { kind: 'root' };
+    if (!path.startsWith('/')) throw new FsError(Errno.EINVAL, `path ${JSON.stringify(path)} is not absolute`);
+    const slash = path.indexOf('/', 1);
+    const disk = slash < 0 ? path.slice(1) : path.slice(1, slash);
+    const rest = slash < 0 ? '/' : path.slice(slash) || '/';
+    const known = this.#replicas.list().find((d) => d.entry.disk === disk);
+    if (!known?.replica) throw new FsError(Errno.ENOENT, `no attached disk ${JSON.stringify(disk)}`);
+    return { kind: 'disk', disk, replica: known.replica, rest };
+  }
+
+  async #node(path: string): Promise<FsNode> {
+    const place = this.#place(path);
+    if (place.kind === 'root') throw new FsError(Errno.EINVAL, '/ is the mount root');
+    return (await place.replica.resolve(place.rest)).node;
+  }
+
+  async #xattrs(path: string): Promise<Readonly<Record<string, string>>> {
+    const place = this.#place(path);
+    if (place.kind === 'root' || (place.rest === '/' && !place.replica.ready)) return {};
+    return (await place.replica.resolve(place.rest)).node.xattrs;
+  }
+
+  async #handleNode(h: Handle): Promise<FsNode> {
+    const node = await h.replica.node(h.ino);
+    // The inode was freed and reused by another file since the open.
+    if (node.generation !== h.generation) throw new FsError(Errno.ESTALE, `inode ${h.ino} of disk ${h.replica.disk} is another file now`);
+    return node;
+  }
+
+  async #blockSize(replica: DiskReplica): Promise<number> {
+    let bs = this.#blockSizes.get(replica);
+    if (bs === undefined) {
+      bs = await replica.blockSize();
+      this.#blockSizes.set(replica, bs);
+    }
+    return bs;
+  }
+
+  async #stat(replica: DiskReplica, node: FsNode): Promise<FuseStat> {
+    const blockSize = await this.#blockSize(replica);
+    let blocks = 0;
+    if (node.type === FileType.file) for (const r of node.runs ?? []) blocks += (r.length * blockSize) / 512;
+    else if (node.type === FileType.dir) blocks = Math.ceil(node.size / 512);
+    return {
+      mode: TYPE_BITS[node.type] | (node.mode & 0o7777),
+      uid: node.uid,
+      gid: node.gid,
+      size: node.size,
+      nlink: node.nlink,
+      ino: node.ino,
+      blksize: blockSize,
+      blocks,
+      atime: toMs(node.atime),
+      mtime: toMs(node.mtime),
+      ctime: toMs(node.ctime),
+    };
+  }
+
+  #rootStat(): FuseStat {
+    const disks = this.#replicas.list().filter((d) => d.replica).length;
+    const t = this.#mountedAtMs;
+    return { mode: TYPE_BITS.dir | 0o555, uid: this.#uid, gid: this.#gid, size: 0, nlink: 2 + disks, ino: MOUNT_ROOT_INO, blksize: 4096, blocks: 0, atime: t, mtime: t, ctime: t };
+  }
+
+  /** A disk's directory before its replica has a state (its content then answers EAGAIN). */
+  #waitingDiskStat(): FuseStat {
+    const t = this.#mountedAtMs;
+    return { mode: TYPE_BITS.dir | 0o555, uid: this.#uid, gid: this.#gid, size: 0, nlink: 2, ino: 2, blksize: 4096, blocks: 0, atime: t, mtime: t, ctime: t };
+  }
+}
+
+/** fuse-native carries times as unsigned milliseconds: earlier than the epoch reads as the epoch. */
+function toMs(t: { sec: number; nsec: number }): number {
+  return Math.max(0, t.sec * 1000 + Math.floor(t.nsec / 1_000_000));
+}
+
+function u32(n: number): number {
+  return Math.min(U32_MAX, Math.max(0, Math.floor(n)));
+}
