@@ -1,8 +1,11 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { runCat } from './commands/cat.js';
 import { runCrawl } from './commands/crawl.js';
+import { runFollow } from './commands/follow.js';
 import { runLs } from './commands/ls.js';
 import { runStat } from './commands/stat.js';
+import { runTree } from './commands/tree.js';
+import { runUp } from './commands/up.js';
 import { ExitCode, isReaderError, RuntimeFailure, UserError } from './errors.js';
 import { OutputClosedError, Terminal, type TerminalStreams } from './output.js';
 
@@ -114,6 +117,73 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
         throw new RuntimeFailure(`inferencer failed: ${(err as Error).message}`, { cause: err });
       }
+    });
+
+  configure(program.command('up'), term, 'gammaray up --help')
+    .description('run the whole pipeline on this machine: embedded NATS (unless --nats), capture, inferencer and view')
+    .option('--image <file>', 'raw disk image to serve (repeat for more disks)', collect, [])
+    .option('--disk <id>', 'disk id of the image at the same position (repeat; default: from the file name)', collect, [])
+    .option('--mount <dir>', 'FUSE mount point of the live read-only view (DIR/<disk>/...)')
+    .option('--data-dir <dir>', 'where the embedded NATS keeps its store and the services their logs (default ./gammaray-data)')
+    .option('--nats <url>', 'use this NATS server (with JetStream) instead of starting one')
+    .option('--listen <host:port>', 'NBD listen address of the capture (default 127.0.0.1:10809)')
+    .option('--grpc <host:port>', 'gRPC address of the view (default 127.0.0.1:50051)')
+    .addHelpText('after', '\nPrints the NBD URL to give QEMU, the gRPC address, the mount point and the event subjects. Ctrl-C stops everything cleanly (view, inferencer with a final checkpoint, capture after draining its writes, NATS).')
+    .action(async (o: { image: string[]; disk: string[]; mount?: string; dataDir?: string; nats?: string; listen?: string; grpc?: string }) => {
+      done(await runUp(term, o));
+    });
+
+  configure(program.command('view'), term, 'gammaray view --help')
+    .description('serve every captured disk read-only over gRPC (and FUSE with --mount), from the replicated state in NATS')
+    .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
+    .option('--grpc <host:port>', 'gRPC listen address (env GAMMARAY_GRPC; default 127.0.0.1:50051)')
+    .option('--mount <dir>', 'also mount the disks read-only at DIR/<disk>/ with FUSE (env GAMMARAY_MOUNT)')
+    .option('--allow-other', 'let other users read the FUSE mount (env GAMMARAY_ALLOW_OTHER=1; needs user_allow_other in /etc/fuse.conf)')
+    .option('--metrics <host:port>', 'serve Prometheus metrics at /metrics and health at /healthz, /readyz (env GAMMARAY_METRICS)')
+    .option('--tls-cert <file>', 'serve gRPC over TLS with this certificate (PEM; env GAMMARAY_TLS_CERT)')
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM; env GAMMARAY_TLS_KEY)')
+    .option('--tls-client-ca <file>', 'require client certificates signed by this CA (PEM; env GAMMARAY_TLS_CLIENT_CA)')
+    .option('--token <token>', 'require "authorization: Bearer TOKEN" on every gRPC call but health checks (env GAMMARAY_TOKEN, preferred: flags show in ps)')
+    .option('--replicas <n>', 'JetStream replicas for the registry and checkpoint buckets if this process creates them (env GAMMARAY_REPLICAS)')
+    .option('--disk <id>', 'serve only this disk; repeat for more (env GAMMARAY_DISK=a,b; default every disk of the registry)', collect, [])
+    .addHelpText('after', '\nAny number of views may run: each rebuilds every disk\'s state from the inferencer\'s checkpoint and the write stream.\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: health NOT_SERVING, end watches, drain calls, unmount, exit.')
+    .action(async (o: { nats?: string; grpc?: string; mount?: string; allowOther?: boolean; metrics?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; token?: string; replicas?: string; disk: string[] }) => {
+      // Loaded on demand, like capture.
+      const svc = await import('@gammaray/service-view');
+      try {
+        done((await svc.runView({ ...o, disk: o.disk.length > 0 ? o.disk : undefined })) as ExitCode);
+      } catch (err) {
+        if (err instanceof svc.ConfigError) throw new UserError(err.message);
+        throw new RuntimeFailure(`view failed: ${(err as Error).message}`, { cause: err });
+      }
+    });
+
+  configure(program.command('follow'), term, 'gammaray follow --help')
+    .description("print a disk's file-level events as they arrive (stream GAMMARAY_EVENTS), one line each")
+    .argument('<disk>', 'disk id')
+    .argument('[glob]', "only events whose path matches: * and ? within a name, ** across names, [...], {a,b}; without a leading / it matches at any depth ('*.log')")
+    .option('--kinds <k1,k2>', 'only these kinds: create,delete,rename,link,unlink,write,truncate,attr,snapshot,corrupt,resync')
+    .option('--json', 'one JSON object per event (streamSeq, the event fields, ts as ISO 8601, data as base64)')
+    .option('--from-start', 'start at the first event the stream holds (default: new events only)')
+    .option('--from-seq <n>', 'start at this GAMMARAY_EVENTS sequence (resume with the last streamSeq + 1)')
+    .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
+    .addHelpText('after', '\nLines: STREAMSEQ TS KIND PATH DETAILS. Disk-level events (snapshot, corrupt, resync) pass any glob. Runs until SIGINT/SIGTERM (exit 0).')
+    .action(async (disk: string, glob: string | undefined, o: { kinds?: string; json?: boolean; fromStart?: boolean; fromSeq?: string; nats?: string }) => {
+      done(await runFollow(term, disk, glob, { nats: o.nats, kinds: o.kinds, json: !!o.json, fromStart: !!o.fromStart, fromSeq: o.fromSeq }));
+    });
+
+  configure(program.command('tree'), term, 'gammaray tree --help')
+    .description("print a disk's current tree from a gammaray view (gRPC GetTree), one path per line")
+    .argument('<disk>', 'disk id')
+    .option('--json', 'one JSON tree entry per line')
+    .option('--hash', 'add the SHA-256 of each regular file')
+    .option('--grpc <host:port>', 'address of a gammaray view (env GAMMARAY_GRPC; default 127.0.0.1:50051)')
+    .option('--token <token>', 'bearer token of the view (env GAMMARAY_TOKEN)')
+    .option('--tls-ca <file>', "connect over TLS, checking the view's certificate against this CA (PEM)")
+    .option('--tls-cert <file>', 'client certificate for TLS (PEM; with --tls-key)')
+    .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
+    .action(async (disk: string, o: { json?: boolean; hash?: boolean; grpc?: string; token?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }) => {
+      done(await runTree(term, disk, { grpc: o.grpc, json: !!o.json, hash: !!o.hash, token: o.token, tlsCa: o.tlsCa, tlsCert: o.tlsCert, tlsKey: o.tlsKey }));
     });
 
   return program;

@@ -1,0 +1,263 @@
+/**
+ * `gammaray up`: the whole pipeline on one machine, one command. Starts (unless `--nats` names a server) an
+ * embedded `nats-server -js` with its store in the data dir, then `gammaray capture`, `gammaray inferencer` and
+ * `gammaray view` as child processes of this same CLI, each logging JSON lines into `<data-dir>/logs/`. Prints
+ * what to give QEMU and where to look; Ctrl-C (SIGINT) or SIGTERM stops them in the order that loses nothing:
+ * the view, the inferencer (final checkpoint), the capture (drains in-flight writes, every acknowledged one is
+ * already in JetStream), then NATS.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, createWriteStream, existsSync, mkdirSync, statSync, type WriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { basename, delimiter, join, resolve } from 'node:path';
+import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
+import type { Terminal } from '../output.js';
+
+/** Options of `gammaray up`. */
+export interface UpOptions {
+  readonly image: readonly string[];
+  readonly disk: readonly string[];
+  readonly mount?: string;
+  readonly dataDir?: string;
+  readonly nats?: string;
+  readonly listen?: string;
+  readonly grpc?: string;
+  readonly metrics?: boolean;
+}
+
+const DISK_ID = /^[a-z0-9_-]{1,64}$/;
+const DEFAULT_LISTEN = '127.0.0.1:10809';
+const DEFAULT_GRPC = '127.0.0.1:50051';
+/** How long a child may take to say it is ready. */
+const START_TIMEOUT_MS = 60_000;
+/** How long a child may take to stop after SIGTERM before it is killed. */
+const STOP_TIMEOUT_MS = 30_000;
+const LOG_TAIL_CHARS = 2_000;
+
+/** A disk id from an image's file name: lowercase, other characters as '-', at most 64. */
+export function diskIdFromImage(image: string): string {
+  const stem = basename(image).replace(/\.(img|raw|ext[234])$/i, '');
+  const id = stem.toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64);
+  return id || 'disk';
+}
+
+/** The disks `up` attaches: ids from `--disk` in order, else from the image names; validated and unique. */
+export function planDisks(images: readonly string[], ids: readonly string[]): { id: string; image: string }[] {
+  if (images.length === 0) throw new UserError('no disk image given: pass --image FILE (a raw ext2/3/4 disk image; repeat for more disks)');
+  if (ids.length > images.length) throw new UserError(`${ids.length} --disk ids for ${images.length} --image files: give at most one id per image, in the same order`);
+  const out = images.map((image, i) => ({ id: ids[i] ?? diskIdFromImage(image), image: resolve(image) }));
+  const seen = new Set<string>();
+  for (const d of out) {
+    if (!DISK_ID.test(d.id)) throw new UserError(`disk id ${JSON.stringify(d.id)} is not valid: use 1-64 of a-z, 0-9, - and _ (--disk ID)`);
+    if (seen.has(d.id)) throw new UserError(`disk id ${d.id} is used twice: give each --image its own --disk ID`);
+    seen.add(d.id);
+    let st;
+    try {
+      st = statSync(d.image);
+    } catch {
+      throw new UserError(`image ${d.image} does not exist: pass an existing raw disk image with --image`);
+    }
+    if (!st.isFile() && !st.isBlockDevice()) throw new UserError(`image ${d.image} is not a regular file or block device`);
+    try {
+      accessSync(d.image, constants.R_OK | constants.W_OK);
+    } catch {
+      throw new UserError(`image ${d.image} is not readable and writable by this user: the capture serves it to the VM read-write`);
+    }
+  }
+  return out;
+}
+
+/** The nats-server binary: $GAMMARAY_NATS_SERVER, else `nats-server` on PATH or in /usr/sbin. */
+export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env['GAMMARAY_NATS_SERVER']) return env['GAMMARAY_NATS_SERVER'];
+  const dirs = [...(env['PATH'] ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/usr/local/bin'];
+  for (const d of dirs) {
+    const p = join(d, 'nats-server');
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** A TCP port free on 127.0.0.1: `preferred` when it is, else one the kernel picks. */
+async function freePort(preferred: number): Promise<number> {
+  const tryPort = (port: number) =>
+    new Promise<number | undefined>((res) => {
+      const s = createServer();
+      s.once('error', () => res(undefined));
+      s.listen(port, '127.0.0.1', () => {
+        const a = s.address();
+        s.close(() => res(typeof a === 'object' && a ? a.port : undefined));
+      });
+    });
+  return (await tryPort(preferred)) ?? (await tryPort(0)) ?? preferred;
+}
+
+/** One managed child process. */
+class Child {
+  readonly proc: ChildProcess;
+  #tail = '';
+  readonly exited: Promise<number | null>;
+  #expectedExit = false;
+
+  constructor(
+    readonly name: string,
+    cmd: string,
+    args: readonly string[],
+    log: WriteStream,
+  ) {
+    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    const onData = (b: Buffer) => {
+      log.write(b);
+      this.#tail = (this.#tail + b.toString()).slice(-64 * 1024);
+    };
+    this.proc.stdout!.on('data', onData); // ok: piped
+    this.proc.stderr!.on('data', onData); // ok: piped
+    this.exited = new Promise((r) => this.proc.once('exit', (code, signal) => r(code ?? (signal ? 128 : null))));
+  }
+
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  get expectedExit(): boolean {
+    return this.#expectedExit;
+  }
+
+  /** The last lines it printed (for an error message). */
+  tail(): string {
+    return this.#tail.slice(-LOG_TAIL_CHARS).trim();
+  }
+
+  /** Resolves when its output matches `re`; rejects if it exits first or takes too long. */
+  waitFor(re: RegExp, what: string): Promise<void> {
+    return new Promise((res, rej) => {
+      const timer = setTimeout(() => done(new RuntimeFailure(`${this.name} did not report ${what} within ${START_TIMEOUT_MS / 1000} s; its last output:\n${this.tail()}`)), START_TIMEOUT_MS);
+      const check = () => {
+        if (re.test(this.#tail)) done(undefined);
+      };
+      const onExit = () => done(new RuntimeFailure(`${this.name} exited while starting; its last output:\n${this.tail()}`));
+      const done = (err: Error | undefined) => {
+        clearTimeout(timer);
+        this.proc.stdout?.off('data', check);
+        this.proc.stderr?.off('data', check);
+        this.proc.off('exit', onExit);
+        if (err) rej(err);
+        else res();
+      };
+      this.proc.stdout?.on('data', check);
+      this.proc.stderr?.on('data', check);
+      this.proc.once('exit', onExit);
+      check();
+    });
+  }
+
+  /** SIGTERM, then SIGKILL after STOP_TIMEOUT_MS; resolves with the exit status. */
+  async stop(): Promise<number | null> {
+    this.#expectedExit = true;
+    if (!this.running) return this.exited;
+    this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
+ * Runs `gammaray up` until SIGINT/SIGTERM (or until a child dies). `self` is how to start this CLI again
+ * (node and the script) for the service children.
+ */
+export async function runUp(term: Terminal, o: UpOptions, self: readonly string[] = [process.execPath, process.argv[1] ?? 'gammaray']): Promise<ExitCode> {
+  const disks = planDisks(o.image, o.disk);
+  const dataDir = resolve(o.dataDir ?? 'gammaray-data');
+  const logDir = join(dataDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  if (o.mount !== undefined) {
+    if (!existsSync(o.mount)) mkdirSync(o.mount, { recursive: true });
+    if (!statSync(o.mount).isDirectory()) throw new UserError(`mount point ${o.mount} is not a directory`);
+  }
+  const children: Child[] = [];
+  const start = (name: string, cmd: string, args: readonly string[]): Child => {
+    const c = new Child(name, cmd, args, createWriteStream(join(logDir, `${name}.log`), { flags: 'a' }));
+    children.push(c);
+    return c;
+  };
+  const stopAll = async (): Promise<void> => {
+    for (const c of [...children].reverse()) {
+      if (!c.running) continue;
+      term.note(`stopping ${c.name}`);
+      await c.stop();
+    }
+  };
+
+  let stopRequested: (reason: string) => void = () => {};
+  const stopping = new Promise<string>((r) => (stopRequested = r));
+  const onSignal = (sig: NodeJS.Signals) => stopRequested(sig);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    let nats = o.nats;
+    if (nats === undefined) {
+      const bin = findNatsServer();
+      if (!bin) {
+        throw new UserError('nats-server is not installed: install it (Debian/Ubuntu: apt-get install nats-server; or see https://docs.nats.io) or pass --nats URL of a running NATS server with JetStream');
+      }
+      const port = await freePort(4222);
+      const store = join(dataDir, 'nats');
+      mkdirSync(store, { recursive: true });
+      term.note(`starting nats-server (JetStream, store ${store}) on 127.0.0.1:${port}`);
+      const n = start('nats-server', bin, ['-js', '-sd', store, '-a', '127.0.0.1', '-p', String(port)]);
+      await n.waitFor(/Server is ready/, 'readiness');
+      nats = `nats://127.0.0.1:${port}`;
+    }
+    const listen = o.listen ?? DEFAULT_LISTEN;
+    const grpc = o.grpc ?? DEFAULT_GRPC;
+    term.note(`starting capture on ${listen} (${disks.map((d) => d.id).join(', ')})`);
+    const capture = start('capture', self[0]!, [...self.slice(1), 'capture', '--nats', nats, '--listen', listen, ...disks.flatMap((d) => ['--disk', `${d.id}=${d.image}`])]); // ok: self has node
+    await capture.waitFor(/serving NBD/, 'serving NBD');
+    term.note('starting inferencer');
+    const inferencer = start('inferencer', self[0]!, [...self.slice(1), 'inferencer', '--nats', nats]); // ok: as above
+    await inferencer.waitFor(/inferencer started/, 'readiness');
+    term.note(`starting view (gRPC ${grpc}${o.mount ? `, FUSE ${o.mount}` : ''})`);
+    const view = start('view', self[0]!, [...self.slice(1), 'view', '--nats', nats, '--grpc', grpc, ...(o.mount ? ['--mount', resolve(o.mount)] : [])]); // ok: as above
+    await view.waitFor(/view started/, 'readiness');
+
+    const [host, port] = [listen.slice(0, listen.lastIndexOf(':')), listen.slice(listen.lastIndexOf(':') + 1)];
+    const lines = ['gammaray is up.', `  NATS:   ${nats}${o.nats ? '' : ` (embedded; store in ${join(dataDir, 'nats')})`}`];
+    for (const d of disks) {
+      lines.push(`  disk ${d.id}: ${d.image}`);
+      lines.push(`    QEMU:   qemu-system-x86_64 ... -drive file=nbd://${host}:${port}/${d.id},format=raw,if=virtio`);
+      lines.push(`    events: gammaray.${d.id}.fs.>   (gammaray follow ${d.id} --nats ${nats})`);
+      if (o.mount) lines.push(`    files:  ${join(resolve(o.mount), d.id)}`);
+    }
+    lines.push(`  gRPC:   ${grpc}   (gammaray tree DISK --grpc ${grpc})`);
+    lines.push(`  logs:   ${logDir}`);
+    lines.push('Press Ctrl-C to stop everything.');
+    term.stdoutRaw(`${lines.join('\n')}\n`);
+
+    const died = Promise.race(children.map((c) => c.exited.then(() => c)));
+    const outcome = await Promise.race([stopping.then((sig) => ({ sig })), died.then((c) => ({ c }))]);
+    if ('c' in outcome && !outcome.c.expectedExit) {
+      term.fail(`${outcome.c.name} stopped unexpectedly; stopping the others (its log: ${join(logDir, `${outcome.c.name}.log`)}); its last output:`);
+      term.stderrRaw(`${outcome.c.tail()}\n`);
+      await stopAll();
+      return ExitCode.failure;
+    }
+    await stopAll();
+    term.note('stopped cleanly');
+    return ExitCode.ok;
+  } catch (err) {
+    await stopAll();
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
