@@ -1,3 +1,4 @@
+/// <reference path="./fuse-native.d.ts" />
 /**
  * The FUSE half of `gammaray view --mount DIR`: `DIR/<disk>/...` for every attached disk, read-only and live.
  *
