@@ -57,6 +57,8 @@ export interface CaptureDiskOptions {
   readonly requestTimeoutMs?: number;
   readonly maxPendingBytes?: number;
   readonly closeTimeoutMs?: number;
+  /** Called with each record's publish time (first attempt to ack, seconds) and payload bytes, for metrics. */
+  readonly onPublished?: (seconds: number, bytes: number) => void;
 }
 
 /** Counters of a disk's capture pipeline (for metrics and tests). */
@@ -65,6 +67,10 @@ export interface CaptureStats {
   readonly requests: number;
   /** Ops appended to records (a split write counts once per piece). */
   readonly ops: number;
+  /** Data bytes of write requests received. */
+  readonly bytes: number;
+  /** Record payload bytes stored in JetStream and confirmed. */
+  readonly publishedBytes: number;
   /** Records cut so far. */
   readonly records: number;
   /** Records stored in JetStream and confirmed in order. */
@@ -154,6 +160,7 @@ export class CaptureDisk implements NbdExport {
   readonly #js: RecordPublisher;
   readonly #subject: string;
   readonly #log: Logger;
+  readonly #onPublished: ((seconds: number, bytes: number) => void) | undefined;
   readonly #window: number;
   readonly #publishTimeoutMs: number;
   readonly #requestTimeoutMs: number;
@@ -177,7 +184,7 @@ export class CaptureDisk implements NbdExport {
   #aborted = false;
   #closed: Promise<void> | undefined;
   #drainWaiters: (() => void)[] = [];
-  #stats = { requests: 0, ops: 0, records: 0, confirmedRecords: 0, publishRetries: 0, redos: 0, timeouts: 0 };
+  #stats = { requests: 0, ops: 0, bytes: 0, publishedBytes: 0, records: 0, confirmedRecords: 0, publishRetries: 0, redos: 0, timeouts: 0 };
 
   private constructor(fh: FileHandle, size: number, opts: CaptureDiskOptions) {
     this.#fh = fh;
@@ -194,6 +201,7 @@ export class CaptureDisk implements NbdExport {
     this.#maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     this.#closeTimeoutMs = opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.#confirmedSeq = opts.baseSeq ?? 0;
+    this.#onPublished = opts.onPublished;
   }
 
   /** Opens the image read-write and returns the disk; does not touch NATS until the first write. */
@@ -232,6 +240,7 @@ export class CaptureDisk implements NbdExport {
     // ok: copy so a caller reusing its buffer after a timeout cannot change what we later publish.
     const copy = data.slice();
     const fua = opts.fua;
+    this.#stats.bytes += copy.length;
     return this.#submit(splitWrite(offset, copy, fua), copy.length, async () => {
       await this.#pwrite(offset, copy);
       if (fua) await this.#fh.datasync();
@@ -502,6 +511,7 @@ export class CaptureDisk implements NbdExport {
     rec.state = 'sending';
     this.#sending++;
     let backoff = 50;
+    const started = performance.now();
     try {
       for (;;) {
         if (this.#aborted) return;
@@ -509,6 +519,7 @@ export class CaptureDisk implements NbdExport {
           const ack = await this.#js.publish(this.#subject, rec.payload, { msgID: rec.msgId, timeout: this.#publishTimeoutMs });
           rec.seq = ack.seq;
           rec.state = 'acked';
+          this.#onPublished?.((performance.now() - started) / 1000, rec.payload.length);
           if (ack.duplicate) this.#log.debug({ record: rec.index, seq: ack.seq }, 'publish retry was a duplicate of a stored record');
           break;
         } catch (err) {
@@ -542,6 +553,7 @@ export class CaptureDisk implements NbdExport {
       this.#records.shift();
       this.#confirmedSeq = rec.seq;
       this.#stats.confirmedRecords++;
+      this.#stats.publishedBytes += rec.payload.length;
       for (const e of rec.entries) {
         if (!e.req) continue;
         this.#pendingBytes -= e.req.bytes;

@@ -6,7 +6,9 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { pino, type Logger } from 'pino';
 import { applyTrace, AsyncAckPublisher, attachDisk, readLegacyTrace, serveBlockReads, type AttachedDisk, type BlockReadServer } from '@gammaray/capture';
 import { NbdServer } from '@gammaray/nbd';
+import { OpsServer } from '@gammaray/ops';
 import type { CaptureConfig } from './config.js';
+import { CaptureMetrics } from './metrics.js';
 import { DiskProvider } from './provider.js';
 
 /** A running capture instance. */
@@ -32,6 +34,17 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
   let traceDone: Promise<number> | undefined;
   let stopping: Promise<void> | undefined;
   let publisher: AsyncAckPublisher | undefined;
+  let started = false;
+  const metrics = new CaptureMetrics({
+    disks: () => new Map(attached.map((a) => [a.disk.name, a.disk.stats])),
+    connections: () => server?.connections ?? 0,
+  });
+  const ops = new OpsServer(metrics.registry, () => {
+    if (!nc || nc.isClosed()) return { ready: false, why: 'not connected to NATS' };
+    if (!started) return { ready: false, why: 'starting: attaching disks' };
+    const disks = attached.map((a) => ({ disk: a.disk.name, confirmedSeq: a.disk.stats.confirmedSeq }));
+    return { ready: true, detail: { disks, nats: nc.getServer() } };
+  });
 
   const service: CaptureService = {
     get address() {
@@ -43,6 +56,7 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
     },
     async start() {
       log.info({ nats: cfg.nats, disks: cfg.disks.map((d) => d.id), instanceId }, 'starting capture');
+      if (cfg.metrics) await ops.listen(cfg.metrics.host, cfg.metrics.port, log.child({ component: 'ops' }));
       // noAsyncTraces: nats.js otherwise builds two Error objects (stack captures) per publish, which cost more
       // CPU than the publish itself at thousands of records a second.
       nc = await connect({ servers: cfg.nats, name: instanceId, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
@@ -50,7 +64,8 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
       const provider = new DiskProvider();
       publisher = new AsyncAckPublisher(nc);
       for (const d of cfg.disks) {
-        const a = await attachDisk({ nc, jsm, instanceId, disk: d.id, image: d.image, stream: { replicas: cfg.replicas }, log, publisher });
+        const observe = metrics.publishSeconds.labels({ disk: d.id });
+        const a = await attachDisk({ nc, jsm, instanceId, disk: d.id, image: d.image, stream: { replicas: cfg.replicas }, log, publisher, onPublished: (seconds) => observe.observe(seconds) });
         attached.push(a);
         provider.add(a.disk);
         blockReads.push(serveBlockReads(nc, a.disk, { log }));
@@ -60,10 +75,12 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
         const input = cfg.trace === '-' ? process.stdin : createReadStream(cfg.trace);
         const disk = attached[0]!.disk; // ok: config allows --trace with exactly one disk
         traceDone = applyTrace(disk, readLegacyTrace(input));
+        started = true;
         return;
       }
       server = new NbdServer({ provider, logger: log.child({ component: 'nbd' }) });
       address = await server.listen(cfg.listen.host, cfg.listen.port);
+      started = true;
       log.info({ listen: address, exports: cfg.disks.map((d) => `nbd://${address!.host}:${address!.port}/${d.id}`) }, 'serving NBD'); // ok: just set
     },
     stop() {
@@ -75,6 +92,7 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
         for (const a of attached) await a.detach();
         publisher?.close();
         await nc?.drain();
+        await ops.stop();
         log.info('capture stopped');
       })();
       return stopping;

@@ -1,6 +1,4 @@
-import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { Logger } from 'pino';
 import type { DiskWorkerStats } from './disk-worker.js';
 
 /** Why this instance took a disk's lease. */
@@ -29,7 +27,6 @@ export class InferencerMetrics {
   readonly takeovers: Counter<'reason'>;
   readonly leasesLost: Counter;
   readonly handovers: Counter;
-  #server: Server | undefined;
 
   constructor(source: MetricsSource) {
     const registers = [this.registry];
@@ -82,37 +79,5 @@ export class InferencerMetrics {
         for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.appliedSeq);
       },
     });
-  }
-
-  /** Serves GET /metrics on host:port. */
-  async listen(host: string, port: number, log: Logger): Promise<void> {
-    const server = createServer((req, res) => {
-      if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-        res.writeHead(404).end();
-        return;
-      }
-      this.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
-        (err: unknown) => {
-          log.warn({ err }, 'metrics could not be collected');
-          res.writeHead(500).end();
-        },
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.#server = server;
-    log.info({ host, port }, 'serving Prometheus metrics at /metrics');
-  }
-
-  async stop(): Promise<void> {
-    const s = this.#server;
-    this.#server = undefined;
-    if (s) await new Promise<void>((r) => s.close(() => r()));
   }
 }

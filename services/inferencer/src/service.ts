@@ -15,6 +15,7 @@ import { ensureEventsStream } from './events-stream.js';
 import { KvView } from './kv-view.js';
 import { HeldLease, decodeLease, encodeLease, isCasFailure } from './leases.js';
 import { InferencerMetrics, TakeoverReason } from './metrics.js';
+import { OpsServer } from '@gammaray/ops';
 
 /** History kept per key of the disk registry (as capture creates it). */
 const REGISTRY_HISTORY = 5;
@@ -110,6 +111,12 @@ export function create(
 
   const ownedStats = (): Map<string, DiskWorkerStats> => new Map([...held].map(([d, o]) => [d, o.worker.stats]));
   const metrics = new InferencerMetrics({ ownedDisks: ownedStats, liveInstances: () => liveInstances().length });
+  const ops = new OpsServer(metrics.registry, () => {
+    if (!nc || nc.isClosed()) return { ready: false, why: 'not connected to NATS' };
+    if (!registryReady) return { ready: false, why: 'starting: reading the disk registry' };
+    const disks = [...ownedStats()].map(([disk, s]) => ({ disk, appliedSeq: s.appliedSeq, lagRecords: s.lagRecords }));
+    return { ready: true, detail: { liveInstances: liveInstances().length, disks } };
+  });
 
   const register = async (): Promise<void> => {
     const value: WorkerRegistration = { id: instanceId, startedAt, heartbeatAt: new Date().toISOString() };
@@ -284,7 +291,7 @@ export function create(
         { nats: cfg.nats, disks: cfg.disks ?? 'all', instanceId, inlineLimit: cfg.inlineLimit, checkpointIntervalMs: cfg.checkpointIntervalMs, leaseTtlMs: cfg.leaseTtlMs, heartbeatMs: cfg.heartbeatMs },
         'starting inferencer',
       );
-      if (cfg.metrics) await metrics.listen(cfg.metrics.host, cfg.metrics.port, log);
+      if (cfg.metrics) await ops.listen(cfg.metrics.host, cfg.metrics.port, log.child({ component: 'ops' }));
       const conn = await connect({ servers: cfg.nats.split(','), name: instanceId, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
       nc = conn;
       const jsm = await jetstreamManager(conn);
@@ -399,7 +406,7 @@ export function create(
         view.clear();
         await workersView?.stop();
         await leasesView?.stop();
-        await metrics.stop();
+        await ops.stop();
         await nc?.drain();
         log.info('inferencer stopped');
       })();
