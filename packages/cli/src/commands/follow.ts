@@ -1,0 +1,116 @@
+import type { WatchedEvent, WatchFrom } from '@gammaray/service-view';
+import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
+import { escapeControls, type Terminal } from '../output.js';
+
+/** Options of `gammaray follow`. */
+export interface FollowCliOptions {
+  readonly nats: string | undefined;
+  /** `--kinds k1,k2`. */
+  readonly kinds: string | undefined;
+  readonly json: boolean;
+  readonly fromStart: boolean;
+  readonly fromSeq: string | undefined;
+}
+
+type Event = WatchedEvent['event'];
+
+/**
+ * `gammaray follow DISK [GLOB]`: prints the disk's file-level events from stream GAMMARAY_EVENTS as they
+ * arrive, one line each (with --json one JSON object each), until SIGINT/SIGTERM (exit 0). Reads NATS
+ * directly with an ordered consumer: no view needed.
+ */
+export async function runFollow(term: Terminal, disk: string, glob: string | undefined, o: FollowCliOptions): Promise<ExitCode> {
+  if (o.fromStart && o.fromSeq !== undefined) throw new UserError('--from-start and --from-seq exclude each other: give one of them (or neither, for new events only)');
+  let from: WatchFrom = { at: 'now' };
+  if (o.fromStart) from = { at: 'first' };
+  if (o.fromSeq !== undefined) {
+    const n = /^\d{1,15}$/.test(o.fromSeq) ? Number(o.fromSeq) : NaN;
+    if (!(n >= 1)) throw new UserError(`--from-seq must be a stream sequence (1, 2, ...), got ${JSON.stringify(o.fromSeq)}`);
+    from = { at: 'seq', seq: n };
+  }
+  const kinds = o.kinds === undefined ? [] : o.kinds.split(',').map((k) => k.trim()).filter((k) => k !== '');
+  if (o.kinds !== undefined && kinds.length === 0) throw new UserError('--kinds needs at least one kind, e.g. --kinds create,delete,rename');
+  const nats = o.nats ?? process.env['GAMMARAY_NATS'] ?? 'nats://127.0.0.1:4222';
+
+  // Loaded on demand: the offline commands never pay for NATS.
+  const view = await import('@gammaray/service-view');
+  let follow;
+  try {
+    follow = await view.openFollow({
+      nats,
+      disk,
+      glob,
+      kinds,
+      from,
+      onUndecodable: (seq, subject, err) => term.warn(`${subject} #${seq}`, `not an event, skipped: ${(err as Error).message}`),
+    });
+  } catch (err) {
+    if (err instanceof view.ReplicaError) {
+      if (err.code === view.ReplicaErrorCode.InvalidArgument || err.code === view.ReplicaErrorCode.NotFound) throw new UserError(err.message);
+      throw new RuntimeFailure(err.message, { cause: err });
+    }
+    if (err instanceof view.NatsUnreachableError) throw new RuntimeFailure(err.message, { cause: err });
+    throw err;
+  }
+  const onSignal = (): void => void follow.close();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const show = term.stdoutIsTty ? escapeControls : (s: string) => s;
+  try {
+    for await (const w of follow.watch) {
+      const line = o.json ? JSON.stringify(eventJson(w)) : textLine(w, show);
+      void term.out.text(`${line}\n`);
+      await term.out.flush();
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await follow.close();
+  }
+  await term.out.flush();
+  return ExitCode.ok;
+}
+
+/** One JSON object per event: the event's fields, `streamSeq` (its GAMMARAY_EVENTS sequence), `ts` as ISO 8601, bytes as base64. */
+export function eventJson(w: WatchedEvent): Record<string, unknown> {
+  const e = w.event;
+  const out: Record<string, unknown> = { streamSeq: w.seq, ...e, ts: e.ts.toISOString() };
+  if (e.data) out['data'] = Buffer.from(e.data.buffer, e.data.byteOffset, e.data.length).toString('base64');
+  return out;
+}
+
+/** `SEQ TS KIND PATH DETAILS`: e.g. `42 2024-05-01T12:00:00.000Z rename /a -> /b`. */
+export function textLine(w: WatchedEvent, show: (s: string) => string): string {
+  const e = w.event;
+  const head = `${w.seq} ${e.ts.toISOString()} ${e.kind}`;
+  const path = show(e.path);
+  const details = detailsOf(e, show);
+  return [head, path, details].filter((s) => s !== '').join(' ');
+}
+
+function detailsOf(e: Event, show: (s: string) => string): string {
+  switch (e.kind) {
+    case 'create':
+      return e.type === 'symlink' && e.target !== undefined ? `${e.type} -> ${show(e.target)}` : e.type;
+    case 'delete':
+    case 'unlink':
+    case 'link':
+      return e.type;
+    case 'rename':
+      return `<- ${show(e.from ?? '')}`;
+    case 'write':
+      return `${e.offset ?? 0}+${e.length ?? 0}${e.dataOmitted ? ' (data omitted)' : ''}`;
+    case 'truncate':
+      return `${e.oldSize ?? 0} -> ${e.size ?? 0}`;
+    case 'attr':
+      return Object.keys(e.changes ?? {}).join(',');
+    case 'snapshot':
+      return `files=${e.files ?? 0} dirs=${e.dirs ?? 0}`;
+    case 'corrupt':
+      return `${e.corruptKind ?? ''}${e.block !== undefined ? ` block ${e.block}` : ''}: ${show(e.message ?? '')}`;
+    case 'resync':
+      return show(e.reason ?? '');
+    default:
+      return '';
+  }
+}

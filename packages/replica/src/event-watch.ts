@@ -1,0 +1,132 @@
+/**
+ * A disk's file-level events as the inferencer published them (stream GAMMARAY_EVENTS), read with an ordered
+ * consumer and filtered by kinds and a path glob: what `gammaray follow` prints and the view's Watch streams.
+ */
+import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { EventKind, decodeEvent, type FsEvent } from '@gammaray/inferencer';
+import { STREAM_EVENTS, diskEventsFilter, eventsSubject, isDiskId } from '@gammaray/wire';
+import { ReplicaError, ReplicaErrorCode } from './errors.js';
+import { compileGlob, type PathMatcher } from './glob.js';
+
+/** Where a watch starts in GAMMARAY_EVENTS. */
+export type WatchFrom =
+  /** Events published from now on (after the stream's last sequence when the watch opens). */
+  | { readonly at: 'now' }
+  /** The first event the stream still holds. */
+  | { readonly at: 'first' }
+  /** The first event at or after this stream sequence (a resume passes the last one received + 1). */
+  | { readonly at: 'seq'; readonly seq: number };
+
+/** Options of {@link EventWatch.open}. */
+export interface EventWatchOptions {
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly disk: string;
+  /** Path glob ({@link compileGlob}); empty or absent: every path. */
+  readonly glob?: string;
+  /** Kinds to deliver; empty or absent: all. */
+  readonly kinds?: readonly string[];
+  /** Default: now. */
+  readonly from?: WatchFrom;
+  /** Called for a message of the stream that is not a valid event (it is skipped). */
+  readonly onUndecodable?: (seq: number, subject: string, err: unknown) => void;
+}
+
+/** One event and where it is in the stream. */
+export interface WatchedEvent {
+  /** Sequence of the message in GAMMARAY_EVENTS (resume with seq + 1). */
+  readonly seq: number;
+  readonly subject: string;
+  readonly event: FsEvent;
+}
+
+const KINDS: ReadonlySet<string> = new Set(Object.values(EventKind));
+
+/**
+ * An open watch: iterate it once; {@link stop} ends the iteration. Messages are delivered in stream order and
+ * the filters are pure functions of each message, so a watch resumed at `seq + 1` of the last event it delivered
+ * delivers every later matching event exactly once. The ordered consumer recreates itself after reconnects and
+ * missed heartbeats from the last sequence it delivered.
+ */
+export class EventWatch implements AsyncIterable<WatchedEvent> {
+  readonly #messages: ConsumerMessages;
+  readonly #match: (e: FsEvent) => boolean;
+  readonly #kinds: ReadonlySet<string> | undefined;
+  readonly #onUndecodable: EventWatchOptions['onUndecodable'];
+  #iterated = false;
+
+  private constructor(messages: ConsumerMessages, match: (e: FsEvent) => boolean, kinds: ReadonlySet<string> | undefined, onUndecodable: EventWatchOptions['onUndecodable']) {
+    this.#messages = messages;
+    this.#match = match;
+    this.#kinds = kinds;
+    this.#onUndecodable = onUndecodable;
+  }
+
+  /**
+   * Validates the request and opens the consumer. Throws ReplicaError: InvalidArgument (disk id, kinds, glob,
+   * sequence), NotReady (no events stream yet: no inferencer ever ran), Unavailable (NATS did not answer).
+   */
+  static async open(o: EventWatchOptions): Promise<EventWatch> {
+    if (!isDiskId(o.disk)) throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `${JSON.stringify(o.disk)} is not a disk id (lowercase letters, digits, - and _, at most 64)`);
+    const kinds = [...new Set(o.kinds ?? [])];
+    for (const k of kinds) {
+      if (!KINDS.has(k)) throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `${JSON.stringify(k)} is not an event kind; use some of: ${[...KINDS].join(', ')}`);
+    }
+    const pathOk: PathMatcher = compileGlob(o.glob ?? '');
+    const byGlob = !!o.glob;
+    const match = (e: FsEvent): boolean => !byGlob || e.path === '' || pathOk(e.path) || (e.from !== undefined && pathOk(e.from));
+    const from = o.from ?? { at: 'now' };
+    if (from.at === 'seq' && (!Number.isSafeInteger(from.seq) || from.seq < 0)) {
+      throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `start sequence ${from.seq} is not a non-negative integer`);
+    }
+    let lastSeq: number;
+    try {
+      lastSeq = (await o.jsm.streams.info(STREAM_EVENTS)).state.last_seq;
+    } catch (err) {
+      throw streamError(err);
+    }
+    // "now" is a start sequence rather than DeliverPolicy.New: an ordered consumer that has delivered nothing
+    // yet recreates itself from its cursor, which for New would be the stream's start.
+    const startSeq = from.at === 'now' ? lastSeq + 1 : from.at === 'seq' ? Math.max(1, from.seq) : 1;
+    // One kind: the server filters by subject. Several: by the disk's subjects, the rest here (nats-server 2.9
+    // takes one filter per consumer).
+    const filter = kinds.length === 1 ? eventsSubject(o.disk, kinds[0]!) : diskEventsFilter(o.disk); // ok: length 1
+    let messages: ConsumerMessages;
+    try {
+      const consumer = await o.js.consumers.get(STREAM_EVENTS, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq });
+      messages = await consumer.consume({ max_messages: 256 });
+    } catch (err) {
+      throw streamError(err);
+    }
+    return new EventWatch(messages, match, kinds.length > 1 ? new Set(kinds) : undefined, o.onUndecodable);
+  }
+
+  /** Ends the iteration (the consumer is ephemeral and goes away with it). */
+  stop(): void {
+    this.#messages.stop();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<WatchedEvent> {
+    if (this.#iterated) throw new Error('an EventWatch is iterated once');
+    this.#iterated = true;
+    for await (const m of this.#messages) {
+      if (this.#kinds && !this.#kinds.has(m.subject.slice(m.subject.lastIndexOf('.') + 1))) continue;
+      let event: FsEvent;
+      try {
+        event = decodeEvent(m.data);
+      } catch (err) {
+        this.#onUndecodable?.(m.seq, m.subject, err);
+        continue;
+      }
+      if (this.#match(event)) yield { seq: m.seq, subject: m.subject, event };
+    }
+  }
+}
+
+function streamError(err: unknown): ReplicaError {
+  const msg = (err as Error)?.message ?? String(err);
+  if (/stream not found/i.test(msg)) {
+    return new ReplicaError(ReplicaErrorCode.NotReady, `stream ${STREAM_EVENTS} does not exist yet: no gammaray inferencer has run against this NATS; start one`, { cause: err });
+  }
+  return new ReplicaError(ReplicaErrorCode.Unavailable, `NATS did not answer for stream ${STREAM_EVENTS}: ${msg}`, { cause: err });
+}

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { ReplicaError } from '../src/errors.js';
+import { compileGlob } from '../src/glob.js';
+
+const matches = (glob: string, paths: string[]): string[] => paths.filter(compileGlob(glob));
+const PATHS = ['/', '/a', '/a/b', '/a/b/c.txt', '/a/x.txt', '/x.txt', '/a.b/c', '/etc/passwd', '/etc/ssh/sshd_config', '/.hidden', '/a/.b.txt'];
+
+describe('compileGlob', () => {
+  it('matches every path with the empty glob', () => {
+    expect(matches('', PATHS)).toEqual(PATHS);
+  });
+  it('keeps * and ? within one name', () => {
+    expect(matches('/*', PATHS)).toEqual(['/', '/a', '/x.txt', '/a.b', '/etc', '/.hidden'].filter((p) => PATHS.includes(p)));
+    expect(matches('/a/?', PATHS)).toEqual(['/a/b']);
+    expect(matches('/*.txt', PATHS)).toEqual(['/x.txt']);
+  });
+  it('lets /**/ span any number of components, and /** everything below', () => {
+    expect(matches('/a/**', PATHS)).toEqual(['/a/b', '/a/b/c.txt', '/a/x.txt', '/a/.b.txt']);
+    expect(matches('/**/*.txt', PATHS)).toEqual(['/a/b/c.txt', '/a/x.txt', '/x.txt', '/a/.b.txt']);
+    expect(matches('/a/**/c.txt', PATHS)).toEqual(['/a/b/c.txt']);
+    expect(matches('/etc/**/sshd_config', PATHS)).toEqual(['/etc/ssh/sshd_config']);
+  });
+  it('matches a relative glob at any depth', () => {
+    expect(matches('*.txt', PATHS)).toEqual(['/a/b/c.txt', '/a/x.txt', '/x.txt', '/a/.b.txt']);
+    expect(matches('ssh/*', PATHS)).toEqual(['/etc/ssh/sshd_config']);
+  });
+  it('supports classes, negated classes and alternatives', () => {
+    expect(matches('/[ae]*', PATHS)).toEqual(['/a']);
+    expect(matches('/[a-f]*/*', PATHS)).toEqual(['/a/b', '/a/x.txt', '/a.b/c', '/etc/passwd', '/a/.b.txt']);
+    expect(matches('/[!ae]*', PATHS)).toEqual(['/x.txt', '/.hidden']);
+    expect(matches('/{etc,a}/*', PATHS)).toEqual(['/a/b', '/a/x.txt', '/etc/passwd', '/a/.b.txt']);
+    expect(matches('/a/{b/*.txt,x.*}', PATHS)).toEqual(['/a/b/c.txt', '/a/x.txt']);
+  });
+  it('takes regex syntax and escaped glob characters literally', () => {
+    expect(compileGlob('/a.b/c')('/aXb/c')).toBe(false);
+    expect(compileGlob('/(x)|y+')('/(x)|y+')).toBe(true);
+    expect(compileGlob('/\\*')('/*')).toBe(true);
+    expect(compileGlob('/\\*')('/a')).toBe(false);
+    expect(compileGlob('/caf\\\\xff')('/caf\\xff')).toBe(true);
+    expect(compileGlob('/[\\]]')('/]')).toBe(true);
+  });
+  it('never lets a class match "/"', () => {
+    expect(compileGlob('/a[/]b')('/a/b')).toBe(false);
+    expect(compileGlob('/a[!x]b')('/a/b')).toBe(false);
+  });
+  it('rejects unclosed classes and braces and a trailing backslash as InvalidArgument', () => {
+    for (const g of ['/[ab', '/{a,b', '/a\\', '/{{{{{{{{{a}}}}}}}}}']) {
+      expect(() => compileGlob(g), g).toThrow(ReplicaError);
+      try {
+        compileGlob(g);
+      } catch (err) {
+        expect((err as ReplicaError).code).toBe('InvalidArgument');
+      }
+    }
+  });
+});

@@ -1,0 +1,150 @@
+/**
+ * `gammaray view` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one object.
+ * Every problem names the setting and says what to do (CLI.md).
+ */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { isDiskId } from '@gammaray/wire';
+
+/** A setting was missing or malformed; the message names it. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** A host and port to listen on. */
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** TLS material, read at start-up. */
+export interface TlsConfig {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /** CA bundle clients' certificates must chain to; when set, clients must present one. */
+  readonly clientCa: Buffer | undefined;
+}
+
+/** The validated configuration of a view instance. */
+export interface ViewConfig {
+  /** One NATS URL, or several separated by commas (members of one cluster). */
+  readonly nats: string;
+  /** gRPC listen address (port 0: any free port, logged). */
+  readonly grpc: ListenAddress;
+  /** FUSE mount point (absolute), or undefined for no mount. */
+  readonly mount: string | undefined;
+  /** Let other users than the one running the view read the mount (FUSE allow_other). */
+  readonly allowOther: boolean;
+  /** Prometheus/health HTTP address, or undefined. */
+  readonly metrics: ListenAddress | undefined;
+  readonly tls: TlsConfig | undefined;
+  /** Bearer token every gRPC call must carry (except health checks and reflection), or undefined for none. */
+  readonly token: string | undefined;
+  /** Replicas of the KV bucket and object store when this process is the first to create them. */
+  readonly replicas: number;
+  /** Only these disks; undefined: every disk of the registry. */
+  readonly disks: readonly string[] | undefined;
+}
+
+/** Raw option values as commander (or a test) hands them over. */
+export interface ViewFlags {
+  readonly nats?: string;
+  readonly grpc?: string;
+  readonly mount?: string;
+  readonly allowOther?: boolean;
+  readonly metrics?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsClientCa?: string;
+  readonly token?: string;
+  readonly replicas?: string;
+  readonly disk?: readonly string[];
+}
+
+export const DEFAULT_NATS = 'nats://127.0.0.1:4222';
+export const DEFAULT_GRPC = '127.0.0.1:50051';
+/** Shortest bearer token accepted: a guessable token is worse than none, because it looks like protection. */
+export const MIN_TOKEN_CHARS = 16;
+
+/** Parses `HOST:PORT` (IPv6 as `[::1]:50051`); `what` names the setting in errors. */
+export function parseHostPort(value: string, what: string): ListenAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) {
+    throw new ConfigError(`${what} must be HOST:PORT (e.g. 127.0.0.1:50051), got ${JSON.stringify(value)}`);
+  }
+  return { host: (m[1] ?? m[2])!, port }; // ok: one of the two alternatives matched
+}
+
+/** Whether `host` is a loopback address (where plaintext without a token is acceptable). */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    const b = readFileSync(path);
+    if (!/-----BEGIN [A-Z0-9 ]+-----/.test(b.toString('latin1'))) throw new Error('no PEM block in it');
+    return b;
+  } catch (err) {
+    throw new ConfigError(`${what} must name a readable PEM file, ${JSON.stringify(path)} is not: ${(err as Error).message}`);
+  }
+}
+
+/** Builds the configuration from flags and the environment; flags win. Reads the TLS files. */
+export function readConfig(flags: ViewFlags, env: NodeJS.ProcessEnv = process.env): ViewConfig {
+  const nats = flags.nats ?? env.GAMMARAY_NATS ?? DEFAULT_NATS;
+  if (nats.split(',').some((u) => !/^(nats|tls|ws|wss):\/\//.test(u) && !/^[^:/]+:\d+$/.test(u))) {
+    throw new ConfigError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222, got ${JSON.stringify(nats)}`);
+  }
+  const grpc = parseHostPort(flags.grpc ?? env.GAMMARAY_GRPC ?? DEFAULT_GRPC, '--grpc (GAMMARAY_GRPC)');
+  const metricsText = flags.metrics ?? env.GAMMARAY_METRICS;
+  const metrics = metricsText ? parseHostPort(metricsText, '--metrics (GAMMARAY_METRICS)') : undefined;
+
+  const mountText = flags.mount ?? env.GAMMARAY_MOUNT;
+  let mount: string | undefined;
+  if (mountText !== undefined && mountText !== '') {
+    if (mountText.includes('\0')) throw new ConfigError('--mount (GAMMARAY_MOUNT) must be a directory path');
+    mount = isAbsolute(mountText) ? mountText : resolve(mountText);
+  }
+  const allowOther = flags.allowOther ?? truthy(env.GAMMARAY_ALLOW_OTHER);
+  if (allowOther && !mount) throw new ConfigError('--allow-other (GAMMARAY_ALLOW_OTHER) only applies with --mount DIR; add --mount or drop it');
+
+  const certPath = flags.tlsCert ?? env.GAMMARAY_TLS_CERT;
+  const keyPath = flags.tlsKey ?? env.GAMMARAY_TLS_KEY;
+  const caPath = flags.tlsClientCa ?? env.GAMMARAY_TLS_CLIENT_CA;
+  let tls: TlsConfig | undefined;
+  if (certPath || keyPath) {
+    if (!certPath || !keyPath) throw new ConfigError('--tls-cert (GAMMARAY_TLS_CERT) and --tls-key (GAMMARAY_TLS_KEY) go together: give both PEM files, or neither for plaintext');
+    tls = { cert: readPem(certPath, '--tls-cert (GAMMARAY_TLS_CERT)'), key: readPem(keyPath, '--tls-key (GAMMARAY_TLS_KEY)'), clientCa: caPath ? readPem(caPath, '--tls-client-ca (GAMMARAY_TLS_CLIENT_CA)') : undefined };
+  } else if (caPath) {
+    throw new ConfigError('--tls-client-ca (GAMMARAY_TLS_CLIENT_CA) needs --tls-cert and --tls-key: client certificates are checked only over TLS');
+  }
+
+  const tokenText = flags.token ?? env.GAMMARAY_TOKEN;
+  let token: string | undefined;
+  if (tokenText !== undefined && tokenText !== '') {
+    if (!/^[\x21-\x7e]+$/.test(tokenText)) throw new ConfigError('--token (GAMMARAY_TOKEN) must be printable ASCII without spaces (e.g. the output of: openssl rand -hex 32)');
+    if (tokenText.length < MIN_TOKEN_CHARS) throw new ConfigError(`--token (GAMMARAY_TOKEN) must be at least ${MIN_TOKEN_CHARS} characters (e.g. the output of: openssl rand -hex 32)`);
+    token = tokenText;
+  }
+
+  const replicasText = flags.replicas ?? env.GAMMARAY_REPLICAS ?? '1';
+  const replicas = /^\d+$/.test(replicasText) ? Number(replicasText) : NaN;
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
+    throw new ConfigError(`--replicas (GAMMARAY_REPLICAS) must be 1 to 5 (1 on one machine, 3 in a cluster), got ${JSON.stringify(replicasText)}`);
+  }
+
+  const diskList = flags.disk && flags.disk.length > 0 ? flags.disk : (env.GAMMARAY_DISK ?? '').split(',').filter((s) => s !== '');
+  let disks: string[] | undefined;
+  if (diskList.length > 0) {
+    disks = [];
+    for (const id of diskList) {
+      if (!isDiskId(id)) throw new ConfigError(`--disk (GAMMARAY_DISK) must be a disk id of 1-64 characters from a-z 0-9 _ - (e.g. --disk vm1), got ${JSON.stringify(id)}`);
+      if (!disks.includes(id)) disks.push(id);
+    }
+  }
+  return Object.freeze({ nats, grpc, mount, allowOther, metrics, tls, token, replicas, disks: disks ? Object.freeze(disks) : undefined });
+}
