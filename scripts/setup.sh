@@ -16,6 +16,9 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# kubectl: test/deploy builds the Kubernetes overlays with `kubectl kustomize`. Debian's kubernetes-client only
+# when no kubectl is installed at all (another package's kubectl owns the same path and is left alone).
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup: missing apt packages: ${missing[*]}; run this script as root or install them with apt-get" >&2
