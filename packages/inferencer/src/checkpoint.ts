@@ -1,21 +1,26 @@
 /**
  * Checkpoint bytes: an inferencer's whole state as a sequence of BSON documents (each carries its own length,
  * so the sequence needs no other framing). State is chunked so no document nears BSON's 16 MiB limit however
- * many nodes, directory entries, held journal blocks or pending data blocks there are.
+ * many nodes, directory entries, held blocks or pending data blocks there are. Held blocks (mostly inode
+ * tables and directories, much of them zeros) are stored deflated, a chunk of blocks per document.
  */
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { copyBytes } from './bytes.js';
 import { BSON } from 'bson';
 import type { FileType } from '@gammaray/ext4';
 import type { InferencerState } from './inferencer.js';
+import type { JournalState } from './journal.js';
 import { CHECKPOINT_ENTRIES_PER_CHUNK, CHECKPOINT_NODES_PER_CHUNK } from './limits.js';
 import type { MappedRun } from './data-index.js';
 import { makeNode, type FsNode } from './node.js';
 
 /** Extents per checkpoint document (24 bytes each as float64 triples). */
 const RUNS_PER_CHUNK = 100_000;
+/** Bytes of held blocks per checkpoint document, before deflating. */
+const BLOCK_BYTES_PER_CHUNK = 4 * 1024 * 1024;
 
-/** Version of the checkpoint format. */
-export const CHECKPOINT_VERSION = 1;
+/** Version of the checkpoint format (2: every held block, not only journal images). */
+export const CHECKPOINT_VERSION = 2;
 
 /** The checkpoint could not be read (damaged or from another version): re-crawl instead. */
 export class CheckpointError extends Error {
@@ -73,7 +78,27 @@ function nodeOf(d: Doc, entries: Map<string, number> | undefined, runs: MappedRu
 export function encodeCheckpoint(s: InferencerState): Uint8Array {
   const docs: Uint8Array[] = [];
   const push = (d: Doc) => docs.push(BSON.serialize(d));
-  push({ v: CHECKPOINT_VERSION, k: 'head', disk: s.disk, appliedSeq: s.appliedSeq, dirty: s.dirty, journal: s.journal ? { next: s.journal.next, expected: s.journal.expected, starts: s.journal.starts } : null, idxSeq: s.idxSeq, idx: s.idx });
+  push({
+    v: CHECKPOINT_VERSION,
+    k: 'head',
+    disk: s.disk,
+    appliedSeq: s.appliedSeq,
+    blockSize: s.blockSize,
+    dirty: s.dirty,
+    journal: s.journal ? { sb: s.journal.sb, next: s.journal.next, expected: s.journal.expected, starts: s.journal.starts } : null,
+    itables: floats(s.itables.flat()),
+    geometryDirty: s.geometryDirty,
+    idxSeq: s.idxSeq,
+    idx: s.idx,
+  });
+  const bs = s.blockSize;
+  const perChunk = Math.max(1, Math.floor(BLOCK_BYTES_PER_CHUNK / bs));
+  for (let i = 0; i < s.blocks.length; i += perChunk) {
+    const part = s.blocks.slice(i, i + perChunk);
+    const raw = Buffer.alloc(part.length * bs);
+    part.forEach(([, data], k) => raw.set(data.subarray(0, bs), k * bs));
+    push({ k: 'blocks', b: floats(part.map((x) => x[0])), s: floats(part.map((x) => x[2])), j: new Uint8Array(part.map((x) => (x[3] ? 1 : 0))), z: deflateRawSync(raw, { level: 1 }) });
+  }
   const links = new Map(s.links);
   for (let i = 0; i < s.nodes.length; i += CHECKPOINT_NODES_PER_CHUNK) {
     const part = s.nodes.slice(i, i + CHECKPOINT_NODES_PER_CHUNK);
@@ -100,13 +125,16 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
   const chunked = (k: string, items: unknown[], per: number) => {
     for (let i = 0; i < items.length; i += per) push({ k, items: items.slice(i, i + per) });
   };
-  chunked('held', s.journalHeld, 1024);
   chunked('pending', s.pending, 1024);
   chunked('omitted', s.omitted, 65536);
   chunked('open', s.journal?.open ?? [], 1024);
   chunked('tails', s.tails, 1024);
   chunked('recent', s.recent, 1024);
   chunked('retries', s.retries, 65536);
+  chunked('heldTails', s.heldTails, 65536);
+  chunked('remapped', s.remapped, 65536);
+  chunked('watched', s.watched, 65536);
+  chunked('namedBy', s.namedBy, 65536);
   push({ k: 'end' });
   return Buffer.concat(docs);
 }
@@ -119,13 +147,17 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   const nodes: Doc[] = [];
   const entries = new Map<number, Map<string, number>>();
   const runs = new Map<number, MappedRun[]>();
-  const held: [number, Uint8Array, number][] = [];
+  const blocks: [number, Uint8Array, number, boolean][] = [];
   const pending: [number, Uint8Array, number, Date, number][] = [];
   const omitted: [number, number, Date][] = [];
   const open: [number, Uint8Array][] = [];
   const tails: [number, number, number, Uint8Array, Uint8Array | null][] = [];
   const recent: [number, Uint8Array][] = [];
   const retries: [number, number][] = [];
+  const heldTails: number[] = [];
+  const remapped: number[] = [];
+  const watched: [number, number][] = [];
+  const namedBy: [number, number][] = [];
   let ended = false;
   while (off < buf.length) {
     if (off + 5 > buf.length) throw new CheckpointError('checkpoint ends inside a document header');
@@ -165,9 +197,23 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
         for (let k = 0; k < flat.length; k += 3) list.push({ ino, logical: flat[k]!, physical: flat[k + 1]!, length: flat[k + 2]! }); // ok: whole triples
         break;
       }
-      case 'held':
-        for (const [b, data, seq] of d.items as [number, Buffer, number][]) held.push([b, new Uint8Array(data), seq]);
+      case 'blocks': {
+        const bs = head?.blockSize as number | undefined;
+        if (bs === undefined) throw new CheckpointError('checkpoint holds blocks before its head');
+        const nums = floatsOf(d.b, 'block numbers');
+        const seqs = floatsOf(d.s, 'block sequences');
+        const flags = d.j as Buffer;
+        if (seqs.length !== nums.length || flags.length !== nums.length) throw new CheckpointError('checkpoint block chunk has lists of different lengths');
+        let raw: Buffer;
+        try {
+          raw = inflateRawSync(d.z as Buffer, { maxOutputLength: Math.max(1, nums.length * bs) });
+        } catch (cause) {
+          throw new CheckpointError(`checkpoint block chunk does not inflate: ${(cause as Error).message}`);
+        }
+        if (raw.length !== nums.length * bs) throw new CheckpointError(`checkpoint block chunk holds ${raw.length} bytes for ${nums.length} blocks`);
+        for (let i = 0; i < nums.length; i++) blocks.push([nums[i]!, copyBytes(raw.subarray(i * bs, (i + 1) * bs)), seqs[i]!, flags[i] === 1]); // ok: same lengths
         break;
+      }
       case 'pending':
         for (const [b, data, seq, ts, commits] of d.items as [number, Buffer, number, Date, number][]) pending.push([b, new Uint8Array(data), seq, ts, commits]);
         break;
@@ -188,6 +234,18 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
       case 'retries':
         retries.push(...(d.items as [number, number][]));
         break;
+      case 'heldTails':
+        heldTails.push(...(d.items as number[]));
+        break;
+      case 'remapped':
+        remapped.push(...(d.items as number[]));
+        break;
+      case 'watched':
+        watched.push(...(d.items as [number, number][]));
+        break;
+      case 'namedBy':
+        namedBy.push(...(d.items as [number, number][]));
+        break;
       case 'end':
         ended = true;
         break;
@@ -196,21 +254,49 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     }
   }
   if (!head || !ended) throw new CheckpointError('checkpoint is incomplete (no head or no end document)');
-  const j = head.journal as { next: number; expected: number; starts: [number, number][] } | null;
+  const bs = head.blockSize as number;
+  if (!Number.isInteger(bs) || bs < 1024 || bs > 65536 || (bs & (bs - 1)) !== 0) throw new CheckpointError(`checkpoint block size ${String(bs)}`);
+  const j = head.journal as { sb: unknown; next: number; expected: number; starts: [number, number][] } | null;
+  let journal: JournalState | undefined;
+  if (j) {
+    if (!(j.sb instanceof Uint8Array)) throw new CheckpointError('checkpoint journal state has no superblock');
+    journal = { sb: copyBytes(j.sb), next: j.next, expected: j.expected, starts: j.starts, open };
+  }
+  const it = floatsOf(head.itables, 'inode-table runs');
+  if (it.length % 3 !== 0) throw new CheckpointError('checkpoint inode-table runs are not whole triples');
+  const itables: [number, number, number][] = [];
+  for (let k = 0; k < it.length; k += 3) itables.push([it[k]!, it[k + 1]!, it[k + 2]!]); // ok: whole triples
   return {
     disk: head.disk as string,
     appliedSeq: head.appliedSeq as number,
+    blockSize: bs,
     nodes: nodes.map((d) => nodeOf(d, d.t === 'dir' ? (entries.get(d.i as number) ?? new Map()) : undefined, runs.get(d.i as number))),
     links: nodes.map((d) => [d.i as number, d.l as [number, string][]]),
-    journalHeld: held,
+    blocks,
+    itables,
+    geometryDirty: head.geometryDirty === true,
+    watched,
+    remapped,
     pending,
     omitted,
     dirty: head.dirty as number[],
     tails,
+    heldTails,
     recent,
     retries,
-    journal: j ? { next: j.next, expected: j.expected, starts: j.starts, open } : undefined,
+    namedBy,
+    journal,
     idxSeq: head.idxSeq as number,
     idx: head.idx as number,
   };
+}
+
+/** Numbers as the bytes of a float64 array (a BSON binary: compact, and whole integers up to 2^53 survive). */
+function floats(xs: readonly number[]): Uint8Array {
+  return new Uint8Array(Float64Array.from(xs).buffer);
+}
+
+function floatsOf(v: unknown, what: string): Float64Array {
+  if (!(v instanceof Uint8Array) || v.length % 8 !== 0) throw new CheckpointError(`checkpoint ${what} are not float64s`);
+  return new Float64Array(copyBytes(v).buffer);
 }

@@ -19,7 +19,6 @@ import {
   InodeFlags,
   JOURNAL_INO,
   ROOT_INO,
-  decodeJournalSuperblock,
   decodeName,
   inodeInUse,
   type Ext4Inode,
@@ -30,7 +29,7 @@ import type { WriteRecord } from '@gammaray/wire';
 import { decodeCheckpoint, encodeCheckpoint } from './checkpoint.js';
 import { DataIndex, type MappedRun } from './data-index.js';
 import { EVENT_VERSION, EventKind, type AttrChange, type FsEvent, type FsStat } from './events.js';
-import { JournalFollower, type CommittedTx } from './journal.js';
+import { JournalFollower, type CommittedTx, type JournalState } from './journal.js';
 import {
   DEFAULT_INLINE_LIMIT,
   DEFAULT_PENDING_BYTES,
@@ -192,7 +191,7 @@ export class DiskInferencer {
     const map = await this.volume.blockMap(jinode);
     const first = map[0];
     if (!first) return [];
-    const jsb = decodeJournalSuperblock(await this.store.read(first.physical * sb.blockSize, sb.blockSize));
+    const jsb = await this.store.read(first.physical * sb.blockSize, sb.blockSize);
     this.journal = new JournalFollower(jsb, map, async (j) => {
       const p = this.journal?.physicalOf(j);
       if (p === undefined) throw new CorruptError('JournalBlock', `journal block ${j} is not mapped`, {});
@@ -1079,16 +1078,32 @@ export class DiskInferencer {
     return DiskInferencer.importState(decodeCheckpoint(checkpoint), fetcher, opts);
   }
 
-  /** Everything needed to resume at the applied sequence (see checkpoint.ts). */
+  /**
+   * Everything needed to resume at the applied sequence exactly as this engine would (see checkpoint.ts). That
+   * includes every block the store holds, as of the applied sequence: a restored engine reads the capture only
+   * for blocks this one never held, because the capture answers with the image as it is now, which may already
+   * include writes the restored engine has yet to apply (and metadata read ahead of the records would mix
+   * future directory entries, inodes and extents into the events of past consistency points).
+   */
   exportState(): InferencerState {
-    const held: [number, Uint8Array, number][] = [];
-    for (const [b, s] of this.store.blocks) if (s.journal) held.push([b, s.data, s.seq]);
+    const blocks: [number, Uint8Array, number, boolean][] = [];
+    for (const [b, s] of this.store.blocks) blocks.push([b, s.data, s.seq, s.journal]);
+    // Blocks watched for inodes whose derivation failed (not part of any node's owned blocks).
+    const watched: [number, number][] = [];
+    for (const [b, inos] of this.owners) {
+      for (const ino of inos) if (!ownsBlock(this.nodes.get(ino), b)) watched.push([b, ino]);
+    }
     return {
       disk: this.disk,
       appliedSeq: this.applied,
+      blockSize: this.store.blockSize,
       nodes: [...this.nodes.values()],
       links: [...this.links].map(([ino, l]) => [ino, l.map((x) => [x.dir, x.name] as [number, string])]),
-      journalHeld: held,
+      blocks,
+      itables: this.itables,
+      geometryDirty: this.geometryDirty,
+      watched,
+      remapped: [...this.remapped],
       pending: [...this.pending].map(([b, p]) => [b, p.data, p.seq, p.ts, p.commits]),
       omitted: [...this.omitted].map(([b, o]) => [b, o.seq, o.ts]),
       dirty: [...this.dirty],
@@ -1096,23 +1111,34 @@ export class DiskInferencer {
         materialize(t, this.store.blockSize);
         return [ino, t.logical, t.block, t.data, t.reported ?? null];
       }),
+      heldTails: [...this.heldTails],
       recent: [...this.recent],
       retries: [...this.retries],
+      namedBy: [...this.namedBy],
       journal: this.journal?.state(),
       idxSeq: this.idxSeq,
       idx: this.idx,
     };
   }
 
-  /** Rebuilds an inferencer from {@link exportState}'s value, reading the rest through `fetcher`. */
+  /**
+   * Rebuilds an inferencer from {@link exportState}'s value. The fetcher is read only for blocks the state does
+   * not hold (blocks the engine never read); a stream write to a block it holds applies when newer than the block.
+   */
   static async importState(state: InferencerState, fetcher: BlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
-    const { inf } = await DiskInferencer.openStore(fetcher, opts, state.appliedSeq);
-    for (const [b, data, seq] of state.journalHeld) inf.store.blocks.set(b, { data, seq, journal: true });
-    if (state.journalHeld.length > 0) inf.volume = await Ext4Volume.open(inf.store);
+    const store = new BlockStore(fetcher, state.blockSize);
+    for (const [b, data, seq, journal] of state.blocks) store.blocks.set(b, { data, seq, journal });
+    const volume = await Ext4Volume.open(store);
+    if (volume.superblock.blockSize !== store.blockSize) throw new IncompatibleError('the superblock held disagrees with the checkpoint\'s block size', []);
+    const inf = new DiskInferencer(opts, store, volume, state.appliedSeq);
     await inf.openJournal();
     if (state.journal) inf.journal?.restore(state.journal);
-    inf.buildItables();
+    inf.itables = state.itables;
+    inf.geometryDirty = state.geometryDirty;
     for (const n of state.nodes) inf.adopt(n);
+    inf.remapped.clear();
+    for (const ino of state.remapped) inf.remapped.add(ino);
+    for (const [b, ino] of state.watched) inf.watch(b, ino);
     for (const [ino, l] of state.links) inf.links.set(ino, l.map(([dir, name]) => ({ dir, name })));
     for (const [b, data, seq, ts, commits] of state.pending) {
       inf.pending.set(b, { data, seq, ts, commits });
@@ -1121,8 +1147,10 @@ export class DiskInferencer {
     for (const [b, seq, ts] of state.omitted) inf.omitted.set(b, { seq, ts });
     for (const ino of state.dirty) inf.dirty.add(ino);
     for (const [ino, logical, block, data, reported] of state.tails) inf.tails.set(ino, { logical, block, data, reported: reported ?? undefined, reportedLim: -1 });
+    for (const ino of state.heldTails) inf.heldTails.add(ino);
     for (const [b, data] of state.recent) inf.keepRecent(b, data);
     for (const [ino, n] of state.retries) inf.retries.set(ino, n);
+    for (const [ino, dir] of state.namedBy) inf.namedBy.set(ino, dir);
     inf.idxSeq = state.idxSeq;
     inf.idx = state.idx;
     return inf;
@@ -1133,16 +1161,26 @@ export class DiskInferencer {
 export interface InferencerState {
   readonly disk: string;
   readonly appliedSeq: number;
+  readonly blockSize: number;
   readonly nodes: FsNode[];
   readonly links: [number, [number, string][]][];
-  readonly journalHeld: [number, Uint8Array, number][];
+  /** Every block held: [block, bytes, sequence its content includes, from a journal commit not yet home]. */
+  readonly blocks: [number, Uint8Array, number, boolean][];
+  /** Inode-table runs: [first block, block count, first inode]. */
+  readonly itables: [number, number, number][];
+  readonly geometryDirty: boolean;
+  /** [block, inode] read by failed derivations, watched for a retry. */
+  readonly watched: [number, number][];
+  readonly remapped: number[];
   readonly pending: [number, Uint8Array, number, Date, number][];
   readonly omitted: [number, number, Date][];
   readonly dirty: number[];
   readonly tails: [number, number, number, Uint8Array, Uint8Array | null][];
+  readonly heldTails: number[];
   readonly recent: [number, Uint8Array][];
   readonly retries: [number, number][];
-  readonly journal: ReturnType<JournalFollower['state']> | undefined;
+  readonly namedBy: [number, number][];
+  readonly journal: JournalState | undefined;
   readonly idxSeq: number;
   readonly idx: number;
 }
@@ -1154,6 +1192,22 @@ function materialize(tail: Tail, bs: number): void {
   r.set(tail.data.subarray(0, tail.reportedLim));
   tail.reported = r;
   tail.reportedLim = -1;
+}
+
+/** Whether block `b` is among the blocks `node` was derived from (`owned` is sorted). */
+function ownsBlock(node: FsNode | undefined, b: number): boolean {
+  if (!node) return false;
+  const o = node.owned;
+  let lo = 0;
+  let hi = o.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = o[mid]!; // ok: in range
+    if (v === b) return true;
+    if (v < b) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
 }
 
 /** Whether `node`'s data map covers logical block `logical`. */

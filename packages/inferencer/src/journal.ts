@@ -31,6 +31,8 @@ export type JournalReader = (j: number) => Promise<Uint8Array>;
 
 /** The journal's state between records (checkpointed). */
 export interface JournalState {
+  /** The journal superblock followed (as last written), raw. */
+  readonly sb: Uint8Array;
   readonly open: [number, Uint8Array][];
   readonly starts: [number, number][];
   readonly next: number;
@@ -39,6 +41,7 @@ export interface JournalState {
 
 /** Follows one journal. */
 export class JournalFollower {
+  private sb: JournalSuperblock;
   /** Log blocks written whose transaction has not committed yet: journal block -> bytes. */
   private open = new Map<number, Uint8Array>();
   /** Transaction sequence -> journal block of its first descriptor or revoke block. */
@@ -48,14 +51,16 @@ export class JournalFollower {
   /** Sequence expected next. */
   private expected: number;
 
+  /** Follows the journal whose superblock is `sbBytes`; CorruptError when they are not a journal superblock. */
   constructor(
-    private sb: JournalSuperblock,
+    private sbBytes: Uint8Array,
     /** The journal inode's extents (logical journal block -> physical). */
     private readonly map: readonly Extent[],
     private readonly read: JournalReader,
   ) {
-    this.next = sb.start !== 0 ? sb.start : sb.first;
-    this.expected = sb.sequence;
+    this.sb = decodeJournalSuperblock(sbBytes);
+    this.next = this.sb.start !== 0 ? this.sb.start : this.sb.first;
+    this.expected = this.sb.sequence;
   }
 
   get superblock(): JournalSuperblock {
@@ -95,6 +100,7 @@ export class JournalFollower {
     if (j === 0) {
       try {
         this.sb = decodeJournalSuperblock(data);
+        this.sbBytes = copyBytes(data);
       } catch {
         // A damaged journal superblock write: keep following with the old geometry.
       }
@@ -165,10 +171,13 @@ export class JournalFollower {
   }
 
   state(): JournalState {
-    return { open: [...this.open], starts: [...this.starts], next: this.next, expected: this.expected };
+    return { sb: this.sbBytes, open: [...this.open], starts: [...this.starts], next: this.next, expected: this.expected };
   }
 
+  /** Takes the state {@link state} returned (CorruptError when its superblock does not decode). */
   restore(s: JournalState): void {
+    this.sb = decodeJournalSuperblock(s.sb);
+    this.sbBytes = s.sb;
     this.open = new Map(s.open);
     this.starts = new Map(s.starts);
     this.next = s.next;

@@ -60,20 +60,30 @@ describe('checkpoint bytes', () => {
   const state: InferencerState = {
     disk: 'vm1',
     appliedSeq: 42,
+    blockSize: 1024,
     nodes: [
       node(2, { type: 'dir', entries: new Map([['a', 12], ['b\\xff', 13]]), owned: [100] }),
       node(12, { size: 5000, runs: [{ ino: 12, logical: 0, physical: 300, length: 2 }], xattrs: { 'user.k': '7631' } }),
       node(13, { type: 'symlink', target: '/x' }),
     ],
     links: [[2, []], [12, [[2, 'a']]], [13, [[2, 'b\\xff']]]],
-    journalHeld: [[100, new Uint8Array([1, 2, 3]), 40]],
+    blocks: [
+      [100, new Uint8Array(1024).fill(3), 40, true],
+      [2 ** 40, new Uint8Array(1024), 2 ** 50, false],
+    ],
+    itables: [[5, 16, 1], [8197, 16, 129]],
+    geometryDirty: true,
+    watched: [[100, 13]],
+    remapped: [12],
     pending: [[500, new Uint8Array([4]), 41, new Date(1000), 1]],
     omitted: [[501, 39, new Date(2000)]],
     dirty: [12],
     tails: [[12, 1, 301, new Uint8Array([5]), null]],
+    heldTails: [12],
     recent: [],
     retries: [[13, 1]],
-    journal: { open: [[7, new Uint8Array([8])]], starts: [[9, 7]], next: 8, expected: 9 },
+    namedBy: [[14, 2]],
+    journal: { sb: new Uint8Array([1, 2]), open: [[7, new Uint8Array([8])]], starts: [[9, 7]], next: 8, expected: 9 },
     idxSeq: 42,
     idx: 3,
   };
@@ -90,6 +100,17 @@ describe('checkpoint bytes', () => {
     expect(back.pending[0]![3]).toEqual(new Date(1000)); // ok
     expect(back.journal).toEqual(state.journal);
     expect(back.tails).toEqual(state.tails);
+    expect(back.blocks).toEqual(state.blocks);
+    for (const k of ['blockSize', 'itables', 'geometryDirty', 'watched', 'remapped', 'heldTails', 'namedBy'] as const) expect(back[k], k).toEqual(state[k]);
+  });
+
+  it('holds 20,000 held blocks in a few documents, deflated', () => {
+    const blocks: [number, Uint8Array, number, boolean][] = Array.from({ length: 20_000 }, (_, i) => [1000 + i, new Uint8Array(4096).fill(i % 7, 0, 64), i, i % 2 === 0]);
+    const bytes = encodeCheckpoint({ ...state, blockSize: 4096, blocks });
+    expect(bytes.length).toBeLessThan(20_000 * 4096 / 20);
+    const back = decodeCheckpoint(bytes).blocks;
+    expect(back.length).toBe(20_000);
+    expect(back[12_345]).toEqual(blocks[12_345]);
   });
 
   it('refuses truncated or foreign bytes with CheckpointError', () => {
@@ -126,8 +147,9 @@ describe('checkpoint size limits', () => {
     for (let i = 0; i < 100_000; i++) entries.set(`file-with-a-longish-name-${i}`, 100 + i);
     const runs = Array.from({ length: 100_000 }, (_, i) => ({ ino: 12, logical: i * 2, physical: 1_000_000 + i * 3, length: 1 }));
     const state: InferencerState = {
-      disk: 'big', appliedSeq: 1, nodes: [node(2, { type: 'dir', entries }), node(12, { size: 200_000 * 4096, runs })],
-      links: [[2, []], [12, [[2, 'file-with-a-longish-name-0']]]], journalHeld: [], pending: [], omitted: [], dirty: [], tails: [], recent: [], retries: [], journal: undefined, idxSeq: 0, idx: 0,
+      disk: 'big', appliedSeq: 1, blockSize: 4096, nodes: [node(2, { type: 'dir', entries }), node(12, { size: 200_000 * 4096, runs })],
+      links: [[2, []], [12, [[2, 'file-with-a-longish-name-0']]]], blocks: [], itables: [], geometryDirty: false, watched: [], remapped: [], pending: [], omitted: [],
+      dirty: [], tails: [], heldTails: [], recent: [], retries: [], namedBy: [], journal: undefined, idxSeq: 0, idx: 0,
     };
     const bytes = encodeCheckpoint(state);
     // Each BSON document carries its length: walk them and check none nears 1 MiB.
