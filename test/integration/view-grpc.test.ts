@@ -402,6 +402,17 @@ describe('gammaray view over gRPC', () => {
     expect((await bufCurl(v, `${SERVICE}/Stat`, { disk: IDLE, path: '/' })).json.code).toBe('failed_precondition');
     expect((await bufCurl(v, `${SERVICE}/ListDir`, { disk: DISK, path: '/big.bin' })).json.code).toBe('invalid_argument');
 
+    // Metrics count calls by method and code; /readyz shows each disk's replica.
+    const scrape = await fetch(`http://127.0.0.1:${v.metricsPort}/metrics`).then((r) => r.text());
+    expect(scrape).toMatch(/gammaray_view_grpc_requests_total\{method="\/gammaray\.v1\.ViewService\/Stat",code="FAILED_PRECONDITION"\} [1-9]/);
+    expect(scrape).toMatch(/gammaray_view_grpc_requests_total\{method="\/gammaray\.v1\.ViewService\/Stat",code="NOT_FOUND"\} [1-9]/);
+    expect(scrape).toMatch(/gammaray_view_grpc_request_duration_seconds_count\{method="\/gammaray\.v1\.ViewService\/ListDir"\} [1-9]/);
+    expect(scrape).toMatch(new RegExp(`gammaray_view_replica_applied_seq\\{disk="${DISK}"\\} \\d+`));
+    expect(scrape).toMatch(new RegExp(`gammaray_view_replica_ready\\{disk="${IDLE}"\\} 0`));
+    const ready = await fetch(`http://127.0.0.1:${v.metricsPort}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(((await ready.json()) as { detail: { disks: { disk: string; phase: string }[] } }).detail.disks).toContainEqual(expect.objectContaining({ disk: IDLE, phase: 'waiting' }));
+
     // The CLI turns them into exit statuses: 2 for what the user can fix, 1 for "not yet".
     const cli = async (args: string[]) => exec('node', [CLI, ...args]).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
     const unknown = await cli(['tree', 'vm9', '--grpc', v.address]);

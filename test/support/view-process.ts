@@ -12,6 +12,8 @@ export interface ViewProcess {
   readonly port: number;
   /** `127.0.0.1:PORT`. */
   readonly address: string;
+  /** The /metrics, /healthz, /readyz port when started with `--metrics`. */
+  readonly metricsPort: number | undefined;
   /** Everything it logged so far (stdout and stderr). */
   logs(): string;
   /** Resolves once a log line matches `re` (rejects after `timeoutMs` or if the process exits). */
@@ -53,7 +55,9 @@ export async function startView(nats: string, args: readonly string[] = [], env:
   const m = /"port":(\d+),"tls":(?:true|false),"msg":"serving gRPC"/.exec(logs);
   if (!m) throw new Error(`view logged no gRPC port:\n${logs}`);
   const port = Number(m[1]);
+  const mm = /"port":(\d+),"msg":"serving Prometheus metrics/.exec(logs);
   return {
+    metricsPort: mm ? Number(mm[1]) : undefined,
     child,
     port,
     address: `127.0.0.1:${port}`,

@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { OpsServer } from '@gammaray/ops';
 import { ReplicaSet } from '@gammaray/replica';
 import type { Logger } from 'pino';
 import { createViewHandlers, type ViewHandlers } from './api.js';
@@ -20,6 +21,8 @@ const STOP_GRACE_MS = 3_000;
 /** A view instance. */
 export interface ViewService {
   readonly metrics: ViewMetrics;
+  /** The /metrics, /healthz, /readyz server (listening only with `--metrics`). */
+  readonly ops: OpsServer;
   /** The gRPC port once started (the real one when 0 was asked for). */
   readonly grpcPort: number | undefined;
   /** The replicas once started. */
@@ -40,18 +43,21 @@ export function create(cfg: ViewConfig, log: Logger): ViewService {
   let started = false;
   let stopping: Promise<void> | undefined;
 
-  const metrics = new ViewMetrics({
-    replicas: () => (replicas?.list() ?? []).flatMap((d) => (d.replica ? [d.replica.status()] : [])),
-    ready: () => {
-      if (stopping) return { ready: false, why: 'stopping' };
-      if (!started) return { ready: false, why: 'starting' };
-      if (!nc || nc.isClosed()) return { ready: false, why: 'not connected to NATS' };
-      return { ready: true };
-    },
+  const statuses = () => (replicas?.list() ?? []).flatMap((d) => (d.replica ? [d.replica.status()] : []));
+  const metrics = new ViewMetrics({ replicas: statuses });
+  // Ready = able to answer; a disk still waiting for its first checkpoint is per-disk (FAILED_PRECONDITION), not
+  // a reason to take the whole view out of a load balancer.
+  const ops = new OpsServer(metrics.registry, () => {
+    const detail = { disks: statuses().map((s) => ({ disk: s.disk, phase: s.phase, appliedSeq: s.appliedSeq, pending: s.pending })) };
+    if (stopping) return { ready: false, why: 'stopping', detail };
+    if (!started) return { ready: false, why: 'starting', detail };
+    if (!nc || nc.isClosed() || nc.isDraining()) return { ready: false, why: 'not connected to NATS', detail };
+    return { ready: true, detail };
   });
 
   return {
     metrics,
+    ops,
     get grpcPort() {
       return grpcServer?.port;
     },
@@ -63,7 +69,7 @@ export function create(cfg: ViewConfig, log: Logger): ViewService {
       if (!isLoopback(cfg.grpc.host) && !cfg.tls && !cfg.token) {
         log.warn({ grpc: cfg.grpc }, 'serving gRPC beyond loopback in plaintext without a token: anyone who reaches the port reads every disk; use --tls-cert/--tls-key and --token');
       }
-      if (cfg.metrics) await metrics.listen(cfg.metrics.host, cfg.metrics.port, log.child({ component: 'metrics' }));
+      if (cfg.metrics) await ops.listen(cfg.metrics.host, cfg.metrics.port, log.child({ component: 'ops' }));
       const conn = await connect({ servers: cfg.nats.split(','), name: instanceId, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
       nc = conn;
       const set = new ReplicaSet({ nc: conn, log: log.child({ component: 'replica' }), replicas: cfg.replicas, disks: cfg.disks });
@@ -100,7 +106,7 @@ export function create(cfg: ViewConfig, log: Logger): ViewService {
         await grpcServer?.stop(STOP_GRACE_MS);
         await replicas?.stop();
         if (nc && !nc.isClosed()) await nc.close().catch((err: unknown) => log.warn({ err }, 'closing the NATS connection failed'));
-        await metrics.stop();
+        await ops.stop();
         log.info('view stopped');
       })();
       return stopping;
