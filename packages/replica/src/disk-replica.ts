@@ -70,6 +70,30 @@ export interface ReplicaStatus {
 
 const MAX_BACKOFF_MS = 15_000;
 
+/** Sorted entry names per directory node (nodes are immutable values, replaced when the directory changes). */
+const SORTED_NAMES = new WeakMap<FsNode, readonly string[]>();
+
+function sortedNames(dir: FsNode): readonly string[] {
+  let names = SORTED_NAMES.get(dir);
+  if (!names) {
+    names = [...(dir.entries?.keys() ?? [])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    SORTED_NAMES.set(dir, names);
+  }
+  return names;
+}
+
+/** Index of the first name that sorts after `name`. */
+function firstAfter(sorted: readonly string[], name: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! <= name) lo = mid + 1; // ok: mid < hi <= length
+    else hi = mid;
+  }
+  return lo;
+}
+
 /**
  * Keeps one disk's state. Reads never see a record half applied: every read and every record go through one
  * queue, reads take what they need synchronously (nodes are immutable values: a node taken stays as it was) and
@@ -187,17 +211,29 @@ export class DiskReplica {
 
   /** The entries of the directory at `path`, sorted by name (without "." and ".."). */
   async list(path: string): Promise<{ dir: Located; entries: ListedEntry[] }> {
+    const { dir, entries } = await this.listPage(path, undefined, Number.MAX_SAFE_INTEGER);
+    return { dir, entries };
+  }
+
+  /**
+   * One page of the directory at `path`: up to `limit` entries whose names sort after `after` (from the first when
+   * undefined), and whether more follow. Costs O(page + log n) once the directory's sorted names are known (they
+   * are kept per directory node, and a node is replaced whenever its directory changes).
+   */
+  async listPage(path: string, after: string | undefined, limit: number): Promise<{ dir: Located; entries: ListedEntry[]; more: boolean }> {
     const names = splitRequestPath(path);
     return this.#read((e) => {
       const dir = this.#walk(e, names);
       if (dir.node.type !== FileType.dir) throw new ReplicaError(ReplicaErrorCode.NotADirectory, `${dir.path} on disk ${this.disk} is not a directory (it is a ${dir.node.type})`);
+      const sorted = sortedNames(dir.node);
+      let i = after === undefined ? 0 : firstAfter(sorted, after);
       const entries: ListedEntry[] = [];
-      for (const [name, ino] of dir.node.entries ?? []) {
-        const node = e.nodes.get(ino);
+      for (; i < sorted.length && entries.length < limit; i++) {
+        const name = sorted[i]!; // ok: i < length
+        const node = e.nodes.get(dir.node.entries!.get(name)!); // ok: names come from this map
         if (node) entries.push({ name, node });
       }
-      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      return { dir, entries };
+      return { dir, entries, more: i < sorted.length };
     });
   }
 

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { FileType } from '@gammaray/ext4';
 import type { FsNode } from '@gammaray/inferencer';
-import { EventWatch, ReplicaError, ReplicaErrorCode, type DiskReplica, type ReplicaSet, type WatchFrom } from '@gammaray/replica';
+import { EventWatch, ReplicaError, ReplicaErrorCode, joinPath, splitRequestPath, type DiskReplica, type ReplicaSet, type WatchFrom } from '@gammaray/replica';
 import { isDiskId } from '@gammaray/wire';
 import type { Logger } from 'pino';
 import { entryMessage, eventMessage } from './convert.js';
@@ -122,11 +122,14 @@ export function createViewHandlers(o: ViewApiOptions): ViewHandlers {
         throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `page_size ${req.pageSize} is out of range: give 1 to ${MAX_PAGE_SIZE}, or 0 for ${DEFAULT_PAGE_SIZE}`);
       }
       const replica = replicaOf(req.disk);
-      const { dir, entries } = await replica.list(req.path);
-      const after = req.pageToken === '' ? undefined : decodePageToken(req.pageToken, req.disk, dir.path);
-      const start = after === undefined ? 0 : firstAfter(entries, after);
-      const page = entries.slice(start, start + pageSize);
-      const more = start + pageSize < entries.length;
+      let after: string | undefined;
+      if (req.pageToken !== '') {
+        // The token names its directory; check it against the resolved path before using it.
+        const token = decodePageToken(req.pageToken, req.disk);
+        if (token.dir !== joinPath(splitRequestPath(req.path))) throw badToken(`belongs to a listing of ${token.dir} on disk ${token.disk}`);
+        after = token.after;
+      }
+      const { dir, entries: page, more } = await replica.listPage(req.path, after, pageSize);
       const prefix = dir.path === '/' ? '/' : `${dir.path}/`;
       return {
         dir: entryMessage(replica.entryOf(dir), dir.node),
@@ -283,18 +286,6 @@ async function hashFile(replica: DiskReplica, node: FsNode): Promise<string> {
   return h.digest('hex');
 }
 
-/** Index of the first entry whose name sorts after `name` (entries are sorted by name). */
-function firstAfter(entries: readonly { name: string }[], name: string): number {
-  let lo = 0;
-  let hi = entries.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (entries[mid]!.name <= name) lo = mid + 1; // ok: mid < hi <= length
-    else hi = mid;
-  }
-  return lo;
-}
-
 /**
  * Page tokens: base64url of `{d: disk, p: dir path, a: last name returned}`. Not secret and not signed: a token
  * only says where to continue, so a forged one can only ask for a page that could be asked for anyway.
@@ -303,17 +294,20 @@ function encodePageToken(disk: string, dir: string, after: string): string {
   return Buffer.from(JSON.stringify({ d: disk, p: dir, a: after })).toString('base64url');
 }
 
-function decodePageToken(token: string, disk: string, dir: string): string {
-  const bad = (why: string): ApiError => new ApiError(grpc.status.INVALID_ARGUMENT, ApiReason.BadPageToken, `page_token ${why}: pass the next_page_token of the previous page of the same listing, or none for the first page`);
-  if (token.length > 8192) throw bad('is too long');
+function badToken(why: string): ApiError {
+  return new ApiError(grpc.status.INVALID_ARGUMENT, ApiReason.BadPageToken, `page_token ${why}: pass the next_page_token of the previous page of the same listing, or none for the first page`);
+}
+
+function decodePageToken(token: string, disk: string): { disk: string; dir: string; after: string } {
+  if (token.length > 8192) throw badToken('is too long');
   let v: unknown;
   try {
     v = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
   } catch {
-    throw bad('is not one this service issued');
+    throw badToken('is not one this service issued');
   }
   const t = v as { d?: unknown; p?: unknown; a?: unknown } | null;
-  if (!t || typeof t !== 'object' || typeof t.a !== 'string' || typeof t.p !== 'string' || typeof t.d !== 'string') throw bad('is not one this service issued');
-  if (t.d !== disk || t.p !== dir) throw bad(`belongs to a listing of ${t.p} on disk ${t.d}`);
-  return t.a;
+  if (!t || typeof t !== 'object' || typeof t.a !== 'string' || typeof t.p !== 'string' || typeof t.d !== 'string') throw badToken('is not one this service issued');
+  if (t.d !== disk) throw badToken(`belongs to a listing of ${t.p} on disk ${t.d}`);
+  return { disk: t.d, dir: t.p, after: t.a };
 }
