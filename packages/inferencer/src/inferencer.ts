@@ -123,6 +123,12 @@ export class DiskInferencer {
   private readonly tails = new Map<number, Tail>();
   /** Files whose remembered block has bytes held back until the next consistency point. */
   private readonly heldTails = new Set<number>();
+  /**
+   * Files whose size grew at a consistency point past the data seen so far: ino -> [bytes known to hold data,
+   * consistency points left]. ext4 may commit an append's new size before the data block reaches the disk; until
+   * the data arrives (or a few commits pass) readers are better served the old end of file than zeros.
+   */
+  private readonly unwritten = new Map<number, [number, number]>();
   /** Inode-table runs: [first block, block count, first inode], sorted by block. */
   private itables: [number, number, number][] = [];
   private geometryDirty = false;
@@ -147,6 +153,16 @@ export class DiskInferencer {
   /** Last stream sequence applied. */
   get appliedSeq(): number {
     return this.applied;
+  }
+
+  /**
+   * The size a reader should see for `node`: its size, or less while an append's new size is committed but its
+   * data has not reached the disk yet (ext4 can order them that way): the end of the data seen, so a reader
+   * never takes zeros for content that is still on its way. Not part of events or checkpoints.
+   */
+  visibleSize(node: FsNode): number {
+    const u = this.unwritten.get(node.ino);
+    return u === undefined ? node.size : Math.min(node.size, u[0]);
   }
 
   /** The file system's superblock as last read. */
@@ -418,6 +434,7 @@ export class DiskInferencer {
       return;
     }
     this.pendingDelete(b);
+    this.unwritten.delete(node.ino);
     const bs = this.store.blockSize;
     if (!this.journal && at === 0 && bytes.length === bs) this.keepRecent(b, bytes);
     let tail = this.tails.get(node.ino);
@@ -446,6 +463,23 @@ export class DiskInferencer {
       this.recent.delete(oldest);
       this.recentBytes -= data.length;
     }
+  }
+
+  /**
+   * After `node` grew to its size with data seen up to `reached`: if the bytes past `reached` in its (mapped)
+   * end-of-file block are zeros as far as this engine knows, the data is probably still on its way.
+   */
+  private noteUnwritten(node: FsNode, reached: number): void {
+    if (reached >= node.size || this.unwritten.size >= MAX_TAILS) return;
+    const bs = this.store.blockSize;
+    const eof = Math.floor((node.size - 1) / bs);
+    if (Math.floor(reached / bs) !== eof || !mapsBlock(node, eof)) return;
+    // Without a remembered end-of-file block no write to it was seen: nothing says the data is there.
+    const tail = this.tails.get(node.ino);
+    if (tail && tail.logical === eof) {
+      for (let i = reached - eof * bs; i < node.size - eof * bs; i++) if (tail.data[i] !== 0) return;
+    }
+    this.unwritten.set(node.ino, [reached, PENDING_MAX_COMMITS]);
   }
 
   private setTail(ino: number, tail: Tail): void {
@@ -530,6 +564,7 @@ export class DiskInferencer {
 
   /** A consistency point: derive what changed, emit its events. */
   private async settle(ctx: Ctx): Promise<void> {
+    for (const [ino, u] of this.unwritten) if (--u[1] <= 0) this.unwritten.delete(ino);
     this.volume = await Ext4Volume.open(this.store);
     if (this.geometryDirty) {
       this.geometryDirty = false;
@@ -754,6 +789,8 @@ export class DiskInferencer {
         const end = this.flushTail(ctx, node, tail, false);
         if (end > 0) wroteTo.set(node.ino, Math.max(wroteTo.get(node.ino) ?? 0, end));
       }
+      this.unwritten.delete(node.ino);
+      if (node.size > before.size && node.type === FileType.file) this.noteUnwritten(node, Math.max(before.size, wroteTo.get(node.ino) ?? 0));
       if (node.size > before.size) {
         const reached = wroteTo.get(node.ino) ?? -1;
         const lastMapped = mapsBlock(node, Math.floor((node.size - 1) / bs));
@@ -991,6 +1028,7 @@ export class DiskInferencer {
 
   /** Removes a node that left the tree, and whatever it still held (a directory freed with entries). */
   private forget(n: FsNode): void {
+    this.unwritten.delete(n.ino);
     this.unindex(n);
     this.nodes.delete(n.ino);
     this.links.delete(n.ino);

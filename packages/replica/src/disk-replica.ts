@@ -205,7 +205,7 @@ export class DiskReplica {
     return this.#read((e) => {
       const n = e.nodes.get(ino);
       if (!n) throw new ReplicaError(ReplicaErrorCode.NotFound, `inode ${ino} is no longer in the tree of disk ${this.disk}`);
-      return n;
+      return visible(e, n);
     });
   }
 
@@ -231,7 +231,7 @@ export class DiskReplica {
       for (; i < sorted.length && entries.length < limit; i++) {
         const name = sorted[i]!; // ok: i < length
         const node = e.nodes.get(dir.node.entries!.get(name)!); // ok: names come from this map
-        if (node) entries.push({ name, node });
+        if (node) entries.push({ name, node: visible(e, node) });
       }
       return { dir, entries, more: i < sorted.length };
     });
@@ -319,7 +319,7 @@ export class DiskReplica {
       if (!next) throw new ReplicaError(ReplicaErrorCode.NotFound, `${joinPath(names.slice(0, i + 1))} does not exist on disk ${this.disk}`);
       node = next;
     }
-    return { path: joinPath(names), node, seq: e.appliedSeq };
+    return { path: joinPath(names), node: visible(e, node), seq: e.appliedSeq };
   }
 
   async #run(): Promise<void> {
@@ -418,4 +418,14 @@ export class DiskReplica {
       };
     });
   }
+}
+
+/**
+ * The node as readers should see it: while an append's new size is committed but its data has not reached the
+ * disk yet, with the size of the data seen (see DiskInferencer.visibleSize), so `tail -f` never reads zeros for
+ * lines still on their way.
+ */
+function visible(e: DiskInferencer, node: FsNode): FsNode {
+  const size = e.visibleSize(node);
+  return size === node.size ? node : { ...node, size };
 }
