@@ -515,6 +515,13 @@ describe('gammaray view over gRPC', () => {
     );
     expect(denied.code).toBe(2);
     expect(denied.stderr).toMatch(/bearer token/);
+
+    // SIGTERM: open Watch streams end with UNAVAILABLE (resume elsewhere), the process exits 0.
+    const watching = failure(b.watch(DISK, { from: 'now' }));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await vb.stop()).toBe(0);
+    expect(await watching).toMatchObject({ code: S.UNAVAILABLE, reason: 'Unavailable' });
+    expect(vb.logs()).toContain('view stopped');
   }, 60_000);
 
   it('Watch and gammaray follow resumed from a sequence deliver each event exactly once', async () => {
