@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { BSON } from 'bson';
 import { describe, expect, it } from 'vitest';
 import { CorruptError, EncodeError, MAX_EVENT_BYTES } from '@gammaray/wire';
-import { decodeEvent, encodeEvent } from '../src/event-codec.js';
+import { decodeEvent, encodeEvent, encodeEventGeneric } from '../src/event-codec.js';
 import type { FsEvent, FsStat } from '../src/events.js';
 
 const stat: FsStat = {
@@ -61,6 +61,39 @@ describe('event codec', () => {
     expect(py).toMatchObject({ path: write.path, seq: write.seq, data: '010203', size: 5 * 2 ** 32 });
     expect(py.ts.startsWith('2024-05-06T07:08:09.123')).toBe(true);
     expect(py.types).toMatchObject({ seq: 'Int64', ino: 'Int64', idx: 'int', data: 'bytes', ts: 'datetime' });
+  });
+
+  it.each<[string, FsEvent]>([
+    ['a write', write],
+    ['a write without data', { ...write, data: undefined, dataOmitted: true }],
+    ['a create with parent and target', { ...write, kind: 'create', type: 'symlink', target: 'ü/'.repeat(40), parent: { ino: 2, stat: { ...stat, size: 0 } } } as FsEvent],
+    ['a rename with both parents', { ...write, kind: 'rename', from: '/a', parent: { ino: 2 ** 40, stat }, fromParent: { ino: 3, stat } } as FsEvent],
+    [
+      'an attr with every kind of change value',
+      {
+        ...write,
+        kind: 'attr',
+        changes: {
+          mode: { old: 0o644, new: 0o600 },
+          mtime: { old: { sec: 1, nsec: 2 }, new: { sec: -(2 ** 40), nsec: 0 } },
+          'xattr.user.a': { old: null, new: 'ff00' },
+          odd: { old: -0, new: 1.5 },
+          list: { old: [1, 2 ** 40, 'x', null, { size: 1, ino: 2 }], new: [] },
+          flag: { old: true, new: false },
+        },
+      } as FsEvent,
+    ],
+    ['a corrupt with a long message', { ...write, kind: 'corrupt', corruptKind: 'InodeField', message: 'm\u0000ä'.repeat(500), block: 2 ** 50 } as FsEvent],
+    ['a snapshot', { ...write, kind: 'snapshot', path: '', ino: 0, type: '', files: 0, dirs: 2 ** 31, stat: undefined, offset: undefined, length: undefined, data: undefined } as FsEvent],
+    ['an invalid date and a lone surrogate', { ...write, ts: new Date(Number.NaN), path: '/a\ud800b' } as FsEvent],
+  ])('writes %s byte for byte as the bson package does', (_name, e) => {
+    expect(Buffer.from(encodeEvent(e)).equals(Buffer.from(encodeEventGeneric(e)))).toBe(true);
+  });
+
+  it('refuses what the bson package refuses: unsafe integers, NUL in a field name, too deep', () => {
+    expect(() => encodeEvent({ ...write, offset: 2 ** 60 })).toThrow(EncodeError);
+    expect(() => encodeEvent({ ...write, kind: 'attr', changes: { 'a\u0000b': { old: 1, new: 2 } } } as FsEvent)).toThrow(EncodeError);
+    expect(() => encodeEvent({ ...write, kind: 'attr', changes: { x: { old: { a: { b: { c: { d: { e: { f: 1 } } } } } }, new: 1 } } } as FsEvent)).toThrow(EncodeError);
   });
 
   it('refuses to encode an event larger than MAX_EVENT_BYTES as EncodeError', () => {

@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+/**
+ * bench/infer/replay-file.mjs: the engine alone, for profiling and for checking that a change keeps the events.
+ * Replays a cached recording of bench/infer/run.mjs (its `records.bin` and `start.img`) straight from the file,
+ * without NATS: bootstrap, then decodeWriteRecord, apply and encodeEvent for every record, as replay.mjs does.
+ * Prints the timings, the engine's memory and a sha256 over every encoded event (in order), which must not
+ * change when only the engine's speed or memory does.
+ *
+ *   node --expose-gc bench/infer/replay-file.mjs [--dir /var/tmp/gammaray-bench/infer-v1-f50000-d50-512M] [--repeat N]
+ *   node --cpu-prof --cpu-prof-dir /tmp bench/infer/replay-file.mjs
+ *
+ * The records are read into memory first (untimed), so their bytes are in the baseline.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DiskInferencer, encodeEvent } from '@gammaray/inferencer';
+import { decodeWriteRecord } from '@gammaray/wire';
+
+const { values: v } = parseArgs({
+  options: {
+    dir: { type: 'string', default: '/var/tmp/gammaray-bench/infer-v1-f50000-d50-512M' },
+    repeat: { type: 'string', default: '1' },
+  },
+});
+
+function readRecords(path) {
+  const buf = readFileSync(path);
+  const out = [];
+  for (let at = 0; at < buf.length; ) {
+    const seq = Number(buf.readBigUInt64LE(at));
+    const len = buf.readUInt32LE(at + 8);
+    out.push({ seq, data: buf.subarray(at + 12, at + 12 + len) });
+    at += 12 + len;
+  }
+  return out;
+}
+
+function fileFetcher(path) {
+  const fd = openSync(path, 'r');
+  const size = fstatSync(fd).size;
+  return {
+    fetcher: {
+      size,
+      read: async (offset, length) => {
+        const data = Buffer.allocUnsafe(length);
+        for (let done = 0; done < length; ) {
+          const n = readSync(fd, data, done, length - done, offset + done);
+          if (n === 0) throw new Error(`short read at ${offset + done}`);
+          done += n;
+        }
+        return { data, seq: 0 };
+      },
+    },
+    close: () => closeSync(fd),
+  };
+}
+
+const records = readRecords(join(v.dir, 'records.bin'));
+for (let r = 0; r < Number(v.repeat); r++) {
+  global.gc?.();
+  const base = process.memoryUsage();
+  const { fetcher, close } = fileFetcher(join(v.dir, 'start.img'));
+  const hash = createHash('sha256');
+  let events = 0;
+  let eventBytes = 0;
+  let encodeMs = 0;
+  const count = (list) => {
+    const e0 = performance.now();
+    for (const e of list) {
+      const b = encodeEvent(e);
+      hash.update(b);
+      eventBytes += b.length;
+      events++;
+    }
+    encodeMs += performance.now() - e0;
+  };
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const boot = await DiskInferencer.bootstrap(fetcher, { disk: 'bench' }, 0, new Date(0));
+  const inf = boot.inferencer;
+  count(boot.events);
+  for (const m of records) count(await inf.apply(m.seq, decodeWriteRecord(m.data)));
+  const t1 = performance.now();
+  const cpu = process.cpuUsage(cpu0);
+  global.gc?.();
+  await new Promise((res) => setTimeout(res, 200));
+  global.gc?.();
+  const mem = process.memoryUsage();
+  const nodes = inf.nodes.size;
+  const retained = mem.heapUsed + mem.arrayBuffers - (base.heapUsed + base.arrayBuffers);
+  process.stdout.write(
+    `${JSON.stringify({
+      seconds: +((t1 - t0) / 1000).toFixed(3),
+      cpuSeconds: +((cpu.user + cpu.system) / 1e6).toFixed(3),
+      encodeSeconds: +(encodeMs / 1000).toFixed(3),
+      events,
+      eventBytes,
+      nodes,
+      heapPerInode: Math.round((mem.heapUsed - base.heapUsed) / nodes),
+      buffersPerInode: Math.round((mem.arrayBuffers - base.arrayBuffers) / nodes),
+      retainedPerInode: Math.round(retained / nodes),
+      maxRss: process.resourceUsage().maxRSS * 1024,
+      sha256: hash.digest('hex'),
+    })}\n`,
+  );
+  close();
+}
