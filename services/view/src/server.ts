@@ -91,7 +91,8 @@ function metricsInterceptor(onCall: NonNullable<GrpcServerOptions['onCall']>): g
 /** Builds the server, binds it and starts serving. */
 export async function startGrpcServer(o: GrpcServerOptions): Promise<GrpcServer> {
   const interceptors: grpc.ServerInterceptor[] = [];
-  // Metrics first (outermost), so refused calls are counted too.
+  // grpc-js nests them in order, the last outermost: the token check answers refusals through the metrics
+  // interceptor, so refused calls are counted too.
   if (o.onCall) interceptors.push(metricsInterceptor(o.onCall));
   if (o.token) interceptors.push(authInterceptor(o.token, o.log));
   const server = new grpc.Server({
