@@ -62,11 +62,49 @@ const MAX_HANDLE = 0x7fff_ffff;
 /** statfs fields travel as uint32. */
 const U32_MAX = 0xffff_ffff;
 
+/**
+ * Read-ahead: a reader going through a file sequentially gets its next bytes read in windows of this size (four
+ * block-read pieces, fetched in parallel) while it consumes the current one. FUSE hands the view at most 128 KiB
+ * per request, one request at a time, and a block-read round trip costs about as much as its bytes, so reading
+ * ahead is what lets a sequential reader go faster than one round trip per 128 KiB.
+ */
+const AHEAD_WINDOW = 4 * 960 * 1024;
+/** Reads smaller than this do not start read-ahead (tail -f and friends read small pieces at the end). */
+const AHEAD_MIN_READ = 16 * 1024;
+/** A window is served only this long after it was asked for, and only while the replica applied nothing since. */
+const AHEAD_MAX_AGE_MS = 1_000;
+/** Bytes of read-ahead windows kept over all handles. */
+const AHEAD_MAX_TOTAL = 64 * 1024 * 1024;
+
+/**
+ * Bytes of [offset, end) of a file, read in one untorn read while the replica was at `seq` (so `node` is the
+ * file as it was then, and still is while the replica stays at `seq`).
+ */
+interface AheadWindow {
+  readonly offset: number;
+  readonly end: number;
+  readonly seq: number;
+  readonly at: number;
+  readonly node: FsNode;
+  /** The bytes and the disk sequence they are consistent with (see UntornRead). */
+  readonly data: Promise<{ data: Uint8Array; seq: number }>;
+}
+
+/** How long a file's growth whose new bytes still read as zeros is held back (see ViewFs #visibleSize). */
+const SETTLE_MS = 10_000;
+/** How much of a grown file's end is checked for zeros. */
+const SETTLE_PROBE_BYTES = 64 * 1024;
+/** Files whose last shown size is remembered per disk (least recently asked about are forgotten). */
+const SETTLE_TRACKED_FILES = 4096;
+
 /** An open file: the inode it was opened as, followed across renames in the guest. */
 interface Handle {
   readonly replica: DiskReplica;
   readonly ino: number;
   readonly generation: number;
+  /** Where the previous read ended (sequential readers ask there next). */
+  next: number;
+  ahead: AheadWindow[];
 }
 
 /** Where a mount path points. */
@@ -80,6 +118,8 @@ export class ViewFs {
   readonly #gid: number;
   readonly #handles = new Map<number, Handle>();
   readonly #blockSizes = new WeakMap<DiskReplica, number>();
+  /** Per replica, per file (`ino:generation`): the size last shown, and since when a growth is held back. */
+  readonly #growth = new WeakMap<DiskReplica, Map<string, { visible: number; pendingSince: number | undefined }>>();
   #nextHandle = 1;
 
   constructor(replicas: ReplicaSet, opts: { mountedAtMs?: number; uid?: number; gid?: number } = {}) {
@@ -153,7 +193,7 @@ export class ViewFs {
     if (node.type === FileType.dir) throw new FsError(Errno.EISDIR, `${path} is a directory`);
     const fh = this.#nextHandle;
     this.#nextHandle = fh >= MAX_HANDLE ? 1 : fh + 1;
-    this.#handles.set(fh, { replica: place.replica, ino: node.ino, generation: node.generation });
+    this.#handles.set(fh, { replica: place.replica, ino: node.ino, generation: node.generation, next: 0, ahead: [] });
     return fh;
   }
 
@@ -162,23 +202,68 @@ export class ViewFs {
   }
 
   /**
-   * Up to `length` bytes at `offset` of the file open as `fh` (or at `path` without a handle): one untorn read
-   * of the replica, holes as zeros, short at the end of the file.
+   * Up to `length` bytes at `offset` of the file open as `fh` (or at `path` without a handle), short at the end
+   * of the file, holes as zeros. Each call's bytes come from one untorn read of the replica: its own, or a
+   * read-ahead window read while the replica was in the state it is still in.
    */
   async read(path: string, fh: number, length: number, offset: number): Promise<Uint8Array> {
     const h = this.#handles.get(fh);
-    let replica: DiskReplica;
-    let node: FsNode;
-    if (h) {
-      replica = h.replica;
-      node = await this.#handleNode(h);
-    } else {
+    if (!h) {
       const place = this.#place(path);
       if (place.kind === 'root') throw new FsError(Errno.EISDIR, '/ is a directory');
-      replica = place.replica;
-      node = (await replica.resolve(place.rest)).node;
+      const { node } = await place.replica.resolve(place.rest);
+      const limit = await this.#visibleSize(place.replica, node);
+      return (await place.replica.read(node, offset, Math.max(0, Math.min(length, limit - offset)))).data;
     }
-    return (await replica.read(node, offset, length)).data;
+    // Taken before the node: if the replica is still here when the bytes are served, nothing changed between.
+    const seq = h.replica.status().appliedSeq;
+    const sequential = offset === h.next;
+    h.next = offset + length;
+    const now = Date.now();
+    h.ahead = h.ahead.filter((w) => w.seq === seq && now - w.at <= AHEAD_MAX_AGE_MS && w.end > offset);
+    const first = h.ahead.find((x) => x.offset <= offset && offset < x.end);
+    const node = first ? first.node : await this.#handleNode(h);
+    const len = Math.max(0, Math.min(length, (await this.#visibleSize(h.replica, node)) - offset));
+    if (len === 0) return new Uint8Array(0);
+    const end = offset + len;
+    if (!first) {
+      if (!sequential || length < AHEAD_MIN_READ || h.replica.status().appliedSeq !== seq || !this.#aheadRoom()) {
+        return (await h.replica.read(node, offset, len)).data;
+      }
+      return this.#fromWindows(h, [this.#readAhead(h, node, seq, offset)], offset, end);
+    }
+    // The windows from the one holding `offset` to the one holding the end (a read that is not page aligned in
+    // the caller's memory comes in pieces that straddle windows); a missing next one is asked for now.
+    const parts = [first];
+    for (let last = first; end > last.end && last.end < last.node.size; ) {
+      const at = last.end;
+      last = h.ahead.find((x) => x.offset === at) ?? this.#readAhead(h, last.node, last.seq, at);
+      parts.push(last);
+    }
+    return this.#fromWindows(h, parts, offset, end);
+  }
+
+  /** Bytes [offset, end) (clipped to the file) out of consecutive windows; asks for the next window when half through. */
+  async #fromWindows(h: Handle, parts: readonly AheadWindow[], offset: number, end: number): Promise<Uint8Array> {
+    const got = await Promise.all(parts.map((w) => w.data));
+    const first = parts[0]!; // ok: callers pass one at least
+    const last = parts[parts.length - 1]!; // ok: same
+    // Two windows are two reads: together they are untorn only if both were read at the same disk sequence
+    // (0: no block read, holes only). Otherwise this request is read afresh.
+    const seqs = new Set(got.map((g) => g.seq).filter((s) => s !== 0));
+    if (seqs.size > 1) return (await h.replica.read(first.node, offset, end - offset)).data;
+    if (end > last.offset + AHEAD_WINDOW / 2 && last.end < last.node.size && !h.ahead.some((x) => x.offset === last.end) && this.#aheadRoom()) {
+      this.#readAhead(h, last.node, last.seq, last.end);
+    }
+    const stop = Math.min(end, last.end);
+    if (parts.length === 1) return got[0]!.data.subarray(offset - first.offset, stop - first.offset); // ok: one part
+    const out = new Uint8Array(stop - offset);
+    parts.forEach((w, i) => {
+      const from = Math.max(offset, w.offset);
+      const to = Math.min(stop, w.end);
+      if (to > from) out.set(got[i]!.data.subarray(from - w.offset, to - w.offset), from - offset); // ok: same index
+    });
+    return out;
   }
 
   async statfs(path: string): Promise<FuseStatfs> {
@@ -235,6 +320,61 @@ export class ViewFs {
     return node;
   }
 
+  #readAhead(h: Handle, node: FsNode, seq: number, offset: number): AheadWindow {
+    const end = Math.min(node.size, offset + AHEAD_WINDOW);
+    const data = h.replica.read(node, offset, end - offset).then((r) => ({ data: r.data, seq: r.seq }));
+    const w: AheadWindow = { offset, end, seq, at: Date.now(), node, data };
+    // A window that fails is dropped; the read waiting on it (if any) gets the error, nobody else.
+    data.catch(() => {
+      h.ahead = h.ahead.filter((x) => x !== w);
+    });
+    h.ahead.push(w);
+    return w;
+  }
+
+  #aheadRoom(): boolean {
+    let total = 0;
+    for (const h of this.#handles.values()) for (const w of h.ahead) total += w.end - w.offset;
+    return total + AHEAD_WINDOW <= AHEAD_MAX_TOTAL;
+  }
+
+  /**
+   * The size the mount shows for `node`: its size, except while a file's growth still reads as zeros at its end.
+   * ext4 commits the new size of an append that stays inside an allocated block without waiting for the data
+   * (data=ordered orders only newly allocated blocks): for up to a writeback period the disk holds the new size
+   * and zeros where the appended bytes go. A `tail -f` reading then would print NULs and never look back. So a
+   * growth first seen with a zero tail is shown only up to its last non-zero byte until the bytes arrive, or until
+   * SETTLE_MS passed (then the zeros are the file's: a hole, a zero-filled append).
+   */
+  async #visibleSize(replica: DiskReplica, node: FsNode): Promise<number> {
+    if (node.type !== FileType.file) return node.size;
+    let files = this.#growth.get(replica);
+    if (!files) this.#growth.set(replica, (files = new Map()));
+    const key = `${node.ino}:${node.generation}`;
+    const known = files.get(key);
+    files.delete(key); // set again below, as the most recently used
+    let visible = node.size;
+    let pendingSince: number | undefined;
+    if (known && node.size > known.visible) {
+      const now = Date.now();
+      const since = known.pendingSince ?? now;
+      if (now - since < SETTLE_MS) {
+        const from = Math.max(known.visible, node.size - SETTLE_PROBE_BYTES);
+        const { data } = await replica.read(node, from, node.size - from);
+        let end = data.length;
+        while (end > 0 && data[end - 1] === 0) end--;
+        visible = from + end;
+        if (visible < node.size) pendingSince = since;
+      }
+    }
+    files.set(key, { visible, pendingSince });
+    if (files.size > SETTLE_TRACKED_FILES) {
+      const oldest = files.keys().next();
+      if (!oldest.done) files.delete(oldest.value);
+    }
+    return visible;
+  }
+
   async #blockSize(replica: DiskReplica): Promise<number> {
     let bs = this.#blockSizes.get(replica);
     if (bs === undefined) {
@@ -246,6 +386,7 @@ export class ViewFs {
 
   async #stat(replica: DiskReplica, node: FsNode): Promise<FuseStat> {
     const blockSize = await this.#blockSize(replica);
+    const size = await this.#visibleSize(replica, node);
     let blocks = 0;
     if (node.type === FileType.file) for (const r of node.runs ?? []) blocks += (r.length * blockSize) / 512;
     else if (node.type === FileType.dir) blocks = Math.ceil(node.size / 512);
@@ -253,7 +394,7 @@ export class ViewFs {
       mode: TYPE_BITS[node.type] | (node.mode & 0o7777),
       uid: node.uid,
       gid: node.gid,
-      size: node.size,
+      size,
       nlink: node.nlink,
       ino: node.ino,
       blksize: blockSize,
