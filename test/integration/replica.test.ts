@@ -80,7 +80,10 @@ async function replicaTree(r: DiskReplica): Promise<TreeEntry[]> {
 
 const FIELDS = ['path', 'ino', 'type', 'mode', 'uid', 'gid', 'size', 'nlink', 'mtime', 'mtimeNsec', 'ctime', 'ctimeNsec', 'target', 'sha256'] as const;
 const comparable = (es: readonly TreeEntry[]): Record<string, unknown>[] =>
-  es.map((e) => Object.fromEntries(FIELDS.filter((f) => (e as Record<string, unknown>)[f] !== undefined).map((f) => [f, (e as Record<string, unknown>)[f]])));
+  es.map((e) => {
+    const r = e as unknown as Record<string, unknown>; // ok: read-only field lookup by name
+    return Object.fromEntries(FIELDS.filter((f) => r[f] !== undefined).map((f) => [f, r[f]]));
+  });
 
 /** The last stream sequence of the disk's writes. */
 async function lastWriteSeq(): Promise<number> {
