@@ -83,7 +83,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--listen <host:port>', 'NBD listen address (env GAMMARAY_LISTEN; default 127.0.0.1:10809)')
     .option('--disk <id=image>', 'serve raw IMAGE as disk ID (the NBD export name); repeat for more disks (env GAMMARAY_DISK=a=/x,b=/y)', collect, [])
     .option('--replicas <n>', 'JetStream replicas for the stream and registry (env GAMMARAY_REPLICAS; 1 on one machine, 3 in a cluster)')
-    .option('--metrics <host:port>', 'reserved: Prometheus metrics address (env GAMMARAY_METRICS; not served yet)')
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics, and /healthz, /readyz (env GAMMARAY_METRICS)')
     .option('--trace <file>', "read gammaray's legacy binary QEMU trace from FILE ('-' = stdin) instead of serving NBD")
     .addHelpText('after', '\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: stop accepting, drain in-flight requests, detach, exit.')
     .action(async (o: { nats?: string; listen?: string; disk: string[]; replicas?: string; metrics?: string; trace?: string }) => {
