@@ -920,7 +920,9 @@ export class DiskInferencer {
   private async derive(ino: number, ctx: Ctx, retry = false): Promise<Derived> {
     let inode: Ext4Inode;
     try {
-      inode = await this.volume.readInode(ino);
+      // The synchronous forms answer when no read is needed (no promise per inode); they read nothing, so
+      // what the tracker below sees is the same either way.
+      inode = this.volume.readInodeCached(ino) ?? (await this.volume.readInode(ino));
     } catch (err) {
       return this.derivedError(err, ctx, ino, retry);
     }
@@ -930,7 +932,7 @@ export class DiskInferencer {
     try {
       const base = baseOf(inode);
       const xattrs: Record<string, string> = {};
-      for (const x of await this.volume.readXattrs(inode)) {
+      for (const x of this.volume.readXattrsCached(inode) ?? (await this.volume.readXattrs(inode))) {
         if (x.name === 'system.data') continue;
         xattrs[x.name] = Buffer.from(x.value).toString('hex');
       }
@@ -949,7 +951,7 @@ export class DiskInferencer {
       } else if (inode.type === FileType.file) {
         if (inode.flags & InodeFlags.inlineData) extra = { inline: await this.volume.inlineData(inode) };
         else {
-          const map = await this.volume.blockMap(inode);
+          const map = this.volume.blockMapCached(inode) ?? (await this.volume.blockMap(inode));
           extra = { runs: map.map((e) => ({ ino, logical: e.logical, physical: e.physical, length: e.length })) };
         }
       } else if (inode.type === FileType.symlink) {
@@ -1094,9 +1096,13 @@ export class DiskInferencer {
   }
 
   private event(ctx: Ctx, e: Omit<FsEvent, 'v' | 'disk' | 'seq' | 'idx' | 'ts'>): FsEvent {
-    const full: FsEvent = { v: EVENT_VERSION, disk: this.disk, seq: ctx.seq, idx: this.nextIdx(ctx.seq), ts: ctx.ts, ...dropUndefined(e) };
-    ctx.out.push(full);
-    return full;
+    const full: Record<string, unknown> = { v: EVENT_VERSION, disk: this.disk, seq: ctx.seq, idx: this.nextIdx(ctx.seq), ts: ctx.ts };
+    for (const k in e) {
+      const v = (e as Record<string, unknown>)[k];
+      if (v !== undefined) full[k] = v;
+    }
+    ctx.out.push(full as unknown as FsEvent); // ok: the fields of `e` plus the identity
+    return full as unknown as FsEvent;
   }
 
   private corrupt(ctx: Ctx, message: string, where: { ino?: number; block?: number; kind?: string }): void {
@@ -1264,11 +1270,5 @@ function join(dirPath: string, name: string): string {
 function sliceEqual(a: Uint8Array, b: Uint8Array, at: number, len: number): boolean {
   for (let i = at; i < at + len; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function dropUndefined<T extends object>(o: T): T {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out as T;
 }
 
