@@ -90,13 +90,6 @@ interface AheadWindow {
   readonly data: Promise<{ data: Uint8Array; seq: number }>;
 }
 
-/** How long a file's growth whose new bytes still read as zeros is held back (see ViewFs #visibleSize). */
-const SETTLE_MS = 10_000;
-/** How much of a grown file's end is checked for zeros. */
-const SETTLE_PROBE_BYTES = 64 * 1024;
-/** Files whose last shown size is remembered per disk (least recently asked about are forgotten). */
-const SETTLE_TRACKED_FILES = 4096;
-
 /** An open file: the inode it was opened as, followed across renames in the guest. */
 interface Handle {
   readonly replica: DiskReplica;
@@ -118,8 +111,6 @@ export class ViewFs {
   readonly #gid: number;
   readonly #handles = new Map<number, Handle>();
   readonly #blockSizes = new WeakMap<DiskReplica, number>();
-  /** Per replica, per file (`ino:generation`): the size last shown, and since when a growth is held back. */
-  readonly #growth = new WeakMap<DiskReplica, Map<string, { visible: number; pendingSince: number | undefined }>>();
   #nextHandle = 1;
 
   constructor(replicas: ReplicaSet, opts: { mountedAtMs?: number; uid?: number; gid?: number } = {}) {
@@ -212,8 +203,7 @@ export class ViewFs {
       const place = this.#place(path);
       if (place.kind === 'root') throw new FsError(Errno.EISDIR, '/ is a directory');
       const { node } = await place.replica.resolve(place.rest);
-      const limit = await this.#visibleSize(place.replica, node);
-      return (await place.replica.read(node, offset, Math.max(0, Math.min(length, limit - offset)))).data;
+      return (await place.replica.read(node, offset, length)).data;
     }
     // Taken before the node: if the replica is still here when the bytes are served, nothing changed between.
     const seq = h.replica.status().appliedSeq;
@@ -223,7 +213,7 @@ export class ViewFs {
     h.ahead = h.ahead.filter((w) => w.seq === seq && now - w.at <= AHEAD_MAX_AGE_MS && w.end > offset);
     const first = h.ahead.find((x) => x.offset <= offset && offset < x.end);
     const node = first ? first.node : await this.#handleNode(h);
-    const len = Math.max(0, Math.min(length, (await this.#visibleSize(h.replica, node)) - offset));
+    const len = Math.max(0, Math.min(length, node.size - offset));
     if (len === 0) return new Uint8Array(0);
     const end = offset + len;
     if (!first) {
@@ -338,43 +328,6 @@ export class ViewFs {
     return total + AHEAD_WINDOW <= AHEAD_MAX_TOTAL;
   }
 
-  /**
-   * The size the mount shows for `node`: its size, except while a file's growth still reads as zeros at its end.
-   * ext4 commits the new size of an append that stays inside an allocated block without waiting for the data
-   * (data=ordered orders only newly allocated blocks): for up to a writeback period the disk holds the new size
-   * and zeros where the appended bytes go. A `tail -f` reading then would print NULs and never look back. So a
-   * growth first seen with a zero tail is shown only up to its last non-zero byte until the bytes arrive, or until
-   * SETTLE_MS passed (then the zeros are the file's: a hole, a zero-filled append).
-   */
-  async #visibleSize(replica: DiskReplica, node: FsNode): Promise<number> {
-    if (node.type !== FileType.file) return node.size;
-    let files = this.#growth.get(replica);
-    if (!files) this.#growth.set(replica, (files = new Map()));
-    const key = `${node.ino}:${node.generation}`;
-    const known = files.get(key);
-    files.delete(key); // set again below, as the most recently used
-    let visible = node.size;
-    let pendingSince: number | undefined;
-    if (known && node.size > known.visible) {
-      const now = Date.now();
-      const since = known.pendingSince ?? now;
-      if (now - since < SETTLE_MS) {
-        const from = Math.max(known.visible, node.size - SETTLE_PROBE_BYTES);
-        const { data } = await replica.read(node, from, node.size - from);
-        let end = data.length;
-        while (end > 0 && data[end - 1] === 0) end--;
-        visible = from + end;
-        if (visible < node.size) pendingSince = since;
-      }
-    }
-    files.set(key, { visible, pendingSince });
-    if (files.size > SETTLE_TRACKED_FILES) {
-      const oldest = files.keys().next();
-      if (!oldest.done) files.delete(oldest.value);
-    }
-    return visible;
-  }
-
   async #blockSize(replica: DiskReplica): Promise<number> {
     let bs = this.#blockSizes.get(replica);
     if (bs === undefined) {
@@ -386,7 +339,6 @@ export class ViewFs {
 
   async #stat(replica: DiskReplica, node: FsNode): Promise<FuseStat> {
     const blockSize = await this.#blockSize(replica);
-    const size = await this.#visibleSize(replica, node);
     let blocks = 0;
     if (node.type === FileType.file) for (const r of node.runs ?? []) blocks += (r.length * blockSize) / 512;
     else if (node.type === FileType.dir) blocks = Math.ceil(node.size / 512);
@@ -394,7 +346,7 @@ export class ViewFs {
       mode: TYPE_BITS[node.type] | (node.mode & 0o7777),
       uid: node.uid,
       gid: node.gid,
-      size,
+      size: node.size,
       nlink: node.nlink,
       ino: node.ino,
       blksize: blockSize,
