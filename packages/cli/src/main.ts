@@ -77,7 +77,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
       done(await runCrawl(term, image, { out: o.out, json: !!o.json, partition: o.partition }));
     });
 
-  configure(program.command('capture'), term, 'gammaray capture --help')
+  natsAuthOptions(configure(program.command('capture'), term, 'gammaray capture --help'))
     .description('serve disks over NBD and put every write into NATS JetStream (stream GAMMARAY_WRITES) before acknowledging it')
     .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
     .option('--listen <host:port>', 'NBD listen address (env GAMMARAY_LISTEN; default 127.0.0.1:10809)')
@@ -97,7 +97,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
       }
     });
 
-  configure(program.command('inferencer'), term, 'gammaray inferencer --help')
+  natsAuthOptions(configure(program.command('inferencer'), term, 'gammaray inferencer --help'))
     .description("keep each captured disk's file system in sync from its writes and publish file-level events (stream GAMMARAY_EVENTS)")
     .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
     .option('--replicas <n>', 'JetStream replicas for the events stream and the checkpoint bucket (env GAMMARAY_REPLICAS; 1 on one machine, 3 in a cluster)')
@@ -133,7 +133,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
       done(await runUp(term, o));
     });
 
-  configure(program.command('view'), term, 'gammaray view --help')
+  natsAuthOptions(configure(program.command('view'), term, 'gammaray view --help'))
     .description('serve every captured disk read-only over gRPC (and FUSE with --mount), from the replicated state in NATS')
     .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
     .option('--grpc <host:port>', 'gRPC listen address (env GAMMARAY_GRPC; default 127.0.0.1:50051)')
@@ -158,7 +158,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
       }
     });
 
-  configure(program.command('follow'), term, 'gammaray follow --help')
+  natsAuthOptions(configure(program.command('follow'), term, 'gammaray follow --help'))
     .description("print a disk's file-level events as they arrive (stream GAMMARAY_EVENTS), one line each")
     .argument('<disk>', 'disk id')
     .argument('[glob]', "only events whose path matches: * and ? within a name, ** across names, [...], {a,b}; without a leading / it matches at any depth ('*.log')")
@@ -168,8 +168,8 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--from-seq <n>', 'start at this GAMMARAY_EVENTS sequence (resume with the last streamSeq + 1)')
     .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
     .addHelpText('after', '\nLines: STREAMSEQ TS KIND PATH DETAILS. Disk-level events (snapshot, corrupt, resync) pass any glob. Runs until SIGINT/SIGTERM (exit 0).')
-    .action(async (disk: string, glob: string | undefined, o: { kinds?: string; json?: boolean; fromStart?: boolean; fromSeq?: string; nats?: string }) => {
-      done(await runFollow(term, disk, glob, { nats: o.nats, kinds: o.kinds, json: !!o.json, fromStart: !!o.fromStart, fromSeq: o.fromSeq }));
+    .action(async (disk: string, glob: string | undefined, o: { kinds?: string; json?: boolean; fromStart?: boolean; fromSeq?: string; nats?: string } & NatsAuthFlagValues) => {
+      done(await runFollow(term, disk, glob, { ...o, nats: o.nats, kinds: o.kinds, json: !!o.json, fromStart: !!o.fromStart, fromSeq: o.fromSeq }));
     });
 
   configure(program.command('tree'), term, 'gammaray tree --help')
@@ -187,6 +187,30 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     });
 
   return program;
+}
+
+/** Values of {@link natsAuthOptions}' flags. */
+interface NatsAuthFlagValues {
+  natsCreds?: string;
+  natsNkey?: string;
+  natsUser?: string;
+  natsTlsCa?: string;
+  natsTlsCert?: string;
+  natsTlsKey?: string;
+}
+
+/**
+ * The NATS credential and TLS flags every command that talks to NATS takes; secrets (GAMMARAY_NATS_PASSWORD,
+ * GAMMARAY_NATS_TOKEN) come from the environment only, so they never show in process listings.
+ */
+function natsAuthOptions(cmd: Command): Command {
+  return cmd
+    .option('--nats-creds <file>', 'NATS credentials file (user JWT + nkey seed) (env GAMMARAY_NATS_CREDS)')
+    .option('--nats-nkey <file>', 'file holding a NATS user nkey seed (env GAMMARAY_NATS_NKEY)')
+    .option('--nats-user <name>', 'NATS user; the password comes from env GAMMARAY_NATS_PASSWORD (env GAMMARAY_NATS_USER); a token from env GAMMARAY_NATS_TOKEN')
+    .option('--nats-tls-ca <file>', 'connect to NATS over TLS, verifying the server against this CA (PEM) (env GAMMARAY_NATS_TLS_CA)')
+    .option('--nats-tls-cert <file>', 'client certificate for NATS TLS (PEM; with --nats-tls-key) (env GAMMARAY_NATS_TLS_CERT)')
+    .option('--nats-tls-key <file>', 'private key of --nats-tls-cert (PEM) (env GAMMARAY_NATS_TLS_KEY)');
 }
 
 function collect(value: string, previous: string[]): string[] {

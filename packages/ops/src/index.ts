@@ -1,2 +1,4 @@
 export { OpsServer } from './ops-server.js';
 export type { Readiness } from './ops-server.js';
+export { readNatsAuth, natsConnectOptions } from './nats-auth.js';
+export type { NatsAuth, NatsAuthFlags } from './nats-auth.js';

@@ -1,3 +1,4 @@
+import { readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 /**
  * `gammaray capture` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one
  * object. Every problem names the setting and says what to do (CLI.md).
@@ -19,6 +20,8 @@ export interface DiskConfig {
 /** The validated configuration of a capture instance. */
 export interface CaptureConfig {
   readonly nats: string;
+  /** NATS credentials and TLS. */
+  readonly natsAuth: NatsAuth;
   readonly listen: { readonly host: string; readonly port: number };
   readonly disks: readonly DiskConfig[];
   readonly replicas: number;
@@ -28,7 +31,7 @@ export interface CaptureConfig {
 }
 
 /** Raw option values as commander (or a test) hands them over. */
-export interface CaptureFlags {
+export interface CaptureFlags extends NatsAuthFlags {
   readonly nats?: string;
   readonly listen?: string;
   readonly disk?: readonly string[];
@@ -83,5 +86,6 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
   const metrics = metricsText ? parseHostPort(metricsText, '--metrics (GAMMARAY_METRICS)') : undefined;
   const trace = flags.trace ?? env.GAMMARAY_TRACE;
   if (trace !== undefined && disks.length !== 1) throw new ConfigError('--trace applies to exactly one --disk ID=IMAGE');
-  return Object.freeze({ nats, listen, disks: Object.freeze(disks), replicas, metrics, trace });
+  const natsAuth = readNatsAuth(flags, env, (m) => new ConfigError(m));
+  return Object.freeze({ nats, natsAuth, listen, disks: Object.freeze(disks), replicas, metrics, trace });
 }

@@ -6,7 +6,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { pino, type Logger } from 'pino';
 import { applyTrace, AsyncAckPublisher, attachDisk, readLegacyTrace, serveBlockReads, type AttachedDisk, type BlockReadServer } from '@gammaray/capture';
 import { NbdServer } from '@gammaray/nbd';
-import { OpsServer } from '@gammaray/ops';
+import { OpsServer, natsConnectOptions } from '@gammaray/ops';
 import type { CaptureConfig } from './config.js';
 import { CaptureMetrics } from './metrics.js';
 import { DiskProvider } from './provider.js';
@@ -59,7 +59,7 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
       if (cfg.metrics) await ops.listen(cfg.metrics.host, cfg.metrics.port, log.child({ component: 'ops' }));
       // noAsyncTraces: nats.js otherwise builds two Error objects (stack captures) per publish, which cost more
       // CPU than the publish itself at thousands of records a second.
-      nc = await connect({ servers: cfg.nats, name: instanceId, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
+      nc = await connect(natsConnectOptions(cfg.nats, instanceId, cfg.natsAuth));
       const jsm = await jetstreamManager(nc);
       const provider = new DiskProvider();
       publisher = new AsyncAckPublisher(nc);

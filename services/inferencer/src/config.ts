@@ -1,3 +1,4 @@
+import { readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 /**
  * `gammaray inferencer` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one
  * object. Every problem names the setting and says what to do (CLI.md).
@@ -13,6 +14,8 @@ export class ConfigError extends Error {
 export interface InferencerConfig {
   /** One NATS URL, or several separated by commas (members of one cluster). */
   readonly nats: string;
+  /** NATS credentials and TLS. */
+  readonly natsAuth: NatsAuth;
   readonly replicas: number;
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
   /** Largest write whose bytes travel inside a `write` event; larger writes say `dataOmitted`. */
@@ -31,7 +34,7 @@ export interface InferencerConfig {
 }
 
 /** Raw option values as commander (or a test) hands them over. */
-export interface InferencerFlags {
+export interface InferencerFlags extends NatsAuthFlags {
   readonly nats?: string;
   readonly replicas?: string;
   readonly metrics?: string;
@@ -119,6 +122,7 @@ export function readConfig(flags: InferencerFlags, env: NodeJS.ProcessEnv = proc
   }
   return Object.freeze({
     nats,
+    natsAuth: readNatsAuth(flags, env, (m) => new ConfigError(m)),
     replicas,
     metrics,
     inlineLimit,

@@ -15,7 +15,7 @@ import { ensureEventsStream } from './events-stream.js';
 import { KvView } from './kv-view.js';
 import { HeldLease, decodeLease, encodeLease, isCasFailure } from './leases.js';
 import { InferencerMetrics, TakeoverReason } from './metrics.js';
-import { OpsServer } from '@gammaray/ops';
+import { OpsServer, natsConnectOptions } from '@gammaray/ops';
 
 /** History kept per key of the disk registry (as capture creates it). */
 const REGISTRY_HISTORY = 5;
@@ -292,7 +292,7 @@ export function create(
         'starting inferencer',
       );
       if (cfg.metrics) await ops.listen(cfg.metrics.host, cfg.metrics.port, log.child({ component: 'ops' }));
-      const conn = await connect({ servers: cfg.nats.split(','), name: instanceId, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
+      const conn = await connect(natsConnectOptions(cfg.nats, instanceId, cfg.natsAuth));
       nc = conn;
       const jsm = await jetstreamManager(conn);
       const js = jetstream(conn);

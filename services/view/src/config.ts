@@ -1,3 +1,4 @@
+import { readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 /**
  * `gammaray view` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one object.
  * Every problem names the setting and says what to do (CLI.md).
@@ -29,6 +30,8 @@ export interface TlsConfig {
 export interface ViewConfig {
   /** One NATS URL, or several separated by commas (members of one cluster). */
   readonly nats: string;
+  /** NATS credentials and TLS. */
+  readonly natsAuth: NatsAuth;
   /** gRPC listen address (port 0: any free port, logged). */
   readonly grpc: ListenAddress;
   /** FUSE mount point (absolute), or undefined for no mount. */
@@ -47,7 +50,7 @@ export interface ViewConfig {
 }
 
 /** Raw option values as commander (or a test) hands them over. */
-export interface ViewFlags {
+export interface ViewFlags extends NatsAuthFlags {
   readonly nats?: string;
   readonly grpc?: string;
   readonly mount?: string;
@@ -146,5 +149,6 @@ export function readConfig(flags: ViewFlags, env: NodeJS.ProcessEnv = process.en
       if (!disks.includes(id)) disks.push(id);
     }
   }
-  return Object.freeze({ nats, grpc, mount, allowOther, metrics, tls, token, replicas, disks: disks ? Object.freeze(disks) : undefined });
+  const natsAuth = readNatsAuth(flags, env, (m) => new ConfigError(m));
+  return Object.freeze({ nats, natsAuth, grpc, mount, allowOther, metrics, tls, token, replicas, disks: disks ? Object.freeze(disks) : undefined });
 }

@@ -1,3 +1,4 @@
+import { natsConnectOptions, type NatsAuth } from '@gammaray/ops';
 /**
  * The client side of `gammaray follow`: a NATS connection and an {@link EventWatch} of one disk, read straight
  * from stream GAMMARAY_EVENTS (no view needed).
@@ -11,6 +12,8 @@ import { KV_DISKS, isDiskId } from '@gammaray/wire';
 /** Options of {@link openFollow}. */
 export interface FollowOptions {
   readonly nats: string;
+  /** NATS credentials and TLS (see readNatsAuth). */
+  readonly natsAuth?: NatsAuth;
   readonly disk: string;
   readonly glob?: string;
   readonly kinds?: readonly string[];
@@ -37,7 +40,7 @@ export async function openFollow(o: FollowOptions): Promise<Follow> {
   if (!isDiskId(o.disk)) throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `${JSON.stringify(o.disk)} is not a disk id (lowercase letters, digits, - and _, at most 64)`);
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: o.nats.split(','), name: `gammaray-follow-${process.pid}`, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true });
+    nc = await connect(natsConnectOptions(o.nats, `gammaray-follow-${process.pid}`, o.natsAuth));
   } catch (err) {
     throw new NatsUnreachableError(`cannot connect to NATS at ${o.nats}: ${(err as Error).message}; start nats-server or pass --nats URL`, { cause: err });
   }

@@ -69,3 +69,5 @@ export async function runView(flags: ViewFlags): Promise<number> {
   await service.stop();
   return 0;
 }
+export { readNatsAuth } from '@gammaray/ops';
+export type { NatsAuth, NatsAuthFlags } from '@gammaray/ops';

@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { OpsServer } from '@gammaray/ops';
+import { OpsServer, natsConnectOptions } from '@gammaray/ops';
 import { ReplicaSet } from '@gammaray/replica';
 import type { Logger } from 'pino';
 import { createViewHandlers, type ViewHandlers } from './api.js';
@@ -70,7 +70,7 @@ export function create(cfg: ViewConfig, log: Logger): ViewService {
         log.warn({ grpc: cfg.grpc }, 'serving gRPC beyond loopback in plaintext without a token: anyone who reaches the port reads every disk; use --tls-cert/--tls-key and --token');
       }
       if (cfg.metrics) await ops.listen(cfg.metrics.host, cfg.metrics.port, log.child({ component: 'ops' }));
-      const conn = await connect({ servers: cfg.nats.split(','), name: instanceId, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
+      const conn = await connect(natsConnectOptions(cfg.nats, instanceId, cfg.natsAuth));
       nc = conn;
       const set = new ReplicaSet({ nc: conn, log: log.child({ component: 'replica' }), replicas: cfg.replicas, disks: cfg.disks });
       await set.start();

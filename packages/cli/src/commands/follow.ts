@@ -4,6 +4,12 @@ import { escapeControls, type Terminal } from '../output.js';
 
 /** Options of `gammaray follow`. */
 export interface FollowCliOptions {
+  readonly natsCreds?: string;
+  readonly natsNkey?: string;
+  readonly natsUser?: string;
+  readonly natsTlsCa?: string;
+  readonly natsTlsCert?: string;
+  readonly natsTlsKey?: string;
   readonly nats: string | undefined;
   /** `--kinds k1,k2`. */
   readonly kinds: string | undefined;
@@ -36,8 +42,10 @@ export async function runFollow(term: Terminal, disk: string, glob: string | und
   const view = await import('@gammaray/service-view');
   let follow;
   try {
+    const natsAuth = view.readNatsAuth(o, process.env, (m) => new UserError(m));
     follow = await view.openFollow({
       nats,
+      natsAuth,
       disk,
       glob,
       kinds,
