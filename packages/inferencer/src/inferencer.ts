@@ -9,7 +9,7 @@
  * bounded pending buffer) become write events. Data written over blocks already mapped below end of file is
  * reported at once.
  */
-import { copyBytes } from './bytes.js';
+import { copyBytes, trimmedCopy, widen } from './bytes.js';
 import {
   CorruptError,
   Ext4Error,
@@ -57,6 +57,7 @@ export interface InferencerOptions {
 
 /** A data block written before anything mapped it. */
 interface PendingBlock {
+  /** The block's bytes without its trailing zeros (most blocks of small files are mostly zeros). */
   data: Uint8Array;
   seq: number;
   ts: Date;
@@ -67,7 +68,8 @@ interface PendingBlock {
 interface Tail {
   readonly logical: number;
   readonly block: number;
-  readonly data: Uint8Array;
+  /** The block's latest bytes; trailing zeros may be cut off (widened to a whole block before it is changed). */
+  data: Uint8Array;
   /** Bytes consumers know (zeros past end of file); undefined: see `reportedLim`. */
   reported: Uint8Array | undefined;
   /** With `reported` undefined: consumers know `data` below this offset and zeros above; -1: nothing reported. */
@@ -121,6 +123,8 @@ export class DiskInferencer {
   private readonly namedBy = new Map<number, number>();
   /** Per file, the last block written that held end of file: ino -> (logical block, physical block, bytes). */
   private readonly tails = new Map<number, Tail>();
+  /** Iterator over `tails` in insertion order, at its oldest entry (see setTail). */
+  private tailsOldest: Iterator<number> = this.tails.keys();
   /** Files whose remembered block has bytes held back until the next consistency point. */
   private readonly heldTails = new Set<number>();
   /**
@@ -147,7 +151,10 @@ export class DiskInferencer {
     this.inlineLimit = opts.inlineLimit ?? DEFAULT_INLINE_LIMIT;
     this.pendingLimit = opts.pendingBytes ?? DEFAULT_PENDING_BYTES;
     this.applied = appliedSeq;
-    store.fallback = (b) => this.pending.get(b)?.data ?? this.recent.get(b);
+    store.fallback = (b) => {
+      const p = this.pending.get(b);
+      return p ? widen(p.data, this.store.blockSize) : this.recent.get(b);
+    };
   }
 
   /** Last stream sequence applied. */
@@ -445,6 +452,7 @@ export class DiskInferencer {
       this.setTail(node.ino, tail);
     } else if (tail) {
       materialize(tail, bs);
+      tail.data = widen(tail.data, bs);
       tail.data.set(bytes, at);
     }
     if (!tail) {
@@ -477,14 +485,23 @@ export class DiskInferencer {
     // Without a remembered end-of-file block no write to it was seen: nothing says the data is there.
     const tail = this.tails.get(node.ino);
     if (tail && tail.logical === eof) {
-      for (let i = reached - eof * bs; i < node.size - eof * bs; i++) if (tail.data[i] !== 0) return;
+      for (let i = reached - eof * bs; i < node.size - eof * bs; i++) if ((tail.data[i] ?? 0) !== 0) return;
     }
     this.unwritten.set(node.ino, [reached, PENDING_MAX_COMMITS]);
   }
 
   private setTail(ino: number, tail: Tail): void {
     this.tails.delete(ino);
-    if (this.tails.size >= MAX_TAILS) this.tails.delete(this.tails.keys().next().value as number);
+    if (this.tails.size >= MAX_TAILS) {
+      // The oldest entry, by an iterator kept across calls: a fresh one would walk past every deleted slot of
+      // the map each time (Map iterators are live: they skip what was deleted and reach what was added since).
+      let next = this.tailsOldest.next();
+      if (next.done) {
+        this.tailsOldest = this.tails.keys();
+        next = this.tailsOldest.next();
+      }
+      if (!next.done) this.tails.delete(next.value);
+    }
     this.tails.set(ino, tail);
   }
 
@@ -497,25 +514,40 @@ export class DiskInferencer {
     const bs = this.store.blockSize;
     const base = tail.logical * bs;
     const lim = Math.max(0, Math.min(bs, node.size - base));
-    materialize(tail, bs);
+    const data = tail.data;
+    const dl = data.length;
     const rep = tail.reported;
+    // What consumers know, without making it concrete: `reported`, or `data` below `reportedLim` and zeros above.
+    const rlim = tail.reportedLim;
     let first = -1;
     let last = -1;
-    for (let i = 0; i < lim; i++) {
-      if (rep === undefined || rep[i] !== tail.data[i]) {
-        if (first < 0) first = i;
-        last = i;
+    if (rep === undefined && rlim < 0) {
+      if (lim > 0) {
+        first = 0;
+        last = lim - 1;
+      }
+    } else {
+      for (let i = rep === undefined ? Math.min(rlim, lim) : 0; i < lim; i++) {
+        const d = i < dl ? data[i]! : 0; // ok: in range
+        if (rep === undefined ? d !== 0 : rep[i] !== d) {
+          if (first < 0) first = i;
+          last = i;
+        }
       }
     }
     if (first < 0) return 0;
-    if (deferZeros && last === lim - 1 && tail.data.subarray(first, lim).every((x) => x === 0)) {
+    let zeros = deferZeros && last === lim - 1;
+    for (let i = first; zeros && i < Math.min(lim, dl); i++) if (data[i] !== 0) zeros = false;
+    if (zeros) {
       this.heldTails.add(node.ino);
       return 0;
     }
-    const reported = rep ?? new Uint8Array(bs);
-    reported.set(tail.data.subarray(first, last + 1), first);
-    tail.reported = reported;
-    return this.emitWrites(ctx, node, [{ offset: base + first, data: tail.data.subarray(first, last + 1), omitted: false }]);
+    const bytes = widen(data, last + 1).subarray(first, last + 1);
+    if (rep === undefined) {
+      // Consumers now know `data` below the last byte reported (see the loop above: nothing differs past it).
+      tail.reportedLim = Math.max(rlim, last + 1);
+    } else rep.set(bytes, first);
+    return this.emitWrites(ctx, node, [{ offset: base + first, data: bytes, omitted: false }]);
   }
 
   /** After a size change: bytes past the new end of file of the remembered block read as zeros from now on. */
@@ -530,6 +562,7 @@ export class DiskInferencer {
     }
     if (lim >= bs) return;
     materialize(tail, bs);
+    tail.data = widen(tail.data, bs);
     tail.data.fill(0, lim);
     tail.reported?.fill(0, lim);
   }
@@ -539,9 +572,10 @@ export class DiskInferencer {
     const bs = this.store.blockSize;
     const prev = this.pending.get(b);
     let data: Uint8Array;
-    if (at === 0 && bytes.length === bs) data = copyBytes(bytes);
+    if (at === 0 && bytes.length === bs) data = trimmedCopy(bytes);
     else {
-      data = prev ? copyBytes(prev.data) : new Uint8Array(bs);
+      data = new Uint8Array(bs);
+      if (prev) data.set(prev.data);
       data.set(bytes, at);
     }
     this.pendingDelete(b);
@@ -849,7 +883,7 @@ export class DiskInferencer {
       }
       let list = perFile.get(m.ino);
       if (!list) perFile.set(m.ino, (list = []));
-      list.push({ offset: m.logical * bs, data: p.data, omitted: false });
+      list.push({ offset: m.logical * bs, data: widen(p.data, Math.max(0, Math.min(bs, node.size - m.logical * bs))), omitted: false });
     }
     for (const b of candidates) {
       if (!this.omitted.has(b)) continue;
@@ -1148,12 +1182,12 @@ export class DiskInferencer {
       geometryDirty: this.geometryDirty,
       watched,
       remapped: [...this.remapped],
-      pending: [...this.pending].map(([b, p]) => [b, p.data, p.seq, p.ts, p.commits]),
+      pending: [...this.pending].map(([b, p]) => [b, widen(p.data, this.store.blockSize), p.seq, p.ts, p.commits]),
       omitted: [...this.omitted].map(([b, o]) => [b, o.seq, o.ts]),
       dirty: [...this.dirty],
       tails: [...this.tails].map(([ino, t]) => {
         materialize(t, this.store.blockSize);
-        return [ino, t.logical, t.block, t.data, t.reported ?? null];
+        return [ino, t.logical, t.block, widen(t.data, this.store.blockSize), t.reported ?? null];
       }),
       heldTails: [...this.heldTails],
       recent: [...this.recent],
