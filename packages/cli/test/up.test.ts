@@ -49,7 +49,8 @@ describe('gammaray up: planning', () => {
     writeFileSync(fake, '#!/bin/sh\n');
     chmodSync(fake, 0o755);
     expect(findNatsServer({ PATH: bin })).toBe(fake);
-    expect(findNatsServer({ GAMMARAY_NATS_SERVER: '/opt/nats' })).toBe('/opt/nats');
+    expect(findNatsServer({ GAMMARAY_NATS_SERVER: fake })).toBe(fake);
+    expect(findNatsServer({ GAMMARAY_NATS_SERVER: '/nonexistent/nats-server' })).toBeUndefined();
     const found = findNatsServer({ PATH: join(dir, 'empty') });
     // /usr/sbin is always searched; on a machine without nats-server there it is undefined.
     if (found !== undefined) expect(found).toMatch(/\/nats-server$/);

@@ -69,7 +69,15 @@ export function planDisks(images: readonly string[], ids: readonly string[]): { 
 
 /** The nats-server binary: $GAMMARAY_NATS_SERVER, else `nats-server` on PATH or in /usr/sbin. */
 export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (env['GAMMARAY_NATS_SERVER']) return env['GAMMARAY_NATS_SERVER'];
+  const given = env['GAMMARAY_NATS_SERVER'];
+  if (given) {
+    try {
+      accessSync(given, constants.X_OK);
+      return given;
+    } catch {
+      return undefined;
+    }
+  }
   const dirs = [...(env['PATH'] ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/usr/local/bin'];
   for (const d of dirs) {
     const p = join(d, 'nats-server');
@@ -207,7 +215,10 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     if (nats === undefined) {
       const bin = findNatsServer();
       if (!bin) {
-        throw new UserError('nats-server is not installed: install it (Debian/Ubuntu: apt-get install nats-server; or see https://docs.nats.io) or pass --nats URL of a running NATS server with JetStream');
+        const given = process.env['GAMMARAY_NATS_SERVER'];
+        throw new UserError(
+          `${given ? `GAMMARAY_NATS_SERVER=${given} is not an executable nats-server` : 'nats-server is not installed'}: install it (Debian/Ubuntu: apt-get install nats-server; or see https://docs.nats.io) or pass --nats URL of a running NATS server with JetStream`,
+        );
       }
       const port = await freePort(4222);
       const store = join(dataDir, 'nats');
