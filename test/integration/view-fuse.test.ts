@@ -20,7 +20,9 @@ import { promisify } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Kvm } from '@nats-io/kv';
 import { ReplicaSet } from '@gammaray/replica';
+import { KV_DISKS } from '@gammaray/wire';
 import { ViewFs, Errno, errnoOf } from '../../services/view/src/fuse/index.js';
 import { buildInitramfs } from '../guest/build-initramfs.js';
 import { runGuest, type GuestResult } from '../guest/guest.js';
@@ -347,6 +349,23 @@ describe('the FUSE view of a live guest', () => {
     expect(mounts).not.toMatch(/allow_other/);
   });
 
+  it('a disk attached later appears at the root; it goes when its registry entry is deleted', async () => {
+    const other = join(work, 'other.img');
+    await exec('mkfs.ext4', ['-q', '-F', '-d', join(work, 'src'), other, '16M']);
+    const cap2 = await startCapture(nats.url, { other: other });
+    try {
+      expect(await until(async () => (await readdir(mnt)).includes('other') && (await readFile(join(mnt, 'other', 'etc', 'hostname'), 'utf8')) === 'guest\n', 30_000)).toBeDefined();
+      expect((await readdir(mnt)).sort()).toEqual([DISK, 'other']);
+    } finally {
+      await cap2.stop();
+    }
+    // A detached disk stays readable (its last state); deleting its entry removes it.
+    const kv = await new Kvm(nc).open(KV_DISKS);
+    await kv.delete('other');
+    expect(await until(async () => !(await readdir(mnt)).includes('other'), 10_000)).toBeDefined();
+    expect(await errnoCode(stat(join(mnt, 'other')))).toBe('ENOENT');
+  });
+
   it('the root lists the attached disks; SIGTERM unmounts cleanly; no request failed along the way', async () => {
     expect(await readdir(mnt)).toEqual([DISK]);
     const v = view!; // ok: started in beforeAll
@@ -358,6 +377,20 @@ describe('the FUSE view of a live guest', () => {
     // Refusals (ENOENT lookups, EROFS) are debug-level; an I/O failure or a crash would be a warning or worse.
     const bad = v.logs().split('\n').filter((l) => /"level":(40|50|60)/.test(l) && /fuse/i.test(l));
     expect(bad).toEqual([]);
+  });
+
+  it('a view killed with SIGKILL leaves a dead mount; the next view at the same place replaces it', async () => {
+    const first = await startView(nats.url, ['--mount', mnt]);
+    expect(await readFile(join(mnt, DISK, 'root', 'notes.txt'), 'utf8')).toBe('notes\n');
+    first.child.kill('SIGKILL');
+    await new Promise((r) => first.child.once('exit', r));
+    expect(await errnoCode(readdir(mnt))).toBe('ENOTCONN');
+    view = await startView(nats.url, ['--mount', mnt]);
+    expect(await readFile(join(mnt, DISK, 'root', 'notes.txt'), 'utf8')).toBe('notes\n');
+    const v = view;
+    view = undefined;
+    expect(await v.stop()).toBe(0);
+    expect(readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt)).toBe(false);
   });
 });
 

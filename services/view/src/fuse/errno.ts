@@ -52,9 +52,10 @@ export function errnoOf(err: unknown): Errno {
 }
 
 /**
- * Whether a failure is worth a warning: lookups of names that do not exist, refused writes and the like are the
- * normal traffic of a file system (shells probe for files all the time); I/O failures are not.
+ * Whether a failure is worth a warning: lookups of names that do not exist, refused writes, a disk still
+ * bootstrapping (EAGAIN) and the like are the normal traffic of a file system (shells probe for files all the
+ * time); I/O failures are not.
  */
 export function isExpected(errno: Errno): boolean {
-  return errno !== Errno.EIO && errno !== Errno.EAGAIN;
+  return errno !== Errno.EIO;
 }

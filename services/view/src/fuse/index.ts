@@ -13,6 +13,7 @@
  * through the mount leaves the disk it starts on. Paths are resolved inside the replicas, which refuse `..`.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import Fuse from 'fuse-native';
@@ -37,6 +38,7 @@ export interface MountFuseOptions {
   readonly replicas: ReplicaSet;
   /** The mount point (created if missing; a stale mount left by a killed view is cleared first). */
   readonly dir: string;
+  /** Used as given (the service passes its `component: fuse` child); refusals log at debug, I/O failures warn. */
   readonly log: Logger;
   /** Let other users than the mounting one see the mount (needs root or user_allow_other in /etc/fuse.conf). */
   readonly allowOther?: boolean;
@@ -122,12 +124,51 @@ class ViewFuse extends Fuse {
 }
 
 /**
+ * How fuse-native detaches a mount (on unmount, and before mounting over a stale one a killed view left):
+ * `fusermount -uz` as it does, else fuse3's `fusermount3 -uz`, else (root) `umount -l`. Only when one of them
+ * worked does fuse-native stop its FUSE thread and let the process exit, so a missing `fusermount` must not
+ * be the end of it.
+ */
+function detach(mnt: string, cb: (err: Error | null) => void): void {
+  const tries: [string, string[]][] = [
+    ['fusermount', ['-uz', mnt]],
+    ['fusermount3', ['-uz', mnt]],
+    ['umount', ['-l', mnt]],
+  ];
+  const errors: string[] = [];
+  const next = (i: number): void => {
+    const t = tries[i];
+    // Already gone (unmounted by hand, say): nothing is left to detach, and fuse-native may stop its thread.
+    if (!t) return cb(isMounted(mnt) ? new Error(`cannot unmount ${mnt}: ${errors.join('; ')}`) : null);
+    execFile(t[0], t[1], (err, _stdout, stderr) => {
+      if (!err) return cb(null);
+      errors.push(`${t[0]}: ${String(stderr).trim() || err.message}`);
+      next(i + 1);
+    });
+  };
+  next(0);
+}
+Fuse.unmount = detach;
+
+/** Whether `mnt` is a mount point now (per /proc/self/mounts; mount points there are octal-escaped). */
+function isMounted(mnt: string): boolean {
+  try {
+    const escaped = mnt.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+    return readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .some((l) => l.split(' ')[1] === escaped);
+  } catch {
+    return true;
+  }
+}
+
+/**
  * Mounts the view of `replicas` at `dir` and resolves once the kernel has it. Requests are answered from the
  * replicas as they are at that moment; failures are logged (I/O failures as warnings) and answered with an
  * errno, never thrown. Call `unmount()` before stopping the replicas.
  */
 export async function mountFuse(opts: { replicas: ReplicaSet; dir: string; log: Logger; allowOther?: boolean; metrics?: FuseMetrics }): Promise<FuseMount> {
-  const log = opts.log.child({ component: 'fuse' });
+  const log = opts.log;
   const dir = resolve(opts.dir);
   const fs = new ViewFs(opts.replicas);
   const metrics = opts.metrics;
@@ -211,12 +252,7 @@ export async function mountFuse(opts: { replicas: ReplicaSet; dir: string; log: 
 
   let unmounting: Promise<void> | undefined;
   const unmount = async (): Promise<void> => {
-    try {
-      await new Promise<void>((res, rej) => fuse.unmount((err) => (err ? rej(err) : res())));
-    } catch (err) {
-      log.warn({ err, dir }, 'fusermount failed; unmounting lazily with umount');
-      await exec('umount', ['-l', dir]);
-    }
+    await new Promise<void>((res, rej) => fuse.unmount((err) => (err ? rej(err) : res())));
     log.info({ dir, openHandles: fs.openHandles }, 'FUSE view unmounted');
   };
   return { unmount: () => (unmounting ??= unmount()) };
