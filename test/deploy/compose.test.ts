@@ -86,6 +86,7 @@ describe('docker-compose.yml', () => {
     expect(seen.get('capture')?.disks.map((d) => d.id)).toEqual(['vm1']);
     expect(seen.get('inferencer')?.checkedBy).toBe('config');
     expect(seen.get('inferencer')?.natsUrls).toHaveLength(3);
+    expect(seen.get('capture')?.natsUrls).toHaveLength(3);
     const viewHasConfig = existsSync(join(ROOT, 'services/view/src/config.ts'));
     expect(seen.get('view')?.checkedBy).toBe(viewHasConfig ? 'config' : 'cli-md');
     expect(seen.get('view')?.endpoints.get('grpc')?.port).toBe(50051);
@@ -169,18 +170,18 @@ describe('docker-compose.yml', () => {
 
     it('points a NATS URL at a service that does not exist, or at the wrong port', async () => {
       const p = await problemsOf((_, s) => {
-        s('capture').command = replaceArg(s('capture').command, 'nats://nats-1:4222', 'nats://nats:4222');
+        s('capture').command = replaceArg(s('capture').command, 'nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222', 'nats://nats:4222');
         s('inferencer-1').command = replaceArg(s('inferencer-1').command, 'nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222', 'nats://nats-1:4222,nats://nats-2:6222');
       });
       expect(p).toContain('capture: NATS URL nats://nats:4222 does not name a NATS service (nats-1, nats-2, nats-3)');
       expect(p).toContain('inferencer-1: NATS URL nats://nats-2:6222 uses port 6222, but nats-2 serves clients on 4222');
     });
 
-    it('gives capture a list of NATS URLs (it connects to one)', async () => {
+    it('gives a service a NATS user without its password (readConfig refuses it)', async () => {
       const p = await problemsOf((_, s) => {
-        s('capture').command = replaceArg(s('capture').command, 'nats://nats-1:4222', 'nats://nats-1:4222,nats://nats-2:4222');
+        delete (s('capture').environment as Record<string, string>)['GAMMARAY_NATS_PASSWORD'];
       });
-      expect(p).toContain('capture: gammaray capture takes one NATS URL (it does not split --nats on commas), got "nats://nats-1:4222,nats://nats-2:4222"');
+      expect(p).toContain('capture: gammaray capture: --nats-user (GAMMARAY_NATS_USER) needs its password in GAMMARAY_NATS_PASSWORD (the environment keeps it out of process listings)');
     });
 
     it('asks for more JetStream replicas than NATS servers', async () => {
@@ -270,15 +271,17 @@ describe('nats-server flags of the compose NATS services', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   /** `nats-server -c empty.conf FLAGS -t`: it exits 0 even on a bad flag, so the verdict is on stderr. */
-  function natsTest(flags: readonly string[]): string {
-    const r = spawnSync(NATS_SERVER, ['-c', join(dir, 'empty.conf'), ...flags, '-t'], { encoding: 'utf8' });
+  function natsTest(flags: readonly string[], env: NodeJS.ProcessEnv = {}): string {
+    const r = spawnSync(NATS_SERVER, ['-c', join(dir, 'empty.conf'), ...flags, '-t'], { encoding: 'utf8', env });
     return `${r.stderr}${r.stdout}`;
   }
 
   it.runIf(have)('are accepted by nats-server', () => {
     for (const [name, svc] of Object.entries(base.services ?? {})) {
       if (!/^nats:/.test(svc.image ?? '')) continue;
-      const out = natsTest((svc.command as string[]).map((a) => (a === '/data' ? join(dir, name) : a)));
+      // The auth block is mounted from the repository; its password variables come from the node's environment.
+      const paths: Record<string, string> = { '/data': join(dir, name), '/etc/nats/gammaray-auth.conf': join(ROOT, 'deploy/nats/compose-auth.conf') };
+      const out = natsTest((svc.command as string[]).map((a) => paths[a] ?? a), { CAPTURE_PASSWORD: 'pa', INFERENCER_PASSWORD: 'pb', VIEW_PASSWORD: 'pc', VM1_READER_PASSWORD: 'pd' });
       expect(out, name).toMatch(/configuration file .* is valid/);
     }
   });

@@ -24,10 +24,10 @@ export function isServiceName(s: unknown): s is ServiceName {
 }
 
 /**
- * Whether the service hands `--nats` to the NATS client as a comma-separated list of seed URLs (the inferencer
- * and the view split it) or as one URL (capture passes the string whole to the NATS client).
+ * Whether the service reads `--nats` as a comma-separated list of seed URLs (every service does since the NATS
+ * credential flags came: packages/ops natsConnectOptions) or as one URL.
  */
-const NATS_URL_LIST: Record<ServiceName, boolean> = { capture: false, inferencer: true, view: true };
+const NATS_URL_LIST: Record<ServiceName, boolean> = { capture: true, inferencer: true, view: true };
 
 /** The view's line of CLI.md, used while services/view has no config module. */
 export const VIEW_CLI_LINE = 'gammaray view --nats URL [--grpc HOST:PORT] [--mount DIR] [--metrics HOST:PORT]';

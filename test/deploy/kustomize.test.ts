@@ -213,6 +213,19 @@ describe('reports broken manifests', () => {
     expect(p.some((x) => /^StatefulSet\/gammaray-capture: envFrom ConfigMap gammaray-config-\w+x is not defined$/.test(x))).toBe(true);
   });
 
+  it('a NATS user without its password (readConfig refuses it), or a password without a user', async () => {
+    const p = await check(
+      mutated('production', (_, get) => {
+        const inf = get('Deployment', 'gammaray-inferencer').spec.template.spec.containers[0];
+        inf.env = inf.env.filter((e: { name: string }) => e.name !== 'GAMMARAY_NATS_PASSWORD');
+        const view = get('Deployment', 'gammaray-view').spec.template.spec.containers[0];
+        view.env = view.env.filter((e: { name: string }) => e.name !== 'GAMMARAY_NATS_USER');
+      }),
+    );
+    expect(p).toContain('Deployment/gammaray-inferencer: gammaray inferencer: --nats-user (GAMMARAY_NATS_USER) needs its password in GAMMARAY_NATS_PASSWORD (the environment keeps it out of process listings)');
+    expect(p).toContain('Deployment/gammaray-view: gammaray view: GAMMARAY_NATS_PASSWORD is set without a user: give --nats-user (GAMMARAY_NATS_USER) too');
+  });
+
   it('a NATS URL that is not the chart\'s Service, or more replicas than NATS nodes', async () => {
     const p = await check(
       mutated('production', (list) => {
@@ -247,7 +260,8 @@ describe('reports broken manifests', () => {
     const p = await check(
       mutated('production', (list, get) => {
         list.splice(list.indexOf(get('Service', 'gammaray-capture-headless')), 1);
-        get('Deployment', 'gammaray-view').spec.template.spec.containers[0].volumeMounts.push({ name: 'cache', mountPath: '/cache' });
+        const view = get('Deployment', 'gammaray-view').spec.template.spec.containers[0];
+        view.volumeMounts = [...(view.volumeMounts ?? []), { name: 'cache', mountPath: '/cache' }];
         get('Deployment', 'gammaray-inferencer').spec.template.spec.containers[0].ports.push({ name: 'debug', containerPort: 9229 });
       }),
     );
@@ -282,9 +296,22 @@ describe('deploy/nats/values.yaml (NATS Helm chart)', () => {
     }
   });
 
-  it('names an existing user as no_auth_user, and gives every user a password', () => {
+  it('has no no_auth_user (nothing connects without credentials), and gives every user a password', () => {
+    expect(values.config.merge.no_auth_user).toBeUndefined();
     const users = Object.values(values.config.merge.accounts).flatMap((a) => a.users);
-    expect(users.map((u) => u.user)).toContain(values.config.merge.no_auth_user);
     for (const u of users) expect(u.password, u.user).toMatch(/^<< \$[A-Z0-9_]+ >>$/);
   });
+
+  for (const overlay of OVERLAYS) {
+    it(`logs each service in as its own NATS user with its password from the Secret (${overlay})`, () => {
+      const users = new Set(Object.values(values.config.merge.accounts).flatMap((a) => a.users.map((u) => u.user)));
+      const workloads: [string, string, string][] = [['StatefulSet', 'gammaray-capture', 'capture'], ['Deployment', 'gammaray-inferencer', 'inferencer'], ['Deployment', 'gammaray-view', 'view']];
+      for (const [kind, name, user] of workloads) {
+        const c = find(objs(overlay), kind, name).spec.template.spec.containers[0];
+        expect(users.has(user), user).toBe(true);
+        expect(c.env).toContainEqual({ name: 'GAMMARAY_NATS_USER', value: user });
+        expect(c.env).toContainEqual({ name: 'GAMMARAY_NATS_PASSWORD', valueFrom: { secretKeyRef: { name: 'gammaray-nats-auth', key: `${user}-password` } } });
+      }
+    });
+  }
 });
