@@ -6,10 +6,12 @@
  * Prints the timings, the engine's memory and a sha256 over every encoded event (in order), which must not
  * change when only the engine's speed or memory does.
  *
- *   node --expose-gc bench/infer/replay-file.mjs [--dir /var/tmp/gammaray-bench/infer-v1-f50000-d50-512M] [--repeat N]
+ *   node --expose-gc bench/infer/replay-file.mjs [--dir /var/tmp/gammaray-bench/infer-v1-f50000-d50-512M] [--repeat N] [--stream]
  *   node --cpu-prof --cpu-prof-dir /tmp bench/infer/replay-file.mjs
  *
- * The records are read into memory first (untimed), so their bytes are in the baseline.
+ * The records are read into memory first (untimed), so their bytes are in the baseline; with --stream each is
+ * read from the file into a buffer of its own when it is applied (as messages arrive), so the peak RSS is the
+ * engine's and the garbage its records leave.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
@@ -22,8 +24,22 @@ const { values: v } = parseArgs({
   options: {
     dir: { type: 'string', default: '/var/tmp/gammaray-bench/infer-v1-f50000-d50-512M' },
     repeat: { type: 'string', default: '1' },
+    stream: { type: 'boolean', default: false },
   },
 });
+
+function* streamRecords(path) {
+  const fd = openSync(path, 'r');
+  const head = Buffer.alloc(12);
+  for (let at = 0; readSync(fd, head, 0, 12, at) === 12; ) {
+    const len = head.readUInt32LE(8);
+    const data = Buffer.allocUnsafe(len);
+    readSync(fd, data, 0, len, at + 12);
+    yield { seq: Number(head.readBigUInt64LE(0)), data };
+    at += 12 + len;
+  }
+  closeSync(fd);
+}
 
 function readRecords(path) {
   const buf = readFileSync(path);
@@ -57,7 +73,7 @@ function fileFetcher(path) {
   };
 }
 
-const records = readRecords(join(v.dir, 'records.bin'));
+const records = v.stream ? undefined : readRecords(join(v.dir, 'records.bin'));
 for (let r = 0; r < Number(v.repeat); r++) {
   global.gc?.();
   const base = process.memoryUsage();
@@ -81,7 +97,7 @@ for (let r = 0; r < Number(v.repeat); r++) {
   const boot = await DiskInferencer.bootstrap(fetcher, { disk: 'bench' }, 0, new Date(0));
   const inf = boot.inferencer;
   count(boot.events);
-  for (const m of records) count(await inf.apply(m.seq, decodeWriteRecord(m.data)));
+  for (const m of records ?? streamRecords(join(v.dir, 'records.bin'))) count(await inf.apply(m.seq, decodeWriteRecord(m.data)));
   const t1 = performance.now();
   const cpu = process.cpuUsage(cpu0);
   global.gc?.();
@@ -102,6 +118,7 @@ for (let r = 0; r < Number(v.repeat); r++) {
       buffersPerInode: Math.round((mem.arrayBuffers - base.arrayBuffers) / nodes),
       retainedPerInode: Math.round(retained / nodes),
       maxRss: process.resourceUsage().maxRSS * 1024,
+      baseRss: base.rss,
       sha256: hash.digest('hex'),
     })}\n`,
   );

@@ -42,7 +42,7 @@ import {
   MAX_WRITE_RUN_BYTES,
   PENDING_MAX_COMMITS,
 } from './limits.js';
-import { baseOf, makeNode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
+import { TimeCache, baseOf, makeNode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
 import { BlockStore, type BlockFetcher } from './store.js';
 
 /** Options of a {@link DiskInferencer}. */
@@ -92,6 +92,10 @@ interface Ctx {
 
 type Derived = FsNode | null | CorruptError;
 
+/** Shared empty values of derived nodes (makeNode keeps them shared). */
+const NO_XATTRS: Record<string, string> = {};
+const NOTHING: readonly number[] = [];
+
 /** See the module comment. */
 export class DiskInferencer {
   readonly disk: string;
@@ -104,6 +108,10 @@ export class DiskInferencer {
   /** Metadata block -> inodes whose derivation read it. */
   private readonly owners = new Map<number, number[]>();
   private readonly dataIndex = new DataIndex();
+  /** Times shared by the nodes derived lately (see TimeCache). */
+  private readonly times = new TimeCache();
+  /** The blocks one derivation read (one set, cleared for each). */
+  private readonly tracker = new Set<number>();
   private readonly pending = new Map<number, PendingBlock>();
   private pendingBytes = 0;
   /** Blocks pushed out of the pending buffer: block -> the sequence that wrote them. */
@@ -248,7 +256,9 @@ export class DiskInferencer {
       const [start, count, firstIno] = t[mid]!; // ok: in range
       if (b < start) hi = mid - 1;
       else if (b >= start + count) lo = mid + 1;
-      else return firstIno + ((b - start) * this.volume.superblock.blockSize) / this.volume.superblock.inodeSize;
+      // ok: a uint32 (inode numbers are 32-bit), so it stays a small integer: a division's result is a double,
+      // and one double stored in a field makes V8 box that field in every object of the shape (nodes, links).
+      else return (firstIno + ((b - start) * this.volume.superblock.blockSize) / this.volume.superblock.inodeSize) >>> 0;
     }
     return undefined;
   }
@@ -961,13 +971,15 @@ export class DiskInferencer {
       return this.derivedError(err, ctx, ino, retry);
     }
     if (!inodeInUse(inode)) return null;
-    const tracker = new Set<number>();
+    const tracker = this.tracker;
+    tracker.clear();
     this.store.tracker = tracker;
     try {
-      const base = baseOf(inode);
-      const xattrs: Record<string, string> = {};
+      const base = baseOf(inode, this.times);
+      let xattrs: Record<string, string> = NO_XATTRS;
       for (const x of this.volume.readXattrsCached(inode) ?? (await this.volume.readXattrs(inode))) {
         if (x.name === 'system.data') continue;
+        if (xattrs === NO_XATTRS) xattrs = {};
         xattrs[x.name] = Buffer.from(x.value).toString('hex');
       }
       if (inode.fileAcl !== 0) tracker.add(inode.fileAcl);
@@ -991,7 +1003,7 @@ export class DiskInferencer {
       } else if (inode.type === FileType.symlink) {
         extra = { target: decodeName(await this.volume.readLink(inode)) };
       }
-      return makeNode(base, extra, xattrs, [...tracker].sort((a, b) => a - b));
+      return makeNode(base, extra, xattrs, tracker.size === 0 ? NOTHING : [...tracker].sort((a, b) => a - b));
     } catch (err) {
       // Watch what it read: a later write to those blocks makes the inode (and whoever named it) dirty again.
       if (retry) for (const b of tracker) this.watch(b, ino);
@@ -1078,10 +1090,15 @@ export class DiskInferencer {
   }
 
   private addLink(ino: number, dir: number, name: string): void {
-    let l = this.links.get(ino);
-    if (!l) this.links.set(ino, (l = []));
-    if (!l.some((x) => x.dir === dir && x.name === name)) l.push({ dir, name });
-    l.sort((a, b) => a.dir - b.dir || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const l = this.links.get(ino);
+    // New arrays of the exact length: an array grown by push() reserves room for 17 entries, and nearly every
+    // inode has one link.
+    if (!l || l.length === 0) {
+      this.links.set(ino, [{ dir, name }]);
+      return;
+    }
+    if (l.some((x) => x.dir === dir && x.name === name)) return;
+    this.links.set(ino, [...l, { dir, name }].sort((a, b) => a.dir - b.dir || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)));
   }
 
   private removeLink(ino: number, dir: number, name: string): void {

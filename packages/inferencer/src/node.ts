@@ -75,8 +75,8 @@ export function statOf(n: FsNode): FsStat {
   return { mode: n.mode, uid: n.uid, gid: n.gid, size: n.size, nlink: n.nlink, atime: n.atime, mtime: n.mtime, ctime: n.ctime, flags: n.flags };
 }
 
-/** The fields of a node taken straight from its inode. */
-export function baseOf(inode: Ext4Inode): Omit<FsNode, 'xattrs' | 'owned'> {
+/** The fields of a node taken straight from its inode; `times` gives the {@link FsTime} objects. */
+export function baseOf(inode: Ext4Inode, times: TimeCache): Omit<FsNode, 'xattrs' | 'owned'> {
   return {
     ino: inode.ino,
     generation: inode.generation,
@@ -86,11 +86,36 @@ export function baseOf(inode: Ext4Inode): Omit<FsNode, 'xattrs' | 'owned'> {
     gid: inode.gid,
     size: inode.size,
     nlink: inode.linksCount,
-    atime: { sec: inode.atime.sec, nsec: inode.atime.nsec },
-    mtime: { sec: inode.mtime.sec, nsec: inode.mtime.nsec },
-    ctime: { sec: inode.ctime.sec, nsec: inode.ctime.nsec },
+    atime: times.get(inode.atime.sec, inode.atime.nsec),
+    mtime: times.get(inode.mtime.sec, inode.mtime.nsec),
+    ctime: times.get(inode.ctime.sec, inode.ctime.nsec),
     flags: inode.flags,
   };
+}
+
+/** Distinct times remembered by a {@link TimeCache}. */
+const TIME_CACHE_SIZE = 16;
+
+/**
+ * Hands out one frozen {@link FsTime} object per recent distinct time. Files made in a burst share their times
+ * (the kernel's clock for them ticks in jiffies): one object and one boxed second count for many nodes.
+ */
+export class TimeCache {
+  private readonly recent: FsTime[] = [];
+  private next = 0;
+
+  get(sec: number, nsec: number): FsTime {
+    const r = this.recent;
+    for (let i = 0; i < r.length; i++) {
+      const t = r[i]!; // ok: in range
+      if (t.nsec === nsec && t.sec === sec) return t;
+    }
+    const t: FsTime = Object.freeze({ sec, nsec });
+    if (r.length < TIME_CACHE_SIZE) r.push(t);
+    else r[this.next] = t;
+    this.next = (this.next + 1) % TIME_CACHE_SIZE;
+    return t;
+  }
 }
 
 /** The tree-entry JSON shape (CLI.md) of a node at `path`. */
