@@ -196,7 +196,7 @@ export async function mountFuse(opts: { replicas: ReplicaSet; dir: string; log: 
       (err: unknown) => {
         const errno = errnoOf(err);
         observe(op, errno, t0);
-        if (isExpected(errno)) log.debug({ op, path, errno, msg: (err as Error)?.message }, 'FUSE request refused');
+        if (isExpected(errno)) log.debug({ op, path, errno, reason: (err as Error)?.message }, 'FUSE request refused');
         else log.warn({ err, op, path, errno }, 'FUSE request failed');
         fail(errno);
       },

@@ -1,7 +1,9 @@
 /**
  * What the FUSE mount answers, without FUSE: `/` lists the attached disks, `/<disk>/...` is that disk's tree as
  * its replica has it now. Every path is resolved inside a replica (which refuses `..`), symlinks are never
- * followed here, and nothing is cached: each call asks the replica, so the mount is as live as the replica.
+ * followed here, and nothing about the tree is cached: each call asks the replica, so the mount is as live as the
+ * replica. The one thing kept is read-ahead for sequential readers, served only while the replica has applied
+ * nothing since it was read (see AHEAD_WINDOW).
  */
 import { FileType } from '@gammaray/ext4';
 import type { FsNode } from '@gammaray/inferencer';
@@ -125,6 +127,7 @@ export class ViewFs {
     return this.#handles.size;
   }
 
+  /** Attributes of the node at `path` (lstat: symlinks are not followed). */
   async getattr(path: string): Promise<FuseStat> {
     const place = this.#place(path);
     if (place.kind === 'root') return this.#rootStat();
@@ -188,6 +191,7 @@ export class ViewFs {
     return fh;
   }
 
+  /** Forgets handle `fh` and its read-ahead. */
   release(fh: number): void {
     this.#handles.delete(fh);
   }
@@ -256,6 +260,7 @@ export class ViewFs {
     return out;
   }
 
+  /** Totals of the disk `path` is on (the mount root and a disk still bootstrapping report none). */
   async statfs(path: string): Promise<FuseStatfs> {
     const place = this.#place(path);
     const base = { fsid: 0, flag: 0, namemax: NAME_MAX, bfree: 0, bavail: 0 };
@@ -273,6 +278,7 @@ export class ViewFs {
     return Buffer.from(hex, 'hex');
   }
 
+  /** Names of the node's extended attributes. */
   async listxattr(path: string): Promise<string[]> {
     return Object.keys(await this.#xattrs(path));
   }
@@ -286,9 +292,14 @@ export class ViewFs {
     const slash = path.indexOf('/', 1);
     const disk = slash < 0 ? path.slice(1) : path.slice(1, slash);
     const rest = slash < 0 ? '/' : path.slice(slash) || '/';
-    const known = this.#replicas.list().find((d) => d.entry.disk === disk);
-    if (!known?.replica) throw new FsError(Errno.ENOENT, `no attached disk ${JSON.stringify(disk)}`);
-    return { kind: 'disk', disk, replica: known.replica, rest };
+    let replica: DiskReplica;
+    try {
+      replica = this.#replicas.get(disk);
+    } catch (cause) {
+      // Not a disk id, or no replica by that name: either way nothing of that name is at the root.
+      throw new FsError(Errno.ENOENT, `no attached disk ${JSON.stringify(disk)}`, { cause });
+    }
+    return { kind: 'disk', disk, replica, rest };
   }
 
   async #node(path: string): Promise<FsNode> {
