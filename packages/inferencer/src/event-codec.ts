@@ -73,35 +73,67 @@ function toBson(value: unknown, int64: boolean, depth: number): unknown {
  */
 export function encodeEvent(e: FsEvent): Uint8Array {
   const w = writer;
-  w.pos = 0;
+  w.start = w.pos;
   let ok: boolean;
   try {
     ok = writeDoc(w, e as unknown as Record<string, unknown>, 0);
   } catch (err) {
+    w.pos = w.start;
     if (err === NUL_KEY) throw Object.assign(new EncodeError(`event ${e.disk}:${e.seq}:${e.idx} cannot be encoded as BSON`), { cause: new Error('a field name holds a NUL byte') });
     throw err;
   }
-  if (!ok) return encodeEventGeneric(e);
-  if (w.pos > MAX_EVENT_BYTES) throw new EncodeError(`event is ${w.pos} bytes, more than ${MAX_EVENT_BYTES}`, { field: 'data' });
-  const out = Buffer.allocUnsafe(w.pos);
-  w.buf.copy(out, 0, 0, w.pos);
-  return out;
+  const { start, pos } = w;
+  if (!ok || pos - start > MAX_EVENT_BYTES) {
+    w.pos = start;
+    if (!ok) return encodeEventGeneric(e);
+    throw new EncodeError(`event is ${pos - start} bytes, more than ${MAX_EVENT_BYTES}`, { field: 'data' });
+  }
+  return w.buf.subarray(start, pos);
 }
 
-/** The reusable output buffer of {@link encodeEvent} (encoding is synchronous, so one is enough). */
+/**
+ * Where {@link encodeEvent} writes: events are written one after the other into a shared pool and handed out
+ * as views of it (as Node's own small buffers are), so an event costs neither an allocation nor a copy. A new
+ * pool is started when one is full; the old one lives on while views of it do.
+ */
 interface Writer {
   buf: Buffer;
+  /** Where the event being written starts. */
+  start: number;
   pos: number;
 }
-const writer: Writer = { buf: Buffer.allocUnsafe(64 * 1024), pos: 0 };
+const POOL_BYTES = 256 * 1024;
+const writer: Writer = { buf: Buffer.allocUnsafe(POOL_BYTES), start: 0, pos: 0 };
 const NUL_KEY = Symbol('a field name with a NUL byte');
 const TWO_32 = 0x1_0000_0000;
 
+/** Room for `n` more bytes: else the event so far moves to a new pool. */
 function ensure(w: Writer, n: number): void {
   if (w.pos + n <= w.buf.length) return;
-  const next = Buffer.allocUnsafe(Math.max(w.buf.length * 2, w.pos + n));
-  w.buf.copy(next, 0, 0, w.pos);
+  const used = w.pos - w.start;
+  const next = Buffer.allocUnsafe(Math.max(POOL_BYTES, 2 * (used + n)));
+  w.buf.copy(next, 0, w.start, w.pos);
   w.buf = next;
+  w.start = 0;
+  w.pos = used;
+}
+
+/** Top-level fields written as int64 whatever their value (a switch: faster than a set lookup). */
+function topInt64(k: string): boolean {
+  switch (k) {
+    case 'seq':
+    case 'ino':
+    case 'offset':
+    case 'length':
+    case 'size':
+    case 'oldSize':
+    case 'block':
+    case 'files':
+    case 'dirs':
+      return true;
+    default:
+      return false;
+  }
 }
 
 /** Writes a BSON cstring (a field name). */
@@ -142,27 +174,35 @@ function writeInt64(w: Writer, v: number): void {
 }
 
 /**
- * Writes the fields of `o` as a BSON document (length, elements, NUL). `int64Keys`: which integer fields are
- * int64 whatever their value (the top level's list, or size and ino below it). False when a value is of a kind
- * the hand-written encoder leaves to the generic one.
+ * Writes the fields of `o` as a BSON document (length, elements, NUL). Integer fields written as int64 whatever
+ * their value: at depth 0 (the event) those of {@link topInt64}, below it size and ino. False when a value is of
+ * a kind the hand-written encoder leaves to the generic one.
  */
 function writeDoc(w: Writer, o: Record<string, unknown>, depth: number): boolean {
   ensure(w, 5);
-  const start = w.pos;
+  // Relative to the event's start: ensure() may move the event to a new pool while the fields are written.
+  const rel = w.pos - w.start;
   w.pos += 4;
   for (const k in o) {
     if (!Object.prototype.hasOwnProperty.call(o, k)) continue;
+    // A toBSON method or a BSON type tag means something to the bson package: leave such objects to it.
+    if (k === 'toBSON' || k === '_bsontype') return false;
     const v = o[k];
     if (v === undefined) continue;
-    if (!writeElement(w, k, v, depth === 0 ? INT64_FIELDS.has(k) : k === 'size' || k === 'ino', depth + 1)) return false;
+    if (!writeElement(w, k, v, depth === 0 ? topInt64(k) : k === 'size' || k === 'ino', depth + 1)) return false;
   }
   ensure(w, 1);
   w.buf[w.pos++] = 0;
-  const end = w.pos;
-  w.pos = start;
-  writeInt32(w, end - start);
-  w.pos = end;
+  endDoc(w, rel);
   return true;
+}
+
+/** Writes the length of the document (or array) that starts `rel` bytes into the event. */
+function endDoc(w: Writer, rel: number): void {
+  const end = w.pos;
+  w.pos = w.start + rel;
+  writeInt32(w, end - w.pos);
+  w.pos = end;
 }
 
 function writeElement(w: Writer, k: string, v: unknown, int64: boolean, depth: number): boolean {
@@ -257,7 +297,7 @@ function writeElement(w: Writer, k: string, v: unknown, int64: boolean, depth: n
         w.buf[w.pos++] = 0x04;
         writeKey(w, k);
         ensure(w, 5);
-        const start = w.pos;
+        const rel = w.pos - w.start;
         w.pos += 4;
         for (let i = 0; i < v.length; i++) {
           const x: unknown = v[i];
@@ -266,15 +306,11 @@ function writeElement(w: Writer, k: string, v: unknown, int64: boolean, depth: n
         }
         ensure(w, 1);
         w.buf[w.pos++] = 0;
-        const end = w.pos;
-        w.pos = start;
-        writeInt32(w, end - start);
-        w.pos = end;
+        endDoc(w, rel);
         return true;
       }
       const proto: unknown = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) return false;
-      if (typeof (v as { toBSON?: unknown }).toBSON === 'function' || (v as { _bsontype?: unknown })._bsontype !== undefined) return false;
       ensure(w, 1);
       w.buf[w.pos++] = 0x03;
       writeKey(w, k);

@@ -90,6 +90,16 @@ describe('event codec', () => {
     expect(Buffer.from(encodeEvent(e)).equals(Buffer.from(encodeEventGeneric(e)))).toBe(true);
   });
 
+  it('writes events of every size one after the other as the bson package does (across its output pools)', () => {
+    const out: [Uint8Array, FsEvent][] = [];
+    for (let i = 0; i < 400; i++) {
+      const e = { ...write, idx: i, path: `/d/${'x'.repeat(i % 300)}`, data: new Uint8Array((i * 7919) % 70_000).fill(i & 0xff), parent: { ino: i, stat } } as FsEvent;
+      out.push([encodeEvent(e), e]);
+    }
+    // Earlier results must stay intact while later events are written.
+    for (const [bytes, e] of out) expect(Buffer.from(bytes).equals(Buffer.from(encodeEventGeneric(e)))).toBe(true);
+  });
+
   it('refuses what the bson package refuses: unsafe integers, NUL in a field name, too deep', () => {
     expect(() => encodeEvent({ ...write, offset: 2 ** 60 })).toThrow(EncodeError);
     expect(() => encodeEvent({ ...write, kind: 'attr', changes: { 'a\u0000b': { old: 1, new: 2 } } } as FsEvent)).toThrow(EncodeError);
