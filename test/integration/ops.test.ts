@@ -95,5 +95,8 @@ describe('metrics and health endpoints of the services', () => {
       return (sample(t, 'gammaray_inferencer_disk_applied_seq', '{disk="ops1"}') ?? 0) > 0 ? t : undefined;
     }, 'an applied sequence');
     expect(sample(text, 'gammaray_inferencer_owned_disks')).toBe(1);
+    expect(sample(text, 'gammaray_inferencer_events_total', '{disk="ops1",kind="snapshot"}')).toBe(1);
+    expect(sample(text, 'gammaray_inferencer_pending_bytes', '{disk="ops1"}')).toBeGreaterThanOrEqual(0);
+    expect(sample(text, 'gammaray_inferencer_disk_lag_records', '{disk="ops1"}')).toBeGreaterThanOrEqual(0);
   });
 });

@@ -143,9 +143,12 @@ class ConsoleLines {
   }
 }
 
-/** A real `tail -f`, its output lines timed on arrival. */
+/**
+ * A real `tail -f`, its output lines timed on arrival. On FUSE, GNU tail cannot use inotify and polls; `-s 0.25`
+ * polls every 250 ms instead of every second, so the delay measured is the pipeline's, not tail's sleep.
+ */
 function startTail(path: string): { child: ChildProcess; lines: { text: string; at: number }[]; stop(): Promise<void> } {
-  const child = spawn('tail', ['-n', '+1', '-f', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('tail', ['-n', '+1', '-s', '0.25', '-f', path], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: { text: string; at: number }[] = [];
   let partial = '';
   child.stdout!.on('data', (b: Buffer) => { // ok: piped

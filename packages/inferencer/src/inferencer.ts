@@ -180,6 +180,11 @@ export class DiskInferencer {
     return u === undefined ? node.size : Math.min(node.size, u[0]);
   }
 
+  /** Bytes of data blocks waiting in the pending buffer for the metadata that maps them. */
+  get pendingDataBytes(): number {
+    return this.pendingBytes;
+  }
+
   /** The file system's superblock as last read. */
   get superblock(): Ext4Superblock {
     return this.volume.superblock;

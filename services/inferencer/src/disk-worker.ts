@@ -50,6 +50,10 @@ export interface DiskWorkerStats {
   readonly records: number;
   readonly corruptRecords: number;
   readonly events: number;
+  /** Events published, by kind. */
+  readonly eventsByKind: Readonly<Record<string, number>>;
+  /** Bytes in the engine's pending-block buffer (data written before the metadata that maps it). */
+  readonly pendingBytes: number;
   readonly checkpoints: number;
   readonly restarts: number;
   /** Events the stream already held (re-published after a restart and dropped by msg id). */
@@ -112,6 +116,7 @@ export class DiskWorker {
   #failing: { seq: number; count: number } | undefined;
   #rebootstrap: Rebootstrap | undefined;
   #stats = { records: 0, corruptRecords: 0, events: 0, checkpoints: 0, restarts: 0, duplicateEvents: 0 };
+  readonly #eventsByKind: Record<string, number> = {};
   /** Set when the lease was lost: stop at once, no flush of new events, no final checkpoint. */
   #revoked = false;
   #lag: { pending: number; time: number } = { pending: 0, time: 0 };
@@ -130,6 +135,8 @@ export class DiskWorker {
     const lagSeconds = this.#lag.pending > 0 ? Math.max(0, (Date.now() - this.#lag.time) / 1000) : 0;
     return {
       ...this.#stats,
+      eventsByKind: { ...this.#eventsByKind },
+      pendingBytes: this.#engine?.pendingDataBytes ?? 0,
       duplicateEvents,
       appliedSeq: this.#engine?.appliedSeq ?? this.#checkpointedSeq,
       checkpointedSeq: this.#checkpointedSeq,
@@ -395,6 +402,7 @@ export class DiskWorker {
       const bytes = this.#encode(e);
       await publisher.publish(eventsSubject(this.disk, bytes.kind), bytes.data, eventMsgId({ disk: this.disk, seq: e.seq, idx: e.idx }), e.path);
       this.#stats.events++;
+      this.#eventsByKind[bytes.kind] = (this.#eventsByKind[bytes.kind] ?? 0) + 1;
     }
   }
 

@@ -69,6 +69,26 @@ export class InferencerMetrics {
         for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.lagSeconds);
       },
     });
+    new Counter({
+      name: 'gammaray_inferencer_events_total',
+      help: 'Events published for the disk by this instance, by kind (re-publishes after a restart included)',
+      labelNames: ['disk', 'kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [disk, s] of source.ownedDisks()) for (const [kind, n] of Object.entries(s.eventsByKind)) this.inc({ disk, kind }, n);
+      },
+    });
+    new Gauge({
+      name: 'gammaray_inferencer_pending_bytes',
+      help: 'Bytes of data blocks of the disk waiting for the metadata that maps them (bounded pending-block buffer)',
+      labelNames: ['disk'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.pendingBytes);
+      },
+    });
     new Gauge({
       name: 'gammaray_inferencer_disk_applied_seq',
       help: 'Last stream sequence of GAMMARAY_WRITES applied for the disk',
