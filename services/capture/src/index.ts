@@ -1,3 +1,4 @@
+import { runUntilSignal } from '@gammaray/ops';
 import { pino } from 'pino';
 import { readConfig, type CaptureFlags } from './config.js';
 import { create } from './service.js';
@@ -16,26 +17,9 @@ export async function runCapture(flags: CaptureFlags): Promise<number> {
   const cfg = readConfig(flags);
   const log = pino({ name: 'gammaray-capture' });
   const service = create(cfg, log);
-  await service.start();
-  if (service.traceDone) {
-    try {
-      const n = await service.traceDone;
+  return runUntilSignal(service, log, () =>
+    service.traceDone?.then((n) => {
       log.info({ records: n }, 'trace applied');
-      return 0;
-    } finally {
-      await service.stop();
-    }
-  }
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: NodeJS.Signals) => {
-      log.info({ signal: sig }, 'signal received');
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-  await service.stop();
-  return 0;
+    }),
+  );
 }

@@ -1,3 +1,4 @@
+import { runUntilSignal } from '@gammaray/ops';
 import { pino } from 'pino';
 import { readConfig, type InferencerFlags } from './config.js';
 import { create } from './service.js';
@@ -41,18 +42,5 @@ export { ensureEventsStream, EVENTS_MAX_MSG_SIZE, EVENTS_DUPLICATE_WINDOW_MS } f
 export async function runInferencer(flags: InferencerFlags): Promise<number> {
   const cfg = readConfig(flags);
   const log = pino({ name: 'gammaray-inferencer' });
-  const service = create(cfg, log);
-  await service.start();
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: NodeJS.Signals) => {
-      log.info({ signal: sig }, 'signal received');
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-  await service.stop();
-  return 0;
+  return runUntilSignal(create(cfg, log), log);
 }

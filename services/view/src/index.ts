@@ -1,3 +1,4 @@
+import { runUntilSignal } from '@gammaray/ops';
 import { pino } from 'pino';
 import { readConfig, type ViewFlags } from './config.js';
 import { create } from './service.js';
@@ -49,25 +50,7 @@ export type { WatchFrom, WatchedEvent } from '@gammaray/replica';
 export async function runView(flags: ViewFlags): Promise<number> {
   const cfg = readConfig(flags);
   const log = pino({ name: 'gammaray-view' });
-  const service = create(cfg, log);
-  const stopped = new Promise<NodeJS.Signals>((resolve) => {
-    const onSignal = (sig: NodeJS.Signals) => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve(sig);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-  try {
-    await service.start();
-  } catch (err) {
-    await service.stop();
-    throw err;
-  }
-  log.info({ signal: await stopped }, 'signal received');
-  await service.stop();
-  return 0;
+  return runUntilSignal(create(cfg, log), log);
 }
 export { readNatsAuth } from '@gammaray/ops';
 export type { NatsAuth, NatsAuthFlags } from '@gammaray/ops';
