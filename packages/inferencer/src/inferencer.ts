@@ -819,14 +819,23 @@ export class DiskInferencer {
     const bs = this.store.blockSize;
     for (const { node, before } of writes) {
       if (!before) continue;
-      const path = this.pathOf(node.ino);
+      // The path only when an event needs it (most nodes here only grew, and their data events find it).
+      let pathMemo: string | undefined;
+      const pathNow = (): string => (pathMemo ??= this.pathOf(node.ino));
       const changes: Record<string, AttrChange> = {};
-      for (const f of ['mode', 'uid', 'gid', 'flags'] as const) if (before[f] !== node[f]) changes[f] = { old: before[f], new: node[f] };
-      const names = new Set([...Object.keys(before.xattrs), ...Object.keys(node.xattrs)]);
-      for (const n of [...names].sort()) if (before.xattrs[n] !== node.xattrs[n]) changes[`xattr.${n}`] = { old: before.xattrs[n] ?? null, new: node.xattrs[n] ?? null };
+      let changed = 0;
+      if (before.mode !== node.mode) changes['mode'] = { old: before.mode, new: node.mode };
+      if (before.uid !== node.uid) changes['uid'] = { old: before.uid, new: node.uid };
+      if (before.gid !== node.gid) changes['gid'] = { old: before.gid, new: node.gid };
+      if (before.flags !== node.flags) changes['flags'] = { old: before.flags, new: node.flags };
+      if (before.xattrs !== node.xattrs) {
+        const names = new Set([...Object.keys(before.xattrs), ...Object.keys(node.xattrs)]);
+        for (const n of [...names].sort()) if (before.xattrs[n] !== node.xattrs[n]) changes[`xattr.${n}`] = { old: before.xattrs[n] ?? null, new: node.xattrs[n] ?? null };
+      }
+      for (const _ in changes) changed++;
       if (node.size < before.size) {
         this.shrinkTail(node);
-        this.event(ctx, { kind: EventKind.Truncate, path, ino: node.ino, type: node.type, stat: statOf(node), oldSize: before.size, size: node.size });
+        this.event(ctx, { kind: EventKind.Truncate, path: pathNow(), ino: node.ino, type: node.type, stat: statOf(node), oldSize: before.size, size: node.size });
         evented.add(node.ino);
       }
       if (node.inline && (!before.inline || !Buffer.from(before.inline).equals(Buffer.from(node.inline)))) {
@@ -844,15 +853,17 @@ export class DiskInferencer {
         const reached = wroteTo.get(node.ino) ?? -1;
         const lastMapped = mapsBlock(node, Math.floor((node.size - 1) / bs));
         if (reached < node.size && !lastMapped) {
-          this.event(ctx, { kind: EventKind.Truncate, path, ino: node.ino, type: node.type, stat: statOf(node), oldSize: before.size, size: node.size });
+          this.event(ctx, { kind: EventKind.Truncate, path: pathNow(), ino: node.ino, type: node.type, stat: statOf(node), oldSize: before.size, size: node.size });
           evented.add(node.ino);
         }
       }
-      const quiet = evented.has(node.ino) || touchedParents.has(node.ino) || wroteTo.has(node.ino);
-      if (!quiet && Object.keys(changes).length === 0) {
-        for (const f of ['atime', 'mtime', 'ctime'] as const) if (!sameTime(before[f], node[f])) changes[f] = { old: before[f], new: node[f] };
+      if (changed === 0 && !(evented.has(node.ino) || touchedParents.has(node.ino) || wroteTo.has(node.ino))) {
+        if (!sameTime(before.atime, node.atime)) changes['atime'] = { old: before.atime, new: node.atime };
+        if (!sameTime(before.mtime, node.mtime)) changes['mtime'] = { old: before.mtime, new: node.mtime };
+        if (!sameTime(before.ctime, node.ctime)) changes['ctime'] = { old: before.ctime, new: node.ctime };
+        for (const _ in changes) changed++;
       }
-      if (Object.keys(changes).length > 0) this.event(ctx, { kind: EventKind.Attr, path, ino: node.ino, type: node.type, stat: statOf(node), changes });
+      if (changed > 0) this.event(ctx, { kind: EventKind.Attr, path: pathNow(), ino: node.ino, type: node.type, stat: statOf(node), changes });
     }
     // Held-back bytes of files whose metadata did not change (zeros written inside the file).
     for (const ino of [...this.heldTails].sort((x, y) => x - y)) {
