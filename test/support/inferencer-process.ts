@@ -2,8 +2,8 @@
  * Runs `gammaray inferencer` as a real process for integration tests: waits for a log line, and stops it with
  * SIGTERM (resolving with its exit status) or SIGKILL.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { CLI } from './capture-process.js';
+import type { ChildProcess } from 'node:child_process';
+import { spawnService } from './service-process.js';
 
 /** A running inferencer process. */
 export interface InferencerProcess {
@@ -20,46 +20,7 @@ export interface InferencerProcess {
 
 /** Starts `gammaray inferencer --nats NATS ...args` and waits until it logs "inferencer started". */
 export async function startInferencer(nats: string, args: readonly string[] = []): Promise<InferencerProcess> {
-  let logs = '';
-  const child = spawn('node', [CLI, 'inferencer', '--nats', nats, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const listeners = new Set<() => void>();
-  const onData = (b: Buffer): void => {
-    logs += b.toString();
-    for (const l of listeners) l();
-  };
-  child.stdout!.on('data', onData); // ok: piped
-  child.stderr!.on('data', onData); // ok: piped
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const waitForLog = (re: RegExp, timeoutMs = 20_000): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      const check = (): void => {
-        if (re.test(logs)) done(undefined);
-      };
-      const done = (err: Error | undefined): void => {
-        clearTimeout(timer);
-        listeners.delete(check);
-        if (err) reject(err);
-        else resolve();
-      };
-      const timer = setTimeout(() => done(new Error(`inferencer did not log ${re} within ${timeoutMs} ms:\n${logs}`)), timeoutMs);
-      listeners.add(check);
-      void exited.then((code) => done(re.test(logs) ? undefined : new Error(`inferencer exited with ${code} before logging ${re}:\n${logs}`)));
-      check();
-    });
-  await waitForLog(/inferencer started/);
-  return {
-    child,
-    logs: () => logs,
-    waitForLog,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      return exited;
-    },
-    kill9: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGKILL');
-      await exited;
-    },
-  };
+  const p = spawnService(['inferencer', '--nats', nats, ...args]);
+  await p.waitForLog(/inferencer started/);
+  return p;
 }

@@ -2,8 +2,8 @@
  * Runs `gammaray view` as a real process for integration tests: `--grpc 127.0.0.1:0` unless given, waits for its
  * "serving gRPC" log line and reads the bound port from it; stops it with SIGTERM (resolving with its exit status).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { CLI } from './capture-process.js';
+import type { ChildProcess } from 'node:child_process';
+import { spawnService } from './service-process.js';
 
 /** A running view process. */
 export interface ViewProcess {
@@ -24,34 +24,11 @@ export interface ViewProcess {
 
 /** Starts `gammaray view --nats NATS --grpc 127.0.0.1:0 ...args` and waits until it serves gRPC. */
 export async function startView(nats: string, args: readonly string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<ViewProcess> {
-  let logs = '';
   const grpcArgs = args.includes('--grpc') ? [] : ['--grpc', '127.0.0.1:0'];
-  const child = spawn('node', [CLI, 'view', '--nats', nats, ...grpcArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const listeners = new Set<() => void>();
-  const onData = (b: Buffer): void => {
-    logs += b.toString();
-    for (const l of listeners) l();
-  };
-  child.stdout!.on('data', onData); // ok: piped
-  child.stderr!.on('data', onData); // ok: piped
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const waitForLog = (re: RegExp, timeoutMs = 20_000): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      const check = (): void => {
-        if (re.test(logs)) done(undefined);
-      };
-      const done = (err: Error | undefined): void => {
-        clearTimeout(timer);
-        listeners.delete(check);
-        if (err) reject(err);
-        else resolve();
-      };
-      const timer = setTimeout(() => done(new Error(`view did not log ${re} within ${timeoutMs} ms:\n${logs}`)), timeoutMs);
-      listeners.add(check);
-      void exited.then((code) => done(re.test(logs) ? undefined : new Error(`view exited with ${code} before logging ${re}:\n${logs}`)));
-      check();
-    });
+  const p = spawnService(['view', '--nats', nats, ...grpcArgs, ...args], env);
+  const { child, waitForLog, logs: allLogs } = p;
   await waitForLog(/"msg":"view started"/);
+  const logs = allLogs();
   const m = /"port":(\d+),"tls":(?:true|false),"msg":"serving gRPC"/.exec(logs);
   if (!m) throw new Error(`view logged no gRPC port:\n${logs}`);
   const port = Number(m[1]);
@@ -61,12 +38,8 @@ export async function startView(nats: string, args: readonly string[] = [], env:
     child,
     port,
     address: `127.0.0.1:${port}`,
-    logs: () => logs,
+    logs: allLogs,
     waitForLog,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      return exited;
-    },
+    stop: p.stop,
   };
 }
