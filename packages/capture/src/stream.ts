@@ -1,4 +1,5 @@
-import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
+import { ensureStream, type WantedStream } from '@gammaray/ops';
 import { nanos } from '@nats-io/nats-core';
 import { STREAM_WRITES, WRITES_WILDCARD } from '@gammaray/wire';
 
@@ -26,7 +27,7 @@ export interface WritesStreamOptions {
  * window, and a max message size that admits every record.
  */
 export async function ensureWritesStream(jsm: JetStreamManager, opts: WritesStreamOptions = {}): Promise<StreamInfo> {
-  const want: Partial<StreamConfig> & { name: string } = {
+  const want: WantedStream = {
     name: STREAM_WRITES,
     subjects: [WRITES_WILDCARD],
     storage: StorageType.File,
@@ -38,29 +39,5 @@ export async function ensureWritesStream(jsm: JetStreamManager, opts: WritesStre
     max_bytes: opts.maxBytes ?? -1,
     max_msg_size: WRITES_MAX_MSG_SIZE,
   };
-  let info: StreamInfo | undefined;
-  try {
-    info = await jsm.streams.info(STREAM_WRITES);
-  } catch (err) {
-    if (!isStreamNotFound(err)) throw err;
-  }
-  if (!info) return jsm.streams.add(want);
-  const c = info.config;
-  const same =
-    c.subjects?.length === 1 &&
-    c.subjects[0] === WRITES_WILDCARD &&
-    c.num_replicas === want.num_replicas &&
-    c.duplicate_window === want.duplicate_window &&
-    c.max_msg_size === want.max_msg_size &&
-    c.max_age === want.max_age &&
-    c.max_bytes === want.max_bytes;
-  if (same) return info;
-  const { name: _name, storage: _storage, retention: _retention, ...update } = want;
-  return jsm.streams.update(STREAM_WRITES, update);
-}
-
-function isStreamNotFound(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const e = err as Error & { code?: number | string; api_error?: { err_code?: number } };
-  return e.name === 'StreamNotFoundError' || e.api_error?.err_code === 10059 || /stream not found/i.test(e.message);
+  return ensureStream(jsm, want);
 }

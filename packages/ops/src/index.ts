@@ -4,3 +4,5 @@ export { readNatsAuth, natsConnectOptions } from './nats-auth.js';
 export type { NatsAuth, NatsAuthFlags } from './nats-auth.js';
 export { runUntilSignal } from './run.js';
 export type { Runnable } from './run.js';
+export { ensureStream, isStreamNotFound } from './streams.js';
+export type { WantedStream } from './streams.js';

@@ -1,4 +1,5 @@
-import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
+import { ensureStream, type WantedStream } from '@gammaray/ops';
 import { nanos } from '@nats-io/nats-core';
 import { EVENTS_WILDCARD, STREAM_EVENTS } from '@gammaray/wire';
 
@@ -17,7 +18,7 @@ export const EVENTS_DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
  * and a max message size that admits every event.
  */
 export async function ensureEventsStream(jsm: JetStreamManager, opts: { replicas?: number } = {}): Promise<StreamInfo> {
-  const want: Partial<StreamConfig> & { name: string } = {
+  const want: WantedStream = {
     name: STREAM_EVENTS,
     subjects: [EVENTS_WILDCARD],
     storage: StorageType.File,
@@ -27,28 +28,7 @@ export async function ensureEventsStream(jsm: JetStreamManager, opts: { replicas
     duplicate_window: nanos(EVENTS_DUPLICATE_WINDOW_MS),
     max_msg_size: EVENTS_MAX_MSG_SIZE,
   };
-  let info: StreamInfo | undefined;
-  try {
-    info = await jsm.streams.info(STREAM_EVENTS);
-  } catch (err) {
-    if (!isStreamNotFound(err)) throw err;
-  }
-  if (!info) return jsm.streams.add(want);
-  const c = info.config;
-  const same =
-    c.subjects?.length === 1 &&
-    c.subjects[0] === EVENTS_WILDCARD &&
-    c.num_replicas === want.num_replicas &&
-    c.duplicate_window === want.duplicate_window &&
-    c.max_msg_size === want.max_msg_size;
-  if (same) return info;
-  const { name: _name, storage: _storage, retention: _retention, ...update } = want;
-  return jsm.streams.update(STREAM_EVENTS, update);
+  return ensureStream(jsm, want);
 }
 
-/** Whether a JetStream API error says the stream does not exist. */
-export function isStreamNotFound(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const e = err as Error & { api_error?: { err_code?: number } };
-  return e.name === 'StreamNotFoundError' || e.api_error?.err_code === 10059 || /stream not found/i.test(e.message);
-}
+export { isStreamNotFound } from '@gammaray/ops';
