@@ -363,8 +363,10 @@ export class DiskInferencer {
     }
   }
 
-  private async write(offset: number, data: Uint8Array, ctx: Ctx): Promise<void> {
+  private async write(offset: number, bytes: Uint8Array, ctx: Ctx): Promise<void> {
     const bs = this.store.blockSize;
+    // A plain view: Buffer's own subarray (records decode to Buffers) costs far more than the typed array's.
+    const data = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
     const end = Math.min(offset + data.length, this.store.size);
     for (let b = Math.floor(offset / bs); b * bs < end; b++) {
       const from = Math.max(offset, b * bs);
@@ -644,12 +646,21 @@ export class DiskInferencer {
       const oldEntries = before?.type === FileType.dir && (now === null || now?.generation === before.generation) ? before.entries : undefined;
       const newEntries = now?.type === FileType.dir ? now.entries : undefined;
       if (oldEntries === newEntries) continue;
-      if (oldEntries) {
-        for (const [name, child] of oldEntries) if (newEntries?.get(name) !== child) removed.push({ dir: ino, name, ino: child });
-      }
+      // forEach, not for..of: no [name, ino] pair per entry (a directory's entries are all walked at each change).
+      oldEntries?.forEach((child, name) => {
+        if (newEntries?.get(name) !== child) removed.push({ dir: ino, name, ino: child });
+      });
       if (newEntries) {
-        for (const [name, child] of newEntries) {
-          if (oldEntries?.get(name) === child) continue;
+        const names: string[] = [];
+        const children: number[] = [];
+        newEntries.forEach((child, name) => {
+          if (oldEntries?.get(name) === child) return;
+          names.push(name);
+          children.push(child);
+        });
+        for (let k = 0; k < names.length; k++) {
+          const name = names[k]!; // ok: in range
+          const child = children[k]!; // ok: same length
           if (!this.nodes.has(child) && !derived.has(child)) {
             const d = await this.derive(child, ctx, !this.journal);
             derived.set(child, d);
@@ -801,8 +812,9 @@ export class DiskInferencer {
 
     // C: attributes of inodes that stayed the same file.
     const writes: { node: FsNode; before: FsNode | undefined }[] = [];
-    for (const [ino, d] of [...derived].sort((x, y) => x[0] - y[0])) {
-      if (d instanceof CorruptError || d === null) continue;
+    for (const ino of [...derived.keys()].sort((x, y) => x - y)) {
+      const d = derived.get(ino);
+      if (d instanceof CorruptError || d === null || d === undefined) continue;
       const before = this.nodes.get(ino);
       if (!before) continue;
       if (before === d) {
@@ -943,7 +955,8 @@ export class DiskInferencer {
     const flush = () => {
       if (!run || run.length === 0) return;
       const carry = !run.omitted && run.length <= this.inlineLimit;
-      const data = carry ? Buffer.concat(run.parts, run.length) : undefined;
+      // A copy: the bytes may be a view of a remembered block that changes later.
+      const data = !carry ? undefined : run.parts.length === 1 ? copyBytes(run.parts[0]!) : Buffer.concat(run.parts, run.length); // ok: one part
       this.event(ctx, {
         kind: EventKind.Write,
         path: this.pathOf(node.ino),
@@ -952,7 +965,7 @@ export class DiskInferencer {
         stat: statOf(node),
         offset: run.offset,
         length: run.length,
-        data: data ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined,
+        data: data && data instanceof Buffer ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data,
         dataOmitted: carry ? undefined : true,
       });
       reached = Math.max(reached, run.offset + run.length);
