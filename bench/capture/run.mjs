@@ -9,6 +9,7 @@
  *   (c) `gammaray capture` on the same nats-server, every write published before it is acknowledged.
  *
  *   node bench/capture/run.mjs [--size-mib N] [--runs N] [--runtime S] [--depth N] [--window N] [--quick]
+ *                              [--only PEERS] [--profile DIR]
  *
  * NBD clients, the same for (a) and (c): `qemu-img bench` (sequential 1 MiB writes) and fio's nbd engine
  * (4 KiB random writes at queue depth 16). Every measurement gets a fresh sparse image of the same size; every
@@ -63,6 +64,7 @@ const TARGET_SEQ = 0.8;
 const TARGET_RAND = 0.7;
 
 const USAGE = `usage: node bench/capture/run.mjs [--size-mib N] [--runs N] [--runtime S] [--depth N] [--window N] [--quick]
+                                [--only PEERS] [--profile DIR]
 
   --size-mib N  image size and bytes written sequentially, MiB (default ${DEFAULT_SIZE_MIB}, at least ${RAND_REGION_MIB})
   --runs N      runs of every peer, interleaved; medians are reported (default ${DEFAULT_RUNS})
@@ -70,6 +72,8 @@ const USAGE = `usage: node bench/capture/run.mjs [--size-mib N] [--runs N] [--ru
   --depth N     qemu-img bench requests in flight (default ${DEFAULT_DEPTH})
   --window N    outstanding publishes of the bare-publish peer (default ${DEFAULT_WINDOW})
   --quick       --size-mib ${RAND_REGION_MIB} --runs 1 --runtime 3, 64 MiB of 4 KiB publishes: a smoke test (~15 s)
+  --only PEERS  comma-separated subset of qemu-nbd,bare,capture (profiling; ratios need all three)
+  --profile DIR run every capture process with node --cpu-prof, profiles written to DIR
 `;
 
 function note(msg) {
@@ -88,6 +92,8 @@ function readOptions() {
     depth: { type: 'string' },
     window: { type: 'string' },
     quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    profile: { type: 'string' },
   });
   const q = v.quick;
   return {
@@ -98,7 +104,22 @@ function readOptions() {
     depth: int('depth', DEFAULT_DEPTH, 1),
     window: int('window', DEFAULT_WINDOW, 1),
     smallPublishMiB: q ? 64 : SMALL_PUBLISH_MIB,
+    only: readPeers(v.only),
+    profileDir: v.profile,
   };
+}
+
+const PEERS = ['qemu-nbd', 'bare', 'capture'];
+
+function readPeers(text) {
+  if (text === undefined) return PEERS;
+  const list = text.split(',').filter((p) => p !== '');
+  const bad = list.filter((p) => !PEERS.includes(p));
+  if (list.length === 0 || bad.length > 0) {
+    process.stderr.write(`bench/capture: --only takes a comma-separated subset of ${PEERS.join(',')}, got ${JSON.stringify(text)}\n${USAGE}`);
+    process.exit(2);
+  }
+  return list;
 }
 
 // ---- processes and clean-up (bench/lib/procs.mjs) ---------------------------------------------------------
@@ -162,10 +183,11 @@ async function startQemuNbd(dir, image, exportName) {
   return { child, uri: `nbd://127.0.0.1:${port}/${exportName}`, logFile };
 }
 
-async function startCapture(dir, natsUrl, image, disk) {
+async function startCapture(dir, natsUrl, image, disk, o) {
   const port = await freePort();
   const logFile = join(dir, `capture-${disk}.log`);
-  const child = start(process.execPath, [CLI, 'capture', '--nats', natsUrl, '--listen', `127.0.0.1:${port}`, '--disk', `${disk}=${image}`], { logFile });
+  const prof = o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir, '--cpu-prof-name', `capture-${disk}.cpuprofile`] : [];
+  const child = start(process.execPath, [...prof, CLI, 'capture', '--nats', natsUrl, '--listen', `127.0.0.1:${port}`, '--disk', `${disk}=${image}`], { logFile });
   await waitUntil('gammaray capture', child, logFile, async () => existsSync(logFile) && readFileSync(logFile, 'utf8').includes('serving NBD'));
   return { child, uri: `nbd://127.0.0.1:${port}/${disk}`, logFile };
 }
@@ -217,10 +239,10 @@ async function nbdMeasure(kind, workload, ctx, o) {
   const image = join(dir, `${kind}-${workload}.raw`);
   freshImage(image, o.sizeMiB * MIB);
   const disk = `${workload}-r${ctx.run}`;
-  const server = kind === 'qemu-nbd' ? await startQemuNbd(dir, image, disk) : await startCapture(dir, ctx.nats.url, image, disk);
+  const server = kind === 'qemu-nbd' ? await startQemuNbd(dir, image, disk) : await startCapture(dir, ctx.nats.url, image, disk, o);
   const natsCpu0 = cpuSeconds(ctx.nats.child.pid);
   const srvCpu0 = cpuSeconds(server.child.pid);
-  const stream0 = kind === 'capture' ? await streamBytes(ctx.nats.jsm, CAPTURE_STREAM) : undefined;
+  const stream0 = kind === 'capture' ? await streamState(ctx.nats.jsm, CAPTURE_STREAM) : undefined;
   const wall0 = process.hrtime.bigint();
   let result;
   try {
@@ -235,20 +257,23 @@ async function nbdMeasure(kind, workload, ctx, o) {
   }
   if (kind === 'capture') {
     // Every acknowledged write must be in the stream: its bytes grew by at least the data the client wrote.
-    const stored = (await streamBytes(ctx.nats.jsm, CAPTURE_STREAM)) - stream0;
+    const state = await streamState(ctx.nats.jsm, CAPTURE_STREAM);
+    const stored = state.bytes - stream0.bytes;
     if (stored < result.bytes) throw new BenchError(`capture ${workload}: stream grew ${stored} bytes, less than the ${result.bytes} written`);
     result.streamBytes = stored;
+    result.records = state.messages - stream0.messages;
   }
   rmSync(image, { force: true });
-  note(`run ${ctx.run} ${kind} ${workload}: ${fmtNbd(workload, result)}`);
+  note(`run ${ctx.run} ${kind} ${workload}: ${fmtNbd(workload, result)}${result.records ? `; ${result.records} records, ${(result.ops / result.records).toFixed(2)} writes/record` : ''}`);
   return result;
 }
 
-async function streamBytes(jsm, name) {
+async function streamState(jsm, name) {
   try {
-    return (await jsm.streams.info(name)).state.bytes;
+    const { bytes, messages } = (await jsm.streams.info(name)).state;
+    return { bytes, messages };
   } catch {
-    return 0; // not created yet (capture creates it on start)
+    return { bytes: 0, messages: 0 }; // not created yet (capture creates it on start)
   }
 }
 
@@ -420,6 +445,7 @@ function report(o, facts, samples, load0, load1, started, seconds) {
   out.push(`  random 4K   capture / qemu-nbd IOPS  ${f2(ratios.randVsQemuNbd)}  target >= ${TARGET_RAND}x: ${targets.rand.met ? 'MET' : 'MISSED'}`);
   out.push(`  random 4K   capture / bare msgs/s    ${f2(ratios.randVsBarePublish)}`);
   out.push(`  stream bytes / client bytes: seq ${f2(median(samples.capture.seq.map((s) => s.streamBytes / s.bytes)))}, rand ${f2(median(samples.capture.rand.map((s) => s.streamBytes / s.bytes)))}`);
+  out.push(`  client writes per record:    seq ${f1(median(samples.capture.seq.map((s) => s.ops / s.records)))}, rand ${f1(median(samples.capture.rand.map((s) => s.ops / s.records)))}`);
   process.stdout.write(`${out.join('\n')}\n`);
   return { ratios, targets, summary: { qemuNbd: q, capture: c, barePublish: b } };
 }
@@ -449,16 +475,16 @@ async function main() {
   note(`${o.runs} run(s), ${o.sizeMiB} MiB images, fio ${o.runtimeS} s, in ${tmpRoot}; load ${load0.join(' ')}`);
   const samples = { qemu: { seq: [], rand: [] }, capture: { seq: [], rand: [] }, bare: [] };
   const peers = [
-    async (ctx) => {
+    ['qemu-nbd', async (ctx) => {
       samples.qemu.seq.push(await nbdMeasure('qemu-nbd', 'seq', ctx, o));
       samples.qemu.rand.push(await nbdMeasure('qemu-nbd', 'rand', ctx, o));
-    },
-    async (ctx) => samples.bare.push(await bareMeasure(ctx, o)),
-    async (ctx) => {
+    }],
+    ['bare', async (ctx) => samples.bare.push(await bareMeasure(ctx, o))],
+    ['capture', async (ctx) => {
       samples.capture.seq.push(await nbdMeasure('capture', 'seq', ctx, o));
       samples.capture.rand.push(await nbdMeasure('capture', 'rand', ctx, o));
-    },
-  ];
+    }],
+  ].filter(([name]) => o.only.includes(name)).map(([, measure]) => measure);
   const t0 = performance.now();
   for (let run = 1; run <= o.runs; run++) {
     // A fresh nats-server and store dir per run: JetStream data of the last run is deleted, the disk never fills.
