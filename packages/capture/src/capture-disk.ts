@@ -6,7 +6,6 @@ import {
   MAX_OPS_PER_RECORD,
   MAX_RECORD_BYTES,
   RECORD_OVERHEAD_BYTES,
-  encodeWriteRecord,
   opEncodedBound,
   parseDiskId,
   splitRange,
@@ -18,6 +17,7 @@ import { pino, type Logger } from 'pino';
 import { Errno, IoError, OutOfRangeError } from './errors.js';
 import type { NbdExport } from './nbd-export.js';
 import type { RecordPublisher } from './publisher.js';
+import { writeRecord } from './record-writer.js';
 
 /** Largest NBD request capture accepts (advertised as maxBlockSize). */
 export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
@@ -230,19 +230,21 @@ export class CaptureDisk implements NbdExport {
     return this.#pread(offset, length);
   }
 
-  /** Writes `data` at `offset`; resolves once in the image (and stable if `fua`) and stored in JetStream. */
+  /**
+   * Writes `data` at `offset`; resolves once in the image (and stable if `fua`) and stored in JetStream.
+   * `data` is kept, not copied, until it is stored (possibly after the promise settled with a timeout): the
+   * caller hands it over and must not change it afterwards. (The NBD server never reuses a payload buffer.)
+   */
   write(offset: number, data: Uint8Array, opts: { fua: boolean }): Promise<void> {
     try {
       this.#checkRange(offset, data.length, Errno.ENOSPC);
     } catch (err) {
       return Promise.reject(err);
     }
-    // ok: copy so a caller reusing its buffer after a timeout cannot change what we later publish.
-    const copy = data.slice();
     const fua = opts.fua;
-    this.#stats.bytes += copy.length;
-    return this.#submit(splitWrite(offset, copy, fua), copy.length, async () => {
-      await this.#pwrite(offset, copy);
+    this.#stats.bytes += data.length;
+    return this.#submit(splitWrite(offset, data, fua), data.length, async () => {
+      await this.#pwrite(offset, data);
       if (fua) await this.#fh.datasync();
     });
   }
@@ -495,7 +497,7 @@ export class CaptureDisk implements NbdExport {
     const entries = this.#accum.splice(0, n) as { op: WriteOp; req: Req | undefined }[];
     for (const e of entries) this.#accumBytes -= opEncodedBound(e.op);
     const index = this.#nextRecord++;
-    const payload = encodeWriteRecord({ v: 1, disk: this.name, ts: new Date(), ops: entries.map((e) => e.op) });
+    const payload = writeRecord(this.name, new Date(), entries.map((e) => e.op));
     const rec: Rec = { index, entries, barriers: [], payload, msgId: `${this.name}:${this.epoch}:${index}`, state: 'queued', seq: 0, redo: 0 };
     for (let head = this.#accum[0]; head && 'barrier' in head; head = this.#accum[0]) {
       this.#accum.shift();

@@ -14,7 +14,10 @@ export interface NbdExport {
   readonly readOnly: boolean;
   /** Must resolve with exactly `length` bytes. */
   read(offset: number, length: number): Promise<Uint8Array>;
-  /** `data` may be a view into a buffer owned by the server only for this call's lifetime - copy to keep it. */
+  /**
+   * `data` is handed over: the server never writes to it or reuses its memory after the call (it is a fresh
+   * buffer or a view of a received socket chunk), so the export may keep it without copying.
+   */
   write(offset: number, data: Uint8Array, flags: { fua: boolean }): Promise<void>;
   writeZeroes(offset: number, length: number, flags: { fua: boolean; noHole: boolean }): Promise<void>;
   trim(offset: number, length: number, flags: { fua: boolean }): Promise<void>;
