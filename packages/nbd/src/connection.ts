@@ -45,6 +45,8 @@ export interface ConnectionLimits {
 
 /** Time a finished connection waits for its unsent replies before the socket is destroyed. */
 const LINGER_MS = 5_000;
+/** Reply headers are written into slabs of this size and sent as one buffer per batch (see simpleReply). */
+const REPLY_SLAB = 16 * 1024;
 const EMPTY = Buffer.alloc(0);
 const KNOWN_ERRNOS: ReadonlySet<number> = new Set(Object.values(NbdErrno));
 
@@ -60,7 +62,8 @@ export class NbdConnection {
   /** Resolves when the connection is completely finished. */
   readonly done: Promise<void>;
   private readonly reader: SocketReader;
-  private readonly pending = new Set<Promise<void>>();
+  /** Resolves finish()'s wait once inFlight drops to 0. */
+  private idle: (() => void) | undefined;
   private opened: NbdExport | undefined;
   private noZeroes = false;
   private inFlight = 0;
@@ -68,6 +71,12 @@ export class NbdConnection {
   private wake: (() => void) | undefined;
   private corked = false;
   private socketClosed = false;
+  /** Reply headers not yet sent: slab[slabStart, slabEnd). */
+  private slab = Buffer.allocUnsafe(REPLY_SLAB);
+  private slabStart = 0;
+  private slabEnd = 0;
+  private flushQueued = false;
+  private readonly flushReplies = (): void => this.sendReplies();
 
   constructor(
     private readonly socket: Socket,
@@ -139,7 +148,11 @@ export class NbdConnection {
   /** Let in-flight requests settle, release the export once, then close the socket. */
   private async finish(): Promise<void> {
     this.reader.fail(connectionClosed());
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    while (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        this.idle = resolve;
+      });
+    }
     const exp = this.opened;
     this.opened = undefined;
     if (exp) {
@@ -151,6 +164,7 @@ export class NbdConnection {
       this.log.info({ peer: this.peer, export: exp.name }, 'nbd export released');
     }
     if (this.socketClosed) return;
+    this.sendReplies();
     this.uncork();
     const linger = setTimeout(() => this.socket.destroy(), LINGER_MS);
     linger.unref();
@@ -165,12 +179,17 @@ export class NbdConnection {
   /** Queue bytes; writes in the same tick are sent together. */
   private send(...bufs: Uint8Array[]): void {
     if (this.socketClosed || this.socket.destroyed || !this.socket.writable) return;
+    this.cork();
+    for (const b of bufs) this.socket.write(b);
+  }
+
+  /** Cork the socket until the end of this tick. */
+  private cork(): void {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(() => this.uncork());
     }
-    for (const b of bufs) this.socket.write(b);
   }
 
   private uncork(): void {
@@ -192,13 +211,44 @@ export class NbdConnection {
     this.optReply(opt, rep, Buffer.from(message, 'utf8'));
   }
 
-  private simpleReply(cookie: Buffer, error: number, data?: Uint8Array): void {
-    const h = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE);
-    h.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, 0);
-    h.writeUInt32BE(error, 4);
-    cookie.copy(h, 8);
-    if (data) this.send(h, data);
-    else this.send(h);
+  /**
+   * A simple reply. Headers are appended to a slab and everything queued until the end of this tick goes out in
+   * one socket write (replies completing together, e.g. all writes of one JetStream ack, share a syscall), with
+   * no buffer or stream write per reply. READ data follows its header in order.
+   */
+  private simpleReply(cookieHi: number, cookieLo: number, error: number, data?: Uint8Array): void {
+    if (this.socketClosed || this.socket.destroyed || !this.socket.writable) return;
+    if (this.slabEnd + SIMPLE_REPLY_SIZE > this.slab.length) {
+      this.sendReplies();
+      this.slab = Buffer.allocUnsafe(REPLY_SLAB);
+      this.slabStart = 0;
+      this.slabEnd = 0;
+    }
+    const h = this.slab;
+    const at = this.slabEnd;
+    h.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, at);
+    h.writeUInt32BE(error, at + 4);
+    h.writeUInt32BE(cookieHi, at + 8);
+    h.writeUInt32BE(cookieLo, at + 12);
+    this.slabEnd = at + SIMPLE_REPLY_SIZE;
+    if (data) {
+      this.cork(); // header and data in one syscall
+      this.sendReplies();
+      this.socket.write(data);
+    } else if (!this.flushQueued) {
+      this.flushQueued = true;
+      process.nextTick(this.flushReplies);
+    }
+  }
+
+  /** Sends the queued reply headers (the slab region stays untouched afterwards: the socket may still hold it). */
+  private sendReplies(): void {
+    this.flushQueued = false;
+    if (this.slabEnd === this.slabStart) return;
+    const out = this.slab.subarray(this.slabStart, this.slabEnd);
+    this.slabStart = this.slabEnd;
+    if (this.socketClosed || this.socket.destroyed || !this.socket.writable) return;
+    this.socket.write(out);
   }
 
   // ---- negotiation --------------------------------------------------------------------------------------
@@ -419,14 +469,21 @@ export class NbdConnection {
 
   // ---- transmission -------------------------------------------------------------------------------------
 
+  /**
+   * Requests already buffered are taken synchronously (tryTake), so a burst that arrived in one socket read is
+   * handed to the backend in one go, without a promise per header and payload; only a request still on the wire
+   * (or a full in-flight window) waits.
+   */
   private async transmit(exp: NbdExport): Promise<void> {
     for (;;) {
-      await this.waitForSlot();
-      const h = await this.reader.read(REQUEST_SIZE);
+      if (this.mustWait()) await this.waitForSlot();
+      const h = this.reader.tryTake(REQUEST_SIZE) ?? (await this.reader.read(REQUEST_SIZE));
       if (h.readUInt32BE(0) !== NBD_REQUEST_MAGIC) throw new NbdProtocolError(NbdProtocolErrorKind.BadRequestMagic);
       const flags = h.readUInt16BE(4);
       const type = h.readUInt16BE(6);
-      const cookie = Buffer.from(h.subarray(8, 16)); // copy: `h` may pin a whole socket chunk
+      // The cookie as two numbers: echoed into the reply without keeping `h` (which may pin a socket chunk).
+      const cookieHi = h.readUInt32BE(8);
+      const cookieLo = h.readUInt32BE(12);
       const offHi = h.readUInt32BE(16);
       // Offsets past 2^53 cannot be inside any export; Infinity makes every bounds check fail.
       const offset = offHi >= 0x20_0000 ? Infinity : offHi * 0x1_0000_0000 + h.readUInt32BE(20);
@@ -438,29 +495,29 @@ export class NbdConnection {
           return;
         case NbdCmd.READ: {
           const err = checkFlags(flags, 0) ?? checkRange(exp, offset, length, NbdErrno.EINVAL);
-          if (err) this.simpleReply(cookie, err);
-          else this.start(cookie, length, true, () => exp.read(offset, length));
+          if (err) this.simpleReply(cookieHi, cookieLo, err);
+          else this.start(cookieHi, cookieLo, length, true, () => exp.read(offset, length));
           break;
         }
         case NbdCmd.WRITE: {
           if (length > exp.maxBlockSize) {
             // The payload is too large to buffer and skipping it means trusting a hostile length: give up.
-            this.simpleReply(cookie, NbdErrno.EINVAL);
+            this.simpleReply(cookieHi, cookieLo, NbdErrno.EINVAL);
             throw new NbdProtocolError(NbdProtocolErrorKind.RequestTooBig, `write length ${length}`);
           }
-          const data = length > 0 ? await this.reader.read(length) : EMPTY;
+          const data = length > 0 ? (this.reader.tryTake(length) ?? (await this.reader.read(length))) : EMPTY;
           const err =
             checkFlags(flags, CmdFlag.FUA) ??
             (exp.readOnly ? NbdErrno.EPERM : undefined) ??
             checkRange(exp, offset, length, NbdErrno.ENOSPC);
-          if (err) this.simpleReply(cookie, err);
-          else this.start(cookie, length, false, () => exp.write(offset, data, { fua }));
+          if (err) this.simpleReply(cookieHi, cookieLo, err);
+          else this.start(cookieHi, cookieLo, length, false, () => exp.write(offset, data, { fua }));
           break;
         }
         case NbdCmd.FLUSH: {
           const err = checkFlags(flags, 0);
-          if (err) this.simpleReply(cookie, err);
-          else this.start(cookie, 0, false, () => exp.flush());
+          if (err) this.simpleReply(cookieHi, cookieLo, err);
+          else this.start(cookieHi, cookieLo, 0, false, () => exp.flush());
           break;
         }
         case NbdCmd.TRIM: {
@@ -468,8 +525,8 @@ export class NbdConnection {
             checkFlags(flags, CmdFlag.FUA) ??
             (exp.readOnly ? NbdErrno.EPERM : undefined) ??
             checkRange(exp, offset, length, NbdErrno.EINVAL);
-          if (err) this.simpleReply(cookie, err);
-          else this.start(cookie, 0, false, () => exp.trim(offset, length, { fua }));
+          if (err) this.simpleReply(cookieHi, cookieLo, err);
+          else this.start(cookieHi, cookieLo, 0, false, () => exp.trim(offset, length, { fua }));
           break;
         }
         case NbdCmd.WRITE_ZEROES: {
@@ -478,20 +535,20 @@ export class NbdConnection {
             checkFlags(flags, CmdFlag.FUA | CmdFlag.NO_HOLE) ??
             (exp.readOnly ? NbdErrno.EPERM : undefined) ??
             checkRange(exp, offset, length, NbdErrno.ENOSPC);
-          if (err) this.simpleReply(cookie, err);
-          else this.start(cookie, 0, false, () => exp.writeZeroes(offset, length, { fua, noHole }));
+          if (err) this.simpleReply(cookieHi, cookieLo, err);
+          else this.start(cookieHi, cookieLo, 0, false, () => exp.writeZeroes(offset, length, { fua, noHole }));
           break;
         }
         default:
           // CACHE and BLOCK_STATUS are not advertised/negotiated; neither carries a payload, nor may an
           // unknown command without extended headers.
-          this.simpleReply(cookie, NbdErrno.EINVAL);
+          this.simpleReply(cookieHi, cookieLo, NbdErrno.EINVAL);
       }
     }
   }
 
   /** Call the backend now (arrival order is disk order) and reply whenever it settles. */
-  private start(cookie: Buffer, bytes: number, isRead: boolean, op: () => Promise<Uint8Array | void>): void {
+  private start(cookieHi: number, cookieLo: number, bytes: number, isRead: boolean, op: () => Promise<Uint8Array | void>): void {
     this.inFlight++;
     this.inFlightBytes += bytes;
     let p: Promise<Uint8Array | void>;
@@ -500,26 +557,43 @@ export class NbdConnection {
     } catch (err) {
       p = Promise.reject(err);
     }
-    const tracked: Promise<void> = Promise.resolve(p)
-      .then(
-        (value) => {
-          if (!isRead) return this.simpleReply(cookie, 0);
-          if (!(value instanceof Uint8Array) || value.length !== bytes) {
+    // One reaction per request (no then/catch/finally chain): reply, then release the slot.
+    Promise.resolve(p).then(
+      (value) => {
+        try {
+          if (!isRead) {
+            this.simpleReply(cookieHi, cookieLo, 0);
+          } else if (!(value instanceof Uint8Array) || value.length !== bytes) {
             this.log.error({ peer: this.peer, expected: bytes, got: value instanceof Uint8Array ? value.length : typeof value }, 'nbd backend read returned wrong length');
-            return this.simpleReply(cookie, NbdErrno.EIO);
+            this.simpleReply(cookieHi, cookieLo, NbdErrno.EIO);
+          } else {
+            this.simpleReply(cookieHi, cookieLo, 0, value);
           }
-          this.simpleReply(cookie, 0, value);
-        },
-        (err: unknown) => this.simpleReply(cookie, this.errnoOf(err)),
-      )
-      .catch((err: unknown) => this.log.error({ peer: this.peer, err }, 'nbd reply failed'))
-      .finally(() => {
-        this.inFlight--;
-        this.inFlightBytes -= bytes;
-        this.pending.delete(tracked);
-        this.notify();
-      });
-    this.pending.add(tracked);
+        } catch (err) {
+          this.log.error({ peer: this.peer, err }, 'nbd reply failed');
+        }
+        this.settled(bytes);
+      },
+      (err: unknown) => {
+        try {
+          this.simpleReply(cookieHi, cookieLo, this.errnoOf(err));
+        } catch (e) {
+          this.log.error({ peer: this.peer, err: e }, 'nbd reply failed');
+        }
+        this.settled(bytes);
+      },
+    );
+  }
+
+  private settled(bytes: number): void {
+    this.inFlight--;
+    this.inFlightBytes -= bytes;
+    this.notify();
+    if (this.inFlight === 0 && this.idle) {
+      const idle = this.idle;
+      this.idle = undefined;
+      idle();
+    }
   }
 
   private errnoOf(err: unknown): number {
@@ -534,14 +608,19 @@ export class NbdConnection {
     w?.();
   }
 
-  /** Backpressure: hold off reading the next request while this connection has too much outstanding. */
-  private async waitForSlot(): Promise<void> {
-    while (
+  /** Whether this connection has too much outstanding to read another request. */
+  private mustWait(): boolean {
+    return (
       !this.reader.failed &&
       (this.inFlight >= this.limits.maxInFlight ||
         this.inFlightBytes >= this.limits.maxInFlightBytes ||
         this.socket.writableLength >= WRITE_HIGH_WATER)
-    ) {
+    );
+  }
+
+  /** Backpressure: hold off reading the next request while this connection has too much outstanding. */
+  private async waitForSlot(): Promise<void> {
+    while (this.mustWait()) {
       await new Promise<void>((resolve) => {
         this.wake = resolve;
       });

@@ -37,6 +37,11 @@ export class SocketReader {
     });
   }
 
+  /** Exactly `n` bytes if that many are buffered now (a zero-copy view when they lie in one chunk), else undefined. */
+  tryTake(n: number): Buffer | undefined {
+    return this.buffered >= n ? this.take(n) : undefined;
+  }
+
   /** Discard `n` bytes as they arrive without holding more than one chunk of them. */
   async skip(n: number): Promise<void> {
     let left = n;
