@@ -168,6 +168,8 @@ export class CaptureDisk implements NbdExport {
   readonly #closeTimeoutMs: number;
 
   #io: Promise<void> = Promise.resolve();
+  /** Tasks chained on `io` and not finished; while 0, a small change may be applied synchronously. */
+  #ioQueued = 0;
   #accum: Entry[] = [];
   #accumBytes = 0;
   /** Block-read markers in `accum`. */
@@ -243,10 +245,16 @@ export class CaptureDisk implements NbdExport {
     }
     const fua = opts.fua;
     this.#stats.bytes += data.length;
-    return this.#submit(splitWrite(offset, data, fua), data.length, async () => {
-      await this.#pwrite(offset, data);
-      if (fua) await this.#fh.datasync();
-    });
+    const sync = !fua && data.length < SYNC_WRITE_MAX ? () => this.#pwriteSync(offset, data) : undefined;
+    return this.#submit(
+      splitWrite(offset, data, fua),
+      data.length,
+      async () => {
+        await this.#pwrite(offset, data);
+        if (fua) await this.#fh.datasync();
+      },
+      sync,
+    );
   }
 
   /** Makes `length` bytes at `offset` read as zeros; resolves as {@link write} does. */
@@ -257,12 +265,18 @@ export class CaptureDisk implements NbdExport {
       return Promise.reject(err);
     }
     const { fua, noHole } = opts;
-    return this.#submit(splitRange('zero', offset, length, fua, noHole), 0, async () => {
-      for (let at = 0; at < length; at += ZEROS.length) {
-        await this.#pwrite(offset + at, ZEROS.subarray(0, Math.min(ZEROS.length, length - at)));
-      }
-      if (fua) await this.#fh.datasync();
-    });
+    const sync = !fua && length < SYNC_WRITE_MAX ? () => this.#pwriteSync(offset, ZEROS.subarray(0, length)) : undefined;
+    return this.#submit(
+      splitRange('zero', offset, length, fua, noHole),
+      0,
+      async () => {
+        for (let at = 0; at < length; at += ZEROS.length) {
+          await this.#pwrite(offset + at, ZEROS.subarray(0, Math.min(ZEROS.length, length - at)));
+        }
+        if (fua) await this.#fh.datasync();
+      },
+      fua ? undefined : sync,
+    );
   }
 
   /**
@@ -276,9 +290,14 @@ export class CaptureDisk implements NbdExport {
       return Promise.reject(err);
     }
     const { fua } = opts;
-    return this.#submit(splitRange('trim', offset, length, fua), 0, async () => {
-      if (fua) await this.#fh.datasync();
-    });
+    return this.#submit(
+      splitRange('trim', offset, length, fua),
+      0,
+      async () => {
+        if (fua) await this.#fh.datasync();
+      },
+      fua ? undefined : () => undefined,
+    );
   }
 
   /** Makes every earlier write stable (fdatasync) and records a flush op after them. */
@@ -322,12 +341,15 @@ export class CaptureDisk implements NbdExport {
       });
       this.#markers++;
       this.#schedulePump();
+      this.#ioQueued++;
       this.#io = this.#io.then(async () => {
         try {
           data = await this.#pread(offset, length);
           done();
         } catch (err) {
           reject(err instanceof IoError ? err : new IoError(`reading ${this.image} failed`, { cause: err }));
+        } finally {
+          this.#ioQueued--;
         }
       });
     });
@@ -389,8 +411,12 @@ export class CaptureDisk implements NbdExport {
    * Step 1 of the pipeline, synchronous: the request's ops go to the end of `accum` (stream order) and its image
    * change to the end of `io` (image order), so both orders are the call order. Publishing and the image change
    * then run concurrently; the request settles when both are done.
+   *
+   * `applySync`, when given, does the same image change synchronously (a small pwrite without fdatasync). It is
+   * used when nothing is queued on `io`, so the order is the same, and it spares the request the promise chain
+   * of a queued change (which cost more than the pwrite itself).
    */
-  #submit(ops: WriteOp[], bytes: number, apply: () => Promise<void>): Promise<void> {
+  #submit(ops: WriteOp[], bytes: number, apply: () => Promise<void>, applySync?: () => void): Promise<void> {
     if (this.#closing) return Promise.reject(new IoError(`disk ${this.name} is closing`));
     if (this.#failed) return Promise.reject(this.#failed);
     if (this.#pendingBytes + bytes > this.#maxPendingBytes && this.#pendingBytes > 0) {
@@ -409,31 +435,54 @@ export class CaptureDisk implements NbdExport {
         reject(new IoError(`disk ${this.name}: write not stored in JetStream within ${this.#requestTimeoutMs} ms`));
       }, this.#requestTimeoutMs);
       req.timer.unref();
-      ops.forEach((op, i) => {
-        this.#accum.push({ op, req: i === ops.length - 1 ? req : undefined });
+      const last = ops.length - 1;
+      for (let i = 0; i <= last; i++) {
+        const op = ops[i]!; // ok: i <= last
+        this.#accum.push({ op, req: i === last ? req : undefined });
         this.#accumBytes += opEncodedBound(op);
-      });
+      }
       this.#stats.ops += ops.length;
       this.#schedulePump();
-      this.#io = this.#io.then(async () => {
-        if (this.#failed) {
-          this.#settle(req, this.#failed);
-          return;
-        }
+      if (applySync && this.#ioQueued === 0) {
         try {
-          await apply();
+          applySync();
         } catch (cause) {
-          // The op is (or will be) in the stream but not in the image. Stop taking requests rather than let
-          // the two drift further apart; an operator must look at the image.
-          this.#failed = new IoError(`writing ${this.image} failed; disk ${this.name} no longer accepts requests`, { cause });
-          this.#log.error({ err: cause }, 'image I/O failed: the stream holds a change the image may lack; refusing further requests');
-          this.#settle(req, this.#failed);
+          this.#imageFailed(req, cause);
           return;
         }
         req.applied = true;
-        if (req.stored) this.#settle(req);
+        return;
+      }
+      this.#ioQueued++;
+      this.#io = this.#io.then(async () => {
+        try {
+          if (this.#failed) {
+            this.#settle(req, this.#failed);
+            return;
+          }
+          try {
+            await apply();
+          } catch (cause) {
+            this.#imageFailed(req, cause);
+            return;
+          }
+          req.applied = true;
+          if (req.stored) this.#settle(req);
+        } finally {
+          this.#ioQueued--;
+        }
       });
     });
+  }
+
+  /**
+   * The op is (or will be) in the stream but not in the image. Stop taking requests rather than let the two
+   * drift further apart; an operator must look at the image.
+   */
+  #imageFailed(req: Req, cause: unknown): void {
+    this.#failed = new IoError(`writing ${this.image} failed; disk ${this.name} no longer accepts requests`, { cause });
+    this.#log.error({ err: cause }, 'image I/O failed: the stream holds a change the image may lack; refusing further requests');
+    this.#settle(req, this.#failed);
   }
 
   #settle(req: Req, err?: Error): void {
@@ -581,6 +630,16 @@ export class CaptureDisk implements NbdExport {
       const bytesWritten = len < SYNC_WRITE_MAX ? writeSync(this.#fh.fd, data, done, len, offset + done) : (await this.#fh.write(data, done, len, offset + done)).bytesWritten;
       if (bytesWritten <= 0) throw new IoError(`short write to ${this.image} at ${offset + done}`);
       done += bytesWritten;
+    }
+  }
+
+  /** A small image write on this thread (see #pwrite). */
+  #pwriteSync(offset: number, data: Uint8Array): void {
+    let done = 0;
+    while (done < data.length) {
+      const n = writeSync(this.#fh.fd, data, done, data.length - done, offset + done);
+      if (n <= 0) throw new IoError(`short write to ${this.image} at ${offset + done}`);
+      done += n;
     }
   }
 
