@@ -5,6 +5,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import {
   MAX_OPS_PER_RECORD,
   MAX_RECORD_BYTES,
+  OP_OVERHEAD_BYTES,
   RECORD_OVERHEAD_BYTES,
   opEncodedBound,
   parseDiskId,
@@ -23,6 +24,9 @@ import { writeRecord } from './record-writer.js';
 export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
 /** Default number of records whose publish ack may be outstanding at once. */
 export const DEFAULT_MAX_INFLIGHT_RECORDS = 32;
+/** Smallest head of a write split off to fill a record (see #splitInto), and the alignment of split points. */
+const SPLIT_MIN_BYTES = 64 * 1024;
+const SPLIT_ALIGN = 4096;
 /** Image writes below this size are written synchronously (see #pwrite). */
 const SYNC_WRITE_MAX = 64 * 1024;
 /** Default time a write may wait for JetStream before the client gets EIO. */
@@ -537,7 +541,13 @@ export class CaptureDisk implements NbdExport {
       const e = this.#accum[n];
       if (!e || 'barrier' in e) break;
       const add = opEncodedBound(e.op);
-      if (n > 0 && size + add > MAX_RECORD_BYTES) break;
+      if (n > 0 && size + add > MAX_RECORD_BYTES) {
+        if (this.#splitInto(n, MAX_RECORD_BYTES - size)) {
+          size += opEncodedBound((this.#accum[n] as { op: WriteOp }).op); // ok: #splitInto put an op there
+          n++;
+        }
+        break;
+      }
       size += add;
       n++;
     }
@@ -555,6 +565,26 @@ export class CaptureDisk implements NbdExport {
     }
     this.#records.push(rec);
     this.#stats.records++;
+  }
+
+  /**
+   * Fills the rest of a record with the head of the write at `accum[i]` when at least SPLIT_MIN_BYTES fit: the
+   * entry becomes two ops (views of the same data, the request on the second), so sequential 1 MiB writes make
+   * full records (about one per write) instead of a 960 KiB and a 64 KiB one each. Pieces are multiples of
+   * SPLIT_ALIGN bytes, so they keep the write's alignment. Returns whether it split.
+   */
+  #splitInto(i: number, room: number): boolean {
+    const e = this.#accum[i];
+    if (!e || 'barrier' in e || e.op.op !== 'write') return false;
+    const op = e.op;
+    const fit = Math.floor((room - OP_OVERHEAD_BYTES) / SPLIT_ALIGN) * SPLIT_ALIGN;
+    if (fit < SPLIT_MIN_BYTES || fit >= op.length) return false;
+    const head: WriteOp = { op: 'write', offset: op.offset, length: fit, data: op.data.subarray(0, fit), fua: op.fua };
+    const tail: WriteOp = { op: 'write', offset: op.offset + fit, length: op.length - fit, data: op.data.subarray(fit), fua: op.fua };
+    this.#accum.splice(i, 1, { op: head, req: undefined }, { op: tail, req: e.req });
+    this.#accumBytes += OP_OVERHEAD_BYTES;
+    this.#stats.ops++;
+    return true;
   }
 
   /** Publishes one record until JetStream acks it (same msg id on every attempt). */

@@ -100,6 +100,25 @@ describe('CaptureDisk', () => {
     expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
   });
 
+  it('packs concurrent sequential 1 MiB writes into full records, about one per write, in order', async () => {
+    const a = await attach('packed');
+    const writes = Array.from({ length: 12 }, (_, i) => a.disk.write(i * MiB, tagged(i, MiB), { fua: false }));
+    await Promise.all(writes);
+    const recs = await readRecords(env, 'packed');
+    expect(recs.length).toBeLessThanOrEqual(14); // 24 without packing: a 960 KiB and a 64 KiB piece per write
+    for (const r of recs) expect(r.size).toBeLessThanOrEqual(MAX_RECORD_BYTES);
+    const ops = recs.flatMap((r) => r.rec.ops);
+    let at = 0;
+    for (const o of ops) {
+      if (o.op !== 'write') throw new Error(`unexpected ${o.op}`);
+      expect(o.offset).toBe(at); // pieces in order, back to back, 4 KiB aligned
+      expect(o.offset % 4096).toBe(0);
+      at += o.length;
+    }
+    expect(at).toBe(12 * MiB);
+    expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
+  });
+
   it('answers block reads with {data, seq} equal to replaying the stream up to seq, under concurrent writes', async () => {
     const a = await attach('blocks', 4 * MiB);
     const server = serveBlockReads(env.nc, a.disk);
