@@ -66,18 +66,21 @@ export class BlockStore implements BlockSource {
     return true;
   }
 
-  /** Sets a block's content from a committed journal transaction at `seq`; true when its content changed. */
-  setJournal(block: number, data: Uint8Array, seq: number): boolean {
+  /**
+   * Sets a block's content from a committed journal transaction at `seq`; true when its content changed.
+   * `handOver`: the caller gives up `data` (nothing else holds or changes it), so it is kept without a copy.
+   */
+  setJournal(block: number, data: Uint8Array, seq: number, handOver = false): boolean {
     const hit = this.blocks.get(block);
     if (hit === undefined) {
-      this.blocks.set(block, { data: copyBytes(data), seq, journal: true });
+      this.blocks.set(block, { data: handOver ? data : copyBytes(data), seq, journal: true });
       return true;
     }
     const same = equal(hit.data, data);
     hit.seq = Math.max(hit.seq, seq);
     hit.journal = true;
     if (same) return false;
-    hit.data = copyBytes(data);
+    hit.data = handOver ? data : copyBytes(data);
     return true;
   }
 
