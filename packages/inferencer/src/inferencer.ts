@@ -42,7 +42,8 @@ import {
   MAX_WRITE_RUN_BYTES,
   PENDING_MAX_COMMITS,
 } from './limits.js';
-import { TimeCache, baseOf, makeNode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
+import { TimeCache, nodeOfInode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
+import { LinkTable } from './links.js';
 import { BlockStore, type BlockFetcher } from './store.js';
 
 /** Options of a {@link DiskInferencer}. */
@@ -104,7 +105,7 @@ export class DiskInferencer {
   /** Nodes reachable from the root. */
   readonly nodes = new Map<number, FsNode>();
   /** Where each node appears: its (directory, name) links. */
-  private readonly links = new Map<number, { dir: number; name: string }[]>();
+  private readonly links = new LinkTable();
   /** Metadata block -> inodes whose derivation read it. */
   private readonly owners = new Map<number, number[]>();
   private readonly dataIndex = new DataIndex();
@@ -305,7 +306,7 @@ export class DiskInferencer {
     let files = 0;
     for (const n of this.nodes.values()) {
       if (n.type === FileType.dir) dirs++;
-      else files += this.links.get(n.ino)?.length ?? 0;
+      else files += this.links.count(n.ino);
     }
     return { files, dirs };
   }
@@ -317,7 +318,7 @@ export class DiskInferencer {
       const n = this.nodes.get(ino);
       if (!n || depth > MAX_PATH_DEPTH) return;
       out.push(treeEntryOf(path, n));
-      if (n.entries) for (const [name, child] of n.entries) if (this.links.get(child)?.some((l) => l.dir === ino && l.name === name)) walk(child, path === '/' ? `/${name}` : `${path}/${name}`, depth + 1);
+      if (n.entries) for (const [name, child] of n.entries) if (this.links.includes(child, ino, name)) walk(child, path === '/' ? `/${name}` : `${path}/${name}`, depth + 1);
     };
     walk(ROOT_INO, '/', 0);
     return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -744,7 +745,7 @@ export class DiskInferencer {
       const path = join(this.pathOf(r.dir), r.name);
       this.removeLink(r.ino, r.dir, r.name);
       touchedParents.add(r.dir);
-      const remaining = this.links.get(r.ino)?.length ?? 0;
+      const remaining = this.links.count(r.ino);
       const stillAdded = !replaced.has(r.ino) && addedFirst.has(r.ino);
       const parentNode = finalOf(r.dir);
       const parent = parentNode ? { ino: r.dir, stat: statOf(parentNode) } : undefined;
@@ -764,7 +765,7 @@ export class DiskInferencer {
       let cur = dir;
       for (; cur !== ROOT_INO && d < MAX_PATH_DEPTH; d++) {
         const moved = renamedTo.get(cur) ?? addedFirst.get(cur);
-        const next = moved?.dir ?? this.links.get(cur)?.[0]?.dir;
+        const next = moved?.dir ?? this.links.first(cur)?.dir;
         if (next === undefined) break;
         cur = next;
       }
@@ -795,7 +796,7 @@ export class DiskInferencer {
         continue;
       }
       if (this.nodes.has(a.ino)) {
-        if (now.type === FileType.dir && (this.links.get(a.ino)?.length ?? 0) > 0) {
+        if (now.type === FileType.dir && this.links.count(a.ino) > 0) {
           // A second name for a directory is a loop in the making: it stays out of the tree.
           this.corrupt(ctx, `entry ${JSON.stringify(a.name)} of directory ${a.dir} links directory ${a.ino}, which already has a name`, { ino: a.dir, kind: 'DirectoryLink' });
           continue;
@@ -1012,7 +1013,6 @@ export class DiskInferencer {
     tracker.clear();
     this.store.tracker = tracker;
     try {
-      const base = baseOf(inode, this.times);
       let xattrs: Record<string, string> = NO_XATTRS;
       for (const x of this.volume.readXattrsCached(inode) ?? (await this.volume.readXattrs(inode))) {
         if (x.name === 'system.data') continue;
@@ -1020,27 +1020,29 @@ export class DiskInferencer {
         xattrs[x.name] = Buffer.from(x.value).toString('hex');
       }
       if (inode.fileAcl !== 0) tracker.add(inode.fileAcl);
-      let extra: Partial<FsNode> = {};
+      let target: string | undefined;
+      let runs: MappedRun[] | undefined;
+      let inline: Uint8Array | undefined;
+      let entries: Map<string, number> | undefined;
       if (inode.type === FileType.dir) {
         const listing = await this.volume.readDir(inode);
         if (listing.errors.length > 0) throw listing.errors[0]!; // ok: non-empty
-        const entries = new Map<string, number>();
+        entries = new Map<string, number>();
         for (const e of listing.entries) {
           const name = decodeName(e.name);
           if (name === '.' || name === '..') continue;
           entries.set(name, e.ino);
         }
-        extra = { entries };
       } else if (inode.type === FileType.file) {
-        if (inode.flags & InodeFlags.inlineData) extra = { inline: await this.volume.inlineData(inode) };
+        if (inode.flags & InodeFlags.inlineData) inline = await this.volume.inlineData(inode);
         else {
           const map = this.volume.blockMapCached(inode) ?? (await this.volume.blockMap(inode));
-          extra = { runs: map.map((e) => ({ ino, logical: e.logical, physical: e.physical, length: e.length })) };
+          runs = map.map((e) => ({ ino, logical: e.logical, physical: e.physical, length: e.length }));
         }
       } else if (inode.type === FileType.symlink) {
-        extra = { target: decodeName(await this.volume.readLink(inode)) };
+        target = decodeName(await this.volume.readLink(inode));
       }
-      return makeNode(base, extra, xattrs, tracker.size === 0 ? NOTHING : [...tracker].sort((a, b) => a - b));
+      return nodeOfInode(inode, this.times, target, xattrs, runs, inline, entries, tracker.size === 0 ? NOTHING : [...tracker].sort((a, b) => a - b));
     } catch (err) {
       // Watch what it read: a later write to those blocks makes the inode (and whoever named it) dirty again.
       if (retry) for (const b of tracker) this.watch(b, ino);
@@ -1121,35 +1123,24 @@ export class DiskInferencer {
       for (const [name, child] of n.entries) {
         this.removeLink(child, n.ino, name);
         const c = this.nodes.get(child);
-        if (c && (this.links.get(child)?.length ?? 0) === 0) this.forget(c);
+        if (c && this.links.count(child) === 0) this.forget(c);
       }
     }
   }
 
   private addLink(ino: number, dir: number, name: string): void {
-    const l = this.links.get(ino);
-    // New arrays of the exact length: an array grown by push() reserves room for 17 entries, and nearly every
-    // inode has one link.
-    if (!l || l.length === 0) {
-      this.links.set(ino, [{ dir, name }]);
-      return;
-    }
-    if (l.some((x) => x.dir === dir && x.name === name)) return;
-    this.links.set(ino, [...l, { dir, name }].sort((a, b) => a.dir - b.dir || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)));
+    this.links.add(ino, dir, name);
   }
 
   private removeLink(ino: number, dir: number, name: string): void {
-    const l = this.links.get(ino);
-    if (!l) return;
-    const i = l.findIndex((x) => x.dir === dir && x.name === name);
-    if (i >= 0) l.splice(i, 1);
+    this.links.remove(ino, dir, name);
   }
 
   /** Links from the root to `ino` (0 for the root). */
   private depthOf(ino: number): number {
     let d = 0;
     for (let cur = ino; cur !== ROOT_INO && d <= MAX_PATH_DEPTH; d++) {
-      const l = this.links.get(cur)?.[0];
+      const l = this.links.first(cur);
       if (!l) break;
       cur = l.dir;
     }
@@ -1165,7 +1156,7 @@ export class DiskInferencer {
       cur = dir;
     }
     for (let d = 0; cur !== ROOT_INO; d++) {
-      const l = this.links.get(cur)?.[0];
+      const l = this.links.first(cur);
       if (!l || d > MAX_PATH_DEPTH) return `/<detached:${cur}>/${parts.reverse().join('/')}`;
       parts.push(l.name);
       cur = l.dir;
@@ -1235,7 +1226,7 @@ export class DiskInferencer {
       appliedSeq: this.applied,
       blockSize: this.store.blockSize,
       nodes: [...this.nodes.values()],
-      links: [...this.links].map(([ino, l]) => [ino, l.map((x) => [x.dir, x.name] as [number, string])]),
+      links: [...this.links.entries()].map(([ino, l]) => [ino, l.map((x) => [x.dir, x.name] as [number, string])]),
       blocks,
       itables: this.itables,
       geometryDirty: this.geometryDirty,

@@ -48,24 +48,100 @@ export function makeNode(
   xattrs: Readonly<Record<string, string>>,
   owned: readonly number[],
 ): FsNode {
+  return build(
+    base.ino,
+    base.generation,
+    base.type,
+    base.mode,
+    base.uid,
+    base.gid,
+    base.size,
+    base.nlink,
+    base.atime,
+    base.mtime,
+    base.ctime,
+    base.flags,
+    extra.target,
+    xattrs,
+    extra.runs,
+    extra.inline,
+    extra.entries,
+    owned,
+  );
+}
+
+/** A node straight from its decoded inode and what hangs off it (what makeNode gives, without the parts); `times` shares the times. */
+export function nodeOfInode(
+  inode: Ext4Inode,
+  times: TimeCache,
+  target: string | undefined,
+  xattrs: Readonly<Record<string, string>>,
+  runs: readonly MappedRun[] | undefined,
+  inline: Uint8Array | undefined,
+  entries: ReadonlyMap<string, number> | undefined,
+  owned: readonly number[],
+): FsNode {
+  return build(
+    inode.ino,
+    inode.generation,
+    inode.type,
+    inode.mode & 0o7777,
+    inode.uid,
+    inode.gid,
+    inode.size,
+    inode.linksCount,
+    times.get(inode.atime.sec, inode.atime.nsec),
+    times.get(inode.mtime.sec, inode.mtime.nsec),
+    times.get(inode.ctime.sec, inode.ctime.nsec),
+    inode.flags,
+    target,
+    xattrs,
+    runs,
+    inline,
+    entries,
+    owned,
+  );
+}
+
+/** The one place nodes are made (one allocation site, one hidden class). */
+function build(
+  ino: number,
+  generation: number,
+  type: FileType,
+  mode: number,
+  uid: number,
+  gid: number,
+  size: number,
+  nlink: number,
+  atime: FsTime,
+  mtime: FsTime,
+  ctime: FsTime,
+  flags: number,
+  target: string | undefined,
+  xattrs: Readonly<Record<string, string>>,
+  runs: readonly MappedRun[] | undefined,
+  inline: Uint8Array | undefined,
+  entries: ReadonlyMap<string, number> | undefined,
+  owned: readonly number[],
+): FsNode {
   return {
-    ino: base.ino,
-    generation: base.generation,
-    type: base.type,
-    mode: base.mode,
-    uid: base.uid,
-    gid: base.gid,
-    size: base.size,
-    nlink: base.nlink,
-    atime: base.atime,
-    mtime: sameTime(base.mtime, base.atime) ? base.atime : base.mtime,
-    ctime: sameTime(base.ctime, base.mtime) ? base.mtime : base.ctime,
-    flags: base.flags,
-    target: extra.target,
+    ino,
+    generation,
+    type,
+    mode,
+    uid,
+    gid,
+    size,
+    nlink,
+    atime,
+    mtime: sameTime(mtime, atime) ? atime : mtime,
+    ctime: sameTime(ctime, mtime) ? (sameTime(mtime, atime) ? atime : mtime) : ctime,
+    flags,
+    target,
     xattrs: Object.keys(xattrs).length === 0 ? NO_XATTRS : xattrs,
-    runs: extra.runs,
-    inline: extra.inline,
-    entries: extra.entries,
+    runs,
+    inline,
+    entries,
     owned: owned.length === 0 ? NOTHING_OWNED : owned,
   };
 }
@@ -73,24 +149,6 @@ export function makeNode(
 /** Attributes of a node as carried by events. */
 export function statOf(n: FsNode): FsStat {
   return { mode: n.mode, uid: n.uid, gid: n.gid, size: n.size, nlink: n.nlink, atime: n.atime, mtime: n.mtime, ctime: n.ctime, flags: n.flags };
-}
-
-/** The fields of a node taken straight from its inode; `times` gives the {@link FsTime} objects. */
-export function baseOf(inode: Ext4Inode, times: TimeCache): Omit<FsNode, 'xattrs' | 'owned'> {
-  return {
-    ino: inode.ino,
-    generation: inode.generation,
-    type: inode.type,
-    mode: inode.mode & 0o7777,
-    uid: inode.uid,
-    gid: inode.gid,
-    size: inode.size,
-    nlink: inode.linksCount,
-    atime: times.get(inode.atime.sec, inode.atime.nsec),
-    mtime: times.get(inode.mtime.sec, inode.mtime.nsec),
-    ctime: times.get(inode.ctime.sec, inode.ctime.nsec),
-    flags: inode.flags,
-  };
 }
 
 /** Distinct times remembered by a {@link TimeCache}. */
