@@ -205,6 +205,7 @@ export class DiskInferencer {
     if (replay.length > 0) inf.volume = await Ext4Volume.open(inf.store);
     inf.buildItables();
     await inf.crawl({ ...ctx, out: corrupt });
+    inf.store.compact();
     const counts = inf.counts();
     const snapshot = inf.event(ctx, { kind: EventKind.Snapshot, path: '', ino: 0, type: '', files: counts.files, dirs: counts.dirs });
     return { inferencer: inf, events: [snapshot, ...corrupt.map((e) => ({ ...e, idx: inf.nextIdx(fromSeq) }))] };
@@ -895,6 +896,7 @@ export class DiskInferencer {
     }
     this.heldTails.clear();
     if (this.journal) this.agePending();
+    this.store.compact();
   }
 
   /** Pending blocks the tree now maps become write events (coalesced per file, in file order). */
@@ -1215,7 +1217,7 @@ export class DiskInferencer {
    */
   exportState(): InferencerState {
     const blocks: [number, Uint8Array, number, boolean][] = [];
-    for (const [b, s] of this.store.blocks) blocks.push([b, s.data, s.seq, s.journal]);
+    for (const [b, s] of this.store.blocks) blocks.push([b, s.peek(), s.seq, s.journal]);
     // Blocks watched for inodes whose derivation failed (not part of any node's owned blocks).
     const watched: [number, number][] = [];
     for (const [b, inos] of this.owners) {
@@ -1255,7 +1257,7 @@ export class DiskInferencer {
    */
   static async importState(state: InferencerState, fetcher: BlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
     const store = new BlockStore(fetcher, state.blockSize);
-    for (const [b, data, seq, journal] of state.blocks) store.blocks.set(b, { data, seq, journal });
+    for (const [b, data, seq, journal] of state.blocks) store.put(b, data, seq, journal);
     const volume = await Ext4Volume.open(store);
     if (volume.superblock.blockSize !== store.blockSize) throw new IncompatibleError('the superblock held disagrees with the checkpoint\'s block size', []);
     const inf = new DiskInferencer(opts, store, volume, state.appliedSeq);

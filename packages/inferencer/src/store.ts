@@ -15,13 +15,99 @@ export interface BlockFetcher {
   read(offset: number, length: number): Promise<{ data: Uint8Array; seq: number }>;
 }
 
-/** One held block. */
-export interface StoredBlock {
-  data: Uint8Array;
-  /** Stream sequence its content includes. */
-  seq: number;
-  /** Content came from a committed journal transaction and has not been seen at its home location yet. */
-  journal: boolean;
+/**
+ * One held block. Its bytes are kept packed (see {@link packBlock}) while nothing uses them: `data` unpacks on
+ * use and keeps the bytes until the store's next {@link BlockStore.compact} that finds them unused.
+ */
+export class StoredBlock {
+  #raw: Uint8Array | undefined;
+  #packed: Uint8Array | undefined;
+  /** The store's round in which the bytes were last used. */
+  used: number;
+
+  constructor(
+    private readonly store: BlockStore,
+    data: Uint8Array,
+    /** Stream sequence its content includes. */
+    public seq: number,
+    /** Content came from a committed journal transaction and has not been seen at its home location yet. */
+    public journal: boolean,
+  ) {
+    this.#raw = data;
+    this.used = store.round;
+    store.unpacked.add(this);
+  }
+
+  /** The block's bytes (never changed in place: a new content is a new array). */
+  get data(): Uint8Array {
+    this.used = this.store.round;
+    if (this.#raw === undefined) {
+      this.#raw = unpackBlock(this.#packed!, this.store.blockSize); // ok: one of the two is always set
+      this.store.unpacked.add(this);
+    }
+    return this.#raw;
+  }
+
+  set data(bytes: Uint8Array) {
+    this.used = this.store.round;
+    this.#raw = bytes;
+    this.#packed = undefined;
+    this.store.unpacked.add(this);
+  }
+
+  /** The bytes without keeping them unpacked (a checkpoint reads every block once). */
+  peek(): Uint8Array {
+    return this.#raw ?? unpackBlock(this.#packed!, this.store.blockSize); // ok: one of the two is always set
+  }
+
+  /** Drops the unpacked bytes (packing them first unless a packed copy of them exists). */
+  pack(): void {
+    if (this.#raw === undefined) return;
+    this.#packed ??= packBlock(this.#raw);
+    this.#raw = undefined;
+  }
+}
+
+/**
+ * A block without its zero 32-bit words: a bitmap of the words that are not zero, then those words. Inode-table
+ * blocks, most of what the store holds, shrink to about 40% (unused fields, extent slots and inode tails are
+ * zeros), for a few microseconds either way.
+ */
+export function packBlock(raw: Uint8Array): Uint8Array {
+  const words = raw.length >>> 2;
+  const src = raw.byteOffset % 4 === 0 ? new Uint32Array(raw.buffer, raw.byteOffset, words) : new Uint32Array(copyBytes(raw).buffer, 0, words);
+  const mapBytes = (words + 7) >>> 3;
+  let nz = 0;
+  for (let i = 0; i < words; i++) if (src[i] !== 0) nz++;
+  const out = new Uint8Array(mapBytes + 4 * nz + (raw.length & 3));
+  const view = new DataView(out.buffer);
+  let at = mapBytes;
+  for (let i = 0; i < words; i++) {
+    const w = src[i]!; // ok: in range
+    if (w === 0) continue;
+    out[i >>> 3] = out[i >>> 3]! | (1 << (i & 7)); // ok: in range
+    view.setUint32(at, w, true);
+    at += 4;
+  }
+  // A block size is a multiple of 4; any tail bytes are kept as they are.
+  for (let i = words * 4; i < raw.length; i++) out[at++] = raw[i]!; // ok: in range
+  return out;
+}
+
+/** The block {@link packBlock} packed, as `size` bytes. */
+export function unpackBlock(packed: Uint8Array, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  const words = size >>> 2;
+  const dst = new Uint32Array(out.buffer, 0, words);
+  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
+  let at = (words + 7) >>> 3;
+  for (let i = 0; i < words; i++) {
+    if ((packed[i >>> 3]! & (1 << (i & 7))) === 0) continue; // ok: in range
+    dst[i] = view.getUint32(at, true);
+    at += 4;
+  }
+  for (let i = words * 4; i < size; i++) out[i] = packed[at++]!; // ok: in range
+  return out;
 }
 
 /** Where a store read goes when the block is not held: the pending data buffer, before the capture. */
@@ -30,6 +116,10 @@ export type Fallback = (block: number) => Uint8Array | undefined;
 /** Held blocks, keyed by file-system block number. */
 export class BlockStore implements BlockSource {
   readonly blocks = new Map<number, StoredBlock>();
+  /** Blocks whose bytes are unpacked (see compact). */
+  readonly unpacked = new Set<StoredBlock>();
+  /** Incremented by each compact(). */
+  round = 0;
   /** When set, every block read is added to it (which blocks an inode's derivation used). */
   tracker: Set<number> | undefined;
   fallback: Fallback = () => undefined;
@@ -46,11 +136,30 @@ export class BlockStore implements BlockSource {
     return this.blocks.get(block);
   }
 
+  /** Holds `data` (given up by the caller) as block `block`. */
+  put(block: number, data: Uint8Array, seq: number, journal: boolean): void {
+    this.blocks.set(block, new StoredBlock(this, data, seq, journal));
+  }
+
+  /**
+   * Packs the bytes of blocks nothing used since the last call (the engine calls it at consistency points):
+   * what a consistency point reads stays unpacked for the next, the rest of the held metadata is kept small.
+   */
+  compact(): void {
+    const round = this.round;
+    for (const b of this.unpacked) {
+      if (b.used >= round) continue;
+      b.pack();
+      this.unpacked.delete(b);
+    }
+    this.round++;
+  }
+
   /** Sets a block's content from a home-location write at `seq`; true when its content changed. */
   setHome(block: number, data: Uint8Array, seq: number): boolean {
     const hit = this.blocks.get(block);
     if (hit === undefined) {
-      this.blocks.set(block, { data: copyBytes(data), seq, journal: false });
+      this.put(block, copyBytes(data), seq, false);
       return true;
     }
     if (seq <= hit.seq && !hit.journal) return false;
@@ -73,7 +182,7 @@ export class BlockStore implements BlockSource {
   setJournal(block: number, data: Uint8Array, seq: number, handOver = false): boolean {
     const hit = this.blocks.get(block);
     if (hit === undefined) {
-      this.blocks.set(block, { data: handOver ? data : copyBytes(data), seq, journal: true });
+      this.put(block, handOver ? data : copyBytes(data), seq, true);
       return true;
     }
     const same = equal(hit.data, data);
@@ -105,7 +214,7 @@ export class BlockStore implements BlockSource {
       }
       const fb = this.fallback(b);
       if (fb !== undefined) {
-        this.blocks.set(b, { data: copyBytes(fb), seq: 0, journal: false });
+        this.put(b, copyBytes(fb), 0, false);
         b++;
         continue;
       }
@@ -118,7 +227,7 @@ export class BlockStore implements BlockSource {
         if (this.blocks.has(b + i)) continue; // filled while the fetch was in flight
         const slice = new Uint8Array(bs);
         slice.set(data.subarray(i * bs, Math.min((i + 1) * bs, data.length)));
-        this.blocks.set(b + i, { data: slice, seq, journal: false });
+        this.put(b + i, slice, seq, false);
       }
       b += n;
     }
