@@ -27,6 +27,8 @@ export const DEFAULT_MAX_INFLIGHT_RECORDS = 32;
 /** Smallest head of a write split off to fill a record (see #splitInto), and the alignment of split points. */
 const SPLIT_MIN_BYTES = 64 * 1024;
 const SPLIT_ALIGN = 4096;
+/** Records whose encoded bound is at least this are written into recycled MAX_RECORD_BYTES buffers. */
+const POOLED_RECORD_MIN = 256 * 1024;
 /** Image writes below this size are written synchronously (see #pwrite). */
 const SYNC_WRITE_MAX = 64 * 1024;
 /** Default time a write may wait for JetStream before the client gets EIO. */
@@ -119,6 +121,8 @@ interface Rec {
   readonly entries: { readonly op: WriteOp; readonly req: Req | undefined }[];
   readonly barriers: Barrier[];
   readonly payload: Uint8Array;
+  /** The pooled buffer `payload` is a view of, returned to the pool once the record is confirmed. */
+  readonly slab: Buffer | undefined;
   msgId: string;
   state: 'queued' | 'sending' | 'acked';
   seq: number;
@@ -181,6 +185,12 @@ export class CaptureDisk implements NbdExport {
   /** Set once an image write failed: every later request fails with it. */
   #failed: IoError | undefined;
   #records: Rec[] = [];
+  /**
+   * Recycled record buffers. A confirmed record's buffer is free again: nats.js copied it into its outbound
+   * frame when it was sent (its socket writes are in order, so every earlier attempt's frame was copied before
+   * the acked one was sent), and nothing else keeps it.
+   */
+  #slabs: Buffer[] = [];
   #nextRecord = 0;
   #sending = 0;
   #pumpScheduled = false;
@@ -556,8 +566,9 @@ export class CaptureDisk implements NbdExport {
     const entries = this.#accum.splice(0, n) as { op: WriteOp; req: Req | undefined }[];
     for (const e of entries) this.#accumBytes -= opEncodedBound(e.op);
     const index = this.#nextRecord++;
-    const payload = writeRecord(this.name, new Date(), entries.map((e) => e.op));
-    const rec: Rec = { index, entries, barriers: [], payload, msgId: `${this.name}:${this.epoch}:${index}`, state: 'queued', seq: 0, redo: 0 };
+    const slab = size >= POOLED_RECORD_MIN ? (this.#slabs.pop() ?? Buffer.allocUnsafeSlow(MAX_RECORD_BYTES)) : undefined;
+    const payload = writeRecord(this.name, new Date(), entries.map((e) => e.op), slab);
+    const rec: Rec = { index, entries, barriers: [], payload, slab, msgId: `${this.name}:${this.epoch}:${index}`, state: 'queued', seq: 0, redo: 0 };
     for (let head = this.#accum[0]; head && 'barrier' in head; head = this.#accum[0]) {
       this.#accum.shift();
       this.#markers--;
@@ -635,6 +646,7 @@ export class CaptureDisk implements NbdExport {
       this.#confirmedSeq = rec.seq;
       this.#stats.confirmedRecords++;
       this.#stats.publishedBytes += rec.payload.length;
+      if (rec.slab && this.#slabs.length <= this.#window) this.#slabs.push(rec.slab);
       for (const e of rec.entries) {
         if (!e.req) continue;
         this.#pendingBytes -= e.req.bytes;
