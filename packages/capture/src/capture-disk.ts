@@ -135,10 +135,11 @@ interface Rec {
  *
  * Pipeline, per request (write / zero / trim / flush):
  * 1. On entry, synchronously (before any await), the request's ops are appended to `accum` (what becomes the
- *    stream) and its image change is chained onto `io` (the disk's serial image queue). So stream order = image
- *    order = the order the NBD server called us, and publishing overlaps the image I/O.
- * 2. Its turn on `io`: apply it to the image (pwrite; zeros; nothing for trim; fdatasync for FUA and flush). If
- *    that fails the disk stops taking requests (the stream may hold a change the image lacks).
+ *    stream) and its image change is scheduled after every earlier change it overlaps (flushes and block reads
+ *    after every earlier change: see #schedule). So stream order = the order the NBD server called us, the
+ *    image ends up as if the changes ran in that order, and publishing overlaps the image I/O.
+ * 2. When its turn comes: apply it to the image (pwrite; zeros; nothing for trim; fdatasync for FUA and flush).
+ *    If that fails the disk stops taking requests (the stream may hold a change the image lacks).
  * 3. The pump (on setImmediate) cuts `accum` into records (<= MAX_RECORD_BYTES, <= MAX_OPS_PER_RECORD): what
  *    arrived in one turn of the event loop shares a record; never more than `maxInflightRecords` unconfirmed
  *    records, which are published pipelined; while the window is full, ops keep accumulating (group commit). Each record has msg id `<disk>:<epoch>:<index>`; a failed publish is retried
@@ -175,8 +176,16 @@ export class CaptureDisk implements NbdExport {
   readonly #maxPendingBytes: number;
   readonly #closeTimeoutMs: number;
 
-  #io: Promise<void> = Promise.resolve();
-  /** Tasks chained on `io` and not finished; while 0, a small change may be applied synchronously. */
+  /**
+   * Image changes in progress, each with its byte range. A change starts once every earlier change it overlaps
+   * and the last barrier finished; changes of disjoint ranges run concurrently (a sequential writer's 1 MiB
+   * pwrites overlap in libuv's pool, as qemu-nbd's do in its threads), which leaves the same image as running
+   * them in call order.
+   */
+  #active: { readonly start: number; readonly end: number; readonly done: Promise<void> }[] = [];
+  /** The last barrier (flush, FUA trim, block read): it started after every earlier change finished. */
+  #barrier: Promise<void> = Promise.resolve();
+  /** Image tasks scheduled and not finished; while 0, a small change may be applied synchronously. */
   #ioQueued = 0;
   #accum: Entry[] = [];
   #accumBytes = 0;
@@ -263,6 +272,7 @@ export class CaptureDisk implements NbdExport {
     return this.#submit(
       splitWrite(offset, data, fua),
       data.length,
+      [offset, offset + data.length],
       async () => {
         await this.#pwrite(offset, data);
         if (fua) await this.#fh.datasync();
@@ -283,6 +293,7 @@ export class CaptureDisk implements NbdExport {
     return this.#submit(
       splitRange('zero', offset, length, fua, noHole),
       0,
+      [offset, offset + length],
       async () => {
         for (let at = 0; at < length; at += ZEROS.length) {
           await this.#pwrite(offset + at, ZEROS.subarray(0, Math.min(ZEROS.length, length - at)));
@@ -307,6 +318,7 @@ export class CaptureDisk implements NbdExport {
     return this.#submit(
       splitRange('trim', offset, length, fua),
       0,
+      fua ? undefined : [offset, offset + length],
       async () => {
         if (fua) await this.#fh.datasync();
       },
@@ -316,19 +328,19 @@ export class CaptureDisk implements NbdExport {
 
   /** Makes every earlier write stable (fdatasync) and records a flush op after them. */
   flush(): Promise<void> {
-    return this.#submit([{ op: 'flush' }], 0, () => this.#fh.datasync());
+    return this.#submit([{ op: 'flush' }], 0, undefined, () => this.#fh.datasync());
   }
 
   /**
    * Reads image bytes together with the stream sequence they correspond to: `data` holds exactly the effect of
    * this disk's records with sequence <= `seq` (on top of the image as it was at attach).
    *
-   * Why this is atomic: like a write, the read takes its place synchronously on entry, twice. (1) On `io`: the
-   * pread runs after every earlier request's image change finished and before any later one starts. (2) In
+   * Why this is atomic: like a write, the read takes its place synchronously on entry, twice. (1) As an image
+   * barrier: the pread runs after every earlier request's image change finished and before any later one starts. (2) In
    * `accum`: a marker that no record spans, so the record before it ends with the last op called before the read
    * and holds none after it. The read's seq is that record's sequence, known once it and every record before it
    * are confirmed (or the last confirmed sequence if every earlier op was already confirmed). Writes are not
-   * held up: they wait on `io` only for the pread itself.
+   * held up: they wait only for the pread itself.
    */
   readConsistent(offset: number, length: number): Promise<{ data: Uint8Array; seq: number }> {
     try {
@@ -355,15 +367,12 @@ export class CaptureDisk implements NbdExport {
       });
       this.#markers++;
       this.#schedulePump();
-      this.#ioQueued++;
-      this.#io = this.#io.then(async () => {
+      this.#schedule(undefined, async () => {
         try {
           data = await this.#pread(offset, length);
           done();
         } catch (err) {
           reject(err instanceof IoError ? err : new IoError(`reading ${this.image} failed`, { cause: err }));
-        } finally {
-          this.#ioQueued--;
         }
       });
     });
@@ -380,7 +389,7 @@ export class CaptureDisk implements NbdExport {
 
   async #close(): Promise<void> {
     this.#closing = true;
-    await this.#io;
+    await Promise.all([this.#barrier, ...this.#active.map((a) => a.done)]);
     this.#schedulePump();
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([
@@ -423,14 +432,14 @@ export class CaptureDisk implements NbdExport {
 
   /**
    * Step 1 of the pipeline, synchronous: the request's ops go to the end of `accum` (stream order) and its image
-   * change to the end of `io` (image order), so both orders are the call order. Publishing and the image change
-   * then run concurrently; the request settles when both are done.
+   * change is scheduled after the earlier ones it must follow (#schedule; `range` undefined: after all of them).
+   * Publishing and the image change then run concurrently; the request settles when both are done.
    *
    * `applySync`, when given, does the same image change synchronously (a small pwrite without fdatasync). It is
-   * used when nothing is queued on `io`, so the order is the same, and it spares the request the promise chain
-   * of a queued change (which cost more than the pwrite itself).
+   * used when no image task is in progress, so the order is the same, and it spares the request the promise
+   * chain of a scheduled change (which cost more than the pwrite itself).
    */
-  #submit(ops: WriteOp[], bytes: number, apply: () => Promise<void>, applySync?: () => void): Promise<void> {
+  #submit(ops: WriteOp[], bytes: number, range: readonly [number, number] | undefined, apply: () => Promise<void>, applySync?: () => void): Promise<void> {
     if (this.#closing) return Promise.reject(new IoError(`disk ${this.name} is closing`));
     if (this.#failed) return Promise.reject(this.#failed);
     if (this.#pendingBytes + bytes > this.#maxPendingBytes && this.#pendingBytes > 0) {
@@ -467,26 +476,51 @@ export class CaptureDisk implements NbdExport {
         req.applied = true;
         return;
       }
-      this.#ioQueued++;
-      this.#io = this.#io.then(async () => {
-        try {
-          if (this.#failed) {
-            this.#settle(req, this.#failed);
-            return;
-          }
-          try {
-            await apply();
-          } catch (cause) {
-            this.#imageFailed(req, cause);
-            return;
-          }
-          req.applied = true;
-          if (req.stored) this.#settle(req);
-        } finally {
-          this.#ioQueued--;
+      this.#schedule(range, async () => {
+        if (this.#failed) {
+          this.#settle(req, this.#failed);
+          return;
         }
+        try {
+          await apply();
+        } catch (cause) {
+          this.#imageFailed(req, cause);
+          return;
+        }
+        req.applied = true;
+        if (req.stored) this.#settle(req);
       });
     });
+  }
+
+  /**
+   * Runs an image task after the changes it must follow: with a `range` [start, end), every earlier change it
+   * overlaps and the last barrier; without one (a barrier), everything scheduled before it. `task` handles its
+   * own errors.
+   */
+  #schedule(range: readonly [number, number] | undefined, task: () => Promise<void>): void {
+    this.#ioQueued++;
+    const deps: Promise<void>[] = [this.#barrier];
+    for (const a of this.#active) if (!range || (a.start < range[1] && range[0] < a.end)) deps.push(a.done);
+    const after = deps.length === 1 ? deps[0]! : Promise.all(deps); // ok: deps starts with the barrier
+    let entry: { start: number; end: number; done: Promise<void> } | undefined;
+    const done = after
+      .then(task)
+      .catch((err: unknown) => this.#log.error({ err }, 'image task failed'))
+      .finally(() => {
+        this.#ioQueued--;
+        if (entry) {
+          const i = this.#active.indexOf(entry);
+          if (i >= 0) this.#active.splice(i, 1);
+        }
+      });
+    if (range) {
+      entry = { start: range[0], end: range[1], done };
+      this.#active.push(entry);
+    } else {
+      this.#barrier = done;
+      this.#active = [];
+    }
   }
 
   /**

@@ -100,6 +100,24 @@ describe('CaptureDisk', () => {
     expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
   });
 
+  it('runs large image writes concurrently yet leaves overlapping ones in call order, flushes after all of them', async () => {
+    const a = await attach('overlap');
+    const calls: Promise<void>[] = [];
+    for (let i = 0; i < 60; i++) {
+      // 512 KiB writes (through libuv's pool) overlapping their neighbours, each followed by a 4 KiB write into
+      // it (which would be quicker and land first if it did not wait), a flush every 10.
+      const at = (i % 7) * 96 * 1024;
+      calls.push(a.disk.write(at, tagged(i, 512 * 1024), { fua: i % 9 === 0 }));
+      calls.push(a.disk.write(at + 8192, tagged(1000 + i, 4096), { fua: false }));
+      if (i % 10 === 9) calls.push(a.disk.flush());
+    }
+    await Promise.all(calls);
+    const recs = await readRecords(env, 'overlap');
+    expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
+    const tags = recs.flatMap((r) => r.rec.ops).flatMap((o) => (o.op === 'write' && o.offset % (96 * 1024) === 0 ? [Buffer.from(o.data).readUInt32LE(0)] : []));
+    expect(tags).toEqual(Array.from({ length: 60 }, (_, i) => i));
+  });
+
   it('packs concurrent sequential 1 MiB writes into full records, about one per write, in order', async () => {
     const a = await attach('packed');
     // Three rounds, so the later ones reuse the record buffers of the earlier ones.
