@@ -1151,19 +1151,20 @@ export class DiskInferencer {
 
   /** The path of `ino` by its first link (or by the given link). */
   pathOf(ino: number, dir?: number, name?: string): string {
-    const parts: string[] = [];
+    // Built from the leaf up by concatenation ("/a/b" so far): no array to reverse and join per event.
+    let below = '';
     let cur = ino;
     if (dir !== undefined && name !== undefined) {
-      parts.push(name);
+      below = `/${name}`;
       cur = dir;
     }
     for (let d = 0; cur !== ROOT_INO; d++) {
       const l = this.links.first(cur);
-      if (!l || d > MAX_PATH_DEPTH) return `/<detached:${cur}>/${parts.reverse().join('/')}`;
-      parts.push(l.name);
+      if (!l || d > MAX_PATH_DEPTH) return `/<detached:${cur}>${below === '' ? '/' : below}`;
+      below = `/${l.name}${below}`;
       cur = l.dir;
     }
-    return `/${parts.reverse().join('/')}`;
+    return below === '' ? '/' : below;
   }
 
   // ---------------------------------------------------------------- events
