@@ -696,14 +696,21 @@ export class DiskInferencer {
     }
 
     // Pair removals and additions per inode.
+    // Arrays made for the first change of an inode hold just it (one grown by push() reserves 17 slots), and the
+    // side an inode has no change on shares one empty array that is never written.
+    const none: EntryChange[] = [];
     const byIno = new Map<number, { rem: EntryChange[]; add: EntryChange[] }>();
-    const slot = (ino: number) => {
-      let s = byIno.get(ino);
-      if (!s) byIno.set(ino, (s = { rem: [], add: [] }));
-      return s;
-    };
-    for (const r of removed) slot(r.ino).rem.push(r);
-    for (const a of added) slot(a.ino).add.push(a);
+    for (const r of removed) {
+      const s = byIno.get(r.ino);
+      if (!s) byIno.set(r.ino, { rem: [r], add: none });
+      else s.rem.push(r);
+    }
+    for (const a of added) {
+      const s = byIno.get(a.ino);
+      if (!s) byIno.set(a.ino, { rem: none, add: [a] });
+      else if (s.add === none) s.add = [a];
+      else s.add.push(a);
+    }
     const renames: { rem: EntryChange; add: EntryChange }[] = [];
     const removals: EntryChange[] = [];
     const additions: EntryChange[] = [];
