@@ -27,6 +27,11 @@ export const DEFAULT_MAX_INFLIGHT_RECORDS = 32;
 /** Smallest head of a write split off to fill a record (see #splitInto), and the alignment of split points. */
 const SPLIT_MIN_BYTES = 64 * 1024;
 const SPLIT_ALIGN = 4096;
+/** NBD payloads of POOLED_PAYLOAD_MIN..PAYLOAD_SLAB bytes are received into recycled PAYLOAD_SLAB buffers. */
+const PAYLOAD_SLAB = 1024 * 1024;
+const POOLED_PAYLOAD_MIN = 256 * 1024;
+/** Recycled buffers kept per pool (a connection has at most 64 MiB of payload in flight). */
+const MAX_POOLED = 64;
 /** Records whose encoded bound is at least this are written into recycled MAX_RECORD_BYTES buffers. */
 const POOLED_RECORD_MIN = 256 * 1024;
 /** Image writes below this size are written synchronously (see #pwrite). */
@@ -102,6 +107,10 @@ interface Req {
   applied: boolean;
   /** The record holding its last op, and every record before it, is stored. */
   stored: boolean;
+  /** A recycled receive buffer holding its data (see receiveBuffer), returned once applied and cut. */
+  payload: Buffer | undefined;
+  /** Its last op was encoded into a record. */
+  cut: boolean;
 }
 
 /**
@@ -200,6 +209,9 @@ export class CaptureDisk implements NbdExport {
    * the acked one was sent), and nothing else keeps it.
    */
   #slabs: Buffer[] = [];
+  /** Recycled receive buffers (see receiveBuffer); `#ours` tells a write whose data is one of them. */
+  #payloads: Buffer[] = [];
+  readonly #ours = new WeakSet<ArrayBufferLike>();
   #nextRecord = 0;
   #sending = 0;
   #pumpScheduled = false;
@@ -256,6 +268,22 @@ export class CaptureDisk implements NbdExport {
   }
 
   /**
+   * A buffer of `length` bytes for the NBD server to receive a large WRITE payload into, recycled once that
+   * write is in the image and encoded into a record: sequential 1 MiB writes then allocate nothing per write
+   * (large short-lived buffers made the garbage collector a sixth of the capture's CPU). Undefined for sizes
+   * not worth it.
+   */
+  receiveBuffer(length: number): Uint8Array | undefined {
+    if (length < POOLED_PAYLOAD_MIN || length > PAYLOAD_SLAB) return undefined;
+    let b = this.#payloads.pop();
+    if (!b) {
+      b = Buffer.allocUnsafeSlow(PAYLOAD_SLAB);
+      this.#ours.add(b.buffer);
+    }
+    return b.subarray(0, length);
+  }
+
+  /**
    * Writes `data` at `offset`; resolves once in the image (and stable if `fua`) and stored in JetStream.
    * `data` is kept, not copied, until it is stored (possibly after the promise settled with a timeout): the
    * caller hands it over and must not change it afterwards. (The NBD server never reuses a payload buffer.)
@@ -269,6 +297,7 @@ export class CaptureDisk implements NbdExport {
     const fua = opts.fua;
     this.#stats.bytes += data.length;
     const sync = !fua && data.length < SYNC_WRITE_MAX ? () => this.#pwriteSync(offset, data) : undefined;
+    const payload = this.#ours.has(data.buffer) ? Buffer.from(data.buffer) : undefined;
     return this.#submit(
       splitWrite(offset, data, fua),
       data.length,
@@ -278,6 +307,7 @@ export class CaptureDisk implements NbdExport {
         if (fua) await this.#fh.datasync();
       },
       sync,
+      payload,
     );
   }
 
@@ -439,7 +469,14 @@ export class CaptureDisk implements NbdExport {
    * used when no image task is in progress, so the order is the same, and it spares the request the promise
    * chain of a scheduled change (which cost more than the pwrite itself).
    */
-  #submit(ops: WriteOp[], bytes: number, range: readonly [number, number] | undefined, apply: () => Promise<void>, applySync?: () => void): Promise<void> {
+  #submit(
+    ops: WriteOp[],
+    bytes: number,
+    range: readonly [number, number] | undefined,
+    apply: () => Promise<void>,
+    applySync?: () => void,
+    payload?: Buffer,
+  ): Promise<void> {
     if (this.#closing) return Promise.reject(new IoError(`disk ${this.name} is closing`));
     if (this.#failed) return Promise.reject(this.#failed);
     if (this.#pendingBytes + bytes > this.#maxPendingBytes && this.#pendingBytes > 0) {
@@ -449,7 +486,7 @@ export class CaptureDisk implements NbdExport {
     this.#stats.requests++;
     this.#pendingBytes += bytes;
     return new Promise<void>((resolve, reject) => {
-      const req: Req = { resolve, reject, settled: false, timer: undefined, bytes, applied: false, stored: false };
+      const req: Req = { resolve, reject, settled: false, timer: undefined, bytes, applied: false, stored: false, payload, cut: false };
       req.timer = setTimeout(() => {
         if (req.settled) return;
         this.#stats.timeouts++;
@@ -474,6 +511,7 @@ export class CaptureDisk implements NbdExport {
           return;
         }
         req.applied = true;
+        this.#recycle(req);
         return;
       }
       this.#schedule(range, async () => {
@@ -488,6 +526,7 @@ export class CaptureDisk implements NbdExport {
           return;
         }
         req.applied = true;
+        this.#recycle(req);
         if (req.stored) this.#settle(req);
       });
     });
@@ -531,6 +570,14 @@ export class CaptureDisk implements NbdExport {
     this.#failed = new IoError(`writing ${this.image} failed; disk ${this.name} no longer accepts requests`, { cause });
     this.#log.error({ err: cause }, 'image I/O failed: the stream holds a change the image may lack; refusing further requests');
     this.#settle(req, this.#failed);
+  }
+
+  /** Returns a request's receive buffer to the pool once nothing reads it any more: applied and encoded. */
+  #recycle(req: Req): void {
+    const b = req.payload;
+    if (!b || !req.applied || !req.cut) return;
+    req.payload = undefined;
+    if (this.#payloads.length < MAX_POOLED) this.#payloads.push(b);
   }
 
   #settle(req: Req, err?: Error): void {
@@ -602,6 +649,11 @@ export class CaptureDisk implements NbdExport {
     const index = this.#nextRecord++;
     const slab = size >= POOLED_RECORD_MIN ? (this.#slabs.pop() ?? Buffer.allocUnsafeSlow(MAX_RECORD_BYTES)) : undefined;
     const payload = writeRecord(this.name, new Date(), entries.map((e) => e.op), slab);
+    for (const e of entries) {
+      if (!e.req) continue;
+      e.req.cut = true; // its data is copied into this record (and earlier pieces into earlier ones)
+      this.#recycle(e.req);
+    }
     const rec: Rec = { index, entries, barriers: [], payload, slab, msgId: `${this.name}:${this.epoch}:${index}`, state: 'queued', seq: 0, redo: 0 };
     for (let head = this.#accum[0]; head && 'barrier' in head; head = this.#accum[0]) {
       this.#accum.shift();
@@ -680,7 +732,7 @@ export class CaptureDisk implements NbdExport {
       this.#confirmedSeq = rec.seq;
       this.#stats.confirmedRecords++;
       this.#stats.publishedBytes += rec.payload.length;
-      if (rec.slab && this.#slabs.length <= this.#window) this.#slabs.push(rec.slab);
+      if (rec.slab && this.#slabs.length < MAX_POOLED) this.#slabs.push(rec.slab);
       for (const e of rec.entries) {
         if (!e.req) continue;
         this.#pendingBytes -= e.req.bytes;

@@ -139,6 +139,26 @@ describe('CaptureDisk', () => {
     expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
   });
 
+  it('recycles receive buffers only after their write is in the image and in a record', async () => {
+    const a = await attach('recycle');
+    expect(a.disk.receiveBuffer(4096)).toBeUndefined(); // small payloads are not worth pooling
+    const first = a.disk.receiveBuffer(MiB)!; // ok: 1 MiB is pooled
+    first.set(tagged(1, MiB));
+    const pending = a.disk.write(0, first, { fua: false });
+    const second = a.disk.receiveBuffer(MiB)!; // ok: as above
+    expect(second.buffer).not.toBe(first.buffer); // the first is still in use
+    second.set(tagged(2, MiB));
+    await Promise.all([pending, a.disk.write(MiB, second, { fua: false })]);
+    const third = a.disk.receiveBuffer(512 * 1024)!; // ok: 512 KiB is pooled
+    expect([first.buffer, second.buffer]).toContain(third.buffer);
+    third.set(tagged(3, 512 * 1024));
+    await a.disk.write(2 * MiB, third, { fua: true });
+    const recs = await readRecords(env, 'recycle');
+    const tags = recs.flatMap((r) => r.rec.ops).flatMap((o) => (o.op === 'write' && o.offset % (512 * 1024) === 0 ? [Buffer.from(o.data).readUInt32LE(0)] : []));
+    expect(tags).toEqual([1, 2, 3]);
+    expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
+  });
+
   it('answers block reads with {data, seq} equal to replaying the stream up to seq, under concurrent writes', async () => {
     const a = await attach('blocks', 4 * MiB);
     const server = serveBlockReads(env.nc, a.disk);

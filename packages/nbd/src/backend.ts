@@ -19,6 +19,12 @@ export interface NbdExport {
    * buffer or a view of a received socket chunk), so the export may keep it without copying.
    */
   write(offset: number, data: Uint8Array, flags: { fua: boolean }): Promise<void>;
+  /**
+   * Optional: a buffer of exactly `length` bytes the server may receive a WRITE payload into and then pass to
+   * write() (an export recycling its payload buffers). Asked only for a payload that has to be assembled from
+   * several socket reads; undefined lets the server allocate one.
+   */
+  receiveBuffer?(length: number): Uint8Array | undefined;
   writeZeroes(offset: number, length: number, flags: { fua: boolean; noHole: boolean }): Promise<void>;
   trim(offset: number, length: number, flags: { fua: boolean }): Promise<void>;
   flush(): Promise<void>;

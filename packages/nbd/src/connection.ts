@@ -505,7 +505,8 @@ export class NbdConnection {
             this.simpleReply(cookieHi, cookieLo, NbdErrno.EINVAL);
             throw new NbdProtocolError(NbdProtocolErrorKind.RequestTooBig, `write length ${length}`);
           }
-          const data = length > 0 ? (this.reader.tryTake(length) ?? (await this.reader.read(length))) : EMPTY;
+          const alloc = exp.receiveBuffer ? () => exp.receiveBuffer?.(length) : undefined;
+          const data = length > 0 ? (this.reader.tryTake(length, alloc) ?? (await this.reader.read(length, alloc))) : EMPTY;
           const err =
             checkFlags(flags, CmdFlag.FUA) ??
             (exp.readOnly ? NbdErrno.EPERM : undefined) ??

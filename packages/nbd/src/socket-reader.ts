@@ -13,7 +13,7 @@ export class SocketReader {
   private head = 0;
   private buffered = 0;
   private need = 0;
-  private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: unknown) => void } | undefined;
+  private waiter: { n: number; alloc: Alloc | undefined; resolve: (b: Buffer) => void; reject: (e: unknown) => void } | undefined;
   private failure: NbdProtocolError | undefined;
   private paused = false;
 
@@ -26,20 +26,23 @@ export class SocketReader {
     return this.buffered;
   }
 
-  /** Resolve with exactly `n` bytes; reject once the reader has failed. One outstanding call at a time. */
-  read(n: number): Promise<Buffer> {
-    if (this.buffered >= n) return Promise.resolve(this.take(n));
+  /**
+   * Resolve with exactly `n` bytes; reject once the reader has failed. One outstanding call at a time. `alloc`
+   * supplies the buffer when the bytes span chunks (see take).
+   */
+  read(n: number, alloc?: Alloc): Promise<Buffer> {
+    if (this.buffered >= n) return Promise.resolve(this.take(n, alloc));
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<Buffer>((resolve, reject) => {
-      this.waiter = { n, resolve, reject };
+      this.waiter = { n, alloc, resolve, reject };
       this.need = n;
       this.resume();
     });
   }
 
   /** Exactly `n` bytes if that many are buffered now (a zero-copy view when they lie in one chunk), else undefined. */
-  tryTake(n: number): Buffer | undefined {
-    return this.buffered >= n ? this.take(n) : undefined;
+  tryTake(n: number, alloc?: Alloc): Buffer | undefined {
+    return this.buffered >= n ? this.take(n, alloc) : undefined;
   }
 
   /** Discard `n` bytes as they arrive without holding more than one chunk of them. */
@@ -91,7 +94,7 @@ export class SocketReader {
     if (w && this.buffered >= w.n) {
       this.waiter = undefined;
       this.need = 0;
-      w.resolve(this.take(w.n));
+      w.resolve(this.take(w.n, w.alloc));
     }
     if (this.buffered >= Math.max(this.need, READ_HIGH_WATER)) this.pause();
   }
@@ -110,7 +113,8 @@ export class SocketReader {
     }
   }
 
-  private take(n: number): Buffer {
+  /** `n` buffered bytes: a view when they lie in one chunk, else copied into `alloc()`'s buffer or a new one. */
+  private take(n: number, alloc?: Alloc): Buffer {
     const first = this.chunks[0];
     if (n === 0) return Buffer.alloc(0);
     if (first !== undefined && first.length - this.head >= n) {
@@ -118,7 +122,8 @@ export class SocketReader {
       this.consume(n);
       return out;
     }
-    const out = Buffer.allocUnsafe(n);
+    const given = alloc?.();
+    const out = given && given.length === n ? Buffer.from(given.buffer, given.byteOffset, n) : Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[0]!; // ok: buffered >= n guarantees enough chunks
@@ -151,6 +156,9 @@ export class SocketReader {
     if (this.buffered < READ_HIGH_WATER && !this.waiter) this.resume();
   }
 }
+
+/** Supplies the buffer a multi-chunk read is assembled in (undefined: allocate one). */
+export type Alloc = () => Uint8Array | undefined;
 
 /** The error a reader fails with when its socket ends. */
 export function connectionClosed(cause?: unknown): NbdProtocolError {

@@ -48,6 +48,7 @@ export class DiskProvider implements NbdExportProvider {
       maxBlockSize: d.maxBlockSize,
       readOnly: d.readOnly,
       read: (offset, length) => d.read(offset, length),
+      receiveBuffer: (length) => d.receiveBuffer(length),
       write: (offset, data, flags) => d.write(offset, data, flags),
       writeZeroes: (offset, length, flags) => d.writeZeroes(offset, length, flags),
       trim: (offset, length, flags) => d.trim(offset, length, flags),
