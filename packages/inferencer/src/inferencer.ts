@@ -44,6 +44,7 @@ import {
 } from './limits.js';
 import { TimeCache, nodeOfInode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
 import { LinkTable } from './links.js';
+import { OldestKey } from './oldest-key.js';
 import { BlockStore, type BlockFetcher } from './store.js';
 
 /** Options of a {@link DiskInferencer}. */
@@ -114,9 +115,11 @@ export class DiskInferencer {
   /** The blocks one derivation read (one set, cleared for each). */
   private readonly tracker = new Set<number>();
   private readonly pending = new Map<number, PendingBlock>();
+  private readonly pendingOldest = new OldestKey(this.pending);
   private pendingBytes = 0;
   /** Blocks pushed out of the pending buffer: block -> the sequence that wrote them. */
   private readonly omitted = new Map<number, { seq: number; ts: Date }>();
+  private readonly omittedOldest = new OldestKey(this.omitted);
   private readonly dirty = new Set<number>();
   /** Files whose data map was adopted since the last pending resolution. */
   private readonly remapped = new Set<number>();
@@ -127,13 +130,14 @@ export class DiskInferencer {
    * for metadata before any flush says so; a read of it must see what was written, not the disk's old bytes.
    */
   private readonly recent = new Map<number, Uint8Array>();
+  private readonly recentOldest = new OldestKey(this.recent);
   private recentBytes = 0;
   /** Without a journal: a new inode that failed to derive -> the directory that names it. */
   private readonly namedBy = new Map<number, number>();
   /** Per file, the last block written that held end of file: ino -> (logical block, physical block, bytes). */
   private readonly tails = new Map<number, Tail>();
   /** Iterator over `tails` in insertion order, at its oldest entry (see setTail). */
-  private tailsOldest: Iterator<number> = this.tails.keys();
+  private readonly tailsOldest = new OldestKey(this.tails);
   /** Files whose remembered block has bytes held back until the next consistency point. */
   private readonly heldTails = new Set<number>();
   /**
@@ -487,9 +491,9 @@ export class DiskInferencer {
     this.recent.set(b, copyBytes(bytes));
     this.recentBytes += bytes.length;
     while (this.recentBytes > RECENT_DATA_BYTES) {
-      const [oldest, data] = this.recent.entries().next().value as [number, Uint8Array];
+      const oldest = this.recentOldest.next()!; // ok: over the limit, so not empty
+      this.recentBytes -= this.recent.get(oldest)!.length; // ok: a key of the map
       this.recent.delete(oldest);
-      this.recentBytes -= data.length;
     }
   }
 
@@ -513,14 +517,8 @@ export class DiskInferencer {
   private setTail(ino: number, tail: Tail): void {
     this.tails.delete(ino);
     if (this.tails.size >= MAX_TAILS) {
-      // The oldest entry, by an iterator kept across calls: a fresh one would walk past every deleted slot of
-      // the map each time (Map iterators are live: they skip what was deleted and reach what was added since).
-      let next = this.tailsOldest.next();
-      if (next.done) {
-        this.tailsOldest = this.tails.keys();
-        next = this.tailsOldest.next();
-      }
-      if (!next.done) this.tails.delete(next.value);
+      const oldest = this.tailsOldest.next();
+      if (oldest !== undefined) this.tails.delete(oldest);
     }
     this.tails.set(ino, tail);
   }
@@ -603,9 +601,10 @@ export class DiskInferencer {
     this.pending.set(b, { data, seq: ctx.seq, ts: ctx.ts, commits: 0 });
     this.pendingBytes += bs;
     while (this.pendingBytes > this.pendingLimit && this.pending.size > 0) {
-      const [oldest, p] = this.pending.entries().next().value as [number, PendingBlock];
+      const oldest = this.pendingOldest.next()!; // ok: not empty
+      const p = this.pending.get(oldest)!; // ok: a key of the map
       this.pendingDelete(oldest);
-      if (this.omitted.size >= MAX_OMITTED_BLOCKS) this.omitted.delete(this.omitted.keys().next().value as number);
+      if (this.omitted.size >= MAX_OMITTED_BLOCKS) this.omitted.delete(this.omittedOldest.next()!); // ok: full
       this.omitted.set(oldest, { seq: p.seq, ts: p.ts });
     }
   }
