@@ -346,6 +346,10 @@ export class DiskInferencer {
       }
       // trim: the capture leaves the image's bytes as they are (reads are unchanged), so nothing to do.
     }
+    this.tailsOldest.release();
+    this.pendingOldest.release();
+    this.omittedOldest.release();
+    this.recentOldest.release();
     this.applied = seq;
     return ctx.out;
   }
