@@ -4,7 +4,7 @@ import { DiskInferencer, EVENT_VERSION, EventKind, encodeEvent, eventMsgId, type
 import { CorruptError, EncodeError, STREAM_WRITES, WireCorruptKind, decodeWriteRecord, eventsSubject, writesSubject, type WriteRecord } from '@gammaray/wire';
 import type { Logger } from 'pino';
 import { BlockFetchError, NatsBlockFetcher } from './block-fetcher.js';
-import { CheckpointFencedError, type CheckpointStore } from './checkpoints.js';
+import { CheckpointFencedError, type Checkpoint, type CheckpointStore } from './checkpoints.js';
 import { EventPublisher } from './event-publisher.js';
 import { LeaseLostError } from './leases.js';
 
@@ -20,6 +20,20 @@ export interface DiskFence {
 
 /** How long the write-stream consumer may stay silent while records wait before the session is restarted. */
 const STALL_MS = 10_000;
+
+/**
+ * How long loading the disk's checkpoint may take before the session is restarted, doubled after each load that
+ * timed out (a large state on a slow machine still loads) up to {@link CHECKPOINT_LOAD_TIMEOUT_MAX_MS}. A guard:
+ * the object store client's get() has no deadline and, after a NATS node of a cluster was lost, delivered nothing
+ * for minutes (see DirectCheckpointStore); a session, a stop() and a handover of the disk must not wait forever.
+ */
+const CHECKPOINT_LOAD_TIMEOUT_MS = 15_000;
+const CHECKPOINT_LOAD_TIMEOUT_MAX_MS = 120_000;
+
+/** Loading the disk's checkpoint took longer than its load timeout (the session restarts). */
+class CheckpointLoadTimeoutError extends Error {
+  override name = 'CheckpointLoadTimeoutError';
+}
 
 /** Options of {@link DiskWorker}. */
 export interface DiskWorkerOptions {
@@ -123,6 +137,7 @@ export class DiskWorker {
   /** performance.now() of the last record delivered (or of the session's start), for the stall watchdog. */
   #lastDelivery = 0;
   #probing = false;
+  #loadTimeoutMs = CHECKPOINT_LOAD_TIMEOUT_MS;
 
   constructor(opts: DiskWorkerOptions) {
     this.#o = opts;
@@ -305,7 +320,7 @@ export class DiskWorker {
   async #open(fetcher: NatsBlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
     const info = await this.#o.jsm.streams.info(STREAM_WRITES);
     if (this.#rebootstrap === undefined) {
-      const ck = await this.#o.checkpoints.load(this.disk);
+      const ck = await this.#loadCheckpoint();
       let engine: DiskInferencer | undefined;
       if (ck && ck.size !== undefined && ck.size !== this.#o.size) {
         this.#log.warn({ checkpointSize: ck.size, size: this.#o.size }, 'checkpoint is of a disk of another size; crawling the disk again');
@@ -352,6 +367,31 @@ export class DiskWorker {
     await this.#checkpoint(inferencer, true);
     this.#rebootstrap = undefined;
     return inferencer;
+  }
+
+  /**
+   * The disk's checkpoint, within the load timeout (see {@link CHECKPOINT_LOAD_TIMEOUT_MS}). A load that timed out
+   * is left behind (a CheckpointStore load cannot be cancelled).
+   */
+  async #loadCheckpoint(): Promise<Checkpoint | undefined> {
+    const ms = this.#loadTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new CheckpointLoadTimeoutError(`checkpoint of disk ${this.disk} not loaded within ${ms} ms`)), ms);
+    });
+    try {
+      const ck = await Promise.race([this.#o.checkpoints.load(this.disk), deadline]);
+      this.#loadTimeoutMs = CHECKPOINT_LOAD_TIMEOUT_MS;
+      return ck;
+    } catch (err) {
+      if (err instanceof CheckpointLoadTimeoutError) {
+        this.#loadTimeoutMs = Math.min(CHECKPOINT_LOAD_TIMEOUT_MAX_MS, ms * 2);
+        this.#log.error({ err }, 'checkpoint load timed out');
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The last sequence of this disk's records in GAMMARAY_WRITES, 0 if it has none. */

@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { CorruptError, DiskState, KV_DISKS, KV_LEASES, KV_WORKERS, OBJ_STATE, decodeDiskEntry, isDiskId, type DiskRegistryEntry } from '@gammaray/wire';
 import { pino, type Logger } from 'pino';
 import { assignDisks } from './assignment.js';
-import { CheckpointStore } from './checkpoints.js';
+import { DirectCheckpointStore, type CheckpointStore } from './checkpoints.js';
 import type { InferencerConfig } from './config.js';
 import { DiskWorker, type DiskWorkerOptions, type DiskWorkerStats } from './disk-worker.js';
 import { ensureEventsStream } from './events-stream.js';
@@ -25,6 +25,33 @@ const STOP_GRACE_MS = 20_000;
 const STATUS_LOG_INTERVAL_MS = 10_000;
 /** Registrations of instances gone for this long leave KV_WORKERS (at least; the bucket's max age). */
 const WORKERS_MAX_AGE_MS = 60_000;
+
+/** How long start() retries a JetStream setup request that failed because JetStream was briefly unavailable. */
+const SETUP_RETRY_MS = 60_000;
+
+/**
+ * JetStream unavailable for now rather than a wrong request: a timeout or no responders while a cluster elects a
+ * leader (a NATS node was lost), or the API's 503.
+ */
+function isTransient(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (['TimeoutError', 'NoResponders', 'JetStreamNotEnabled', 'RequestError'].includes(err.name)) return true;
+  return err.name === 'JetStreamApiError' && (err as Error & { status?: number }).status === 503;
+}
+
+/** Runs one idempotent setup step of start(), again while it fails with a transient error, for SETUP_RETRY_MS. */
+async function setupStep<T>(what: string, log: Logger, step: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + SETUP_RETRY_MS;
+  for (;;) {
+    try {
+      return await step();
+    } catch (err) {
+      if (!isTransient(err) || Date.now() > deadline) throw err;
+      log.warn({ err, step: what }, 'JetStream not available yet; retrying a start-up step');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
 
 /** An instance's registration in KV_WORKERS. */
 export interface WorkerRegistration {
@@ -296,15 +323,15 @@ export function create(
       nc = conn;
       const jsm = await jetstreamManager(conn);
       const js = jetstream(conn);
-      await ensureEventsStream(jsm, { replicas: cfg.replicas });
-      const os = await new Objm(conn).create(OBJ_STATE, { replicas: cfg.replicas, storage: StorageType.File, description: 'gammaray inferencer checkpoints, one object per disk' });
-      const store = new CheckpointStore(os);
+      await setupStep('events stream', log, () => ensureEventsStream(jsm, { replicas: cfg.replicas }));
+      const os = await setupStep('checkpoint store', log, () => new Objm(conn).create(OBJ_STATE, { replicas: cfg.replicas, storage: StorageType.File, description: 'gammaray inferencer checkpoints, one object per disk' }));
+      const store = new DirectCheckpointStore(os, jsm);
       checkpoints = store;
       const kvm = new Kvm(conn);
       // Created here too (same settings as capture) so the services may start in either order.
-      const kv = await kvm.create(KV_DISKS, { replicas: cfg.replicas, history: REGISTRY_HISTORY });
-      kvWorkers = await kvm.create(KV_WORKERS, { replicas: cfg.replicas, history: 1, ttl: Math.max(WORKERS_MAX_AGE_MS, 10 * cfg.leaseTtlMs) });
-      kvLeases = await kvm.create(KV_LEASES, { replicas: cfg.replicas, history: 1 });
+      const kv = await setupStep(KV_DISKS, log, () => kvm.create(KV_DISKS, { replicas: cfg.replicas, history: REGISTRY_HISTORY }));
+      kvWorkers = await setupStep(KV_WORKERS, log, () => kvm.create(KV_WORKERS, { replicas: cfg.replicas, history: 1, ttl: Math.max(WORKERS_MAX_AGE_MS, 10 * cfg.leaseTtlMs) }));
+      kvLeases = await setupStep(KV_LEASES, log, () => kvm.create(KV_LEASES, { replicas: cfg.replicas, history: 1 }));
       startWorker = (disk, lease) => {
         const entry = registry.get(disk)!; // ok: only disks of the registry are assigned
         const worker = new DiskWorker({
@@ -331,7 +358,7 @@ export function create(
         worker.start();
         return worker;
       };
-      await register();
+      await setupStep('registration', log, register);
       // Rebalance at once when membership or ownership changes; renewals alone only refresh the ages.
       workersView = new KvView(kvWorkers, log.child({ component: 'workers-view' }), (e, prev) => {
         if (!prev || prev.operation !== e.operation || performance.now() - prev.seenAt >= cfg.leaseTtlMs) reconcile();
@@ -340,7 +367,7 @@ export function create(
         if (!prev || prev.operation !== e.operation || decodeLease(prev.value).owner !== decodeLease(e.value).owner) reconcile();
       });
       await Promise.all([workersView.start(), leasesView.start()]);
-      const registered = (await kv.status()).values;
+      const registered = (await setupStep('registry status', log, () => kv.status())).values;
       let ready: () => void = () => {};
       const initial = new Promise<void>((r) => (ready = r));
       const markReady = (): void => {
