@@ -135,12 +135,15 @@ export interface NatsCluster {
  * routes, and waits until JetStream has a meta leader (streams with replicas n can then be created).
  */
 export async function startNatsCluster(n = 3): Promise<NatsCluster> {
-  const clusterPorts: number[] = [];
-  for (let i = 0; i < n; i++) clusterPorts.push(await freePort());
+  // Every client and route port chosen up front and distinct: a free port picked while the nodes start could be
+  // one another node is about to listen on.
+  const ports = new Set<number>();
+  while (ports.size < 2 * n) ports.add(await freePort());
+  const [clientPorts, clusterPorts] = [[...ports].slice(0, n), [...ports].slice(n)];
   const routes = clusterPorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
   const nodes = await Promise.all(
     clusterPorts.map((cp, i) =>
-      startNatsServer({ args: ['--name', `n${i}`, '--cluster_name', 'gammaray-test', '--cluster', `nats://127.0.0.1:${cp}`, '--routes', routes] }),
+      startNatsServer({ port: clientPorts[i], args: ['--name', `n${i}`, '--cluster_name', 'gammaray-test', '--cluster', `nats://127.0.0.1:${cp}`, '--routes', routes] }),
     ),
   );
   return {

@@ -15,9 +15,9 @@ export interface StoredRecord {
   readonly rec: WriteRecord;
 }
 
-/** Every record of `disk`, in stream order. */
+/** Every record of `disk`, in stream order; `natsUrl` may list several servers, comma separated. */
 export async function readRecords(natsUrl: string, disk: string): Promise<StoredRecord[]> {
-  const nc = await connect({ servers: natsUrl });
+  const nc = await connect({ servers: natsUrl.split(',') });
   try {
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
