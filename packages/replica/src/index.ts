@@ -8,7 +8,7 @@ export type { UntornRead } from './content.js';
 export { splitRequestPath, joinPath, MAX_REQUEST_PATH_BYTES } from './paths.js';
 export { NatsBlockFetcher, BlockFetchError } from './block-fetcher.js';
 export type { BlockFetchFailure, NatsBlockFetcherOptions } from './block-fetcher.js';
-export { CheckpointStore, CheckpointFencedError } from './checkpoints.js';
+export { CheckpointStore, CheckpointFencedError, DirectCheckpointStore } from './checkpoints.js';
 export type { Checkpoint } from './checkpoints.js';
 export { compileGlob, MAX_GLOB_CHARS, MAX_GLOB_BRACE_DEPTH } from './glob.js';
 export type { PathMatcher } from './glob.js';

@@ -7,7 +7,7 @@ import type { NatsConnection, QueuedIterator } from '@nats-io/nats-core';
 import { Objm, StorageType } from '@nats-io/obj';
 import { CorruptError, DiskState, KV_DISKS, OBJ_STATE, decodeDiskEntry, isDiskId, type DiskRegistryEntry } from '@gammaray/wire';
 import type { Logger } from 'pino';
-import { CheckpointStore } from './checkpoints.js';
+import { DirectCheckpointStore, type CheckpointStore } from './checkpoints.js';
 import { DiskReplica } from './disk-replica.js';
 import { ReplicaError, ReplicaErrorCode } from './errors.js';
 
@@ -56,7 +56,7 @@ export class ReplicaSet {
     this.#jsm = await jetstreamManager(nc);
     const kv: KV = await new Kvm(nc).create(KV_DISKS, { replicas: this.#o.replicas ?? 1, history: 1 });
     const os = await new Objm(nc).create(OBJ_STATE, { replicas: this.#o.replicas ?? 1, storage: StorageType.File, description: 'gammaray inferencer checkpoints, one object per disk' });
-    this.#checkpoints = new CheckpointStore(os);
+    this.#checkpoints = new DirectCheckpointStore(os, this.#jsm);
     const status = await kv.status();
     let initial = status.values;
     let markInitial!: () => void;
