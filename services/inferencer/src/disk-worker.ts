@@ -18,8 +18,13 @@ export interface DiskFence {
   confirm(): Promise<void>;
 }
 
-/** How long the write-stream consumer may stay silent while records wait before the session is restarted. */
-const STALL_MS = 10_000;
+/**
+ * How long the write-stream consumer may stay silent while records wait, and nothing of this worker is busy
+ * (applying a record, publishing, checkpointing: the consumer is not asked for more meanwhile), before the session
+ * is restarted. After a NATS node is lost, an ordered consumer can go quiet for good; this bounds the pause to
+ * about a leader election.
+ */
+const STALL_MS = 4_000;
 
 /**
  * How long loading the disk's checkpoint may take before the session is restarted, doubled after each load that
@@ -137,6 +142,8 @@ export class DiskWorker {
   /** performance.now() of the last record delivered (or of the session's start), for the stall watchdog. */
   #lastDelivery = 0;
   #probing = false;
+  /** Tasks of the serial queue running now (0 or 1). */
+  #busy = 0;
   #loadTimeoutMs = CHECKPOINT_LOAD_TIMEOUT_MS;
 
   constructor(opts: DiskWorkerOptions) {
@@ -279,11 +286,11 @@ export class DiskWorker {
    * session ends and restarts from the checkpoint with a fresh consumer.
    */
   async #watchdog(): Promise<void> {
-    if (this.#probing || performance.now() - this.#lastDelivery < STALL_MS) return;
+    if (this.#probing || this.#busy > 0 || performance.now() - this.#lastDelivery < STALL_MS) return;
     this.#probing = true;
     try {
       const last = await this.#lastWriteSeq();
-      if (last > this.#processedSeq && performance.now() - this.#lastDelivery >= STALL_MS) {
+      if (last > this.#processedSeq && this.#busy === 0 && performance.now() - this.#lastDelivery >= STALL_MS) {
         this.#fail(new Error(`the write-stream consumer delivered nothing for ${STALL_MS} ms while records up to ${last} wait`));
       }
     } catch {
@@ -300,7 +307,16 @@ export class DiskWorker {
   }
 
   #enqueue(task: () => Promise<void>): Promise<void> {
-    const p = this.#serial.then(task);
+    const p = this.#serial.then(async () => {
+      this.#busy++;
+      try {
+        await task();
+      } finally {
+        this.#busy--;
+        // Time spent busy is not the consumer's silence.
+        this.#lastDelivery = performance.now();
+      }
+    });
     this.#serial = p.catch(() => undefined);
     return p;
   }
