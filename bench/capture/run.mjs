@@ -24,7 +24,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
-import { freePort, installExitHandlers, probe, removeOnExit, run as runChild, sleep, start, stop as stopChild } from '../lib/procs.mjs';
+import { freePort, installExitHandlers, probe, removeOnExit, run as runChild, sleep, start, stop as stopChild, median } from '../lib/procs.mjs';
 import { connect } from '@nats-io/transport-node';
 import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
 
@@ -351,12 +351,6 @@ function fmtNbd(workload, r) {
     : `${r.iops?.toFixed(0)} IOPS, ${r.mibPerS?.toFixed(1)} MiB/s, p50 ${r.clatP50Us?.toFixed(0)} us, p99 ${r.clatP99Us?.toFixed(0)} us`;
 }
 
-function median(xs) {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 /** Median, min and max of one field over runs. */
 function stats(samples, field) {

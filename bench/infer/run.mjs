@@ -32,7 +32,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
-import { exitAfterChildren, freePort, installExitHandlers, probe, removeOnExit, sleep, start, stop as stopChild } from '../lib/procs.mjs';
+import { exitAfterChildren, freePort, installExitHandlers, probe, removeOnExit, sleep, start, stop as stopChild, median } from '../lib/procs.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
@@ -721,12 +721,6 @@ function fmtCapture(r) {
   return `ingest ${f2(r.ingestSeconds)} s (${f1(r.mbPerS)} MB/s of writes), process ${f2(r.processSeconds)} s; stream ${r.streamMessages} records, ${mb(r.streamBytes)} MB`;
 }
 
-function median(xs) {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 function stats(list, field) {
   const xs = list.map((s) => s[field]);

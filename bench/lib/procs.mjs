@@ -2,7 +2,7 @@
 // Ctrl-C), directories registered with removeOnExit are deleted, a child started as its own process group (the
 // guest harness and its QEMU) is killed as a group.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, createServer } from 'node:net';
 
 /** Children still running. */
@@ -128,4 +128,32 @@ export function probe(port, expect) {
     if (expect === undefined) sock.once('connect', () => done(true));
     else sock.once('data', (d) => done(d.toString('latin1').startsWith(expect)));
   });
+}
+
+/** The median of the finite values of `xs` (NaN when there are none). */
+export function median(xs) {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** A readiness check for {@link waitFor}: whether `file` (a child's log) contains `text` yet. */
+export function logHas(file, text) {
+  return async () => existsSync(file) && readFileSync(file, 'utf8').includes(text);
+}
+
+/**
+ * Polls `ready` (an async predicate) until true; throws `Failure` when `child` exits first or after `timeoutMs`,
+ * with the tail of `logFile` when given.
+ */
+export async function waitFor(what, child, ready, timeoutMs, logFile, Failure = Error) {
+  const tail = () => (logFile && existsSync(logFile) ? `:\n${readFileSync(logFile, 'utf8').slice(-4000)}` : '');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Failure(`${what} exited (${child.exitCode ?? child.signalCode}) while starting${tail()}`);
+    if (await ready()) return;
+    if (Date.now() > deadline) throw new Failure(`${what} not ready within ${timeoutMs / 1000} s${tail()}`);
+    await sleep(200);
+  }
 }

@@ -36,7 +36,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
-import { freePort, installExitHandlers, probe, removeOnExit, run as runChild, sleep, start, stop as stopChild } from '../lib/procs.mjs';
+import { freePort, installExitHandlers, probe, removeOnExit, run as runChild, sleep, start, stop as stopChild, median } from '../lib/procs.mjs';
 import { connect } from '@nats-io/transport-node';
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -599,12 +599,6 @@ const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : '-');
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '-');
 const fx = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-');
 
-function median(xs) {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
 
 /** Per W: medians over runs of the times, rates and CPU shares. */
 function summarize(tput, maxW) {

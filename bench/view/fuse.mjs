@@ -23,7 +23,7 @@ import { open, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
-import { exitAfterChildren, freePort, installExitHandlers, probe, removeOnExit, run, sleep, start, stop as stopChild } from '../lib/procs.mjs';
+import { exitAfterChildren, freePort, installExitHandlers, probe, removeOnExit, run, sleep, start, stop as stopChild, median, logHas, waitFor } from '../lib/procs.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
@@ -68,17 +68,17 @@ export async function benchFuseRead({ sizeMiB = 100, runs = 3, blockKiB = 1024, 
     const natsPort = await freePort();
     const nats = start(NATS_SERVER, ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', join(work, 'js')], { logFile: join(work, 'nats.log') });
     cleanups.push(() => stopChild(nats, 5_000));
-    await waitFor('nats-server', nats, () => probe(natsPort, 'INFO'), 20_000);
+    await waitFor('nats-server', nats, () => probe(natsPort, 'INFO'), 20_000, undefined, BenchFailure);
     const natsUrl = `nats://127.0.0.1:${natsPort}`;
     const capLog = join(work, 'capture.log');
     const nbdPort = await freePort();
     const capture = start('node', [CLI, 'capture', '--nats', natsUrl, '--listen', `127.0.0.1:${nbdPort}`, '--disk', `${DISK}=${image}`], { logFile: capLog });
     cleanups.push(() => stopChild(capture, 10_000));
-    await waitFor('gammaray capture', capture, () => logHas(capLog, 'serving NBD'), 30_000);
+    await waitFor('gammaray capture', capture, logHas(capLog, 'serving NBD'), 30_000, capLog, BenchFailure);
     const infLog = join(work, 'inferencer.log');
     const inferencer = start('node', [CLI, 'inferencer', '--nats', natsUrl], { logFile: infLog });
     cleanups.push(() => stopChild(inferencer, 10_000));
-    await waitFor('gammaray inferencer', inferencer, () => logHas(infLog, 'inferencer started'), 30_000);
+    await waitFor('gammaray inferencer', inferencer, logHas(infLog, 'inferencer started'), 30_000, infLog, BenchFailure);
     const mnt = join(work, 'view');
     const viewLog = join(work, 'view.log');
     const view = start('node', [CLI, 'view', '--nats', natsUrl, '--grpc', `127.0.0.1:${await freePort()}`, '--mount', mnt], { logFile: viewLog });
@@ -87,7 +87,7 @@ export async function benchFuseRead({ sizeMiB = 100, runs = 3, blockKiB = 1024, 
       await run('umount', ['-l', mnt]).catch(() => undefined); // only if the view could not unmount
     });
     const viaView = join(mnt, DISK, FILE);
-    await waitFor('gammaray view', view, async () => (await stat(viaView).catch(() => undefined))?.size === sizeMiB * MiB, 90_000, viewLog);
+    await waitFor('gammaray view', view, async () => (await stat(viaView).catch(() => undefined))?.size === sizeMiB * MiB, 90_000, viewLog, BenchFailure);
 
     const loop = join(work, 'loop');
     mkdirSync(loop);
@@ -177,26 +177,8 @@ async function dropCaches() {
   writeFileSync('/proc/sys/vm/drop_caches', '3');
 }
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
-function logHas(file, text) {
-  return async () => existsSync(file) && readFileSync(file, 'utf8').includes(text);
-}
 
-/** Polls `ready` until true; fails if `child` exits first or past `timeoutMs`. */
-async function waitFor(what, child, ready, timeoutMs, logFile) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new BenchFailure(`${what} exited (${child.exitCode ?? child.signalCode}) while starting${logFile ? `:\n${readFileSync(logFile, 'utf8').slice(-4000)}` : ''}`);
-    if (await ready()) return;
-    if (Date.now() > deadline) throw new BenchFailure(`${what} not ready within ${timeoutMs / 1000} s${logFile && existsSync(logFile) ? `:\n${readFileSync(logFile, 'utf8').slice(-4000)}` : ''}`);
-    await sleep(200);
-  }
-}
 
 async function main() {
   const note = (m) => process.stderr.write(`bench/view/fuse: ${m}\n`);

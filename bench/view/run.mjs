@@ -23,7 +23,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
-import { exitAfterChildren, freePort, installExitHandlers, probe, removeOnExit, run, sleep, start, stop as stopChild } from '../lib/procs.mjs';
+import { exitAfterChildren, freePort, installExitHandlers, probe, removeOnExit, run, sleep, start, stop as stopChild, logHas, waitFor } from '../lib/procs.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
@@ -59,19 +59,7 @@ function prng(seed) {
   };
 }
 
-function logHas(file, text) {
-  return async () => existsSync(file) && readFileSync(file, 'utf8').includes(text);
-}
 
-async function waitFor(what, child, ready, timeoutMs, logFile) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new BenchFailure(`${what} exited (${child.exitCode ?? child.signalCode}) while starting${logFile ? `:\n${readFileSync(logFile, 'utf8').slice(-4000)}` : ''}`);
-    if (await ready()) return;
-    if (Date.now() > deadline) throw new BenchFailure(`${what} not ready within ${timeoutMs / 1000} s${logFile && existsSync(logFile) ? `:\n${readFileSync(logFile, 'utf8').slice(-4000)}` : ''}`);
-    await sleep(250);
-  }
-}
 
 async function load(args) {
   const r = await run('node', [LOAD, ...args], BenchFailure);
@@ -118,22 +106,22 @@ async function benchGrpc({ dirs, filesPerDir, seconds, concurrencies, dir }) {
     const natsPort = await freePort();
     const nats = start(NATS_SERVER, ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', join(work, 'js')], { logFile: join(work, 'nats.log') });
     cleanups.push(() => stopChild(nats, 5_000));
-    await waitFor('nats-server', nats, () => probe(natsPort, 'INFO'), 20_000);
+    await waitFor('nats-server', nats, () => probe(natsPort, 'INFO'), 20_000, undefined, BenchFailure);
     const natsUrl = `nats://127.0.0.1:${natsPort}`;
     const capLog = join(work, 'capture.log');
     const capture = start('node', [CLI, 'capture', '--nats', natsUrl, '--listen', `127.0.0.1:${await freePort()}`, '--disk', `${DISK}=${image}`], { logFile: capLog });
     cleanups.push(() => stopChild(capture, 10_000));
-    await waitFor('gammaray capture', capture, logHas(capLog, 'serving NBD'), 30_000, capLog);
+    await waitFor('gammaray capture', capture, logHas(capLog, 'serving NBD'), 30_000, capLog, BenchFailure);
     const infLog = join(work, 'inferencer.log');
     const inferencer = start('node', [CLI, 'inferencer', '--nats', natsUrl, '--disk', DISK], { logFile: infLog });
     cleanups.push(() => stopChild(inferencer, 10_000));
-    await waitFor('gammaray inferencer', inferencer, logHas(infLog, 'disk crawled'), 300_000, infLog);
+    await waitFor('gammaray inferencer', inferencer, logHas(infLog, 'disk crawled'), 300_000, infLog, BenchFailure);
     const grpcPort = await freePort();
     const address = `127.0.0.1:${grpcPort}`;
     const viewLog = join(work, 'view.log');
     const view = start('node', [CLI, 'view', '--nats', natsUrl, '--grpc', address], { logFile: viewLog });
     cleanups.push(() => stopChild(view, 10_000));
-    await waitFor('gammaray view', view, logHas(viewLog, 'replica restored from checkpoint'), 120_000, viewLog);
+    await waitFor('gammaray view', view, logHas(viewLog, 'replica restored from checkpoint'), 120_000, viewLog, BenchFailure);
     // The inferencer is idle from here on: no writes arrive. Stop it so it takes no CPU from the measurements.
     await stopChild(inferencer, 10_000);
 
