@@ -32,6 +32,7 @@ import { BSON } from 'bson';
 import { FileType } from '@gammaray/ext4';
 import { CorruptError, EncodeError, MAX_EVENT_BYTES, WireCorruptKind, isDiskId } from '@gammaray/wire';
 import { EVENT_VERSION, EventKind, type AttrChange, type FsEvent, type FsStat, type FsTime, type ParentRef } from './events.js';
+import { NodeStat } from './node.js';
 
 /** Top-level fields always written as int64. */
 const INT64_FIELDS: ReadonlySet<string> = new Set(['seq', 'ino', 'offset', 'length', 'size', 'oldSize', 'block', 'files', 'dirs']);
@@ -309,6 +310,7 @@ function writeElement(w: Writer, k: string, v: unknown, int64: boolean, depth: n
         endDoc(w, rel);
         return true;
       }
+      if (v instanceof NodeStat) return writeStat(w, k, v);
       const proto: unknown = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) return false;
       ensure(w, 1);
@@ -319,6 +321,86 @@ function writeElement(w: Writer, k: string, v: unknown, int64: boolean, depth: n
     default:
       return false;
   }
+}
+
+/** A field name as BSON writes it after the type byte: its bytes and a NUL. */
+function cstring(k: string): Uint8Array {
+  return Buffer.from(`${k}\0`, 'latin1');
+}
+const K_MODE = cstring('mode');
+const K_UID = cstring('uid');
+const K_GID = cstring('gid');
+const K_SIZE = cstring('size');
+const K_NLINK = cstring('nlink');
+const K_ATIME = cstring('atime');
+const K_MTIME = cstring('mtime');
+const K_CTIME = cstring('ctime');
+const K_FLAGS = cstring('flags');
+const K_SEC = cstring('sec');
+const K_NSEC = cstring('nsec');
+
+/** A number element with a constant name, by the rules of writeElement (int32, int64 when asked or needed, else double). */
+function writeNumber(w: Writer, key: Uint8Array, v: number, int64: boolean): void {
+  ensure(w, 1 + key.length + 8);
+  const typeAt = w.pos++;
+  w.buf.set(key, w.pos);
+  w.pos += key.length;
+  if (Number.isInteger(v)) {
+    if (!Number.isSafeInteger(v)) throw new EncodeError(`${v} is not a safe integer`);
+    if (int64 || v < INT32_MIN || v > INT32_MAX) {
+      w.buf[typeAt] = 0x12;
+      writeInt64(w, v);
+      return;
+    }
+    if (!Object.is(v, -0)) {
+      w.buf[typeAt] = 0x10;
+      writeInt32(w, v);
+      return;
+    }
+  }
+  w.buf[typeAt] = 0x01;
+  w.pos = w.buf.writeDoubleLE(v, w.pos);
+}
+
+/** A time as the {sec, nsec} document the event format defines. */
+function writeTime(w: Writer, key: Uint8Array, t: FsTime): void {
+  ensure(w, 1 + key.length + 5);
+  w.buf[w.pos++] = 0x03;
+  w.buf.set(key, w.pos);
+  w.pos += key.length;
+  const rel = w.pos - w.start;
+  w.pos += 4;
+  writeNumber(w, K_SEC, t.sec, false);
+  writeNumber(w, K_NSEC, t.nsec, false);
+  ensure(w, 1);
+  w.buf[w.pos++] = 0;
+  endDoc(w, rel);
+}
+
+/**
+ * A stat the engine made ({@link NodeStat}: nine fields in a fixed order) as the document writeDoc would write
+ * for it, without walking it: stats are about half of every create and write event's bytes.
+ */
+function writeStat(w: Writer, k: string, s: NodeStat): boolean {
+  ensure(w, 1);
+  w.buf[w.pos++] = 0x03;
+  writeKey(w, k);
+  ensure(w, 4);
+  const rel = w.pos - w.start;
+  w.pos += 4;
+  writeNumber(w, K_MODE, s.mode, false);
+  writeNumber(w, K_UID, s.uid, false);
+  writeNumber(w, K_GID, s.gid, false);
+  writeNumber(w, K_SIZE, s.size, true);
+  writeNumber(w, K_NLINK, s.nlink, false);
+  writeTime(w, K_ATIME, s.atime);
+  writeTime(w, K_MTIME, s.mtime);
+  writeTime(w, K_CTIME, s.ctime);
+  writeNumber(w, K_FLAGS, s.flags, false);
+  ensure(w, 1);
+  w.buf[w.pos++] = 0;
+  endDoc(w, rel);
+  return true;
 }
 
 /**

@@ -97,6 +97,8 @@ type Derived = FsNode | null | CorruptError;
 /** Shared empty values of derived nodes (makeNode keeps them shared). */
 const NO_XATTRS: Record<string, string> = {};
 const NOTHING: readonly number[] = [];
+/** deriveHeld's answer when the inode cannot be derived without a read. */
+const NEEDS_READ = Symbol('needs a read');
 
 /** See the module comment. */
 export class DiskInferencer {
@@ -293,7 +295,8 @@ export class DiskInferencer {
           this.addLink(ino, dir.ino, name);
           continue;
         }
-        const d = await this.derive(ino, ctx);
+        let d = this.derive(ino, ctx);
+        if (d instanceof Promise) d = await d;
         if (d === null || d instanceof CorruptError) {
           if (d === null) this.corrupt(ctx, `entry ${JSON.stringify(name)} of directory ${dir.ino} names free inode ${ino}`, { ino: dir.ino });
           continue;
@@ -636,7 +639,8 @@ export class DiskInferencer {
     const dirty = [...this.dirty].filter((ino) => this.nodes.has(ino)).sort((a, b) => a - b);
     this.dirty.clear();
     for (const ino of dirty) {
-      const d = await this.derive(ino, ctx, !this.journal);
+      let d = this.derive(ino, ctx, !this.journal);
+      if (d instanceof Promise) d = await d;
       derived.set(ino, d);
     }
 
@@ -668,7 +672,8 @@ export class DiskInferencer {
           const name = names[k]!; // ok: in range
           const child = children[k]!; // ok: same length
           if (!this.nodes.has(child) && !derived.has(child)) {
-            const d = await this.derive(child, ctx, !this.journal);
+            let d = this.derive(child, ctx, !this.journal);
+            if (d instanceof Promise) d = await d;
             derived.set(child, d);
             if (d !== null && !(d instanceof CorruptError) && d.type === FileType.dir) queue.push(child);
           }
@@ -1010,8 +1015,59 @@ export class DiskInferencer {
 
   // ---------------------------------------------------------------- deriving one inode
 
+  /**
+   * {@link deriveRead}, answered synchronously when nothing has to be read (a regular file or special inode
+   * whose inode-table slot, xattr block and extent blocks the store holds, as at nearly every consistency
+   * point): no promise and no microtask turn per inode. Callers await the result only when it is a promise.
+   */
+  private derive(ino: number, ctx: Ctx, retry = false): Derived | Promise<Derived> {
+    const fast = this.deriveHeld(ino, ctx, retry);
+    return fast !== NEEDS_READ ? fast : this.deriveRead(ino, ctx, retry);
+  }
+
+  /** What {@link deriveRead} gives, from held blocks alone; NEEDS_READ when anything would have to be read. */
+  private deriveHeld(ino: number, ctx: Ctx, retry: boolean): Derived | typeof NEEDS_READ {
+    let inode: Ext4Inode | undefined;
+    try {
+      inode = this.volume.readInodeCached(ino);
+    } catch (err) {
+      return this.derivedError(err, ctx, ino, retry);
+    }
+    if (inode === undefined) return NEEDS_READ;
+    if (!inodeInUse(inode)) return null;
+    // Directories, symlinks and inline data are read through promises: the full path.
+    if (inode.type === FileType.dir || inode.type === FileType.symlink) return NEEDS_READ;
+    if (inode.type === FileType.file && inode.flags & InodeFlags.inlineData) return NEEDS_READ;
+    const tracker = this.tracker;
+    tracker.clear();
+    this.store.tracker = tracker;
+    try {
+      const list = this.volume.readXattrsCached(inode);
+      if (list === undefined) return NEEDS_READ;
+      let xattrs: Record<string, string> = NO_XATTRS;
+      for (const x of list) {
+        if (x.name === 'system.data') continue;
+        if (xattrs === NO_XATTRS) xattrs = {};
+        xattrs[x.name] = Buffer.from(x.value).toString('hex');
+      }
+      if (inode.fileAcl !== 0) tracker.add(inode.fileAcl);
+      let runs: MappedRun[] | undefined;
+      if (inode.type === FileType.file) {
+        const map = this.volume.blockMapCached(inode);
+        if (map === undefined) return NEEDS_READ;
+        runs = map.map((e) => ({ ino, logical: e.logical, physical: e.physical, length: e.length }));
+      }
+      return nodeOfInode(inode, this.times, undefined, xattrs, runs, undefined, undefined, tracker.size === 0 ? NOTHING : [...tracker].sort((a, b) => a - b));
+    } catch (err) {
+      if (retry) for (const b of tracker) this.watch(b, ino);
+      return this.derivedError(err, ctx, ino, retry);
+    } finally {
+      this.store.tracker = undefined;
+    }
+  }
+
   /** Reads inode `ino` and what hangs off it; null when it is not in use; a CorruptError (also emitted) when damaged. */
-  private async derive(ino: number, ctx: Ctx, retry = false): Promise<Derived> {
+  private async deriveRead(ino: number, ctx: Ctx, retry = false): Promise<Derived> {
     let inode: Ext4Inode;
     try {
       // The synchronous forms answer when no read is needed (no promise per inode); they read nothing, so

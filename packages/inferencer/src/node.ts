@@ -146,9 +146,27 @@ function build(
   };
 }
 
+/**
+ * The attributes events carry, as the engine makes them: always these nine fields in this order, so the event
+ * encoder writes them without walking the object (see event-codec.ts). Otherwise an ordinary {@link FsStat}.
+ */
+export class NodeStat implements FsStat {
+  constructor(
+    readonly mode: number,
+    readonly uid: number,
+    readonly gid: number,
+    readonly size: number,
+    readonly nlink: number,
+    readonly atime: FsTime,
+    readonly mtime: FsTime,
+    readonly ctime: FsTime,
+    readonly flags: number,
+  ) {}
+}
+
 /** Attributes of a node as carried by events. */
 export function statOf(n: FsNode): FsStat {
-  return { mode: n.mode, uid: n.uid, gid: n.gid, size: n.size, nlink: n.nlink, atime: n.atime, mtime: n.mtime, ctime: n.ctime, flags: n.flags };
+  return new NodeStat(n.mode, n.uid, n.gid, n.size, n.nlink, n.atime, n.mtime, n.ctime, n.flags);
 }
 
 /** Distinct times remembered by a {@link TimeCache}. */

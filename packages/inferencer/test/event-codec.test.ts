@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CorruptError, EncodeError, MAX_EVENT_BYTES } from '@gammaray/wire';
 import { decodeEvent, encodeEvent, encodeEventGeneric } from '../src/event-codec.js';
 import type { FsEvent, FsStat } from '../src/events.js';
+import { NodeStat } from '../src/node.js';
 
 const stat: FsStat = {
   mode: 0o644,
@@ -88,6 +89,20 @@ describe('event codec', () => {
     ['an invalid date and a lone surrogate', { ...write, ts: new Date(Number.NaN), path: '/a\ud800b' } as FsEvent],
   ])('writes %s byte for byte as the bson package does', (_name, e) => {
     expect(Buffer.from(encodeEvent(e)).equals(Buffer.from(encodeEventGeneric(e)))).toBe(true);
+  });
+
+  it.each<[string, FsStat]>([
+    ['an ordinary stat', stat],
+    ['small and zero values', { ...stat, size: 0, mode: 0, ctime: { sec: 0, nsec: 0 } }],
+    ['values past int32 and negative times', { ...stat, uid: 2 ** 32 - 1, gid: 2 ** 31, flags: 2 ** 31 + 5, nlink: 70_000, atime: { sec: -(2 ** 40), nsec: 5 }, mtime: { sec: 2 ** 33, nsec: 0 } }],
+    ['a negative zero and a fraction', { ...stat, mode: -0, nlink: 1.5 }],
+  ])('writes an engine-made stat (NodeStat, written without a walk) with %s as the bson package does', (_name, s) => {
+    const ns = new NodeStat(s.mode, s.uid, s.gid, s.size, s.nlink, s.atime, s.mtime, s.ctime, s.flags);
+    for (const e of [{ ...write, stat: ns }, { ...write, kind: 'create', parent: { ino: 2, stat: ns }, stat: ns } as FsEvent]) {
+      expect(Buffer.from(encodeEvent(e)).equals(Buffer.from(encodeEventGeneric(e)))).toBe(true);
+      expect(Buffer.from(encodeEvent(e)).equals(Buffer.from(encodeEvent({ ...e, stat: { ...s } })))).toBe(true);
+    }
+    expect(() => encodeEvent({ ...write, stat: new NodeStat(s.mode, s.uid, s.gid, 2 ** 60, s.nlink, s.atime, s.mtime, s.ctime, s.flags) })).toThrow(EncodeError);
   });
 
   it('writes events of every size one after the other as the bson package does (across its output pools)', () => {
