@@ -17,7 +17,7 @@ import {
 import { pino, type Logger } from 'pino';
 import { Errno, IoError, OutOfRangeError } from './errors.js';
 import type { NbdExport } from './nbd-export.js';
-import type { RecordPublisher } from './publisher.js';
+import { PUBLISH_HEADROOM, type RecordPublisher } from './publisher.js';
 import { writeRecord } from './record-writer.js';
 
 /** Largest NBD request capture accepts (advertised as maxBlockSize). */
@@ -32,8 +32,13 @@ const PAYLOAD_SLAB = 1024 * 1024;
 const POOLED_PAYLOAD_MIN = 256 * 1024;
 /** Recycled buffers kept per pool (a connection has at most 64 MiB of payload in flight). */
 const MAX_POOLED = 64;
-/** Records whose encoded bound is at least this are written into recycled MAX_RECORD_BYTES buffers. */
-const POOLED_RECORD_MIN = 256 * 1024;
+/**
+ * Records are written into recycled buffers with PUBLISH_HEADROOM bytes before them and 2 after (the publisher
+ * frames the message in place): SMALL_SLAB bytes for records up to SMALL_SLAB - HEADROOM_TOTAL, else BIG_SLAB.
+ */
+const HEADROOM_TOTAL = PUBLISH_HEADROOM + 2;
+const SMALL_SLAB = 64 * 1024;
+const BIG_SLAB = MAX_RECORD_BYTES + HEADROOM_TOTAL;
 /** Image writes below this size are written synchronously (see #pwrite). */
 const SYNC_WRITE_MAX = 64 * 1024;
 /** Default time a write may wait for JetStream before the client gets EIO. */
@@ -130,8 +135,13 @@ interface Rec {
   readonly entries: { readonly op: WriteOp; readonly req: Req | undefined }[];
   readonly barriers: Barrier[];
   readonly payload: Uint8Array;
-  /** The pooled buffer `payload` is a view of, returned to the pool once the record is confirmed. */
-  readonly slab: Buffer | undefined;
+  /**
+   * The pooled buffer `payload` is a view of (at PUBLISH_HEADROOM), returned to the pool once the record is
+   * confirmed after a single publish attempt (a retried record's earlier frames are not tracked: it is dropped).
+   */
+  readonly slab: Buffer;
+  /** Publish attempts so far; only the first is framed in the slab's headroom. */
+  attempts: number;
   msgId: string;
   state: 'queued' | 'sending' | 'acked';
   seq: number;
@@ -204,11 +214,12 @@ export class CaptureDisk implements NbdExport {
   #failed: IoError | undefined;
   #records: Rec[] = [];
   /**
-   * Recycled record buffers. A confirmed record's buffer is free again: nats.js copied it into its outbound
-   * frame when it was sent (its socket writes are in order, so every earlier attempt's frame was copied before
-   * the acked one was sent), and nothing else keeps it.
+   * Recycled record buffers (SMALL_SLAB and BIG_SLAB bytes). A record's buffer is free again once it is confirmed
+   * after one publish attempt: JetStream acked that attempt, so its frame (the buffer itself) reached the
+   * server's socket and no longer sits in nats.js' outbound queue, and nothing else keeps it.
    */
-  #slabs: Buffer[] = [];
+  #smallSlabs: Buffer[] = [];
+  #bigSlabs: Buffer[] = [];
   /** Recycled receive buffers (see receiveBuffer); `#ours` tells a write whose data is one of them. */
   #payloads: Buffer[] = [];
   readonly #ours = new WeakSet<ArrayBufferLike>();
@@ -647,14 +658,15 @@ export class CaptureDisk implements NbdExport {
     const entries = this.#accum.splice(0, n) as { op: WriteOp; req: Req | undefined }[];
     for (const e of entries) this.#accumBytes -= opEncodedBound(e.op);
     const index = this.#nextRecord++;
-    const slab = size >= POOLED_RECORD_MIN ? (this.#slabs.pop() ?? Buffer.allocUnsafeSlow(MAX_RECORD_BYTES)) : undefined;
-    const payload = writeRecord(this.name, new Date(), entries.map((e) => e.op), slab);
+    // `size` bounds the encoded size from above, so the record always fits its slab after the headroom.
+    const slab = size + HEADROOM_TOTAL <= SMALL_SLAB ? (this.#smallSlabs.pop() ?? Buffer.allocUnsafeSlow(SMALL_SLAB)) : (this.#bigSlabs.pop() ?? Buffer.allocUnsafeSlow(BIG_SLAB));
+    const payload = writeRecord(this.name, new Date(), entries.map((e) => e.op), slab, PUBLISH_HEADROOM);
     for (const e of entries) {
       if (!e.req) continue;
       e.req.cut = true; // its data is copied into this record (and earlier pieces into earlier ones)
       this.#recycle(e.req);
     }
-    const rec: Rec = { index, entries, barriers: [], payload, slab, msgId: `${this.name}:${this.epoch}:${index}`, state: 'queued', seq: 0, redo: 0 };
+    const rec: Rec = { index, entries, barriers: [], payload, slab, msgId: `${this.name}:${this.epoch}:${index}`, state: 'queued', seq: 0, redo: 0, attempts: 0 };
     for (let head = this.#accum[0]; head && 'barrier' in head; head = this.#accum[0]) {
       this.#accum.shift();
       this.#markers--;
@@ -694,7 +706,9 @@ export class CaptureDisk implements NbdExport {
       for (;;) {
         if (this.#aborted) return;
         try {
-          const ack = await this.#js.publish(this.#subject, rec.payload, { msgID: rec.msgId, timeout: this.#publishTimeoutMs });
+          // ok: writeRecord wrote the record at PUBLISH_HEADROOM of its slab (it fits: see #cut)
+          const headroom = rec.attempts++ === 0 && rec.payload.byteOffset === rec.slab.byteOffset + PUBLISH_HEADROOM;
+          const ack = await this.#js.publish(this.#subject, rec.payload, { msgID: rec.msgId, timeout: this.#publishTimeoutMs, headroom });
           rec.seq = ack.seq;
           rec.state = 'acked';
           this.#onPublished?.((performance.now() - started) / 1000, rec.payload.length);
@@ -732,7 +746,10 @@ export class CaptureDisk implements NbdExport {
       this.#confirmedSeq = rec.seq;
       this.#stats.confirmedRecords++;
       this.#stats.publishedBytes += rec.payload.length;
-      if (rec.slab && this.#slabs.length < MAX_POOLED) this.#slabs.push(rec.slab);
+      if (rec.attempts === 1) {
+        const pool = rec.slab.length === SMALL_SLAB ? this.#smallSlabs : this.#bigSlabs;
+        if (pool.length < MAX_POOLED) pool.push(rec.slab);
+      }
       for (const e of rec.entries) {
         if (!e.req) continue;
         this.#pendingBytes -= e.req.bytes;

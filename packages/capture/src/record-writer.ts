@@ -118,14 +118,14 @@ function stringElement(buf: Buffer, at: number, key: string, value: string): num
 /**
  * Encodes `{v: 1, disk, ts, ops}` as BSON, byte for byte what `encodeWriteRecord` returns for the same record.
  * Throws {@link EncodeError} on the same limits (disk id, op count, offsets and lengths, data length, size).
- * With `into` (large enough), the record is written at its start and a view of it returned: a caller recycling
- * record buffers spares the garbage collector a megabyte per sequential write.
+ * With `into` (large enough), the record is written at `into[offset]` and a view of it returned: a caller recycling
+ * record buffers spares the garbage collector a megabyte per sequential write, and can leave room around it.
  */
-export function writeRecord(disk: string, ts: Date, ops: readonly WriteOp[], into?: Buffer): Buffer {
+export function writeRecord(disk: string, ts: Date, ops: readonly WriteOp[], into?: Buffer, offset = 0): Buffer {
   const size = writeRecordSize(disk, ops);
   const ms = ts.getTime();
   if (!Number.isSafeInteger(ms)) throw new EncodeError('record ts is not a valid date', { field: 'ts' });
-  const buf = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
+  const buf = into && offset >= 0 && into.length >= offset + size ? into.subarray(offset, offset + size) : Buffer.allocUnsafe(size);
   buf.writeInt32LE(size, 0);
   let at = 4;
   buf[at++] = T_INT32;
