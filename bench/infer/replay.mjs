@@ -8,15 +8,18 @@
  * The records are already in stream GAMMARAY_WRITES (the parent published them, untimed). Timed: bootstrap a
  * DiskInferencer from the starting image (block reads answered by pread on the file, at sequence 0), then read
  * every record of `gammaray.<disk>.writes` with an ordered consumer, decode it, apply it, and BSON-encode every
- * event it yields (encodeEvent), as the service does before publishing. Progress on stderr; one JSON line with
- * the figures on stdout.
+ * event it yields (encodeEvent), as the service does before publishing. With --publish, each event is also
+ * published to GAMMARAY_EVENTS as the service publishes it (its EventPublisher: `Nats-Msg-Id`, path header, 256
+ * in flight) and the timed part ends when every event is stored. Progress on stderr; one JSON line with the
+ * figures on stdout.
  */
 import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
-import { DiskInferencer, encodeEvent } from '@gammaray/inferencer';
-import { STREAM_WRITES, decodeWriteRecord, writesSubject } from '@gammaray/wire';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { DiskInferencer, encodeEvent, eventMsgId } from '@gammaray/inferencer';
+import { EventPublisher, ensureEventsStream } from '@gammaray/service-inferencer';
+import { STREAM_EVENTS, STREAM_WRITES, decodeWriteRecord, eventsSubject, writesSubject } from '@gammaray/wire';
 
 /**
  * Records the consumer asks for at a time. Fewer than the service's 64: a record is up to ~1 MB, and 64 buffered
@@ -61,6 +64,7 @@ async function main() {
       disk: { type: 'string' },
       records: { type: 'string' },
       files: { type: 'string' },
+      publish: { type: 'boolean', default: false },
     },
   });
   const want = Number(v.records);
@@ -69,6 +73,7 @@ async function main() {
   const maxRssAfterImports = process.resourceUsage().maxRSS * 1024;
   const nc = await connect({ servers: v.nats, noAsyncTraces: true });
   const js = jetstream(nc);
+  if (v.publish) await ensureEventsStream(await jetstreamManager(nc));
   // The baseline: modules loaded and a NATS connection open, nothing of the disk yet.
   global.gc?.();
   const base = process.memoryUsage();
@@ -83,14 +88,21 @@ async function main() {
   const kinds = {};
   let events = 0;
   let eventBytes = 0;
-  const count = (list) => {
+  // As the service's worker does: publish each event without awaiting unless the publisher's window is full.
+  const publisher = v.publish ? new EventPublisher(nc) : undefined;
+  const count = async (list) => {
     for (const e of list) {
-      eventBytes += encodeEvent(e).length;
+      const bytes = encodeEvent(e);
+      eventBytes += bytes.length;
       kinds[e.kind] = (kinds[e.kind] ?? 0) + 1;
       events++;
+      if (publisher) {
+        const room = publisher.publish(eventsSubject(v.disk, e.kind), bytes, eventMsgId(e), e.path);
+        if (room) await room;
+      }
     }
   };
-  count(boot.events);
+  await count(boot.events);
   const nodesAfterBootstrap = inf.nodes.size;
   const rssAfterBootstrap = process.memoryUsage().rss;
   note(`bootstrap ${(t1 - t0).toFixed(0)} ms, ${nodesAfterBootstrap} nodes; consuming ${want} records`);
@@ -113,7 +125,7 @@ async function main() {
   for await (const m of messages) {
     const rec = decodeWriteRecord(m.data);
     recordBytes += m.data.length;
-    count(await inf.apply(m.seq, rec));
+    await count(await inf.apply(m.seq, rec));
     lastSeq = m.seq;
     records++;
     if (records >= want) break;
@@ -125,11 +137,15 @@ async function main() {
   }
   clearTimeout(idle);
   messages.stop();
+  const t2Stream = performance.now();
+  await publisher?.flush();
+  publisher?.close();
   const t2 = performance.now();
   const cpu = process.cpuUsage(cpu0);
   const maxRss = process.resourceUsage().maxRSS * 1024;
   const rssEnd = process.memoryUsage().rss;
   const trackedInodes = inf.nodes.size;
+  const eventsStored = v.publish ? (await (await jetstreamManager(nc)).streams.info(STREAM_EVENTS)).state.messages : undefined;
   close();
   await nc.close();
   // What the engine keeps once garbage is gone (diagnostic: the peak also holds garbage the GC had not freed yet).
@@ -142,6 +158,7 @@ async function main() {
   if (inf.nodes.size !== trackedInodes) throw new Error('the tree changed after the last record');
 
   if (records < want) throw new Error(`received ${records} of ${want} records`);
+  if (v.publish && eventsStored !== events) throw new Error(`GAMMARAY_EVENTS holds ${eventsStored} events, ${events} were published`);
   const result = {
     records,
     lastSeq,
@@ -154,6 +171,9 @@ async function main() {
     nodesAfterBootstrap,
     bootstrapSeconds: (t1 - t0) / 1000,
     streamSeconds: (t2 - t1) / 1000,
+    published: v.publish === true,
+    eventsStored,
+    publishDrainSeconds: (t2 - t2Stream) / 1000,
     totalSeconds: (t2 - t0) / 1000,
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
     rssAfterImports,

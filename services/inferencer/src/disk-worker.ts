@@ -245,7 +245,7 @@ export class DiskWorker {
     this.#sessionError = undefined;
     this.#currentSeq = undefined;
     const fence = this.#o.fence;
-    this.#publisher = new EventPublisher(this.#o.js, { log: this.#log, worker: this.#o.workerId, epoch: fence?.epoch, fence: fence ? () => fence.confirm() : undefined });
+    this.#publisher = new EventPublisher(this.#o.nc, { log: this.#log, worker: this.#o.workerId, epoch: fence?.epoch, fence: fence ? () => fence.confirm() : undefined });
     const fetcher = new NatsBlockFetcher(this.#o.nc, this.disk, this.#o.size, { log: this.#log });
     const engine = await this.#open(fetcher, { disk: this.disk, inlineLimit: this.#o.inlineLimit });
     this.#engine = engine;
@@ -328,6 +328,7 @@ export class DiskWorker {
     // Let what was sent settle (stored or failed) so the next session's re-publishes come after it.
     await this.#publisher?.flush().catch(() => undefined);
     this.#stats.duplicateEvents += this.#publisher?.stats.duplicates ?? 0;
+    this.#publisher?.close();
     this.#publisher = undefined;
     this.#engine = undefined;
   }
@@ -456,7 +457,8 @@ export class DiskWorker {
     await this.#o.fence?.confirm();
     for (const e of events) {
       const bytes = this.#encode(e);
-      await publisher.publish(eventsSubject(this.disk, bytes.kind), bytes.data, eventMsgId({ disk: this.disk, seq: e.seq, idx: e.idx }), e.path);
+      const room = publisher.publish(eventsSubject(this.disk, bytes.kind), bytes.data, eventMsgId({ disk: this.disk, seq: e.seq, idx: e.idx }), e.path);
+      if (room) await room;
       this.#stats.events++;
       this.#eventsByKind[bytes.kind] = (this.#eventsByKind[bytes.kind] ?? 0) + 1;
     }
