@@ -6,5 +6,5 @@ export { runUntilSignal } from './run.js';
 export type { Runnable } from './run.js';
 export { ensureStream, isStreamNotFound } from './streams.js';
 export type { WantedStream } from './streams.js';
-export { AckPublisher } from './ack-publisher.js';
-export type { AckPublisherOptions, PublishAck } from './ack-publisher.js';
+export { AckPublisher, PUBLISH_HEADROOM, headerLine } from './ack-publisher.js';
+export type { AckPublishOptions, PublishAck } from './ack-publisher.js';

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { headers } from '@nats-io/nats-core';
 import { startNatsServer, type NatsServer } from '../../../test/support/nats-server.js';
-import { AckPublisher } from '../src/index.js';
+import { AckPublisher, PUBLISH_HEADROOM, headerLine } from '../src/index.js';
 
 let server: NatsServer;
 let nc: NatsConnection;
@@ -21,13 +20,13 @@ afterAll(async () => {
 
 describe('AckPublisher', () => {
   it('stores thousands of messages in order with their acks, and drops a re-publish of a msg id as a duplicate', async () => {
-    const p = new AckPublisher(nc, { timeoutMs: 5_000 });
-    const acks = await Promise.all(Array.from({ length: 3_000 }, (_, i) => p.publish('acks.a', new TextEncoder().encode(`m${i}`), `a:${i}`)));
+    const p = new AckPublisher(nc);
+    const acks = await Promise.all(Array.from({ length: 3_000 }, (_, i) => p.publish('acks.a', new TextEncoder().encode(`m${i}`), { msgID: `a:${i}`, timeout: 5_000 })));
     expect(acks.map((a) => a.seq)).toEqual(Array.from({ length: 3_000 }, (_, i) => i + 1));
     expect(acks.every((a) => !a.duplicate)).toBe(true);
-    const again = await p.publish('acks.a', new Uint8Array([1]), 'a:7');
+    const again = await p.publish('acks.a', new Uint8Array([1]), { msgID: 'a:7', timeout: 5_000 });
     expect(again).toEqual({ seq: 8, duplicate: true });
-    expect(p.pending).toBe(0);
+    expect(p.inFlight).toBe(0);
     const jsm = await jetstreamManager(nc);
     expect((await jsm.streams.info('ACKS')).state.messages).toBe(3_000);
     const m = await jsm.streams.getMessage('ACKS', { seq: 5 });
@@ -35,34 +34,51 @@ describe('AckPublisher', () => {
     p.close();
   });
 
-  it('sends the headers it is given along with the msg id', async () => {
+  it('sends the header lines it is given along with the msg id, and frames a payload in its headroom without touching it', async () => {
     const p = new AckPublisher(nc);
-    const h = headers();
-    h.set('Gammaray-Path', '/x');
-    const ack = await p.publish('acks.h', new Uint8Array([2]), 'h:1', h);
-    const m = await (await jetstreamManager(nc)).streams.getMessage('ACKS', { seq: ack.seq });
-    expect(m?.header?.get('Gammaray-Path')).toBe('/x');
+    const headers = headerLine('Gammaray-Path', encodeURI('/a b/é')) + headerLine('Gammaray-Epoch', '3');
+    const ack = await p.publish('acks.h', new Uint8Array([2]), { msgID: 'h:1', timeout: 5_000, headers });
+    const jsm = await jetstreamManager(nc);
+    const m = await jsm.streams.getMessage('ACKS', { seq: ack.seq });
+    expect(m?.header?.get('Gammaray-Path')).toBe('/a%20b/%C3%A9');
+    expect(m?.header?.get('Gammaray-Epoch')).toBe('3');
     expect(m?.header?.get('Nats-Msg-Id')).toBe('h:1');
+    const data = new Uint8Array(5000).map((_, i) => i & 0xff);
+    const slab = new Uint8Array(PUBLISH_HEADROOM + data.length + 2).fill(0xee);
+    slab.set(data, PUBLISH_HEADROOM);
+    const payload = slab.subarray(PUBLISH_HEADROOM, PUBLISH_HEADROOM + data.length);
+    const a2 = await p.publish('acks.h', payload, { msgID: 'h:2', timeout: 5_000, headroom: true, headers });
+    expect(Buffer.from((await jsm.streams.getMessage('ACKS', { seq: a2.seq }))!.data).equals(data)).toBe(true);
+    expect(Buffer.from(payload).equals(data)).toBe(true);
+    p.close();
+  });
+
+  it('refuses header lines and msg ids that would break the protocol', async () => {
+    expect(() => headerLine('Bad Name', 'x')).toThrow(/not a token/);
+    expect(() => headerLine('X', 'a\r\nNats-Msg-Id: forged')).toThrow(/not printable/);
+    const p = new AckPublisher(nc);
+    await expect(p.publish('acks.a', new Uint8Array([1]), { msgID: 'has space', timeout: 1_000 })).rejects.toThrow(/not printable/);
+    await expect(p.publish('acks.a b', new Uint8Array([1]), { msgID: 'x:1', timeout: 1_000 })).rejects.toThrow(/subject/);
     p.close();
   });
 
   it('rejects a publish no stream takes (no responders), naming the msg id', async () => {
-    const p = new AckPublisher(nc, { timeoutMs: 2_000 });
-    await expect(p.publish('nostream.x', new Uint8Array([1]), 'n:1')).rejects.toThrow(/n:1.*no responders|n:1: 503/);
+    const p = new AckPublisher(nc);
+    await expect(p.publish('nostream.x', new Uint8Array([1]), { msgID: 'n:1', timeout: 2_000 })).rejects.toThrow(/n:1.*no responders|n:1: 503/);
     p.close();
   });
 
   it('rejects a publish whose ack does not come within the timeout, and everything pending when closed', async () => {
-    const p = new AckPublisher(nc, { timeoutMs: 300 });
+    const p = new AckPublisher(nc);
     // A core subscriber that never answers stands in for a stream that is not acking.
     const silent = nc.subscribe('silent.>');
     const t0 = performance.now();
-    await expect(p.publish('silent.x', new Uint8Array([1]), 's:1')).rejects.toThrow(/no JetStream ack for s:1 within 300 ms/);
+    await expect(p.publish('silent.x', new Uint8Array([1]), { msgID: 's:1', timeout: 300 })).rejects.toThrow(/no JetStream ack for s:1 within the publish timeout/);
     expect(performance.now() - t0).toBeLessThan(1_500);
-    const waiting = p.publish('silent.y', new Uint8Array([1]), 's:2');
+    const waiting = p.publish('silent.y', new Uint8Array([1]), { msgID: 's:2', timeout: 5_000 });
     p.close();
     await expect(waiting).rejects.toThrow(/closed before s:2/);
-    await expect(p.publish('acks.a', new Uint8Array([1]), 's:3')).rejects.toThrow(/closed/);
+    await expect(p.publish('acks.a', new Uint8Array([1]), { msgID: 's:3', timeout: 5_000 })).rejects.toThrow(/closed/);
     silent.unsubscribe();
   });
 });

@@ -1,5 +1,5 @@
-import { headers, type NatsConnection } from '@nats-io/nats-core';
-import { AckPublisher } from '@gammaray/ops';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { AckPublisher, headerLine } from '@gammaray/ops';
 import { HEADER_EPOCH, HEADER_PATH, HEADER_WORKER, encodePathHeader } from '@gammaray/wire';
 import type { Logger } from 'pino';
 
@@ -41,11 +41,12 @@ const RETRY_MAX_MS = 5_000;
  */
 export class EventPublisher {
   readonly #acks: AckPublisher;
+  readonly #timeoutMs: number;
   readonly #window: number;
   readonly #retryForMs: number;
   readonly #log: Logger | undefined;
-  readonly #worker: string | undefined;
-  readonly #epoch: number | undefined;
+  /** The header lines every event carries (worker, epoch). */
+  readonly #fixedHeaders: string;
   readonly #fence: (() => Promise<void>) | undefined;
   #inflight: Promise<void>[] = [];
   #error: Error | undefined;
@@ -56,11 +57,11 @@ export class EventPublisher {
 
   constructor(nc: NatsConnection, opts: EventPublisherOptions = {}) {
     this.#window = Math.max(1, opts.window ?? 256);
-    this.#acks = new AckPublisher(nc, { timeoutMs: opts.timeoutMs ?? 5_000 });
+    this.#timeoutMs = opts.timeoutMs ?? 5_000;
+    this.#acks = new AckPublisher(nc);
     this.#retryForMs = opts.retryForMs ?? 60_000;
     this.#log = opts.log;
-    this.#worker = opts.worker;
-    this.#epoch = opts.epoch;
+    this.#fixedHeaders = (opts.worker !== undefined ? headerLine(HEADER_WORKER, opts.worker) : '') + (opts.epoch !== undefined ? headerLine(HEADER_EPOCH, String(opts.epoch)) : '');
     this.#fence = opts.fence;
   }
 
@@ -112,10 +113,7 @@ export class EventPublisher {
 
   /** Never rejects: a final failure is kept in #error. */
   async #send(subject: string, data: Uint8Array, msgId: string, path: string): Promise<void> {
-    const h = headers();
-    if (path !== '') h.set(HEADER_PATH, encodePathHeader(path));
-    if (this.#worker !== undefined) h.set(HEADER_WORKER, this.#worker);
-    if (this.#epoch !== undefined) h.set(HEADER_EPOCH, String(this.#epoch));
+    const h = (path !== '' ? headerLine(HEADER_PATH, encodePathHeader(path)) : '') + this.#fixedHeaders;
     const deadline = Date.now() + this.#retryForMs;
     for (let attempt = 0; ; attempt++) {
       if (this.#error) return; // an earlier event failed for good; the worker restarts and re-sends this one
@@ -132,7 +130,7 @@ export class EventPublisher {
         }
       }
       try {
-        const ack = await this.#acks.publish(subject, data, msgId, h);
+        const ack = await this.#acks.publish(subject, data, { msgID: msgId, timeout: this.#timeoutMs, headers: h });
         this.#published++;
         if (ack.duplicate) this.#duplicates++;
         return;
