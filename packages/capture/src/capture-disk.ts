@@ -5,6 +5,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import {
   MAX_OPS_PER_RECORD,
   MAX_RECORD_BYTES,
+  MAX_WRITE_CHUNK_BYTES,
   OP_OVERHEAD_BYTES,
   RECORD_OVERHEAD_BYTES,
   opEncodedBound,
@@ -106,7 +107,8 @@ interface Req {
   resolve(): void;
   reject(err: Error): void;
   settled: boolean;
-  timer: NodeJS.Timeout | undefined;
+  /** When the client gets EIO if it is not stored by then (performance.now() time). */
+  readonly deadline: number;
   bytes: number;
   /** The image change (and fdatasync) finished. */
   applied: boolean;
@@ -213,6 +215,10 @@ export class CaptureDisk implements NbdExport {
   /** Set once an image write failed: every later request fails with it. */
   #failed: IoError | undefined;
   #records: Rec[] = [];
+  /** Requests not yet settled, in submit order (settled ones are dropped from the front); see #expire. */
+  #waiting: Req[] = [];
+  #waitingHead = 0;
+  #expiry: NodeJS.Timeout | undefined;
   /**
    * Recycled record buffers (SMALL_SLAB and BIG_SLAB bytes). A record's buffer is free again once it is confirmed
    * after one publish attempt: JetStream acked that attempt, so its frame (the buffer itself) reached the
@@ -308,9 +314,9 @@ export class CaptureDisk implements NbdExport {
     const fua = opts.fua;
     this.#stats.bytes += data.length;
     const sync = !fua && data.length < SYNC_WRITE_MAX ? () => this.#pwriteSync(offset, data) : undefined;
-    const payload = this.#ours.has(data.buffer) ? Buffer.from(data.buffer) : undefined;
+    const payload = data.length >= POOLED_PAYLOAD_MIN && this.#ours.has(data.buffer) ? Buffer.from(data.buffer) : undefined;
     return this.#submit(
-      splitWrite(offset, data, fua),
+      data.length <= MAX_WRITE_CHUNK_BYTES ? [{ op: 'write', offset, length: data.length, data, fua }] : splitWrite(offset, data, fua),
       data.length,
       [offset, offset + data.length],
       async () => {
@@ -456,6 +462,8 @@ export class CaptureDisk implements NbdExport {
       this.#records = [];
       this.#accum = [];
     }
+    clearTimeout(this.#expiry);
+    this.#expiry = undefined;
     await this.#fh.close();
   }
 
@@ -497,15 +505,10 @@ export class CaptureDisk implements NbdExport {
     this.#stats.requests++;
     this.#pendingBytes += bytes;
     return new Promise<void>((resolve, reject) => {
-      const req: Req = { resolve, reject, settled: false, timer: undefined, bytes, applied: false, stored: false, payload, cut: false };
-      req.timer = setTimeout(() => {
-        if (req.settled) return;
-        this.#stats.timeouts++;
-        this.#log.warn({ timeoutMs: this.#requestTimeoutMs }, 'request not stored in JetStream in time: EIO');
-        req.settled = true;
-        reject(new IoError(`disk ${this.name}: write not stored in JetStream within ${this.#requestTimeoutMs} ms`));
-      }, this.#requestTimeoutMs);
-      req.timer.unref();
+      const deadline = performance.now() + this.#requestTimeoutMs;
+      const req: Req = { resolve, reject, settled: false, deadline, bytes, applied: false, stored: false, payload, cut: false };
+      this.#waiting.push(req);
+      this.#expiry ??= setTimeout(this.#expire, this.#requestTimeoutMs + 1).unref();
       const last = ops.length - 1;
       for (let i = 0; i <= last; i++) {
         const op = ops[i]!; // ok: i <= last
@@ -594,10 +597,49 @@ export class CaptureDisk implements NbdExport {
   #settle(req: Req, err?: Error): void {
     if (req.settled) return;
     req.settled = true;
-    clearTimeout(req.timer);
     if (err) req.reject(err);
     else req.resolve();
+    this.#dropSettled();
   }
+
+  /** Drops settled requests from the front of `#waiting` (they settle roughly in order: records confirm in order). */
+  #dropSettled(): void {
+    const w = this.#waiting;
+    let head = this.#waitingHead;
+    while (head < w.length && w[head]!.settled) head++; // ok: head < length
+    if (head === w.length) {
+      w.length = 0;
+      head = 0;
+    } else if (head >= 1024 && head * 2 >= w.length) {
+      w.splice(0, head);
+      head = 0;
+    }
+    this.#waitingHead = head;
+  }
+
+  /**
+   * Fails with EIO every request not stored by its deadline (one timer for all of them: they share a timeout, so
+   * `#waiting` is in deadline order), then re-arms for the oldest still waiting. The ops stay in the pipeline.
+   */
+  readonly #expire = (): void => {
+    this.#expiry = undefined;
+    this.#dropSettled();
+    const now = performance.now();
+    const w = this.#waiting;
+    for (let i = this.#waitingHead; i < w.length; i++) {
+      const req = w[i]!; // ok: i < length
+      if (req.settled) continue;
+      if (req.deadline > now) {
+        this.#expiry = setTimeout(this.#expire, req.deadline - now + 1).unref();
+        break;
+      }
+      this.#stats.timeouts++;
+      this.#log.warn({ timeoutMs: this.#requestTimeoutMs }, 'request not stored in JetStream in time: EIO');
+      req.settled = true; // not #settle: that compacts `#waiting` under this loop
+      req.reject(new IoError(`disk ${this.name}: write not stored in JetStream within ${this.#requestTimeoutMs} ms`));
+    }
+    this.#dropSettled();
+  };
 
   /** Resolves a block-read marker that follows every record cut so far. */
   #afterLastRecord(b: Barrier): void {
