@@ -252,6 +252,7 @@ async function nbdMeasure(kind, workload, ctx, o) {
     const wall = Number(process.hrtime.bigint() - wall0) / 1e9;
     result.serverCpuPct = (100 * (cpuSeconds(server.child.pid) - srvCpu0)) / wall;
     result.natsCpuPct = (100 * (cpuSeconds(ctx.nats.child.pid) - natsCpu0)) / wall;
+    addCosts(result);
     const end = await stop(server.child);
     if (end.code !== 0) throw new BenchError(`${kind} exited ${end.code ?? end.signal}; log: ${server.logFile}\n${readFileSync(server.logFile, 'utf8').slice(-2000)}`);
   }
@@ -264,7 +265,8 @@ async function nbdMeasure(kind, workload, ctx, o) {
     result.records = state.messages - stream0.messages;
   }
   rmSync(image, { force: true });
-  note(`run ${ctx.run} ${kind} ${workload}: ${fmtNbd(workload, result)}${result.records ? `; ${result.records} records, ${(result.ops / result.records).toFixed(2)} writes/record` : ''}`);
+  const cost = workload === 'seq' ? `CPU ${result.serverMsPerMiB?.toFixed(2)} ms/MiB (nats-server ${result.natsMsPerMiB?.toFixed(2)})` : `CPU ${result.serverUsPerOp?.toFixed(1)} us/write (nats-server ${result.natsUsPerOp?.toFixed(1)})`;
+  note(`run ${ctx.run} ${kind} ${workload}: ${fmtNbd(workload, result)}, ${cost}${result.records ? `; ${result.records} records, ${(result.ops / result.records).toFixed(2)} writes/record` : ''}`);
   return result;
 }
 
@@ -336,6 +338,11 @@ async function bareMeasure(ctx, o) {
   big.nodeCpuPct = cpuPct(selfCpu0, selfCpu1, w1 - w0);
   small.natsCpuPct = (100 * (cpuSeconds(ctx.nats.child.pid) - natsCpu1) * 1000) / (w2 - w1);
   small.nodeCpuPct = cpuPct(selfCpu1, process.cpuUsage(), w2 - w1);
+  big.serverCpuPct = big.nodeCpuPct; // the publishing Node process stands where the server does
+  small.serverCpuPct = small.nodeCpuPct;
+  small.iops = small.msgsPerS;
+  addCosts(big);
+  addCosts(small);
   const info = await jsm.streams.info(BARE_STREAM);
   if (info.state.messages !== big.ops + small.ops) throw new BenchError(`bare publish: stream holds ${info.state.messages} messages, sent ${big.ops + small.ops}`);
   await jsm.streams.delete(BARE_STREAM); // frees the disk before the next peer
@@ -344,6 +351,22 @@ async function bareMeasure(ctx, o) {
 }
 
 // ---- reporting -------------------------------------------------------------------------------------------
+
+/**
+ * CPU cost per unit of work, the figure that moves least with the machine's load: ms of CPU per MiB and us of CPU
+ * per write (or message), of the server (the publishing Node process for the bare peer) and of nats-server.
+ */
+function addCosts(r) {
+  if (r.mibPerS > 0) {
+    r.serverMsPerMiB = (10 * r.serverCpuPct) / r.mibPerS;
+    r.natsMsPerMiB = (10 * r.natsCpuPct) / r.mibPerS;
+  }
+  const perS = r.iops ?? r.opsPerS ?? r.msgsPerS;
+  if (perS > 0) {
+    r.serverUsPerOp = (1e4 * r.serverCpuPct) / perS;
+    r.natsUsPerOp = (1e4 * r.natsCpuPct) / perS;
+  }
+}
 
 function fmtNbd(workload, r) {
   return workload === 'seq'
@@ -393,6 +416,7 @@ const loadavg = () => os.loadavg().map((x) => +x.toFixed(2));
 const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : '-');
 const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
 const f2 = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-');
+const f2n = (x) => (Number.isFinite(x) ? x.toFixed(2) : '-');
 const range = (s, f) => `${f(s.median)} (${f(s.min)}-${f(s.max)})`;
 
 function report(o, facts, samples, load0, load1, started, seconds) {
@@ -419,18 +443,20 @@ function report(o, facts, samples, load0, load1, started, seconds) {
   out.push(`versions: node ${facts.node}, ${facts.natsServer}, @nats-io/jetstream ${facts.natsJs}, ${facts.qemuNbd}, ${facts.fio}; gammaray ${facts.git}`);
   out.push('');
   out.push(`Sequential: qemu-img bench -w -t none -s 1M -c ${o.sizeMiB} -d ${o.depth} (${o.sizeMiB} MiB); bare publish: ${o.sizeMiB} x 1 MiB messages, window ${o.window}`);
-  out.push('| peer | MiB/s | msgs/s | server CPU % | nats-server CPU % |');
-  out.push('|---|---:|---:|---:|---:|');
-  out.push(`| qemu-nbd | ${range(q.seq, f0)} | ${f0(med(samples.qemu.seq, 'opsPerS'))} | ${f0(med(samples.qemu.seq, 'serverCpuPct'))} | - |`);
-  out.push(`| bare JetStream publish, 1 MiB | ${range(b.big, f0)} | ${f0(b.bigMsgs.median)} | ${f0(med(samples.bare.map((s) => s.big), 'nodeCpuPct'))} (node) | ${f0(med(samples.bare.map((s) => s.big), 'natsCpuPct'))} |`);
-  out.push(`| gammaray capture | ${range(c.seq, f0)} | ${f0(med(samples.capture.seq, 'opsPerS'))} | ${f0(med(samples.capture.seq, 'serverCpuPct'))} | ${f0(med(samples.capture.seq, 'natsCpuPct'))} |`);
+  const bigs = samples.bare.map((s) => s.big);
+  const smalls = samples.bare.map((s) => s.small);
+  out.push('| peer | MiB/s | msgs/s | server CPU % | nats-server CPU % | server CPU ms/MiB | nats-server CPU ms/MiB |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|');
+  out.push(`| qemu-nbd | ${range(q.seq, f0)} | ${f0(med(samples.qemu.seq, 'opsPerS'))} | ${f0(med(samples.qemu.seq, 'serverCpuPct'))} | - | ${range(stats(samples.qemu.seq, 'serverMsPerMiB'), f2n)} | - |`);
+  out.push(`| bare JetStream publish, 1 MiB | ${range(b.big, f0)} | ${f0(b.bigMsgs.median)} | ${f0(med(bigs, 'nodeCpuPct'))} (node) | ${f0(med(bigs, 'natsCpuPct'))} | ${range(stats(bigs, 'serverMsPerMiB'), f2n)} (node) | ${range(stats(bigs, 'natsMsPerMiB'), f2n)} |`);
+  out.push(`| gammaray capture | ${range(c.seq, f0)} | ${f0(med(samples.capture.seq, 'opsPerS'))} | ${f0(med(samples.capture.seq, 'serverCpuPct'))} | ${f0(med(samples.capture.seq, 'natsCpuPct'))} | ${range(stats(samples.capture.seq, 'serverMsPerMiB'), f2n)} | ${range(stats(samples.capture.seq, 'natsMsPerMiB'), f2n)} |`);
   out.push('');
   out.push(`Random: fio nbd engine, randwrite 4 KiB, iodepth ${RAND_DEPTH}, first ${RAND_REGION_MIB} MiB, ${o.runtimeS} s; bare publish: ${(o.smallPublishMiB * MIB) / RAND_BS} x 4 KiB messages, window ${o.window}`);
-  out.push('| peer | IOPS / msgs/s | MiB/s | p50 us | p99 us | server CPU % | nats-server CPU % |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|');
-  out.push(`| qemu-nbd | ${range(q.rand, f0)} | ${f1(med(samples.qemu.rand, 'mibPerS'))} | ${f0(med(samples.qemu.rand, 'clatP50Us'))} | ${f0(med(samples.qemu.rand, 'clatP99Us'))} | ${f0(med(samples.qemu.rand, 'serverCpuPct'))} | - |`);
-  out.push(`| bare JetStream publish, 4 KiB | ${range(b.small, f0)} | ${f1(b.smallMiB.median)} | ${f0(med(samples.bare.map((s) => s.small), 'ackP50Us'))} (ack) | ${f0(med(samples.bare.map((s) => s.small), 'ackP99Us'))} (ack) | ${f0(med(samples.bare.map((s) => s.small), 'nodeCpuPct'))} (node) | ${f0(med(samples.bare.map((s) => s.small), 'natsCpuPct'))} |`);
-  out.push(`| gammaray capture | ${range(c.rand, f0)} | ${f1(med(samples.capture.rand, 'mibPerS'))} | ${f0(med(samples.capture.rand, 'clatP50Us'))} | ${f0(med(samples.capture.rand, 'clatP99Us'))} | ${f0(med(samples.capture.rand, 'serverCpuPct'))} | ${f0(med(samples.capture.rand, 'natsCpuPct'))} |`);
+  out.push('| peer | IOPS / msgs/s | MiB/s | p50 us | p99 us | server CPU % | nats-server CPU % | server CPU us/write | nats-server CPU us/write |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  out.push(`| qemu-nbd | ${range(q.rand, f0)} | ${f1(med(samples.qemu.rand, 'mibPerS'))} | ${f0(med(samples.qemu.rand, 'clatP50Us'))} | ${f0(med(samples.qemu.rand, 'clatP99Us'))} | ${f0(med(samples.qemu.rand, 'serverCpuPct'))} | - | ${range(stats(samples.qemu.rand, 'serverUsPerOp'), f1)} | - |`);
+  out.push(`| bare JetStream publish, 4 KiB | ${range(b.small, f0)} | ${f1(b.smallMiB.median)} | ${f0(med(smalls, 'ackP50Us'))} (ack) | ${f0(med(smalls, 'ackP99Us'))} (ack) | ${f0(med(smalls, 'nodeCpuPct'))} (node) | ${f0(med(smalls, 'natsCpuPct'))} | ${range(stats(smalls, 'serverUsPerOp'), f1)} (node, per message) | ${range(stats(smalls, 'natsUsPerOp'), f1)} |`);
+  out.push(`| gammaray capture | ${range(c.rand, f0)} | ${f1(med(samples.capture.rand, 'mibPerS'))} | ${f0(med(samples.capture.rand, 'clatP50Us'))} | ${f0(med(samples.capture.rand, 'clatP99Us'))} | ${f0(med(samples.capture.rand, 'serverCpuPct'))} | ${f0(med(samples.capture.rand, 'natsCpuPct'))} | ${range(stats(samples.capture.rand, 'serverUsPerOp'), f1)} | ${range(stats(samples.capture.rand, 'natsUsPerOp'), f1)} |`);
   out.push('');
   out.push('Ratios (medians):');
   out.push(`  sequential  capture / qemu-nbd       ${f2(ratios.seqVsQemuNbd)}`);
