@@ -100,6 +100,27 @@ const NOTHING: readonly number[] = [];
 /** deriveHeld's answer when the inode cannot be derived without a read. */
 const NEEDS_READ = Symbol('needs a read');
 
+/** A node's xattrs as events carry them (values in hex), without the inline-data pseudo-attribute. */
+function xattrsOf(list: readonly { name: string; value: Uint8Array }[]): Record<string, string> {
+  let xattrs: Record<string, string> = NO_XATTRS;
+  for (const x of list) {
+    if (x.name === 'system.data') continue;
+    if (xattrs === NO_XATTRS) xattrs = {};
+    xattrs[x.name] = Buffer.from(x.value).toString('hex');
+  }
+  return xattrs;
+}
+
+/** A file's mapped runs from its extents. */
+function runsOf(ino: number, map: readonly { logical: number; physical: number; length: number }[]): MappedRun[] {
+  return map.map((e) => ({ ino, logical: e.logical, physical: e.physical, length: e.length }));
+}
+
+/** The blocks a derivation read, sorted (the shared empty list when none). */
+function ownedOf(tracker: ReadonlySet<number>): readonly number[] {
+  return tracker.size === 0 ? NOTHING : [...tracker].sort((a, b) => a - b);
+}
+
 /** See the module comment. */
 export class DiskInferencer {
   readonly disk: string;
@@ -1044,20 +1065,15 @@ export class DiskInferencer {
     try {
       const list = this.volume.readXattrsCached(inode);
       if (list === undefined) return NEEDS_READ;
-      let xattrs: Record<string, string> = NO_XATTRS;
-      for (const x of list) {
-        if (x.name === 'system.data') continue;
-        if (xattrs === NO_XATTRS) xattrs = {};
-        xattrs[x.name] = Buffer.from(x.value).toString('hex');
-      }
+      const xattrs = xattrsOf(list);
       if (inode.fileAcl !== 0) tracker.add(inode.fileAcl);
       let runs: MappedRun[] | undefined;
       if (inode.type === FileType.file) {
         const map = this.volume.blockMapCached(inode);
         if (map === undefined) return NEEDS_READ;
-        runs = map.map((e) => ({ ino, logical: e.logical, physical: e.physical, length: e.length }));
+        runs = runsOf(ino, map);
       }
-      return nodeOfInode(inode, this.times, undefined, xattrs, runs, undefined, undefined, tracker.size === 0 ? NOTHING : [...tracker].sort((a, b) => a - b));
+      return nodeOfInode(inode, this.times, undefined, xattrs, runs, undefined, undefined, ownedOf(tracker));
     } catch (err) {
       if (retry) for (const b of tracker) this.watch(b, ino);
       return this.derivedError(err, ctx, ino, retry);
@@ -1081,12 +1097,7 @@ export class DiskInferencer {
     tracker.clear();
     this.store.tracker = tracker;
     try {
-      let xattrs: Record<string, string> = NO_XATTRS;
-      for (const x of this.volume.readXattrsCached(inode) ?? (await this.volume.readXattrs(inode))) {
-        if (x.name === 'system.data') continue;
-        if (xattrs === NO_XATTRS) xattrs = {};
-        xattrs[x.name] = Buffer.from(x.value).toString('hex');
-      }
+      const xattrs = xattrsOf(this.volume.readXattrsCached(inode) ?? (await this.volume.readXattrs(inode)));
       if (inode.fileAcl !== 0) tracker.add(inode.fileAcl);
       let target: string | undefined;
       let runs: MappedRun[] | undefined;
@@ -1105,12 +1116,12 @@ export class DiskInferencer {
         if (inode.flags & InodeFlags.inlineData) inline = await this.volume.inlineData(inode);
         else {
           const map = this.volume.blockMapCached(inode) ?? (await this.volume.blockMap(inode));
-          runs = map.map((e) => ({ ino, logical: e.logical, physical: e.physical, length: e.length }));
+          runs = runsOf(ino, map);
         }
       } else if (inode.type === FileType.symlink) {
         target = decodeName(await this.volume.readLink(inode));
       }
-      return nodeOfInode(inode, this.times, target, xattrs, runs, inline, entries, tracker.size === 0 ? NOTHING : [...tracker].sort((a, b) => a - b));
+      return nodeOfInode(inode, this.times, target, xattrs, runs, inline, entries, ownedOf(tracker));
     } catch (err) {
       // Watch what it read: a later write to those blocks makes the inode (and whoever named it) dirty again.
       if (retry) for (const b of tracker) this.watch(b, ino);
