@@ -29,6 +29,20 @@ export interface AckPublishOptions {
 /** Bytes a payload buffer keeps free before the payload for {@link AckPublishOptions.headroom}; 2 more after it. */
 export const PUBLISH_HEADROOM = 512;
 
+/** Options of an {@link AckPublisher}. */
+export interface AckPublisherOptions {
+  /**
+   * Frames of at least this many bytes go to the socket at once and on their own; smaller ones wait for the end
+   * of the turn of the event loop and leave together in one write. nats.js sends what is queued as one buffer,
+   * so two large frames queued in one turn would be copied into a new zero-filled one. Default 64 KiB; 0 sends
+   * every frame at once (the capture: its records are acknowledged to the VM only after their ack).
+   */
+  readonly sendAloneBytes?: number;
+}
+
+/** Default {@link AckPublisherOptions.sendAloneBytes}. */
+const SEND_ALONE_BYTES = 64 * 1024;
+
 const decoder = new TextDecoder();
 const CRLF = 0x0d0a;
 const PRINTABLE = /^[!-~]+$/;
@@ -77,8 +91,13 @@ export class AckPublisher {
   private timerAt = Infinity;
   private readonly sweep = (): void => this.expire();
   private closed = false;
+  private readonly sendAloneBytes: number;
 
-  constructor(private readonly nc: NatsConnection) {
+  constructor(
+    private readonly nc: NatsConnection,
+    opts: AckPublisherOptions = {},
+  ) {
+    this.sendAloneBytes = opts.sendAloneBytes ?? SEND_ALONE_BYTES;
     this.sub = nc.subscribe(`${this.prefix}.*`, { callback: (err, msg) => this.onAck(err, msg) });
   }
 
@@ -131,7 +150,14 @@ export class AckPublisher {
     }
     nc.protocol.outMsgs++;
     nc.protocol.outBytes += total;
-    nc.protocol.sendCommand(frame);
+    const protocol = nc.protocol as unknown as { sendCommand(b: Uint8Array): void; flushPending(): void }; // ok: flushPending is private in the typings, a plain method of nats.js 3
+    if (frame.length < this.sendAloneBytes) {
+      protocol.sendCommand(frame);
+      return;
+    }
+    protocol.flushPending(); // what smaller frames queued this turn, packed without this one
+    protocol.sendCommand(frame);
+    protocol.flushPending(); // this frame alone: sent as it is, not copied
   }
 
   private onAck(err: Error | null, msg: Msg): void {

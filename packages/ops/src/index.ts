@@ -7,4 +7,4 @@ export type { Runnable } from './run.js';
 export { ensureStream, isStreamNotFound } from './streams.js';
 export type { WantedStream } from './streams.js';
 export { AckPublisher, PUBLISH_HEADROOM, headerLine } from './ack-publisher.js';
-export type { AckPublishOptions, PublishAck } from './ack-publisher.js';
+export type { AckPublishOptions, AckPublisherOptions, PublishAck } from './ack-publisher.js';

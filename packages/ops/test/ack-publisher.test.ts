@@ -53,6 +53,16 @@ describe('AckPublisher', () => {
     p.close();
   });
 
+  it.each([['by default', undefined], ['sending every frame at once', 0]])('stores large and small frames queued in one turn byte for byte (%s)', async (_name, sendAloneBytes) => {
+    const p = new AckPublisher(nc, { sendAloneBytes });
+    const datas = [300_000, 10, 70_000, 5, 200_000].map((n, i) => new Uint8Array(n).map((_, j) => (i * 31 + j) & 0xff));
+    const acks = await Promise.all(datas.map((d, i) => p.publish('acks.big', d, { msgID: `big:${sendAloneBytes}:${i}`, timeout: 5_000 })));
+    const jsm = await jetstreamManager(nc);
+    for (const [i, a] of acks.entries()) expect(Buffer.from((await jsm.streams.getMessage('ACKS', { seq: a.seq }))!.data).equals(datas[i]!)).toBe(true);
+    expect(acks.map((a) => a.seq)).toEqual([...acks.map((a) => a.seq)].sort((x, y) => x - y));
+    p.close();
+  });
+
   it('refuses header lines and msg ids that would break the protocol', async () => {
     expect(() => headerLine('Bad Name', 'x')).toThrow(/not a token/);
     expect(() => headerLine('X', 'a\r\nNats-Msg-Id: forged')).toThrow(/not printable/);
