@@ -32,6 +32,7 @@ export const PUBLISH_HEADROOM = 512;
 
 const decoder = new TextDecoder();
 const CRLF = 0x0d0a;
+const PRINTABLE = /^[!-~]+$/;
 
 interface Pending {
   readonly resolve: (a: PublishAck) => void;
@@ -88,7 +89,9 @@ export class AsyncAckPublisher implements RecordPublisher {
     if (nc.isClosed()) throw new Error('NATS connection closed');
     if (nc.isDraining() || nc.protocol.noMorePublishing) throw new Error('NATS connection draining');
     if (nc.info && !nc.info.headers) throw new Error('this NATS server does not support headers');
-    if (!/^[!-~]+$/.test(opts.msgID)) throw new Error(`msg id ${JSON.stringify(opts.msgID)} is not printable ASCII`);
+    // Both go into the protocol line and header block as they are: no space, CR or LF may break the frame.
+    if (!PRINTABLE.test(subject)) throw new Error(`subject ${JSON.stringify(subject)} is not printable ASCII without spaces`);
+    if (!PRINTABLE.test(opts.msgID)) throw new Error(`msg id ${JSON.stringify(opts.msgID)} is not printable ASCII without spaces`);
     const hdr = `NATS/1.0\r\nNats-Msg-Id: ${opts.msgID}\r\n\r\n`;
     const total = hdr.length + data.length;
     const max = nc.info?.max_payload;

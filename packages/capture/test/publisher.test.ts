@@ -77,6 +77,17 @@ describe('AsyncAckPublisher', () => {
     sub.unsubscribe();
   });
 
+  it('refuses a subject or msg id that would break the frame (space, CR, LF, empty)', async () => {
+    for (const subject of ['', 'a b', 'a\r\nPUB x 1']) {
+      await expect(pub.publish(subject, new Uint8Array(1), { msgID: 'ok:1', timeout: 5000 })).rejects.toThrow(/subject/);
+    }
+    for (const msgID of ['', 'a b', 'x\r\nNats-Expected-Stream: y']) {
+      await expect(pub.publish(writesSubject('pub-bad'), new Uint8Array(1), { msgID, timeout: 5000 })).rejects.toThrow(/msg id/);
+    }
+    const ok = await pub.publish(writesSubject('pub-bad'), new Uint8Array(1), { msgID: 'pub-bad:e:0', timeout: 5000 });
+    expect(ok.duplicate).toBe(false); // the connection is still in sync
+  });
+
   it('rejects a record larger than the server takes without sending it', async () => {
     const max = env.nc.info?.max_payload ?? 1024 * 1024;
     await expect(pub.publish(writesSubject('pub-big'), new Uint8Array(max), { msgID: 'pub-big:e:0', timeout: 5000 })).rejects.toThrow(/max_payload/);
