@@ -198,6 +198,27 @@ function writeDoc(w: Writer, o: Record<string, unknown>, depth: number): boolean
   return true;
 }
 
+/**
+ * Writes the type byte and name of a document (0x03) or array (0x04) element and leaves room for its length;
+ * returns where the document starts, relative to the event (see writeDoc).
+ */
+function beginDoc(w: Writer, type: number, k: string): number {
+  ensure(w, 1);
+  w.buf[w.pos++] = type;
+  writeKey(w, k);
+  ensure(w, 5);
+  const rel = w.pos - w.start;
+  w.pos += 4;
+  return rel;
+}
+
+/** Ends the document begun at `rel`: its NUL and its length. */
+function finishDoc(w: Writer, rel: number): void {
+  ensure(w, 1);
+  w.buf[w.pos++] = 0;
+  endDoc(w, rel);
+}
+
 /** Writes the length of the document (or array) that starts `rel` bytes into the event. */
 function endDoc(w: Writer, rel: number): void {
   const end = w.pos;
@@ -294,20 +315,13 @@ function writeElement(w: Writer, k: string, v: unknown, int64: boolean, depth: n
         return true;
       }
       if (Array.isArray(v)) {
-        ensure(w, 1);
-        w.buf[w.pos++] = 0x04;
-        writeKey(w, k);
-        ensure(w, 5);
-        const rel = w.pos - w.start;
-        w.pos += 4;
+        const rel = beginDoc(w, 0x04, k);
         for (let i = 0; i < v.length; i++) {
           const x: unknown = v[i];
           if (x === undefined) return false; // the generic encoder's choice is left to it
           if (!writeElement(w, String(i), x, false, depth + 1)) return false;
         }
-        ensure(w, 1);
-        w.buf[w.pos++] = 0;
-        endDoc(w, rel);
+        finishDoc(w, rel);
         return true;
       }
       if (v instanceof NodeStat) return writeStat(w, k, v);
@@ -372,9 +386,7 @@ function writeTime(w: Writer, key: Uint8Array, t: FsTime): void {
   w.pos += 4;
   writeNumber(w, K_SEC, t.sec, false);
   writeNumber(w, K_NSEC, t.nsec, false);
-  ensure(w, 1);
-  w.buf[w.pos++] = 0;
-  endDoc(w, rel);
+  finishDoc(w, rel);
 }
 
 /**
@@ -382,12 +394,7 @@ function writeTime(w: Writer, key: Uint8Array, t: FsTime): void {
  * for it, without walking it: stats are about half of every create and write event's bytes.
  */
 function writeStat(w: Writer, k: string, s: NodeStat): boolean {
-  ensure(w, 1);
-  w.buf[w.pos++] = 0x03;
-  writeKey(w, k);
-  ensure(w, 4);
-  const rel = w.pos - w.start;
-  w.pos += 4;
+  const rel = beginDoc(w, 0x03, k);
   writeNumber(w, K_MODE, s.mode, false);
   writeNumber(w, K_UID, s.uid, false);
   writeNumber(w, K_GID, s.gid, false);
@@ -397,9 +404,7 @@ function writeStat(w: Writer, k: string, s: NodeStat): boolean {
   writeTime(w, K_MTIME, s.mtime);
   writeTime(w, K_CTIME, s.ctime);
   writeNumber(w, K_FLAGS, s.flags, false);
-  ensure(w, 1);
-  w.buf[w.pos++] = 0;
-  endDoc(w, rel);
+  finishDoc(w, rel);
   return true;
 }
 
