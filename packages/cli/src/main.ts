@@ -1,4 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import type { NatsAuthFlags } from '@gammaray/service-view';
 import { runCat } from './commands/cat.js';
 import { runCrawl } from './commands/crawl.js';
 import { runFollow } from './commands/follow.js';
@@ -168,7 +169,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--from-seq <n>', 'start at this GAMMARAY_EVENTS sequence (resume with the last streamSeq + 1)')
     .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
     .addHelpText('after', '\nLines: STREAMSEQ TS KIND PATH DETAILS. Disk-level events (snapshot, corrupt, resync) pass any glob. Runs until SIGINT/SIGTERM (exit 0).')
-    .action(async (disk: string, glob: string | undefined, o: { kinds?: string; json?: boolean; fromStart?: boolean; fromSeq?: string; nats?: string } & NatsAuthFlagValues) => {
+    .action(async (disk: string, glob: string | undefined, o: { kinds?: string; json?: boolean; fromStart?: boolean; fromSeq?: string; nats?: string } & NatsAuthFlags) => {
       done(await runFollow(term, disk, glob, { ...o, nats: o.nats, kinds: o.kinds, json: !!o.json, fromStart: !!o.fromStart, fromSeq: o.fromSeq }));
     });
 
@@ -189,15 +190,6 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
   return program;
 }
 
-/** Values of {@link natsAuthOptions}' flags. */
-interface NatsAuthFlagValues {
-  natsCreds?: string;
-  natsNkey?: string;
-  natsUser?: string;
-  natsTlsCa?: string;
-  natsTlsCert?: string;
-  natsTlsKey?: string;
-}
 
 /**
  * The NATS credential and TLS flags every command that talks to NATS takes; secrets (GAMMARAY_NATS_PASSWORD,

@@ -1,15 +1,9 @@
-import type { WatchedEvent, WatchFrom } from '@gammaray/service-view';
+import type { NatsAuthFlags, WatchedEvent, WatchFrom } from '@gammaray/service-view';
 import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
 import { escapeControls, type Terminal } from '../output.js';
 
 /** Options of `gammaray follow`. */
-export interface FollowCliOptions {
-  readonly natsCreds?: string;
-  readonly natsNkey?: string;
-  readonly natsUser?: string;
-  readonly natsTlsCa?: string;
-  readonly natsTlsCert?: string;
-  readonly natsTlsKey?: string;
+export interface FollowCliOptions extends NatsAuthFlags {
   readonly nats: string | undefined;
   /** `--kinds k1,k2`. */
   readonly kinds: string | undefined;
