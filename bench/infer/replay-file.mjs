@@ -14,11 +14,12 @@
  * engine's and the garbage its records leave.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DiskInferencer, encodeEvent } from '@gammaray/inferencer';
 import { decodeWriteRecord } from '@gammaray/wire';
+import { fileFetcher } from './file-fetcher.mjs';
 
 const { values: v } = parseArgs({
   options: {
@@ -51,26 +52,6 @@ function readRecords(path) {
     at += 12 + len;
   }
   return out;
-}
-
-function fileFetcher(path) {
-  const fd = openSync(path, 'r');
-  const size = fstatSync(fd).size;
-  return {
-    fetcher: {
-      size,
-      read: async (offset, length) => {
-        const data = Buffer.allocUnsafe(length);
-        for (let done = 0; done < length; ) {
-          const n = readSync(fd, data, done, length - done, offset + done);
-          if (n === 0) throw new Error(`short read at ${offset + done}`);
-          done += n;
-        }
-        return { data, seq: 0 };
-      },
-    },
-    close: () => closeSync(fd),
-  };
 }
 
 const records = v.stream ? undefined : readRecords(join(v.dir, 'records.bin'));

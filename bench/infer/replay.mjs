@@ -13,12 +13,12 @@
  * in flight) and the timed part ends when every event is stored. Progress on stderr; one JSON line with the
  * figures on stdout.
  */
-import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { DiskInferencer, encodeEvent, eventMsgId } from '@gammaray/inferencer';
 import { EventPublisher, ensureEventsStream } from '@gammaray/service-inferencer';
+import { fileFetcher } from './file-fetcher.mjs';
 import { STREAM_EVENTS, STREAM_WRITES, decodeWriteRecord, eventsSubject, writesSubject } from '@gammaray/wire';
 
 /**
@@ -33,28 +33,6 @@ const RECEIVE_IDLE_MS = 30_000;
 
 function note(msg) {
   process.stderr.write(`bench/infer replay: ${msg}\n`);
-}
-
-/** Block reads answered from the image file by pread: nothing of the image sits in this process's heap. */
-function fileFetcher(path, seq) {
-  const fd = openSync(path, 'r');
-  const size = fstatSync(fd).size;
-  return {
-    fetcher: {
-      size,
-      read: async (offset, length) => {
-        const data = Buffer.allocUnsafe(length);
-        let done = 0;
-        while (done < length) {
-          const n = readSync(fd, data, done, length - done, offset + done);
-          if (n === 0) throw new Error(`short read of ${path} at ${offset + done}`);
-          done += n;
-        }
-        return { data, seq };
-      },
-    },
-    close: () => closeSync(fd),
-  };
 }
 
 async function main() {

@@ -23,13 +23,13 @@ import { open, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
-import { exitAfterChildren, freePort, installExitHandlers, probe, removeOnExit, run, sleep, start, stop as stopChild, median, logHas, waitFor } from '../lib/procs.mjs';
+import { startNatsAndCapture } from './stack.mjs';
+import { exitAfterChildren, freePort, installExitHandlers, removeOnExit, run, sleep, start, stop as stopChild, median, logHas, waitFor } from '../lib/procs.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
 const CLI = join(REPO, 'packages', 'cli', 'bin', 'gammaray.js');
 const RESULTS_DIR = join(HERE, 'results');
-const NATS_SERVER = process.env.NATS_SERVER ?? 'nats-server';
 const DISK = 'fusebench';
 const FILE = 'big.bin';
 const MiB = 1024 * 1024;
@@ -65,16 +65,7 @@ export async function benchFuseRead({ sizeMiB = 100, runs = 3, blockKiB = 1024, 
     rmSync(src, { recursive: true, force: true });
 
     note('nats-server, capture, inferencer, view');
-    const natsPort = await freePort();
-    const nats = start(NATS_SERVER, ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', join(work, 'js')], { logFile: join(work, 'nats.log') });
-    cleanups.push(() => stopChild(nats, 5_000));
-    await waitFor('nats-server', nats, () => probe(natsPort, 'INFO'), 20_000, undefined, BenchFailure);
-    const natsUrl = `nats://127.0.0.1:${natsPort}`;
-    const capLog = join(work, 'capture.log');
-    const nbdPort = await freePort();
-    const capture = start('node', [CLI, 'capture', '--nats', natsUrl, '--listen', `127.0.0.1:${nbdPort}`, '--disk', `${DISK}=${image}`], { logFile: capLog });
-    cleanups.push(() => stopChild(capture, 10_000));
-    await waitFor('gammaray capture', capture, logHas(capLog, 'serving NBD'), 30_000, capLog, BenchFailure);
+    const natsUrl = await startNatsAndCapture({ cli: CLI, work, image, disk: DISK, cleanups, Failure: BenchFailure });
     const infLog = join(work, 'inferencer.log');
     const inferencer = start('node', [CLI, 'inferencer', '--nats', natsUrl], { logFile: infLog });
     cleanups.push(() => stopChild(inferencer, 10_000));

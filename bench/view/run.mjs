@@ -23,14 +23,14 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
-import { exitAfterChildren, freePort, installExitHandlers, probe, removeOnExit, run, sleep, start, stop as stopChild, logHas, waitFor } from '../lib/procs.mjs';
+import { startNatsAndCapture } from './stack.mjs';
+import { exitAfterChildren, freePort, installExitHandlers, removeOnExit, run, sleep, start, stop as stopChild, logHas, waitFor } from '../lib/procs.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
 const CLI = join(REPO, 'packages', 'cli', 'bin', 'gammaray.js');
 const LOAD = join(HERE, 'load.mjs');
 const RESULTS_DIR = join(HERE, 'results');
-const NATS_SERVER = process.env.NATS_SERVER ?? 'nats-server';
 const DISK = 'viewbench';
 const STAT_SAMPLE = 2000;
 
@@ -103,15 +103,7 @@ async function benchGrpc({ dirs, filesPerDir, seconds, concurrencies, dir }) {
     writeFileSync(dirList, `${dirPaths.join('\n')}\n`);
 
     note('nats-server, capture, inferencer, view');
-    const natsPort = await freePort();
-    const nats = start(NATS_SERVER, ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', join(work, 'js')], { logFile: join(work, 'nats.log') });
-    cleanups.push(() => stopChild(nats, 5_000));
-    await waitFor('nats-server', nats, () => probe(natsPort, 'INFO'), 20_000, undefined, BenchFailure);
-    const natsUrl = `nats://127.0.0.1:${natsPort}`;
-    const capLog = join(work, 'capture.log');
-    const capture = start('node', [CLI, 'capture', '--nats', natsUrl, '--listen', `127.0.0.1:${await freePort()}`, '--disk', `${DISK}=${image}`], { logFile: capLog });
-    cleanups.push(() => stopChild(capture, 10_000));
-    await waitFor('gammaray capture', capture, logHas(capLog, 'serving NBD'), 30_000, capLog, BenchFailure);
+    const natsUrl = await startNatsAndCapture({ cli: CLI, work, image, disk: DISK, cleanups, Failure: BenchFailure });
     const infLog = join(work, 'inferencer.log');
     const inferencer = start('node', [CLI, 'inferencer', '--nats', natsUrl, '--disk', DISK], { logFile: infLog });
     cleanups.push(() => stopChild(inferencer, 10_000));
