@@ -1042,20 +1042,22 @@ export class DiskInferencer {
    * point): no promise and no microtask turn per inode. Callers await the result only when it is a promise.
    */
   private derive(ino: number, ctx: Ctx, retry = false): Derived | Promise<Derived> {
-    const fast = this.deriveHeld(ino, ctx, retry);
-    return fast !== NEEDS_READ ? fast : this.deriveRead(ino, ctx, retry);
-  }
-
-  /** What {@link deriveRead} gives, from held blocks alone; NEEDS_READ when anything would have to be read. */
-  private deriveHeld(ino: number, ctx: Ctx, retry: boolean): Derived | typeof NEEDS_READ {
     let inode: Ext4Inode | undefined;
     try {
       inode = this.volume.readInodeCached(ino);
     } catch (err) {
       return this.derivedError(err, ctx, ino, retry);
     }
-    if (inode === undefined) return NEEDS_READ;
+    if (inode === undefined) return this.deriveRead(ino, ctx, retry);
     if (!inodeInUse(inode)) return null;
+    const fast = this.deriveHeld(inode, ctx, retry);
+    // The inode decoded here is handed on: its slot is not read and checksummed twice.
+    return fast !== NEEDS_READ ? fast : this.deriveRead(ino, ctx, retry, inode);
+  }
+
+  /** What {@link deriveRead} gives for an inode in use, from held blocks alone; NEEDS_READ when anything would have to be read. */
+  private deriveHeld(inode: Ext4Inode, ctx: Ctx, retry: boolean): Derived | typeof NEEDS_READ {
+    const ino = inode.ino;
     // Directories, symlinks and inline data are read through promises: the full path.
     if (inode.type === FileType.dir || inode.type === FileType.symlink) return NEEDS_READ;
     if (inode.type === FileType.file && inode.flags & InodeFlags.inlineData) return NEEDS_READ;
@@ -1082,13 +1084,16 @@ export class DiskInferencer {
     }
   }
 
-  /** Reads inode `ino` and what hangs off it; null when it is not in use; a CorruptError (also emitted) when damaged. */
-  private async deriveRead(ino: number, ctx: Ctx, retry = false): Promise<Derived> {
+  /**
+   * Reads inode `ino` (unless `known`, already decoded) and what hangs off it; null when it is not in use; a
+   * CorruptError (also emitted) when damaged.
+   */
+  private async deriveRead(ino: number, ctx: Ctx, retry = false, known?: Ext4Inode): Promise<Derived> {
     let inode: Ext4Inode;
     try {
       // The synchronous forms answer when no read is needed (no promise per inode); they read nothing, so
       // what the tracker below sees is the same either way.
-      inode = this.volume.readInodeCached(ino) ?? (await this.volume.readInode(ino));
+      inode = known ?? this.volume.readInodeCached(ino) ?? (await this.volume.readInode(ino));
     } catch (err) {
       return this.derivedError(err, ctx, ino, retry);
     }
