@@ -208,6 +208,12 @@ export class CaptureDisk implements NbdExport {
   #barrier: Promise<void> = Promise.resolve();
   /** Image tasks scheduled and not finished; while 0, a small change may be applied synchronously. */
   #ioQueued = 0;
+  /**
+   * Small image changes taken this turn and not applied yet, in call order: applied synchronously by the pump
+   * right after it sent the turn's record (so the pwrites overlap the JetStream round trip instead of delaying
+   * the record), or before anything that reads the image or must follow them (see #applyDeferred).
+   */
+  #deferred: { readonly req: Req; readonly apply: () => void }[] = [];
   #accum: Entry[] = [];
   #accumBytes = 0;
   /** Block-read markers in `accum`. */
@@ -281,6 +287,7 @@ export class CaptureDisk implements NbdExport {
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.#checkRange(offset, length, Errno.EINVAL);
     if (this.#closed) throw new IoError(`disk ${this.name} is closed`);
+    this.#applyDeferred();
     return this.#pread(offset, length);
   }
 
@@ -436,6 +443,7 @@ export class CaptureDisk implements NbdExport {
 
   async #close(): Promise<void> {
     this.#closing = true;
+    this.#applyDeferred();
     await Promise.all([this.#barrier, ...this.#active.map((a) => a.done)]);
     this.#schedulePump();
     let timer: NodeJS.Timeout | undefined;
@@ -518,14 +526,7 @@ export class CaptureDisk implements NbdExport {
       this.#stats.ops += ops.length;
       this.#schedulePump();
       if (applySync && this.#ioQueued === 0) {
-        try {
-          applySync();
-        } catch (cause) {
-          this.#imageFailed(req, cause);
-          return;
-        }
-        req.applied = true;
-        this.#recycle(req);
+        this.#deferred.push({ req, apply: applySync });
         return;
       }
       this.#schedule(range, async () => {
@@ -552,6 +553,7 @@ export class CaptureDisk implements NbdExport {
    * own errors.
    */
   #schedule(range: readonly [number, number] | undefined, task: () => Promise<void>): void {
+    this.#applyDeferred(); // they came first: the image must have them before this task can start
     this.#ioQueued++;
     const deps: Promise<void>[] = [this.#barrier];
     for (const a of this.#active) if (!range || (a.start < range[1] && range[0] < a.end)) deps.push(a.done);
@@ -573,6 +575,32 @@ export class CaptureDisk implements NbdExport {
     } else {
       this.#barrier = done;
       this.#active = [];
+    }
+  }
+
+  /**
+   * Applies the small changes taken synchronously so far (#submit), in call order. Runs at the end of each pump
+   * (after the turn's record went to the socket) and before every image read and every scheduled image task, so
+   * the image never misses a change that came before them.
+   */
+  #applyDeferred(): void {
+    const list = this.#deferred;
+    if (list.length === 0) return;
+    this.#deferred = [];
+    for (const { req, apply } of list) {
+      if (this.#failed) {
+        this.#settle(req, this.#failed);
+        continue;
+      }
+      try {
+        apply();
+      } catch (cause) {
+        this.#imageFailed(req, cause);
+        continue;
+      }
+      req.applied = true;
+      this.#recycle(req);
+      if (req.stored) this.#settle(req);
     }
   }
 
@@ -670,6 +698,8 @@ export class CaptureDisk implements NbdExport {
       if (this.#sending >= this.#window) break;
       if (rec.state === 'queued') void this.#send(rec);
     }
+    // The turn's record is on its way to JetStream: its small pwrites now overlap the round trip.
+    this.#applyDeferred();
   }
 
   /** Moves the longest prefix of `accum` that fits one record, and stops at no marker, into a new record. */

@@ -100,6 +100,33 @@ describe('CaptureDisk', () => {
     expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
   });
 
+  it('publishes a turn\'s record before its small image writes, yet a read in the same turn sees them', async () => {
+    const inner = new AsyncAckPublisher(env.nc);
+    let image = '';
+    const atPublish: number[] = [];
+    const publisher = {
+      publish: (subject: string, data: Uint8Array, opts: Parameters<AsyncAckPublisher['publish']>[2]) => {
+        // What the image holds at 64 KiB when the record goes out (read straight from the file, synchronously).
+        atPublish.push(readFileSync(image).readUInt32LE(64 * 1024));
+        return inner.publish(subject, data, opts);
+      },
+    };
+    const a = await attach('deferred', 16 * MiB, { publisher });
+    image = a.image;
+    const w = a.disk.write(64 * 1024, tagged(7, 4096), { fua: false });
+    const r = a.disk.read(64 * 1024, 4); // same turn: must still see the write
+    expect(Buffer.from(await r).readUInt32LE(0)).toBe(7);
+    await w;
+    const w2 = a.disk.write(64 * 1024, tagged(8, 4096), { fua: false });
+    await w2;
+    expect(readFileSync(a.image).readUInt32LE(64 * 1024)).toBe(8);
+    // The second write's record left while the image still held the first write: its pwrite overlapped the publish.
+    expect(atPublish.at(-1)).toBe(7);
+    const recs = await readRecords(env, 'deferred');
+    expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
+    inner.close();
+  });
+
   it('runs large image writes concurrently yet leaves overlapping ones in call order, flushes after all of them', async () => {
     const a = await attach('overlap');
     const calls: Promise<void>[] = [];
