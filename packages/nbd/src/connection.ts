@@ -84,8 +84,9 @@ export class NbdConnection {
     private readonly log: NbdLogger,
     private readonly limits: ConnectionLimits,
     private readonly peer: string,
+    reader?: SocketReader,
   ) {
-    this.reader = new SocketReader(socket);
+    this.reader = reader ?? new SocketReader(socket);
     const closed = new Promise<void>((resolve) => {
       socket.once('close', () => {
         this.socketClosed = true;

@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import { adoptSocket } from './socket-reader.js';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import type { NbdExportProvider } from './backend.js';
 import { NbdConnection } from './connection.js';
@@ -59,7 +60,7 @@ export class NbdServer {
   /** Start accepting on host:port (port 0 picks a free port); resolves with the bound address. */
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
     if (this.server) return Promise.reject(new Error('NbdServer.listen called twice'));
-    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }, (s) => this.accept(s));
+    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (s) => this.accept(s));
     this.server = server;
     server.on('error', (err) => this.log.error({ err }, 'nbd server error'));
     return new Promise((resolve, reject) => {
@@ -102,7 +103,8 @@ export class NbdServer {
     this.log.info({}, 'nbd server closed');
   }
 
-  private accept(socket: Socket): void {
+  private accept(accepted: Socket): void {
+    let socket = accepted;
     const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     if (this.closing || this.live.size >= this.maxConnections) {
       this.log.warn({ peer, connections: this.live.size }, 'nbd connection refused');
@@ -110,9 +112,11 @@ export class NbdServer {
       socket.destroy();
       return;
     }
+    const adopted = adoptSocket(accepted);
+    socket = adopted.socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    const conn = new NbdConnection(socket, this.provider, this.log, this.limits, peer);
+    const conn = new NbdConnection(socket, this.provider, this.log, this.limits, peer, adopted.reader);
     this.live.add(conn);
     this.log.debug({ peer, connections: this.live.size }, 'nbd connection accepted');
     void conn.done.finally(() => {
