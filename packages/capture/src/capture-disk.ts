@@ -540,9 +540,7 @@ export class CaptureDisk implements NbdExport {
           this.#imageFailed(req, cause);
           return;
         }
-        req.applied = true;
-        this.#recycle(req);
-        if (req.stored) this.#settle(req);
+        this.#applied(req);
       });
     });
   }
@@ -598,10 +596,15 @@ export class CaptureDisk implements NbdExport {
         this.#imageFailed(req, cause);
         continue;
       }
-      req.applied = true;
-      this.#recycle(req);
-      if (req.stored) this.#settle(req);
+      this.#applied(req);
     }
+  }
+
+  /** The request's image change is done: it settles now if its record is stored too. */
+  #applied(req: Req): void {
+    req.applied = true;
+    this.#recycle(req);
+    if (req.stored) this.#settle(req);
   }
 
   /**
