@@ -187,9 +187,24 @@ async function startCapture(dir, natsUrl, image, disk, o) {
   const port = await freePort();
   const logFile = join(dir, `capture-${disk}.log`);
   const prof = o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir, '--cpu-prof-name', `capture-${disk}.cpuprofile`] : [];
-  const child = start(process.execPath, [...prof, CLI, 'capture', '--nats', natsUrl, '--listen', `127.0.0.1:${port}`, '--disk', `${disk}=${image}`], { logFile });
+  const metricsPort = await freePort();
+  const child = start(process.execPath, [...prof, CLI, 'capture', '--nats', natsUrl, '--listen', `127.0.0.1:${port}`, '--disk', `${disk}=${image}`, '--metrics', `127.0.0.1:${metricsPort}`], { logFile });
   await waitUntil('gammaray capture', child, logFile, async () => existsSync(logFile) && readFileSync(logFile, 'utf8').includes('serving NBD'));
-  return { child, uri: `nbd://127.0.0.1:${port}/${disk}`, logFile };
+  return { child, uri: `nbd://127.0.0.1:${port}/${disk}`, logFile, metricsPort };
+}
+
+/**
+ * The capture's record publish times (publish -> JetStream ack), from its `gammaray_capture_publish_seconds`
+ * histogram: count, mean and the bucket bound under which half of them fall (an upper bound of the median).
+ */
+async function publishTimes(metricsPort) {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const buckets = [...text.matchAll(/^gammaray_capture_publish_seconds_bucket\{le="([^"]+)"[^}]*\} (\S+)$/gm)].map((m) => ({ le: Number(m[1]), n: Number(m[2]) }));
+  const sum = Number(/^gammaray_capture_publish_seconds_sum\{[^}]*\} (\S+)$/m.exec(text)?.[1]);
+  const count = Number(/^gammaray_capture_publish_seconds_count\{[^}]*\} (\S+)$/m.exec(text)?.[1]);
+  if (!(count > 0)) return undefined;
+  const half = buckets.find((b) => b.n >= count / 2);
+  return { count, meanMs: (1000 * sum) / count, p50UpToMs: half && Number.isFinite(half.le) ? 1000 * half.le : undefined };
 }
 
 // ---- clients ---------------------------------------------------------------------------------------------
@@ -250,6 +265,7 @@ async function nbdMeasure(kind, workload, ctx, o) {
   } finally {
     result ??= {};
     const wall = Number(process.hrtime.bigint() - wall0) / 1e9;
+    if (server.metricsPort) result.publish = await publishTimes(server.metricsPort).catch(() => undefined);
     result.serverCpuPct = (100 * (cpuSeconds(server.child.pid) - srvCpu0)) / wall;
     result.natsCpuPct = (100 * (cpuSeconds(ctx.nats.child.pid) - natsCpu0)) / wall;
     addCosts(result);
@@ -266,7 +282,8 @@ async function nbdMeasure(kind, workload, ctx, o) {
   }
   rmSync(image, { force: true });
   const cost = workload === 'seq' ? `CPU ${result.serverMsPerMiB?.toFixed(2)} ms/MiB (nats-server ${result.natsMsPerMiB?.toFixed(2)})` : `CPU ${result.serverUsPerOp?.toFixed(1)} us/write (nats-server ${result.natsUsPerOp?.toFixed(1)})`;
-  note(`run ${ctx.run} ${kind} ${workload}: ${fmtNbd(workload, result)}, ${cost}${result.records ? `; ${result.records} records, ${(result.ops / result.records).toFixed(2)} writes/record` : ''}`);
+  const pub = result.publish ? `; record publish -> ack mean ${result.publish.meanMs.toFixed(2)} ms${result.publish.p50UpToMs !== undefined ? `, p50 <= ${result.publish.p50UpToMs} ms` : ''}` : '';
+  note(`run ${ctx.run} ${kind} ${workload}: ${fmtNbd(workload, result)}, ${cost}${result.records ? `; ${result.records} records, ${(result.ops / result.records).toFixed(2)} writes/record` : ''}${pub}`);
   return result;
 }
 
@@ -466,6 +483,11 @@ function report(o, facts, samples, load0, load1, started, seconds) {
   out.push(`  random 4K   capture / bare msgs/s    ${f2(ratios.randVsBarePublish)}`);
   out.push(`  stream bytes / client bytes: seq ${f2(median(samples.capture.seq.map((s) => s.streamBytes / s.bytes)))}, rand ${f2(median(samples.capture.rand.map((s) => s.streamBytes / s.bytes)))}`);
   out.push(`  client writes per record:    seq ${f1(median(samples.capture.seq.map((s) => s.ops / s.records)))}, rand ${f1(median(samples.capture.rand.map((s) => s.ops / s.records)))}`);
+  const pubMean = (list) => {
+    const m = list.flatMap((s) => (s.publish ? [s.publish.meanMs] : []));
+    return m.length ? `${median(m).toFixed(2)} ms` : '-';
+  };
+  out.push(`  record publish -> ack, mean: seq ${pubMean(samples.capture.seq)}, rand ${pubMean(samples.capture.rand)} (the capture's gammaray_capture_publish_seconds)`);
   process.stdout.write(`${out.join('\n')}\n`);
   return { ratios, targets, summary: { qemuNbd: q, capture: c, barePublish: b } };
 }
