@@ -2,24 +2,31 @@ import { Socket } from 'node:net';
 import { NbdProtocolError, NbdProtocolErrorKind } from './errors.js';
 import { READ_HIGH_WATER } from './limits.js';
 
-/** Size of the recycled buffers socket reads land in (pooled mode). */
-const READ_SLAB = 256 << 10;
-/** A read is given the rest of the current slab only while at least this much of it is left. */
-const MIN_READ_REGION = 64 << 10;
+/**
+ * Sizes of the recycled buffers socket reads land in (pooled mode): a connection starts with small ones (an idle
+ * or hostile connection holds 16 KiB, not a quarter MiB) and doubles them, up to the largest, each time a read
+ * fills all the room it was given.
+ */
+const FIRST_SLAB = 16 << 10;
+const MAX_SLAB = 256 << 10;
 /** Payloads at least this large are read by the kernel straight into their destination (pooled mode). */
 const DIRECT_MIN = 64 << 10;
 /** Free slabs kept for reuse. */
-const MAX_FREE_SLABS = 8;
-/** Pooled mode: bytes of the arenas small takes are copied into (never reused: the GC frees an arena with its last view). */
-const ARENA_BYTES = 256 << 10;
+const MAX_FREE_SLABS = 4;
+/** Pooled mode: sizes of the arenas small takes are copied into (never reused: the GC frees an arena with its last view); they grow like the slabs. */
+const FIRST_ARENA = 16 << 10;
+const MAX_ARENA = 256 << 10;
 /** Largest take copied into an arena. */
 const ARENA_MAX = 64 << 10;
 
 /** A recycled read buffer: bytes [0, used) were handed to reads; `refs` of its chunks are not consumed yet. */
 class Slab {
-  readonly buf = Buffer.allocUnsafeSlow(READ_SLAB);
+  readonly buf: Buffer;
   used = 0;
   refs = 0;
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafeSlow(size);
+  }
 }
 
 /** What `net.Socket`'s `onread` option takes: reads land in the buffers `buffer()` hands out. */
@@ -57,9 +64,13 @@ export class SocketReader {
   private readonly owners: (Slab | undefined)[] = [];
   /** Pooled mode: the payload being read straight into its destination, `filled` bytes of it so far. */
   private direct: { target: Buffer; filled: number } | undefined;
-  /** Pooled mode: where small takes are copied (one allocation per ARENA_BYTES instead of one per take). */
+  /** Pooled mode: where small takes are copied (one allocation per arena instead of one per take). */
   private arena: Buffer | undefined;
   private arenaUsed = 0;
+  private arenaSize = FIRST_ARENA;
+  /** Pooled mode: size of the next slab made, and the room the last read was given. */
+  private slabSize = FIRST_SLAB;
+  private offered = 0;
   /** The `onread` option for the socket this reader reads (pooled mode). */
   readonly onread: OnRead;
 
@@ -187,11 +198,16 @@ export class SocketReader {
     if (d) return d.target.subarray(d.filled);
     let slab = this.current;
     if (slab && slab.refs === 0) slab.used = 0;
-    if (!slab || slab.buf.length - slab.used < MIN_READ_REGION) {
-      slab = this.free.pop() ?? new Slab();
+    // A read gets the rest of the current slab while a quarter of it is left; a slab smaller than the size
+    // reads have grown to is not reused.
+    if (!slab || slab.buf.length - slab.used < slab.buf.length >>> 2 || (slab.used === 0 && slab.buf.length < this.slabSize)) {
+      slab = this.free.pop();
+      while (slab && slab.buf.length < this.slabSize) slab = this.free.pop();
+      slab ??= new Slab(this.slabSize);
       slab.used = 0;
       this.current = slab;
     }
+    this.offered = slab.buf.length - slab.used;
     return slab.buf.subarray(slab.used);
   }
 
@@ -208,6 +224,7 @@ export class SocketReader {
     if (!slab || buf.buffer !== slab.buf.buffer) return; // ok: cannot happen; never hand out bytes we do not own
     const chunk = slab.buf.subarray(slab.used, slab.used + nread);
     slab.used += nread;
+    if (nread === this.offered && this.slabSize < MAX_SLAB) this.slabSize *= 2; // the socket had more: read more at once
     if (d) {
       // Read into the slab chosen before the payload's destination was known: copy its share over.
       const k = Math.min(nread, d.target.length - d.filled);
@@ -280,7 +297,8 @@ export class SocketReader {
   private fromArena(n: number): Buffer {
     let a = this.arena;
     if (!a || a.length - this.arenaUsed < n) {
-      a = this.arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
+      if (a && this.arenaSize < MAX_ARENA) this.arenaSize *= 2;
+      a = this.arena = Buffer.allocUnsafeSlow(Math.max(this.arenaSize, n));
       this.arenaUsed = 0;
     }
     const out = a.subarray(this.arenaUsed, this.arenaUsed + n);

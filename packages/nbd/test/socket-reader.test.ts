@@ -91,6 +91,19 @@ describe('SocketReader', () => {
     await exchange(events);
   }, 30_000);
 
+  it('pooled mode gives an idle connection a small read buffer and grows it while reads fill it', () => {
+    const reader = new SocketReader();
+    const first = reader.onread.buffer();
+    expect(first.length).toBeLessThanOrEqual(16 << 10);
+    let room = first;
+    for (let i = 0; i < 8; i++) {
+      reader.onread.callback(room.length, room); // a read that filled all the room it had
+      room = reader.onread.buffer();
+    }
+    expect(room.length).toBeGreaterThanOrEqual(64 << 10);
+    expect(room.length).toBeLessThanOrEqual(256 << 10);
+  });
+
   it('pooled mode reads a large payload into the caller\'s buffer, not a copy of it', async () => {
     const { client, reader, socket } = await pair(adoptSocket);
     const payload = randomBytes(1 << 20);
