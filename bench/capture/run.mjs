@@ -24,6 +24,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
+import { BenchError, noter, runMain } from '../lib/report.mjs';
 import { freePort, installExitHandlers, probe, removeOnExit, run as runChild, sleep, start, stop as stopChild, median } from '../lib/procs.mjs';
 import { connect } from '@nats-io/transport-node';
 import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -76,13 +77,8 @@ const USAGE = `usage: node bench/capture/run.mjs [--size-mib N] [--runs N] [--ru
   --profile DIR run every capture process with node --cpu-prof, profiles written to DIR
 `;
 
-function note(msg) {
-  process.stderr.write(`bench/capture: ${msg}\n`);
-}
+const note = noter('bench/capture');
 
-class BenchError extends Error {
-  name = 'BenchError';
-}
 
 function readOptions() {
   const { values: v, int } = readBenchArgs('bench/capture', USAGE, {
@@ -560,8 +556,4 @@ async function main() {
   note(`wrote ${file}`);
 }
 
-main().catch((err) => {
-  process.stderr.write(`bench/capture: error: ${err instanceof BenchError ? err.message : err?.stack ?? err}\n`);
-  process.exitCode = 1;
-  process.exit(1); // the exit handler kills every child
-});
+runMain('bench/capture', main);

@@ -25,6 +25,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
+import { noter, removeAbandoned } from '../lib/report.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
@@ -71,9 +72,7 @@ process.on('exit', () => {
 });
 
 /** Writes a progress line to stderr (stdout carries only the results). */
-function note(msg) {
-  process.stderr.write(`bench/crawl: ${msg}\n`);
-}
+const note = noter('bench/crawl');
 
 /** Stops with a message on stderr. */
 function fail(msg) {
@@ -174,26 +173,6 @@ function prng(seed) {
   };
 }
 
-function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return err.code === 'EPERM';
-  }
-}
-
-/** Removes `<name>.<pid>.tmp` files and trees in `dir` whose process is gone (an interrupted build). */
-function removeAbandoned(dir) {
-  for (const name of readdirSync(dir)) {
-    const m = /\.(\d+)\.tmp$/.exec(name);
-    if (m && !alive(Number(m[1]))) {
-      note(`  removing ${name}, left by an interrupted build`);
-      rmSync(join(dir, name), { recursive: true, force: true });
-    }
-  }
-}
-
 /** Power-of-two image size (MiB) with room for every entry's block and inode. */
 function imageMiB(files, dirs) {
   const need = Math.max(MIN_IMAGE_MIB, Math.ceil(((files + dirs) * BYTES_PER_ENTRY) / 2 ** 20));
@@ -239,7 +218,7 @@ function ensureImage(opts) {
     return { img, src, key, mib, built: false, buildSeconds: 0 };
   }
   mkdirSync(opts.cacheDir, { recursive: true });
-  removeAbandoned(opts.cacheDir);
+  removeAbandoned(opts.cacheDir, note, 'build');
   const t0 = process.hrtime.bigint();
   note(`building ${img}: ${opts.files} files in ${opts.dirs} directories`);
   // Per-process temporary names: two runs building the same image at once must not share a tree.

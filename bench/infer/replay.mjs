@@ -19,6 +19,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { DiskInferencer, encodeEvent, eventMsgId } from '@gammaray/inferencer';
 import { EventPublisher, ensureEventsStream } from '@gammaray/service-inferencer';
 import { fileFetcher } from './file-fetcher.mjs';
+import { noter } from '../lib/report.mjs';
 import { STREAM_EVENTS, STREAM_WRITES, decodeWriteRecord, eventsSubject, writesSubject } from '@gammaray/wire';
 
 /**
@@ -31,9 +32,7 @@ import { STREAM_EVENTS, STREAM_WRITES, decodeWriteRecord, eventsSubject, writesS
 const CONSUME_MAX_MESSAGES = 64;
 const RECEIVE_IDLE_MS = 30_000;
 
-function note(msg) {
-  process.stderr.write(`bench/infer replay: ${msg}\n`);
-}
+const note = noter('bench/infer replay');
 
 async function main() {
   const { values: v } = parseArgs({

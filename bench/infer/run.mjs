@@ -34,7 +34,8 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
-import { exitAfterChildren, freePort, installExitHandlers, probe, removeOnExit, sleep, start, stop as stopChild, median } from '../lib/procs.mjs';
+import { BenchError, noter, removeAbandoned, runMain } from '../lib/report.mjs';
+import { freePort, installExitHandlers, probe, removeOnExit, sleep, start, stop as stopChild, median } from '../lib/procs.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
@@ -90,13 +91,8 @@ const USAGE = `usage: node bench/infer/run.mjs [--files N] [--dirs N] [--runs N]
   --cache-dir DIR  where recordings are kept and reused (default ${DEFAULT_CACHE_DIR}, env GAMMARAY_BENCH_DIR)
 `;
 
-function note(msg) {
-  process.stderr.write(`bench/infer: ${msg}\n`);
-}
+const note = noter('bench/infer');
 
-class BenchError extends Error {
-  name = 'BenchError';
-}
 
 function readOptions() {
   const { values: v, int } = readBenchArgs('bench/infer', USAGE, {
@@ -295,26 +291,6 @@ function createWorkload(o) {
   return lines.join('\n');
 }
 
-function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return err.code === 'EPERM';
-  }
-}
-
-/** Removes `<name>.<pid>.tmp` entries of the cache dir whose process is gone (an interrupted recording). */
-function removeAbandoned(dir) {
-  for (const name of readdirSync(dir)) {
-    const m = /\.(\d+)\.tmp$/.exec(name);
-    if (m && !alive(Number(m[1]))) {
-      note(`removing ${name}, left by an interrupted recording`);
-      rmSync(join(dir, name), { recursive: true, force: true });
-    }
-  }
-}
-
 /**
  * The cached records file: per record, its stream sequence (uint64 LE), its length (uint32 LE) and the raw
  * BSON message exactly as it was in GAMMARAY_WRITES.
@@ -411,7 +387,7 @@ async function ensureRecording(o, tmpRoot) {
     return { ...files, meta: JSON.parse(readFileSync(files.meta, 'utf8')), made: false };
   }
   mkdirSync(o.cacheDir, { recursive: true });
-  removeAbandoned(o.cacheDir);
+  removeAbandoned(o.cacheDir, note, 'recording');
   const tmp = `${dir}.${process.pid}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);
@@ -932,7 +908,4 @@ async function main() {
 
 const inf0 = (samples) => samples.infer[0] ?? {};
 
-main().catch((err) => {
-  process.stderr.write(`bench/infer: error: ${err instanceof BenchError ? err.message : err?.stack ?? err}\n`);
-  void exitAfterChildren(1);
-});
+runMain('bench/infer', main);

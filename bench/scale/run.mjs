@@ -36,6 +36,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchArgs } from '../lib/args.mjs';
+import { BenchError, noter, runMain } from '../lib/report.mjs';
 import { freePort, installExitHandlers, probe, removeOnExit, run as runChild, sleep, start, stop as stopChild, median } from '../lib/procs.mjs';
 import { connect } from '@nats-io/transport-node';
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -92,13 +93,8 @@ const USAGE = `usage: node bench/scale/run.mjs [--disks N] [--writes N] [--worke
   --quick          --disks 6 --writes 500 --runs 1 --kills 2 --short-kills 2: a smoke test (~1 min)
 `;
 
-function note(msg) {
-  process.stderr.write(`bench/scale: ${msg}\n`);
-}
+const note = noter('bench/scale');
 
-class BenchError extends Error {
-  name = 'BenchError';
-}
 
 function readOptions() {
   const { values: v, int } = readBenchArgs('bench/scale', USAGE, {
@@ -753,8 +749,4 @@ async function main() {
   note(`wrote ${file}`);
 }
 
-main().catch((err) => {
-  process.stderr.write(`bench/scale: error: ${err instanceof BenchError ? err.message : err?.stack ?? err}\n`);
-  process.exitCode = 1;
-  process.exit(1); // the exit handler kills every child
-});
+runMain('bench/scale', main);
