@@ -134,7 +134,7 @@ export class AckPublisher {
     const hdr = `NATS/1.0\r\nNats-Msg-Id: ${opts.msgID}\r\n${opts.headers ?? ''}\r\n`;
     const total = hdr.length + data.length;
     const max = nc.info?.max_payload;
-    if (max !== undefined && total > max) throw new Error(`message of ${data.length} bytes exceeds max_payload ${max}`);
+    if (max !== undefined && total > max) throw new Error(`message of ${total} bytes (${data.length} of payload, the rest headers) exceeds max_payload ${max}`);
     const head = `HPUB ${subject} ${reply} ${hdr.length} ${total}\r\n${hdr}`;
     let frame: Buffer;
     if (opts.headroom === true && head.length <= PUBLISH_HEADROOM) {

@@ -12,6 +12,7 @@ export {
   MAX_REGISTRY_ENTRY_BYTES,
   MAX_IMAGE_PATH_CHARS,
   MAX_EVENT_BYTES,
+  MAX_PATH_HEADER_CHARS,
 } from './limits.js';
 export {
   STREAM_WRITES,

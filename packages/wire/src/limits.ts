@@ -47,3 +47,10 @@ export const MAX_IMAGE_PATH_CHARS = 4096;
  * be larger is published without its data.
  */
 export const MAX_EVENT_BYTES = 1_000_000;
+
+/**
+ * Longest `Gammaray-Path` header value: a PATH_MAX path (4096 bytes), each byte percent-encoded. A guest can nest
+ * directories far deeper than PATH_MAX; such an event goes without the header (its BSON path is the authority),
+ * since event + header must stay under max_payload or the event could never be stored.
+ */
+export const MAX_PATH_HEADER_CHARS = 12 * 1024;

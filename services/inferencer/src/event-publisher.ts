@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { AckPublisher, headerLine } from '@gammaray/ops';
-import { HEADER_EPOCH, HEADER_PATH, HEADER_WORKER, encodePathHeader } from '@gammaray/wire';
+import { HEADER_EPOCH, HEADER_PATH, HEADER_WORKER, MAX_PATH_HEADER_CHARS, encodePathHeader } from '@gammaray/wire';
 import type { Logger } from 'pino';
 
 /** Options of {@link EventPublisher}. */
@@ -117,7 +117,7 @@ export class EventPublisher {
 
   /** Never rejects: a final failure is kept in #error. */
   async #send(subject: string, data: Uint8Array, msgId: string, path: string): Promise<void> {
-    const h = (path !== '' ? headerLine(HEADER_PATH, encodePathHeader(path)) : '') + this.#fixedHeaders;
+    const h = this.#pathHeader(path, msgId) + this.#fixedHeaders;
     const deadline = Date.now() + this.#retryForMs;
     for (let attempt = 0; ; attempt++) {
       if (this.#error) return; // an earlier event failed for good; the worker restarts and re-sends this one
@@ -147,6 +147,15 @@ export class EventPublisher {
         await this.#sleep(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt));
       }
     }
+  }
+
+  /** The Gammaray-Path header line, or none for a disk-level event or a path too long for one (see MAX_PATH_HEADER_CHARS). */
+  #pathHeader(path: string, msgId: string): string {
+    if (path === '') return '';
+    const value = encodePathHeader(path);
+    if (value.length <= MAX_PATH_HEADER_CHARS) return headerLine(HEADER_PATH, value);
+    this.#log?.warn({ msgId, headerChars: value.length, max: MAX_PATH_HEADER_CHARS }, 'path too long for the Gammaray-Path header: event published without it (its BSON path is complete)');
+    return '';
   }
 
   #sleep(ms: number): Promise<void> {

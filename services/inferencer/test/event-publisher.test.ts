@@ -61,6 +61,23 @@ describe('EventPublisher', () => {
     p.close();
   });
 
+  it('stores an event whose path is too long for a header without the Gammaray-Path header (the BSON path stays)', async () => {
+    const before = await stored();
+    const p = new EventPublisher(nc, { timeoutMs: 1_000, retryForMs: 2_000 });
+    // A guest can nest directories far past PATH_MAX: percent-encoded, this path alone is 1.2 MB, over max_payload.
+    const deep = `/${'ü'.repeat(200_000)}`;
+    p.publish(eventsSubject('pubt', 'create'), new Uint8Array([9]), 'pubt:deep:0', deep);
+    p.publish(eventsSubject('pubt', 'create'), new Uint8Array([8]), 'pubt:short:0', '/short');
+    await p.flush();
+    expect((await stored()) - before).toBe(2);
+    const long = await jsm.streams.getMessage(STREAM_EVENTS, { seq: before + 1 });
+    expect(long?.header?.get('Nats-Msg-Id')).toBe('pubt:deep:0');
+    expect(long?.header?.has(HEADER_PATH)).toBe(false);
+    const short = await jsm.streams.getMessage(STREAM_EVENTS, { seq: before + 2 });
+    expect(decodePathHeader(short!.header!.get(HEADER_PATH))).toBe('/short');
+    p.close();
+  });
+
   it('retries an event no stream stores until retryForMs, then fails: flush and later publishes throw', async () => {
     const p = new EventPublisher(nc, { timeoutMs: 200, retryForMs: 600 });
     p.publish('nostream.fs.create', new Uint8Array([1]), 'nostream:1:0', '/x');
