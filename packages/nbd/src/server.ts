@@ -1,8 +1,8 @@
 import { createServer } from 'node:net';
-import { adoptSocket } from './socket-reader.js';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import type { NbdExportProvider } from './backend.js';
 import { NbdConnection } from './connection.js';
+import { adoptSocket } from './socket-reader.js';
 import type { ConnectionLimits } from './connection.js';
 import {
   DEFAULT_DRAIN_MS,
@@ -104,19 +104,17 @@ export class NbdServer {
   }
 
   private accept(accepted: Socket): void {
-    let socket = accepted;
-    const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    const peer = `${accepted.remoteAddress ?? '?'}:${accepted.remotePort ?? '?'}`;
     if (this.closing || this.live.size >= this.maxConnections) {
       this.log.warn({ peer, connections: this.live.size }, 'nbd connection refused');
-      socket.on('error', () => {});
-      socket.destroy();
+      accepted.on('error', () => {});
+      accepted.destroy();
       return;
     }
-    const adopted = adoptSocket(accepted);
-    socket = adopted.socket;
+    const { socket, reader } = adoptSocket(accepted); // paused until here (pauseOnConnect)
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    const conn = new NbdConnection(socket, this.provider, this.log, this.limits, peer, adopted.reader);
+    const conn = new NbdConnection(socket, this.provider, this.log, this.limits, peer, reader);
     this.live.add(conn);
     this.log.debug({ peer, connections: this.live.size }, 'nbd connection accepted');
     void conn.done.finally(() => {
