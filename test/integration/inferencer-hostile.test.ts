@@ -129,4 +129,78 @@ describe('a hostile guest', () => {
     expect(dirEvents.some((e) => e.kind === 'corrupt')).toBe(true);
     expect(inf.tree().map((e) => e.path)).toContain('/d2/other.txt');
   }, 120_000);
+
+  it('garbage over the superblock of a mounted file system does not blind the engine, and survives a checkpoint', async () => {
+    const src = join(work, 'src-sb');
+    mkdirSync(join(src, 'd'), { recursive: true });
+    writeFileSync(join(src, 'd/one.txt'), 'one\n');
+    // Without a journal, so that each flush is looked at (inferencer-fuzz.test.ts does the same through jbd2
+    // commits on journalled images).
+    {
+      const img = join(work, 'sb.img');
+      await exec('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-b', String(BS), '-N', '64', '-d', src, img, '16M']);
+      const disk = new Disk(img);
+      const { inferencer: inf } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hostile' }, 0, new Date());
+      // A guest's root writes over its superblock (its kernel goes on from the copy in memory): the geometry
+      // fields and the checksum are garbage now, so no valid superblock is on the disk.
+      const garbage = Buffer.alloc(1024);
+      for (let i = 0; i < garbage.length; i++) garbage[i] = (i * 131 + 7) & 0xff;
+      // The guest's kernel keeps the valid one: debugfs (the guest's ext4 here) works from it between smashes.
+      let valid = Buffer.alloc(0);
+      const smash = () => {
+        const b = readFileSync(img);
+        valid = Buffer.from(b.subarray(1024, 2048));
+        garbage.copy(b, 1024);
+        writeFileSync(img, b);
+      };
+      const unsmash = () => {
+        const b = readFileSync(img);
+        valid.copy(b, 1024);
+        writeFileSync(img, b);
+      };
+      const first = await disk.change(inf, smash);
+      const reported = first.filter((e) => e.kind === 'corrupt' && e.corruptKind !== undefined && e.message?.startsWith('superblock:'));
+      expect(reported.length, JSON.stringify(first)).toBe(1);
+      // Work in the guest goes on and is followed; the same garbage again is not reported again.
+      const next = await disk.change(inf, async () => {
+        unsmash();
+        writeFileSync(join(work, 'two.txt'), 'two\n');
+        await disk.debugfs(`write ${join(work, 'two.txt')} /d/two.txt`);
+        smash();
+      });
+      expect(next.map((e) => `${e.kind} ${e.path}`)).toContain('create /d/two.txt');
+      expect(next.filter((e) => e.kind === 'corrupt')).toEqual([]);
+      // The checkpoint keeps the superblock in force: it restores to the same tree.
+      const restored = await DiskInferencer.restore(inf.checkpoint(), disk.fetcher(), { disk: 'hostile' });
+      expect(restored.tree()).toEqual(inf.tree());
+      expect(restored.tree().map((e) => e.path)).toContain('/d/two.txt');
+    }
+  }, 120_000);
+
+  it('a name for the root, or a directory moved into its own subtree, is reported and makes no cycle', async () => {
+    const src = join(work, 'src-cycle');
+    mkdirSync(join(src, 'a/b'), { recursive: true });
+    writeFileSync(join(src, 'a/b/f.txt'), 'f\n');
+    const img = join(work, 'cycle.img');
+    await exec('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-b', String(BS), '-N', '64', '-d', src, img, '16M']);
+    const disk = new Disk(img);
+    const { inferencer: inf } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hostile' }, 0, new Date());
+    const before = inf.tree();
+
+    // An entry naming the root: the tree would contain itself (and grew without bound until the path limit).
+    const root = await disk.change(inf, () => disk.debugfs('ln <2> /a/b/up').then(() => undefined));
+    expect(root.filter((e) => e.kind === 'corrupt').map((e) => e.corruptKind)).toContain('DirectoryLink');
+    expect(inf.tree()).toEqual(before);
+
+    // /a renamed to /a/b/a: a cycle cut off from the root. The kernel's view has no /a any more (fsck would
+    // put it in lost+found); nor has the engine's, which reports the name it refused.
+    const moved = await disk.change(inf, async () => {
+      await disk.debugfs('ln /a /a/b/a');
+      await disk.debugfs('unlink /a');
+    });
+    expect(moved.filter((e) => e.kind === 'corrupt').map((e) => e.corruptKind)).toContain('DirectoryLink');
+    expect(moved.filter((e) => e.kind !== 'corrupt').map((e) => `${e.kind} ${e.path}`)).toEqual(['delete /a']);
+    expect(inf.tree().map((e) => e.path)).toEqual(['/', '/lost+found']);
+    expect(inf.nodes.size).toBe(2);
+  }, 120_000);
 });

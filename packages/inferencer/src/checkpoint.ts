@@ -7,7 +7,7 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { copyBytes } from './bytes.js';
 import { BSON } from 'bson';
-import type { FileType } from '@gammaray/ext4';
+import { SUPERBLOCK_SIZE, type FileType } from '@gammaray/ext4';
 import type { InferencerState } from './inferencer.js';
 import type { JournalState } from './journal.js';
 import { CHECKPOINT_ENTRIES_PER_CHUNK, CHECKPOINT_NODES_PER_CHUNK } from './limits.js';
@@ -41,12 +41,21 @@ function nodeDoc(n: FsNode): Doc {
     n: n.nlink,
     tm: [n.atime.sec, n.atime.nsec, n.mtime.sec, n.mtime.nsec, n.ctime.sec, n.ctime.nsec],
     f: n.flags,
-    x: n.xattrs,
+    // Pairs, not an object: a guest's xattr name may hold a NUL byte, which no BSON field name can.
+    x: Object.entries(n.xattrs),
     o: n.owned,
   };
   if (n.target !== undefined) d.tg = n.target;
   if (n.inline) d.il = n.inline;
   return d;
+}
+
+/** A node's xattrs from a checkpoint: [name, value] pairs, or (checkpoints before 2026-11-27 15:00) an object. */
+function xattrsOf(x: unknown): Record<string, string> {
+  if (!Array.isArray(x)) return x as Record<string, string>;
+  const out: Record<string, string> = {};
+  for (const [name, value] of x as [string, string][]) out[name] = value;
+  return out;
 }
 
 function nodeOf(d: Doc, entries: Map<string, number> | undefined, runs: MappedRun[] | undefined): FsNode {
@@ -68,7 +77,7 @@ function nodeOf(d: Doc, entries: Map<string, number> | undefined, runs: MappedRu
       flags: d.f as number,
     },
     { target: d.tg as string | undefined, inline: d.il !== undefined ? new Uint8Array(d.il as Uint8Array) : undefined, runs, entries },
-    d.x as Record<string, string>,
+    xattrsOf(d.x),
     d.o as number[],
   );
   return n;
@@ -85,7 +94,8 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
     appliedSeq: s.appliedSeq,
     blockSize: s.blockSize,
     dirty: s.dirty,
-    journal: s.journal ? { sb: s.journal.sb, next: s.journal.next, expected: s.journal.expected, starts: s.journal.starts } : null,
+    journal: s.journal ? { sb: s.journal.sb, next: s.journal.next, expected: s.journal.expected, starts: s.journal.starts, ...(s.journalMap ? { map: floats(s.journalMap.flat()) } : {}) } : null,
+    ...(s.superblock ? { superblock: s.superblock } : {}),
     itables: floats(s.itables.flat()),
     geometryDirty: s.geometryDirty,
     idxSeq: s.idxSeq,
@@ -256,12 +266,21 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   if (!head || !ended) throw new CheckpointError('checkpoint is incomplete (no head or no end document)');
   const bs = head.blockSize as number;
   if (!Number.isInteger(bs) || bs < 1024 || bs > 65536 || (bs & (bs - 1)) !== 0) throw new CheckpointError(`checkpoint block size ${String(bs)}`);
-  const j = head.journal as { sb: unknown; next: number; expected: number; starts: [number, number][] } | null;
+  const j = head.journal as { sb: unknown; next: number; expected: number; starts: [number, number][]; map?: unknown } | null;
   let journal: JournalState | undefined;
+  let journalMap: [number, number, number][] | undefined;
   if (j) {
     if (!(j.sb instanceof Uint8Array)) throw new CheckpointError('checkpoint journal state has no superblock');
     journal = { sb: copyBytes(j.sb), next: j.next, expected: j.expected, starts: j.starts, open };
+    if (j.map !== undefined) {
+      const m = floatsOf(j.map, 'journal extents');
+      if (m.length % 3 !== 0) throw new CheckpointError('checkpoint journal extents are not whole triples');
+      journalMap = [];
+      for (let k = 0; k < m.length; k += 3) journalMap.push([m[k]!, m[k + 1]!, m[k + 2]!]); // ok: whole triples
+    }
   }
+  const superblock = head.superblock;
+  if (superblock !== undefined && !(superblock instanceof Uint8Array && superblock.length === SUPERBLOCK_SIZE)) throw new CheckpointError('checkpoint superblock is not 1024 bytes');
   const it = floatsOf(head.itables, 'inode-table runs');
   if (it.length % 3 !== 0) throw new CheckpointError('checkpoint inode-table runs are not whole triples');
   const itables: [number, number, number][] = [];
@@ -286,6 +305,8 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     retries,
     namedBy,
     journal,
+    journalMap,
+    superblock: superblock === undefined ? undefined : copyBytes(superblock),
     idxSeq: head.idxSeq as number,
     idx: head.idx as number,
   };

@@ -19,12 +19,17 @@ import {
   InodeFlags,
   JOURNAL_INO,
   ROOT_INO,
+  SUPERBLOCK_OFFSET,
+  SUPERBLOCK_SIZE,
+  bytesEqual,
   decodeName,
   inodeInUse,
+  type Extent,
   type Ext4Inode,
   type Ext4Superblock,
   type TreeEntry,
 } from '@gammaray/ext4';
+import type { BlockSource } from '@gammaray/disk';
 import type { WriteRecord } from '@gammaray/wire';
 import { decodeCheckpoint, encodeCheckpoint } from './checkpoint.js';
 import { DataIndex, type MappedRun } from './data-index.js';
@@ -172,6 +177,14 @@ export class DiskInferencer {
   /** Inode-table runs: [first block, block count, first inode], sorted by block. */
   private itables: [number, number, number][] = [];
   private geometryDirty = false;
+  /**
+   * The superblock the geometry comes from (SUPERBLOCK_SIZE raw bytes): the last one written that opened and kept
+   * the geometry. A guest can write anything over its superblock while its kernel goes on from the copy in memory;
+   * following such bytes (or failing on them) would blind the monitor, so they give one `corrupt` event instead.
+   */
+  private superBytes: Uint8Array = new Uint8Array(0);
+  /** The last rejected superblock reported, so that one bad superblock gives one event. */
+  private badSuper: Uint8Array | undefined;
   private journal: JournalFollower | undefined;
   private applied: number;
   private idx = 0;
@@ -230,6 +243,7 @@ export class DiskInferencer {
     const replay = await inf.openJournal();
     for (const tx of replay) for (const b of tx.blocks) inf.store.setJournal(b.fsBlock, b.data, fromSeq);
     if (replay.length > 0) inf.volume = await Ext4Volume.open(inf.store);
+    inf.superBytes = await inf.store.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
     inf.buildItables();
     await inf.crawl({ ...ctx, out: corrupt });
     inf.store.compact();
@@ -256,13 +270,55 @@ export class DiskInferencer {
     const map = await this.volume.blockMap(jinode);
     const first = map[0];
     if (!first) return [];
-    const jsb = await this.store.read(first.physical * sb.blockSize, sb.blockSize);
+    this.followJournal(await this.store.read(first.physical * sb.blockSize, sb.blockSize), map);
+    return this.journal!.recover(); // ok: just set
+  }
+
+  /** Follows the journal whose superblock is `jsb` and whose blocks lie at `map`. */
+  private followJournal(jsb: Uint8Array, map: readonly Extent[]): void {
+    const bs = this.volume.superblock.blockSize;
     this.journal = new JournalFollower(jsb, map, async (j) => {
       const p = this.journal?.physicalOf(j);
       if (p === undefined) throw new CorruptError('JournalBlock', `journal block ${j} is not mapped`, {});
-      return (await this.store.fetcher.read(p * sb.blockSize, sb.blockSize)).data;
+      return (await this.store.fetcher.read(p * bs, bs)).data;
     });
-    return this.journal.recover();
+  }
+
+  /**
+   * Opens the volume again at a consistency point (group descriptors and inode tables may have changed). A
+   * superblock that changed is taken when it opens and keeps the geometry (block, inode and group sizes, the
+   * journal inode: what no mounted ext4 changes; a resize may add groups); otherwise the last valid one stays in
+   * force and the rejected one is reported once as `corrupt`.
+   */
+  private async reopenVolume(ctx: Ctx): Promise<void> {
+    const raw = await this.store.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
+    if (bytesEqual(raw, this.superBytes)) {
+      this.volume = await Ext4Volume.open(this.store);
+      this.badSuper = undefined;
+      return;
+    }
+    let problem: string;
+    let kind = 'Superblock';
+    try {
+      const next = await Ext4Volume.open(this.store);
+      const changed = geometryChange(this.volume.superblock, next.superblock);
+      if (changed === undefined) {
+        this.volume = next;
+        this.superBytes = raw;
+        this.badSuper = undefined;
+        return;
+      }
+      problem = changed;
+    } catch (err) {
+      if (!(err instanceof Ext4Error)) throw err;
+      problem = err.message;
+      if (err instanceof CorruptError) kind = err.kind;
+    }
+    if (this.badSuper === undefined || !bytesEqual(raw, this.badSuper)) {
+      this.badSuper = raw;
+      this.corrupt(ctx, `superblock: ${problem}; the last valid superblock stays in force`, { block: Math.floor(SUPERBLOCK_OFFSET / this.store.blockSize), kind });
+    }
+    this.volume = await Ext4Volume.open(withSuperblock(this.store, this.superBytes));
   }
 
   private buildItables(): void {
@@ -646,7 +702,7 @@ export class DiskInferencer {
   /** A consistency point: derive what changed, emit its events. */
   private async settle(ctx: Ctx): Promise<void> {
     for (const [ino, u] of this.unwritten) if (--u[1] <= 0) this.unwritten.delete(ino);
-    this.volume = await Ext4Volume.open(this.store);
+    await this.reopenVolume(ctx);
     if (this.geometryDirty) {
       this.geometryDirty = false;
       this.buildItables();
@@ -744,10 +800,20 @@ export class DiskInferencer {
     const removals: EntryChange[] = [];
     const additions: EntryChange[] = [];
     const replaced = new Set<number>();
-    for (const [ino, { rem, add }] of byIno) {
+    for (const [ino, change] of byIno) {
       const before = this.nodes.get(ino);
       const now = derived.has(ino) ? derived.get(ino) : before;
       const same = before !== undefined && now instanceof Object && !(now instanceof CorruptError) && now.generation === before.generation && now.type === before.type;
+      const { rem } = change;
+      let { add } = change;
+      if (before?.type === FileType.dir && add.some((a) => this.inSubtree(a.dir, ino))) {
+        // A directory named inside its own subtree (no kernel does that: EINVAL) would make a cycle cut off from
+        // the root: the name is left out, and the directory is gone from where it was.
+        for (const a of add.filter((x) => this.inSubtree(x.dir, ino))) {
+          this.corrupt(ctx, `entry ${JSON.stringify(a.name)} of directory ${a.dir} names directory ${ino}, which is that directory or above it`, { ino: a.dir, kind: 'DirectoryLink' });
+        }
+        add = add.filter((x) => !this.inSubtree(x.dir, ino));
+      }
       rem.sort(cmpChange);
       add.sort(cmpChange);
       if (same) {
@@ -833,7 +899,7 @@ export class DiskInferencer {
         continue;
       }
       if (this.nodes.has(a.ino)) {
-        if (now.type === FileType.dir && this.links.count(a.ino) > 0) {
+        if (now.type === FileType.dir && (a.ino === ROOT_INO || this.links.count(a.ino) > 0)) {
           // A second name for a directory is a loop in the making: it stays out of the tree.
           this.corrupt(ctx, `entry ${JSON.stringify(a.name)} of directory ${a.dir} links directory ${a.ino}, which already has a name`, { ino: a.dir, kind: 'DirectoryLink' });
           continue;
@@ -1207,7 +1273,8 @@ export class DiskInferencer {
       for (const [name, child] of n.entries) {
         this.removeLink(child, n.ino, name);
         const c = this.nodes.get(child);
-        if (c && this.links.count(child) === 0) this.forget(c);
+        // The root has no name to lose (an entry naming it was refused as corrupt, but stays in the listing).
+        if (c && child !== ROOT_INO && this.links.count(child) === 0) this.forget(c);
       }
     }
   }
@@ -1232,6 +1299,19 @@ export class DiskInferencer {
   }
 
   /** The path of `ino` by its first link (or by the given link). */
+  /** Whether directory `dir` is `top` or lies below it (or too deep to tell: taken as a loop). */
+  private inSubtree(dir: number, top: number): boolean {
+    let cur = dir;
+    for (let d = 0; d <= MAX_PATH_DEPTH; d++) {
+      if (cur === top) return true;
+      if (cur === ROOT_INO) return false;
+      const l = this.links.first(cur);
+      if (!l) return false;
+      cur = l.dir;
+    }
+    return true;
+  }
+
   pathOf(ino: number, dir?: number, name?: string): string {
     // Built from the leaf up by concatenation ("/a/b" so far): no array to reverse and join per event.
     let below = '';
@@ -1329,6 +1409,8 @@ export class DiskInferencer {
       retries: [...this.retries],
       namedBy: [...this.namedBy],
       journal: this.journal?.state(),
+      journalMap: this.journal ? this.journal.extents.map((e) => [e.logical, e.physical, e.length] as [number, number, number]) : undefined,
+      superblock: this.superBytes,
       idxSeq: this.idxSeq,
       idx: this.idx,
     };
@@ -1341,10 +1423,17 @@ export class DiskInferencer {
   static async importState(state: InferencerState, fetcher: BlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
     const store = new BlockStore(fetcher, state.blockSize);
     for (const [b, data, seq, journal] of state.blocks) store.put(b, data, seq, journal);
-    const volume = await Ext4Volume.open(store);
+    // The superblock in force, which is not the one held when the guest wrote an invalid one (see reopenVolume).
+    const volume = await Ext4Volume.open(state.superblock ? withSuperblock(store, state.superblock) : store);
     if (volume.superblock.blockSize !== store.blockSize) throw new IncompatibleError('the superblock held disagrees with the checkpoint\'s block size', []);
     const inf = new DiskInferencer(opts, store, volume, state.appliedSeq);
-    await inf.openJournal();
+    inf.superBytes = state.superblock ?? (await store.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
+    if (state.journal && state.journalMap) {
+      // The journal as followed: its inode may have been overwritten since it was read.
+      inf.followJournal(state.journal.sb, state.journalMap.map(([logical, physical, length]) => ({ logical, physical, length, initialized: true })));
+    } else {
+      await inf.openJournal();
+    }
     if (state.journal) inf.journal?.restore(state.journal);
     inf.itables = state.itables;
     inf.geometryDirty = state.geometryDirty;
@@ -1394,6 +1483,10 @@ export interface InferencerState {
   readonly retries: [number, number][];
   readonly namedBy: [number, number][];
   readonly journal: JournalState | undefined;
+  /** The followed journal's extents: [logical, physical, length] (absent in checkpoints before 2026-11-27 15:30). */
+  readonly journalMap?: [number, number, number][] | undefined;
+  /** The superblock in force (raw; absent in older checkpoints: the held one is). */
+  readonly superblock?: Uint8Array | undefined;
   readonly idxSeq: number;
   readonly idx: number;
 }
@@ -1441,3 +1534,27 @@ function sliceEqual(a: Uint8Array, b: Uint8Array, at: number, len: number): bool
   return true;
 }
 
+/** `store` with the superblock's bytes answered from `sb` (the one in force) instead of the disk's. */
+function withSuperblock(store: BlockSource, sb: Uint8Array): BlockSource {
+  return {
+    size: store.size,
+    read: async (offset, length) => {
+      const data = await store.read(offset, length);
+      const from = Math.max(offset, SUPERBLOCK_OFFSET);
+      const to = Math.min(offset + length, SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE);
+      if (from >= to) return data;
+      const out = Uint8Array.from(data);
+      out.set(sb.subarray(from - SUPERBLOCK_OFFSET, to - SUPERBLOCK_OFFSET), from - offset);
+      return out;
+    },
+  };
+}
+
+/** What a superblock written over `was` changes that a mounted ext2/3/4 never changes, or undefined. */
+function geometryChange(was: Ext4Superblock, now: Ext4Superblock): string | undefined {
+  const fields = ['blockSize', 'clusterSize', 'inodeSize', 'inodesPerGroup', 'blocksPerGroup', 'clustersPerGroup', 'firstDataBlock', 'descSize', 'journalInum'] as const;
+  for (const f of fields) if (was[f] !== now[f]) return `${f} changed from ${was[f]} to ${now[f]}`;
+  if (was.has.journal !== now.has.journal) return `the journal feature changed to ${now.has.journal}`;
+  if (now.groupCount < was.groupCount) return `the group count fell from ${was.groupCount} to ${now.groupCount}`;
+  return undefined;
+}
