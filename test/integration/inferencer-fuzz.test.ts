@@ -1,0 +1,483 @@
+/**
+ * The inference engine against a guest that writes crafted metadata at random: seeded, reproducible rounds of
+ * damage to real ext2/ext4 images made by mkfs (superblock and group descriptor fields, inode fields, directory
+ * entries, extent headers and entries, random bytes over metadata blocks, zeroed ranges, well-formed jbd2
+ * transactions that log garbage or subtly changed metadata, broken ones, revoke blocks), interleaved with
+ * ordinary data overwrites and blocks healed back to their original bytes, each change fed to the engine as the
+ * capture would publish it.
+ *
+ * What must hold after every record: `apply` settles within a time bound (no hang), it fails only with a typed
+ * `Ext4Error` (anything else, a TypeError or RangeError, is a bug; after a typed failure the service's poison rule
+ * crawls the disk again, and so does this test), every event it returns encodes and decodes (or fails with the
+ * typed EncodeError, which the worker turns into a `corrupt` event), and the tree can be listed without growing
+ * past what the disk can name. After each seed the engine's checkpoint restores to the same tree.
+ *
+ * GAMMARAY_FUZZ_SEEDS (default 3 per image) and GAMMARAY_FUZZ_ROUNDS (default 60) make longer runs; a failure
+ * names its image, seed and round, and GAMMARAY_FUZZ_SEED=N runs that seed alone.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { crc32c, decodeJournalSuperblock, Ext4Error, Ext4Volume, JBD2_MAGIC, JournalBlockType, journalChecksumSeed, journalTagBytes, JournalTagFlag, JOURNAL_INO, type JournalSuperblock } from '@gammaray/ext4';
+import { decodeEvent, DiskInferencer, encodeEvent, type FsEvent } from '@gammaray/inferencer';
+import { EncodeError, type WriteOp, type WriteRecord } from '@gammaray/wire';
+
+const exec = promisify(execFile);
+const SEEDS = Number(process.env['GAMMARAY_FUZZ_SEEDS'] ?? 3);
+const ROUNDS = Number(process.env['GAMMARAY_FUZZ_ROUNDS'] ?? 60);
+const ONLY_SEED = process.env['GAMMARAY_FUZZ_SEED'];
+/** Longest one record may take to apply (a healthy one takes milliseconds). */
+const APPLY_LIMIT_MS = 10_000;
+/** More tree entries than these images can hold names for (1,024 inodes, a few hundred directory blocks). */
+const MAX_TREE = 20_000;
+
+let work: string;
+let src: string;
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), 'gammaray-infer-fuzz-'));
+  src = join(work, 'src');
+  for (const d of ['a/b/c', 'big', 'd2']) mkdirSync(join(src, d), { recursive: true });
+  for (let i = 0; i < 40; i++) writeFileSync(join(src, 'a', `f${i}.txt`), `file ${i}\n`.repeat(1 + i * 13));
+  // Enough names for an htree directory with 4 KiB blocks.
+  for (let i = 0; i < 300; i++) writeFileSync(join(src, 'big', `entry-with-a-longer-name-${i}`), `${i}`);
+  writeFileSync(join(src, 'a/b/c/deep.txt'), 'deep\n');
+  writeFileSync(join(src, 'large.bin'), Buffer.alloc(300 * 1024, 0x5a));
+  symlinkSync('a/f1.txt', join(src, 'short-link'));
+  symlinkSync(`${'x'.repeat(100)}/target`, join(src, 'long-link'));
+});
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+/** mulberry32: small, seedable, good enough to pick mutations. */
+function prng(seed: number): { int(n: number): number; pick<T>(a: readonly T[]): T; chance(p: number): boolean } {
+  let s = seed >>> 0;
+  const next = (): number => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const int = (n: number): number => Math.floor(next() * n);
+  return { int, pick: (a) => a[int(a.length)]!, chance: (p) => next() < p }; // ok: int(length) is in range
+}
+
+/** Values that break arithmetic: zero, one, boundaries of 16 and 32 bits, and whatever the generator draws. */
+function extreme(r: ReturnType<typeof prng>, bits: 8 | 16 | 32): number {
+  const max = bits === 32 ? 0xffffffff : bits === 16 ? 0xffff : 0xff;
+  return r.pick([0, 1, 2, max, max >>> 1, (max >>> 1) + 1, r.int(max + 1), r.int(64)]);
+}
+
+interface Layout {
+  readonly bs: number;
+  readonly blocks: number;
+  /** Blocks holding metadata: superblock, descriptors, bitmaps, inode tables, directory, extent and xattr blocks. */
+  readonly metadata: readonly number[];
+  readonly itable: readonly number[];
+  /** Inode number -> byte offset of its slot. */
+  readonly inodeAt: ReadonlyMap<number, number>;
+  readonly dirBlocks: readonly number[];
+  readonly dataBlocks: readonly number[];
+  readonly journal?: { readonly sb: JournalSuperblock; readonly blocks: readonly number[] };
+}
+
+/** A disk the test damages, seen by the engine only through records and block reads. */
+class FuzzDisk {
+  seq = 0;
+  readonly original: Buffer;
+  constructor(public bytes: Buffer) {
+    this.original = Buffer.from(bytes);
+  }
+
+  fetcher() {
+    return { size: this.bytes.length, read: async (o: number, l: number) => ({ data: Uint8Array.from(this.bytes.subarray(o, o + l)), seq: this.seq }) };
+  }
+
+  source() {
+    return { size: this.bytes.length, read: async (o: number, l: number) => Uint8Array.from(this.bytes.subarray(o, o + l)) };
+  }
+}
+
+async function layoutOf(disk: FuzzDisk, inf: DiskInferencer): Promise<Layout> {
+  const vol = await Ext4Volume.open(disk.source());
+  const sb = vol.superblock;
+  const bs = sb.blockSize;
+  const metadata = new Set<number>([0, 1, 2]);
+  const itable: number[] = [];
+  const inodeAt = new Map<number, number>();
+  const perGroupBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / bs);
+  for (let g = 0; g < sb.groupCount; g++) {
+    const gd = vol.groupDesc(g);
+    metadata.add(gd.blockBitmap).add(gd.inodeBitmap);
+    for (let i = 0; i < perGroupBlocks; i++) itable.push(gd.inodeTable + i);
+    for (let i = 0; i < sb.inodesPerGroup; i++) inodeAt.set(g * sb.inodesPerGroup + i + 1, gd.inodeTable * bs + i * sb.inodeSize);
+  }
+  for (const b of itable) metadata.add(b);
+  const dirBlocks: number[] = [];
+  const dataBlocks: number[] = [];
+  for (const n of inf.nodes.values()) {
+    for (const b of n.owned) metadata.add(b);
+    if (n.type === 'dir') dirBlocks.push(...n.owned);
+    for (const r of n.runs ?? []) for (let i = 0; i < Math.min(r.length, 4); i++) dataBlocks.push(r.physical + i);
+  }
+  let journal: Layout['journal'];
+  if (sb.has.journal) {
+    const map = await vol.blockMap(await vol.readInode(sb.journalInum || JOURNAL_INO));
+    const blocks: number[] = [];
+    for (const e of map) for (let i = 0; i < e.length; i++) blocks[e.logical + i] = e.physical + i;
+    journal = { sb: decodeJournalSuperblock(disk.bytes.subarray(blocks[0]! * bs, blocks[0]! * bs + bs)), blocks }; // ok: a journal has block 0
+  }
+  return { bs, blocks: Math.floor(disk.bytes.length / bs), metadata: [...metadata].filter((b) => b * bs < disk.bytes.length), itable, inodeAt, dirBlocks, dataBlocks, journal };
+}
+
+/** Writes the guest's next jbd2 transactions, as jbd2 lays them out, at the log position it would use. */
+class JournalWriter {
+  #pos: number;
+  #seq: number;
+  constructor(readonly lay: NonNullable<Layout['journal']>) {
+    this.#pos = lay.sb.start !== 0 ? lay.sb.start : lay.sb.first;
+    this.#seq = lay.sb.sequence;
+  }
+
+  #next(): number {
+    const j = this.#pos;
+    this.#pos = this.#pos + 1 >= this.lay.sb.maxLen ? this.lay.sb.first : this.#pos + 1;
+    return j;
+  }
+
+  #header(block: Buffer, type: number, seq: number): void {
+    block.writeUInt32BE(JBD2_MAGIC, 0);
+    block.writeUInt32BE(type, 4);
+    block.writeUInt32BE(seq >>> 0, 8);
+  }
+
+  #tail(block: Buffer): void {
+    const sb = this.lay.sb;
+    if (!sb.has.csumV2 && !sb.has.csumV3) return;
+    const at = block.length - 4;
+    block.writeUInt32BE(0, at);
+    block.writeUInt32BE(crc32c(journalChecksumSeed(sb), block, 0, block.length) >>> 0, at);
+  }
+
+  /**
+   * One transaction logging `images` (fs block -> bytes) and optionally revoking `revoke`; `broken` leaves out
+   * the commit block, or gives it the wrong sequence. Returns the (journal block, bytes) writes in log order.
+   */
+  transaction(images: readonly [number, Buffer][], revoke: readonly number[], r: ReturnType<typeof prng>, broken: boolean): [number, Buffer][] {
+    const sb = this.lay.sb;
+    const bs = sb.blockSize;
+    const seq = this.#seq;
+    const out: [number, Buffer][] = [];
+    if (revoke.length > 0) {
+      const rb = Buffer.alloc(bs);
+      this.#header(rb, JournalBlockType.revoke, seq);
+      const wide = sb.has.is64bit ? 8 : 4;
+      let off = 16;
+      for (const b of revoke) {
+        if (off + wide > bs - 4) break;
+        if (wide === 8) rb.writeBigUInt64BE(BigInt(b), off);
+        else rb.writeUInt32BE(b >>> 0, off);
+        off += wide;
+      }
+      // r_count: bytes used; sometimes a lie.
+      rb.writeUInt32BE(r.chance(0.2) ? extreme(r, 32) : off, 12);
+      this.#tail(rb);
+      out.push([this.#next(), rb]);
+    }
+    const tagBytes = journalTagBytes(sb);
+    const d = Buffer.alloc(bs);
+    this.#header(d, JournalBlockType.descriptor, seq);
+    let off = 12;
+    const data: Buffer[] = [];
+    images.forEach(([fsBlock, image], i) => {
+      if (off + tagBytes + 16 > bs - 4) return;
+      const last = i === images.length - 1;
+      const escaped = image.readUInt32BE(0) === JBD2_MAGIC;
+      let flags = (i > 0 ? JournalTagFlag.sameUuid : 0) | (last ? JournalTagFlag.lastTag : 0) | (escaped ? JournalTagFlag.escape : 0);
+      if (r.chance(0.05)) flags = extreme(r, 16);
+      d.writeUInt32BE(fsBlock >>> 0, off);
+      if (sb.has.csumV3) {
+        d.writeUInt32BE(flags, off + 4);
+        d.writeUInt32BE(r.chance(0.03) ? extreme(r, 32) : 0, off + 8);
+      } else {
+        d.writeUInt16BE(flags & 0xffff, off + 6);
+        if (sb.has.is64bit) d.writeUInt32BE(r.chance(0.03) ? extreme(r, 32) : 0, off + 8);
+      }
+      off += tagBytes;
+      if ((flags & JournalTagFlag.sameUuid) === 0) off += 16;
+      const logged = Buffer.from(image);
+      if (escaped) logged.writeUInt32BE(0, 0);
+      data.push(logged);
+    });
+    this.#tail(d);
+    out.push([this.#next(), d]);
+    for (const b of data) out.push([this.#next(), b]);
+    if (!broken || r.chance(0.5)) {
+      const c = Buffer.alloc(bs);
+      this.#header(c, JournalBlockType.commit, broken ? seq + 1 + r.int(3) : seq);
+      if (sb.has.csumV2 || sb.has.csumV3) {
+        c.writeUInt8(4, 0xc);
+        c.writeUInt8(4, 0xd);
+        c.writeUInt32BE(crc32c(journalChecksumSeed(sb), c, 0, bs) >>> 0, 0x10);
+      }
+      out.push([this.#next(), c]);
+    }
+    if (!broken) this.#seq = (this.#seq + 1) >>> 0;
+    return out;
+  }
+}
+
+/** One round's change: the blocks it rewrites (whole, as the guest's page cache writes them) and extra ops. */
+interface Change {
+  readonly what: string;
+  readonly blocks: Map<number, Buffer>;
+  readonly zero?: { readonly offset: number; readonly length: number };
+}
+
+function mutate(disk: FuzzDisk, lay: Layout, jw: JournalWriter | undefined, r: ReturnType<typeof prng>): Change {
+  const bs = lay.bs;
+  const blocks = new Map<number, Buffer>();
+  const blockOf = (b: number): Buffer => {
+    let buf = blocks.get(b);
+    if (!buf) {
+      buf = Buffer.from(disk.bytes.subarray(b * bs, b * bs + bs));
+      blocks.set(b, buf);
+    }
+    return buf;
+  };
+  const put = (b: Buffer, at: number, bits: 8 | 16 | 32, v: number): void => {
+    if (bits === 8) b.writeUInt8(v & 0xff, at);
+    else if (bits === 16) b.writeUInt16LE(v & 0xffff, at);
+    else b.writeUInt32LE(v >>> 0, at);
+  };
+  // The superblock sits at byte 1024: block 0 with blocks of 2 KiB and more, block 1 with 1 KiB.
+  const sbAt = (): [Buffer, number] => (bs === 1024 ? [blockOf(1), 0] : [blockOf(0), 1024]);
+  const kind = r.int(100);
+  if (kind < 4) {
+    const [b, at] = sbAt();
+    const [off, bits] = r.pick([[0x0, 32], [0x4, 32], [0x14, 32], [0x18, 32], [0x20, 32], [0x28, 32], [0x38, 16], [0x58, 16], [0x60, 32], [0xfe, 16], [0xe0, 32], [0x174, 8]] as const);
+    put(b, at + off, bits, extreme(r, bits));
+    return { what: `superblock field 0x${off.toString(16)}`, blocks };
+  }
+  if (kind < 8) {
+    const gdtBlock = bs === 1024 ? 2 : 1;
+    const b = blockOf(gdtBlock);
+    const at = r.int(Math.floor(bs / 32)) * 32;
+    const off = r.pick([0x0, 0x4, 0x8, 0xc, 0xe, 0x10, 0x12, 0x1c, 0x1e]);
+    put(b, at + off, off >= 0xc && off !== 0x1c ? 16 : 32, extreme(r, 32));
+    return { what: `group descriptor byte ${at + off}`, blocks };
+  }
+  if (kind < 30) {
+    const inos = [...lay.inodeAt.keys()].filter((i) => i <= 2 + 400);
+    const ino = r.pick(inos);
+    const at = lay.inodeAt.get(ino)!; // ok: picked from its keys
+    const b = blockOf(Math.floor(at / bs));
+    const slot = at % bs;
+    const [off, bits] = r.pick([[0x0, 16], [0x4, 32], [0x1a, 16], [0x20, 32], [0x28, 16], [0x2a, 16], [0x2c, 16], [0x2e, 16], [0x34, 32], [0x38, 16], [0x3a, 16], [0x3c, 32], [0x40, 32], [0x44, 32], [0x68, 32], [0x6c, 32], [0x80, 16]] as const);
+    put(b, slot + off, bits, extreme(r, bits));
+    return { what: `inode ${ino} field 0x${off.toString(16)}`, blocks };
+  }
+  if (kind < 45 && lay.dirBlocks.length > 0) {
+    const blk = r.pick(lay.dirBlocks);
+    const b = blockOf(blk);
+    // Walk the entries to one, then damage one of its fields.
+    const entries: number[] = [];
+    for (let at = 0; at + 8 <= bs && entries.length < 512; ) {
+      entries.push(at);
+      const len = b.readUInt16LE(at + 4);
+      if (len < 8) break;
+      at += len;
+    }
+    const at = r.pick(entries);
+    const field = r.int(4);
+    if (field === 0) b.writeUInt32LE(r.pick([0, 1, 2, 11, extreme(r, 32), 2 + r.int(500)]) >>> 0, at);
+    else if (field === 1) b.writeUInt16LE(r.pick([0, 4, 8, 12, 13, bs, bs + 4, 0xffff, extreme(r, 16)]) & 0xffff, at + 4);
+    else if (field === 2) b.writeUInt8(extreme(r, 8), at + 6);
+    else b.writeUInt8(r.int(256), at + 7);
+    return { what: `directory block ${blk} entry at ${at} field ${field}`, blocks };
+  }
+  if (kind < 58) {
+    // Extent header and entries in an inode's i_block (offset 0x28, 60 bytes).
+    const ino = r.pick([...lay.inodeAt.keys()].filter((i) => i >= 11 && i <= 400));
+    const at = lay.inodeAt.get(ino)!; // ok: picked from its keys
+    const b = blockOf(Math.floor(at / bs));
+    const ib = (at % bs) + 0x28;
+    const which = r.int(6);
+    if (which === 0) b.writeUInt16LE(r.pick([0, 1, 4, 5, 0xffff]), ib + 2); // eh_entries
+    else if (which === 1) b.writeUInt16LE(r.pick([0, 1, 4, 0xffff]), ib + 4); // eh_max
+    else if (which === 2) b.writeUInt16LE(r.pick([0, 1, 2, 5, 6, 0xffff]), ib + 6); // eh_depth
+    else {
+      const e = ib + 12 + 12 * r.int(4);
+      const targets = [lay.blocks - 1, lay.blocks, lay.blocks + 1000, 0, 1, r.pick(lay.itable), r.pick(lay.metadata), extreme(r, 32)];
+      if (which === 3) b.writeUInt32LE(extreme(r, 32) >>> 0, e); // ee_block
+      else if (which === 4) b.writeUInt16LE(r.pick([0, 1, 0x8000, 0x8001, 0xffff, 32768]), e + 4); // ee_len
+      else {
+        b.writeUInt16LE(r.chance(0.2) ? extreme(r, 16) : 0, e + 6);
+        b.writeUInt32LE(r.pick(targets) >>> 0, e + 8);
+      }
+    }
+    return { what: `inode ${ino} extent field ${which}`, blocks };
+  }
+  if (kind < 68) {
+    const blk = r.pick(lay.metadata);
+    const b = blockOf(blk);
+    const from = r.int(bs);
+    const len = 1 + r.int(Math.min(bs - from, r.chance(0.3) ? bs : 64));
+    for (let i = 0; i < len; i++) b[from + i] = r.int(256);
+    return { what: `random bytes ${from}+${len} over metadata block ${blk}`, blocks };
+  }
+  if (kind < 74) {
+    const blk = r.pick(lay.metadata);
+    const offset = blk * bs + (r.chance(0.5) ? 0 : r.int(bs / 512) * 512);
+    const length = Math.min(disk.bytes.length - offset, 512 * (1 + r.int(r.chance(0.2) ? 64 : 8)));
+    return { what: `zero ${length} bytes at ${offset}`, blocks, zero: { offset, length } };
+  }
+  if (kind < 88 && jw) {
+    // A transaction logging damaged copies of metadata blocks, or blocks off the disk, or revoking some.
+    const n = 1 + r.int(r.chance(0.1) ? 40 : 4);
+    const images: [number, Buffer][] = [];
+    for (let i = 0; i < n; i++) {
+      const target = r.chance(0.1) ? r.pick([lay.blocks, lay.blocks + 7, extreme(r, 32)]) : r.pick(lay.metadata);
+      const image = target < lay.blocks ? Buffer.from(disk.bytes.subarray(target * bs, target * bs + bs)) : Buffer.alloc(bs);
+      const k = 1 + r.int(r.chance(0.2) ? bs : 16);
+      for (let j = 0; j < k; j++) image[r.int(bs)] = r.int(256);
+      if (r.chance(0.05)) image.writeUInt32BE(JBD2_MAGIC, 0);
+      images.push([target, image]);
+    }
+    const revoke = r.chance(0.2) ? Array.from({ length: 1 + r.int(20) }, () => (r.chance(0.8) ? r.pick(lay.metadata) : extreme(r, 32))) : [];
+    const broken = r.chance(0.15);
+    for (const [j, bytes] of jw.transaction(images, revoke, r, broken)) {
+      const phys = jw.lay.blocks[j];
+      if (phys !== undefined) blocks.set(phys, bytes);
+    }
+    return { what: `journal transaction of ${n} blocks${revoke.length ? `, ${revoke.length} revoked` : ''}${broken ? ', broken' : ''}`, blocks };
+  }
+  if (kind < 94 && lay.dataBlocks.length > 0) {
+    const blk = r.pick(lay.dataBlocks);
+    const b = blockOf(blk);
+    for (let i = 0; i < 1 + r.int(64); i++) b[r.int(bs)] = 0x41 + r.int(26);
+    return { what: `data overwrite of block ${blk}`, blocks };
+  }
+  // Heal: a damaged block gets its original bytes back.
+  const blk = r.pick(lay.metadata);
+  blocks.set(blk, Buffer.from(disk.original.subarray(blk * bs, blk * bs + bs)));
+  return { what: `block ${blk} healed`, blocks };
+}
+
+function withLimit<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`hang: ${what} did not settle in ${ms} ms`)), ms);
+  });
+  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
+}
+
+/** Encodes and decodes every event; returns how many cannot be encoded (EncodeError: the worker publishes a corrupt event in their place). */
+function checkEvents(events: readonly FsEvent[], where: string): number {
+  let unencodable = 0;
+  for (const e of events) {
+    let back: FsEvent;
+    try {
+      back = decodeEvent(encodeEvent(e));
+    } catch (err) {
+      if (err instanceof EncodeError) {
+        unencodable++;
+        continue;
+      }
+      throw new Error(`${where}: a ${e.kind} event does not encode: ${(err as Error).message}`);
+    }
+    expect(back.kind, where).toBe(e.kind);
+  }
+  return unencodable;
+}
+
+/** A failure that is not a typed Ext4Error is a bug in the engine: it names where it happened. */
+function typedOnly(err: unknown, where: string): Ext4Error {
+  if (err instanceof Ext4Error) return err;
+  const e = err as Error;
+  throw new Error(`${where}: untyped failure ${e?.name}: ${e?.message}\n${e?.stack ?? ''}`);
+}
+
+const IMAGES: { name: string; mkfs: string; args: string[]; size: string }[] = [
+  { name: 'ext4-csum', mkfs: 'mkfs.ext4', args: ['-b', '4096'], size: '24M' },
+  { name: 'ext4-nocsum-32', mkfs: 'mkfs.ext4', args: ['-b', '4096', '-O', '^metadata_csum,^64bit'], size: '24M' },
+  { name: 'ext4-1k-inline', mkfs: 'mkfs.ext4', args: ['-b', '1024', '-O', '^metadata_csum,inline_data'], size: '24M' },
+  { name: 'ext2', mkfs: 'mkfs.ext2', args: ['-b', '4096'], size: '16M' },
+];
+
+describe('the inference engine under random crafted metadata', () => {
+  it.each(IMAGES)('$name: typed errors or corrupt events only, no hang, events encode, checkpoints restore', async ({ name, mkfs, args, size }) => {
+    const img = join(work, `${name}.img`);
+    await exec(mkfs, ['-q', '-F', '-N', '1024', '-E', 'lazy_itable_init=0', ...args, '-d', src, img, size]);
+    const pristine = readFileSync(img);
+    const seeds = ONLY_SEED !== undefined ? [Number(ONLY_SEED)] : Array.from({ length: SEEDS }, (_, i) => i + 1);
+    const tally = { records: 0, corrupt: 0, unencodable: 0, typedFailures: 0, recrawls: 0, unmountable: 0 };
+    for (const seed of seeds) {
+      const r = prng(seed * 7919 + name.length);
+      const disk = new FuzzDisk(Buffer.from(pristine));
+      let inf = (await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'fuzz' }, 0, new Date(0))).inferencer;
+      const lay = await layoutOf(disk, inf);
+      const jw = lay.journal ? new JournalWriter(lay.journal) : undefined;
+      for (let round = 0; round < ROUNDS; round++) {
+        const change = mutate(disk, lay, jw, r);
+        const where = `${name} seed ${seed} round ${round} (${change.what})`;
+        const ops: WriteOp[] = [];
+        for (const [b, bytes] of [...change.blocks].sort((x, y) => x[0] - y[0])) {
+          bytes.copy(disk.bytes, b * lay.bs);
+          ops.push({ op: 'write', offset: b * lay.bs, length: lay.bs, data: Uint8Array.from(bytes), fua: false });
+        }
+        if (change.zero) {
+          disk.bytes.fill(0, change.zero.offset, change.zero.offset + change.zero.length);
+          ops.push({ op: 'zero', offset: change.zero.offset, length: change.zero.length, fua: false });
+        }
+        if (r.chance(0.5)) ops.push({ op: 'flush' });
+        disk.seq++;
+        tally.records++;
+        let events: FsEvent[] | undefined;
+        try {
+          events = await withLimit(inf.apply(disk.seq, { v: 1, disk: 'fuzz', ts: new Date(disk.seq * 1000), ops } satisfies WriteRecord), APPLY_LIMIT_MS, where);
+        } catch (err) {
+          if ((err as Error).message?.startsWith('hang:')) throw err;
+          typedOnly(err, where);
+          tally.typedFailures++;
+        }
+        if (events) {
+          tally.unencodable += checkEvents(events, where);
+          tally.corrupt += events.filter((e) => e.kind === 'corrupt').length;
+          // Every path is a directory entry on the disk: a tree larger than the inode table could ever name is
+          // paths multiplied by damage (a directory reachable under several names).
+          const size = inf.tree().length;
+          if (size > MAX_TREE) throw new Error(`${where}: the tree grew to ${size} entries`);
+          continue;
+        }
+        // What the service does once a record keeps failing: crawl the disk again. A file system too damaged
+        // to open at all stays unfollowed until the guest repairs it; here the guest does, block by block.
+        tally.recrawls++;
+        let reopened: DiskInferencer | undefined;
+        for (let attempt = 0; attempt < 2 && !reopened; attempt++) {
+          try {
+            reopened = (await withLimit(DiskInferencer.bootstrap(disk.fetcher(), { disk: 'fuzz' }, disk.seq, new Date()), APPLY_LIMIT_MS, `${where}: crawl`)).inferencer;
+          } catch (err) {
+            if ((err as Error).message?.startsWith('hang:')) throw err;
+            typedOnly(err, `${where}: crawl`);
+            tally.unmountable++;
+            pristine.copy(disk.bytes);
+          }
+        }
+        if (!reopened) throw new Error(`${where}: the pristine image does not open`);
+        inf = reopened;
+      }
+      // The state after all this restores to the same tree.
+      const restored = await DiskInferencer.restore(inf.checkpoint(), disk.fetcher(), { disk: 'fuzz' });
+      expect(restored.tree(), `${name} seed ${seed}: restored tree`).toEqual(inf.tree());
+    }
+    console.log(`fuzz ${name}: ${JSON.stringify(tally)}`);
+    // The damage reached the engine: some of it must have been reported.
+    expect(tally.corrupt + tally.typedFailures + tally.unmountable).toBeGreaterThan(0);
+  }, 300_000);
+});
