@@ -16,6 +16,8 @@ import { Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
+import { ReplicaSet } from '@gammaray/replica';
+import { pino } from 'pino';
 import { HEADER_PATH, OBJ_STATE, STREAM_EVENTS, decodePathHeader, diskEventsFilter, writesSubject } from '@gammaray/wire';
 import { startCapture, type CaptureProcess } from '../support/capture-process.js';
 import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
@@ -208,4 +210,49 @@ describe('gammaray inferencer with a real capture and nats-server', () => {
     const order = all.map((s) => [s.event.seq, s.event.idx] as const);
     expect(order).toEqual([...order].sort((a, b) => a[0] - b[0] || a[1] - b[1]));
   }, 60_000);
+
+  it('follows a new file system made over the disk: a resync event, a new snapshot, then the new files', async () => {
+    // The guest formats its disk again (mkfs writes a superblock with a new UUID and a new journal, which the
+    // state followed so far would never see commit). Here a whole new image is written through the capture.
+    const src = join(work, 'src2');
+    mkdirSync(join(src, 'srv'), { recursive: true });
+    for (let i = 0; i < 5; i++) writeFileSync(join(src, 'srv', `new-${i}.txt`), `new ${i}\n`);
+    const next = join(work, 'vm1-next.img');
+    await exec('mkfs.ext4', ['-q', '-F', '-b', String(BLOCK), '-d', src, next, '32M']);
+    const before = (await readEvents()).length;
+    inferencer = await startInferencer(nats.url);
+    await inferencer.waitForLog(/restored from checkpoint/);
+    // A view's replica follows the write stream with the same engine: it must take the crawl's state too.
+    const replicas = new ReplicaSet({ nc, log: pino({ level: process.env['GAMMARAY_TEST_LOG'] ?? 'silent' }), retryMs: 200 });
+    await replicas.start();
+    const replica = replicas.get(DISK);
+    await replica.whenReady(20_000);
+    expect((await replica.tree()).entries.map((e) => e.path)).toContain(HOSTNAME);
+    await exec('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', next, capture!.url(DISK)]); // ok: started in beforeAll
+    const resync = await waitForEvent((e) => e.kind === 'resync', 'resync', 30_000);
+    expect(resync.event.reason).toMatch(/new file system/);
+    expect(resync.subject).toBe(`gammaray.${DISK}.fs.resync`);
+    const snap = await waitForEvent((e) => e.kind === 'snapshot' && e.seq >= resync.event.seq, 'snapshot after the resync', 30_000);
+    expect(snap.streamSeq).toBeGreaterThan(resync.streamSeq);
+    expect(snap.event.files).toBe(5);
+    // The new file system is followed: a write to one of its files is an event with its path.
+    const block = await physicalBlock(next, '/srv/new-3.txt', 0);
+    await writeBlock(block, 0x33);
+    const w = await waitForEvent((e) => isWriteOf('/srv/new-3.txt')(e) && e.data?.[0] === 0x33, 'write /srv/new-3.txt', 30_000);
+    expect(w.event.seq).toBeGreaterThan(snap.event.seq);
+    expect(Buffer.from(w.event.data ?? [])).toEqual(Buffer.alloc(w.event.length ?? 0, 0x33));
+    const paths = async () => (await replica.tree()).entries.map((e) => e.path);
+    for (const deadline = Date.now() + 30_000; !(await paths()).includes('/srv/new-3.txt'); ) {
+      if (Date.now() > deadline) throw new Error(`the replica never took the new file system: ${JSON.stringify(await paths())}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(await paths()).not.toContain(HOSTNAME);
+    await replicas.stop();
+    expect(await inferencer.stop()).toBe(0);
+    const all = await readEvents();
+    expect(all.length).toBeGreaterThan(before);
+    expect(all.filter((e) => e.event.kind === 'resync')).toHaveLength(1);
+    const ids = all.map((e) => e.msgId);
+    expect(new Set(ids).size).toBe(ids.length);
+  }, 120_000);
 });

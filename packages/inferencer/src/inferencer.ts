@@ -23,6 +23,7 @@ import {
   SUPERBLOCK_SIZE,
   bytesEqual,
   decodeName,
+  decodeSuperblock,
   inodeInUse,
   type Extent,
   type Ext4Inode,
@@ -185,6 +186,8 @@ export class DiskInferencer {
   private superBytes: Uint8Array = new Uint8Array(0);
   /** The last rejected superblock reported, so that one bad superblock gives one event. */
   private badSuper: Uint8Array | undefined;
+  /** Set when a valid superblock of another file system (a new UUID: mkfs) was written: see {@link resyncReason}. */
+  private resync: string | undefined;
   private journal: JournalFollower | undefined;
   private applied: number;
   private idx = 0;
@@ -204,6 +207,15 @@ export class DiskInferencer {
       const p = this.pending.get(b);
       return p ? widen(p.data, this.store.blockSize) : this.recent.get(b);
     };
+  }
+
+  /**
+   * Why this state no longer describes the disk, once the guest made a new file system on it (mkfs writes a
+   * superblock with a new UUID, and a new journal this engine would never follow): the disk must be crawled
+   * again (the inferencer publishes a `resync` event, then the crawl's snapshot). Undefined while it does.
+   */
+  get resyncReason(): string | undefined {
+    return this.resync;
   }
 
   /** Last stream sequence applied. */
@@ -236,8 +248,13 @@ export class DiskInferencer {
    * of the disk's writes before the crawl began: records after it are applied on top (a block's read already
    * includes the records up to the sequence it was read at). Returns the snapshot event first.
    */
-  static async bootstrap(fetcher: BlockFetcher, opts: InferencerOptions, fromSeq: number, ts: Date): Promise<{ inferencer: DiskInferencer; events: FsEvent[] }> {
+  static async bootstrap(fetcher: BlockFetcher, opts: InferencerOptions, fromSeq: number, ts: Date, firstIdx = 0): Promise<{ inferencer: DiskInferencer; events: FsEvent[] }> {
     const { inf } = await DiskInferencer.openStore(fetcher, opts, fromSeq);
+    // Events of record fromSeq already published (before a resync) keep their msg ids: the crawl's come after.
+    if (firstIdx > 0) {
+      inf.idxSeq = fromSeq;
+      inf.idx = firstIdx;
+    }
     const ctx: Ctx = { seq: fromSeq, ts, out: [] };
     const corrupt: FsEvent[] = [];
     const replay = await inf.openJournal();
@@ -274,6 +291,21 @@ export class DiskInferencer {
     return this.journal!.recover(); // ok: just set
   }
 
+  /** Notes a resync when `raw` is a valid superblock of another file system than the one followed. */
+  private checkIdentity(raw: Uint8Array): void {
+    if (this.resync !== undefined || this.superBytes.length !== SUPERBLOCK_SIZE) return;
+    const was = this.superBytes.subarray(UUID_AT, UUID_AT + 16);
+    const now = raw.subarray(UUID_AT, UUID_AT + 16);
+    if (bytesEqual(was, now)) return;
+    try {
+      decodeSuperblock(raw);
+    } catch (err) {
+      if (err instanceof Ext4Error) return; // garbage, not a new file system: reopenVolume reports it
+      throw err;
+    }
+    this.resync = `a new file system was made on the disk (UUID ${uuidText(was)} became ${uuidText(now)})`;
+  }
+
   /** Follows the journal whose superblock is `jsb` and whose blocks lie at `map`. */
   private followJournal(jsb: Uint8Array, map: readonly Extent[]): void {
     const bs = this.volume.superblock.blockSize;
@@ -301,7 +333,8 @@ export class DiskInferencer {
     let kind = 'Superblock';
     try {
       const next = await Ext4Volume.open(this.store);
-      const changed = geometryChange(this.volume.superblock, next.superblock);
+      this.checkIdentity(raw);
+      const changed = this.resync ?? geometryChange(this.volume.superblock, next.superblock);
       if (changed === undefined) {
         this.volume = next;
         this.superBytes = raw;
@@ -418,7 +451,15 @@ export class DiskInferencer {
   async apply(seq: number, rec: WriteRecord): Promise<FsEvent[]> {
     if (seq <= this.applied) return [];
     const ctx: Ctx = { seq, ts: rec.ts, out: [] };
+    // The superblock as written by this record (whole in one write, as the kernel and mkfs write it), if it was.
+    let superWrite: Uint8Array | undefined;
+    let superTouched = false;
     for (const op of rec.ops) {
+      if (op.op === 'write' && op.offset < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE && op.offset + op.data.length > SUPERBLOCK_OFFSET) {
+        const at = SUPERBLOCK_OFFSET - op.offset;
+        superWrite = at >= 0 && at + SUPERBLOCK_SIZE <= op.data.length ? op.data.subarray(at, at + SUPERBLOCK_SIZE) : undefined;
+        superTouched = superWrite === undefined;
+      }
       if (op.op === 'write') await this.write(op.offset, op.data, ctx);
       else if (op.op === 'zero') await this.zero(op.offset, op.length, ctx);
       else if (op.op === 'flush') {
@@ -426,6 +467,8 @@ export class DiskInferencer {
       }
       // trim: the capture leaves the image's bytes as they are (reads are unchanged), so nothing to do.
     }
+    if (superTouched) superWrite = await this.store.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
+    if (superWrite) this.checkIdentity(superWrite);
     this.tailsOldest.release();
     this.pendingOldest.release();
     this.omittedOldest.release();
@@ -1557,4 +1600,12 @@ function geometryChange(was: Ext4Superblock, now: Ext4Superblock): string | unde
   if (was.has.journal !== now.has.journal) return `the journal feature changed to ${now.has.journal}`;
   if (now.groupCount < was.groupCount) return `the group count fell from ${was.groupCount} to ${now.groupCount}`;
   return undefined;
+}
+
+/** Byte offset of s_uuid in the superblock. */
+const UUID_AT = 0x68;
+
+function uuidText(u: Uint8Array): string {
+  const h = Buffer.from(u).toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }

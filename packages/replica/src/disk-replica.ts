@@ -109,6 +109,8 @@ export class DiskReplica {
   #phase: ReplicaPhase = ReplicaPhase.Waiting;
   #pending = 0;
   #restores = 0;
+  /** The stream sequence at which the guest made a new file system; checkpoints from before it are not restored. */
+  #resyncAt: number | undefined;
   #serial: Promise<unknown> = Promise.resolve();
   #messages: ConsumerMessages | undefined;
   #loop: Promise<void> | undefined;
@@ -354,6 +356,11 @@ export class DiskReplica {
       this.#log.info({ checkpointSize: ck.size, size: this.size }, 'the checkpoint is of a disk of another size; waiting for a new one');
       return false;
     }
+    const resyncAt = this.#resyncAt;
+    if (resyncAt !== undefined && (ck.appliedSeq ?? 0) < resyncAt) {
+      // The old state (still served) ends where the guest made a new file system: wait for the crawl's.
+      return false;
+    }
     const engine = await DiskInferencer.restore(ck.state, this.#fetcher, { disk: this.disk });
     await this.#enqueue(async () => {
       this.#engine = engine;
@@ -397,6 +404,11 @@ export class DiskReplica {
     }
     if (rec.disk !== this.disk) return;
     await engine.apply(m.seq, rec);
+    const why = engine.resyncReason;
+    if (why !== undefined) {
+      this.#resyncAt = m.seq;
+      throw new Error(`disk ${this.disk} must be crawled again (${why}): waiting for its inferencer's new checkpoint`);
+    }
   }
 
   #notify(seq: number): void {

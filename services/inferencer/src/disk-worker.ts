@@ -90,7 +90,15 @@ interface Rebootstrap {
   readonly seq: number;
   readonly ts: Date;
   readonly message: string;
+  /**
+   * A resync (the guest made a new file system) rather than a poison record: the record's events are published,
+   * and `idx` is the first msg-id index after them.
+   */
+  readonly resync?: { readonly idx: number };
 }
+
+/** Ends a session so that the disk is crawled again (see DiskInferencer.resyncReason). */
+class ResyncRequired extends Error {}
 
 /**
  * Keeps one disk's inference engine running: restore from the checkpoint (or crawl the disk), follow the disk's
@@ -203,6 +211,7 @@ export class DiskWorker {
     let backoff = min;
     while (!this.#stopping) {
       const startSeq = this.#processedSeq;
+      let resync = false;
       try {
         await this.#session();
       } catch (err) {
@@ -216,14 +225,20 @@ export class DiskWorker {
           break;
         }
         if (this.#stopping && isClosedConnection(err)) break;
-        this.#noteFailure(err);
-        this.#log.error({ err, seq: this.#failing?.seq }, 'disk worker failed; restarting from its checkpoint');
+        if (err instanceof ResyncRequired) {
+          this.#log.warn({ seq: this.#rebootstrap?.seq, reason: err.message }, 'the disk holds a new file system; crawling it again');
+          resync = true;
+        } else {
+          this.#noteFailure(err);
+          this.#log.error({ err, seq: this.#failing?.seq }, 'disk worker failed; restarting from its checkpoint');
+        }
       } finally {
         await this.#teardown();
       }
       if (this.#stopping) break;
       if (this.#processedSeq > startSeq) backoff = min; // it made progress: a fresh failure, not a loop
       this.#stats.restarts++;
+      if (resync) continue;
       await this.#sleep(backoff);
       backoff = Math.min(max, backoff * 2);
     }
@@ -365,13 +380,20 @@ export class DiskWorker {
       }
     }
     const poisoned = this.#rebootstrap;
-    if (poisoned) this.#log.error({ seq: poisoned.seq }, 'skipping a record the engine keeps failing on; crawling the disk again');
+    if (poisoned && !poisoned.resync) this.#log.error({ seq: poisoned.seq }, 'skipping a record the engine keeps failing on; crawling the disk again');
     const fromSeq = await this.#lastWriteSeq();
     this.#log.info({ fromSeq }, 'crawling the disk');
     const started = Date.now();
-    const { inferencer, events } = await DiskInferencer.bootstrap(fetcher, opts, fromSeq, new Date());
+    let firstIdx = 0;
+    if (poisoned?.resync) {
+      // First the resync (consumers drop what they folded), then the crawl's snapshot: the new tree.
+      const idx = poisoned.resync.idx;
+      await this.#emit([{ v: EVENT_VERSION, disk: this.disk, kind: EventKind.Resync, path: '', ino: 0, type: '', seq: poisoned.seq, idx, ts: poisoned.ts, reason: poisoned.message }]);
+      if (fromSeq === poisoned.seq) firstIdx = idx + 1;
+    }
+    const { inferencer, events } = await DiskInferencer.bootstrap(fetcher, opts, fromSeq, new Date(), firstIdx);
     await this.#emit(events);
-    if (poisoned) {
+    if (poisoned && !poisoned.resync) {
       // The engine produced no event for the poison record; but when it was the disk's last record the crawl's
       // events carry its seq too (fromSeq), so the corrupt event takes the next free idx: a shared msg id would
       // make the stream drop one of them.
@@ -443,6 +465,12 @@ export class DiskWorker {
     this.#processedSeq = seq;
     if (this.#failing?.seq === seq) this.#failing = undefined;
     await this.#emit(events);
+    const why = engine.resyncReason;
+    if (why !== undefined) {
+      const idx = events.reduce((n, e) => (e.seq === seq ? Math.max(n, e.idx + 1) : n), 0);
+      this.#rebootstrap = { seq, ts: rec.ts, message: why, resync: { idx } };
+      throw new ResyncRequired(why);
+    }
   }
 
   /** A disk-level `corrupt` event for record `seq` (idx 0: the engine produced no event for that record). */
