@@ -1,9 +1,13 @@
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { DiskState, type DiskRegistryEntry } from '@gammaray/wire';
+import { DiskState, blocksSubject, encodeBlockReadRequest, type DiskRegistryEntry } from '@gammaray/wire';
 import { CaptureDisk, type CaptureDiskOptions } from './capture-disk.js';
-import { markDiskDetached, openDiskRegistry, putDiskEntry } from './registry.js';
+import { DiskBusyError } from './errors.js';
+import { getDiskEntry, markDiskDetached, openDiskRegistry, putDiskEntry } from './registry.js';
+
+/** How long a capture that holds a disk has to answer a block read before the disk is taken over. */
+export const LIVENESS_TIMEOUT_MS = 2_000;
 import { ensureWritesStream, type WritesStreamOptions } from './stream.js';
 
 /** Options of {@link attachDisk}. */
@@ -28,13 +32,20 @@ export interface AttachedDisk {
 /**
  * Attaches a disk: ensures stream GAMMARAY_WRITES, opens the image, and writes the registry entry `{state:
  * 'attached', firstSeq}` where firstSeq is the stream's last sequence + 1 now, so every record of this attach has
- * a sequence >= firstSeq.
+ * a sequence >= firstSeq. Throws DiskBusyError when another capture holds the disk id and still serves it: two
+ * writers of one disk id would interleave two disks' writes in one stream (a capture that died is taken over).
  */
 export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
   const jsm = opts.jsm ?? (await jetstreamManager(opts.nc));
   const info = await ensureWritesStream(jsm, opts.stream);
   const firstSeq = info.state.last_seq + 1;
   const kv = opts.kv ?? (await openDiskRegistry(opts.nc, { replicas: opts.stream?.replicas ?? 1 }));
+  const held = await getDiskEntry(kv, opts.disk).catch(() => undefined);
+  if (held?.state === DiskState.Attached && held.capture !== opts.instanceId && (await answersBlockReads(opts.nc, opts.disk))) {
+    throw new DiskBusyError(
+      `disk ${opts.disk} is attached by capture ${held.capture} (image ${held.image}), which is serving it: stop that capture first, or attach this image under another disk id`,
+    );
+  }
   const disk = await CaptureDisk.open({ ...opts, js: jetstream(opts.nc), baseSeq: firstSeq - 1 });
   const entry: DiskRegistryEntry = {
     disk: disk.name,
@@ -63,4 +74,14 @@ export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
       return detached;
     },
   };
+}
+
+/** Whether some capture answers block reads of `disk` (any reply counts; no responders or silence: none). */
+async function answersBlockReads(nc: NatsConnection, disk: string): Promise<boolean> {
+  try {
+    await nc.request(blocksSubject(disk), encodeBlockReadRequest({ offset: 0, length: 0 }), { timeout: LIVENESS_TIMEOUT_MS });
+    return true;
+  } catch {
+    return false;
+  }
 }

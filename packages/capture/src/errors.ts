@@ -49,3 +49,11 @@ export class TraceError extends CaptureError {
     this.offset = offset;
   }
 }
+
+/** The disk id is attached by another capture that is serving it (it answers the disk's block reads). */
+export class DiskBusyError extends CaptureError {
+  override name = 'DiskBusyError';
+  constructor(message: string) {
+    super(message, Errno.EIO);
+  }
+}

@@ -18,6 +18,6 @@ export type { BlockReadServer } from './block-reads.js';
 export { serveBlockReads } from './block-reads.js';
 export type { TraceRecord } from './legacy-trace.js';
 export { readLegacyTrace, applyTrace, TRACE_SECTOR_SIZE, TRACE_HEADER_SIZE, MAX_TRACE_SECTORS, TRACE_APPLY_WINDOW } from './legacy-trace.js';
-export { CaptureError, IoError, OutOfRangeError, TraceError, TraceCorruptKind, Errno } from './errors.js';
+export { CaptureError, DiskBusyError, IoError, OutOfRangeError, TraceError, TraceCorruptKind, Errno } from './errors.js';
 export { AsyncAckPublisher, PUBLISH_HEADROOM } from './publisher.js';
 export type { PublishAck, RecordPublisher, RecordPublishOptions } from './publisher.js';

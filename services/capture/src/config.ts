@@ -1,8 +1,9 @@
-import { readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 /**
  * `gammaray capture` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one
  * object. Every problem names the setting and says what to do (CLI.md).
  */
+import { resolve as resolvePath } from 'node:path';
+import { readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 
 /** A setting was missing or malformed; the message names it. */
 export class ConfigError extends Error {
@@ -75,6 +76,8 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
       throw new ConfigError(`--disk must be ID=IMAGE with ID of 1-64 characters from a-z 0-9 _ - (e.g. --disk vm1=/var/lib/vm1.img), got ${JSON.stringify(spec)}`);
     }
     if (disks.some((d) => d.id === id)) throw new ConfigError(`--disk ${id} is given twice; disk ids must be unique`);
+    const same = disks.find((d) => resolvePath(d.image) === resolvePath(image));
+    if (same) throw new ConfigError(`image ${image} is given for disks ${same.id} and ${id}: one image backs one disk (two writers would corrupt it)`);
     disks.push({ id, image });
   }
   const replicasText = flags.replicas ?? env.GAMMARAY_REPLICAS ?? '1';

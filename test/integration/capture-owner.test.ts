@@ -1,0 +1,85 @@
+/**
+ * One capture per disk id: a second `gammaray capture` for a disk id that a live capture serves is refused (two
+ * writers would interleave two disks' writes in one stream, and the registry would name the wrong image), the same
+ * image under two disk ids of one capture is refused, and a disk whose capture died is taken over.
+ * Needs `pnpm build` first (the CLI runs from its bundle).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Kvm } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KV_DISKS, decodeDiskEntry, type DiskRegistryEntry } from '@gammaray/wire';
+import { CLI, freeTcpPort, startCapture, type CaptureProcess } from '../support/capture-process.js';
+import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+
+const exec = promisify(execFile);
+let work: string;
+let nats: NatsServer;
+let nc: NatsConnection;
+const running: CaptureProcess[] = [];
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'gammaray-capture-owner-'));
+  for (const name of ['a.img', 'b.img']) {
+    writeFileSync(join(work, name), '');
+    truncateSync(join(work, name), 8 * 1024 * 1024);
+  }
+  nats = await startNatsServer({ jetstream: true });
+  nc = await connect({ servers: nats.url });
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of running) await c.stop();
+  await nc?.close();
+  await nats?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+async function entry(disk: string): Promise<DiskRegistryEntry> {
+  const kv = await new Kvm(nc).open(KV_DISKS);
+  const e = await kv.get(disk);
+  if (!e) throw new Error(`no registry entry for ${disk}`);
+  return decodeDiskEntry(e.value);
+}
+
+/** Runs a capture that is expected to stop at once; its exit status and stderr. */
+async function failingCapture(args: string[]): Promise<{ code: number; stderr: string }> {
+  const port = await freeTcpPort();
+  return exec('node', [CLI, 'capture', '--nats', nats.url, '--listen', `127.0.0.1:${port}`, ...args], { timeout: 30_000 }).then(
+    () => ({ code: 0, stderr: '' }),
+    (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+  );
+}
+
+describe('one capture per disk', () => {
+  it('refuses a disk id a live capture serves, keeps the registry, and takes over from a dead one', async () => {
+    const first = await startCapture(nats.url, { vm1: join(work, 'a.img') });
+    running.push(first);
+    const owner = (await entry('vm1')).capture;
+
+    const second = await failingCapture(['--disk', `vm1=${join(work, 'b.img')}`]);
+    expect(second.code).not.toBe(0);
+    expect(second.stderr).toContain(`disk vm1 is attached by capture ${owner}`);
+    expect(second.stderr).toContain('stop that capture first');
+    expect(await entry('vm1')).toMatchObject({ capture: owner, image: join(work, 'a.img'), state: 'attached' });
+
+    // Killed without detaching: its entry still says attached, but nothing answers for the disk any more.
+    first.child.kill('SIGKILL');
+    await new Promise((r) => first.child.once('exit', r));
+    const next = await startCapture(nats.url, { vm1: join(work, 'b.img') });
+    running.push(next);
+    const taken = await entry('vm1');
+    expect(taken.capture).not.toBe(owner);
+    expect(taken).toMatchObject({ image: join(work, 'b.img'), state: 'attached' });
+  }, 90_000);
+
+  it('refuses one image under two disk ids', async () => {
+    const r = await failingCapture(['--disk', `d1=${join(work, 'a.img')}`, '--disk', `d2=${join(work, '.', 'a.img')}`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('is given for disks d1 and d2');
+  });
+});
