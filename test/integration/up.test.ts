@@ -29,7 +29,8 @@ interface Up {
 }
 
 async function startUp(env: NodeJS.ProcessEnv = process.env): Promise<Up> {
-  const child = spawn('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--image', join(work, 'beta.img'), '--data-dir', data, '--listen', `127.0.0.1:${nbdPort}`, '--grpc', `127.0.0.1:${grpcPort}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // In a process group of its own, as a shell runs a command: a terminal's Ctrl-C signals the whole group.
+  const child = spawn('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--image', join(work, 'beta.img'), '--data-dir', data, '--listen', `127.0.0.1:${nbdPort}`, '--grpc', `127.0.0.1:${grpcPort}`], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString())); // ok: piped
@@ -130,8 +131,16 @@ describe('gammaray up', () => {
       const logs = readFileSync(join(data, 'logs', 'inferencer.log'), 'utf8');
       expect(logs.match(/restored from checkpoint/g)?.length).toBeGreaterThanOrEqual(2);
     } finally {
-      again.child.kill('SIGINT');
+      // Ctrl-C in a terminal: SIGINT to the whole process group. Every service still stops cleanly, in order.
+      process.kill(-again.child.pid!, 'SIGINT'); // ok: spawned
       expect(await again.exited).toBe(0);
+    }
+    // The children are stopped by `up` alone (SIGTERM, in order), never by the terminal's SIGINT to the group,
+    // which had stopped nats-server before the inferencer's final checkpoint and killed the view's unmount.
+    for (const svc of ['capture', 'inferencer', 'view']) {
+      const log = readFileSync(join(data, 'logs', `${svc}.log`), 'utf8');
+      expect(log.match(new RegExp(`"msg":"${svc} stopped"`, 'g'))?.length, svc).toBe(2);
+      expect(log, svc).not.toContain('"signal":"SIGINT"');
     }
   }, 240_000);
 

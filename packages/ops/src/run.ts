@@ -10,7 +10,8 @@ export interface Runnable {
 /**
  * Runs a service until SIGTERM/SIGINT (or until `until()`, when it returns a promise after the start, settles):
  * the signal handlers are set before the start, so a signal during a slow start still stops it cleanly; a
- * failed start stops what was started and rethrows. Resolves with exit status 0 once the service has stopped.
+ * failed start stops what was started and rethrows. Resolves with exit status 0 once the service has stopped;
+ * signals during the stop are logged and do not interrupt it.
  */
 export async function runUntilSignal(service: Runnable, log: Logger, until?: () => Promise<unknown> | undefined): Promise<number> {
   let onSignal!: (sig: NodeJS.Signals) => void;
@@ -33,6 +34,16 @@ export async function runUntilSignal(service: Runnable, log: Logger, until?: () 
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
-    await service.stop();
+    // A second signal (a terminal's Ctrl-C reaches a whole process group, and a supervisor may send its own
+    // SIGTERM too) must not kill the stop half way: a FUSE mount would be left dead, a checkpoint unwritten.
+    const again = (signal: NodeJS.Signals): void => log.warn({ signal }, 'already stopping; the stop goes on (SIGKILL ends it at once)');
+    process.on('SIGTERM', again);
+    process.on('SIGINT', again);
+    try {
+      await service.stop();
+    } finally {
+      process.off('SIGTERM', again);
+      process.off('SIGINT', again);
+    }
   }
 }

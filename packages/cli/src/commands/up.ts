@@ -118,7 +118,9 @@ class Child {
     args: readonly string[],
     log: WriteStream,
   ) {
-    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    // A process group of its own: a terminal's Ctrl-C reaches `up` alone, which stops the children in the order
+    // that loses nothing (NATS last), instead of all of them at once.
+    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env, detached: true });
     const onData = (b: Buffer) => {
       log.write(b);
       this.#tail = (this.#tail + b.toString()).slice(-64 * 1024);
