@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DiskInferencer, type FsEvent } from '@gammaray/inferencer';
-import type { WriteRecord } from '@gammaray/wire';
+import { DiskInferencer } from '@gammaray/inferencer';
+import { EditedDisk as Disk } from '../support/edited-disk.js';
 
 const exec = promisify(execFile);
 const BS = 4096;
@@ -23,52 +23,6 @@ beforeAll(() => {
 afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
-
-/** An image the test changes as a guest would, feeding each change to the engine as records. */
-class Disk {
-  seq = 0;
-  bytes: Buffer;
-  constructor(readonly path: string) {
-    this.bytes = readFileSync(path);
-  }
-
-  fetcher() {
-    return { size: this.bytes.length, read: async (o: number, l: number) => ({ data: Uint8Array.from(this.bytes.subarray(o, o + l)), seq: this.seq }) };
-  }
-
-  /** The records for going from the current bytes to the file's bytes: one write per changed block, a flush; then another flush. */
-  async change(inf: DiskInferencer, edit: () => Promise<void> | void): Promise<FsEvent[]> {
-    writeFileSync(this.path, this.bytes);
-    await edit();
-    const next = readFileSync(this.path);
-    const ops: WriteRecord['ops'][number][] = [];
-    for (let off = 0; off < next.length; off += BS) {
-      if (!next.subarray(off, off + BS).equals(this.bytes.subarray(off, off + BS))) {
-        ops.push({ op: 'write', offset: off, length: BS, data: Uint8Array.from(next.subarray(off, off + BS)), fua: false });
-      }
-    }
-    ops.push({ op: 'flush' });
-    this.bytes = next;
-    this.seq++;
-    const events = await inf.apply(this.seq, { v: 1, disk: 'hostile', ts: new Date(), ops } as WriteRecord);
-    // Without a journal a failure is reported when it survives a second flush (ext2 orders nothing).
-    this.seq++;
-    events.push(...(await inf.apply(this.seq, { v: 1, disk: 'hostile', ts: new Date(), ops: [{ op: 'flush' }] } as WriteRecord)));
-    return events;
-  }
-
-  debugfs(cmd: string) {
-    return exec('debugfs', ['-w', '-R', cmd, this.path]);
-  }
-
-  /** Byte offset of inode `ino` in the image (from debugfs imap). */
-  async inodeOffset(ino: number): Promise<number> {
-    const { stdout } = await exec('debugfs', ['-R', `imap <${ino}>`, this.path]);
-    const m = /located at block (\d+), offset 0x([0-9a-f]+)/.exec(stdout);
-    if (!m) throw new Error(`imap: ${stdout}`);
-    return Number(m[1]) * BS + parseInt(m[2]!, 16); // ok: both groups matched
-  }
-}
 
 describe('a hostile guest', () => {
   it('garbage, loops and extents off the disk give corrupt events; the rest is still followed', async () => {

@@ -96,6 +96,18 @@ interface Ctx {
   readonly seq: number;
   readonly ts: Date;
   readonly out: FsEvent[];
+  /** The write event last made for data written to mapped blocks, while later blocks may extend it. */
+  run?: WriteRun;
+}
+
+/** A write event being extended by the blocks of one large write that follow it (see DiskInferencer.writeRun). */
+interface WriteRun {
+  readonly node: FsNode;
+  readonly event: FsEvent;
+  end: number;
+  length: number;
+  /** The bytes, while the run is short enough to carry them (the inline limit). */
+  parts: Uint8Array[] | undefined;
 }
 
 type Derived = FsNode | null | CorruptError;
@@ -467,6 +479,7 @@ export class DiskInferencer {
       }
       // trim: the capture leaves the image's bytes as they are (reads are unchanged), so nothing to do.
     }
+    closeRun(ctx);
     if (superTouched) superWrite = await this.store.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
     if (superWrite) this.checkIdentity(superWrite);
     this.tailsOldest.release();
@@ -607,10 +620,35 @@ export class DiskInferencer {
       tail.data.set(bytes, at);
     }
     if (!tail) {
-      this.emitWrites(ctx, node, [{ offset: mapped.logical * bs + at, data: bytes, omitted: false }]);
+      this.writeRun(ctx, node, mapped.logical * bs + at, bytes);
       return;
     }
     this.flushTail(ctx, node, tail, true);
+  }
+
+  /**
+   * Data written to mapped blocks of `node` at `offset`: extends the write event made just before when it
+   * continues it (a large write arrives block by block), else makes a new one. Like the runs emitWrites makes:
+   * up to MAX_WRITE_RUN_BYTES, with the bytes when the whole run fits the inline limit.
+   */
+  private writeRun(ctx: Ctx, node: FsNode, offset: number, bytes: Uint8Array): void {
+    const end = Math.min(offset + bytes.length, node.size);
+    if (end <= offset) return;
+    const data = bytes.subarray(0, end - offset);
+    const r = ctx.run;
+    if (r && r.node === node && r.end === offset && ctx.out[ctx.out.length - 1] === r.event && r.length + data.length <= MAX_WRITE_RUN_BYTES) {
+      r.length += data.length;
+      r.end = end;
+      if (r.parts && r.length <= this.inlineLimit) r.parts.push(copyBytes(data));
+      else r.parts = undefined;
+      (r.event as { length?: number }).length = r.length;
+      return;
+    }
+    closeRun(ctx);
+    const before = ctx.out.length;
+    this.emitWrites(ctx, node, [{ offset, data, omitted: false }]);
+    const event = ctx.out[ctx.out.length - 1];
+    if (ctx.out.length === before + 1 && event) ctx.run = { node, event, end, length: data.length, parts: event.data ? [event.data] : undefined };
   }
 
   private keepRecent(b: number, bytes: Uint8Array): void {
@@ -1608,4 +1646,20 @@ const UUID_AT = 0x68;
 function uuidText(u: Uint8Array): string {
   const h = Buffer.from(u).toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** Gives the write event being extended its bytes in one piece (or none past the inline limit), and ends it. */
+function closeRun(ctx: Ctx): void {
+  const r = ctx.run;
+  if (!r) return;
+  ctx.run = undefined;
+  const e = r.event as { data?: Uint8Array; dataOmitted?: boolean };
+  if (!r.parts) {
+    if (e.data === undefined) return;
+    delete e.data;
+    e.dataOmitted = true;
+  } else if (r.parts.length > 1) {
+    const all = Buffer.concat(r.parts, r.length);
+    e.data = new Uint8Array(all.buffer, all.byteOffset, all.byteLength);
+  }
 }
