@@ -83,3 +83,25 @@ describe('one capture per disk', () => {
     expect(r.stderr).toContain('is given for disks d1 and d2');
   });
 });
+
+describe('service start-up errors a user can fix', () => {
+  it('say what was wrong and what to do, one line, exit 2', async () => {
+    const missing = await failingCapture(['--disk', `d9=${join(work, 'missing.img')}`]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim().split('\n').filter((l) => !l.startsWith('{'))).toEqual([`gammaray: capture: ${join(work, 'missing.img')} does not exist: give an existing raw disk image (--disk ID=IMAGE)`]);
+    const dir = await failingCapture(['--disk', `d9=${work}`]);
+    expect(dir.code).toBe(2);
+    expect(dir.stderr).toContain(`gammaray: capture: ${work} is a directory`);
+    const busy = await startCapture(nats.url, { d8: join(work, 'b.img') });
+    running.push(busy);
+    const port = await failingCapture(['--disk', `d7=${join(work, 'a.img')}`, '--listen', `127.0.0.1:${busy.port}`]);
+    expect(port.code).toBe(2);
+    expect(port.stderr).toContain(`127.0.0.1:${busy.port} is already in use by another process`);
+    const { code, stderr } = await exec('node', [CLI, 'inferencer', '--nats', 'nats://127.0.0.1:1'], { timeout: 30_000 }).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+    );
+    expect(code).toBe(1);
+    expect(stderr).toContain('gammaray: inferencer: cannot connect to NATS at nats://127.0.0.1:1: connection refused; start nats-server or pass --nats URL');
+  }, 60_000);
+});

@@ -7,7 +7,7 @@
  * Needs `pnpm build` first (the CLI runs from its bundle).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -148,5 +148,19 @@ describe('gammaray up', () => {
     const r = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--data-dir', join(work, 'd2')], { env: { ...process.env, GAMMARAY_NATS_SERVER: '/nonexistent/nats-server' } }).catch((e: { code: number; stderr: string }) => e);
     expect(r).toMatchObject({ code: 2 });
     expect((r as { stderr: string }).stderr).toMatch(/not an executable nats-server: install it \(Debian\/Ubuntu: apt-get install nats-server/);
+  });
+
+  it('refuses an image without an ext2/3/4 file system and a data directory it cannot write, before starting anything (exit 2)', async () => {
+    const notFs = join(work, 'not-a-fs.img');
+    writeFileSync(notFs, Buffer.alloc(1024 * 1024, 0x41));
+    const r = await exec('node', [CLI, 'up', '--image', notFs, '--data-dir', join(work, 'd3')]).catch((e: { code: number; stderr: string }) => e);
+    expect(r).toMatchObject({ code: 2 });
+    expect((r as { stderr: string }).stderr).toContain(`${notFs}: no ext2/3/4 file system found`);
+    expect(existsSync(join(work, 'd3'))).toBe(false);
+    const file = join(work, 'a-file');
+    writeFileSync(file, '');
+    const d = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--data-dir', file]).catch((e: { code: number; stderr: string }) => e);
+    expect(d).toMatchObject({ code: 2 });
+    expect((d as { stderr: string }).stderr.trim()).toBe(`gammaray: cannot use ${file} as the data directory (ENOTDIR): pass --data-dir DIR, a directory this user can write`);
   });
 });

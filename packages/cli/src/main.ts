@@ -94,7 +94,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
         done((await svc.runCapture({ ...o, disk: o.disk.length > 0 ? o.disk : undefined })) as ExitCode);
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
-        throw new RuntimeFailure(`capture failed: ${(err as Error).message}`, { cause: err });
+        throw serviceFailure('capture', err, o.nats);
       }
     });
 
@@ -116,7 +116,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
         done((await svc.runInferencer({ ...o, disk: o.disk.length > 0 ? o.disk : undefined })) as ExitCode);
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
-        throw new RuntimeFailure(`inferencer failed: ${(err as Error).message}`, { cause: err });
+        throw serviceFailure('inferencer', err, o.nats);
       }
     });
 
@@ -155,7 +155,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
         done((await svc.runView({ ...o, disk: o.disk.length > 0 ? o.disk : undefined })) as ExitCode);
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
-        throw new RuntimeFailure(`view failed: ${(err as Error).message}`, { cause: err });
+        throw serviceFailure('view', err, o.nats);
       }
     });
 
@@ -257,4 +257,28 @@ async function report(term: Terminal, err: unknown): Promise<number> {
   const e = err as Error | undefined;
   term.stderrRaw(`gammaray: internal error: ${e?.stack ?? String(err)}\n`);
   return ExitCode.failure;
+}
+
+/**
+ * What a service's failure means to the user: a port in use, an image path that is missing, a directory or not
+ * permitted, and an unreachable NATS server are the user's to fix (exit 2, saying how); anything else is a
+ * runtime failure (exit 1).
+ */
+function serviceFailure(service: string, err: unknown, nats: string | undefined): Error {
+  const e = err as (NodeJS.ErrnoException & { address?: string; port?: number }) | undefined;
+  const message = e?.message ?? String(err);
+  if (e?.code === 'EADDRINUSE' || /EADDRINUSE/.test(message)) {
+    const where = e?.address !== undefined ? `${e.address}:${e.port}` : 'its address';
+    return new UserError(`${service}: ${where} is already in use by another process: stop that process, or pass another HOST:PORT (--listen, --grpc or --metrics)`);
+  }
+  if (e?.path !== undefined && e.code === 'ENOENT') return new UserError(`${service}: ${e.path} does not exist: give an existing raw disk image (--disk ID=IMAGE)`);
+  if (e?.path !== undefined && e.code === 'EISDIR') return new UserError(`${service}: ${e.path} is a directory: give a raw disk image file (--disk ID=IMAGE)`);
+  if (e?.path !== undefined && (e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS')) {
+    return new UserError(`${service}: ${e.path} cannot be opened read-write by this user (${e.code}): the capture serves it to the VM read-write`);
+  }
+  if (/connection refused|ECONNREFUSED/i.test(message)) {
+    const url = nats ?? process.env['GAMMARAY_NATS'] ?? 'nats://127.0.0.1:4222';
+    return new RuntimeFailure(`${service}: cannot connect to NATS at ${url}: connection refused; start nats-server or pass --nats URL`, { cause: err });
+  }
+  return new RuntimeFailure(`${service} failed: ${message}`, { cause: err });
 }

@@ -11,6 +11,7 @@ import { accessSync, constants, createWriteStream, existsSync, mkdirSync, statSy
 import { createServer } from 'node:net';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
+import { withVolume } from '../image.js';
 import type { Terminal } from '../output.js';
 
 /** Options of `gammaray up`. */
@@ -146,11 +147,11 @@ class Child {
   /** Resolves when its output matches `re`; rejects if it exits first or takes too long. */
   waitFor(re: RegExp, what: string): Promise<void> {
     return new Promise((res, rej) => {
-      const timer = setTimeout(() => done(new RuntimeFailure(`${this.name} did not report ${what} within ${START_TIMEOUT_MS / 1000} s; its last output:\n${this.tail()}`)), START_TIMEOUT_MS);
+      const timer = setTimeout(() => done(new StartFailure(this, `${this.name} did not report ${what} within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
       const check = () => {
         if (re.test(this.#tail)) done(undefined);
       };
-      const onExit = () => done(new RuntimeFailure(`${this.name} exited while starting; its last output:\n${this.tail()}`));
+      const onExit = () => done(new StartFailure(this, `${this.name} exited while starting`));
       const done = (err: Error | undefined) => {
         clearTimeout(timer);
         this.proc.stdout?.off('data', check);
@@ -186,9 +187,19 @@ class Child {
  */
 export async function runUp(term: Terminal, o: UpOptions, self: readonly string[] = [process.execPath, process.argv[1] ?? 'gammaray']): Promise<ExitCode> {
   const disks = planDisks(o.image, o.disk);
+  // The inferencer follows a file system that starts at the image's first byte: say so now, not in its log.
+  for (const d of disks) {
+    await withVolume(d.image, undefined, async (v) => {
+      if (v.index !== 0) throw new UserError(`image ${d.image} holds its file system in partition ${v.index}: gammaray follows disks whose whole image is one ext2/3/4 file system`);
+    });
+  }
   const dataDir = resolve(o.dataDir ?? 'gammaray-data');
   const logDir = join(dataDir, 'logs');
-  mkdirSync(logDir, { recursive: true });
+  try {
+    mkdirSync(logDir, { recursive: true });
+  } catch (err) {
+    throw new UserError(`cannot use ${dataDir} as the data directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): pass --data-dir DIR, a directory this user can write`);
+  }
   if (o.mount !== undefined) {
     if (!existsSync(o.mount)) mkdirSync(o.mount, { recursive: true });
     if (!statSync(o.mount).isDirectory()) throw new UserError(`mount point ${o.mount} is not a directory`);
@@ -267,10 +278,26 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     term.note('stopped cleanly');
     return ExitCode.ok;
   } catch (err) {
+    if (err instanceof StartFailure) {
+      // The child's own words, line by line (its error is in them), then one line of what to do.
+      term.stderrRaw(`${err.child.tail()}\n`);
+      await stopAll();
+      throw new RuntimeFailure(`${err.message} (its output is above; its log: ${join(logDir, `${err.child.name}.log`)})`);
+    }
     await stopAll();
     throw err;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+}
+
+/** A child that did not start; its output is printed as it is (see runUp). */
+class StartFailure extends Error {
+  constructor(
+    readonly child: Child,
+    message: string,
+  ) {
+    super(message);
   }
 }
