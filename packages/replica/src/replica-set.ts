@@ -97,7 +97,8 @@ export class ReplicaSet {
   get(disk: string): DiskReplica {
     if (!isDiskId(disk)) throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `${JSON.stringify(disk)} is not a disk id (lowercase letters, digits, - and _, at most 64)`);
     const d = this.#disks.get(disk);
-    if (!d?.replica) throw new ReplicaError(ReplicaErrorCode.NotFound, `disk ${disk} is not attached: no capture registered it (list the disks with ListDisks)`);
+    if (!d) throw new ReplicaError(ReplicaErrorCode.NotFound, `disk ${disk} is not in the disk registry: no capture ever attached it (list the disks with ListDisks, or gammaray tree with another DISK)`);
+    if (!d.replica) throw new ReplicaError(ReplicaErrorCode.NotFound, `disk ${disk} is ${d.entry.state} (its capture ${d.entry.capture} stopped serving it): start a capture for it again`);
     return d.replica;
   }
 

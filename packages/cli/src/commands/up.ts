@@ -31,6 +31,12 @@ const DEFAULT_LISTEN = '127.0.0.1:10809';
 const DEFAULT_GRPC = '127.0.0.1:50051';
 /** How long a child may take to say it is ready. */
 const START_TIMEOUT_MS = 60_000;
+/**
+ * The services' environment: `up`'s, without GAMMARAY_METRICS (one address for three services: all but the first
+ * would fail to start) or other per-service settings, which `up` does not hand out.
+ */
+const CHILD_ENV: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !['GAMMARAY_METRICS', 'GAMMARAY_LISTEN', 'GAMMARAY_GRPC', 'GAMMARAY_DISK', 'GAMMARAY_MOUNT', 'GAMMARAY_TRACE'].includes(k)));
+
 /** How long a child may take to stop after SIGTERM before it is killed. */
 const STOP_TIMEOUT_MS = 30_000;
 const LOG_TAIL_CHARS = 2_000;
@@ -121,7 +127,7 @@ class Child {
   ) {
     // A process group of its own: a terminal's Ctrl-C reaches `up` alone, which stops the children in the order
     // that loses nothing (NATS last), instead of all of them at once.
-    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env, detached: true });
+    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: CHILD_ENV, detached: true });
     const onData = (b: Buffer) => {
       log.write(b);
       this.#tail = (this.#tail + b.toString()).slice(-64 * 1024);
