@@ -19,6 +19,8 @@ export interface FollowOptions {
   readonly kinds?: readonly string[];
   readonly from?: WatchFrom;
   readonly onUndecodable?: (seq: number, subject: string, err: unknown) => void;
+  /** The connection to NATS was lost (`lost`), or is back (`back`); the follow resumes by itself. */
+  readonly onConnection?: (state: 'lost' | 'back') => void;
 }
 
 /** An open follow: iterate `watch`; `close()` stops it and closes the connection. */
@@ -43,6 +45,15 @@ export async function openFollow(o: FollowOptions): Promise<Follow> {
     nc = await connect(natsConnectOptions(o.nats, `gammaray-follow-${process.pid}`, o.natsAuth));
   } catch (err) {
     throw new NatsUnreachableError(`cannot connect to NATS at ${o.nats}: ${(err as Error).message}; start nats-server or pass --nats URL`, { cause: err });
+  }
+  if (o.onConnection) {
+    const notify = o.onConnection;
+    void (async () => {
+      for await (const st of nc.status()) {
+        if (st.type === 'disconnect') notify('lost');
+        else if (st.type === 'reconnect') notify('back');
+      }
+    })().catch(() => undefined);
   }
   try {
     let known = false;

@@ -45,6 +45,8 @@ export async function runFollow(term: Terminal, disk: string, glob: string | und
       kinds,
       from,
       onUndecodable: (seq, subject, err) => term.warn(`${subject} #${seq}`, `not an event, skipped: ${(err as Error).message}`),
+      onConnection: (state) =>
+        term.note(state === 'lost' ? `lost the connection to NATS at ${nats}; retrying (events resume where they stopped; Ctrl-C to give up)` : `connected to NATS at ${nats} again; events resume`),
     });
   } catch (err) {
     if (err instanceof view.ReplicaError) {

@@ -1,10 +1,11 @@
 /**
- * One capture per disk id: a second `gammaray capture` for a disk id that a live capture serves is refused (two
- * writers would interleave two disks' writes in one stream, and the registry would name the wrong image), the same
- * image under two disk ids of one capture is refused, and a disk whose capture died is taken over.
- * Needs `pnpm build` first (the CLI runs from its bundle).
+ * What guards the services' users. One capture per disk id: a second `gammaray capture` for a disk id that a live
+ * capture serves is refused (two writers would interleave two disks' writes in one stream, and the registry would
+ * name the wrong image), the same image under two disk ids of one capture is refused, and a disk whose capture
+ * died is taken over. Start-up errors a user can fix say how in one line. `gammaray follow` says when NATS is
+ * lost and back. Needs `pnpm build` first (the CLI runs from its bundle).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KV_DISKS, decodeDiskEntry, type DiskRegistryEntry } from '@gammaray/wire';
 import { CLI, freeTcpPort, startCapture, type CaptureProcess } from '../support/capture-process.js';
+import { startInferencer } from '../support/inferencer-process.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 
 const exec = promisify(execFile);
@@ -104,4 +106,29 @@ describe('service start-up errors a user can fix', () => {
     expect(code).toBe(1);
     expect(stderr).toContain('gammaray: inferencer: cannot connect to NATS at nats://127.0.0.1:1: connection refused; start nats-server or pass --nats URL');
   }, 60_000);
+});
+
+describe('gammaray follow', () => {
+  it('says on stderr when the connection to NATS is lost and when it is back', async () => {
+    // The inferencer makes the events stream follow reads (the test's blank images give it nothing to crawl).
+    const inferencer = await startInferencer(nats.url);
+    try {
+      const follow = spawn('node', [CLI, 'follow', 'd8', '--nats', nats.url], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      follow.stderr.on('data', (b: Buffer) => (err += b.toString()));
+      const until = async (text: string) => {
+        for (const deadline = Date.now() + 20_000; !err.includes(text); await new Promise((r) => setTimeout(r, 100))) {
+          if (Date.now() > deadline || follow.exitCode !== null) throw new Error(`no ${JSON.stringify(text)} from follow: ${err}`);
+        }
+      };
+      await new Promise((r) => setTimeout(r, 1_000));
+      await nats.restart();
+      await until(`lost the connection to NATS at ${nats.url}; retrying`);
+      await until(`connected to NATS at ${nats.url} again`);
+      follow.kill('SIGTERM');
+      expect(await new Promise((r) => follow.once('exit', r))).toBe(0);
+    } finally {
+      await inferencer.stop();
+    }
+  }, 90_000);
 });
