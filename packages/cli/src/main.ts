@@ -22,7 +22,7 @@ function configure(cmd: Command, term: Terminal, helpHint: string): Command {
   return cmd.exitOverride().configureOutput({
     writeOut: (s) => term.stdoutRaw(s),
     writeErr: (s) => term.stderrRaw(s),
-    outputError: (s, write) => write(`gammaray: ${s.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}; run '${helpHint}' for usage\n`),
+    outputError: (s, write) => write(`gammaray: ${s.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim().replace(/\.$/, '')}; run '${helpHint}' for usage\n`),
   });
 }
 

@@ -50,7 +50,7 @@ export function parseHostPort(value: string, what: string): { host: string; port
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || !(port >= 0 && port <= 65535)) {
-    throw new ConfigError(`${what} must be HOST:PORT (e.g. 127.0.0.1:10809), got ${JSON.stringify(value)}`);
+    throw new ConfigError(`${what} must be HOST:PORT (e.g. 127.0.0.1:${what.startsWith('--metrics') ? '9100' : '10809'}), got ${JSON.stringify(value)}`);
   }
   return { host: (m[1] ?? m[2])!, port }; // ok: one of the two alternatives matched
 }
