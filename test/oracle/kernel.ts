@@ -59,6 +59,21 @@ export async function kernelTree(image: string, options: KernelTreeOptions): Pro
   }
 }
 
+/** The kernel's free-block count of `image` (statfs f_bfree of a read-only loop mount, in file-system blocks). */
+export async function kernelFreeBlocks(image: string): Promise<number> {
+  const mnt = await mkdtemp(join(tmpdir(), 'gammaray-oracle-mnt-'));
+  try {
+    await run('mount', ['-t', 'ext4', '-o', 'ro,loop,noload', image, mnt]);
+    try {
+      return Number((await run('stat', ['-f', '-c', '%f', mnt])).stdout.toString().trim());
+    } finally {
+      await unmount(mnt);
+    }
+  } finally {
+    await rmdir(mnt);
+  }
+}
+
 /** `umount -d` detaches the loop device even if autoclear was not set; a busy mount is retried. */
 async function unmount(mnt: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {

@@ -186,10 +186,10 @@ export class DiskReplica {
    * File-system totals for statfs: block size, blocks, inodes. Free counts are not tracked (ext4 keeps them
    * per group and updates the superblock's lazily); a read-only view reports none free.
    */
-  async fsStats(): Promise<{ blockSize: number; blocks: number; inodes: number; usedInodes: number }> {
+  async fsStats(): Promise<{ blockSize: number; blocks: number; inodes: number; usedInodes: number; freeBlocks: number }> {
     return this.#read((e) => {
       const sb = e.superblock;
-      return { blockSize: sb.blockSize, blocks: sb.blocksCount, inodes: sb.inodesCount, usedInodes: e.nodes.size };
+      return { blockSize: sb.blockSize, blocks: sb.blocksCount, inodes: sb.inodesCount, usedInodes: e.nodes.size, freeBlocks: e.freeBlocks() };
     });
   }
 

@@ -24,6 +24,8 @@ export const GroupFlags = { inodeUninit: 0x1, blockUninit: 0x2, inodeZeroed: 0x4
  * | 0x20 | le32 | bg_block_bitmap_hi      |
  * | 0x24 | le32 | bg_inode_bitmap_hi      |
  * | 0x28 | le32 | bg_inode_table_hi       |
+ * | 0x2C | le16 | bg_free_blocks_count_hi |
+ * | 0x2E | le16 | bg_free_inodes_count_hi |
  * | 0x32 | le16 | bg_itable_unused_hi     |
  */
 export interface Ext4GroupDesc {
@@ -33,6 +35,9 @@ export interface Ext4GroupDesc {
   readonly inodeTable: number;
   readonly flags: number;
   readonly itableUnused: number;
+  /** Free blocks (clusters with bigalloc) and free inodes of the group, at most the group's own counts. */
+  readonly freeBlocks: number;
+  readonly freeInodes: number;
 }
 
 /**
@@ -66,6 +71,8 @@ export function decodeGroupDesc(bytes: Uint8Array, group: number, sb: Ext4Superb
     throw new CorruptError(CorruptKind.GroupDescriptor, `inode table at block ${inodeTable} (+${itableBlocks}) is outside the file system`, { group, field: 'bg_inode_table_lo' });
   }
   const itableUnused = bg_itable_unused_lo + bg_itable_unused_hi * 0x10000;
+  const freeBlocks = v.getUint16(0xc, true) + (wide ? v.getUint16(0x2c, true) * 0x10000 : 0);
+  const freeInodes = v.getUint16(0xe, true) + (wide ? v.getUint16(0x2e, true) * 0x10000 : 0);
   return Object.freeze({
     group,
     blockBitmap: u64(bg_block_bitmap_lo, bg_block_bitmap_hi, CorruptKind.GroupDescriptor, { ...where, field: 'bg_block_bitmap_hi' }),
@@ -73,6 +80,8 @@ export function decodeGroupDesc(bytes: Uint8Array, group: number, sb: Ext4Superb
     inodeTable,
     flags: bg_flags,
     itableUnused: itableUnused <= sb.inodesPerGroup ? itableUnused : 0,
+    freeBlocks: Math.min(freeBlocks, sb.clustersPerGroup),
+    freeInodes: Math.min(freeInodes, sb.inodesPerGroup),
   });
 }
 

@@ -267,7 +267,8 @@ export class ViewFs {
     if (place.kind === 'root' || !place.replica.ready) return { ...base, bsize: 4096, frsize: 4096, blocks: 0, files: 0, ffree: 0, favail: 0 };
     const s = await place.replica.fsStats();
     const free = Math.max(0, s.inodes - s.usedInodes);
-    return { ...base, bsize: s.blockSize, frsize: s.blockSize, blocks: u32(s.blocks), files: u32(s.inodes), ffree: u32(free), favail: u32(free) };
+    // The guest's free space (df shows its use); the mount itself is read-only.
+    return { ...base, bsize: s.blockSize, frsize: s.blockSize, blocks: u32(s.blocks), bfree: u32(s.freeBlocks), bavail: u32(s.freeBlocks), files: u32(s.inodes), ffree: u32(free), favail: u32(free) };
   }
 
   /** The value of extended attribute `name` (ENODATA if the node has none by that name). */
