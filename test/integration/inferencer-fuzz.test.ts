@@ -13,7 +13,9 @@
  * past what the disk can name. After each seed the engine's checkpoint restores to the same tree.
  *
  * GAMMARAY_FUZZ_SEEDS (default 3 per image) and GAMMARAY_FUZZ_ROUNDS (default 60) make longer runs; a failure
- * names its image, seed and round, and GAMMARAY_FUZZ_SEED=N runs that seed alone.
+ * names its image, seed and round, and GAMMARAY_FUZZ_SEED=N runs that seed alone; GAMMARAY_FUZZ_DEBUG=1 prints why
+ * each final crawl failed (a damaged root directory or journal superblock stops a crawl: typed, and retried by the
+ * worker).
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -416,7 +418,7 @@ describe('the inference engine under random crafted metadata', () => {
     await exec(mkfs, ['-q', '-F', '-N', '1024', '-E', 'lazy_itable_init=0', ...args, '-d', src, img, size]);
     const pristine = readFileSync(img);
     const seeds = ONLY_SEED !== undefined ? [Number(ONLY_SEED)] : Array.from({ length: SEEDS }, (_, i) => i + 1);
-    const tally = { records: 0, corrupt: 0, unencodable: 0, typedFailures: 0, recrawls: 0, unmountable: 0 };
+    const tally = { records: 0, corrupt: 0, unencodable: 0, typedFailures: 0, recrawls: 0, unmountable: 0, crawls: 0 };
     for (const seed of seeds) {
       const r = prng(seed * 7919 + name.length);
       const disk = new FuzzDisk(Buffer.from(pristine));
@@ -475,6 +477,21 @@ describe('the inference engine under random crafted metadata', () => {
       // The state after all this restores to the same tree.
       const restored = await DiskInferencer.restore(inf.checkpoint(), disk.fetcher(), { disk: 'fuzz' });
       expect(restored.tree(), `${name} seed ${seed}: restored tree`).toEqual(inf.tree());
+      // A crawl of the damaged disk (a new inferencer, or a view's first state): the same rules. Its superblock
+      // and first descriptor block are the original ones, or the crawl would stop there every time.
+      const head = (lay.bs === 1024 ? 3 : 2) * lay.bs;
+      const healed = new FuzzDisk(Buffer.concat([disk.original.subarray(0, head), disk.bytes.subarray(head)]));
+      try {
+        const crawled = (await withLimit(DiskInferencer.bootstrap(healed.fetcher(), { disk: 'fuzz' }, disk.seq, new Date()), APPLY_LIMIT_MS, `${name} seed ${seed}: crawl`)).inferencer;
+        const size = crawled.tree().length;
+        if (size > MAX_TREE) throw new Error(`${name} seed ${seed}: the crawled tree has ${size} entries`);
+        tally.crawls++;
+      } catch (err) {
+        if ((err as Error).message?.startsWith('hang:') || (err as Error).message?.includes('crawled tree')) throw err;
+        typedOnly(err, `${name} seed ${seed}: crawl`);
+        if (process.env['GAMMARAY_FUZZ_DEBUG']) console.log(`crawl ${name} seed ${seed}: ${(err as Error).message}`);
+        tally.unmountable++;
+      }
     }
     console.log(`fuzz ${name}: ${JSON.stringify(tally)}`);
     // The damage reached the engine: some of it must have been reported.
