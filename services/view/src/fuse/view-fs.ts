@@ -51,8 +51,12 @@ const TYPE_BITS: Record<FileType, number> = {
   [FileType.sock]: 0o140000,
 };
 
-/** Inode number of the mount's root (ext4 never lists inode 1, the bad-blocks inode). */
+/** Inode number of the mount's root (the disks' inodes are numbered from 2 on: see {@link InodeNumbers}). */
 const MOUNT_ROOT_INO = 1;
+/** Inode numbers reach the kernel as uint32 (fuse-native's stat layout). */
+const INO_LIMIT = 0x1_0000_0000;
+/** Smallest range of inode numbers a disk gets. */
+const MIN_INO_RANGE = 1 << 16;
 /** Longest name ext4 stores. */
 const NAME_MAX = 255;
 /** O_ACCMODE, O_RDONLY and O_TRUNC of Linux. */
@@ -105,6 +109,45 @@ interface Handle {
 /** Where a mount path points. */
 type Place = { readonly kind: 'root' } | { readonly kind: 'disk'; readonly disk: string; readonly replica: DiskReplica; readonly rest: string };
 
+/**
+ * The mount's inode numbers. All disks share one mount (one st_dev), so their ext4 inode numbers would collide:
+ * every disk's root is inode 2, and tools that find hard links by (st_dev, st_ino) (`du`, `tar`, `rsync -H`,
+ * `cp -a`, `find -samefile`) would take files of different disks for links of one file. Each disk gets a range of
+ * its own, the first time it is seen, twice its inode count (room for an online resize), and keeps it for the
+ * life of the mount; ext4 inode i of the disk is `base + i - 1`. Inode numbers are 32-bit here, so ranges are
+ * handed out until 2^32; a disk that no longer fits, or an inode past its disk's range (the file system grew more
+ * than twice), wraps into the whole space and may then share a number with another file: the mount would need
+ * 2^32 inodes of ranges (e.g. 500 disks of 4 million inodes) before that happens.
+ */
+export class InodeNumbers {
+  readonly #ranges = new Map<string, { readonly base: number; readonly size: number }>();
+  readonly #waiting = new Map<string, number>();
+  #next = MOUNT_ROOT_INO + 1;
+
+  /** The mount's number for ext4 inode `ino` of `disk`, whose file system has `inodes` inodes. */
+  of(disk: string, inodes: number, ino: number): number {
+    let r = this.#ranges.get(disk);
+    if (!r) {
+      const want = Math.max(MIN_INO_RANGE, Math.min(INO_LIMIT, 2 * inodes));
+      const left = INO_LIMIT - this.#next;
+      r = left >= want ? { base: this.#next, size: want } : { base: MOUNT_ROOT_INO + 1, size: INO_LIMIT - MOUNT_ROOT_INO - 1 };
+      if (left >= want) this.#next += want;
+      this.#ranges.set(disk, r);
+    }
+    return r.base + ((ino - 1) % r.size);
+  }
+
+  /** The number of a disk's directory while its replica is still bootstrapping (one per disk, never reused). */
+  waiting(disk: string): number {
+    let n = this.#waiting.get(disk);
+    if (n === undefined) {
+      n = this.#next < INO_LIMIT ? this.#next++ : MOUNT_ROOT_INO + 1;
+      this.#waiting.set(disk, n);
+    }
+    return n;
+  }
+}
+
 /** The file system behind the mount; every method throws {@link FsError} or ReplicaError. */
 export class ViewFs {
   readonly #replicas: ReplicaSet;
@@ -113,6 +156,8 @@ export class ViewFs {
   readonly #gid: number;
   readonly #handles = new Map<number, Handle>();
   readonly #blockSizes = new WeakMap<DiskReplica, number>();
+  readonly #inodeCounts = new WeakMap<DiskReplica, number>();
+  readonly #inos = new InodeNumbers();
   #nextHandle = 1;
 
   constructor(replicas: ReplicaSet, opts: { mountedAtMs?: number; uid?: number; gid?: number } = {}) {
@@ -131,7 +176,7 @@ export class ViewFs {
   async getattr(path: string): Promise<FuseStat> {
     const place = this.#place(path);
     if (place.kind === 'root') return this.#rootStat();
-    if (place.rest === '/' && !place.replica.ready) return this.#waitingDiskStat();
+    if (place.rest === '/' && !place.replica.ready) return this.#waitingDiskStat(place.disk);
     const { node } = await place.replica.resolve(place.rest);
     return this.#stat(place.replica, node);
   }
@@ -153,7 +198,7 @@ export class ViewFs {
       for (const { entry, replica } of this.#replicas.list()) {
         if (!replica) continue;
         names.push(entry.disk);
-        stats.push(this.#waitingDiskStat());
+        stats.push(replica.ready ? await this.#stat(replica, (await replica.resolve('/')).node) : this.#waitingDiskStat(entry.disk));
       }
       return { names, stats };
     }
@@ -349,8 +394,19 @@ export class ViewFs {
     return bs;
   }
 
+  /** The mount's inode number of `ino` on `replica`'s disk (see {@link InodeNumbers}). */
+  async #ino(replica: DiskReplica, ino: number): Promise<number> {
+    let inodes = this.#inodeCounts.get(replica);
+    if (inodes === undefined) {
+      inodes = (await replica.fsStats()).inodes;
+      this.#inodeCounts.set(replica, inodes);
+    }
+    return this.#inos.of(replica.disk, inodes, ino);
+  }
+
   async #stat(replica: DiskReplica, node: FsNode): Promise<FuseStat> {
     const blockSize = await this.#blockSize(replica);
+    const ino = await this.#ino(replica, node.ino);
     let blocks = 0;
     if (node.type === FileType.file) for (const r of node.runs ?? []) blocks += (r.length * blockSize) / 512;
     else if (node.type === FileType.dir) blocks = Math.ceil(node.size / 512);
@@ -360,7 +416,7 @@ export class ViewFs {
       gid: node.gid,
       size: node.size,
       nlink: node.nlink,
-      ino: node.ino,
+      ino,
       blksize: blockSize,
       blocks,
       atime: toMs(node.atime),
@@ -376,9 +432,9 @@ export class ViewFs {
   }
 
   /** A disk's directory before its replica has a state (its content then answers EAGAIN). */
-  #waitingDiskStat(): FuseStat {
+  #waitingDiskStat(disk: string): FuseStat {
     const t = this.#mountedAtMs;
-    return { mode: TYPE_BITS.dir | 0o555, uid: this.#uid, gid: this.#gid, size: 0, nlink: 2, ino: 2, blksize: 4096, blocks: 0, atime: t, mtime: t, ctime: t };
+    return { mode: TYPE_BITS.dir | 0o555, uid: this.#uid, gid: this.#gid, size: 0, nlink: 2, ino: this.#inos.waiting(disk), blksize: 4096, blocks: 0, atime: t, mtime: t, ctime: t };
   }
 }
 
