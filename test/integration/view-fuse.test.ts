@@ -145,21 +145,25 @@ class ConsoleLines {
 
 /**
  * A real `tail -f`, its output lines timed on arrival. On FUSE, GNU tail cannot use inotify and polls; `-s 0.25`
- * polls every 250 ms instead of every second, so the delay measured is the pipeline's, not tail's sleep.
+ * polls every 250 ms instead of every second, so the delay measured is the pipeline's, not tail's sleep. A read
+ * error makes tail give the file up and exit, so its stderr is kept: missing lines are then explained by it.
  */
-function startTail(path: string): { child: ChildProcess; lines: { text: string; at: number }[]; stop(): Promise<void> } {
+function startTail(path: string): { child: ChildProcess; lines: { text: string; at: number }[]; stderr(): string; stop(): Promise<void> } {
   const child = spawn('tail', ['-n', '+1', '-s', '0.25', '-f', path], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: { text: string; at: number }[] = [];
   let partial = '';
+  let stderr = '';
   child.stdout!.on('data', (b: Buffer) => { // ok: piped
     const now = Date.now();
     const parts = (partial + b.toString('latin1')).split('\n');
     partial = parts.pop() ?? '';
     for (const p of parts) lines.push({ text: p, at: now });
   });
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString())); // ok: piped
   return {
     child,
     lines,
+    stderr: () => stderr,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const done = new Promise<void>((r) => child.once('exit', () => r()));
@@ -205,11 +209,16 @@ let guest: GuestResult;
 let kernelFinal: TreeEntry[] = [];
 
 describe('the FUSE view of a live guest', () => {
-  it(`tail -f shows each appended line within ${COMMIT_S} s + ${SLACK_S} s; create, rename and delete show as fast`, async () => {
+  it(`tail -f shows each appended line within ${COMMIT_S} s + ${SLACK_S} s; create, rename and delete show as fast`, async ({ signal, onTestFinished, onTestFailed }) => {
     const cons = new ConsoleLines();
-    const run = runGuest({ nbd: capture!.url(DISK), workload: WORKLOAD, timeoutMs: 150_000, onConsole: (t) => cons.feed(t) }); // ok: started in beforeAll
+    // On a timeout vitest moves on while this body still waits: the guest (killed through `signal`) and tail
+    // (stopped when the test finishes) must not live on into the next tests, whose SIGTERM of the view would
+    // unmount the file under tail and make it look as if the view had dropped the connection.
+    const run = runGuest({ nbd: capture!.url(DISK), workload: WORKLOAD, timeoutMs: 150_000, onConsole: (t) => cons.feed(t), signal }); // ok: started in beforeAll
     const file = join(mnt, DISK, 'root', 'test.txt');
     const tail = startTail(file);
+    onTestFinished(() => tail.stop());
+    onTestFailed(() => console.log(`tail -f stderr: ${tail.stderr() || '(none)'}\nview log:\n${view?.logs() ?? '(view stopped)'}`));
     try {
       const steps: Record<string, number> = {};
       const created = join(mnt, DISK, 'root', 'new.txt');
@@ -237,7 +246,7 @@ describe('the FUSE view of a live guest', () => {
       // tail's line i + 1 is the guest's append i (its first line is the file's own "start").
       const delays = appends.map((a, i) => (tail.lines[i + 1] ? tail.lines[i + 1]!.at - a.at : Infinity)); // ok: checked
       console.log(`tail -f: ${appends.length} lines, delay per line (ms) ${delays.join(' ')}; create ${steps.create} ms, rename ${steps.rename} ms, delete ${steps.delete} ms`);
-      expect(tail.lines.map((l) => l.text)).toEqual(['start', ...appends.map(() => 'test')]);
+      expect(tail.lines.map((l) => l.text), `tail -f stderr: ${tail.stderr()}`).toEqual(['start', ...appends.map(() => 'test')]);
       expect(Math.max(...delays)).toBeLessThanOrEqual((COMMIT_S + SLACK_S) * 1000);
       for (const [step, ms] of Object.entries(steps)) expect(ms, step).toBeLessThanOrEqual((COMMIT_S + SLACK_S) * 1000);
     } finally {
