@@ -284,6 +284,19 @@ function mutate(disk: FuzzDisk, lay: Layout, jw: JournalWriter | undefined, r: R
     put(b, slot + off, bits, extreme(r, bits));
     return { what: `inode ${ino} field 0x${off.toString(16)}`, blocks };
   }
+  const dxRoots = lay.dirBlocks.filter((blk) => {
+    const b = disk.bytes.subarray(blk * bs, blk * bs + bs);
+    return b.readUInt16LE(4) === 12 && b.readUInt16LE(16) === bs - 12 && b[0x1d] === 8;
+  });
+  if (kind < 34 && dxRoots.length > 0) {
+    // An htree root: dx_root_info (hash version, info length, indirect levels), dx_countlimit, dx_entry hashes
+    // and blocks.
+    const blk = r.pick(dxRoots);
+    const b = blockOf(blk);
+    const [off, bits] = r.pick([[0x1c, 8], [0x1d, 8], [0x1e, 8], [0x20, 16], [0x22, 16], [0x24, 32], [0x28, 32], [0x2c, 32], [0x30, 32]] as const);
+    put(b, off, bits, extreme(r, bits));
+    return { what: `htree root ${blk} byte 0x${off.toString(16)}`, blocks };
+  }
   if (kind < 45 && lay.dirBlocks.length > 0) {
     const blk = r.pick(lay.dirBlocks);
     const b = blockOf(blk);
@@ -416,6 +429,10 @@ describe('the inference engine under random crafted metadata', () => {
   it.each(IMAGES)('$name: typed errors or corrupt events only, no hang, events encode, checkpoints restore', async ({ name, mkfs, args, size }) => {
     const img = join(work, `${name}.img`);
     await exec(mkfs, ['-q', '-F', '-N', '1024', '-E', 'lazy_itable_init=0', ...args, '-d', src, img, size]);
+    // mkfs -d writes linear directories; e2fsck -D indexes the large one (an htree), as a kernel would have.
+    await exec('e2fsck', ['-fyD', img]).catch((e: { code?: number }) => {
+      if (e.code !== 1) throw e; // 1: the file system was changed (the directories were optimised)
+    });
     const pristine = readFileSync(img);
     const seeds = ONLY_SEED !== undefined ? [Number(ONLY_SEED)] : Array.from({ length: SEEDS }, (_, i) => i + 1);
     const tally = { records: 0, corrupt: 0, unencodable: 0, typedFailures: 0, recrawls: 0, unmountable: 0, crawls: 0 };
