@@ -47,6 +47,7 @@ import {
   NO_JOURNAL_RETRIES,
   MAX_WRITE_RUN_BYTES,
   PENDING_MAX_COMMITS,
+  UNWRITTEN_MAX_COMMITS,
 } from './limits.js';
 import { TimeCache, nodeOfInode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
 import { LinkTable } from './links.js';
@@ -690,7 +691,7 @@ export class DiskInferencer {
     if (tail && tail.logical === eof) {
       for (let i = reached - eof * bs; i < node.size - eof * bs; i++) if ((tail.data[i] ?? 0) !== 0) return;
     }
-    this.unwritten.set(node.ino, [reached, PENDING_MAX_COMMITS]);
+    this.unwritten.set(node.ino, [reached, UNWRITTEN_MAX_COMMITS]);
   }
 
   private setTail(ino: number, tail: Tail): void {

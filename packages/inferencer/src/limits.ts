@@ -11,6 +11,12 @@ export const DEFAULT_PENDING_BYTES = 64 * 1024 * 1024;
 export const MAX_OMITTED_BLOCKS = 1 << 20;
 /** Journal commits a pending data block survives unmapped before it is dropped (ordered mode maps it in the next). */
 export const PENDING_MAX_COMMITS = 3;
+/**
+ * Consistency points a file's committed size stays hidden past the data seen (see DiskInferencer.visibleSize): a
+ * guest slowed down (a TCG guest on a loaded host) was seen writing an append's data back one commit interval
+ * after committing its size while other commits went by, and readers (`tail -f`) then read zeros.
+ */
+export const UNWRITTEN_MAX_COMMITS = 8;
 /** Longest run of contiguous file bytes reported by one `write` event. */
 export const MAX_WRITE_RUN_BYTES = 16 * 1024 * 1024;
 /** Blocks read in one fetch request (the capture answers up to 960 KiB per block read). */
