@@ -902,13 +902,15 @@ export class DiskInferencer {
       const same = before !== undefined && now instanceof Object && !(now instanceof CorruptError) && now.generation === before.generation && now.type === before.type;
       const { rem } = change;
       let { add } = change;
-      if (before?.type === FileType.dir && add.some((a) => this.inSubtree(a.dir, ino))) {
+      if (before?.type === FileType.dir) {
         // A directory named inside its own subtree (no kernel does that: EINVAL) would make a cycle cut off from
         // the root: the name is left out, and the directory is gone from where it was.
-        for (const a of add.filter((x) => this.inSubtree(x.dir, ino))) {
+        const kept = add.filter((a) => {
+          if (!this.inSubtree(a.dir, ino)) return true;
           this.corrupt(ctx, `entry ${JSON.stringify(a.name)} of directory ${a.dir} names directory ${ino}, which is that directory or above it`, { ino: a.dir, kind: 'DirectoryLink' });
-        }
-        add = add.filter((x) => !this.inSubtree(x.dir, ino));
+          return false;
+        });
+        if (kept.length !== add.length) add = kept;
       }
       rem.sort(cmpChange);
       add.sort(cmpChange);
