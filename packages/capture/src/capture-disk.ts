@@ -19,7 +19,7 @@ import { pino, type Logger } from 'pino';
 import { Errno, IoError, OutOfRangeError } from './errors.js';
 import type { NbdExport } from './nbd-export.js';
 import { PUBLISH_HEADROOM, type RecordPublisher } from './publisher.js';
-import { writeRecord } from './record-writer.js';
+import { writeRecord, writeRecordParts } from './record-writer.js';
 
 /** Largest NBD request capture accepts (advertised as maxBlockSize). */
 export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
@@ -42,6 +42,11 @@ const SMALL_SLAB = 64 * 1024;
 const BIG_SLAB = MAX_RECORD_BYTES + HEADROOM_TOTAL;
 /** Image writes below this size are written synchronously (see #pwrite). */
 const SYNC_WRITE_MAX = 64 * 1024;
+/**
+ * Write data of at least this many bytes goes into its record's message by reference, as a piece of its own,
+ * when the publisher takes messages in parts (RecordPublisher.publishParts): no copy of it in this process.
+ */
+const GATHER_MIN = 64 * 1024;
 /** Default time a write may wait for JetStream before the client gets EIO. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 /** Default time one publish attempt waits for its ack. */
@@ -114,17 +119,31 @@ interface Req {
   applied: boolean;
   /** The record holding its last op, and every record before it, is stored. */
   stored: boolean;
-  /** A recycled receive buffer holding its data (see receiveBuffer), returned once applied and cut. */
+  /**
+   * A recycled receive buffer holding its data (see receiveBuffer), returned once applied and cut, and when its
+   * data went into a record by reference (`gathered`), once stored after one publish attempt (`!resent`).
+   */
   payload: Buffer | undefined;
   /** Its last op was encoded into a record. */
   cut: boolean;
+  /** Some of its data is a part of a record's message, not a copy (see #cut): it is read until stored. */
+  gathered: boolean;
+  /** A record holding its data was published more than once: an earlier attempt may still read it. */
+  resent: boolean;
 }
 
 /**
  * A place in `accum`: an op (`req` set on the last op of its request), or a block read's marker, which ends the
  * record before it so the read's seq covers exactly the ops called before the read.
  */
-type Entry = { readonly op: WriteOp; readonly req: Req | undefined } | { readonly barrier: Barrier };
+type Entry = OpEntry | { readonly barrier: Barrier };
+
+/** An op in `accum` or a record: `req` on the last op of its request; `owner`, the request of one before it. */
+interface OpEntry {
+  readonly op: WriteOp;
+  readonly req: Req | undefined;
+  readonly owner?: Req;
+}
 
 /** A block read waiting for the seq of the record that ends right before it. */
 interface Barrier {
@@ -134,12 +153,18 @@ interface Barrier {
 
 interface Rec {
   readonly index: number;
-  readonly entries: { readonly op: WriteOp; readonly req: Req | undefined }[];
+  readonly entries: OpEntry[];
   readonly barriers: Barrier[];
-  readonly payload: Uint8Array;
   /**
-   * The pooled buffer `payload` is a view of (at PUBLISH_HEADROOM), returned to the pool once the record is
-   * confirmed after a single publish attempt (a retried record's earlier frames are not tracked: it is dropped).
+   * The record's BSON as the pieces of one message (see writeRecordParts): views of `slab` from PUBLISH_HEADROOM
+   * on, and between them the data of large writes, uncopied. One piece when nothing is gathered.
+   */
+  readonly parts: Buffer[];
+  /** Encoded size of the record (the sum of `parts`). */
+  readonly bytes: number;
+  /**
+   * The pooled buffer the record's own bytes are in (at PUBLISH_HEADROOM), returned to the pool once the record
+   * is confirmed after a single publish attempt (a retried record's earlier frames are not tracked: it is dropped).
    */
   readonly slab: Buffer;
   /** Publish attempts so far; only the first is framed in the slab's headroom. */
@@ -192,6 +217,8 @@ export class CaptureDisk implements NbdExport {
   readonly #log: Logger;
   readonly #onPublished: ((seconds: number, bytes: number) => void) | undefined;
   readonly #window: number;
+  /** The publisher takes a message in parts: large write data goes out uncopied (see GATHER_MIN). */
+  readonly #gather: boolean;
   readonly #publishTimeoutMs: number;
   readonly #requestTimeoutMs: number;
   readonly #maxPendingBytes: number;
@@ -253,6 +280,7 @@ export class CaptureDisk implements NbdExport {
     this.image = opts.image;
     this.epoch = opts.epoch ?? `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
     this.#js = opts.publisher ?? opts.js;
+    this.#gather = typeof this.#js.publishParts === 'function';
     this.#subject = writesSubject(opts.disk);
     this.#log = (opts.log ?? pino({ level: 'silent' })).child({ component: 'capture-disk', disk: opts.disk });
     this.#window = Math.max(1, opts.maxInflightRecords ?? DEFAULT_MAX_INFLIGHT_RECORDS);
@@ -514,13 +542,13 @@ export class CaptureDisk implements NbdExport {
     this.#pendingBytes += bytes;
     return new Promise<void>((resolve, reject) => {
       const deadline = performance.now() + this.#requestTimeoutMs;
-      const req: Req = { resolve, reject, settled: false, deadline, bytes, applied: false, stored: false, payload, cut: false };
+      const req: Req = { resolve, reject, settled: false, deadline, bytes, applied: false, stored: false, payload, cut: false, gathered: false, resent: false };
       this.#waiting.push(req);
       this.#expiry ??= setTimeout(this.#expire, this.#requestTimeoutMs + 1).unref();
       const last = ops.length - 1;
       for (let i = 0; i <= last; i++) {
         const op = ops[i]!; // ok: i <= last
-        this.#accum.push({ op, req: i === last ? req : undefined });
+        this.#accum.push(i === last ? { op, req } : { op, req: undefined, owner: req });
         this.#accumBytes += opEncodedBound(op);
       }
       this.#stats.ops += ops.length;
@@ -617,10 +645,17 @@ export class CaptureDisk implements NbdExport {
     this.#settle(req, this.#failed);
   }
 
-  /** Returns a request's receive buffer to the pool once nothing reads it any more: applied and encoded. */
+  /**
+   * Returns a request's receive buffer to the pool once nothing reads it any more: applied and encoded, and if
+   * its record reads it (gathered), stored after one attempt (JetStream acked it, so the socket wrote it).
+   */
   #recycle(req: Req): void {
     const b = req.payload;
     if (!b || !req.applied || !req.cut) return;
+    if (req.gathered && (!req.stored || req.resent)) {
+      if (req.resent) req.payload = undefined; // an earlier attempt may sit in nats.js' queue: left to the collector
+      return;
+    }
     req.payload = undefined;
     if (this.#payloads.length < MAX_POOLED) this.#payloads.push(b);
   }
@@ -730,18 +765,30 @@ export class CaptureDisk implements NbdExport {
     }
     if (n === 0) return;
     // ok: the loop above only counted op entries
-    const entries = this.#accum.splice(0, n) as { op: WriteOp; req: Req | undefined }[];
-    for (const e of entries) this.#accumBytes -= opEncodedBound(e.op);
+    const entries = this.#accum.splice(0, n) as OpEntry[];
+    let gathered = 0;
+    for (const e of entries) {
+      this.#accumBytes -= opEncodedBound(e.op);
+      if (this.#gather && e.op.op === 'write' && e.op.length >= GATHER_MIN) {
+        gathered += e.op.length;
+        const owner = e.req ?? e.owner;
+        if (owner) owner.gathered = true;
+      }
+    }
     const index = this.#nextRecord++;
-    // `size` bounds the encoded size from above, so the record always fits its slab after the headroom.
-    const slab = size + HEADROOM_TOTAL <= SMALL_SLAB ? (this.#smallSlabs.pop() ?? Buffer.allocUnsafeSlow(SMALL_SLAB)) : (this.#bigSlabs.pop() ?? Buffer.allocUnsafeSlow(BIG_SLAB));
-    const payload = writeRecord(this.name, new Date(), entries.map((e) => e.op), slab, PUBLISH_HEADROOM);
+    // `size` bounds the encoded size from above, so what is not gathered always fits its slab after the headroom.
+    const own = size - gathered;
+    const slab = own + HEADROOM_TOTAL <= SMALL_SLAB ? (this.#smallSlabs.pop() ?? Buffer.allocUnsafeSlow(SMALL_SLAB)) : (this.#bigSlabs.pop() ?? Buffer.allocUnsafeSlow(BIG_SLAB));
+    const ops = entries.map((e) => e.op);
+    const parts = gathered > 0 ? writeRecordParts(this.name, new Date(), ops, GATHER_MIN, slab, PUBLISH_HEADROOM) : [writeRecord(this.name, new Date(), ops, slab, PUBLISH_HEADROOM)];
+    let bytes = 0;
+    for (const p of parts) bytes += p.length;
     for (const e of entries) {
       if (!e.req) continue;
-      e.req.cut = true; // its data is copied into this record (and earlier pieces into earlier ones)
+      e.req.cut = true; // its data is in this record (and earlier pieces in earlier ones)
       this.#recycle(e.req);
     }
-    const rec: Rec = { index, entries, barriers: [], payload, slab, msgId: `${this.name}:${this.epoch}:${index}`, state: 'queued', seq: 0, redo: 0, attempts: 0 };
+    const rec: Rec = { index, entries, barriers: [], parts, bytes, slab, msgId: `${this.name}:${this.epoch}:${index}`, state: 'queued', seq: 0, redo: 0, attempts: 0 };
     for (let head = this.#accum[0]; head && 'barrier' in head; head = this.#accum[0]) {
       this.#accum.shift();
       this.#markers--;
@@ -765,7 +812,8 @@ export class CaptureDisk implements NbdExport {
     if (fit < SPLIT_MIN_BYTES || fit >= op.length) return false;
     const head: WriteOp = { op: 'write', offset: op.offset, length: fit, data: op.data.subarray(0, fit), fua: op.fua };
     const tail: WriteOp = { op: 'write', offset: op.offset + fit, length: op.length - fit, data: op.data.subarray(fit), fua: op.fua };
-    this.#accum.splice(i, 1, { op: head, req: undefined }, { op: tail, req: e.req });
+    const owner = e.req ?? e.owner;
+    this.#accum.splice(i, 1, { op: head, req: undefined, owner }, e.req ? { op: tail, req: e.req } : { op: tail, req: undefined, owner });
     this.#accumBytes += OP_OVERHEAD_BYTES;
     this.#stats.ops++;
     return true;
@@ -782,11 +830,16 @@ export class CaptureDisk implements NbdExport {
         if (this.#aborted) return;
         try {
           // ok: writeRecord wrote the record at PUBLISH_HEADROOM of its slab (it fits: see #cut)
-          const headroom = rec.attempts++ === 0 && rec.payload.byteOffset === rec.slab.byteOffset + PUBLISH_HEADROOM;
-          const ack = await this.#js.publish(this.#subject, rec.payload, { msgID: rec.msgId, timeout: this.#publishTimeoutMs, headroom });
+          const first = rec.parts[0]!; // ok: a record has at least one part
+          const headroom = rec.attempts++ === 0 && first.buffer === rec.slab.buffer && first.byteOffset === rec.slab.byteOffset + PUBLISH_HEADROOM;
+          const opts = { msgID: rec.msgId, timeout: this.#publishTimeoutMs, headroom };
+          const ack =
+            rec.parts.length === 1
+              ? await this.#js.publish(this.#subject, first, opts)
+              : await this.#js.publishParts!(this.#subject, rec.parts, opts); // ok: records have parts only when #gather, i.e. publishParts exists
           rec.seq = ack.seq;
           rec.state = 'acked';
-          this.#onPublished?.((performance.now() - started) / 1000, rec.payload.length);
+          this.#onPublished?.((performance.now() - started) / 1000, rec.bytes);
           if (ack.duplicate) this.#log.debug({ record: rec.index, seq: ack.seq }, 'publish retry was a duplicate of a stored record');
           break;
         } catch (err) {
@@ -820,15 +873,21 @@ export class CaptureDisk implements NbdExport {
       this.#records.shift();
       this.#confirmedSeq = rec.seq;
       this.#stats.confirmedRecords++;
-      this.#stats.publishedBytes += rec.payload.length;
+      this.#stats.publishedBytes += rec.bytes;
       if (rec.attempts === 1) {
         const pool = rec.slab.length === SMALL_SLAB ? this.#smallSlabs : this.#bigSlabs;
         if (pool.length < MAX_POOLED) pool.push(rec.slab);
+      } else {
+        for (const e of rec.entries) {
+          const owner = e.req ?? e.owner;
+          if (owner) owner.resent = true;
+        }
       }
       for (const e of rec.entries) {
         if (!e.req) continue;
         this.#pendingBytes -= e.req.bytes;
         e.req.stored = true;
+        this.#recycle(e.req);
         if (e.req.applied) this.#settle(e.req);
       }
       for (const b of rec.barriers) b.resolve(rec.seq);

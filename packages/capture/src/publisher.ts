@@ -10,6 +10,11 @@ export type RecordPublishOptions = Pick<AckPublishOptions, 'msgID' | 'timeout' |
 /** Publishes one record and resolves with JetStream's ack (a JetStreamClient fits this shape). */
 export interface RecordPublisher {
   publish(subject: string, data: Uint8Array, opts: RecordPublishOptions): Promise<PublishAck>;
+  /**
+   * Publishes the concatenation of `parts` as one message, each part written to the socket as it is (optional:
+   * without it, records are written whole). Every part stays unchanged until the promise settles.
+   */
+  publishParts?(subject: string, parts: readonly Uint8Array[], opts: RecordPublishOptions): Promise<PublishAck>;
 }
 
 /**

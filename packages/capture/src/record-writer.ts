@@ -123,64 +123,114 @@ function stringElement(buf: Buffer, at: number, key: string, value: string): num
  */
 export function writeRecord(disk: string, ts: Date, ops: readonly WriteOp[], into?: Buffer, offset = 0): Buffer {
   const size = writeRecordSize(disk, ops);
+  const buf = into && offset >= 0 && into.length >= offset + size ? into.subarray(offset, offset + size) : Buffer.allocUnsafe(size);
+  encode(disk, ts, ops, size, buf, Infinity, undefined);
+  return buf;
+}
+
+/**
+ * The same record as {@link writeRecord}, as pieces whose concatenation is those bytes, for a scatter write to the
+ * socket: the data of each write op of at least `gatherMin` bytes is not copied but is a piece of its own (the
+ * op's own `data`), and everything else is written at `into[offset]` onward, contiguously, the pieces of it being
+ * views of `into`. So a 1 MiB write goes from the NBD receive buffer to the NATS socket without a copy in this
+ * process. The caller must keep every gathered `data` unchanged until the pieces are written out.
+ *
+ * Throws {@link EncodeError} as writeRecord does, and a RangeError when `into` has too little room after `offset`
+ * for the bytes that are not gathered ({@link recordPartsSlabBytes}).
+ */
+export function writeRecordParts(disk: string, ts: Date, ops: readonly WriteOp[], gatherMin: number, into: Buffer, offset: number): Buffer[] {
+  const size = writeRecordSize(disk, ops);
+  const own = size - gatheredBytes(ops, gatherMin);
+  if (offset < 0 || into.length < offset + own) throw new RangeError(`record needs ${own} bytes at ${offset} of a ${into.length}-byte buffer`);
+  const parts: Buffer[] = [];
+  encode(disk, ts, ops, size, into.subarray(offset, offset + own), gatherMin, parts);
+  return parts;
+}
+
+/** Bytes of a record's data that {@link writeRecordParts} gathers instead of copying. */
+function gatheredBytes(ops: readonly WriteOp[], gatherMin: number): number {
+  let n = 0;
+  for (const op of ops) if (op.op === 'write' && op.length >= gatherMin) n += op.length;
+  return n;
+}
+
+/** Bytes {@link writeRecordParts} writes into its buffer: the record less the data it gathers. */
+export function recordPartsSlabBytes(disk: string, ops: readonly WriteOp[], gatherMin: number): number {
+  return writeRecordSize(disk, ops) - gatheredBytes(ops, gatherMin);
+}
+
+/**
+ * Writes the record of `size` bytes into `buf`, except the data of write ops of `gatherMin` bytes or more, which
+ * go into `parts` between views of `buf` (`parts` undefined: nothing is gathered). Two cursors: `at` is the
+ * position in the record (what the BSON lengths count), `p` the position in `buf`.
+ */
+function encode(disk: string, ts: Date, ops: readonly WriteOp[], size: number, buf: Buffer, gatherMin: number, parts: Buffer[] | undefined): void {
   const ms = ts.getTime();
   if (!Number.isSafeInteger(ms)) throw new EncodeError('record ts is not a valid date', { field: 'ts' });
-  const buf = into && offset >= 0 && into.length >= offset + size ? into.subarray(offset, offset + size) : Buffer.allocUnsafe(size);
   buf.writeInt32LE(size, 0);
-  let at = 4;
-  buf[at++] = T_INT32;
-  at = cstring(buf, at, 'v');
-  buf.writeInt32LE(WRITE_RECORD_VERSION, at);
-  at += 4;
-  at = stringElement(buf, at, 'disk', disk);
-  buf[at++] = T_DATE;
-  at = cstring(buf, at, 'ts');
+  let p = 4;
+  buf[p++] = T_INT32;
+  p = cstring(buf, p, 'v');
+  buf.writeInt32LE(WRITE_RECORD_VERSION, p);
+  p += 4;
+  p = stringElement(buf, p, 'disk', disk);
+  buf[p++] = T_DATE;
+  p = cstring(buf, p, 'ts');
   // Dates are int64 ms; the split of a negative ms in int64() keeps two's complement right.
-  at = int64(buf, at, ms);
-  buf[at++] = T_ARRAY;
-  at = cstring(buf, at, 'ops');
-  const arrStart = at;
-  at += 4;
+  p = int64(buf, p, ms);
+  buf[p++] = T_ARRAY;
+  p = cstring(buf, p, 'ops');
+  let skipped = 0; // data bytes gathered so far: at = p + skipped
+  let pieceStart = 0;
+  const arrStart = p;
+  p += 4;
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!; // ok: i < length
-    buf[at++] = T_DOC;
-    at = cstring(buf, at, keyOf(i));
-    const docStart = at;
-    at += 4;
-    at = stringElement(buf, at, 'op', op.op);
+    buf[p++] = T_DOC;
+    p = cstring(buf, p, keyOf(i));
+    const docStart = p;
+    const docSkipped = skipped;
+    p += 4;
+    p = stringElement(buf, p, 'op', op.op);
     if (op.op !== 'flush') {
-      buf[at++] = T_INT64;
-      at = cstring(buf, at, 'offset');
-      at = int64(buf, at, op.offset);
-      buf[at++] = T_INT32;
-      at = cstring(buf, at, 'length');
-      buf.writeInt32LE(op.length, at);
-      at += 4;
+      buf[p++] = T_INT64;
+      p = cstring(buf, p, 'offset');
+      p = int64(buf, p, op.offset);
+      buf[p++] = T_INT32;
+      p = cstring(buf, p, 'length');
+      buf.writeInt32LE(op.length, p);
+      p += 4;
       if (op.op === 'write') {
-        buf[at++] = T_BINARY;
-        at = cstring(buf, at, 'data');
-        buf.writeInt32LE(op.length, at);
-        buf[at + 4] = 0; // subtype 0, generic binary
-        at += 5;
-        buf.set(op.data, at);
-        at += op.length;
+        buf[p++] = T_BINARY;
+        p = cstring(buf, p, 'data');
+        buf.writeInt32LE(op.length, p);
+        buf[p + 4] = 0; // subtype 0, generic binary
+        p += 5;
+        if (parts !== undefined && op.length >= gatherMin) {
+          parts.push(buf.subarray(pieceStart, p), Buffer.from(op.data.buffer, op.data.byteOffset, op.length));
+          pieceStart = p;
+          skipped += op.length;
+        } else {
+          buf.set(op.data, p);
+          p += op.length;
+        }
       }
-      buf[at++] = T_BOOL;
-      at = cstring(buf, at, 'fua');
-      buf[at++] = op.fua ? 1 : 0;
+      buf[p++] = T_BOOL;
+      p = cstring(buf, p, 'fua');
+      buf[p++] = op.fua ? 1 : 0;
       if (op.op === 'zero' && op.noHole) {
-        buf[at++] = T_BOOL;
-        at = cstring(buf, at, 'noHole');
-        buf[at++] = 1;
+        buf[p++] = T_BOOL;
+        p = cstring(buf, p, 'noHole');
+        buf[p++] = 1;
       }
     }
-    buf[at++] = 0;
-    buf.writeInt32LE(at - docStart, docStart);
+    buf[p++] = 0;
+    buf.writeInt32LE(p + skipped - (docStart + docSkipped), docStart);
   }
-  buf[at++] = 0;
-  buf.writeInt32LE(at - arrStart, arrStart);
-  buf[at++] = 0;
+  buf[p++] = 0;
+  buf.writeInt32LE(p + skipped - arrStart, arrStart);
+  buf[p++] = 0;
+  parts?.push(buf.subarray(pieceStart, p));
   // ok: the size computation and the writes above describe the same layout; a mismatch is a bug here.
-  if (at !== size) throw new EncodeError(`record writer produced ${at} bytes, expected ${size}`);
-  return buf;
+  if (p + skipped !== size) throw new EncodeError(`record writer produced ${p + skipped} bytes, expected ${size}`);
 }

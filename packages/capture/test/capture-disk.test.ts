@@ -186,6 +186,57 @@ describe('CaptureDisk', () => {
     expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
   });
 
+  it('with a publisher taking parts, sends large write data uncopied and takes a receive buffer back only once stored, never after a retried publish', async () => {
+    const inner = new AsyncAckPublisher(env.nc);
+    type Opts = Parameters<AsyncAckPublisher['publish']>[2];
+    const partCounts: number[] = [];
+    let hold: Promise<void> | undefined;
+    let failNext = false;
+    const publisher = {
+      publish: (subject: string, data: Uint8Array, opts: Opts) => inner.publish(subject, data, opts),
+      publishParts: async (subject: string, parts: readonly Uint8Array[], opts: Opts) => {
+        partCounts.push(parts.length);
+        if (failNext) {
+          failNext = false;
+          void inner.publishParts(subject, parts, opts).catch(() => undefined); // the attempt reaches the server, its ack is lost
+          throw new Error('ack lost');
+        }
+        const ack = inner.publishParts(subject, parts, opts);
+        if (hold) await hold;
+        return ack;
+      },
+    };
+    const a = await attach('parts', 16 * MiB, { publisher });
+    let release!: () => void;
+    hold = new Promise((resolve) => (release = resolve));
+    const first = a.disk.receiveBuffer(MiB)!; // ok: 1 MiB is pooled
+    first.set(tagged(1, MiB));
+    const w1 = a.disk.write(0, first, { fua: false });
+    // In the image, not yet stored: the record still reads the buffer, so it is not handed out again.
+    for (let i = 0; i < 200 && readFileSync(a.image).readUInt32LE(0) !== 1; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(readFileSync(a.image).readUInt32LE(0)).toBe(1);
+    const other = a.disk.receiveBuffer(MiB)!; // ok: pooled size
+    expect(other.buffer).not.toBe(first.buffer);
+    release();
+    hold = undefined;
+    await w1;
+    expect(a.disk.receiveBuffer(MiB)!.buffer).toBe(first.buffer); // stored after one attempt: back in the pool
+    // A record whose first attempt failed is sent again; its buffer is never reused (that attempt may still read it).
+    const second = a.disk.receiveBuffer(MiB)!; // ok: pooled size
+    second.set(tagged(2, MiB));
+    failNext = true;
+    await a.disk.write(MiB, second, { fua: false });
+    for (let i = 0; i < 4; i++) expect(a.disk.receiveBuffer(MiB)!.buffer).not.toBe(second.buffer);
+    // Concurrent sequential writes (buffers of the caller's own), packed into records of a few parts each.
+    await Promise.all(Array.from({ length: 6 }, (_, k) => a.disk.write((4 + k) * MiB, tagged(10 + k, MiB), { fua: false })));
+    expect(Math.max(...partCounts)).toBeGreaterThanOrEqual(3); // framing, data, framing
+    const recs = await readRecords(env, 'parts');
+    expect(sha256(replay(a.original, recs))).toBe(sha256(readFileSync(a.image)));
+    const tags = recs.flatMap((r) => r.rec.ops).flatMap((o) => (o.op === 'write' && o.offset % MiB === 0 ? [Buffer.from(o.data).readUInt32LE(0)] : []));
+    expect(tags).toEqual([1, 2, 10, 11, 12, 13, 14, 15]);
+    inner.close();
+  });
+
   it('answers block reads with {data, seq} equal to replaying the stream up to seq, under concurrent writes', async () => {
     const a = await attach('blocks', 4 * MiB);
     const server = serveBlockReads(env.nc, a.disk);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EncodeError, MAX_OPS_PER_RECORD, MAX_WRITE_CHUNK_BYTES, encodeWriteRecord, decodeWriteRecord, type WriteOp } from '@gammaray/wire';
-import { writeRecord, writeRecordSize } from '../src/record-writer.js';
+import { recordPartsSlabBytes, writeRecord, writeRecordParts, writeRecordSize } from '../src/record-writer.js';
 
 const bytes = (n: number, seed = 1): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
@@ -56,6 +56,33 @@ describe('writeRecord (the capture hot-path encoder)', () => {
       const expected = Buffer.from(encodeWriteRecord({ v: 1, disk, ts, ops }));
       expect(writeRecord(disk, ts, ops).equals(expected), `record ${n}`).toBe(true);
     }
+  });
+
+  it('writeRecordParts: the pieces concatenate to writeRecord\'s bytes, large data is gathered uncopied, the rest packed at the offset', () => {
+    const r = prng(7);
+    for (let n = 0; n < 200; n++) {
+      const ops = Array.from({ length: Math.floor(r() * 12) }, () => randomOp(r));
+      const ts = new Date(Math.floor(r() * 2 ** 42));
+      const gatherMin = [0, 1, 512, 4096, Infinity][n % 5]!;
+      const expected = writeRecord('vm', ts, ops);
+      const own = recordPartsSlabBytes('vm', ops, gatherMin);
+      const into = Buffer.alloc(own + 100, 0xee);
+      const parts = writeRecordParts('vm', ts, ops, gatherMin, into, 37);
+      expect(Buffer.concat(parts).equals(expected), `record ${n}`).toBe(true);
+      const gathered = ops.filter((o) => o.op === 'write' && o.length >= gatherMin);
+      expect(parts).toHaveLength(1 + 2 * gathered.length);
+      for (let k = 0; k < gathered.length; k++) {
+        const op = gathered[k] as Extract<WriteOp, { op: 'write' }>;
+        expect(parts[1 + 2 * k]!.buffer).toBe(op.data.buffer); // the op's own bytes, not a copy
+      }
+      // Everything else lies contiguously in `into` from offset 37; the bytes around it are untouched.
+      const own0 = parts.filter((_, k) => k % 2 === 0);
+      expect(own0.reduce((a, b) => a + b.length, 0)).toBe(own);
+      expect(own0.every((b) => b.buffer === into.buffer)).toBe(true);
+      expect(into[36]).toBe(0xee);
+      expect(into[37 + own]).toBe(0xee);
+    }
+    expect(() => writeRecordParts('vm', new Date(0), every, 1, Buffer.alloc(10), 0)).toThrow(RangeError);
   });
 
   it('writes the same bytes for a record of one maximal write chunk and one of MAX_OPS_PER_RECORD flushes', () => {

@@ -45,6 +45,7 @@ const SEND_ALONE_BYTES = 64 * 1024;
 
 const decoder = new TextDecoder();
 const CRLF = 0x0d0a;
+const CRLF_BYTES = Uint8Array.of(0x0d, 0x0a);
 const PRINTABLE = /^[!-~]+$/;
 /** A header value: printable ASCII and spaces, not starting or ending with a space. */
 const HEADER_VALUE = /^(?:[!-~](?:[ -~]*[!-~])?)?$/;
@@ -103,11 +104,22 @@ export class AckPublisher {
 
   /** Publishes and resolves with JetStream's ack; rejects on an error ack, no responders, the timeout or close(). */
   publish(subject: string, data: Uint8Array, opts: AckPublishOptions): Promise<PublishAck> {
+    return this.publishParts(subject, [data], opts);
+  }
+
+  /**
+   * Publishes the concatenation of `parts` as one message, as {@link publish}. The parts go to the socket as they
+   * are, one after the other (no copy into one frame: a 1 MiB record made of a receive buffer and its BSON
+   * framing is not copied in this process). Each part must stay unchanged until the promise settles; `headroom`
+   * lends the bytes before the first part and the 2 after the last one.
+   */
+  publishParts(subject: string, parts: readonly Uint8Array[], opts: AckPublishOptions): Promise<PublishAck> {
     if (this.closed) return Promise.reject(new Error(`publisher closed before ${opts.msgID} was sent`));
+    if (parts.length === 0) return Promise.reject(new Error(`message ${opts.msgID} has no parts`));
     const id = ++this.next;
     return new Promise<PublishAck>((resolve, reject) => {
       try {
-        this.send(subject, `${this.prefix}.${id}`, data, opts);
+        this.send(subject, `${this.prefix}.${id}`, parts, opts);
       } catch (err) {
         reject(err as Error);
         return;
@@ -124,7 +136,7 @@ export class AckPublisher {
   }
 
   /** Frames and queues one message; throws as `nc.publish` would (closed or draining connection, too large). */
-  private send(subject: string, reply: string, data: Uint8Array, opts: AckPublishOptions): void {
+  private send(subject: string, reply: string, parts: readonly Uint8Array[], opts: AckPublishOptions): void {
     const nc = this.nc as NatsConnectionImpl; // ok: the connections of @nats-io/transport-node are this class
     if (nc.isClosed()) throw new Error('NATS connection closed');
     if (nc.isDraining() || nc.protocol.noMorePublishing) throw new Error('NATS connection draining');
@@ -132,32 +144,56 @@ export class AckPublisher {
     if (!PRINTABLE.test(opts.msgID)) throw new Error(`msg id ${JSON.stringify(opts.msgID)} is not printable ASCII`);
     if (!PRINTABLE.test(subject)) throw new Error(`subject ${JSON.stringify(subject)} is not printable ASCII`);
     const hdr = `NATS/1.0\r\nNats-Msg-Id: ${opts.msgID}\r\n${opts.headers ?? ''}\r\n`;
-    const total = hdr.length + data.length;
+    let length = 0;
+    for (const p of parts) length += p.length;
+    const total = hdr.length + length;
     const max = nc.info?.max_payload;
-    if (max !== undefined && total > max) throw new Error(`message of ${total} bytes (${data.length} of payload, the rest headers) exceeds max_payload ${max}`);
+    if (max !== undefined && total > max) throw new Error(`message of ${total} bytes (${length} of payload, the rest headers) exceeds max_payload ${max}`);
     const head = `HPUB ${subject} ${reply} ${hdr.length} ${total}\r\n${hdr}`;
-    let frame: Buffer;
-    if (opts.headroom === true && head.length <= PUBLISH_HEADROOM) {
-      // The caller lent PUBLISH_HEADROOM bytes before data and 2 after it (AckPublishOptions.headroom).
-      frame = Buffer.from(data.buffer, data.byteOffset - head.length, head.length + data.length + 2);
-      frame.write(head, 0, 'latin1');
-      frame.writeUInt16BE(CRLF, head.length + data.length);
+    const first = parts[0]!; // ok: publishParts refuses no parts
+    const last = parts[parts.length - 1]!; // ok: as above
+    const lent = opts.headroom === true && head.length <= PUBLISH_HEADROOM;
+    let frames: Uint8Array[];
+    if (parts.length === 1) {
+      let frame: Buffer;
+      if (lent) {
+        // The caller lent PUBLISH_HEADROOM bytes before data and 2 after it (AckPublishOptions.headroom).
+        frame = Buffer.from(first.buffer, first.byteOffset - head.length, head.length + first.length + 2);
+        frame.write(head, 0, 'latin1');
+        frame.writeUInt16BE(CRLF, head.length + first.length);
+      } else {
+        frame = Buffer.allocUnsafe(head.length + first.length + 2);
+        frame.write(head, 0, 'latin1');
+        frame.set(first, head.length);
+        frame.writeUInt16BE(CRLF, head.length + first.length);
+      }
+      frames = [frame];
+    } else if (lent) {
+      const f = Buffer.from(first.buffer, first.byteOffset - head.length, head.length + first.length);
+      f.write(head, 0, 'latin1');
+      const l = Buffer.from(last.buffer, last.byteOffset, last.length + 2);
+      l.writeUInt16BE(CRLF, last.length);
+      frames = [f, ...parts.slice(1, -1), l];
     } else {
-      frame = Buffer.allocUnsafe(head.length + data.length + 2);
-      frame.write(head, 0, 'latin1');
-      frame.set(data, head.length);
-      frame.writeUInt16BE(CRLF, head.length + data.length);
+      frames = [Buffer.from(head, 'latin1'), ...parts, CRLF_BYTES];
     }
     nc.protocol.outMsgs++;
     nc.protocol.outBytes += total;
-    const protocol = nc.protocol as unknown as { sendCommand(b: Uint8Array): void; flushPending(): void }; // ok: flushPending is private in the typings, a plain method of nats.js 3
-    if (frame.length < this.sendAloneBytes) {
-      protocol.sendCommand(frame);
+    // ok: these are plain members of nats.js 3's ProtocolHandler, private or absent in its typings
+    const protocol = nc.protocol as unknown as { sendCommand(b: Uint8Array, ...more: Uint8Array[]): void; flushPending(): void; connected: boolean; infoReceived: boolean; transport: { send(b: Uint8Array): void } };
+    if (frames.length === 1 && frames[0]!.length < this.sendAloneBytes) {
+      protocol.sendCommand(frames[0]!); // ok: one frame
       return;
     }
     protocol.flushPending(); // what smaller frames queued this turn, packed without this one
-    protocol.sendCommand(frame);
-    protocol.flushPending(); // this frame alone: sent as it is, not copied
+    if (frames.length > 1 && protocol.connected && protocol.infoReceived) {
+      // Straight to the socket, in order, after what was queued: nats.js would pack the pieces into one copy.
+      for (const f of frames) protocol.transport.send(f);
+      return;
+    }
+    // Disconnected: nats.js keeps the frame (packed) and sends it after reconnecting, as it does any publish.
+    protocol.sendCommand(frames[0]!, ...frames.slice(1)); // ok: at least one frame
+    protocol.flushPending(); // connected: this frame alone, sent as it is, not copied
   }
 
   private onAck(err: Error | null, msg: Msg): void {

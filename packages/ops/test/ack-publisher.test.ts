@@ -63,6 +63,35 @@ describe('AckPublisher', () => {
     p.close();
   });
 
+  it('publishes a message in parts (with and without headroom, mixed with whole frames in one turn), stored as their concatenation', async () => {
+    const p = new AckPublisher(nc, { sendAloneBytes: 0 });
+    const data = (n: number, seed: number) => new Uint8Array(n).map((_, j) => (seed * 17 + j * 7) & 0xff);
+    // Headroom: the first part lies after PUBLISH_HEADROOM lent bytes of its buffer, the last one has 2 after it.
+    const slab = new Uint8Array(PUBLISH_HEADROOM + 100 + 2).fill(0xee);
+    const head = slab.subarray(PUBLISH_HEADROOM, PUBLISH_HEADROOM + 60);
+    head.set(data(60, 1));
+    const tail = slab.subarray(PUBLISH_HEADROOM + 60, PUBLISH_HEADROOM + 100);
+    tail.set(data(40, 2));
+    const big = data(700_000, 3);
+    const messages: Uint8Array[][] = [[head, big, tail], [data(10, 4), data(300_000, 5), data(1, 6), data(0, 7), data(9, 8)], [data(5, 9)]];
+    const acks = await Promise.all([
+      p.publishParts('acks.parts', messages[0]!, { msgID: 'parts:0', timeout: 5_000, headroom: true }),
+      p.publishParts('acks.parts', messages[1]!, { msgID: 'parts:1', timeout: 5_000 }),
+      p.publish('acks.parts', messages[2]![0]!, { msgID: 'parts:2', timeout: 5_000 }),
+    ]);
+    expect(acks.map((a) => a.seq)).toEqual([...acks.map((a) => a.seq)].sort((x, y) => x - y));
+    const jsm = await jetstreamManager(nc);
+    for (const [i, a] of acks.entries()) {
+      const m = await jsm.streams.getMessage('ACKS', { seq: a.seq });
+      expect(Buffer.from(m!.data).equals(Buffer.concat(messages[i]!)), `message ${i}`).toBe(true);
+      expect(m?.header?.get('Nats-Msg-Id')).toBe(`parts:${i}`);
+    }
+    expect(Buffer.from(head).equals(data(60, 1)) && Buffer.from(tail).equals(data(40, 2))).toBe(true);
+    await expect(p.publishParts('acks.parts', [], { msgID: 'parts:x', timeout: 1_000 })).rejects.toThrow(/no parts/);
+    await expect(p.publishParts('acks.parts', [data(600_000, 1), data(600_000, 2)], { msgID: 'parts:y', timeout: 1_000 })).rejects.toThrow(/max_payload/);
+    p.close();
+  });
+
   it('refuses header lines and msg ids that would break the protocol', async () => {
     expect(() => headerLine('Bad Name', 'x')).toThrow(/not a token/);
     expect(() => headerLine('X', 'a\r\nNats-Msg-Id: forged')).toThrow(/not printable/);
