@@ -131,6 +131,104 @@ describe('a hostile guest', () => {
     }
   }, 120_000);
 
+  it('a crawl over a damaged root, directory block or journal superblock serves what it can, says what it cannot, and fills in once repaired', async () => {
+    const src = join(work, 'src-crawl');
+    mkdirSync(join(src, 'big'), { recursive: true });
+    mkdirSync(join(src, 'a'), { recursive: true });
+    writeFileSync(join(src, 'a/x.txt'), 'x\n');
+    // Enough long names for several linear directory blocks.
+    for (let i = 0; i < 300; i++) writeFileSync(join(src, 'big', `file-with-a-rather-long-name-${String(i).padStart(4, '0')}.txt`), `${i}\n`);
+    const img = join(work, 'crawl.img');
+    await exec('mkfs.ext4', ['-q', '-F', '-O', '^has_journal,^dir_index', '-b', String(BS), '-N', '512', '-d', src, img, '16M']);
+    const pristine = readFileSync(img);
+    const clean = (await DiskInferencer.bootstrap(new Disk(img).fetcher(), { disk: 'hostile' }, 0, new Date())).inferencer;
+    const whole = clean.tree().map((e) => e.path);
+    expect(whole.length).toBe(1 + 1 + 1 + 1 + 1 + 300); // /, lost+found, a, a/x.txt, big, 300 files
+    const ino = (path: string) => clean.tree().find((e) => e.path === path)!.ino; // ok: paths from the fixture
+    const garble = (b: Buffer, at: number, n: number) => {
+      for (let i = 0; i < n; i++) b[at + i] = (i * 7919 + 13) & 0xff;
+    };
+
+    // 1. One block of /big is garbage: the crawl lists the others, reports that one, and its names come back as
+    //    creates when the guest writes the block again.
+    {
+      const big = clean.nodes.get(ino('/big'))!; // ok: fixture
+      expect(big.owned.length).toBeGreaterThanOrEqual(3);
+      const bad = big.owned[1]!; // ok: checked above
+      const b = Buffer.from(pristine);
+      garble(b, bad * BS, BS);
+      writeFileSync(img, b);
+      const disk = new Disk(img);
+      const { inferencer: inf, events } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hostile' }, 0, new Date());
+      const corrupt = events.filter((e) => e.kind === 'corrupt');
+      expect(corrupt.length).toBeGreaterThanOrEqual(1);
+      expect(corrupt[0]!.path).toBe('/big');
+      const partial = inf.tree().map((e) => e.path);
+      const missing = whole.filter((p) => !partial.includes(p));
+      expect(missing.length).toBeGreaterThan(0);
+      expect(missing.every((p) => p.startsWith('/big/'))).toBe(true);
+      expect(partial).toContain('/a/x.txt');
+      const healed = await disk.change(inf, () => writeFileSync(img, pristine));
+      expect(healed.filter((e) => e.kind === 'create').map((e) => e.path).sort()).toEqual(missing.sort());
+      expect(inf.tree()).toEqual(clean.tree());
+    }
+
+    // 2. The root inode is garbage: the crawl gives an empty root and says so; everything comes back as creates
+    //    when the inode is written again, and the stand-in survives a checkpoint meanwhile.
+    {
+      const b = Buffer.from(pristine);
+      const at = await new Disk(img).inodeOffset(2);
+      garble(b, at, 256);
+      writeFileSync(img, b);
+      const disk = new Disk(img);
+      const { inferencer: inf, events } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hostile' }, 0, new Date());
+      expect(events.filter((e) => e.kind === 'corrupt').length).toBeGreaterThanOrEqual(1);
+      expect(events[0]).toMatchObject({ kind: 'snapshot', files: 0, dirs: 1 });
+      expect(inf.tree().map((e) => e.path)).toEqual(['/']);
+      const restored = await DiskInferencer.restore(inf.checkpoint(), disk.fetcher(), { disk: 'hostile' });
+      const healed = await disk.change(restored, () => writeFileSync(img, pristine));
+      const creates = healed.filter((e) => e.kind === 'create').map((e) => e.path);
+      expect(creates.sort()).toEqual(whole.filter((p) => p !== '/').sort());
+      expect(restored.tree()).toEqual(clean.tree());
+      // Parents come before their children.
+      expect(creates.indexOf('/a')).toBeLessThan(creates.indexOf('/a/x.txt'));
+    }
+
+    // 3. The root's directory block is garbage: no names yet, one report; rewritten, they all come back.
+    {
+      const b = Buffer.from(pristine);
+      garble(b, clean.nodes.get(2)!.owned[0]! * BS, BS); // ok: the root owns its block
+      writeFileSync(img, b);
+      const disk = new Disk(img);
+      const { inferencer: inf, events } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hostile' }, 0, new Date());
+      expect(events.filter((e) => e.kind === 'corrupt').map((e) => e.path)).toEqual(['/']);
+      expect(inf.tree().map((e) => e.path)).toEqual(['/']);
+      await disk.change(inf, () => writeFileSync(img, pristine));
+      expect(inf.tree()).toEqual(clean.tree());
+    }
+
+    // 4. A journalled disk whose journal superblock is garbage: crawled whole, reported, and followed at flushes.
+    {
+      const jimg = join(work, 'crawl-j.img');
+      await exec('mkfs.ext4', ['-q', '-F', '-b', String(BS), '-N', '512', '-d', src, jimg, '16M']);
+      const { stdout } = await exec('debugfs', ['-R', 'bmap <8> 0', jimg]);
+      const jsb = Number(stdout.trim());
+      expect(jsb).toBeGreaterThan(0);
+      const b = readFileSync(jimg);
+      garble(b, jsb * BS, BS);
+      writeFileSync(jimg, b);
+      const disk = new Disk(jimg);
+      const { inferencer: inf, events } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hostile' }, 0, new Date());
+      expect(events.filter((e) => e.kind === 'corrupt').map((e) => e.message ?? '').join('\n')).toMatch(/^journal: .*followed without it/m);
+      expect(inf.tree().map((e) => e.path)).toEqual(whole);
+      const next = await disk.change(inf, async () => {
+        writeFileSync(join(work, 'late.txt'), 'late\n');
+        await disk.debugfs(`write ${join(work, 'late.txt')} /a/late.txt`);
+      });
+      expect(next.map((e) => `${e.kind} ${e.path}`)).toContain('create /a/late.txt');
+    }
+  }, 120_000);
+
   it('a name for the root, or a directory moved into its own subtree, is reported and makes no cycle', async () => {
     const src = join(work, 'src-cycle');
     mkdirSync(join(src, 'a/b'), { recursive: true });

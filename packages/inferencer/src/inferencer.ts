@@ -49,7 +49,7 @@ import {
   PENDING_MAX_COMMITS,
   UNWRITTEN_MAX_COMMITS,
 } from './limits.js';
-import { TimeCache, nodeOfInode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
+import { TimeCache, makeNode, nodeOfInode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
 import { LinkTable } from './links.js';
 import { OldestKey } from './oldest-key.js';
 import { BlockStore, type BlockFetcher } from './store.js';
@@ -197,6 +197,8 @@ export class DiskInferencer {
    * following such bytes (or failing on them) would blind the monitor, so they give one `corrupt` event instead.
    */
   private superBytes: Uint8Array = new Uint8Array(0);
+  /** Damaged blocks the crawl's last directory read skipped, reported once the directory has a path. */
+  private partialErrors: Ext4Error[] = [];
   /** The last rejected superblock reported, so that one bad superblock gives one event. */
   private badSuper: Uint8Array | undefined;
   /** Set when a valid superblock of another file system (a new UUID: mkfs) was written: see {@link resyncReason}. */
@@ -284,7 +286,17 @@ export class DiskInferencer {
     }
     const ctx: Ctx = { seq: fromSeq, ts, out: [] };
     const corrupt: FsEvent[] = [];
-    const replay = await inf.openJournal();
+    let replay: CommittedTx[] = [];
+    try {
+      replay = await inf.openJournal();
+    } catch (err) {
+      if (!(err instanceof Ext4Error)) throw err;
+      // Without the journal the disk is still followed: its flushes become the consistency points (as on ext2),
+      // so changes show when the kernel writes metadata home rather than when it commits. A crawl that threw
+      // here was retried forever: a guest could keep its journal superblock damaged and go unmonitored.
+      inf.journal = undefined;
+      inf.corrupt({ ...ctx, out: corrupt }, `journal: ${err.message}; followed without it until the next crawl (changes show when written home)`, { ino: inf.volume.superblock.journalInum, kind: err instanceof CorruptError ? err.kind : 'Journal' });
+    }
     for (const tx of replay) for (const b of tx.blocks) inf.store.setJournal(b.fsBlock, b.data, fromSeq);
     if (replay.length > 0) inf.volume = await Ext4Volume.open(inf.store);
     inf.superBytes = await inf.store.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
@@ -413,11 +425,24 @@ export class DiskInferencer {
     return undefined;
   }
 
+  /**
+   * Builds the tree from the root. Damage does not stop it: a directory with damaged blocks keeps the names of
+   * the others; an unreadable root stands in as an empty directory with no attributes (see
+   * {@link unreadableRoot}) until it reads back. Either way a `corrupt` event says so, and the tree fills in
+   * when the guest rewrites the damaged blocks. (A crawl that threw here was retried forever, and a guest that
+   * kept its root damaged, then made a new file system to force a crawl, went unmonitored.)
+   */
   private async crawl(ctx: Ctx): Promise<void> {
-    const root = await this.derive(ROOT_INO, ctx);
-    if (!root || root instanceof CorruptError) throw root ?? new CorruptError('InodeField', 'the root directory is not in use', { inode: ROOT_INO });
+    this.tracker.clear();
+    this.partialErrors = [];
+    let root = await this.derive(ROOT_INO, ctx, false, true);
+    if (root === null || root instanceof CorruptError) {
+      if (root === null) this.corrupt(ctx, 'the root directory (inode 2) is not in use; the tree is empty until it is', { ino: ROOT_INO, kind: 'InodeField' });
+      root = unreadableRoot(ownedOf(this.tracker));
+    }
     this.adopt(root);
     this.links.set(ROOT_INO, []);
+    this.reportPartial(ctx, ROOT_INO);
     const todo: number[] = [ROOT_INO];
     let n = 0;
     while (todo.length > 0 && n++ < MAX_INODES_PER_SETTLE) {
@@ -432,7 +457,8 @@ export class DiskInferencer {
           this.addLink(ino, dir.ino, name);
           continue;
         }
-        let d = this.derive(ino, ctx);
+        this.partialErrors = [];
+        let d = this.derive(ino, ctx, false, true);
         if (d instanceof Promise) d = await d;
         if (d === null || d instanceof CorruptError) {
           if (d === null) this.corrupt(ctx, `entry ${JSON.stringify(name)} of directory ${dir.ino} names free inode ${ino}`, { ino: dir.ino });
@@ -440,9 +466,18 @@ export class DiskInferencer {
         }
         this.adopt(d);
         this.addLink(ino, dir.ino, name);
+        this.reportPartial(ctx, ino);
         if (d.type === FileType.dir) todo.push(ino);
       }
     }
+  }
+
+  /** Reports the damaged blocks the crawl's last read of directory `ino` skipped (see deriveRead's `partial`). */
+  private reportPartial(ctx: Ctx, ino: number): void {
+    for (const err of this.partialErrors) {
+      this.corrupt(ctx, `${err.message}; the directory's other blocks are listed`, { ino, kind: err instanceof CorruptError ? err.kind : err.name, block: err instanceof CorruptError ? err.block : undefined });
+    }
+    this.partialErrors = [];
   }
 
   /** Files and directories in the tree (the root counts as a directory). */
@@ -826,7 +861,7 @@ export class DiskInferencer {
       const now = derived.get(ino);
       if (now instanceof CorruptError) continue;
       const before = this.nodes.get(ino);
-      const oldEntries = before?.type === FileType.dir && (now === null || now?.generation === before.generation) ? before.entries : undefined;
+      const oldEntries = before?.type === FileType.dir && (now === null || now?.generation === before.generation || isUnreadableRoot(before)) ? before.entries : undefined;
       const newEntries = now?.type === FileType.dir ? now.entries : undefined;
       if (oldEntries === newEntries) continue;
       // forEach, not for..of: no [name, ino] pair per entry (a directory's entries are all walked at each change).
@@ -1032,6 +1067,11 @@ export class DiskInferencer {
         writes.push({ node: d, before: undefined });
         continue;
       }
+      if (isUnreadableRoot(before)) {
+        // The root reads back: its names came out as creates above; its attributes are news to no one.
+        if (d.type === FileType.dir) this.adopt(d);
+        continue;
+      }
       if (before.generation !== d.generation || before.type !== d.type) continue;
       this.adopt(d);
       writes.push({ node: d, before });
@@ -1205,18 +1245,22 @@ export class DiskInferencer {
    * whose inode-table slot, xattr block and extent blocks the store holds, as at nearly every consistency
    * point): no promise and no microtask turn per inode. Callers await the result only when it is a promise.
    */
-  private derive(ino: number, ctx: Ctx, retry = false): Derived | Promise<Derived> {
+  /**
+   * What inode `ino` is now (see {@link deriveRead}). `partial` (the crawl): a directory with damaged blocks keeps
+   * the names of its readable blocks, each damaged block reported, instead of failing whole.
+   */
+  private derive(ino: number, ctx: Ctx, retry = false, partial = false): Derived | Promise<Derived> {
     let inode: Ext4Inode | undefined;
     try {
       inode = this.volume.readInodeCached(ino);
     } catch (err) {
       return this.derivedError(err, ctx, ino, retry);
     }
-    if (inode === undefined) return this.deriveRead(ino, ctx, retry);
+    if (inode === undefined) return this.deriveRead(ino, ctx, retry, undefined, partial);
     if (!inodeInUse(inode)) return null;
     const fast = this.deriveHeld(inode, ctx, retry);
     // The inode decoded here is handed on: its slot is not read and checksummed twice.
-    return fast !== NEEDS_READ ? fast : this.deriveRead(ino, ctx, retry, inode);
+    return fast !== NEEDS_READ ? fast : this.deriveRead(ino, ctx, retry, inode, partial);
   }
 
   /** What {@link deriveRead} gives for an inode in use, from held blocks alone; NEEDS_READ when anything would have to be read. */
@@ -1252,7 +1296,7 @@ export class DiskInferencer {
    * Reads inode `ino` (unless `known`, already decoded) and what hangs off it; null when it is not in use; a
    * CorruptError (also emitted) when damaged.
    */
-  private async deriveRead(ino: number, ctx: Ctx, retry = false, known?: Ext4Inode): Promise<Derived> {
+  private async deriveRead(ino: number, ctx: Ctx, retry = false, known?: Ext4Inode, partial = false): Promise<Derived> {
     let inode: Ext4Inode;
     try {
       // The synchronous forms answer when no read is needed (no promise per inode); they read nothing, so
@@ -1274,7 +1318,11 @@ export class DiskInferencer {
       let entries: Map<string, number> | undefined;
       if (inode.type === FileType.dir) {
         const listing = await this.volume.readDir(inode);
-        if (listing.errors.length > 0) throw listing.errors[0]!; // ok: non-empty
+        if (listing.errors.length > 0 && !partial) throw listing.errors[0]!; // ok: non-empty
+        // The crawl: the names the readable blocks hold are better than none; it reports the damaged blocks once
+        // the directory has its path. They are owned (the tracker saw them), so rewriting them makes the directory
+        // dirty and it is read again whole.
+        for (const err of listing.errors) this.partialErrors.push(err);
         entries = new Map<string, number>();
         for (const e of listing.entries) {
           const name = decodeName(e.name);
@@ -1679,4 +1727,25 @@ function closeRun(ctx: Ctx): void {
     const all = Buffer.concat(r.parts, r.length);
     e.data = new Uint8Array(all.buffer, all.byteOffset, all.byteLength);
   }
+}
+
+/**
+ * The stand-in for a root directory the crawl could not read: no names, and every attribute 0 (nlink 0 marks
+ * it: an inode in use never has it). Its owned blocks are what the failed read looked at, so rewriting them, or
+ * the root's inode, makes the root dirty and it is read again; when it reads back, its names come out as
+ * `create` events. The marker survives checkpoints (it is in the node itself).
+ */
+function unreadableRoot(owned: readonly number[]): FsNode {
+  const zero = { sec: 0, nsec: 0 };
+  return makeNode(
+    { ino: ROOT_INO, generation: 0, type: FileType.dir, mode: 0, uid: 0, gid: 0, size: 0, nlink: 0, atime: zero, mtime: zero, ctime: zero, flags: 0 },
+    { entries: new Map() },
+    {},
+    owned,
+  );
+}
+
+/** Whether `n` is the stand-in of {@link unreadableRoot}. */
+function isUnreadableRoot(n: FsNode): boolean {
+  return n.ino === ROOT_INO && n.nlink === 0 && n.mode === 0 && n.generation === 0;
 }
