@@ -63,11 +63,11 @@ async function writeBlock(block: number, pattern: number): Promise<void> {
 }
 
 /** Every event of the disk in the stream, in stream order. */
-async function readEvents(): Promise<StoredEvent[]> {
+async function readEvents(disk = DISK): Promise<StoredEvent[]> {
   const jsm = await jetstreamManager(nc);
-  const filter = diskEventsFilter(DISK);
-  const info = await jsm.streams.info(STREAM_EVENTS);
-  const want = info.state.messages;
+  const filter = diskEventsFilter(disk);
+  const info = await jsm.streams.info(STREAM_EVENTS, { subjects_filter: filter });
+  const want = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
   const out: StoredEvent[] = [];
   if (want === 0) return out;
   const c = await jetstream(nc).consumers.get(STREAM_EVENTS, { filter_subjects: filter });
@@ -88,10 +88,10 @@ async function readEvents(): Promise<StoredEvent[]> {
 }
 
 /** Polls the stream until an event matches. */
-async function waitForEvent(pred: (e: FsEvent) => boolean, what: string, timeoutMs = 15_000): Promise<StoredEvent> {
+async function waitForEvent(pred: (e: FsEvent) => boolean, what: string, timeoutMs = 15_000, disk = DISK): Promise<StoredEvent> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const found = (await readEvents().catch(() => [])).find((s) => pred(s.event));
+    const found = (await readEvents(disk).catch(() => [])).find((s) => pred(s.event));
     if (found) return found;
     if (Date.now() > deadline) throw new Error(`no ${what} event within ${timeoutMs} ms; inferencer logs:\n${inferencer?.logs() ?? ''}`);
     await new Promise((r) => setTimeout(r, 150));
@@ -254,5 +254,36 @@ describe('gammaray inferencer with a real capture and nats-server', () => {
     expect(all.filter((e) => e.event.kind === 'resync')).toHaveLength(1);
     const ids = all.map((e) => e.msgId);
     expect(new Set(ids).size).toBe(ids.length);
+  }, 120_000);
+
+  it('waits for a blank disk to be formatted, polling each second, and follows it from the mkfs on', async () => {
+    // A new VM's empty disk: no file system until the guest's installer makes one.
+    const blankImage = join(work, 'blank.img');
+    writeFileSync(blankImage, Buffer.alloc(0));
+    execFileSync('truncate', ['-s', '32M', blankImage]);
+    const second = await startCapture(nats.url, { blank: blankImage });
+    try {
+      inferencer = await startInferencer(nats.url);
+      await inferencer.waitForLog(/no ext2\/3\/4 file system yet/);
+      const src = join(work, 'src-blank');
+      mkdirSync(join(src, 'etc'), { recursive: true });
+      writeFileSync(join(src, 'etc', 'motd'), 'hello\n');
+      const formatted = join(work, 'formatted.img');
+      await exec('mkfs.ext4', ['-q', '-F', '-b', String(BLOCK), '-d', src, formatted, '32M']);
+      const written = Date.now();
+      await exec('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', formatted, second.url('blank')]);
+      const snap = await waitForEvent((e) => e.kind === 'snapshot', 'snapshot of the formatted disk', 30_000, 'blank');
+      expect(snap.event.files).toBe(1);
+      // Looked at again within about a second, not after a backoff grown to 30 s.
+      expect(Date.now() - written).toBeLessThan(15_000);
+      expect(inferencer.logs()).not.toMatch(/disk worker failed/);
+      const block = await physicalBlock(formatted, '/etc/motd', 0);
+      await exec('qemu-io', ['-f', 'raw', '-c', `write -P 0x44 ${block * BLOCK} ${BLOCK}`, '-c', 'flush', second.url('blank')]);
+      const w = await waitForEvent((e) => e.kind === 'write' && e.path === '/etc/motd' && e.data?.[0] === 0x44, 'write /etc/motd', 30_000, 'blank');
+      expect(w.event.seq).toBeGreaterThan(snap.event.seq);
+      expect(await inferencer.stop()).toBe(0);
+    } finally {
+      await second.stop();
+    }
   }, 120_000);
 });

@@ -1,4 +1,4 @@
-export { DiskInferencer } from './inferencer.js';
+export { DiskInferencer, NoFileSystemError } from './inferencer.js';
 export type { InferencerOptions, InferencerState } from './inferencer.js';
 export type { BlockFetcher } from './store.js';
 export { EventKind, EVENT_VERSION, eventMsgId } from './events.js';

@@ -12,6 +12,7 @@
 import { copyBytes, trimmedCopy, widen } from './bytes.js';
 import {
   CorruptError,
+  CorruptKind,
   Ext4Error,
   Ext4Volume,
   FileType,
@@ -141,6 +142,17 @@ function ownedOf(tracker: ReadonlySet<number>): readonly number[] {
 }
 
 /** See the module comment. */
+/**
+ * The disk holds no ext2/3/4 superblock at all (a blank disk before the guest formats it, or another file system):
+ * nothing to crawl yet. A service waits and tries again; it is not damage.
+ */
+export class NoFileSystemError extends CorruptError {
+  constructor(message: string) {
+    super(CorruptKind.SuperblockMagic, message, { field: 's_magic' });
+    this.name = 'NoFileSystemError';
+  }
+}
+
 export class DiskInferencer {
   readonly disk: string;
   private readonly inlineLimit: number;
@@ -311,6 +323,9 @@ export class DiskInferencer {
   private static async openStore(fetcher: BlockFetcher, opts: InferencerOptions, seq: number): Promise<{ inf: DiskInferencer }> {
     // The block size is not known before the superblock: read it raw first.
     const head = await fetcher.read(0, Math.min(fetcher.size, 4096));
+    if (head.data.length < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE || head.data[SUPERBLOCK_OFFSET + 0x38] !== 0x53 || head.data[SUPERBLOCK_OFFSET + 0x39] !== 0xef) {
+      throw new NoFileSystemError(`the disk holds no ext2/3/4 file system (no superblock magic at byte ${SUPERBLOCK_OFFSET + 0x38}): blank, not formatted yet, or another file system`);
+    }
     const bs = 1024 << new DataView(head.data.buffer, head.data.byteOffset + 1024 + 0x18, 4).getUint32(0, true);
     const store = new BlockStore(fetcher, bs >= 1024 && bs <= 65536 ? bs : 1024);
     const volume = await Ext4Volume.open(store);

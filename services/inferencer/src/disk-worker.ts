@@ -1,6 +1,6 @@
 import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { DiskInferencer, EVENT_VERSION, EventKind, encodeEvent, eventMsgId, type FsEvent, type InferencerOptions } from '@gammaray/inferencer';
+import { DiskInferencer, EVENT_VERSION, NoFileSystemError, EventKind, encodeEvent, eventMsgId, type FsEvent, type InferencerOptions } from '@gammaray/inferencer';
 import { CorruptError, EncodeError, STREAM_WRITES, WireCorruptKind, decodeWriteRecord, eventsSubject, writesSubject, type WriteRecord } from '@gammaray/wire';
 import type { Logger } from 'pino';
 import { BlockFetchError, NatsBlockFetcher } from './block-fetcher.js';
@@ -142,6 +142,8 @@ export class DiskWorker {
   #currentTs: Date | undefined;
   #failing: { seq: number; count: number } | undefined;
   #rebootstrap: Rebootstrap | undefined;
+  /** The last crawl found no file system (a blank disk): logged once, looked at again every restartBackoffMs.min. */
+  #blank = false;
   #stats = { records: 0, corruptRecords: 0, events: 0, checkpoints: 0, restarts: 0, duplicateEvents: 0 };
   readonly #eventsByKind: Record<string, number> = {};
   /** Set when the lease was lost: stop at once, no flush of new events, no final checkpoint. */
@@ -212,6 +214,7 @@ export class DiskWorker {
     while (!this.#stopping) {
       const startSeq = this.#processedSeq;
       let resync = false;
+      let blank = false;
       try {
         await this.#session();
       } catch (err) {
@@ -228,6 +231,12 @@ export class DiskWorker {
         if (err instanceof ResyncRequired) {
           this.#log.warn({ seq: this.#rebootstrap?.seq, reason: err.message }, 'the disk holds a new file system; crawling it again');
           resync = true;
+        } else if (err instanceof NoFileSystemError) {
+          // A blank disk the guest has yet to format: not a failure, and its crawl should follow the mkfs closely,
+          // so it is looked at again every `min` ms (one superblock read) instead of backing off to `max`.
+          if (!this.#blank) this.#log.warn({ reason: err.message, everyMs: min }, 'the disk holds no ext2/3/4 file system yet; crawling it once it does');
+          this.#blank = true;
+          blank = true;
         } else {
           this.#noteFailure(err);
           this.#log.error({ err, seq: this.#failing?.seq }, 'disk worker failed; restarting from its checkpoint');
@@ -239,6 +248,10 @@ export class DiskWorker {
       if (this.#processedSeq > startSeq) backoff = min; // it made progress: a fresh failure, not a loop
       this.#stats.restarts++;
       if (resync) continue;
+      if (blank) {
+        await this.#sleep(min);
+        continue;
+      }
       await this.#sleep(backoff);
       backoff = Math.min(max, backoff * 2);
     }
@@ -402,6 +415,7 @@ export class DiskWorker {
     }
     this.#processedSeq = Math.max(inferencer.appliedSeq, fromSeq);
     this.#log.info({ fromSeq, appliedSeq: inferencer.appliedSeq, events: events.length, ms: Date.now() - started }, 'disk crawled');
+    this.#blank = false;
     // Checkpoint at once: a crash before the first interval must not crawl (and publish a snapshot) again.
     await this.#checkpoint(inferencer, true);
     this.#rebootstrap = undefined;
