@@ -30,7 +30,7 @@ interface Up {
 
 async function startUp(env: NodeJS.ProcessEnv = process.env): Promise<Up> {
   // In a process group of its own, as a shell runs a command: a terminal's Ctrl-C signals the whole group.
-  const child = spawn('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--image', join(work, 'beta.img'), '--data-dir', data, '--listen', `127.0.0.1:${nbdPort}`, '--grpc', `127.0.0.1:${grpcPort}`], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--image', join(work, 'beta.img'), '--image', join(work, 'gamma.img'), '--data-dir', data, '--listen', `127.0.0.1:${nbdPort}`, '--grpc', `127.0.0.1:${grpcPort}`], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString())); // ok: piped
@@ -82,6 +82,8 @@ beforeAll(async () => {
     writeFileSync(join(src, `${name}.txt`), `${name}\n`.repeat(500));
     await exec('mkfs.ext4', ['-q', '-F', '-b', '4096', '-d', src, join(work, `${name}.img`), '16M']);
   }
+  // A new VM's disk: blank until its guest formats it.
+  writeFileSync(join(work, 'gamma.img'), Buffer.alloc(16 * 1024 * 1024));
   nbdPort = await freeTcpPort();
   grpcPort = await freeTcpPort();
 }, 60_000);
@@ -114,6 +116,18 @@ describe('gammaray up', () => {
       return stdout.includes('/beta.txt') ? stdout : undefined;
     }, 'the view to serve beta');
     expect(tree.split('\n')).toContain('/beta.txt');
+    // The blank disk is served, and followed from the moment the guest formats it.
+    expect(up.output()).toContain(`${join(work, 'gamma.img')} is blank`);
+    const src = join(work, 'src-gamma');
+    mkdirSync(src);
+    writeFileSync(join(src, 'gamma.txt'), 'gamma\n');
+    await exec('mkfs.ext4', ['-q', '-F', '-b', '4096', '-d', src, join(work, 'gamma-formatted.img'), '16M']);
+    await exec('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', join(work, 'gamma-formatted.img'), `nbd://127.0.0.1:${nbdPort}/gamma`]);
+    const gamma = await until(async () => {
+      const evs = await events(up.nats, 'gamma');
+      return evs.some((e) => e.kind === 'snapshot') ? evs : undefined;
+    }, 'the snapshot of the formatted blank disk');
+    expect(gamma.filter((e) => e.kind === 'snapshot')).toHaveLength(1);
 
     up.child.kill('SIGINT');
     expect(await up.exited).toBe(0);

@@ -7,7 +7,7 @@
  * already in JetStream), then NATS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, createWriteStream, existsSync, mkdirSync, statSync, type WriteStream } from 'node:fs';
+import { accessSync, closeSync, constants, createWriteStream, existsSync, mkdirSync, openSync, readSync, statSync, type WriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
@@ -187,6 +187,25 @@ class Child {
   }
 }
 
+/** Whether the image's first MiB (all of it, when smaller) is zeros: a new disk for the guest to format. */
+function isBlank(image: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(image, 'r');
+  } catch {
+    return false; // withVolume says what is wrong with it
+  }
+  try {
+    const buf = Buffer.alloc(1024 * 1024);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    if (n === 0) return false;
+    for (let i = 0; i < n; i++) if (buf[i] !== 0) return false;
+    return true;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Runs `gammaray up` until SIGINT/SIGTERM (or until a child dies). `self` is how to start this CLI again
  * (node and the script) for the service children.
@@ -195,6 +214,10 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
   const disks = planDisks(o.image, o.disk);
   // The inferencer follows a file system that starts at the image's first byte: say so now, not in its log.
   for (const d of disks) {
+    if (isBlank(d.image)) {
+      term.note(`${d.image} is blank (its first MiB is zeros): it is followed once the guest makes a file system on it`);
+      continue;
+    }
     await withVolume(d.image, undefined, async (v) => {
       if (v.index !== 0) throw new UserError(`image ${d.image} holds its file system in partition ${v.index}: gammaray follows disks whose whole image is one ext2/3/4 file system`);
     });
