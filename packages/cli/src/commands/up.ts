@@ -9,6 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants, createWriteStream, existsSync, mkdirSync, openSync, readSync, statSync, type WriteStream } from 'node:fs';
 import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
 import { withVolume } from '../image.js';
@@ -124,10 +125,11 @@ class Child {
     cmd: string,
     args: readonly string[],
     log: WriteStream,
+    env: NodeJS.ProcessEnv = CHILD_ENV,
   ) {
     // A process group of its own: a terminal's Ctrl-C reaches `up` alone, which stops the children in the order
     // that loses nothing (NATS last), instead of all of them at once.
-    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: CHILD_ENV, detached: true });
+    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env, detached: true });
     const onData = (b: Buffer) => {
       log.write(b);
       this.#tail = (this.#tail + b.toString()).slice(-64 * 1024);
@@ -187,6 +189,17 @@ class Child {
   }
 }
 
+/**
+ * The embedded nats-server's environment. On a host of 2 CPUs or fewer, where it shares the CPUs with the capture
+ * and the VM, it runs with GOMAXPROCS=1 unless the user set GOMAXPROCS: its goroutines then hand each message on
+ * without waking a second CPU, which cut its CPU per captured write by about a fifth and gave the capture 12-23%
+ * more random 4 KiB IOPS here (README "Small hosts"; docs/benchmarks.md, Capture).
+ */
+function natsServerEnv(): NodeJS.ProcessEnv {
+  if (process.env['GOMAXPROCS'] !== undefined || availableParallelism() > 2) return CHILD_ENV;
+  return { ...CHILD_ENV, GOMAXPROCS: '1' };
+}
+
 /** Whether the image's first MiB (all of it, when smaller) is zeros: a new disk for the guest to format. */
 function isBlank(image: string): boolean {
   let fd: number;
@@ -234,8 +247,8 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     if (!statSync(o.mount).isDirectory()) throw new UserError(`mount point ${o.mount} is not a directory`);
   }
   const children: Child[] = [];
-  const start = (name: string, cmd: string, args: readonly string[]): Child => {
-    const c = new Child(name, cmd, args, createWriteStream(join(logDir, `${name}.log`), { flags: 'a' }));
+  const start = (name: string, cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv): Child => {
+    const c = new Child(name, cmd, args, createWriteStream(join(logDir, `${name}.log`), { flags: 'a' }), env);
     children.push(c);
     return c;
   };
@@ -265,8 +278,9 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
       const port = await freePort(4222);
       const store = join(dataDir, 'nats');
       mkdirSync(store, { recursive: true });
-      term.note(`starting nats-server (JetStream, store ${store}) on 127.0.0.1:${port}`);
-      const n = start('nats-server', bin, ['-js', '-sd', store, '-a', '127.0.0.1', '-p', String(port)]);
+      const env = natsServerEnv();
+      term.note(`starting nats-server (JetStream, store ${store}) on 127.0.0.1:${port}${env['GOMAXPROCS'] !== process.env['GOMAXPROCS'] ? `, on one CPU (GOMAXPROCS=1: this host has ${availableParallelism()}; set GOMAXPROCS to choose)` : ''}`);
+      const n = start('nats-server', bin, ['-js', '-sd', store, '-a', '127.0.0.1', '-p', String(port)], env);
       await n.waitFor(/Server is ready/, 'readiness');
       nats = `nats://127.0.0.1:${port}`;
     }
