@@ -105,7 +105,7 @@ function readOptions() {
   };
 }
 
-const PEERS = ['qemu-nbd', 'bare', 'capture'];
+const PEERS = ['qemu-nbd', 'bare', 'capture', 'capture-up'];
 
 function readPeers(text) {
   if (text === undefined) return PEERS;
@@ -157,11 +157,11 @@ function freshImage(path, bytes) {
 
 // ---- servers ---------------------------------------------------------------------------------------------
 
-async function startNats(dir) {
+async function startNats(dir, env) {
   const port = await freePort();
   const storeDir = join(dir, 'jetstream');
   const logFile = join(dir, 'nats-server.log');
-  const child = start(NATS_SERVER, ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { logFile });
+  const child = start(NATS_SERVER, ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { logFile, env });
   await waitUntil('nats-server', child, logFile, () => probe(port, 'INFO'));
   const url = `nats://127.0.0.1:${port}`;
   const nc = await connect({ servers: url });
@@ -245,7 +245,7 @@ async function randClient(uri, dir, o) {
 // ---- the three peers -------------------------------------------------------------------------------------
 
 /** One server + client measurement: fresh image, start, client, stop; CPU of the server over the client's run. */
-async function nbdMeasure(kind, workload, ctx, o) {
+async function nbdMeasure(kind, workload, ctx, o, label = kind) {
   const dir = ctx.runDir;
   const image = join(dir, `${kind}-${workload}.raw`);
   freshImage(image, o.sizeMiB * MIB);
@@ -279,7 +279,7 @@ async function nbdMeasure(kind, workload, ctx, o) {
   rmSync(image, { force: true });
   const cost = workload === 'seq' ? `CPU ${result.serverMsPerMiB?.toFixed(2)} ms/MiB (nats-server ${result.natsMsPerMiB?.toFixed(2)})` : `CPU ${result.serverUsPerOp?.toFixed(1)} us/write (nats-server ${result.natsUsPerOp?.toFixed(1)})`;
   const pub = result.publish ? `; record publish -> ack mean ${result.publish.meanMs.toFixed(2)} ms${result.publish.p50UpToMs !== undefined ? `, p50 <= ${result.publish.p50UpToMs} ms` : ''}` : '';
-  note(`run ${ctx.run} ${kind} ${workload}: ${fmtNbd(workload, result)}, ${cost}${result.records ? `; ${result.records} records, ${(result.ops / result.records).toFixed(2)} writes/record` : ''}${pub}`);
+  note(`run ${ctx.run} ${label} ${workload}: ${fmtNbd(workload, result)}, ${cost}${result.records ? `; ${result.records} records, ${(result.ops / result.records).toFixed(2)} writes/record` : ''}${pub}`);
   return result;
 }
 
@@ -463,6 +463,8 @@ function report(o, facts, samples, load0, load1, started, seconds) {
   out.push(`| qemu-nbd | ${range(q.seq, f0)} | ${f0(med(samples.qemu.seq, 'opsPerS'))} | ${f0(med(samples.qemu.seq, 'serverCpuPct'))} | - | ${range(stats(samples.qemu.seq, 'serverMsPerMiB'), f2n)} | - |`);
   out.push(`| bare JetStream publish, 1 MiB | ${range(b.big, f0)} | ${f0(b.bigMsgs.median)} | ${f0(med(bigs, 'nodeCpuPct'))} (node) | ${f0(med(bigs, 'natsCpuPct'))} | ${range(stats(bigs, 'serverMsPerMiB'), f2n)} (node) | ${range(stats(bigs, 'natsMsPerMiB'), f2n)} |`);
   out.push(`| gammaray capture | ${range(c.seq, f0)} | ${f0(med(samples.capture.seq, 'opsPerS'))} | ${f0(med(samples.capture.seq, 'serverCpuPct'))} | ${f0(med(samples.capture.seq, 'natsCpuPct'))} | ${range(stats(samples.capture.seq, 'serverMsPerMiB'), f2n)} | ${range(stats(samples.capture.seq, 'natsMsPerMiB'), f2n)} |`);
+  const up = samples.captureUp;
+  if (up.seq.length > 0) out.push(`| gammaray capture, nats-server GOMAXPROCS=1 (as \`up\` runs it here) | ${range(stats(up.seq, 'mibPerS'), f0)} | ${f0(med(up.seq, 'opsPerS'))} | ${f0(med(up.seq, 'serverCpuPct'))} | ${f0(med(up.seq, 'natsCpuPct'))} | ${range(stats(up.seq, 'serverMsPerMiB'), f2n)} | ${range(stats(up.seq, 'natsMsPerMiB'), f2n)} |`);
   out.push('');
   out.push(`Random: fio nbd engine, randwrite 4 KiB, iodepth ${RAND_DEPTH}, first ${RAND_REGION_MIB} MiB, ${o.runtimeS} s; bare publish: ${(o.smallPublishMiB * MIB) / RAND_BS} x 4 KiB messages, window ${o.window}`);
   out.push('| peer | IOPS / msgs/s | MiB/s | p50 us | p99 us | server CPU % | nats-server CPU % | server CPU us/write | nats-server CPU us/write |');
@@ -470,6 +472,7 @@ function report(o, facts, samples, load0, load1, started, seconds) {
   out.push(`| qemu-nbd | ${range(q.rand, f0)} | ${f1(med(samples.qemu.rand, 'mibPerS'))} | ${f0(med(samples.qemu.rand, 'clatP50Us'))} | ${f0(med(samples.qemu.rand, 'clatP99Us'))} | ${f0(med(samples.qemu.rand, 'serverCpuPct'))} | - | ${range(stats(samples.qemu.rand, 'serverUsPerOp'), f1)} | - |`);
   out.push(`| bare JetStream publish, 4 KiB | ${range(b.small, f0)} | ${f1(b.smallMiB.median)} | ${f0(med(smalls, 'ackP50Us'))} (ack) | ${f0(med(smalls, 'ackP99Us'))} (ack) | ${f0(med(smalls, 'nodeCpuPct'))} (node) | ${f0(med(smalls, 'natsCpuPct'))} | ${range(stats(smalls, 'serverUsPerOp'), f1)} (node, per message) | ${range(stats(smalls, 'natsUsPerOp'), f1)} |`);
   out.push(`| gammaray capture | ${range(c.rand, f0)} | ${f1(med(samples.capture.rand, 'mibPerS'))} | ${f0(med(samples.capture.rand, 'clatP50Us'))} | ${f0(med(samples.capture.rand, 'clatP99Us'))} | ${f0(med(samples.capture.rand, 'serverCpuPct'))} | ${f0(med(samples.capture.rand, 'natsCpuPct'))} | ${range(stats(samples.capture.rand, 'serverUsPerOp'), f1)} | ${range(stats(samples.capture.rand, 'natsUsPerOp'), f1)} |`);
+  if (up.rand.length > 0) out.push(`| gammaray capture, nats-server GOMAXPROCS=1 (as \`up\` runs it here) | ${range(stats(up.rand, 'iops'), f0)} | ${f1(med(up.rand, 'mibPerS'))} | ${f0(med(up.rand, 'clatP50Us'))} | ${f0(med(up.rand, 'clatP99Us'))} | ${f0(med(up.rand, 'serverCpuPct'))} | ${f0(med(up.rand, 'natsCpuPct'))} | ${range(stats(up.rand, 'serverUsPerOp'), f1)} | ${range(stats(up.rand, 'natsUsPerOp'), f1)} |`);
   out.push('');
   out.push('Ratios (medians):');
   out.push(`  sequential  capture / qemu-nbd       ${f2(ratios.seqVsQemuNbd)}`);
@@ -477,6 +480,13 @@ function report(o, facts, samples, load0, load1, started, seconds) {
   out.push(`  sequential  capture / lower of both  ${f2(ratios.seqVsLowerPeer)}  target >= ${TARGET_SEQ}x of ${targets.seq.of}: ${targets.seq.met ? 'MET' : 'MISSED'}`);
   out.push(`  random 4K   capture / qemu-nbd IOPS  ${f2(ratios.randVsQemuNbd)}  target >= ${TARGET_RAND}x: ${targets.rand.met ? 'MET' : 'MISSED'}`);
   out.push(`  random 4K   capture / bare msgs/s    ${f2(ratios.randVsBarePublish)}`);
+  if (up.seq.length > 0 && up.rand.length > 0) {
+    ratios.upSeqVsLowerPeer = stats(up.seq, 'mibPerS').median / seqFloor;
+    ratios.upRandVsQemuNbd = stats(up.rand, 'iops').median / q.rand.median;
+    out.push(`  with nats-server GOMAXPROCS=1, as \`gammaray up\` runs it on this ${os.availableParallelism()}-CPU host (not what the targets are judged on):`);
+    out.push(`    sequential  capture / lower peer   ${f2(ratios.upSeqVsLowerPeer)}`);
+    out.push(`    random 4K   capture / qemu-nbd     ${f2(ratios.upRandVsQemuNbd)}`);
+  }
   out.push(`  stream bytes / client bytes: seq ${f2(median(samples.capture.seq.map((s) => s.streamBytes / s.bytes)))}, rand ${f2(median(samples.capture.rand.map((s) => s.streamBytes / s.bytes)))}`);
   out.push(`  client writes per record:    seq ${f1(median(samples.capture.seq.map((s) => s.ops / s.records)))}, rand ${f1(median(samples.capture.rand.map((s) => s.ops / s.records)))}`);
   const pubMean = (list) => {
@@ -511,7 +521,7 @@ async function main() {
   tmpRoot = mkdtempSync('/var/tmp/gammaray-bench-capture-');
   removeOnExit.add(tmpRoot);
   note(`${o.runs} run(s), ${o.sizeMiB} MiB images, fio ${o.runtimeS} s, in ${tmpRoot}; load ${load0.join(' ')}`);
-  const samples = { qemu: { seq: [], rand: [] }, capture: { seq: [], rand: [] }, bare: [] };
+  const samples = { qemu: { seq: [], rand: [] }, capture: { seq: [], rand: [] }, captureUp: { seq: [], rand: [] }, bare: [] };
   const peers = [
     ['qemu-nbd', async (ctx) => {
       samples.qemu.seq.push(await nbdMeasure('qemu-nbd', 'seq', ctx, o));
@@ -521,6 +531,21 @@ async function main() {
     ['capture', async (ctx) => {
       samples.capture.seq.push(await nbdMeasure('capture', 'seq', ctx, o));
       samples.capture.rand.push(await nbdMeasure('capture', 'rand', ctx, o));
+    }],
+    // The capture with nats-server as `gammaray up` starts it on a host of 2 CPUs or fewer (GOMAXPROCS=1): a
+    // nats-server of its own, so the other peers keep the defaults. Reported beside the targets, not for them.
+    ['capture-up', async (ctx) => {
+      const dir = join(ctx.runDir, 'up');
+      mkdirSync(dir);
+      const nats = await startNats(dir, { ...process.env, GOMAXPROCS: '1' });
+      try {
+        const upCtx = { ...ctx, nats, runDir: dir };
+        samples.captureUp.seq.push(await nbdMeasure('capture', 'seq', upCtx, o, 'capture (nats-server GOMAXPROCS=1)'));
+        samples.captureUp.rand.push(await nbdMeasure('capture', 'rand', upCtx, o, 'capture (nats-server GOMAXPROCS=1)'));
+      } finally {
+        await nats.nc.close();
+        await stop(nats.child);
+      }
     }],
   ].filter(([name]) => o.only.includes(name)).map(([, measure]) => measure);
   const t0 = performance.now();
