@@ -192,8 +192,8 @@ class Child {
 /**
  * The embedded nats-server's environment. On a host of 2 CPUs or fewer, where it shares the CPUs with the capture
  * and the VM, it runs with GOMAXPROCS=1 unless the user set GOMAXPROCS: its goroutines then hand each message on
- * without waking a second CPU, which cut its CPU per captured write by about a fifth and gave the capture 12-23%
- * more random 4 KiB IOPS here (README "Small hosts"; docs/benchmarks.md, Capture).
+ * without waking a second CPU, which cut its CPU per captured write by about a fifth and gave the capture 0-29%
+ * (median 22%) more random 4 KiB IOPS in 7 alternated pairs here (README "Small hosts").
  */
 function natsServerEnv(): NodeJS.ProcessEnv {
   if (process.env['GOMAXPROCS'] !== undefined || availableParallelism() > 2) return CHILD_ENV;
