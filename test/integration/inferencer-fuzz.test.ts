@@ -25,9 +25,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { crc32c, decodeJournalSuperblock, Ext4Error, Ext4Volume, walk, JBD2_MAGIC, JournalBlockType, journalChecksumSeed, journalTagBytes, JournalTagFlag, JOURNAL_INO, type JournalSuperblock } from '@gammaray/ext4';
+import { decodeJournalSuperblock, Ext4Error, Ext4Volume, walk, JBD2_MAGIC, JOURNAL_INO, type JournalSuperblock } from '@gammaray/ext4';
 import { decodeEvent, DiskInferencer, encodeEvent, type FsEvent } from '@gammaray/inferencer';
 import { EncodeError, type WriteOp, type WriteRecord } from '@gammaray/wire';
+import { Jbd2Writer } from '../support/jbd2-writer.js';
 
 const exec = promisify(execFile);
 const SEEDS = Number(process.env['GAMMARAY_FUZZ_SEEDS'] ?? 3);
@@ -144,103 +145,6 @@ async function layoutOf(disk: FuzzDisk, inf: DiskInferencer): Promise<Layout> {
   return { bs, blocks: Math.floor(disk.bytes.length / bs), metadata: [...metadata].filter((b) => b * bs < disk.bytes.length), itable, inodeAt, dirBlocks, dataBlocks, xattrBlocks: [...xattrBlocks], journal };
 }
 
-/** Writes the guest's next jbd2 transactions, as jbd2 lays them out, at the log position it would use. */
-class JournalWriter {
-  #pos: number;
-  #seq: number;
-  constructor(readonly lay: NonNullable<Layout['journal']>) {
-    this.#pos = lay.sb.start !== 0 ? lay.sb.start : lay.sb.first;
-    this.#seq = lay.sb.sequence;
-  }
-
-  #next(): number {
-    const j = this.#pos;
-    this.#pos = this.#pos + 1 >= this.lay.sb.maxLen ? this.lay.sb.first : this.#pos + 1;
-    return j;
-  }
-
-  #header(block: Buffer, type: number, seq: number): void {
-    block.writeUInt32BE(JBD2_MAGIC, 0);
-    block.writeUInt32BE(type, 4);
-    block.writeUInt32BE(seq >>> 0, 8);
-  }
-
-  #tail(block: Buffer): void {
-    const sb = this.lay.sb;
-    if (!sb.has.csumV2 && !sb.has.csumV3) return;
-    const at = block.length - 4;
-    block.writeUInt32BE(0, at);
-    block.writeUInt32BE(crc32c(journalChecksumSeed(sb), block, 0, block.length) >>> 0, at);
-  }
-
-  /**
-   * One transaction logging `images` (fs block -> bytes) and optionally revoking `revoke`; `broken` leaves out
-   * the commit block, or gives it the wrong sequence. Returns the (journal block, bytes) writes in log order.
-   */
-  transaction(images: readonly [number, Buffer][], revoke: readonly number[], r: ReturnType<typeof prng>, broken: boolean): [number, Buffer][] {
-    const sb = this.lay.sb;
-    const bs = sb.blockSize;
-    const seq = this.#seq;
-    const out: [number, Buffer][] = [];
-    if (revoke.length > 0) {
-      const rb = Buffer.alloc(bs);
-      this.#header(rb, JournalBlockType.revoke, seq);
-      const wide = sb.has.is64bit ? 8 : 4;
-      let off = 16;
-      for (const b of revoke) {
-        if (off + wide > bs - 4) break;
-        if (wide === 8) rb.writeBigUInt64BE(BigInt(b), off);
-        else rb.writeUInt32BE(b >>> 0, off);
-        off += wide;
-      }
-      // r_count: bytes used; sometimes a lie.
-      rb.writeUInt32BE(r.chance(0.2) ? extreme(r, 32) : off, 12);
-      this.#tail(rb);
-      out.push([this.#next(), rb]);
-    }
-    const tagBytes = journalTagBytes(sb);
-    const d = Buffer.alloc(bs);
-    this.#header(d, JournalBlockType.descriptor, seq);
-    let off = 12;
-    const data: Buffer[] = [];
-    images.forEach(([fsBlock, image], i) => {
-      if (off + tagBytes + 16 > bs - 4) return;
-      const last = i === images.length - 1;
-      const escaped = image.readUInt32BE(0) === JBD2_MAGIC;
-      let flags = (i > 0 ? JournalTagFlag.sameUuid : 0) | (last ? JournalTagFlag.lastTag : 0) | (escaped ? JournalTagFlag.escape : 0);
-      if (r.chance(0.05)) flags = extreme(r, 16);
-      d.writeUInt32BE(fsBlock >>> 0, off);
-      if (sb.has.csumV3) {
-        d.writeUInt32BE(flags, off + 4);
-        d.writeUInt32BE(r.chance(0.03) ? extreme(r, 32) : 0, off + 8);
-      } else {
-        d.writeUInt16BE(flags & 0xffff, off + 6);
-        if (sb.has.is64bit) d.writeUInt32BE(r.chance(0.03) ? extreme(r, 32) : 0, off + 8);
-      }
-      off += tagBytes;
-      if ((flags & JournalTagFlag.sameUuid) === 0) off += 16;
-      const logged = Buffer.from(image);
-      if (escaped) logged.writeUInt32BE(0, 0);
-      data.push(logged);
-    });
-    this.#tail(d);
-    out.push([this.#next(), d]);
-    for (const b of data) out.push([this.#next(), b]);
-    if (!broken || r.chance(0.5)) {
-      const c = Buffer.alloc(bs);
-      this.#header(c, JournalBlockType.commit, broken ? seq + 1 + r.int(3) : seq);
-      if (sb.has.csumV2 || sb.has.csumV3) {
-        c.writeUInt8(4, 0xc);
-        c.writeUInt8(4, 0xd);
-        c.writeUInt32BE(crc32c(journalChecksumSeed(sb), c, 0, bs) >>> 0, 0x10);
-      }
-      out.push([this.#next(), c]);
-    }
-    if (!broken) this.#seq = (this.#seq + 1) >>> 0;
-    return out;
-  }
-}
-
 /** One round's change: the blocks it rewrites (whole, as the guest's page cache writes them) and extra ops. */
 interface Change {
   readonly what: string;
@@ -248,7 +152,7 @@ interface Change {
   readonly zero?: { readonly offset: number; readonly length: number };
 }
 
-function mutate(disk: FuzzDisk, lay: Layout, jw: JournalWriter | undefined, r: ReturnType<typeof prng>): Change {
+function mutate(disk: FuzzDisk, lay: Layout, jw: Jbd2Writer | undefined, r: ReturnType<typeof prng>): Change {
   const bs = lay.bs;
   const blocks = new Map<number, Buffer>();
   const blockOf = (b: number): Buffer => {
@@ -396,7 +300,7 @@ function mutate(disk: FuzzDisk, lay: Layout, jw: JournalWriter | undefined, r: R
     }
     const revoke = r.chance(0.2) ? Array.from({ length: 1 + r.int(20) }, () => (r.chance(0.8) ? r.pick(lay.metadata) : extreme(r, 32))) : [];
     const broken = r.chance(0.15);
-    for (const [j, bytes] of jw.transaction(images, revoke, r, broken)) {
+    for (const [j, bytes] of jw.transaction(images, revoke, { ...r, extreme: (bits) => extreme(r, bits) }, broken)) {
       const phys = jw.lay.blocks[j];
       if (phys !== undefined) blocks.set(phys, bytes);
     }
@@ -499,7 +403,7 @@ describe('the inference engine under random crafted metadata', () => {
       const disk = new FuzzDisk(Buffer.from(pristine));
       let inf = (await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'fuzz' }, 0, new Date(0))).inferencer;
       const lay = await layoutOf(disk, inf);
-      const jw = lay.journal ? new JournalWriter(lay.journal) : undefined;
+      const jw = lay.journal ? new Jbd2Writer(lay.journal) : undefined;
       expect(lay.xattrBlocks.length, `${name}: xattr blocks to damage`).toBeGreaterThanOrEqual(2);
       for (let round = 0; round < ROUNDS; round++) {
         const change = mutate(disk, lay, jw, r);

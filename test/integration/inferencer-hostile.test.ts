@@ -207,6 +207,24 @@ describe('a hostile guest', () => {
       expect(inf.tree()).toEqual(clean.tree());
     }
 
+    // 5. A directory's inode is garbage: it and its subtree are left out (reported); once the guest writes the
+    //    inode again they come in as creates, with no change to the directory naming it.
+    {
+      const b = Buffer.from(pristine);
+      const at = await new Disk(img).inodeOffset(ino('/a'));
+      garble(b, at, 256);
+      writeFileSync(img, b);
+      const disk = new Disk(img);
+      const { inferencer: inf, events } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hostile' }, 0, new Date());
+      expect(events.filter((e) => e.kind === 'corrupt').length).toBeGreaterThanOrEqual(1);
+      expect(inf.tree().map((e) => e.path)).toEqual(whole.filter((p) => p !== '/a' && p !== '/a/x.txt'));
+      // Across a checkpoint, too.
+      const restored = await DiskInferencer.restore(inf.checkpoint(), disk.fetcher(), { disk: 'hostile' });
+      const healed = await disk.change(restored, () => writeFileSync(img, pristine));
+      expect(healed.filter((e) => e.kind === 'create').map((e) => e.path)).toEqual(['/a', '/a/x.txt']);
+      expect(restored.tree()).toEqual(clean.tree());
+    }
+
     // 4. A journalled disk whose journal superblock is garbage: crawled whole, reported, and followed at flushes.
     {
       const jimg = join(work, 'crawl-j.img');
@@ -228,6 +246,51 @@ describe('a hostile guest', () => {
       expect(next.map((e) => `${e.kind} ${e.path}`)).toContain('create /a/late.txt');
     }
   }, 120_000);
+
+  it.each([
+    ['a journal (committed in a jbd2 transaction)', true],
+    ['no journal (at flushes)', false],
+  ])('a new file whose inode is garbage stays out of the tree until the guest writes the inode again, then is created: %s', async (_name, journalled) => {
+    const src = join(work, `src-late-${journalled}`);
+    mkdirSync(join(src, 'd'), { recursive: true });
+    writeFileSync(join(src, 'd/one.txt'), 'one\n');
+    const img = join(work, `late-${journalled}.img`);
+    await exec('mkfs.ext4', ['-q', '-F', ...(journalled ? [] : ['-O', '^has_journal']), '-b', String(BS), '-N', '64', '-d', src, img, '16M']);
+    const disk = new Disk(img);
+    const { inferencer: inf } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hostile' }, 0, new Date());
+    const change = (edit: () => Promise<void> | void) => (journalled ? disk.changeJournaled(inf, edit) : disk.change(inf, edit));
+    let good = Buffer.alloc(0);
+    let at = 0;
+    const made = await change(async () => {
+      writeFileSync(join(work, 'two.txt'), 'two\n');
+      await disk.debugfs(`write ${join(work, 'two.txt')} /d/two.txt`);
+      const { stdout } = await exec('debugfs', ['-R', 'stat /d/two.txt', img]);
+      const ino = Number(/Inode: (\d+)/.exec(stdout)?.[1]);
+      at = await disk.inodeOffset(ino);
+      const b = readFileSync(img);
+      good = Buffer.from(b.subarray(at, at + 256));
+      for (let i = 0; i < 256; i++) b[at + i] = (i * 31 + 5) & 0xff;
+      writeFileSync(img, b);
+    });
+    expect(made.filter((e) => e.kind === 'corrupt').length).toBeGreaterThanOrEqual(1);
+    expect(inf.tree().map((e) => e.path)).not.toContain('/d/two.txt');
+    // Business as usual in the meantime, and across a checkpoint.
+    const other = await change(async () => {
+      writeFileSync(join(work, 'three.txt'), 'three\n');
+      await disk.debugfs(`write ${join(work, 'three.txt')} /three.txt`);
+    });
+    expect(other.map((e) => `${e.kind} ${e.path}`)).toContain('create /three.txt');
+    const restored = await DiskInferencer.restore(inf.checkpoint(), disk.fetcher(), { disk: 'hostile' });
+    // The guest's kernel writes the inode out again: nothing else changes, yet the file comes in.
+    const healed = await (journalled ? disk.changeJournaled(restored, repair) : disk.change(restored, repair));
+    function repair() {
+      const b = readFileSync(img);
+      good.copy(b, at);
+      writeFileSync(img, b);
+    }
+    expect(healed.map((e) => `${e.kind} ${e.path}`)).toContain('create /d/two.txt');
+    expect(restored.tree().map((e) => e.path)).toContain('/d/two.txt');
+  }, 60_000);
 
   it('a name for the root, or a directory moved into its own subtree, is reported and makes no cycle', async () => {
     const src = join(work, 'src-cycle');

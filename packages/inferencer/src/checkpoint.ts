@@ -145,6 +145,7 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
   chunked('remapped', s.remapped, 65536);
   chunked('watched', s.watched, 65536);
   chunked('namedBy', s.namedBy, 65536);
+  chunked('unreadable', s.unreadable ?? [], 65536);
   push({ k: 'end' });
   return Buffer.concat(docs);
 }
@@ -168,6 +169,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   const remapped: number[] = [];
   const watched: [number, number][] = [];
   const namedBy: [number, number][] = [];
+  const unreadable: [number, number][] = [];
   let ended = false;
   while (off < buf.length) {
     if (off + 5 > buf.length) throw new CheckpointError('checkpoint ends inside a document header');
@@ -256,6 +258,9 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
       case 'namedBy':
         namedBy.push(...(d.items as [number, number][]));
         break;
+      case 'unreadable':
+        unreadable.push(...(d.items as [number, number][]));
+        break;
       case 'end':
         ended = true;
         break;
@@ -304,6 +309,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     recent,
     retries,
     namedBy,
+    unreadable,
     journal,
     journalMap,
     superblock: superblock === undefined ? undefined : copyBytes(superblock),

@@ -44,6 +44,7 @@ import {
   MAX_OMITTED_BLOCKS,
   MAX_PATH_DEPTH,
   MAX_TAILS,
+  MAX_UNREADABLE,
   RECENT_DATA_BYTES,
   NO_JOURNAL_RETRIES,
   MAX_WRITE_RUN_BYTES,
@@ -188,6 +189,12 @@ export class DiskInferencer {
   private recentBytes = 0;
   /** Without a journal: a new inode that failed to derive -> the directory that names it. */
   private readonly namedBy = new Map<number, number>();
+  /**
+   * Inodes a directory names that could not be read (damaged, or free), left out of the tree and out of the
+   * directory's entries: child -> directory. When the child's inode or blocks change, the directory is looked at
+   * again, so a repaired inode joins the tree (as `create` events). Bounded (MAX_UNREADABLE, oldest dropped).
+   */
+  private readonly unreadable = new Map<number, number>();
   /** Per file, the last block written that held end of file: ino -> (logical block, physical block, bytes). */
   private readonly tails = new Map<number, Tail>();
   /** Iterator over `tails` in insertion order, at its oldest entry (see setTail). */
@@ -477,6 +484,9 @@ export class DiskInferencer {
         if (d instanceof Promise) d = await d;
         if (d === null || d instanceof CorruptError) {
           if (d === null) this.corrupt(ctx, `entry ${JSON.stringify(name)} of directory ${dir.ino} names free inode ${ino}`, { ino: dir.ino });
+          // Out of the directory's entries as well, so that the name counts as new when the inode is repaired.
+          (dir.entries as Map<string, number>).delete(name);
+          this.noteUnreadable(ino, dir.ino);
           continue;
         }
         this.adopt(d);
@@ -485,6 +495,13 @@ export class DiskInferencer {
         if (d.type === FileType.dir) todo.push(ino);
       }
     }
+  }
+
+  /** Remembers that directory `dir` names `child`, which could not be read (see `unreadable`). */
+  private noteUnreadable(child: number, dir: number): void {
+    this.unreadable.delete(child);
+    if (this.unreadable.size >= MAX_UNREADABLE) this.unreadable.delete(this.unreadable.keys().next().value!); // ok: not empty
+    this.unreadable.set(child, dir);
   }
 
   /** Reports the damaged blocks the crawl's last read of directory `ino` skipped (see deriveRead's `partial`). */
@@ -855,7 +872,7 @@ export class DiskInferencer {
     }
     const derived = new Map<number, Derived>();
     for (const ino of [...this.dirty]) {
-      const parent = this.namedBy.get(ino);
+      const parent = this.namedBy.get(ino) ?? this.unreadable.get(ino);
       if (parent !== undefined && !this.nodes.has(ino)) this.dirty.add(parent);
     }
     this.namedBy.clear();
@@ -910,6 +927,7 @@ export class DiskInferencer {
               this.dirty.add(ino);
             }
             (newEntries as Map<string, number>).delete(name);
+            this.noteUnreadable(child, ino);
             continue;
           }
           if (d instanceof CorruptError) {
@@ -919,8 +937,10 @@ export class DiskInferencer {
               this.dirty.add(ino);
               this.namedBy.set(child, ino);
             }
+            this.noteUnreadable(child, ino);
             continue;
           }
+          this.unreadable.delete(child);
           added.push({ dir: ino, name, ino: child });
         }
       }
@@ -1569,6 +1589,7 @@ export class DiskInferencer {
       recent: [...this.recent],
       retries: [...this.retries],
       namedBy: [...this.namedBy],
+      unreadable: [...this.unreadable],
       journal: this.journal?.state(),
       journalMap: this.journal ? this.journal.extents.map((e) => [e.logical, e.physical, e.length] as [number, number, number]) : undefined,
       superblock: this.superBytes,
@@ -1614,6 +1635,7 @@ export class DiskInferencer {
     for (const [b, data] of state.recent) inf.keepRecent(b, data);
     for (const [ino, n] of state.retries) inf.retries.set(ino, n);
     for (const [ino, dir] of state.namedBy) inf.namedBy.set(ino, dir);
+    for (const [ino, dir] of state.unreadable ?? []) inf.unreadable.set(ino, dir);
     inf.idxSeq = state.idxSeq;
     inf.idx = state.idx;
     return inf;
@@ -1643,6 +1665,8 @@ export interface InferencerState {
   readonly recent: [number, Uint8Array][];
   readonly retries: [number, number][];
   readonly namedBy: [number, number][];
+  /** Unreadable inodes and the directories naming them (absent in checkpoints made before 2026-11-27 18:00). */
+  readonly unreadable?: [number, number][];
   readonly journal: JournalState | undefined;
   /** The followed journal's extents: [logical, physical, length] (absent in checkpoints before 2026-11-27 15:30). */
   readonly journalMap?: [number, number, number][] | undefined;

@@ -41,3 +41,5 @@ export const MAX_TAILS = 1024;
 export const NO_JOURNAL_RETRIES = 2;
 /** Without a journal: bytes of recently written data blocks kept for metadata reads of reused blocks. */
 export const RECENT_DATA_BYTES = 16 * 1024 * 1024;
+/** Unreadable inodes remembered with the directory naming them, to look at it again once they change. */
+export const MAX_UNREADABLE = 65536;
