@@ -233,6 +233,7 @@ describe('a hostile guest', () => {
       const jsb = Number(stdout.trim());
       expect(jsb).toBeGreaterThan(0);
       const b = readFileSync(jimg);
+      const pristineJ = Buffer.from(b);
       garble(b, jsb * BS, BS);
       writeFileSync(jimg, b);
       const disk = new Disk(jimg);
@@ -244,6 +245,22 @@ describe('a hostile guest', () => {
         await disk.debugfs(`write ${join(work, 'late.txt')} /a/late.txt`);
       });
       expect(next.map((e) => `${e.kind} ${e.path}`)).toContain('create /a/late.txt');
+      expect(inf.resyncReason).toBeUndefined();
+      // The journal superblock is written again (or was only not written yet: an image still being copied over
+      // the disk): the engine asks to be crawled again, and the new crawl follows the journal's commits.
+      await disk.change(inf, () => {
+        const now = readFileSync(jimg);
+        pristineJ.copy(now, jsb * BS, jsb * BS, jsb * BS + BS);
+        writeFileSync(jimg, now);
+      });
+      expect(inf.resyncReason).toMatch(/journal superblock reads back/);
+      const again = (await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hostile' }, disk.seq, new Date())).inferencer;
+      expect(again.resyncReason).toBeUndefined();
+      const journalled = await disk.changeJournaled(again, async () => {
+        writeFileSync(join(work, 'later.txt'), 'later\n');
+        await disk.debugfs(`write ${join(work, 'later.txt')} /a/later.txt`);
+      });
+      expect(journalled.map((e) => `${e.kind} ${e.path}`)).toContain('create /a/later.txt');
     }
   }, 120_000);
 

@@ -98,6 +98,7 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
     ...(s.superblock ? { superblock: s.superblock } : {}),
     itables: floats(s.itables.flat()),
     geometryDirty: s.geometryDirty,
+    ...(s.journalUnread ? { journalUnread: true } : {}),
     idxSeq: s.idxSeq,
     idx: s.idx,
   });
@@ -299,6 +300,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     blocks,
     itables,
     geometryDirty: head.geometryDirty === true,
+    journalUnread: head.journalUnread === true,
     watched,
     remapped,
     pending,

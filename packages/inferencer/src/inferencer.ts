@@ -211,6 +211,13 @@ export class DiskInferencer {
   private itables: [number, number, number][] = [];
   private geometryDirty = false;
   /**
+   * The file system has a journal this engine could not read at its crawl (a damaged journal superblock, or one
+   * not written yet: an image still being copied over the disk), so it follows the disk at flushes. At each
+   * flush it looks at the journal superblock again; once it reads back, the disk is crawled again (resync) to
+   * follow the journal from then on.
+   */
+  private journalUnread = false;
+  /**
    * The superblock the geometry comes from (SUPERBLOCK_SIZE raw bytes): the last one written that opened and kept
    * the geometry. A guest can write anything over its superblock while its kernel goes on from the copy in memory;
    * following such bytes (or failing on them) would blind the monitor, so they give one `corrupt` event instead.
@@ -314,6 +321,7 @@ export class DiskInferencer {
       // so changes show when the kernel writes metadata home rather than when it commits. A crawl that threw
       // here was retried forever: a guest could keep its journal superblock damaged and go unmonitored.
       inf.journal = undefined;
+      inf.journalUnread = true;
       inf.corrupt({ ...ctx, out: corrupt }, `journal: ${err.message}; followed without it until the next crawl (changes show when written home)`, { ino: inf.volume.superblock.journalInum, kind: err instanceof CorruptError ? err.kind : 'Journal' });
     }
     for (const tx of replay) for (const b of tx.blocks) inf.store.setJournal(b.fsBlock, b.data, fromSeq);
@@ -350,6 +358,30 @@ export class DiskInferencer {
     if (!first) return [];
     this.followJournal(await this.store.read(first.physical * sb.blockSize, sb.blockSize), map);
     return this.journal!.recover(); // ok: just set
+  }
+
+  /** Whether the journal's superblock decodes now (see `journalUnread`); never throws for bad disk data. */
+  private async journalReadable(): Promise<boolean> {
+    const sb = this.volume.superblock;
+    if (!sb.has.journal || sb.journalInum === 0) return false;
+    try {
+      // What a crawl's openJournal does (the superblock, then the log it would replay), so that a crawl started
+      // on the strength of this does not end without the journal again.
+      const map = await this.volume.blockMap(await this.volume.readInode(sb.journalInum));
+      const first = map[0];
+      if (!first) return false;
+      const bs = sb.blockSize;
+      const probe: JournalFollower = new JournalFollower(await this.store.read(first.physical * bs, bs), map, async (j: number): Promise<Uint8Array> => {
+        const p: number | undefined = probe.physicalOf(j);
+        if (p === undefined) throw new CorruptError('JournalBlock', `journal block ${j} is not mapped`, {});
+        return (await this.store.fetcher.read(p * bs, bs)).data;
+      });
+      await probe.recover();
+      return true;
+    } catch (err) {
+      if (err instanceof Ext4Error) return false;
+      throw err;
+    }
   }
 
   /** Notes a resync when `raw` is a valid superblock of another file system than the one followed. */
@@ -866,6 +898,9 @@ export class DiskInferencer {
   private async settle(ctx: Ctx): Promise<void> {
     for (const [ino, u] of this.unwritten) if (--u[1] <= 0) this.unwritten.delete(ino);
     await this.reopenVolume(ctx);
+    if (this.journalUnread && this.resync === undefined && (await this.journalReadable())) {
+      this.resync = 'the journal superblock reads back now: crawling again to follow the journal';
+    }
     if (this.geometryDirty) {
       this.geometryDirty = false;
       this.buildItables();
@@ -1576,6 +1611,7 @@ export class DiskInferencer {
       blocks,
       itables: this.itables,
       geometryDirty: this.geometryDirty,
+      journalUnread: this.journalUnread,
       watched,
       remapped: [...this.remapped],
       pending: [...this.pending].map(([b, p]) => [b, widen(p.data, this.store.blockSize), p.seq, p.ts, p.commits]),
@@ -1619,6 +1655,7 @@ export class DiskInferencer {
     if (state.journal) inf.journal?.restore(state.journal);
     inf.itables = state.itables;
     inf.geometryDirty = state.geometryDirty;
+    inf.journalUnread = state.journalUnread === true;
     for (const n of state.nodes) inf.adopt(n);
     inf.remapped.clear();
     for (const ino of state.remapped) inf.remapped.add(ino);
@@ -1654,6 +1691,8 @@ export interface InferencerState {
   /** Inode-table runs: [first block, block count, first inode]. */
   readonly itables: [number, number, number][];
   readonly geometryDirty: boolean;
+  /** Followed at flushes because the journal could not be read at the crawl (absent before 2026-11-27 18:10). */
+  readonly journalUnread?: boolean;
   /** [block, inode] read by failed derivations, watched for a retry. */
   readonly watched: [number, number][];
   readonly remapped: number[];
