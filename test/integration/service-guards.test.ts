@@ -6,7 +6,7 @@
  * lost and back. Needs `pnpm build` first (the CLI runs from its bundle).
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdtempSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -83,6 +83,14 @@ describe('one capture per disk', () => {
     const r = await failingCapture(['--disk', `d1=${join(work, 'a.img')}`, '--disk', `d2=${join(work, '.', 'a.img')}`]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('is given for disks d1 and d2');
+    // The same file under another name: a symlink, a hard link.
+    symlinkSync(join(work, 'a.img'), join(work, 'a-sym.img'));
+    linkSync(join(work, 'a.img'), join(work, 'a-hard.img'));
+    for (const alias of ['a-sym.img', 'a-hard.img']) {
+      const s = await failingCapture(['--disk', `d1=${join(work, 'a.img')}`, '--disk', `d2=${join(work, alias)}`]);
+      expect(s.code, alias).toBe(2);
+      expect(s.stderr, alias).toContain('is given for disks d1 and d2');
+    }
   });
 });
 
@@ -99,6 +107,8 @@ describe('service start-up errors a user can fix', () => {
     const port = await failingCapture(['--disk', `d7=${join(work, 'a.img')}`, '--listen', `127.0.0.1:${busy.port}`]);
     expect(port.code).toBe(2);
     expect(port.stderr).toContain(`127.0.0.1:${busy.port} is already in use by another process`);
+    // It failed before attaching: the registry does not name d7 attached by a capture that never served it.
+    await expect(entry('d7')).rejects.toThrow(/no registry entry for d7/);
     const { code, stderr } = await exec('node', [CLI, 'inferencer', '--nats', 'nats://127.0.0.1:1'], { timeout: 30_000 }).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),

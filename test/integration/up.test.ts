@@ -7,7 +7,8 @@
  * Needs `pnpm build` first (the CLI runs from its bundle).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -143,8 +144,15 @@ describe('gammaray up', () => {
     const { stdout: ps } = await exec('ps', ['-eo', 'args']);
     expect(ps).not.toContain(data);
 
+    // Meanwhile the guest of alpha garbled its superblock. `up` still starts it, as this data dir served it before:
+    // refusing would let a guest keep its monitoring from coming back.
+    const alphaImg = readFileSync(join(work, 'alpha.img'));
+    const alphaSuper = Buffer.from(alphaImg.subarray(1024, 2048));
+    alphaImg.fill(0x55, 1024, 2048);
+    writeFileSync(join(work, 'alpha.img'), alphaImg);
     // Again on the same data dir: the stream kept everything, the disks are restored (no second snapshot).
     const again = await startUp();
+    expect(again.output()).toContain('serving disk alpha anyway');
     try {
       for (const name of ['alpha', 'beta']) {
         const evs = await events(again.nats, name);
@@ -156,6 +164,10 @@ describe('gammaray up', () => {
       // Ctrl-C in a terminal: SIGINT to the whole process group. Every service still stops cleanly, in order.
       process.kill(-again.child.pid!, 'SIGINT'); // ok: spawned
       expect(await again.exited).toBe(0);
+      // The guest repairs it (the later tests use the image).
+      const repaired = readFileSync(join(work, 'alpha.img'));
+      alphaSuper.copy(repaired, 1024);
+      writeFileSync(join(work, 'alpha.img'), repaired);
     }
     // The children are stopped by `up` alone (SIGTERM, in order), never by the terminal's SIGINT to the group,
     // which had stopped nats-server before the inferencer's final checkpoint and killed the view's unmount.
@@ -170,6 +182,32 @@ describe('gammaray up', () => {
     const r = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--data-dir', join(work, 'd2')], { env: { ...process.env, GAMMARAY_NATS_SERVER: '/nonexistent/nats-server' } }).catch((e: { code: number; stderr: string }) => e);
     expect(r).toMatchObject({ code: 2 });
     expect((r as { stderr: string }).stderr).toMatch(/not an executable nats-server: install it \(Debian\/Ubuntu: apt-get install nats-server/);
+  });
+
+  it('refuses an NBD or gRPC port in use in one line, before starting anything (exit 2)', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      for (const flag of ['--listen', '--grpc']) {
+        const r = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), flag, `127.0.0.1:${port}`, '--data-dir', join(work, 'd5')]).catch((e: { code: number; stderr: string }) => e);
+        expect(r, flag).toMatchObject({ code: 2 });
+        expect((r as { stderr: string }).stderr.trim(), flag).toBe(`gammaray: 127.0.0.1:${port} (${flag === '--listen' ? 'the NBD port' : 'the gRPC port'}) is already in use: stop what listens there, or pass another ${flag} HOST:PORT`);
+      }
+      expect(existsSync(join(work, 'd5'))).toBe(false);
+    } finally {
+      busy.close();
+    }
+  });
+
+  it('refuses one image file under two names (a symlink, a hard link), before starting anything (exit 2)', async () => {
+    symlinkSync(join(work, 'alpha.img'), join(work, 'alpha-link.img'));
+    linkSync(join(work, 'alpha.img'), join(work, 'alpha-hard.img'));
+    for (const alias of ['alpha-link.img', 'alpha-hard.img']) {
+      const r = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--image', join(work, alias), '--data-dir', join(work, 'd4')]).catch((e: { code: number; stderr: string }) => e);
+      expect(r, alias).toMatchObject({ code: 2 });
+      expect((r as { stderr: string }).stderr, alias).toContain(`images ${join(work, 'alpha.img')} and ${join(work, alias)} are the same file`);
+    }
   });
 
   it('refuses an image without an ext2/3/4 file system and a data directory it cannot write, before starting anything (exit 2)', async () => {

@@ -2,6 +2,7 @@
  * `gammaray capture` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one
  * object. Every problem names the setting and says what to do (CLI.md).
  */
+import { statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 
@@ -76,7 +77,7 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
       throw new ConfigError(`--disk must be ID=IMAGE with ID of 1-64 characters from a-z 0-9 _ - (e.g. --disk vm1=/var/lib/vm1.img), got ${JSON.stringify(spec)}`);
     }
     if (disks.some((d) => d.id === id)) throw new ConfigError(`--disk ${id} is given twice; disk ids must be unique`);
-    const same = disks.find((d) => resolvePath(d.image) === resolvePath(image));
+    const same = disks.find((d) => sameFile(d.image, image));
     if (same) throw new ConfigError(`image ${image} is given for disks ${same.id} and ${id}: one image backs one disk (two writers would corrupt it)`);
     disks.push({ id, image });
   }
@@ -91,4 +92,16 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
   if (trace !== undefined && disks.length !== 1) throw new ConfigError('--trace applies to exactly one --disk ID=IMAGE');
   const natsAuth = readNatsAuth(flags, env, (m) => new ConfigError(m));
   return Object.freeze({ nats, natsAuth, listen, disks: Object.freeze(disks), replicas, metrics, trace });
+}
+
+/** Whether two paths name one file: the same path, or through a symlink or a hard link the same inode. */
+function sameFile(a: string, b: string): boolean {
+  if (resolvePath(a) === resolvePath(b)) return true;
+  try {
+    const x = statSync(a);
+    const y = statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false; // a missing image is reported when it is opened
+  }
 }

@@ -63,6 +63,12 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
       const jsm = await jetstreamManager(nc);
       const provider = new DiskProvider();
       publisher = new AsyncAckPublisher(nc);
+      if (cfg.trace === undefined) {
+        // Listen before any disk is attached: a port in use then fails the start before the registry says the
+        // disks are attached by this capture. Exports appear as their disks attach, a moment later.
+        server = new NbdServer({ provider, logger: log.child({ component: 'nbd' }) });
+        address = await server.listen(cfg.listen.host, cfg.listen.port);
+      }
       for (const d of cfg.disks) {
         const observe = metrics.publishSeconds.labels({ disk: d.id });
         const a = await attachDisk({ nc, jsm, instanceId, disk: d.id, image: d.image, stream: { replicas: cfg.replicas }, log, publisher, onPublished: (seconds) => observe.observe(seconds) });
@@ -78,10 +84,8 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
         started = true;
         return;
       }
-      server = new NbdServer({ provider, logger: log.child({ component: 'nbd' }) });
-      address = await server.listen(cfg.listen.host, cfg.listen.port);
       started = true;
-      log.info({ listen: address, exports: cfg.disks.map((d) => `nbd://${address!.host}:${address!.port}/${d.id}`) }, 'serving NBD'); // ok: just set
+      log.info({ listen: address, exports: cfg.disks.map((d) => `nbd://${address!.host}:${address!.port}/${d.id}`) }, 'serving NBD'); // ok: set above (an NBD capture, not a trace)
     },
     stop() {
       stopping ??= (async () => {

@@ -7,7 +7,7 @@
  * already in JetStream), then NATS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants, createWriteStream, existsSync, mkdirSync, openSync, readSync, statSync, type WriteStream } from 'node:fs';
+import { accessSync, closeSync, constants, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { basename, delimiter, join, resolve } from 'node:path';
@@ -55,6 +55,7 @@ export function planDisks(images: readonly string[], ids: readonly string[]): { 
   if (ids.length > images.length) throw new UserError(`${ids.length} --disk ids for ${images.length} --image files: give at most one id per image, in the same order`);
   const out = images.map((image, i) => ({ id: ids[i] ?? diskIdFromImage(image), image: resolve(image) }));
   const seen = new Set<string>();
+  const files = new Map<string, string>();
   for (const d of out) {
     if (!DISK_ID.test(d.id)) throw new UserError(`disk id ${JSON.stringify(d.id)} is not valid: use 1-64 of a-z, 0-9, - and _ (--disk ID)`);
     if (seen.has(d.id)) throw new UserError(`disk id ${d.id} is used twice: give each --image its own --disk ID`);
@@ -66,6 +67,11 @@ export function planDisks(images: readonly string[], ids: readonly string[]): { 
       throw new UserError(`image ${d.image} does not exist: pass an existing raw disk image with --image`);
     }
     if (!st.isFile() && !st.isBlockDevice()) throw new UserError(`image ${d.image} is not a regular file or block device`);
+    // Through a symlink or a hard link, two names may be one file: two writers on one disk.
+    const file = `${st.dev}:${st.ino}`;
+    const other = files.get(file);
+    if (other !== undefined) throw new UserError(`images ${other} and ${d.image} are the same file: serve each disk image once`);
+    files.set(file, d.image);
     try {
       accessSync(d.image, constants.R_OK | constants.W_OK);
     } catch {
@@ -97,6 +103,21 @@ export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string | u
     }
   }
   return undefined;
+}
+
+/** Throws a UserError when `hostPort` cannot be listened on now (in use, or not an address of this host). */
+async function portFree(hostPort: string, flag: string, what: string): Promise<void> {
+  const at = hostPort.lastIndexOf(':');
+  const host = hostPort.slice(0, at).replace(/^\[|\]$/g, '');
+  const port = Number(hostPort.slice(at + 1));
+  if (at <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new UserError(`${flag} must be HOST:PORT (e.g. 127.0.0.1:10809), got ${JSON.stringify(hostPort)}`);
+  const code = await new Promise<string | undefined>((res) => {
+    const srv = createServer();
+    srv.once('error', (err: NodeJS.ErrnoException) => res(err.code ?? err.message));
+    srv.listen(port, host, () => srv.close(() => res(undefined)));
+  });
+  if (code === 'EADDRINUSE') throw new UserError(`${hostPort} (${what}) is already in use: stop what listens there, or pass another ${flag} HOST:PORT`);
+  if (code !== undefined) throw new UserError(`cannot listen on ${hostPort} (${what}): ${code}; pass another ${flag} HOST:PORT`);
 }
 
 /** A TCP port free on 127.0.0.1: `preferred` when it is, else one the kernel picks. */
@@ -200,6 +221,30 @@ function natsServerEnv(): NodeJS.ProcessEnv {
   return { ...CHILD_ENV, GOMAXPROCS: '1' };
 }
 
+/** File of the data directory naming the images `up` has served from it: disk id -> real path. */
+const SERVED_FILE = 'disks.json';
+
+/** The disks this data directory has served (empty when none or unreadable). */
+function readServed(dataDir: string): Record<string, string> {
+  try {
+    const v = JSON.parse(readFileSync(join(dataDir, SERVED_FILE), 'utf8')) as { disks?: Record<string, string> };
+    return v.disks && typeof v.disks === 'object' ? v.disks : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Adds `disks` to the data directory's record of served disks (best effort: it only widens a later check). */
+function writeServed(dataDir: string, served: Record<string, string>, disks: readonly { id: string; image: string }[]): void {
+  const next = { ...served };
+  for (const d of disks) next[d.id] = realpathSync(d.image);
+  try {
+    writeFileSync(join(dataDir, SERVED_FILE), `${JSON.stringify({ disks: next }, null, 2)}\n`);
+  } catch {
+    // not worth failing `up` for
+  }
+}
+
 /** Whether the image's first MiB (all of it, when smaller) is zeros: a new disk for the guest to format. */
 function isBlank(image: string): boolean {
   let fd: number;
@@ -225,17 +270,29 @@ function isBlank(image: string): boolean {
  */
 export async function runUp(term: Terminal, o: UpOptions, self: readonly string[] = [process.execPath, process.argv[1] ?? 'gammaray']): Promise<ExitCode> {
   const disks = planDisks(o.image, o.disk);
+  // Ports first: a capture that cannot listen would fail after registering its disks, its log on the terminal.
+  await portFree(o.listen ?? DEFAULT_LISTEN, '--listen', 'the NBD port');
+  await portFree(o.grpc ?? DEFAULT_GRPC, '--grpc', 'the gRPC port');
+  const dataDir = resolve(o.dataDir ?? 'gammaray-data');
+  const served = readServed(dataDir);
   // The inferencer follows a file system that starts at the image's first byte: say so now, not in its log.
   for (const d of disks) {
     if (isBlank(d.image)) {
       term.note(`${d.image} is blank (its first MiB is zeros): it is followed once the guest makes a file system on it`);
       continue;
     }
-    await withVolume(d.image, undefined, async (v) => {
-      if (v.index !== 0) throw new UserError(`image ${d.image} holds its file system in partition ${v.index}: gammaray follows disks whose whole image is one ext2/3/4 file system`);
-    });
+    try {
+      await withVolume(d.image, undefined, async (v) => {
+        if (v.index !== 0) throw new UserError(`image ${d.image} holds its file system in partition ${v.index}: gammaray follows disks whose whole image is one ext2/3/4 file system`);
+      });
+    } catch (err) {
+      // A disk this data directory has followed, damaged since (its guest may have done it on purpose): refusing
+      // it would let a guest keep its own monitoring from starting again. Its inferencer restores the last valid
+      // state and reports the damage as corrupt events.
+      if (!(err instanceof UserError) || served[d.id] !== realpathSync(d.image)) throw err;
+      term.note(`${err.message}; serving disk ${d.id} anyway: ${dataDir} followed it before, and its last valid state is kept (the damage comes out as corrupt events)`);
+    }
   }
-  const dataDir = resolve(o.dataDir ?? 'gammaray-data');
   const logDir = join(dataDir, 'logs');
   try {
     mkdirSync(logDir, { recursive: true });
@@ -307,6 +364,7 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     lines.push(`  gRPC:   ${grpc}   (gammaray tree DISK --grpc ${grpc})`);
     lines.push(`  logs:   ${logDir}`);
     lines.push('Press Ctrl-C to stop everything.');
+    writeServed(dataDir, served, disks);
     term.stdoutRaw(`${lines.join('\n')}\n`);
 
     const died = Promise.race(children.map((c) => c.exited.then(() => c)));
