@@ -26,7 +26,7 @@ import { KV_DISKS } from '@gammaray/wire';
 import { ViewFs, Errno, errnoOf } from '../../services/view/src/fuse/index.js';
 import { buildInitramfs } from '../guest/build-initramfs.js';
 import { runGuest, type GuestResult } from '../guest/guest.js';
-import { kernelFreeBlocks, kernelTree } from '../oracle/kernel.js';
+import { kernelStatfs, kernelTree } from '../oracle/kernel.js';
 import { decodeName, sortEntries } from '../oracle/entry.js';
 import type { TreeEntry } from '../oracle/entry.js';
 import { startCapture, type CaptureProcess } from '../support/capture-process.js';
@@ -273,12 +273,14 @@ describe('the FUSE view of a live guest', () => {
     expect(got).toEqual(want);
     expect(same).toBeDefined();
     expect(got.length).toBeGreaterThan(15);
-    // df of the disk's directory shows the guest's free space, as the kernel counts it.
-    const free = await kernelFreeBlocks(final);
-    expect(free).toBeGreaterThan(0);
-    let seen = -1;
-    await until(async () => (seen = Number((await exec('stat', ['-f', '-c', '%f', join(mnt, DISK)])).stdout.trim())) === free, 10_000);
-    expect(seen).toBe(free);
+    // df of the disk's directory shows the guest's free space, available space (less root's reservation) and free
+    // inodes, as the kernel counts them.
+    const k = await kernelStatfs(final);
+    expect(k.free).toBeGreaterThan(k.avail);
+    const df = `${k.free} ${k.avail} ${k.freeInodes}`;
+    let seen = '';
+    await until(async () => (seen = (await exec('stat', ['-f', '-c', '%f %a %d', join(mnt, DISK)])).stdout.trim()) === df, 10_000);
+    expect(seen).toBe(df);
   }, 120_000);
 
   it('sequential, unaligned, odd-sized and random reads of a 9 MiB file all give the kernel\'s bytes', async () => {

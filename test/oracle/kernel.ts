@@ -59,13 +59,14 @@ export async function kernelTree(image: string, options: KernelTreeOptions): Pro
   }
 }
 
-/** The kernel's free-block count of `image` (statfs f_bfree of a read-only loop mount, in file-system blocks). */
-export async function kernelFreeBlocks(image: string): Promise<number> {
+/** The kernel's statfs of `image` (a read-only loop mount): free and available blocks (f_bfree, f_bavail) and free inodes. */
+export async function kernelStatfs(image: string): Promise<{ free: number; avail: number; freeInodes: number }> {
   const mnt = await mkdtemp(join(tmpdir(), 'gammaray-oracle-mnt-'));
   try {
     await run('mount', ['-t', 'ext4', '-o', 'ro,loop,noload', image, mnt]);
     try {
-      return Number((await run('stat', ['-f', '-c', '%f', mnt])).stdout.toString().trim());
+      const [free, avail, freeInodes] = (await run('stat', ['-f', '-c', '%f %a %d', mnt])).stdout.toString().trim().split(' ').map(Number);
+      return { free: free!, avail: avail!, freeInodes: freeInodes! }; // ok: three numbers asked for
     } finally {
       await unmount(mnt);
     }

@@ -298,6 +298,20 @@ export class DiskInferencer {
     return Math.min(free * (sb.clusterSize / sb.blockSize), sb.blocksCount);
   }
 
+  /** Free inodes as the group descriptors count them (what the kernel's statfs reports). */
+  freeInodes(): number {
+    const sb = this.volume.superblock;
+    let free = 0;
+    for (let g = 0; g < sb.groupCount; g++) {
+      try {
+        free += this.volume.groupDesc(g).freeInodes;
+      } catch {
+        // a damaged descriptor: reported where it is used
+      }
+    }
+    return Math.min(free, sb.inodesCount);
+  }
+
   /**
    * Crawls the disk through `fetcher` (block reads) and builds the tree. `fromSeq` is the last stream sequence
    * of the disk's writes before the crawl began: records after it are applied on top (a block's read already

@@ -183,13 +183,18 @@ export class DiskReplica {
   }
 
   /**
-   * File-system totals for statfs: block size, blocks, inodes. Free counts are not tracked (ext4 keeps them
-   * per group and updates the superblock's lazily); a read-only view reports none free.
+   * File-system totals for statfs: block size, blocks, inodes, and the free counts of the group descriptors the
+   * state holds (what the guest's kernel last wrote; it updates them at each commit), and the blocks a user other
+   * than root cannot have (df's "available" leaves them out).
    */
-  async fsStats(): Promise<{ blockSize: number; blocks: number; inodes: number; usedInodes: number; freeBlocks: number }> {
+  async fsStats(): Promise<{ blockSize: number; blocks: number; inodes: number; freeInodes: number; freeBlocks: number; reservedBlocks: number }> {
     return this.#read((e) => {
       const sb = e.superblock;
-      return { blockSize: sb.blockSize, blocks: sb.blocksCount, inodes: sb.inodesCount, usedInodes: e.nodes.size, freeBlocks: e.freeBlocks() };
+      // What Linux's ext4 holds back from "available": the superblock's root reservation, plus (with extents) 2% of
+      // the clusters, at most 4096, that it keeps for itself (ext4_calculate_resv_clusters, not on the disk).
+      const ratio = sb.clusterSize / sb.blockSize;
+      const kernel = sb.has.extents ? Math.min(Math.floor(Math.floor(sb.blocksCount / ratio) / 50), 4096) * ratio : 0;
+      return { blockSize: sb.blockSize, blocks: sb.blocksCount, inodes: sb.inodesCount, freeInodes: e.freeInodes(), freeBlocks: e.freeBlocks(), reservedBlocks: sb.reservedBlocks + kernel };
     });
   }
 

@@ -96,6 +96,7 @@ const SUPPORTED_INCOMPAT =
  * |-------|------|--------------------------|------------------------------------------|
  * | 0x0   | le32 | s_inodes_count           | total inodes                             |
  * | 0x4   | le32 | s_blocks_count_lo        | total blocks (low 32)                    |
+ * | 0x8   | le32 | s_r_blocks_count_lo      | blocks reserved for root (low 32)        |
  * | 0x14  | le32 | s_first_data_block       | block holding the superblock (1 for 1K)  |
  * | 0x18  | le32 | s_log_block_size         | block size = 1024 << n                   |
  * | 0x1C  | le32 | s_log_cluster_size       | cluster size = 1024 << n (bigalloc)      |
@@ -120,6 +121,7 @@ const SUPPORTED_INCOMPAT =
  * | 0x104 | le32 | s_first_meta_bg          | first group using meta_bg layout         |
  * | 0x10C | le32[17] | s_jnl_blocks         | backup of the journal inode's i_block    |
  * | 0x150 | le32 | s_blocks_count_hi        |                                          |
+ * | 0x154 | le32 | s_r_blocks_count_hi      |                                          |
  * | 0x15C | le16 | s_min_extra_isize        |                                          |
  * | 0x15E | le16 | s_want_extra_isize       |                                          |
  * | 0x160 | le32 | s_flags                  | signed/unsigned dirhash                  |
@@ -132,6 +134,8 @@ const SUPPORTED_INCOMPAT =
 export interface Ext4Superblock {
   readonly inodesCount: number;
   readonly blocksCount: number;
+  /** Blocks only root may allocate (df's "available" leaves them out); at most blocksCount. */
+  readonly reservedBlocks: number;
   readonly firstDataBlock: number;
   readonly blockSize: number;
   readonly clusterSize: number;
@@ -238,6 +242,8 @@ export function decodeSuperblock(bytes: Uint8Array): Ext4Superblock {
   const s_desc_size = v.getUint16(0xfe, true);
   const s_first_meta_bg = v.getUint32(0x104, true);
   const s_blocks_count_hi = v.getUint32(0x150, true);
+  const s_r_blocks_count_lo = v.getUint32(0x8, true);
+  const s_r_blocks_count_hi = v.getUint32(0x154, true);
   const s_min_extra_isize = v.getUint16(0x15c, true);
   const s_flags = v.getUint32(0x160, true);
   const s_log_groups_per_flex = v.getUint8(0x174);
@@ -316,9 +322,12 @@ export function decodeSuperblock(bytes: Uint8Array): Ext4Superblock {
     ...featureNames(s_feature_incompat, FeatureIncompat, 'incompat'),
     ...featureNames(s_feature_ro_compat, FeatureRoCompat, 'ro_compat'),
   ];
+  // Advisory (what statfs reports), so out-of-range values are clamped rather than rejected.
+  const reservedBlocks = Math.min(blocksCount, s_r_blocks_count_lo + (is64bit ? s_r_blocks_count_hi * 0x1_0000_0000 : 0));
   return Object.freeze({
     inodesCount: s_inodes_count,
     blocksCount,
+    reservedBlocks,
     firstDataBlock: s_first_data_block,
     blockSize,
     clusterSize,

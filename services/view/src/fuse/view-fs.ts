@@ -311,9 +311,11 @@ export class ViewFs {
     const base = { fsid: 0, flag: 0, namemax: NAME_MAX, bfree: 0, bavail: 0 };
     if (place.kind === 'root' || !place.replica.ready) return { ...base, bsize: 4096, frsize: 4096, blocks: 0, files: 0, ffree: 0, favail: 0 };
     const s = await place.replica.fsStats();
-    const free = Math.max(0, s.inodes - s.usedInodes);
-    // The guest's free space (df shows its use); the mount itself is read-only.
-    return { ...base, bsize: s.blockSize, frsize: s.blockSize, blocks: u32(s.blocks), bfree: u32(s.freeBlocks), bavail: u32(s.freeBlocks), files: u32(s.inodes), ffree: u32(free), favail: u32(free) };
+    // The guest's free space and inodes (df shows its use), less the root reservation for "available", as the
+    // kernel's ext4 reports them; the mount itself is read-only. (`blocks` is the whole file system: the kernel
+    // leaves out the metadata overhead.)
+    const avail = Math.max(0, s.freeBlocks - s.reservedBlocks);
+    return { ...base, bsize: s.blockSize, frsize: s.blockSize, blocks: u32(s.blocks), bfree: u32(s.freeBlocks), bavail: u32(avail), files: u32(s.inodes), ffree: u32(s.freeInodes), favail: u32(s.freeInodes) };
   }
 
   /** The value of extended attribute `name` (ENODATA if the node has none by that name). */
