@@ -183,6 +183,7 @@ describe('a hostile guest', () => {
       const disk = new Disk(img);
       const { inferencer: inf, events } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hostile' }, 0, new Date());
       expect(events.filter((e) => e.kind === 'corrupt').length).toBeGreaterThanOrEqual(1);
+      expect(events.filter((e) => e.kind === 'corrupt').every((e) => e.path === '/' && e.ino === 2)).toBe(true);
       expect(events[0]).toMatchObject({ kind: 'snapshot', files: 0, dirs: 1 });
       expect(inf.tree().map((e) => e.path)).toEqual(['/']);
       const restored = await DiskInferencer.restore(inf.checkpoint(), disk.fetcher(), { disk: 'hostile' });

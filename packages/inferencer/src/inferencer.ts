@@ -503,6 +503,7 @@ export class DiskInferencer {
   private async crawl(ctx: Ctx): Promise<void> {
     this.tracker.clear();
     this.partialErrors = [];
+    this.links.set(ROOT_INO, []); // first, so that what is reported about the root carries its path, "/"
     let root = await this.derive(ROOT_INO, ctx, false, true);
     if (root === null || root instanceof CorruptError) {
       if (root === null) this.corrupt(ctx, 'the root directory (inode 2) is not in use; the tree is empty until it is', { ino: ROOT_INO, kind: 'InodeField' });

@@ -295,7 +295,7 @@ export class DiskReplica {
   // ------------------------------------------------------------------------------------------------
 
   #notReady(): ReplicaError {
-    return new ReplicaError(ReplicaErrorCode.NotReady, `disk ${this.disk} has no state yet: its inferencer has not finished the first crawl (is a gammaray inferencer running?); try again shortly`);
+    return new ReplicaError(ReplicaErrorCode.NotReady, `disk ${this.disk} has no state yet: its inferencer has not finished the first crawl, or the disk holds no file system yet (a blank disk is crawled once its guest formats it; is a gammaray inferencer running?); try again shortly`);
   }
 
   /** Runs `f` on the engine between two records. */
