@@ -245,12 +245,22 @@ async function randClient(uri, dir, o) {
 // ---- the three peers -------------------------------------------------------------------------------------
 
 /** One server + client measurement: fresh image, start, client, stop; CPU of the server over the client's run. */
+/**
+ * Writes back every dirty page before a measurement starts: the gigabytes the previous phase left in the page
+ * cache (its image, JetStream's store) would otherwise be written back during this one and slow it down, so a
+ * peer's figure would depend on which peer ran before it.
+ */
+function settleDisk() {
+  spawnSync('sync', [], { stdio: 'ignore' });
+}
+
 async function nbdMeasure(kind, workload, ctx, o, label = kind) {
   const dir = ctx.runDir;
   const image = join(dir, `${kind}-${workload}.raw`);
   freshImage(image, o.sizeMiB * MIB);
   const disk = `${workload}-r${ctx.run}`;
   const server = kind === 'qemu-nbd' ? await startQemuNbd(dir, image, disk) : await startCapture(dir, ctx.nats.url, image, disk, o);
+  settleDisk();
   const natsCpu0 = cpuSeconds(ctx.nats.child.pid);
   const srvCpu0 = cpuSeconds(server.child.pid);
   const stream0 = kind === 'capture' ? await streamState(ctx.nats.jsm, CAPTURE_STREAM) : undefined;
@@ -337,6 +347,7 @@ async function bareMeasure(ctx, o) {
     num_replicas: 1,
   });
   const js = jetstream(nc, { timeout: 30_000 });
+  settleDisk();
   const natsCpu0 = cpuSeconds(ctx.nats.child.pid);
   const selfCpu0 = process.cpuUsage();
   const w0 = performance.now();
@@ -545,6 +556,7 @@ async function main() {
       } finally {
         await nats.nc.close();
         await stop(nats.child);
+        rmSync(dir, { recursive: true, force: true }); // its store's pages go, not written back during later phases
       }
     }],
   ].filter(([name]) => o.only.includes(name)).map(([, measure]) => measure);
