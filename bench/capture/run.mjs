@@ -73,7 +73,7 @@ const USAGE = `usage: node bench/capture/run.mjs [--size-mib N] [--runs N] [--ru
   --depth N     qemu-img bench requests in flight (default ${DEFAULT_DEPTH})
   --window N    outstanding publishes of the bare-publish peer (default ${DEFAULT_WINDOW})
   --quick       --size-mib ${RAND_REGION_MIB} --runs 1 --runtime 3, 64 MiB of 4 KiB publishes: a smoke test (~15 s)
-  --only PEERS  comma-separated subset of qemu-nbd,bare,capture (profiling; ratios need all three)
+  --only PEERS  comma-separated subset of qemu-nbd,bare,capture,capture-gomaxprocs1 (profiling; the ratios need the first three)
   --profile DIR run every capture process with node --cpu-prof, profiles written to DIR
 `;
 
@@ -105,7 +105,7 @@ function readOptions() {
   };
 }
 
-const PEERS = ['qemu-nbd', 'bare', 'capture', 'capture-up'];
+const PEERS = ['qemu-nbd', 'bare', 'capture', 'capture-gomaxprocs1'];
 
 function readPeers(text) {
   if (text === undefined) return PEERS;
@@ -475,7 +475,7 @@ function report(o, facts, samples, load0, load1, started, seconds) {
   out.push(`| bare JetStream publish, 1 MiB | ${range(b.big, f0)} | ${f0(b.bigMsgs.median)} | ${f0(med(bigs, 'nodeCpuPct'))} (node) | ${f0(med(bigs, 'natsCpuPct'))} | ${range(stats(bigs, 'serverMsPerMiB'), f2n)} (node) | ${range(stats(bigs, 'natsMsPerMiB'), f2n)} |`);
   out.push(`| gammaray capture | ${range(c.seq, f0)} | ${f0(med(samples.capture.seq, 'opsPerS'))} | ${f0(med(samples.capture.seq, 'serverCpuPct'))} | ${f0(med(samples.capture.seq, 'natsCpuPct'))} | ${range(stats(samples.capture.seq, 'serverMsPerMiB'), f2n)} | ${range(stats(samples.capture.seq, 'natsMsPerMiB'), f2n)} |`);
   const up = samples.captureUp;
-  if (up.seq.length > 0) out.push(`| gammaray capture, nats-server GOMAXPROCS=1 (as \`up\` runs it here) | ${range(stats(up.seq, 'mibPerS'), f0)} | ${f0(med(up.seq, 'opsPerS'))} | ${f0(med(up.seq, 'serverCpuPct'))} | ${f0(med(up.seq, 'natsCpuPct'))} | ${range(stats(up.seq, 'serverMsPerMiB'), f2n)} | ${range(stats(up.seq, 'natsMsPerMiB'), f2n)} |`);
+  if (up.seq.length > 0) out.push(`| gammaray capture, nats-server GOMAXPROCS=1 | ${range(stats(up.seq, 'mibPerS'), f0)} | ${f0(med(up.seq, 'opsPerS'))} | ${f0(med(up.seq, 'serverCpuPct'))} | ${f0(med(up.seq, 'natsCpuPct'))} | ${range(stats(up.seq, 'serverMsPerMiB'), f2n)} | ${range(stats(up.seq, 'natsMsPerMiB'), f2n)} |`);
   out.push('');
   out.push(`Random: fio nbd engine, randwrite 4 KiB, iodepth ${RAND_DEPTH}, first ${RAND_REGION_MIB} MiB, ${o.runtimeS} s; bare publish: ${(o.smallPublishMiB * MIB) / RAND_BS} x 4 KiB messages, window ${o.window}`);
   out.push('| peer | IOPS / msgs/s | MiB/s | p50 us | p99 us | server CPU % | nats-server CPU % | server CPU us/write | nats-server CPU us/write |');
@@ -483,7 +483,7 @@ function report(o, facts, samples, load0, load1, started, seconds) {
   out.push(`| qemu-nbd | ${range(q.rand, f0)} | ${f1(med(samples.qemu.rand, 'mibPerS'))} | ${f0(med(samples.qemu.rand, 'clatP50Us'))} | ${f0(med(samples.qemu.rand, 'clatP99Us'))} | ${f0(med(samples.qemu.rand, 'serverCpuPct'))} | - | ${range(stats(samples.qemu.rand, 'serverUsPerOp'), f1)} | - |`);
   out.push(`| bare JetStream publish, 4 KiB | ${range(b.small, f0)} | ${f1(b.smallMiB.median)} | ${f0(med(smalls, 'ackP50Us'))} (ack) | ${f0(med(smalls, 'ackP99Us'))} (ack) | ${f0(med(smalls, 'nodeCpuPct'))} (node) | ${f0(med(smalls, 'natsCpuPct'))} | ${range(stats(smalls, 'serverUsPerOp'), f1)} (node, per message) | ${range(stats(smalls, 'natsUsPerOp'), f1)} |`);
   out.push(`| gammaray capture | ${range(c.rand, f0)} | ${f1(med(samples.capture.rand, 'mibPerS'))} | ${f0(med(samples.capture.rand, 'clatP50Us'))} | ${f0(med(samples.capture.rand, 'clatP99Us'))} | ${f0(med(samples.capture.rand, 'serverCpuPct'))} | ${f0(med(samples.capture.rand, 'natsCpuPct'))} | ${range(stats(samples.capture.rand, 'serverUsPerOp'), f1)} | ${range(stats(samples.capture.rand, 'natsUsPerOp'), f1)} |`);
-  if (up.rand.length > 0) out.push(`| gammaray capture, nats-server GOMAXPROCS=1 (as \`up\` runs it here) | ${range(stats(up.rand, 'iops'), f0)} | ${f1(med(up.rand, 'mibPerS'))} | ${f0(med(up.rand, 'clatP50Us'))} | ${f0(med(up.rand, 'clatP99Us'))} | ${f0(med(up.rand, 'serverCpuPct'))} | ${f0(med(up.rand, 'natsCpuPct'))} | ${range(stats(up.rand, 'serverUsPerOp'), f1)} | ${range(stats(up.rand, 'natsUsPerOp'), f1)} |`);
+  if (up.rand.length > 0) out.push(`| gammaray capture, nats-server GOMAXPROCS=1 | ${range(stats(up.rand, 'iops'), f0)} | ${f1(med(up.rand, 'mibPerS'))} | ${f0(med(up.rand, 'clatP50Us'))} | ${f0(med(up.rand, 'clatP99Us'))} | ${f0(med(up.rand, 'serverCpuPct'))} | ${f0(med(up.rand, 'natsCpuPct'))} | ${range(stats(up.rand, 'serverUsPerOp'), f1)} | ${range(stats(up.rand, 'natsUsPerOp'), f1)} |`);
   out.push('');
   out.push('Ratios (medians):');
   out.push(`  sequential  capture / qemu-nbd       ${f2(ratios.seqVsQemuNbd)}`);
@@ -494,7 +494,7 @@ function report(o, facts, samples, load0, load1, started, seconds) {
   if (up.seq.length > 0 && up.rand.length > 0) {
     ratios.upSeqVsLowerPeer = stats(up.seq, 'mibPerS').median / seqFloor;
     ratios.upRandVsQemuNbd = stats(up.rand, 'iops').median / q.rand.median;
-    out.push(`  with nats-server GOMAXPROCS=1, as \`gammaray up\` runs it on this ${os.availableParallelism()}-CPU host (not what the targets are judged on):`);
+    out.push(`  with nats-server GOMAXPROCS=1 on this ${os.availableParallelism()}-CPU host (README \"Small hosts\"; not what the targets are judged on):`);
     out.push(`    sequential  capture / lower peer   ${f2(ratios.upSeqVsLowerPeer)}`);
     out.push(`    random 4K   capture / qemu-nbd     ${f2(ratios.upRandVsQemuNbd)}`);
   }
@@ -543,9 +543,9 @@ async function main() {
       samples.capture.seq.push(await nbdMeasure('capture', 'seq', ctx, o));
       samples.capture.rand.push(await nbdMeasure('capture', 'rand', ctx, o));
     }],
-    // The capture with nats-server as `gammaray up` starts it on a host of 2 CPUs or fewer (GOMAXPROCS=1): a
-    // nats-server of its own, so the other peers keep the defaults. Reported beside the targets, not for them.
-    ['capture-up', async (ctx) => {
+    // The capture with nats-server on one CPU (GOMAXPROCS=1, README "Small hosts"): a nats-server of its own, so
+    // the other peers keep the defaults. Reported beside the targets, not for them.
+    ['capture-gomaxprocs1', async (ctx) => {
       const dir = join(ctx.runDir, 'up');
       mkdirSync(dir);
       const nats = await startNats(dir, { ...process.env, GOMAXPROCS: '1' });

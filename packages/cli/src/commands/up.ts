@@ -9,7 +9,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
 import { createServer } from 'node:net';
-import { availableParallelism } from 'node:os';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
 import { withVolume } from '../image.js';
@@ -146,11 +145,10 @@ class Child {
     cmd: string,
     args: readonly string[],
     log: WriteStream,
-    env: NodeJS.ProcessEnv = CHILD_ENV,
   ) {
     // A process group of its own: a terminal's Ctrl-C reaches `up` alone, which stops the children in the order
     // that loses nothing (NATS last), instead of all of them at once.
-    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env, detached: true });
+    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: CHILD_ENV, detached: true });
     const onData = (b: Buffer) => {
       log.write(b);
       this.#tail = (this.#tail + b.toString()).slice(-64 * 1024);
@@ -208,17 +206,6 @@ class Child {
       clearTimeout(timer);
     }
   }
-}
-
-/**
- * The embedded nats-server's environment. On a host of 2 CPUs or fewer, where it shares the CPUs with the capture
- * and the VM, it runs with GOMAXPROCS=1 unless the user set GOMAXPROCS: its goroutines then hand each message on
- * without waking a second CPU, which cut its CPU per captured write by about a fifth and gave the capture 0-29%
- * (median 22%) more random 4 KiB IOPS in 7 alternated pairs here (README "Small hosts").
- */
-function natsServerEnv(): NodeJS.ProcessEnv {
-  if (process.env['GOMAXPROCS'] !== undefined || availableParallelism() > 2) return CHILD_ENV;
-  return { ...CHILD_ENV, GOMAXPROCS: '1' };
 }
 
 /** File of the data directory naming the images `up` has served from it: disk id -> real path. */
@@ -304,8 +291,8 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     if (!statSync(o.mount).isDirectory()) throw new UserError(`mount point ${o.mount} is not a directory`);
   }
   const children: Child[] = [];
-  const start = (name: string, cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv): Child => {
-    const c = new Child(name, cmd, args, createWriteStream(join(logDir, `${name}.log`), { flags: 'a' }), env);
+  const start = (name: string, cmd: string, args: readonly string[]): Child => {
+    const c = new Child(name, cmd, args, createWriteStream(join(logDir, `${name}.log`), { flags: 'a' }));
     children.push(c);
     return c;
   };
@@ -335,9 +322,8 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
       const port = await freePort(4222);
       const store = join(dataDir, 'nats');
       mkdirSync(store, { recursive: true });
-      const env = natsServerEnv();
-      term.note(`starting nats-server (JetStream, store ${store}) on 127.0.0.1:${port}${env['GOMAXPROCS'] !== process.env['GOMAXPROCS'] ? `, on one CPU (GOMAXPROCS=1: this host has ${availableParallelism()}; set GOMAXPROCS to choose)` : ''}`);
-      const n = start('nats-server', bin, ['-js', '-sd', store, '-a', '127.0.0.1', '-p', String(port)], env);
+      term.note(`starting nats-server (JetStream, store ${store}) on 127.0.0.1:${port}`);
+      const n = start('nats-server', bin, ['-js', '-sd', store, '-a', '127.0.0.1', '-p', String(port)]);
       await n.waitFor(/Server is ready/, 'readiness');
       nats = `nats://127.0.0.1:${port}`;
     }
