@@ -26,7 +26,7 @@ const running: CaptureProcess[] = [];
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'gammaray-capture-owner-'));
-  for (const name of ['a.img', 'b.img']) {
+  for (const name of ['a.img', 'b.img', 'c.img']) {
     writeFileSync(join(work, name), '');
     truncateSync(join(work, name), 8 * 1024 * 1024);
   }
@@ -91,6 +91,16 @@ describe('one capture per disk', () => {
       expect(s.code, alias).toBe(2);
       expect(s.stderr, alias).toContain('is given for disks d1 and d2');
     }
+    // Another capture process on this machine, under another disk id (its own NATS would not tell): refused.
+    const first = await startCapture(nats.url, { d10: join(work, 'a.img') });
+    running.push(first);
+    const second = await failingCapture(['--disk', `d11=${join(work, 'a-sym.img')}`]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/image \S*a-sym\.img is already served on this machine by process \d+ \(disk d10/);
+    await first.stop();
+    // Stopped: the image is free again.
+    const again = await startCapture(nats.url, { d11: join(work, 'a-sym.img') });
+    await again.stop();
   });
 });
 
@@ -102,7 +112,7 @@ describe('service start-up errors a user can fix', () => {
     const dir = await failingCapture(['--disk', `d9=${work}`]);
     expect(dir.code).toBe(2);
     expect(dir.stderr).toContain(`gammaray: capture: ${work} is a directory`);
-    const busy = await startCapture(nats.url, { d8: join(work, 'b.img') });
+    const busy = await startCapture(nats.url, { d8: join(work, 'c.img') });
     running.push(busy);
     const port = await failingCapture(['--disk', `d7=${join(work, 'a.img')}`, '--listen', `127.0.0.1:${busy.port}`]);
     expect(port.code).toBe(2);

@@ -19,6 +19,7 @@ import { pino, type Logger } from 'pino';
 import { Errno, IoError, OutOfRangeError } from './errors.js';
 import type { NbdExport } from './nbd-export.js';
 import { PUBLISH_HEADROOM, type RecordPublisher } from './publisher.js';
+import { ImageLock, imageLockDir } from './image-lock.js';
 import { writeRecord, writeRecordParts } from './record-writer.js';
 
 /** Largest NBD request capture accepts (advertised as maxBlockSize). */
@@ -81,6 +82,8 @@ export interface CaptureDiskOptions {
   readonly closeTimeoutMs?: number;
   /** Called with each record's publish time (first attempt to ack, seconds) and payload bytes, for metrics. */
   readonly onPublished?: (seconds: number, bytes: number) => void;
+  /** Directory of the machine-wide image locks; default {@link imageLockDir}. */
+  readonly lockDir?: string;
 }
 
 /** Counters of a disk's capture pipeline (for metrics and tests). */
@@ -212,6 +215,8 @@ export class CaptureDisk implements NbdExport {
   readonly epoch: string;
 
   readonly #fh: FileHandle;
+  /** This capture's hold on the image (released at close). */
+  readonly #lock: ImageLock | undefined;
   readonly #js: RecordPublisher;
   readonly #subject: string;
   readonly #log: Logger;
@@ -273,8 +278,9 @@ export class CaptureDisk implements NbdExport {
   #drainWaiters: (() => void)[] = [];
   #stats = { requests: 0, ops: 0, bytes: 0, publishedBytes: 0, records: 0, confirmedRecords: 0, publishRetries: 0, redos: 0, timeouts: 0 };
 
-  private constructor(fh: FileHandle, size: number, opts: CaptureDiskOptions) {
+  private constructor(fh: FileHandle, size: number, opts: CaptureDiskOptions, lock: ImageLock | undefined) {
     this.#fh = fh;
+    this.#lock = lock;
     this.size = size;
     this.name = opts.disk;
     this.image = opts.image;
@@ -292,15 +298,23 @@ export class CaptureDisk implements NbdExport {
     this.#onPublished = opts.onPublished;
   }
 
-  /** Opens the image read-write and returns the disk; does not touch NATS until the first write. */
+  /**
+   * Opens the image read-write and returns the disk; does not touch NATS until the first write. Takes the image's
+   * machine-wide lock (see ImageLock): DiskBusyError when another live capture on this machine serves it.
+   */
   static async open(opts: CaptureDiskOptions): Promise<CaptureDisk> {
     parseDiskId(opts.disk);
     const fh = await open(opts.image, 'r+');
+    let lock: ImageLock | undefined;
     try {
       const st = await fh.stat();
       if (!st.isFile() && !st.isBlockDevice()) throw new IoError(`${opts.image} is not a file`);
-      return new CaptureDisk(fh, st.size, opts);
+      lock = ImageLock.acquire(st, opts.image, opts.disk, opts.lockDir);
+      const disk = new CaptureDisk(fh, st.size, opts, lock);
+      if (!lock) disk.#log.warn({ lockDir: opts.lockDir ?? imageLockDir() }, 'image lock directory not usable: a second capture on this machine would not be refused');
+      return disk;
     } catch (err) {
+      lock?.release();
       await fh.close();
       throw err;
     }
@@ -501,6 +515,7 @@ export class CaptureDisk implements NbdExport {
     clearTimeout(this.#expiry);
     this.#expiry = undefined;
     await this.#fh.close();
+    this.#lock?.release();
   }
 
   /** Resolves when nothing is waiting to be stored. */
