@@ -4,14 +4,18 @@
  * engine's `visibleSize` must never expose a byte of the log that is still zero on the disk at that point (log
  * lines hold no NUL), must reach the full size once the data is there, and must end equal to the size.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DiskInferencer } from '@gammaray/inferencer';
+import { EditedDisk } from '../support/edited-disk.js';
 import { recordGuestWorkload } from '../support/guest-stream.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 
+const exec = promisify(execFile);
 let work: string;
 let nats: NatsServer;
 
@@ -71,4 +75,28 @@ describe('visibleSize on a real guest appending a line a second', () => {
     // Whether this run hit the race depends on the guest's timing; report it for the log.
     console.log(`visible-size: ${hidden} of ${checked} records had an append's size committed before its data`);
   }, 240_000);
+
+  it('keeps a committed size hidden past its data for 8 commits and 40 s of capture time, however fast commits come', async () => {
+    const src = join(work, 'src-hidden');
+    mkdirSync(join(src, 'root'), { recursive: true });
+    writeFileSync(join(src, 'root', 'test.txt'), 'start\n');
+    const img = join(work, 'hidden.img');
+    await exec('mkfs.ext4', ['-q', '-F', '-b', '4096', '-N', '64', '-d', src, img, '16M']);
+    const disk = new EditedDisk(img);
+    const { inferencer: inf } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hidden' }, 0, new Date(0));
+    const file = () => inf.nodes.get(inf.nodes.get(inf.nodes.get(2)!.entries!.get('root')!)!.entries!.get('test.txt')!)!; // ok: built by the test
+    // ext4 commits an append's new size; the data block (already allocated) is written back later.
+    const t0 = 1_000_000;
+    await disk.changeJournaled(inf, () => disk.debugfs('sif /root/test.txt size 26').then(() => undefined), new Date(t0));
+    expect(file().size).toBe(26);
+    expect(inf.visibleSize(file())).toBe(6);
+    // Twelve more commits of other files within 30 s: the size stays hidden (8 commits alone revealed it).
+    for (let i = 0; i < 12; i++) {
+      await disk.changeJournaled(inf, () => disk.debugfs(`mkdir /d${i}`).then(() => undefined), new Date(t0 + (i + 1) * 2_500));
+      expect(inf.visibleSize(file()), `commit ${i + 1}`).toBe(6);
+    }
+    // 40 s after its commit, with no data, the size shows (a sparse extension is real).
+    await disk.changeJournaled(inf, () => disk.debugfs('mkdir /late').then(() => undefined), new Date(t0 + 41_000));
+    expect(inf.visibleSize(file())).toBe(26);
+  }, 60_000);
 });

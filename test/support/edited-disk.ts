@@ -51,9 +51,9 @@ export class EditedDisk {
   /**
    * The same change as a journalling ext4 makes it: every changed block logged in one jbd2 transaction whose
    * commit is the consistency point (a record of the journal writes and a flush), then the blocks written home
-   * (a second record, as the kernel's checkpoint). Returns the events of both.
+   * (a second record, as the kernel's checkpoint). Returns the events of both. `ts`: the records' capture time.
    */
-  async changeJournaled(inf: DiskInferencer, edit: () => Promise<void> | void): Promise<FsEvent[]> {
+  async changeJournaled(inf: DiskInferencer, edit: () => Promise<void> | void, ts = new Date()): Promise<FsEvent[]> {
     if (!this.#jbd2) {
       const src = { size: this.bytes.length, read: async (o: number, l: number) => Uint8Array.from(this.bytes.subarray(o, o + l)) };
       const vol = await Ext4Volume.open(src);
@@ -82,10 +82,10 @@ export class EditedDisk {
     writeFileSync(this.path, next);
     this.bytes = next;
     this.seq++;
-    const events = await inf.apply(this.seq, { v: 1, disk: 'hostile', ts: new Date(), ops: [...logged, { op: 'flush' }] } as WriteRecord);
+    const events = await inf.apply(this.seq, { v: 1, disk: 'hostile', ts, ops: [...logged, { op: 'flush' }] } as WriteRecord);
     this.seq++;
     const checkpoint: WriteRecord['ops'][number][] = home.map(([b, bytes]) => ({ op: 'write', offset: b * BS, length: BS, data: Uint8Array.from(bytes), fua: false }));
-    events.push(...(await inf.apply(this.seq, { v: 1, disk: 'hostile', ts: new Date(), ops: [...checkpoint, { op: 'flush' }] } as WriteRecord)));
+    events.push(...(await inf.apply(this.seq, { v: 1, disk: 'hostile', ts, ops: [...checkpoint, { op: 'flush' }] } as WriteRecord)));
     return events;
   }
 

@@ -50,6 +50,7 @@ import {
   MAX_WRITE_RUN_BYTES,
   PENDING_MAX_COMMITS,
   UNWRITTEN_MAX_COMMITS,
+  UNWRITTEN_MIN_MS,
 } from './limits.js';
 import { TimeCache, makeNode, nodeOfInode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
 import { LinkTable } from './links.js';
@@ -203,10 +204,12 @@ export class DiskInferencer {
   private readonly heldTails = new Set<number>();
   /**
    * Files whose size grew at a consistency point past the data seen so far: ino -> [bytes known to hold data,
-   * consistency points left]. ext4 may commit an append's new size before the data block reaches the disk; until
-   * the data arrives (or a few commits pass) readers are better served the old end of file than zeros.
+   * consistency points left, capture time (ms) of the commit]. ext4 may commit an append's new size before the
+   * data block reaches the disk (an append inside an allocated block is not ordered data): until the data arrives,
+   * or both UNWRITTEN_MAX_COMMITS commits and UNWRITTEN_MIN_MS of capture time have passed, readers are better
+   * served the old end of file than zeros.
    */
-  private readonly unwritten = new Map<number, [number, number]>();
+  private readonly unwritten = new Map<number, [number, number, number]>();
   /** Inode-table runs: [first block, block count, first inode], sorted by block. */
   private itables: [number, number, number][] = [];
   private geometryDirty = false;
@@ -795,7 +798,7 @@ export class DiskInferencer {
    * After `node` grew to its size with data seen up to `reached`: if the bytes past `reached` in its (mapped)
    * end-of-file block are zeros as far as this engine knows, the data is probably still on its way.
    */
-  private noteUnwritten(node: FsNode, reached: number): void {
+  private noteUnwritten(node: FsNode, reached: number, ts: Date): void {
     if (reached >= node.size || this.unwritten.size >= MAX_TAILS) return;
     const bs = this.store.blockSize;
     const eof = Math.floor((node.size - 1) / bs);
@@ -805,7 +808,7 @@ export class DiskInferencer {
     if (tail && tail.logical === eof) {
       for (let i = reached - eof * bs; i < node.size - eof * bs; i++) if ((tail.data[i] ?? 0) !== 0) return;
     }
-    this.unwritten.set(node.ino, [reached, UNWRITTEN_MAX_COMMITS]);
+    this.unwritten.set(node.ino, [reached, UNWRITTEN_MAX_COMMITS, ts.getTime()]);
   }
 
   private setTail(ino: number, tail: Tail): void {
@@ -911,7 +914,8 @@ export class DiskInferencer {
 
   /** A consistency point: derive what changed, emit its events. */
   private async settle(ctx: Ctx): Promise<void> {
-    for (const [ino, u] of this.unwritten) if (--u[1] <= 0) this.unwritten.delete(ino);
+    const now = ctx.ts.getTime();
+    for (const [ino, u] of this.unwritten) if (--u[1] <= 0 && now - u[2] >= UNWRITTEN_MIN_MS) this.unwritten.delete(ino);
     await this.reopenVolume(ctx);
     if (this.journalUnread && this.resync === undefined && (await this.journalReadable())) {
       this.resync = 'the journal superblock reads back now: crawling again to follow the journal';
@@ -1196,7 +1200,7 @@ export class DiskInferencer {
         if (end > 0) wroteTo.set(node.ino, Math.max(wroteTo.get(node.ino) ?? 0, end));
       }
       this.unwritten.delete(node.ino);
-      if (node.size > before.size && node.type === FileType.file) this.noteUnwritten(node, Math.max(before.size, wroteTo.get(node.ino) ?? 0));
+      if (node.size > before.size && node.type === FileType.file) this.noteUnwritten(node, Math.max(before.size, wroteTo.get(node.ino) ?? 0), ctx.ts);
       if (node.size > before.size) {
         const reached = wroteTo.get(node.ino) ?? -1;
         const lastMapped = mapsBlock(node, Math.floor((node.size - 1) / bs));

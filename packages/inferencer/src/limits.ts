@@ -17,6 +17,13 @@ export const PENDING_MAX_COMMITS = 3;
  * after committing its size while other commits went by, and readers (`tail -f`) then read zeros.
  */
 export const UNWRITTEN_MAX_COMMITS = 8;
+/**
+ * ...and at least this much capture time: Linux writes dirty data back once it is 30 s old (dirty_expire_centisecs)
+ * on a 5 s tick, so an append's data follows its committed size within about 35 s, however many commits other
+ * files make in between. (With commits alone, a busy guest committing every second or two revealed the size
+ * before the data: `tail -f` through the mount read zeros, 2 of ~15 CI runs.)
+ */
+export const UNWRITTEN_MIN_MS = 40_000;
 /** Longest run of contiguous file bytes reported by one `write` event. */
 export const MAX_WRITE_RUN_BYTES = 16 * 1024 * 1024;
 /** Blocks read in one fetch request (the capture answers up to 960 KiB per block read). */
