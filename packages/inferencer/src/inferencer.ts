@@ -28,6 +28,7 @@ import {
   inodeInUse,
   type Extent,
   type Ext4Inode,
+  type Ext4GroupDesc,
   type Ext4Superblock,
   type TreeEntry,
 } from '@gammaray/ext4';
@@ -290,29 +291,25 @@ export class DiskInferencer {
   /** Free blocks as the group descriptors count them (as of the last consistency point); damaged ones count none. */
   freeBlocks(): number {
     const sb = this.volume.superblock;
-    let free = 0;
-    for (let g = 0; g < sb.groupCount; g++) {
-      try {
-        free += this.volume.groupDesc(g).freeBlocks;
-      } catch {
-        // a damaged descriptor: reported where it is used
-      }
-    }
-    return Math.min(free * (sb.clusterSize / sb.blockSize), sb.blocksCount);
+    return Math.min(this.sumGroups((g) => g.freeBlocks) * (sb.clusterSize / sb.blockSize), sb.blocksCount);
   }
 
   /** Free inodes as the group descriptors count them (what the kernel's statfs reports). */
   freeInodes(): number {
-    const sb = this.volume.superblock;
-    let free = 0;
-    for (let g = 0; g < sb.groupCount; g++) {
+    return Math.min(this.sumGroups((g) => g.freeInodes), this.volume.superblock.inodesCount);
+  }
+
+  /** A field of every group descriptor, summed; a damaged descriptor (reported where it is used) counts 0. */
+  private sumGroups(field: (gd: Ext4GroupDesc) => number): number {
+    let sum = 0;
+    for (let g = 0; g < this.volume.superblock.groupCount; g++) {
       try {
-        free += this.volume.groupDesc(g).freeInodes;
+        sum += field(this.volume.groupDesc(g));
       } catch {
-        // a damaged descriptor: reported where it is used
+        // a damaged descriptor
       }
     }
-    return Math.min(free, sb.inodesCount);
+    return sum;
   }
 
   /**
