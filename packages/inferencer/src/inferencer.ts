@@ -20,6 +20,7 @@ import {
   InodeFlags,
   JOURNAL_INO,
   ROOT_INO,
+  EXT4_SUPER_MAGIC,
   SUPERBLOCK_OFFSET,
   SUPERBLOCK_SIZE,
   bytesEqual,
@@ -144,7 +145,6 @@ function ownedOf(tracker: ReadonlySet<number>): readonly number[] {
   return tracker.size === 0 ? NOTHING : [...tracker].sort((a, b) => a - b);
 }
 
-/** See the module comment. */
 /**
  * The disk holds no ext2/3/4 superblock at all (a blank disk before the guest formats it, or another file system):
  * nothing to crawl yet. A service waits and tries again; it is not damage.
@@ -156,6 +156,7 @@ export class NoFileSystemError extends CorruptError {
   }
 }
 
+/** See the module comment. */
 export class DiskInferencer {
   readonly disk: string;
   private readonly inlineLimit: number;
@@ -221,6 +222,8 @@ export class DiskInferencer {
    * follow the journal from then on.
    */
   private journalUnread = false;
+  /** The journal superblock bytes {@link journalReadable} last looked at (not checkpointed: one more look after a restore). */
+  private journalLooked: Uint8Array | undefined;
   /**
    * The superblock the geometry comes from (SUPERBLOCK_SIZE raw bytes): the last one written that opened and kept
    * the geometry. A guest can write anything over its superblock while its kernel goes on from the copy in memory;
@@ -352,8 +355,9 @@ export class DiskInferencer {
   private static async openStore(fetcher: BlockFetcher, opts: InferencerOptions, seq: number): Promise<{ inf: DiskInferencer }> {
     // The block size is not known before the superblock: read it raw first.
     const head = await fetcher.read(0, Math.min(fetcher.size, 4096));
-    if (head.data.length < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE || head.data[SUPERBLOCK_OFFSET + 0x38] !== 0x53 || head.data[SUPERBLOCK_OFFSET + 0x39] !== 0xef) {
-      throw new NoFileSystemError(`the disk holds no ext2/3/4 file system (no superblock magic at byte ${SUPERBLOCK_OFFSET + 0x38}): blank, not formatted yet, or another file system`);
+    const magicAt = SUPERBLOCK_OFFSET + 0x38; // s_magic
+    if (head.data.length < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE || (head.data[magicAt]! | (head.data[magicAt + 1]! << 8)) !== EXT4_SUPER_MAGIC) { // ok: length checked
+      throw new NoFileSystemError(`the disk holds no ext2/3/4 file system (no superblock magic at byte ${magicAt}): blank, not formatted yet, or another file system`);
     }
     const bs = 1024 << new DataView(head.data.buffer, head.data.byteOffset + 1024 + 0x18, 4).getUint32(0, true);
     const store = new BlockStore(fetcher, bs >= 1024 && bs <= 65536 ? bs : 1024);
@@ -364,33 +368,36 @@ export class DiskInferencer {
 
   /** The journal follower (replaying what the log still holds). */
   private async openJournal(): Promise<CommittedTx[]> {
-    const sb = this.volume.superblock;
-    if (!sb.has.journal || sb.journalInum === 0) return [];
-    const jinode = await this.volume.readInode(sb.journalInum || JOURNAL_INO);
-    const map = await this.volume.blockMap(jinode);
-    const first = map[0];
-    if (!first) return [];
-    this.followJournal(await this.store.read(first.physical * sb.blockSize, sb.blockSize), map);
-    return this.journal!.recover(); // ok: just set
+    const found = await this.readJournal();
+    if (!found) return [];
+    this.journal = found;
+    return found.recover();
   }
 
-  /** Whether the journal's superblock decodes now (see `journalUnread`); never throws for bad disk data. */
-  private async journalReadable(): Promise<boolean> {
+  /** A follower of the journal the superblock names, as its blocks are now; undefined without one. Throws Ext4Error. */
+  private async readJournal(): Promise<JournalFollower | undefined> {
     const sb = this.volume.superblock;
-    if (!sb.has.journal || sb.journalInum === 0) return false;
+    if (!sb.has.journal || sb.journalInum === 0) return undefined;
+    const map = await this.volume.blockMap(await this.volume.readInode(sb.journalInum || JOURNAL_INO));
+    const first = map[0];
+    if (!first) return undefined;
+    return this.journalFollower(await this.store.read(first.physical * sb.blockSize, sb.blockSize), map);
+  }
+
+  /**
+   * Whether the journal reads back now, as a crawl's openJournal would take it (its superblock, then the log it
+   * would replay), so that a crawl started on the strength of this does not end without the journal again
+   * (see `journalUnread`). The log is read again only when the journal superblock changed since the last look:
+   * a guest flushing often does not make every flush re-read a damaged log. Never throws for bad disk data.
+   */
+  private async journalReadable(): Promise<boolean> {
     try {
-      // What a crawl's openJournal does (the superblock, then the log it would replay), so that a crawl started
-      // on the strength of this does not end without the journal again.
-      const map = await this.volume.blockMap(await this.volume.readInode(sb.journalInum));
-      const first = map[0];
-      if (!first) return false;
-      const bs = sb.blockSize;
-      const probe: JournalFollower = new JournalFollower(await this.store.read(first.physical * bs, bs), map, async (j: number): Promise<Uint8Array> => {
-        const p: number | undefined = probe.physicalOf(j);
-        if (p === undefined) throw new CorruptError('JournalBlock', `journal block ${j} is not mapped`, {});
-        return (await this.store.fetcher.read(p * bs, bs)).data;
-      });
-      await probe.recover();
+      const j = await this.readJournal();
+      if (!j) return false;
+      const jsb = j.superblockBytes;
+      if (this.journalLooked !== undefined && bytesEqual(jsb, this.journalLooked)) return false;
+      this.journalLooked = copyBytes(jsb);
+      await j.recover();
       return true;
     } catch (err) {
       if (err instanceof Ext4Error) return false;
@@ -415,12 +422,18 @@ export class DiskInferencer {
 
   /** Follows the journal whose superblock is `jsb` and whose blocks lie at `map`. */
   private followJournal(jsb: Uint8Array, map: readonly Extent[]): void {
+    this.journal = this.journalFollower(jsb, map);
+  }
+
+  /** A follower of the journal whose superblock is `jsb` and whose blocks lie at `map`, reading through the fetcher. */
+  private journalFollower(jsb: Uint8Array, map: readonly Extent[]): JournalFollower {
     const bs = this.volume.superblock.blockSize;
-    this.journal = new JournalFollower(jsb, map, async (j) => {
-      const p = this.journal?.physicalOf(j);
+    const follower: JournalFollower = new JournalFollower(jsb, map, async (j: number): Promise<Uint8Array> => {
+      const p = follower.physicalOf(j);
       if (p === undefined) throw new CorruptError('JournalBlock', `journal block ${j} is not mapped`, {});
       return (await this.store.fetcher.read(p * bs, bs)).data;
     });
+    return follower;
   }
 
   /**
@@ -510,7 +523,6 @@ export class DiskInferencer {
       root = unreadableRoot(ownedOf(this.tracker));
     }
     this.adopt(root);
-    this.links.set(ROOT_INO, []);
     this.reportPartial(ctx, ROOT_INO);
     const todo: number[] = [ROOT_INO];
     let n = 0;
@@ -991,7 +1003,7 @@ export class DiskInferencer {
             this.noteUnreadable(child, ino);
             continue;
           }
-          this.unreadable.delete(child);
+          if (this.unreadable.size > 0) this.unreadable.delete(child);
           added.push({ dir: ino, name, ino: child });
         }
       }
@@ -1330,10 +1342,8 @@ export class DiskInferencer {
    * {@link deriveRead}, answered synchronously when nothing has to be read (a regular file or special inode
    * whose inode-table slot, xattr block and extent blocks the store holds, as at nearly every consistency
    * point): no promise and no microtask turn per inode. Callers await the result only when it is a promise.
-   */
-  /**
-   * What inode `ino` is now (see {@link deriveRead}). `partial` (the crawl): a directory with damaged blocks keeps
-   * the names of its readable blocks, each damaged block reported, instead of failing whole.
+   * `partial` (the crawl): a directory with damaged blocks keeps the names of its readable blocks, each damaged
+   * block reported, instead of failing whole.
    */
   private derive(ino: number, ctx: Ctx, retry = false, partial = false): Derived | Promise<Derived> {
     let inode: Ext4Inode | undefined;

@@ -63,6 +63,11 @@ export class JournalFollower {
     this.expected = this.sb.sequence;
   }
 
+  /** The raw journal superblock this follower started from. */
+  get superblockBytes(): Uint8Array {
+    return this.sbBytes;
+  }
+
   get superblock(): JournalSuperblock {
     return this.sb;
   }

@@ -110,27 +110,26 @@ async function portFree(hostPort: string, flag: string, what: string): Promise<v
   const host = hostPort.slice(0, at).replace(/^\[|\]$/g, '');
   const port = Number(hostPort.slice(at + 1));
   if (at <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new UserError(`${flag} must be HOST:PORT (e.g. 127.0.0.1:10809), got ${JSON.stringify(hostPort)}`);
-  const code = await new Promise<string | undefined>((res) => {
-    const srv = createServer();
-    srv.once('error', (err: NodeJS.ErrnoException) => res(err.code ?? err.message));
-    srv.listen(port, host, () => srv.close(() => res(undefined)));
-  });
+  const { code } = await tryListen(port, host);
   if (code === 'EADDRINUSE') throw new UserError(`${hostPort} (${what}) is already in use: stop what listens there, or pass another ${flag} HOST:PORT`);
   if (code !== undefined) throw new UserError(`cannot listen on ${hostPort} (${what}): ${code}; pass another ${flag} HOST:PORT`);
 }
 
 /** A TCP port free on 127.0.0.1: `preferred` when it is, else one the kernel picks. */
 async function freePort(preferred: number): Promise<number> {
-  const tryPort = (port: number) =>
-    new Promise<number | undefined>((res) => {
-      const s = createServer();
-      s.once('error', () => res(undefined));
-      s.listen(port, '127.0.0.1', () => {
-        const a = s.address();
-        s.close(() => res(typeof a === 'object' && a ? a.port : undefined));
-      });
+  return (await tryListen(preferred, '127.0.0.1')).port ?? (await tryListen(0, '127.0.0.1')).port ?? preferred;
+}
+
+/** Listens on host:port for a moment: the port it got (port 0: the kernel's pick), or the error code. */
+function tryListen(port: number, host: string): Promise<{ port?: number; code?: string }> {
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.once('error', (err: NodeJS.ErrnoException) => res({ code: err.code ?? err.message }));
+    srv.listen(port, host, () => {
+      const a = srv.address();
+      srv.close(() => res({ port: typeof a === 'object' && a ? a.port : undefined }));
     });
-  return (await tryPort(preferred)) ?? (await tryPort(0)) ?? preferred;
+  });
 }
 
 /** One managed child process. */
