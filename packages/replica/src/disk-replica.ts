@@ -11,6 +11,7 @@ import { FileType, ROOT_INO, type TreeEntry } from '@gammaray/ext4';
 import { CorruptError, STREAM_WRITES, decodeWriteRecord, writesSubject, type DiskRegistryEntry } from '@gammaray/wire';
 import type { Logger } from 'pino';
 import { NatsBlockFetcher } from './block-fetcher.js';
+import { StallWatch, type Stall } from './stall-watch.js';
 import type { CheckpointStore } from './checkpoints.js';
 import { readUntorn, type UntornRead } from './content.js';
 import { ReplicaError, ReplicaErrorCode } from './errors.js';
@@ -69,6 +70,13 @@ export interface ReplicaStatus {
 }
 
 const MAX_BACKOFF_MS = 15_000;
+/**
+ * Silence of the write consumer, while the stream holds records past the last one applied, after which the
+ * replica restores again with a fresh consumer (after a NATS node is lost the ordered consumer can stay quiet).
+ */
+const STALL_MS = 4_000;
+/** How often the stall watch looks at the clock. */
+const STALL_TICK_MS = 1_000;
 
 /** Sorted entry names per directory node (nodes are immutable values, replaced when the directory changes). */
 const SORTED_NAMES = new WeakMap<FsNode, readonly string[]>();
@@ -380,20 +388,52 @@ export class DiskReplica {
 
   async #follow(): Promise<void> {
     const engine = this.#engine!; // ok: #restore set it
+    let from = engine.appliedSeq + 1;
+    for (;;) {
+      const stalled = await this.#followFrom(engine, from);
+      if (!stalled) break;
+      // The state in hand is right up to what was handled: only the consumer is replaced.
+      this.#log.warn({ appliedSeq: engine.appliedSeq, lastSeq: stalled.lastSeq, silentMs: stalled.silentMs }, 'the write-stream consumer went quiet while records wait; following with a new one');
+      from = stalled.handledSeq + 1;
+    }
+    if (!this.#stopping) throw new Error('the write-stream consumer ended');
+  }
+
+  /** Follows the disk's records from `from` until stopped, the consumer ends, or a stall (returned). */
+  async #followFrom(engine: DiskInferencer, from: number): Promise<Stall | undefined> {
     const consumer = await this.#o.js.consumers.get(STREAM_WRITES, {
       filter_subjects: writesSubject(this.disk),
       deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: engine.appliedSeq + 1,
+      opt_start_seq: from,
     });
     const messages = await consumer.consume({ max_messages: 64 });
     this.#messages = messages;
     if (this.#stopping) messages.stop();
-    for await (const m of messages) {
-      if (this.#stopping) break;
-      await this.#enqueue(() => this.#apply(engine, m));
-      this.#notify(engine.appliedSeq);
+    let stalled: Stall | undefined;
+    let handled = from - 1; // records skipped (corrupt, another disk's) count as handled
+    const watch = new StallWatch({
+      stallMs: STALL_MS,
+      lastSeq: async () => (await this.#o.jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(this.disk) }))?.seq ?? 0,
+      handledSeq: () => handled,
+      onStall: (st) => {
+        stalled = st;
+        messages.stop();
+      },
+    });
+    const timer = setInterval(() => void watch.tick(), STALL_TICK_MS);
+    try {
+      for await (const m of messages) {
+        if (this.#stopping || stalled) break;
+        watch.delivered();
+        await watch.busy(() => this.#enqueue(() => this.#apply(engine, m)));
+        handled = m.seq;
+        this.#notify(engine.appliedSeq);
+      }
+    } finally {
+      clearInterval(timer);
+      messages.stop();
     }
-    if (!this.#stopping) throw new Error('the write-stream consumer ended');
+    return this.#stopping ? undefined : stalled;
   }
 
   async #apply(engine: DiskInferencer, m: JsMsg): Promise<void> {

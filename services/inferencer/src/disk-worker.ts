@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { DiskInferencer, EVENT_VERSION, NoFileSystemError, EventKind, encodeEvent, eventMsgId, type FsEvent, type InferencerOptions } from '@gammaray/inferencer';
 import { CorruptError, EncodeError, STREAM_WRITES, WireCorruptKind, decodeWriteRecord, eventsSubject, writesSubject, type WriteRecord } from '@gammaray/wire';
 import type { Logger } from 'pino';
+import { StallWatch } from '@gammaray/replica';
 import { BlockFetchError, NatsBlockFetcher } from './block-fetcher.js';
 import { CheckpointFencedError, type Checkpoint, type CheckpointStore } from './checkpoints.js';
 import { EventPublisher } from './event-publisher.js';
@@ -25,6 +26,9 @@ export interface DiskFence {
  * about a leader election.
  */
 const STALL_MS = 4_000;
+
+/** A step of a worker's task (applying a record, publishing, checkpointing) that takes longer is logged, again every as long. */
+const BUSY_WARN_MS = 10_000;
 
 /**
  * How long loading the disk's checkpoint may take before the session is restarted, doubled after each load that
@@ -149,11 +153,15 @@ export class DiskWorker {
   /** Set when the lease was lost: stop at once, no flush of new events, no final checkpoint. */
   #revoked = false;
   #lag: { pending: number; time: number } = { pending: 0, time: 0 };
-  /** performance.now() of the last record delivered (or of the session's start), for the stall watchdog. */
-  #lastDelivery = 0;
-  #probing = false;
+  /** The session's guard against a write consumer gone quiet. */
+  #watch: StallWatch | undefined;
   /** Tasks of the serial queue running now (0 or 1). */
   #busy = 0;
+  /** What the running serial task is doing (for the busy warning), and since when (performance.now()). */
+  #stepAt = '';
+  #stepSince = 0;
+  /** performance.now() of the last busy warning. */
+  #busyWarnedAt = 0;
   #loadTimeoutMs = CHECKPOINT_LOAD_TIMEOUT_MS;
 
   constructor(opts: DiskWorkerOptions) {
@@ -290,10 +298,19 @@ export class DiskWorker {
     this.#messages = messages;
     if (this.#stopping) messages.stop();
     this.#log.info({ appliedSeq: engine.appliedSeq, from: this.#processedSeq + 1 }, 'following the write stream');
-    this.#lastDelivery = performance.now();
+    this.#watch = new StallWatch({
+      stallMs: STALL_MS,
+      lastSeq: () => this.#lastWriteSeq(),
+      handledSeq: () => this.#processedSeq,
+      onStall: ({ handledSeq, lastSeq, silentMs }) => {
+        this.#log.warn({ appliedSeq: handledSeq, lastSeq, silentMs }, 'the write-stream consumer went quiet while records wait; restarting the session');
+        this.#fail(new Error(`the write-stream consumer delivered nothing for ${silentMs} ms while records up to ${lastSeq} wait`));
+      },
+    });
     const timer = setInterval(() => {
       void this.#enqueue(() => this.#checkpoint(engine, false)).catch((err: unknown) => this.#fail(err));
-      void this.#watchdog();
+      this.#warnIfBusy();
+      void this.#watch?.tick();
     }, Math.min(this.#o.checkpointIntervalMs, 1_000));
     try {
       for await (const m of messages) {
@@ -308,25 +325,18 @@ export class DiskWorker {
     await this.#finalCheckpoint(engine);
   }
 
-  /**
-   * The ordered consumer can go quiet after the NATS node holding it is lost (seen on a 3-node cluster): when
-   * nothing was delivered for STALL_MS while the stream holds records of the disk past the last one handled, the
-   * session ends and restarts from the checkpoint with a fresh consumer.
-   */
-  async #watchdog(): Promise<void> {
-    if (this.#probing || this.#busy > 0 || performance.now() - this.#lastDelivery < STALL_MS) return;
-    this.#probing = true;
-    try {
-      const last = await this.#lastWriteSeq();
-      if (last > this.#processedSeq && this.#busy === 0 && performance.now() - this.#lastDelivery >= STALL_MS) {
-        this.#fail(new Error(`the write-stream consumer delivered nothing for ${STALL_MS} ms while records up to ${last} wait`));
-      }
-    } catch {
-      // NATS unreachable: the next tick asks again
-    } finally {
-      this.#lastDelivery = Math.max(this.#lastDelivery, performance.now() - STALL_MS / 2);
-      this.#probing = false;
-    }
+  /** Logs a warning while one step of a task has taken more than BUSY_WARN_MS, once per BUSY_WARN_MS. */
+  #warnIfBusy(): void {
+    const now = performance.now();
+    if (this.#busy === 0 || now - this.#stepSince < BUSY_WARN_MS || now - this.#busyWarnedAt < BUSY_WARN_MS) return;
+    this.#busyWarnedAt = now;
+    this.#log.warn({ step: this.#stepAt, forMs: Math.round(now - this.#stepSince), appliedSeq: this.#processedSeq, awaitingAcks: this.#publisher?.awaitingAcks ?? 0 }, 'disk worker is still busy on one step');
+  }
+
+  /** Names the step the running task is on (see {@link #warnIfBusy}). */
+  #at(step: string): void {
+    this.#stepAt = step;
+    this.#stepSince = performance.now();
   }
 
   #fail(err: unknown): void {
@@ -335,16 +345,18 @@ export class DiskWorker {
   }
 
   #enqueue(task: () => Promise<void>): Promise<void> {
-    const p = this.#serial.then(async () => {
+    const watch = this.#watch;
+    const run = async (): Promise<void> => {
       this.#busy++;
+      this.#at('starting a task');
       try {
         await task();
       } finally {
         this.#busy--;
-        // Time spent busy is not the consumer's silence.
-        this.#lastDelivery = performance.now();
       }
-    });
+    };
+    // Time spent busy is not the consumer's silence (see StallWatch).
+    const p = this.#serial.then(() => (watch ? watch.busy(run) : run()));
     this.#serial = p.catch(() => undefined);
     return p;
   }
@@ -359,6 +371,7 @@ export class DiskWorker {
     this.#publisher?.close();
     this.#publisher = undefined;
     this.#engine = undefined;
+    this.#watch = undefined;
   }
 
   /** Restores from the checkpoint when it is usable, else crawls the disk and publishes the snapshot. */
@@ -455,7 +468,7 @@ export class DiskWorker {
 
   async #handle(engine: DiskInferencer, m: JsMsg): Promise<void> {
     const seq = m.seq;
-    this.#lastDelivery = performance.now();
+    this.#watch?.delivered();
     this.#lag = { pending: m.info.pending, time: m.time.getTime() };
     if (seq <= this.#processedSeq) return;
     const ts = m.time; // when JetStream stored the record: deterministic across re-processing
@@ -473,6 +486,7 @@ export class DiskWorker {
     }
     this.#currentSeq = seq;
     this.#currentTs = rec.ts;
+    this.#at(`applying record ${seq}`);
     const events = await engine.apply(seq, rec);
     this.#currentSeq = undefined;
     this.#stats.records++;
@@ -496,11 +510,15 @@ export class DiskWorker {
     const publisher = this.#publisher!; // ok: set for the whole session
     if (events.length === 0) return;
     if (this.#revoked) throw new LeaseLostError(this.disk, 'the worker was revoked');
+    this.#at('confirming the lease before publishing');
     await this.#o.fence?.confirm();
     for (const e of events) {
       const bytes = this.#encode(e);
       const room = publisher.publish(eventsSubject(this.disk, bytes.kind), bytes.data, eventMsgId({ disk: this.disk, seq: e.seq, idx: e.idx }), e.path);
-      if (room) await room;
+      if (room) {
+        this.#at(`waiting for room to publish the events of record ${e.seq}`);
+        await room;
+      }
       this.#stats.events++;
       this.#eventsByKind[bytes.kind] = (this.#eventsByKind[bytes.kind] ?? 0) + 1;
     }
@@ -536,12 +554,15 @@ export class DiskWorker {
   async #checkpoint(engine: DiskInferencer, force: boolean): Promise<void> {
     if (!force && (engine.appliedSeq <= this.#checkpointedSeq || Date.now() - this.#lastCheckpointAt < this.#o.checkpointIntervalMs)) return;
     if (this.#revoked) return;
+    this.#at('waiting for the events before a checkpoint to be stored');
     await this.#publisher!.flush(); // ok: set for the whole session
     const appliedSeq = engine.appliedSeq;
     const state = engine.checkpoint();
     this.#lastCheckpointAt = Date.now();
     const fence = this.#o.fence;
+    this.#at('confirming the lease before a checkpoint');
     await fence?.confirm();
+    this.#at(`storing the checkpoint at ${appliedSeq}`);
     try {
       await this.#o.checkpoints.save(this.disk, state, { appliedSeq, size: this.#o.size, epoch: fence?.epoch });
     } catch (err) {

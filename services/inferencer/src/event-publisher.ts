@@ -95,6 +95,11 @@ export class EventPublisher {
     this.publish(subject, data, msgId, path);
   }
 
+  /** Publishes waiting for their ack now (retries waiting out their backoff are not counted). */
+  get awaitingAcks(): number {
+    return this.#acks.inFlight;
+  }
+
   /** Resolves when every event sent so far is stored; throws the publisher's error if one could not be. */
   async flush(): Promise<void> {
     while (this.#inflight.length > 0) await this.#inflight.shift();

@@ -1,0 +1,94 @@
+/**
+ * A guard for a JetStream ordered consumer that follows one disk's records: after the NATS node holding the
+ * consumer is lost, nats.js can leave the consumer quiet for tens of seconds (its idle heartbeat) or for good,
+ * while the stream holds records past the last one handled. The watch notices that silence and tells its owner,
+ * which restarts its session with a fresh consumer.
+ */
+
+/** What {@link StallWatch} reports when it sees the consumer quiet while records wait. */
+export interface Stall {
+  /** The highest sequence handled so far. */
+  readonly handledSeq: number;
+  /** The stream's last sequence of the consumer's subject, when it looked. */
+  readonly lastSeq: number;
+  /** How long nothing was delivered (busy time left out), ms. */
+  readonly silentMs: number;
+}
+
+/** Options of a {@link StallWatch}. */
+export interface StallWatchOptions {
+  /** Silence (ms, time spent busy on delivered records not counted) after which the stream is looked at. */
+  readonly stallMs: number;
+  /** The stream's last sequence of the consumer's subject (one message-get request); 0 when it holds none. */
+  readonly lastSeq: () => Promise<number>;
+  /** The highest sequence handled so far. */
+  readonly handledSeq: () => number;
+  /** Called once per stall found; the owner ends its session (and makes a new watch for the next). */
+  readonly onStall: (stall: Stall) => void;
+  /** Clock in ms (tests); default performance.now(). */
+  readonly now?: () => number;
+}
+
+/**
+ * Call {@link delivered} for each message, {@link busy} around the work done for it (and any other task that
+ * keeps the owner from asking the consumer for more), and {@link tick} periodically (every second or so).
+ *
+ * The silence clock starts at the last delivery. Work pushes it forward by the time the work took, not to "now":
+ * a periodic task that finds nothing to do (the checkpoint timer's) must not hide a silent consumer. (Resetting
+ * the clock after every task did: the watch never fired, and after a NATS node restart disks stayed behind for
+ * 80-95 s until nats.js noticed on its own.) After a look that found nothing waiting, the next look is another
+ * `stallMs` later, so an idle disk costs one request per `stallMs`.
+ */
+export class StallWatch {
+  readonly #o: StallWatchOptions;
+  readonly #now: () => number;
+  #quietSince: number;
+  #busy = 0;
+  #busySince = 0;
+  #looking = false;
+  #fired = false;
+
+  constructor(opts: StallWatchOptions) {
+    this.#o = opts;
+    this.#now = opts.now ?? (() => performance.now());
+    this.#quietSince = this.#now();
+  }
+
+  /** A message was delivered. */
+  delivered(): void {
+    this.#quietSince = this.#now();
+  }
+
+  /** Runs `work` counted as busy time: while it runs, and for as long as it took, silence is not counted. */
+  async busy<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#busy++ === 0) this.#busySince = this.#now();
+    try {
+      return await work();
+    } finally {
+      if (--this.#busy === 0) {
+        const now = this.#now();
+        this.#quietSince = Math.min(now, this.#quietSince + (now - this.#busySince));
+      }
+    }
+  }
+
+  /** Looks at the stream when the consumer has been quiet for `stallMs`; reports a stall once. Never rejects. */
+  async tick(): Promise<void> {
+    if (this.#fired || this.#looking || this.#busy > 0 || this.#now() - this.#quietSince < this.#o.stallMs) return;
+    this.#looking = true;
+    try {
+      const last = await this.#o.lastSeq();
+      const handled = this.#o.handledSeq();
+      const silentMs = this.#now() - this.#quietSince;
+      if (last > handled && this.#busy === 0 && silentMs >= this.#o.stallMs) {
+        this.#fired = true;
+        this.#o.onStall({ handledSeq: handled, lastSeq: last, silentMs: Math.round(silentMs) });
+      }
+    } catch {
+      // NATS unreachable: look again after another stallMs
+    } finally {
+      this.#quietSince = Math.max(this.#quietSince, this.#now());
+      this.#looking = false;
+    }
+  }
+}
