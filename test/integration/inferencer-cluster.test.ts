@@ -19,11 +19,13 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
+import { ViewClient } from '@gammaray/service-view';
 import { KV_LEASES, KV_WORKERS, STREAM_EVENTS, STREAM_WRITES } from '@gammaray/wire';
 import { startCapture, type CaptureProcess } from '../support/capture-process.js';
 import { FLEET_FILES, buildFleet, eventKey, oracleEvents, writeFleetFile, type FleetDisk } from '../support/disk-fleet.js';
 import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
 import { startNatsCluster, type NatsCluster } from '../support/nats-server.js';
+import { startView, type ViewProcess } from '../support/view-process.js';
 import { describeScaleOut, waitUntil, type ScaleFaults } from '../support/scale-suite.js';
 import { readRecords, replay, sha256 } from '../support/writes-stream.js';
 
@@ -36,6 +38,7 @@ let work: string;
 let cluster: NatsCluster;
 let capture: CaptureProcess | undefined;
 const inferencers: InferencerProcess[] = [];
+let view: ViewProcess | undefined;
 let nc: NatsConnection;
 let fleet: FleetDisk[];
 
@@ -64,6 +67,7 @@ describe.skipIf(FULL)('gammaray inferencer on a 3-node NATS cluster', () => {
 
   afterAll(async () => {
     for (const p of inferencers) await p.kill9();
+    await view?.stop();
     await capture?.stop();
     await nc?.close();
     await cluster?.stop();
@@ -78,6 +82,8 @@ describe.skipIf(FULL)('gammaray inferencer on a 3-node NATS cluster', () => {
       const evs = await readEvents();
       return DISKS.every((d) => evs.some((s) => s.event.disk === d && s.event.kind === 'snapshot')) ? true : undefined;
     });
+    // A view's replicas follow the same write streams through the node loss.
+    view = await startView(cluster.urls[1]!, ['--replicas', '3']); // ok: 3 nodes
 
     let ok = 0;
     let failed = 0;
@@ -127,12 +133,30 @@ describe.skipIf(FULL)('gammaray inferencer on a 3-node NATS cluster', () => {
       return DISKS.every((d) => evs.filter((s) => s.event.disk === d).length >= expected.get(d)!.length) ? evs : undefined; // ok: set above
     }).catch((err: unknown) => {
       const tail = inferencers
-        .map((p) => p.logs().split('\n').filter((l) => /"level":(40|50)/.test(l) && !/event publish failed/.test(l)).slice(-10).map((l) => l.slice(0, 400)).join('\n'))
+        .map((p) => p.logs().split('\n').filter((l) => /"level":(40|50)/.test(l)).slice(-10).map((l) => l.slice(0, 400)).join('\n'))
         .join('\n---\n');
       if (process.env['GAMMARAY_TEST_LOGS']) inferencers.forEach((p, i) => writeFileSync(join(process.env['GAMMARAY_TEST_LOGS']!, `inferencer-${i}.log`), p.logs())); // ok: checked
       throw new Error(`${(err as Error).message} (${counts}); warnings:\n${tail}`);
     });
     const catchUpMs = Date.now() - catchUpFrom;
+    // The view's replica of every disk reaches the disk's last record too (its replicas watch for a quiet
+    // consumer as the inferencer does).
+    const lastSeq = new Map<string, number>();
+    for (const d of fleet) lastSeq.set(d.id, Math.max(0, ...(await readRecords(cluster.urls[0]!, d.id)).map((r) => r.seq))); // ok: 3 nodes
+    const vc = new ViewClient(view!.address); // ok: started above
+    let seen = '';
+    try {
+      await waitUntil('the view to apply every record', CATCH_UP_MS, async () => {
+        const { disks } = await vc.listDisks();
+        seen = disks.map((d) => `${d.id}: ${d.appliedSeq}/${lastSeq.get(d.id)}`).join(', ');
+        return DISKS.every((id) => disks.some((d) => d.id === id && d.appliedSeq >= lastSeq.get(id)!)) ? true : undefined; // ok: set above
+      }).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message} (${seen}); view log:\n${view!.logs().split('\n').filter((l) => /"level":(40|50)/.test(l)).slice(-10).join('\n')}`); // ok: started above
+      });
+    } finally {
+      vc.close();
+    }
+    const viewCatchUpMs = Date.now() - catchUpFrom;
     if (process.env['GAMMARAY_TEST_LOGS']) inferencers.forEach((p, i) => writeFileSync(join(process.env['GAMMARAY_TEST_LOGS']!, `inferencer-${i}.log`), p.logs())); // ok: checked
     const ids = all.map((s) => s.msgId);
     expect(new Set(ids).size).toBe(ids.length);
@@ -144,7 +168,7 @@ describe.skipIf(FULL)('gammaray inferencer on a 3-node NATS cluster', () => {
         .map(eventKey);
       expect(got, `events of ${d}`).toEqual(expected.get(d));
     }
-    console.log(`cluster run: events leader ${leader}, killed n${victimIndex}; ${ok} writes acknowledged, ${failed} failed; every disk caught up ${catchUpMs} ms after the writes stopped`);
+    console.log(`cluster run: events leader ${leader}, killed n${victimIndex}; ${ok} writes acknowledged, ${failed} failed; every disk's events complete ${catchUpMs} ms after the writes stopped, the view's replicas ${viewCatchUpMs} ms`);
   }, 200_000);
 });
 

@@ -25,6 +25,8 @@ export interface EventPublisherOptions {
 
 const RETRY_BASE_MS = 250;
 const RETRY_MAX_MS = 5_000;
+/** While publishes keep failing, one of them is logged per this many ms. */
+const FAILURE_LOG_MS = 2_000;
 
 /**
  * Publishes one disk's events to JetStream, pipelined: up to `window` publishes in flight, each with its
@@ -54,6 +56,11 @@ export class EventPublisher {
   #wakeRetries = new Set<() => void>();
   #published = 0;
   #duplicates = 0;
+  /** Failed attempts since the last stored event, and when one was last logged (performance.now()). */
+  #failures = 0;
+  #failureLoggedAt = -Infinity;
+  /** A failure of the current streak was logged (so its end is too: at most one pair per FAILURE_LOG_MS). */
+  #failureWarned = false;
 
   constructor(nc: NatsConnection, opts: EventPublisherOptions = {}) {
     this.#window = Math.max(1, opts.window ?? 256);
@@ -142,13 +149,23 @@ export class EventPublisher {
         const ack = await this.#acks.publish(subject, data, { msgID: msgId, timeout: this.#timeoutMs, headers: h });
         this.#published++;
         if (ack.duplicate) this.#duplicates++;
+        if (this.#failureWarned) this.#log?.info({ failedAttempts: this.#failures }, 'events are being stored again');
+        this.#failureWarned = false;
+        this.#failures = 0;
         return;
       } catch (err) {
         if (this.#aborted || Date.now() >= deadline) {
           this.#error ??= new Error(`event ${msgId} was not stored: ${(err as Error).message}`, { cause: err });
           return;
         }
-        this.#log?.warn({ err, msgId, attempt }, 'event publish failed; retrying with the same msg id');
+        // One line per FAILURE_LOG_MS, not one per event and attempt (a window of 256 events fails together).
+        this.#failures++;
+        const now = performance.now();
+        if (now - this.#failureLoggedAt >= FAILURE_LOG_MS) {
+          this.#failureLoggedAt = now;
+          this.#failureWarned = true;
+          this.#log?.warn({ err, msgId, attempt, failedAttempts: this.#failures }, 'event publish failed; retrying with the same msg id');
+        }
         await this.#sleep(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt));
       }
     }

@@ -5,6 +5,7 @@
  */
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADER_EPOCH, HEADER_PATH, HEADER_WORKER, STREAM_EVENTS, decodePathHeader, eventsSubject } from '@gammaray/wire';
 import { startNatsServer, type NatsServer } from '../../../test/support/nats-server.js';
@@ -86,6 +87,26 @@ describe('EventPublisher', () => {
     expect(performance.now() - t0).toBeGreaterThanOrEqual(500);
     expect(() => p.publish(eventsSubject('pubt', 'create'), new Uint8Array([1]), 'pubt:x:0', '/y')).toThrow(/not stored/);
     p.close();
+  });
+
+  it('logs a streak of failed publishes once per 2 s, not once per event and attempt, and says when events are stored again', async () => {
+    const lines: { msg: string; failedAttempts?: number }[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string }) });
+    const p = new EventPublisher(nc, { timeoutMs: 1_000, retryForMs: 20_000, log });
+    // No stream covers the subject yet: every attempt of every event gets "no responders".
+    for (let i = 0; i < 100; i++) p.publish('later.fs.create', new Uint8Array([i]), `later:${i}:0`, `/f${i}`);
+    await new Promise((r) => setTimeout(r, 1_500));
+    await jsm.streams.add({ name: 'LATER', subjects: ['later.>'] });
+    await p.flush();
+    expect((await jsm.streams.info('LATER')).state.messages).toBe(100);
+    const warned = lines.filter((l) => l.msg.startsWith('event publish failed'));
+    expect(warned.length).toBeGreaterThanOrEqual(1);
+    expect(warned.length).toBeLessThanOrEqual(2); // 100 events failed about 3 times each within ~1.5 s
+    const back = lines.filter((l) => l.msg === 'events are being stored again');
+    expect(back).toHaveLength(1);
+    expect(back[0]!.failedAttempts).toBeGreaterThanOrEqual(100); // ok: length checked
+    p.close();
+    await jsm.streams.delete('LATER');
   });
 
   it('after abort() sends nothing more', async () => {
