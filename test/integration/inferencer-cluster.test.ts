@@ -12,6 +12,7 @@
  * a random moment and restarted, twice; at the end each disk's write stream must replay onto its starting image
  * to the capture's final image (nothing acknowledged lost).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
 import { ViewClient } from '@gammaray/service-view';
 import { KV_LEASES, KV_WORKERS, STREAM_EVENTS, STREAM_WRITES } from '@gammaray/wire';
-import { startCapture, type CaptureProcess } from '../support/capture-process.js';
+import { CLI, startCapture, type CaptureProcess } from '../support/capture-process.js';
 import { FLEET_FILES, buildFleet, eventKey, oracleEvents, writeFleetFile, type FleetDisk } from '../support/disk-fleet.js';
 import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
 import { startNatsCluster, type NatsCluster } from '../support/nats-server.js';
@@ -39,6 +40,9 @@ let cluster: NatsCluster;
 let capture: CaptureProcess | undefined;
 const inferencers: InferencerProcess[] = [];
 let view: ViewProcess | undefined;
+/** `gammaray follow DISK --json --from-start` processes, with what they printed. */
+const follows: { disk: string; child: ChildProcess; out: string; err: string }[] = [];
+const FOLLOWED = ['c0', 'c1'];
 let nc: NatsConnection;
 let fleet: FleetDisk[];
 
@@ -68,6 +72,7 @@ describe.skipIf(FULL)('gammaray inferencer on a 3-node NATS cluster', () => {
   afterAll(async () => {
     for (const p of inferencers) await p.kill9();
     await view?.stop();
+    for (const f of follows) f.child.kill('SIGKILL');
     await capture?.stop();
     await nc?.close();
     await cluster?.stop();
@@ -84,6 +89,14 @@ describe.skipIf(FULL)('gammaray inferencer on a 3-node NATS cluster', () => {
     });
     // A view's replicas follow the same write streams through the node loss.
     view = await startView(cluster.urls[1]!, ['--replicas', '3']); // ok: 3 nodes
+    // And `gammaray follow` prints each event of its disk once (its watch reads on with a new consumer too).
+    for (const disk of FOLLOWED) {
+      const child = spawn('node', [CLI, 'follow', disk, '--json', '--from-start', '--nats', cluster.urls[1]!], { stdio: ['ignore', 'pipe', 'pipe'] }); // ok: 3 nodes
+      const f = { disk, child, out: '', err: '' };
+      child.stdout.on('data', (b: Buffer) => (f.out += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (f.err += b.toString()));
+      follows.push(f);
+    }
 
     let ok = 0;
     let failed = 0;
@@ -157,6 +170,18 @@ describe.skipIf(FULL)('gammaray inferencer on a 3-node NATS cluster', () => {
       vc.close();
     }
     const viewCatchUpMs = Date.now() - catchUpFrom;
+    for (const f of follows) {
+      const want = expected.get(f.disk)!; // ok: set above
+      const printed = (): string[] => f.out.split('\n').filter((l) => l !== '');
+      await waitUntil(`follow ${f.disk} to print every event`, CATCH_UP_MS, async () => (printed().length >= want.length ? true : undefined)).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message} (${printed().length}/${want.length}); its stderr:\n${f.err}`);
+      });
+      const got = printed()
+        .map((l) => JSON.parse(l) as { seq: number; idx: number; kind: string; path: string })
+        .sort((a, b) => a.seq - b.seq || a.idx - b.idx)
+        .map((e) => `${e.seq}:${e.idx}:${e.kind}:${e.path}`);
+      expect(got, `follow ${f.disk}`).toEqual(want);
+    }
     if (process.env['GAMMARAY_TEST_LOGS']) inferencers.forEach((p, i) => writeFileSync(join(process.env['GAMMARAY_TEST_LOGS']!, `inferencer-${i}.log`), p.logs())); // ok: checked
     const ids = all.map((s) => s.msgId);
     expect(new Set(ids).size).toBe(ids.length);

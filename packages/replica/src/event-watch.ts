@@ -7,6 +7,16 @@ import { EventKind, decodeEvent, type FsEvent } from '@gammaray/inferencer';
 import { STREAM_EVENTS, diskEventsFilter, eventsSubject, isDiskId } from '@gammaray/wire';
 import { ReplicaError, ReplicaErrorCode } from './errors.js';
 import { compileGlob, type PathMatcher } from './glob.js';
+import { StallWatch, type Stall } from './stall-watch.js';
+
+/**
+ * Silence of a watch's consumer, while the stream holds newer events of the disk than the last one read (time the
+ * reader of the watch spends on an event not counted), after which the watch reads on with a new consumer.
+ */
+const WATCH_STALL_MS = 4_000;
+const WATCH_STALL_TICK_MS = 1_000;
+/** Attempts, one per WATCH_STALL_TICK_MS, to open the new consumer before the watch fails. */
+const WATCH_REOPEN_ATTEMPTS = 30;
 
 /** Where a watch starts in GAMMARAY_EVENTS. */
 export type WatchFrom =
@@ -30,6 +40,8 @@ export interface EventWatchOptions {
   readonly from?: WatchFrom;
   /** Called for a message of the stream that is not a valid event (it is skipped). */
   readonly onUndecodable?: (seq: number, subject: string, err: unknown) => void;
+  /** Called when the consumer went quiet while events waited, before the watch reads on with a new one. */
+  readonly onStall?: (stall: Stall) => void;
 }
 
 /** One event and where it is in the stream. */
@@ -49,17 +61,24 @@ const KINDS: ReadonlySet<string> = new Set(Object.values(EventKind));
  * missed heartbeats from the last sequence it delivered.
  */
 export class EventWatch implements AsyncIterable<WatchedEvent> {
-  readonly #messages: ConsumerMessages;
+  readonly #o: EventWatchOptions;
+  /** The subject filter of the consumer. */
+  readonly #filter: string;
+  #messages: ConsumerMessages;
   readonly #match: (e: FsEvent) => boolean;
   readonly #kinds: ReadonlySet<string> | undefined;
-  readonly #onUndecodable: EventWatchOptions['onUndecodable'];
+  /** The stream sequence to read from next: one past the last message delivered, matched or not. */
+  #next: number;
+  #stopped = false;
   #iterated = false;
 
-  private constructor(messages: ConsumerMessages, match: (e: FsEvent) => boolean, kinds: ReadonlySet<string> | undefined, onUndecodable: EventWatchOptions['onUndecodable']) {
+  private constructor(o: EventWatchOptions, filter: string, messages: ConsumerMessages, startSeq: number, match: (e: FsEvent) => boolean, kinds: ReadonlySet<string> | undefined) {
+    this.#o = o;
+    this.#filter = filter;
     this.#messages = messages;
+    this.#next = startSeq;
     this.#match = match;
     this.#kinds = kinds;
-    this.#onUndecodable = onUndecodable;
   }
 
   /**
@@ -91,35 +110,82 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
     // One kind: the server filters by subject. Several: by the disk's subjects, the rest here (nats-server 2.9
     // takes one filter per consumer).
     const filter = kinds.length === 1 ? eventsSubject(o.disk, kinds[0]!) : diskEventsFilter(o.disk); // ok: length 1
-    let messages: ConsumerMessages;
-    try {
-      const consumer = await o.js.consumers.get(STREAM_EVENTS, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq });
-      messages = await consumer.consume({ max_messages: 256 });
-    } catch (err) {
-      throw streamError(err);
-    }
-    return new EventWatch(messages, match, kinds.length > 1 ? new Set(kinds) : undefined, o.onUndecodable);
+    const messages = await consume(o, filter, startSeq);
+    return new EventWatch(o, filter, messages, startSeq, match, kinds.length > 1 ? new Set(kinds) : undefined);
   }
 
   /** Ends the iteration (the consumer is ephemeral and goes away with it). */
   stop(): void {
+    this.#stopped = true;
     this.#messages.stop();
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<WatchedEvent> {
     if (this.#iterated) throw new Error('an EventWatch is iterated once');
     this.#iterated = true;
-    for await (const m of this.#messages) {
-      if (this.#kinds && !this.#kinds.has(m.subject.slice(m.subject.lastIndexOf('.') + 1))) continue;
-      let event: FsEvent;
+    for (;;) {
+      const messages = this.#messages;
+      let stalled: Stall | undefined;
+      const watch = new StallWatch({
+        stallMs: WATCH_STALL_MS,
+        lastSeq: async () => (await this.#o.jsm.streams.getMessage(STREAM_EVENTS, { last_by_subj: this.#filter }))?.seq ?? 0,
+        handledSeq: () => this.#next - 1,
+        onStall: (st) => {
+          stalled = st;
+          messages.stop();
+        },
+      });
+      const timer = setInterval(() => void watch.tick(), WATCH_STALL_TICK_MS);
       try {
-        event = decodeEvent(m.data);
-      } catch (err) {
-        this.#onUndecodable?.(m.seq, m.subject, err);
-        continue;
+        for await (const m of messages) {
+          if (stalled || this.#stopped) break;
+          watch.delivered();
+          this.#next = m.seq + 1;
+          if (this.#kinds && !this.#kinds.has(m.subject.slice(m.subject.lastIndexOf('.') + 1))) continue;
+          let event: FsEvent;
+          try {
+            event = decodeEvent(m.data);
+          } catch (err) {
+            this.#o.onUndecodable?.(m.seq, m.subject, err);
+            continue;
+          }
+          if (!this.#match(event)) continue;
+          // The reader's time with the event is not the consumer's silence.
+          watch.begin();
+          try {
+            yield { seq: m.seq, subject: m.subject, event };
+          } finally {
+            watch.end();
+          }
+        }
+      } finally {
+        clearInterval(timer);
+        messages.stop();
       }
-      if (this.#match(event)) yield { seq: m.seq, subject: m.subject, event };
+      if (!stalled || this.#stopped) return;
+      this.#o.onStall?.(stalled);
+      // Read on from the message after the last one delivered: nothing is skipped or delivered twice.
+      for (let attempt = 1; ; attempt++) {
+        if (this.#stopped) return;
+        try {
+          this.#messages = await consume(this.#o, this.#filter, this.#next);
+          break;
+        } catch (err) {
+          if (attempt >= WATCH_REOPEN_ATTEMPTS) throw err;
+          await new Promise((r) => setTimeout(r, WATCH_STALL_TICK_MS));
+        }
+      }
     }
+  }
+}
+
+/** An ordered consumer of `filter` in GAMMARAY_EVENTS from `startSeq`. Throws ReplicaError (see EventWatch.open). */
+async function consume(o: EventWatchOptions, filter: string, startSeq: number): Promise<ConsumerMessages> {
+  try {
+    const consumer = await o.js.consumers.get(STREAM_EVENTS, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq });
+    return await consumer.consume({ max_messages: 256 });
+  } catch (err) {
+    throw streamError(err);
   }
 }
 

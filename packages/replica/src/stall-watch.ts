@@ -61,14 +61,25 @@ export class StallWatch {
 
   /** Runs `work` counted as busy time: while it runs, and for as long as it took, silence is not counted. */
   async busy<T>(work: () => Promise<T>): Promise<T> {
-    if (this.#busy++ === 0) this.#busySince = this.#now();
+    this.begin();
     try {
       return await work();
     } finally {
-      if (--this.#busy === 0) {
-        const now = this.#now();
-        this.#quietSince = Math.min(now, this.#quietSince + (now - this.#busySince));
-      }
+      this.end();
+    }
+  }
+
+  /** Busy from now until the matching {@link end} (for work that is not one callback, e.g. a generator's yield). */
+  begin(): void {
+    if (this.#busy++ === 0) this.#busySince = this.#now();
+  }
+
+  /** Ends what {@link begin} started. */
+  end(): void {
+    if (this.#busy === 0) return;
+    if (--this.#busy === 0) {
+      const now = this.#now();
+      this.#quietSince = Math.min(now, this.#quietSince + (now - this.#busySince));
     }
   }
 

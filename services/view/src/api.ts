@@ -221,6 +221,7 @@ export function createViewHandlers(o: ViewApiOptions): ViewHandlers {
           kinds: req.kinds,
           from,
           onUndecodable: (seq, subject, err) => log.warn({ err, seq, subject }, 'skipping a message of the events stream that is not an event'),
+          onStall: (st) => log.warn({ disk: req.disk, ...st }, 'a Watch consumer went quiet while events waited; reading on with a new one'),
         });
         const entry = { watch, call };
         watches.add(entry);

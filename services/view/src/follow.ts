@@ -6,7 +6,7 @@ import { natsConnectOptions, type NatsAuth } from '@gammaray/ops';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { EventWatch, ReplicaError, ReplicaErrorCode, type WatchFrom } from '@gammaray/replica';
+import { EventWatch, ReplicaError, ReplicaErrorCode, type EventWatchOptions, type WatchFrom } from '@gammaray/replica';
 import { KV_DISKS, isDiskId } from '@gammaray/wire';
 
 /** Options of {@link openFollow}. */
@@ -21,6 +21,8 @@ export interface FollowOptions {
   readonly onUndecodable?: (seq: number, subject: string, err: unknown) => void;
   /** The connection to NATS was lost (`lost`), or is back (`back`); the follow resumes by itself. */
   readonly onConnection?: (state: 'lost' | 'back') => void;
+  /** The consumer went quiet while events waited (after a NATS node was lost); the follow reads on with a new one. */
+  readonly onStall?: EventWatchOptions['onStall'];
 }
 
 /** An open follow: iterate `watch`; `close()` stops it and closes the connection. */
@@ -64,7 +66,7 @@ export async function openFollow(o: FollowOptions): Promise<Follow> {
       known = false; // no registry bucket: no capture ever ran here
     }
     if (!known) throw new ReplicaError(ReplicaErrorCode.NotFound, `disk ${o.disk} is not in the disk registry (KV ${KV_DISKS}) at ${o.nats}: check the id, or start its capture first`);
-    const watch = await EventWatch.open({ js: jetstream(nc), jsm: await jetstreamManager(nc), disk: o.disk, glob: o.glob, kinds: o.kinds, from: o.from, onUndecodable: o.onUndecodable });
+    const watch = await EventWatch.open({ js: jetstream(nc), jsm: await jetstreamManager(nc), disk: o.disk, glob: o.glob, kinds: o.kinds, from: o.from, onUndecodable: o.onUndecodable, onStall: o.onStall });
     return {
       watch,
       close: async () => {

@@ -45,6 +45,7 @@ export async function runFollow(term: Terminal, disk: string, glob: string | und
       kinds,
       from,
       onUndecodable: (seq, subject, err) => term.warn(`${subject} #${seq}`, `not an event, skipped: ${(err as Error).message}`),
+      onStall: (st) => term.note(`no events arrived for ${Math.round(st.silentMs / 1000)} s while newer ones waited (a NATS node lost?); reading on with a new consumer, none skipped`),
       onConnection: (state) =>
         term.note(state === 'lost' ? `lost the connection to NATS at ${nats}; retrying (events resume where they stopped; Ctrl-C to give up)` : `connected to NATS at ${nats} again; events resume`),
     });
