@@ -59,14 +59,17 @@ export async function kernelTree(image: string, options: KernelTreeOptions): Pro
   }
 }
 
-/** The kernel's statfs of `image` (a read-only loop mount): free and available blocks (f_bfree, f_bavail) and free inodes. */
-export async function kernelStatfs(image: string): Promise<{ free: number; avail: number; freeInodes: number }> {
+/**
+ * The kernel's statfs of `image` (a read-only loop mount): size (f_blocks: the blocks less the metadata), free and
+ * available blocks (f_bfree, f_bavail) and free inodes.
+ */
+export async function kernelStatfs(image: string): Promise<{ blocks: number; free: number; avail: number; freeInodes: number }> {
   const mnt = await mkdtemp(join(tmpdir(), 'gammaray-oracle-mnt-'));
   try {
     await run('mount', ['-t', 'ext4', '-o', 'ro,loop,noload', image, mnt]);
     try {
-      const [free, avail, freeInodes] = (await run('stat', ['-f', '-c', '%f %a %d', mnt])).stdout.toString().trim().split(' ').map(Number);
-      return { free: free!, avail: avail!, freeInodes: freeInodes! }; // ok: three numbers asked for
+      const [blocks, free, avail, freeInodes] = (await run('stat', ['-f', '-c', '%b %f %a %d', mnt])).stdout.toString().trim().split(' ').map(Number);
+      return { blocks: blocks!, free: free!, avail: avail!, freeInodes: freeInodes! }; // ok: four numbers asked for
     } finally {
       await unmount(mnt);
     }

@@ -9,7 +9,7 @@ export { CorruptError, CorruptKind, Ext4Error, IncompatibleError, IoError, Looku
 export type { CorruptLocation } from './errors.js';
 export * as limits from './limits.js';
 export { crc32c, crc16 } from './crc.js';
-export { decodeSuperblock, groupHasSuper, FeatureCompat, FeatureIncompat, FeatureRoCompat, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, EXT4_SUPER_MAGIC } from './ondisk/superblock.js';
+export { decodeSuperblock, groupHasSuper, metadataOverhead, FeatureCompat, FeatureIncompat, FeatureRoCompat, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, EXT4_SUPER_MAGIC } from './ondisk/superblock.js';
 export type { Ext4Superblock } from './ondisk/superblock.js';
 export { decodeGroupDesc, groupDescChecksum, descriptorBlock, GroupFlags } from './ondisk/group-desc.js';
 export type { Ext4GroupDesc } from './ondisk/group-desc.js';

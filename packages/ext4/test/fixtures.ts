@@ -161,7 +161,7 @@ export function inodeOffset(vol: Ext4Volume, ino: number): number {
 
 /** Byte offset of group descriptor `group` (classic, non-meta_bg layout). */
 export function groupDescOffset(sb: Ext4Superblock, group: number): number {
-  return (sb.firstDataBlock + 1) * sb.blockSize + group * sb.descSize;
+  return (Math.floor(1024 / sb.blockSize) + 1) * sb.blockSize + group * sb.descSize; // after the superblock's block
 }
 
 /** Physical block of logical block `logical` of the file at `path`. */

@@ -297,6 +297,11 @@ export class DiskInferencer {
     return Math.min(this.sumGroups((g) => g.freeBlocks) * (sb.clusterSize / sb.blockSize), sb.blocksCount);
   }
 
+  /** Blocks of the internal journal being followed (its superblock's s_maxlen); 0 without one. */
+  journalBlocks(): number {
+    return this.journal?.superblock.maxLen ?? 0;
+  }
+
   /** Free inodes as the group descriptors count them (what the kernel's statfs reports). */
   freeInodes(): number {
     return Math.min(this.sumGroups((g) => g.freeInodes), this.volume.superblock.inodesCount);
@@ -728,7 +733,7 @@ export class DiskInferencer {
     }
     const owners = this.owners.get(b);
     if (owners) for (const ino of owners) this.dirty.add(ino);
-    const gdtEnd = sb.firstDataBlock + 1 + Math.ceil((sb.groupCount * sb.descSize) / sb.blockSize);
+    const gdtEnd = Math.floor(SUPERBLOCK_OFFSET / sb.blockSize) + 1 + Math.ceil((sb.groupCount * sb.descSize) / sb.blockSize);
     if (b <= gdtEnd) this.geometryDirty = true;
   }
 

@@ -7,7 +7,7 @@
 import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { DiskInferencer, treeEntryOf, type FsNode } from '@gammaray/inferencer';
-import { FileType, ROOT_INO, type TreeEntry } from '@gammaray/ext4';
+import { FileType, ROOT_INO, metadataOverhead, type TreeEntry } from '@gammaray/ext4';
 import { CorruptError, STREAM_WRITES, decodeWriteRecord, writesSubject, type DiskRegistryEntry } from '@gammaray/wire';
 import type { Logger } from 'pino';
 import { NatsBlockFetcher } from './block-fetcher.js';
@@ -191,7 +191,7 @@ export class DiskReplica {
   }
 
   /**
-   * File-system totals for statfs: block size, blocks, inodes, and the free counts of the group descriptors the
+   * File-system totals for statfs: block size, blocks (less the metadata, as Linux counts them), inodes, and the free counts of the group descriptors the
    * state holds (what the guest's kernel last wrote; it updates them at each commit), and the blocks a user other
    * than root cannot have (df's "available" leaves them out).
    */
@@ -202,7 +202,10 @@ export class DiskReplica {
       // the clusters, at most 4096, that it keeps for itself (ext4_calculate_resv_clusters, not on the disk).
       const ratio = sb.clusterSize / sb.blockSize;
       const kernel = sb.has.extents ? Math.min(Math.floor(Math.floor(sb.blocksCount / ratio) / 50), 4096) * ratio : 0;
-      return { blockSize: sb.blockSize, blocks: sb.blocksCount, inodes: sb.inodesCount, freeInodes: e.freeInodes(), freeBlocks: e.freeBlocks(), reservedBlocks: sb.reservedBlocks + kernel };
+      // `df`'s size, as the kernel's statfs gives it: the blocks less the metadata (with bigalloc and no stored count,
+      // the whole file system).
+      const blocks = Math.max(0, sb.blocksCount - (metadataOverhead(sb, e.journalBlocks()) ?? 0));
+      return { blockSize: sb.blockSize, blocks, inodes: sb.inodesCount, freeInodes: e.freeInodes(), freeBlocks: e.freeBlocks(), reservedBlocks: sb.reservedBlocks + kernel };
     });
   }
 

@@ -1,7 +1,7 @@
 import { crc16, crc32c, crc32cU32 } from '../crc.js';
 import { CorruptError, CorruptKind } from '../errors.js';
 import { u64, viewOf } from '../u64.js';
-import type { Ext4Superblock } from './superblock.js';
+import { SUPERBLOCK_OFFSET, type Ext4Superblock } from './superblock.js';
 
 /** bg_flags bits. */
 export const GroupFlags = { inodeUninit: 0x1, blockUninit: 0x2, inodeZeroed: 0x4 } as const;
@@ -111,7 +111,9 @@ export function groupDescChecksum(bytes: Uint8Array, group: number, sb: Ext4Supe
  * superblock, if any).
  */
 export function descriptorBlock(sb: Ext4Superblock, metaGroup: number, hasSuper: (group: number) => boolean): number {
-  if (!sb.has.metaBg || metaGroup < sb.firstMetaBg) return sb.firstDataBlock + 1 + metaGroup;
+  // After the block holding the primary superblock (the kernel's logical_sb_block): block 1 with 1 KiB blocks, even
+  // when s_first_data_block is 0 (bigalloc), else block 0.
+  if (!sb.has.metaBg || metaGroup < sb.firstMetaBg) return Math.floor(SUPERBLOCK_OFFSET / sb.blockSize) + 1 + metaGroup;
   const descPerBlock = sb.blockSize / sb.descSize;
   const bg = descPerBlock * metaGroup;
   let extra = hasSuper(bg) ? 1 : 0;

@@ -127,6 +127,7 @@ const SUPPORTED_INCOMPAT =
  * | 0x160 | le32 | s_flags                  | signed/unsigned dirhash                  |
  * | 0x174 | u8   | s_log_groups_per_flex    | flex_bg group size = 2^n                 |
  * | 0x175 | u8   | s_checksum_type          | 1 = crc32c                               |
+ * | 0x248 | le32 | s_overhead_clusters      | metadata clusters (0: not computed)      |
  * | 0x24C | le32[2] | s_backup_bgs          | sparse_super2 backup groups              |
  * | 0x270 | le32 | s_checksum_seed          | metadata_csum_seed                       |
  * | 0x3FC | le32 | s_checksum               | crc32c(~0, sb[0..0x3FC])                 |
@@ -162,6 +163,8 @@ export interface Ext4Superblock {
   readonly flags: number;
   readonly logGroupsPerFlex: number;
   readonly backupBgs: readonly [number, number];
+  /** s_overhead_clusters: clusters of metadata as mke2fs or the kernel stored them; 0 when never computed. */
+  readonly overheadClusters: number;
   /** Seed for metadata checksums: s_checksum_seed or crc32c(~0, uuid). */
   readonly csumSeed: number;
   /** True when metadata_csum is on and checksums are verified. */
@@ -248,6 +251,7 @@ export function decodeSuperblock(bytes: Uint8Array): Ext4Superblock {
   const s_flags = v.getUint32(0x160, true);
   const s_log_groups_per_flex = v.getUint8(0x174);
   const s_checksum_type = v.getUint8(0x175);
+  const s_overhead_clusters = v.getUint32(0x248, true);
   const s_backup_bgs: [number, number] = [v.getUint32(0x24c, true), v.getUint32(0x250, true)];
   const s_checksum_seed = v.getUint32(0x270, true);
   const s_checksum = v.getUint32(0x3fc, true);
@@ -354,6 +358,7 @@ export function decodeSuperblock(bytes: Uint8Array): Ext4Superblock {
     flags: s_flags,
     logGroupsPerFlex: s_log_groups_per_flex,
     backupBgs: Object.freeze(s_backup_bgs) as readonly [number, number],
+    overheadClusters: s_overhead_clusters,
     csumSeed,
     metadataCsum,
     features: Object.freeze(features),
@@ -384,6 +389,38 @@ export function groupHasSuper(sb: Ext4Superblock, group: number): boolean {
   if (group <= 1 || !sb.has.sparseSuper) return true;
   if ((group & 1) === 0) return false;
   return isPowerOf(group, 3) || isPowerOf(group, 5) || isPowerOf(group, 7);
+}
+
+/**
+ * Blocks of metadata that Linux's ext4 leaves out of statfs' `f_blocks` (`df`'s size), as `ext4_calculate_overhead`
+ * (fs/ext4/super.c) counts them: the blocks before `s_first_data_block`; in every group its superblock backup and
+ * descriptor blocks (`ext4_bg_has_super`, `ext4_bg_num_gdb`: the whole table, or with meta_bg one block in the
+ * first, second and last group of a meta-group) with the reserved GDT blocks, its two bitmaps and its inode table; and the internal journal's `journalBlocks` (its superblock's s_maxlen; 0 without one). With
+ * bigalloc the kernel trusts `s_overhead_clusters` when it is set and not above the block count, and so does this;
+ * otherwise undefined (its per-cluster count is not done here). The kernel recomputes the count at mount for
+ * every other file system, ignoring the stored value, and so does this.
+ */
+export function metadataOverhead(sb: Ext4Superblock, journalBlocks: number): number | undefined {
+  const ratio = sb.clusterSize / sb.blockSize;
+  if (sb.has.bigalloc) {
+    const stored = sb.overheadClusters * ratio;
+    return stored > 0 && stored <= sb.blocksCount ? stored : undefined;
+  }
+  const descPerBlock = sb.blockSize / sb.descSize;
+  const gdbCount = Math.ceil(sb.groupCount / descPerBlock);
+  const itbPerGroup = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / sb.blockSize);
+  let overhead = sb.firstDataBlock;
+  for (let g = 0; g < sb.groupCount; g++) {
+    const hasSuper = groupHasSuper(sb, g);
+    let gdb: number;
+    if (!sb.has.metaBg || Math.floor(g / descPerBlock) < sb.firstMetaBg) gdb = !hasSuper ? 0 : sb.has.metaBg ? sb.firstMetaBg : gdbCount;
+    else {
+      const first = Math.floor(g / descPerBlock) * descPerBlock;
+      gdb = g === first || g === first + 1 || g === first + descPerBlock - 1 ? 1 : 0;
+    }
+    overhead += (hasSuper ? 1 + sb.reservedGdtBlocks : 0) + gdb + itbPerGroup + 2;
+  }
+  return overhead + journalBlocks;
 }
 
 function isPowerOf(n: number, base: number): boolean {

@@ -189,6 +189,16 @@ describe('descriptorBlock', () => {
     expect(descriptorBlock(sb, 0, (g) => groupHasSuper(sb, g))).toBe(1);
   });
 
+  it('puts the table after the superblock\'s block with 1 KiB blocks and s_first_data_block 0 (bigalloc)', async () => {
+    const img = buildImage({ populate, blockSize: 1024, features: 'bigalloc', args: ['-C', '16384'], size: '64M' });
+    const v = await openImage(img);
+    const sb = v.superblock;
+    expect([sb.blockSize, sb.firstDataBlock, sb.has.bigalloc]).toEqual([1024, 0, true]);
+    expect(descriptorBlock(sb, 0, (g) => groupHasSuper(sb, g))).toBe(2);
+    expect(v.groupDesc(0).inodeTable).toBeGreaterThan(2); // read from block 2 and checksummed: block 1 is the superblock
+    expect((await v.readInode(2)).mode & 0o170000).toBe(0o040000);
+  });
+
   it('puts each meta_bg table in the first group of its meta-group, after a backup superblock', async () => {
     const v = await openImage(metaBg);
     const sb = v.superblock;

@@ -312,8 +312,7 @@ export class ViewFs {
     if (place.kind === 'root' || !place.replica.ready) return { ...base, bsize: 4096, frsize: 4096, blocks: 0, files: 0, ffree: 0, favail: 0 };
     const s = await place.replica.fsStats();
     // The guest's free space and inodes (df shows its use), less the root reservation for "available", as the
-    // kernel's ext4 reports them; the mount itself is read-only. (`blocks` is the whole file system: the kernel
-    // leaves out the metadata overhead.)
+    // kernel's ext4 reports them, and its size less the metadata; the mount itself is read-only.
     const avail = Math.max(0, s.freeBlocks - s.reservedBlocks);
     return { ...base, bsize: s.blockSize, frsize: s.blockSize, blocks: u32(s.blocks), bfree: u32(s.freeBlocks), bavail: u32(avail), files: u32(s.inodes), ffree: u32(s.freeInodes), favail: u32(s.freeInodes) };
   }
