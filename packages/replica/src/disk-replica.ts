@@ -11,7 +11,7 @@ import { FileType, ROOT_INO, metadataOverhead, type TreeEntry } from '@gammaray/
 import { CorruptError, STREAM_WRITES, decodeWriteRecord, writesSubject, type DiskRegistryEntry } from '@gammaray/wire';
 import type { Logger } from 'pino';
 import { NatsBlockFetcher } from './block-fetcher.js';
-import { StallWatch, type Stall } from './stall-watch.js';
+import { ConsumerGuard, type Stall } from './stall-watch.js';
 import type { CheckpointStore } from './checkpoints.js';
 import { readUntorn, type UntornRead } from './content.js';
 import { ReplicaError, ReplicaErrorCode } from './errors.js';
@@ -70,13 +70,6 @@ export interface ReplicaStatus {
 }
 
 const MAX_BACKOFF_MS = 15_000;
-/**
- * Silence of the write consumer, while the stream holds records past the last one applied, after which the
- * replica restores again with a fresh consumer (after a NATS node is lost the ordered consumer can stay quiet).
- */
-const STALL_MS = 4_000;
-/** How often the stall watch looks at the clock. */
-const STALL_TICK_MS = 1_000;
 
 /** Sorted entry names per directory node (nodes are immutable values, replaced when the directory changes). */
 const SORTED_NAMES = new WeakMap<FsNode, readonly string[]>();
@@ -412,31 +405,21 @@ export class DiskReplica {
     const messages = await consumer.consume({ max_messages: 64 });
     this.#messages = messages;
     if (this.#stopping) messages.stop();
-    let stalled: Stall | undefined;
     let handled = from - 1; // records skipped (corrupt, another disk's) count as handled
-    const watch = new StallWatch({
-      stallMs: STALL_MS,
-      lastSeq: async () => (await this.#o.jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(this.disk) }))?.seq ?? 0,
-      handledSeq: () => handled,
-      onStall: (st) => {
-        stalled = st;
-        messages.stop();
-      },
-    });
-    const timer = setInterval(() => void watch.tick(), STALL_TICK_MS);
+    const guard = new ConsumerGuard(messages, { jsm: this.#o.jsm, stream: STREAM_WRITES, subject: writesSubject(this.disk), handledSeq: () => handled });
     try {
       for await (const m of messages) {
-        if (this.#stopping || stalled) break;
-        watch.delivered();
-        await watch.busy(() => this.#enqueue(() => this.#apply(engine, m)));
+        if (this.#stopping || guard.stalled) break;
+        guard.watch.delivered();
+        await guard.watch.busy(() => this.#enqueue(() => this.#apply(engine, m)));
         handled = m.seq;
         this.#notify(engine.appliedSeq);
       }
     } finally {
-      clearInterval(timer);
+      guard.close();
       messages.stop();
     }
-    return this.#stopping ? undefined : stalled;
+    return this.#stopping ? undefined : guard.stalled;
   }
 
   async #apply(engine: DiskInferencer, m: JsMsg): Promise<void> {

@@ -7,16 +7,11 @@ import { EventKind, decodeEvent, type FsEvent } from '@gammaray/inferencer';
 import { STREAM_EVENTS, diskEventsFilter, eventsSubject, isDiskId } from '@gammaray/wire';
 import { ReplicaError, ReplicaErrorCode } from './errors.js';
 import { compileGlob, type PathMatcher } from './glob.js';
-import { StallWatch, type Stall } from './stall-watch.js';
+import { ConsumerGuard, type Stall } from './stall-watch.js';
 
-/**
- * Silence of a watch's consumer, while the stream holds newer events of the disk than the last one read (time the
- * reader of the watch spends on an event not counted), after which the watch reads on with a new consumer.
- */
-const WATCH_STALL_MS = 4_000;
-const WATCH_STALL_TICK_MS = 1_000;
-/** Attempts, one per WATCH_STALL_TICK_MS, to open the new consumer before the watch fails. */
+/** After a stall: attempts to open the new consumer, WATCH_REOPEN_MS apart, before the watch fails. */
 const WATCH_REOPEN_ATTEMPTS = 30;
+const WATCH_REOPEN_MS = 1_000;
 
 /** Where a watch starts in GAMMARAY_EVENTS. */
 export type WatchFrom =
@@ -125,21 +120,11 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
     this.#iterated = true;
     for (;;) {
       const messages = this.#messages;
-      let stalled: Stall | undefined;
-      const watch = new StallWatch({
-        stallMs: WATCH_STALL_MS,
-        lastSeq: async () => (await this.#o.jsm.streams.getMessage(STREAM_EVENTS, { last_by_subj: this.#filter }))?.seq ?? 0,
-        handledSeq: () => this.#next - 1,
-        onStall: (st) => {
-          stalled = st;
-          messages.stop();
-        },
-      });
-      const timer = setInterval(() => void watch.tick(), WATCH_STALL_TICK_MS);
+      const guard = new ConsumerGuard(messages, { jsm: this.#o.jsm, stream: STREAM_EVENTS, subject: this.#filter, handledSeq: () => this.#next - 1 });
       try {
         for await (const m of messages) {
-          if (stalled || this.#stopped) break;
-          watch.delivered();
+          if (guard.stalled || this.#stopped) break;
+          guard.watch.delivered();
           this.#next = m.seq + 1;
           if (this.#kinds && !this.#kinds.has(m.subject.slice(m.subject.lastIndexOf('.') + 1))) continue;
           let event: FsEvent;
@@ -151,17 +136,18 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
           }
           if (!this.#match(event)) continue;
           // The reader's time with the event is not the consumer's silence.
-          watch.begin();
+          guard.watch.begin();
           try {
             yield { seq: m.seq, subject: m.subject, event };
           } finally {
-            watch.end();
+            guard.watch.end();
           }
         }
       } finally {
-        clearInterval(timer);
+        guard.close();
         messages.stop();
       }
+      const stalled = guard.stalled;
       if (!stalled || this.#stopped) return;
       this.#o.onStall?.(stalled);
       // Read on from the message after the last one delivered: nothing is skipped or delivered twice.
@@ -172,7 +158,7 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
           break;
         } catch (err) {
           if (attempt >= WATCH_REOPEN_ATTEMPTS) throw err;
-          await new Promise((r) => setTimeout(r, WATCH_STALL_TICK_MS));
+          await new Promise((r) => setTimeout(r, WATCH_REOPEN_MS));
         }
       }
     }

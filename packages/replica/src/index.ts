@@ -14,5 +14,5 @@ export { compileGlob, MAX_GLOB_CHARS, MAX_GLOB_BRACE_DEPTH } from './glob.js';
 export type { PathMatcher } from './glob.js';
 export { EventWatch } from './event-watch.js';
 export type { EventWatchOptions, WatchFrom, WatchedEvent } from './event-watch.js';
-export { StallWatch } from './stall-watch.js';
-export type { Stall, StallWatchOptions } from './stall-watch.js';
+export { ConsumerGuard, CONSUMER_STALL_MS, StallWatch } from './stall-watch.js';
+export type { ConsumerGuardOptions, Stall, StallWatchOptions } from './stall-watch.js';

@@ -4,6 +4,7 @@
  * while the stream holds records past the last one handled. The watch notices that silence and tells its owner,
  * which restarts its session with a fresh consumer.
  */
+import type { JetStreamManager } from '@nats-io/jetstream';
 
 /** What {@link StallWatch} reports when it sees the consumer quiet while records wait. */
 export interface Stall {
@@ -101,5 +102,60 @@ export class StallWatch {
       this.#quietSince = Math.max(this.#quietSince, this.#now());
       this.#looking = false;
     }
+  }
+}
+
+/** Default silence before a {@link ConsumerGuard} looks at the stream, ms. */
+export const CONSUMER_STALL_MS = 4_000;
+/** How often a {@link ConsumerGuard} looks at its clock, ms. */
+const CONSUMER_GUARD_TICK_MS = 1_000;
+
+/** Options of a {@link ConsumerGuard}. */
+export interface ConsumerGuardOptions {
+  readonly jsm: JetStreamManager;
+  /** The stream, and the subject (wildcards allowed) the consumer filters on. */
+  readonly stream: string;
+  readonly subject: string;
+  /** The highest stream sequence handled so far (messages skipped by the reader count as handled). */
+  readonly handledSeq: () => number;
+  /** Default {@link CONSUMER_STALL_MS}. */
+  readonly stallMs?: number;
+  /** Called once, when the stall is found (after the consumer was stopped). */
+  readonly onStall?: (stall: Stall) => void;
+}
+
+/**
+ * A {@link StallWatch} over one ordered consumer's messages: it looks at its clock every second, asks the stream
+ * for the subject's last sequence (a message-get request) once the consumer has been quiet long enough, and on a
+ * stall stops the messages, which ends their iteration; {@link stalled} then says why. Report deliveries and
+ * busy time on {@link watch}; {@link close} when the iteration is over.
+ */
+export class ConsumerGuard {
+  readonly watch: StallWatch;
+  #stalled: Stall | undefined;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(messages: { stop(): void }, o: ConsumerGuardOptions) {
+    this.watch = new StallWatch({
+      stallMs: o.stallMs ?? CONSUMER_STALL_MS,
+      lastSeq: async () => (await o.jsm.streams.getMessage(o.stream, { last_by_subj: o.subject }))?.seq ?? 0,
+      handledSeq: o.handledSeq,
+      onStall: (st) => {
+        this.#stalled = st;
+        messages.stop();
+        o.onStall?.(st);
+      },
+    });
+    this.#timer = setInterval(() => void this.watch.tick(), CONSUMER_GUARD_TICK_MS);
+  }
+
+  /** The stall that stopped the consumer, if one did. */
+  get stalled(): Stall | undefined {
+    return this.#stalled;
+  }
+
+  /** Stops looking. */
+  close(): void {
+    clearInterval(this.#timer);
   }
 }

@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { DiskInferencer, EVENT_VERSION, NoFileSystemError, EventKind, encodeEvent, eventMsgId, type FsEvent, type InferencerOptions } from '@gammaray/inferencer';
 import { CorruptError, EncodeError, STREAM_WRITES, WireCorruptKind, decodeWriteRecord, eventsSubject, writesSubject, type WriteRecord } from '@gammaray/wire';
 import type { Logger } from 'pino';
-import { StallWatch } from '@gammaray/replica';
+import { ConsumerGuard, type StallWatch } from '@gammaray/replica';
 import { BlockFetchError, NatsBlockFetcher } from './block-fetcher.js';
 import { CheckpointFencedError, type Checkpoint, type CheckpointStore } from './checkpoints.js';
 import { EventPublisher } from './event-publisher.js';
@@ -19,13 +19,6 @@ export interface DiskFence {
   confirm(): Promise<void>;
 }
 
-/**
- * How long the write-stream consumer may stay silent while records wait, and nothing of this worker is busy
- * (applying a record, publishing, checkpointing: the consumer is not asked for more meanwhile), before the session
- * is restarted. After a NATS node is lost, an ordered consumer can go quiet for good; this bounds the pause to
- * about a leader election.
- */
-const STALL_MS = 4_000;
 
 /** A step of a worker's task (applying a record, publishing, checkpointing) that takes longer is logged, again every as long. */
 const BUSY_WARN_MS = 10_000;
@@ -298,19 +291,20 @@ export class DiskWorker {
     this.#messages = messages;
     if (this.#stopping) messages.stop();
     this.#log.info({ appliedSeq: engine.appliedSeq, from: this.#processedSeq + 1 }, 'following the write stream');
-    this.#watch = new StallWatch({
-      stallMs: STALL_MS,
-      lastSeq: () => this.#lastWriteSeq(),
+    const guard = new ConsumerGuard(messages, {
+      jsm: this.#o.jsm,
+      stream: STREAM_WRITES,
+      subject: writesSubject(this.disk),
       handledSeq: () => this.#processedSeq,
       onStall: ({ handledSeq, lastSeq, silentMs }) => {
         this.#log.warn({ appliedSeq: handledSeq, lastSeq, silentMs }, 'the write-stream consumer went quiet while records wait; restarting the session');
         this.#fail(new Error(`the write-stream consumer delivered nothing for ${silentMs} ms while records up to ${lastSeq} wait`));
       },
     });
+    this.#watch = guard.watch;
     const timer = setInterval(() => {
       void this.#enqueue(() => this.#checkpoint(engine, false)).catch((err: unknown) => this.#fail(err));
       this.#warnIfBusy();
-      void this.#watch?.tick();
     }, Math.min(this.#o.checkpointIntervalMs, 1_000));
     try {
       for await (const m of messages) {
@@ -319,6 +313,7 @@ export class DiskWorker {
       }
     } finally {
       clearInterval(timer);
+      guard.close();
     }
     if (this.#sessionError !== undefined) throw this.#sessionError;
     if (!this.#stopping) throw new Error('the write-stream consumer ended');
