@@ -273,13 +273,13 @@ describe('the FUSE view of a live guest', () => {
     expect(got).toEqual(want);
     expect(same).toBeDefined();
     expect(got.length).toBeGreaterThan(15);
-    // df of the disk's directory shows the guest's size (less the metadata), free space, available space (less
-    // root's reservation) and free inodes, as the kernel counts them.
+    // df of the disk's directory shows the guest's block size, size (less the metadata), free space, available
+    // space (less root's reservation), inodes and free inodes, as the kernel counts them.
     const k = await kernelStatfs(final);
     expect(k.free).toBeGreaterThan(k.avail);
-    const df = `${k.blocks} ${k.free} ${k.avail} ${k.freeInodes}`;
+    const df = `${k.blockSize} ${k.blocks} ${k.free} ${k.avail} ${k.inodes} ${k.freeInodes}`;
     let seen = '';
-    await until(async () => (seen = (await exec('stat', ['-f', '-c', '%b %f %a %d', join(mnt, DISK)])).stdout.trim()) === df, 10_000);
+    await until(async () => (seen = (await exec('stat', ['-f', '-c', '%S %b %f %a %c %d', join(mnt, DISK)])).stdout.trim()) === df, 10_000);
     expect(seen).toBe(df);
   }, 120_000);
 

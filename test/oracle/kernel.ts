@@ -60,16 +60,16 @@ export async function kernelTree(image: string, options: KernelTreeOptions): Pro
 }
 
 /**
- * The kernel's statfs of `image` (a read-only loop mount): size (f_blocks: the blocks less the metadata), free and
- * available blocks (f_bfree, f_bavail) and free inodes.
+ * The kernel's statfs of `image` (a read-only loop mount): block size (f_frsize), size (f_blocks: the blocks less
+ * the metadata), free and available blocks (f_bfree, f_bavail), inodes and free inodes (f_files, f_ffree).
  */
-export async function kernelStatfs(image: string): Promise<{ blocks: number; free: number; avail: number; freeInodes: number }> {
+export async function kernelStatfs(image: string): Promise<{ blockSize: number; blocks: number; free: number; avail: number; inodes: number; freeInodes: number }> {
   const mnt = await mkdtemp(join(tmpdir(), 'gammaray-oracle-mnt-'));
   try {
     await run('mount', ['-t', 'ext4', '-o', 'ro,loop,noload', image, mnt]);
     try {
-      const [blocks, free, avail, freeInodes] = (await run('stat', ['-f', '-c', '%b %f %a %d', mnt])).stdout.toString().trim().split(' ').map(Number);
-      return { blocks: blocks!, free: free!, avail: avail!, freeInodes: freeInodes! }; // ok: four numbers asked for
+      const [blockSize, blocks, free, avail, inodes, freeInodes] = (await run('stat', ['-f', '-c', '%S %b %f %a %c %d', mnt])).stdout.toString().trim().split(' ').map(Number);
+      return { blockSize: blockSize!, blocks: blocks!, free: free!, avail: avail!, inodes: inodes!, freeInodes: freeInodes! }; // ok: six numbers asked for
     } finally {
       await unmount(mnt);
     }
