@@ -19,8 +19,10 @@ export interface DiskFence {
   confirm(): Promise<void>;
 }
 
-
-/** A step of a worker's task (applying a record, publishing, checkpointing) that takes longer is logged, again every as long. */
+/**
+ * A step of a worker's task (applying a record, publishing, checkpointing) that takes longer than this is logged,
+ * and again each time as long passes.
+ */
 const BUSY_WARN_MS = 10_000;
 
 /**
