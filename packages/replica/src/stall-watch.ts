@@ -146,7 +146,7 @@ export class ConsumerGuard {
         o.onStall?.(st);
       },
     });
-    this.#timer = setInterval(() => void this.watch.tick(), CONSUMER_GUARD_TICK_MS);
+    this.#timer = setInterval(() => void this.watch.tick(), CONSUMER_GUARD_TICK_MS).unref(); // never what keeps a process alive
   }
 
   /** The stall that stopped the consumer, if one did. */

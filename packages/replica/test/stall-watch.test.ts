@@ -1,5 +1,8 @@
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
-import { StallWatch, type Stall } from '../src/stall-watch.js';
+import { startNatsServer } from '../../../test/support/nats-server.js';
+import { ConsumerGuard, StallWatch, type Stall } from '../src/stall-watch.js';
 
 /** A watch on a hand-driven clock; the stream's last sequence and the handled one are set by the test. */
 function harness(stallMs = 4_000) {
@@ -104,5 +107,37 @@ describe('StallWatch', () => {
     advance(4_000);
     await watch.tick();
     expect(s.stalls).toHaveLength(1);
+  });
+});
+
+describe('ConsumerGuard', () => {
+  it('asks the stream for the subject\'s last sequence and stops the messages when records wait past the handled one', async () => {
+    const nats = await startNatsServer();
+    const nc = await connect({ servers: nats.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      await jsm.streams.add({ name: 'GUARD', subjects: ['guard.>'] });
+      const js = jetstream(nc);
+      for (let i = 0; i < 3; i++) await js.publish('guard.a.writes', new Uint8Array([i]));
+      await js.publish('guard.b.writes', new Uint8Array([9])); // another subject: not the guarded one's
+      let stops = 0;
+      const stalls: Stall[] = [];
+      // Handled up to 2: record 3 of guard.a waits, and the (fake) consumer delivers nothing.
+      const quiet = new ConsumerGuard({ stop: () => void stops++ }, { jsm, stream: 'GUARD', subject: 'guard.a.writes', handledSeq: () => 2, stallMs: 300, onStall: (st) => stalls.push(st) });
+      // Handled up to 3: nothing of guard.a waits (seq 4 is guard.b's).
+      let idleStops = 0;
+      const idle = new ConsumerGuard({ stop: () => void idleStops++ }, { jsm, stream: 'GUARD', subject: 'guard.a.writes', handledSeq: () => 3, stallMs: 300 });
+      await new Promise((r) => setTimeout(r, 2_500));
+      quiet.close();
+      idle.close();
+      expect(stops).toBe(1);
+      expect(stalls).toHaveLength(1);
+      expect(quiet.stalled).toMatchObject({ handledSeq: 2, lastSeq: 3 });
+      expect(idleStops).toBe(0);
+      expect(idle.stalled).toBeUndefined();
+    } finally {
+      await nc.close();
+      await nats.stop();
+    }
   });
 });
