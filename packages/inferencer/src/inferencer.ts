@@ -237,6 +237,11 @@ export class DiskInferencer {
   /** Set when a valid superblock of another file system (a new UUID: mkfs) was written: see {@link resyncReason}. */
   private resync: string | undefined;
   private journal: JournalFollower | undefined;
+  /**
+   * Blocks of the transaction being applied that were mapped as file data when it was walked (see committed):
+   * what a read of them as metadata during its settle must see. Cleared after each transaction.
+   */
+  private readonly txData = new Map<number, Uint8Array>();
   private applied: number;
   private idx = 0;
   private idxSeq = -1;
@@ -252,6 +257,8 @@ export class DiskInferencer {
     this.pendingLimit = opts.pendingBytes ?? DEFAULT_PENDING_BYTES;
     this.applied = appliedSeq;
     store.fallback = (b) => {
+      const logged = this.txData.get(b);
+      if (logged) return logged;
       const p = this.pending.get(b);
       return p ? widen(p.data, this.store.blockSize) : this.recent.get(b);
     };
@@ -683,8 +690,12 @@ export class DiskInferencer {
         return;
       }
       for (const tx of txs) {
-        for (const blk of tx.blocks) this.committed(blk.fsBlock, blk.data, ctx);
-        await this.settle(ctx);
+        try {
+          for (const blk of tx.blocks) this.committed(blk.fsBlock, blk.data, ctx);
+          await this.settle(ctx);
+        } finally {
+          this.txData.clear();
+        }
       }
       return;
     }
@@ -709,7 +720,9 @@ export class DiskInferencer {
   private committed(b: number, data: Uint8Array, ctx: Ctx): void {
     const mapped = this.dataIndex.lookup(b);
     if (mapped) {
-      // data=journal: file data logged like metadata.
+      // data=journal: file data logged like metadata. Or a data block the same transaction freed and made
+      // metadata (data=writeback frees data blocks for reuse at once): the settle reads it from txData.
+      this.txData.set(b, data);
       this.dataWrite(b, 0, data, mapped, ctx);
       return;
     }
