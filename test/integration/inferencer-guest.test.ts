@@ -407,6 +407,15 @@ describe('inference on every layout', () => {
     if (mntopts) expect(options.split(',')).toContain(mntopts.includes('journal_data_writeback') ? 'data=writeback' : mntopts.includes('journal_data') ? 'data=journal' : 'nodelalloc');
     const r = await replay(rec, `lay-${key}`);
     expect(r.events.filter((e) => e.kind === 'corrupt'), brief(r.events).join('\n')).toEqual([]);
+    // big.bin is only truncated: no write event of it reaches past its new end-of-file block (with data=writeback
+    // its freed blocks, reused as directory blocks in the same transaction, were once reported as its data).
+    // Without a journal they still are: a write to a block the tree maps is reported at once, before the flush
+    // that shows the block was freed (README, Known limits).
+    if (r.inf.superblock.has.journal) {
+      const bs = r.inf.superblock.blockSize;
+      const past = r.events.filter((e) => e.kind === 'write' && e.path === '/big.bin' && e.offset! + e.length! > Math.ceil(5000 / bs) * bs); // ok: writes carry both
+      expect(past.map((e) => `${e.offset}+${e.length}`)).toEqual([]);
+    }
     await checkAgainstKernel(rec, r, 2);
   }, 240_000);
 });

@@ -242,6 +242,8 @@ export class DiskInferencer {
    * what a read of them as metadata during its settle must see. Cleared after each transaction.
    */
   private readonly txData = new Map<number, Uint8Array>();
+  /** Where each block of txData was mapped when the transaction was walked. */
+  private readonly txMapped = new Map<number, { ino: number; logical: number }>();
   private applied: number;
   private idx = 0;
   private idxSeq = -1;
@@ -693,8 +695,17 @@ export class DiskInferencer {
         try {
           for (const blk of tx.blocks) this.committed(blk.fsBlock, blk.data, ctx);
           await this.settle(ctx);
+          // Logged file data (data=journal) is reported once the transaction's metadata is in: only what is still
+          // that file's block (data=writeback may have freed it and made it metadata in the same transaction),
+          // against the file's size as committed.
+          for (const [b, data] of this.txData) {
+            const was = this.txMapped.get(b);
+            const now = this.dataIndex.lookup(b);
+            if (was && now && now.ino === was.ino && now.logical === was.logical) this.dataWrite(b, 0, data, now, ctx);
+          }
         } finally {
           this.txData.clear();
+          this.txMapped.clear();
         }
       }
       return;
@@ -720,10 +731,11 @@ export class DiskInferencer {
   private committed(b: number, data: Uint8Array, ctx: Ctx): void {
     const mapped = this.dataIndex.lookup(b);
     if (mapped) {
-      // data=journal: file data logged like metadata. Or a data block the same transaction freed and made
-      // metadata (data=writeback frees data blocks for reuse at once): the settle reads it from txData.
+      // data=journal: file data logged like metadata, reported after the settle. Or a data block the same
+      // transaction freed and made metadata (data=writeback frees data blocks for reuse at once): the settle
+      // reads it from txData, and it is not reported as the file's.
       this.txData.set(b, data);
-      this.dataWrite(b, 0, data, mapped, ctx);
+      this.txMapped.set(b, mapped);
       return;
     }
     const old = this.store.get(b)?.data;
