@@ -99,4 +99,25 @@ describe('visibleSize on a real guest appending a line a second', () => {
     await disk.changeJournaled(inf, () => disk.debugfs('mkdir /late').then(() => undefined), new Date(t0 + 41_000));
     expect(inf.visibleSize(file())).toBe(26);
   }, 60_000);
+
+  it('keeps an append\'s size hidden when later commits touch the same file before its data arrives', async () => {
+    const src = join(work, 'src-touched');
+    mkdirSync(join(src, 'root'), { recursive: true });
+    writeFileSync(join(src, 'root', 'test.txt'), 'start\n');
+    const img = join(work, 'touched.img');
+    await exec('mkfs.ext4', ['-q', '-F', '-b', '4096', '-N', '64', '-d', src, img, '16M']);
+    const disk = new EditedDisk(img);
+    const { inferencer: inf } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'touched' }, 0, new Date(0));
+    const file = () => inf.nodes.get(inf.nodes.get(inf.nodes.get(2)!.entries!.get('root')!)!.entries!.get('test.txt')!)!; // ok: built by the test
+    const t0 = 1_000_000;
+    await disk.changeJournaled(inf, () => disk.debugfs('sif /root/test.txt size 11').then(() => undefined), new Date(t0));
+    expect(inf.visibleSize(file())).toBe(6);
+    // The next append's size, then a time change, each in a commit of its own, and still no data: the first
+    // append's bytes must not count as seen (they did: a tail -f through the view read zeros).
+    await disk.changeJournaled(inf, () => disk.debugfs('sif /root/test.txt size 16').then(() => undefined), new Date(t0 + 1_000));
+    expect(inf.visibleSize(file())).toBe(6);
+    await disk.changeJournaled(inf, () => disk.debugfs('sif /root/test.txt mtime 20250101000000').then(() => undefined), new Date(t0 + 2_000));
+    expect(inf.visibleSize(file())).toBe(6);
+    expect(file().size).toBe(16);
+  }, 60_000);
 });

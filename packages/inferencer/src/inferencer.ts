@@ -1238,8 +1238,13 @@ export class DiskInferencer {
         const end = this.flushTail(ctx, node, tail, false);
         if (end > 0) wroteTo.set(node.ino, Math.max(wroteTo.get(node.ino) ?? 0, end));
       }
+      // An earlier commit's size whose data has not arrived yet stays hidden: a later commit that touches the inode
+      // again (another append's size, a time) does not make its bytes count as seen.
+      const waiting = this.unwritten.get(node.ino);
       this.unwritten.delete(node.ino);
-      if (node.size > before.size && node.type === FileType.file) this.noteUnwritten(node, Math.max(before.size, wroteTo.get(node.ino) ?? 0), ctx.ts);
+      const wrote = wroteTo.get(node.ino) ?? 0;
+      if (node.size > before.size && node.type === FileType.file) this.noteUnwritten(node, waiting ? Math.max(waiting[0], wrote) : Math.max(before.size, wrote), ctx.ts);
+      else if (waiting && node.size >= before.size && Math.max(waiting[0], wrote) < node.size) this.unwritten.set(node.ino, [Math.max(waiting[0], wrote), waiting[1], waiting[2]]);
       if (node.size > before.size) {
         const reached = wroteTo.get(node.ino) ?? -1;
         const lastMapped = mapsBlock(node, Math.floor((node.size - 1) / bs));
