@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DiskInferencer } from '@gammaray/inferencer';
+import { DiskInferencer, type FsNode } from '@gammaray/inferencer';
 import { EditedDisk } from '../support/edited-disk.js';
 import { recordGuestWorkload } from '../support/guest-stream.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
@@ -28,6 +28,19 @@ afterAll(async () => {
   await nats?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
+
+/** A 4 KiB-block image holding /root/test.txt ("start\\n"), and an engine bootstrapped from it. */
+async function startedDisk(name: string): Promise<{ disk: EditedDisk; inf: DiskInferencer; file: () => FsNode }> {
+  const src = join(work, `src-${name}`);
+  mkdirSync(join(src, 'root'), { recursive: true });
+  writeFileSync(join(src, 'root', 'test.txt'), 'start\n');
+  const img = join(work, `${name}.img`);
+  await exec('mkfs.ext4', ['-q', '-F', '-b', '4096', '-N', '64', '-d', src, img, '16M']);
+  const disk = new EditedDisk(img);
+  const { inferencer: inf } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: name }, 0, new Date(0));
+  const file = () => inf.nodes.get(inf.nodes.get(inf.nodes.get(2)!.entries!.get('root')!)!.entries!.get('test.txt')!)!; // ok: built by the test
+  return { disk, inf, file };
+}
 
 describe('visibleSize on a real guest appending a line a second', () => {
   it('never shows bytes of an append whose data has not reached the disk, and catches up with the size', async () => {
@@ -77,14 +90,7 @@ describe('visibleSize on a real guest appending a line a second', () => {
   }, 240_000);
 
   it('keeps a committed size hidden past its data for 8 commits and 40 s of capture time, however fast commits come', async () => {
-    const src = join(work, 'src-hidden');
-    mkdirSync(join(src, 'root'), { recursive: true });
-    writeFileSync(join(src, 'root', 'test.txt'), 'start\n');
-    const img = join(work, 'hidden.img');
-    await exec('mkfs.ext4', ['-q', '-F', '-b', '4096', '-N', '64', '-d', src, img, '16M']);
-    const disk = new EditedDisk(img);
-    const { inferencer: inf } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'hidden' }, 0, new Date(0));
-    const file = () => inf.nodes.get(inf.nodes.get(inf.nodes.get(2)!.entries!.get('root')!)!.entries!.get('test.txt')!)!; // ok: built by the test
+    const { disk, inf, file } = await startedDisk('hidden');
     // ext4 commits an append's new size; the data block (already allocated) is written back later.
     const t0 = 1_000_000;
     await disk.changeJournaled(inf, () => disk.debugfs('sif /root/test.txt size 26').then(() => undefined), new Date(t0));
@@ -101,14 +107,7 @@ describe('visibleSize on a real guest appending a line a second', () => {
   }, 60_000);
 
   it('keeps an append\'s size hidden when later commits touch the same file before its data arrives', async () => {
-    const src = join(work, 'src-touched');
-    mkdirSync(join(src, 'root'), { recursive: true });
-    writeFileSync(join(src, 'root', 'test.txt'), 'start\n');
-    const img = join(work, 'touched.img');
-    await exec('mkfs.ext4', ['-q', '-F', '-b', '4096', '-N', '64', '-d', src, img, '16M']);
-    const disk = new EditedDisk(img);
-    const { inferencer: inf } = await DiskInferencer.bootstrap(disk.fetcher(), { disk: 'touched' }, 0, new Date(0));
-    const file = () => inf.nodes.get(inf.nodes.get(inf.nodes.get(2)!.entries!.get('root')!)!.entries!.get('test.txt')!)!; // ok: built by the test
+    const { disk, inf, file } = await startedDisk('touched');
     const t0 = 1_000_000;
     await disk.changeJournaled(inf, () => disk.debugfs('sif /root/test.txt size 11').then(() => undefined), new Date(t0));
     expect(inf.visibleSize(file())).toBe(6);
