@@ -45,13 +45,18 @@ while read -r m; do
   # A module that does not fit this CPU (crc32c-intel without SSE4.2 under TCG) may fail; ext4 falls back.
   insmod "/lib/modules/$m" 2>/dev/null || echo "gammaray-init: insmod $m failed"
 done < /etc/gammaray-modules
+# The device to mount: vda, or a partition of it named on the kernel command line (gammaray.dev=vda2).
+dev=vda
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in gammaray.dev=*) dev="\${arg#gammaray.dev=}" ;; esac
+done
 i=0
-while [ ! -b /dev/vda ]; do
+while [ ! -b /dev/$dev ]; do
   i=$((i + 1))
-  [ "$i" -gt 200 ] && fail "no /dev/vda after 20 s"
+  [ "$i" -gt 200 ] && fail "no /dev/$dev after 20 s"
   usleep 100000
 done
-mount -t ext4 -o rw /dev/vda /mnt || fail "cannot mount /dev/vda as ext4"
+mount -t ext4 -o rw /dev/$dev /mnt || fail "cannot mount /dev/$dev as ext4"
 [ -f ${GUEST_WORKLOAD_PATH} ] || fail "no ${GUEST_WORKLOAD_PATH} in the initramfs"
 cd /mnt
 MNT=/mnt sh ${GUEST_WORKLOAD_PATH} </dev/null

@@ -20,6 +20,8 @@ export interface AttachOptions extends Omit<CaptureDiskOptions, 'js' | 'baseSeq'
   readonly stream?: WritesStreamOptions;
   readonly jsm?: JetStreamManager;
   readonly kv?: KV;
+  /** The partition the inferencer is to follow (registry `partition`); default: its own choice. */
+  readonly partition?: number;
 }
 
 /** A disk attached to capture; `detach()` closes it and marks its registry entry detached. */
@@ -55,6 +57,7 @@ export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
     capture: opts.instanceId,
     firstSeq,
     state: DiskState.Attached,
+    ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
   };
   try {
     await putDiskEntry(kv, entry);

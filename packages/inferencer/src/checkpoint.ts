@@ -12,6 +12,7 @@ import type { InferencerState } from './inferencer.js';
 import type { JournalState } from './journal.js';
 import { CHECKPOINT_ENTRIES_PER_CHUNK, CHECKPOINT_NODES_PER_CHUNK } from './limits.js';
 import type { MappedRun } from './data-index.js';
+import type { VolumeWindow } from './volume-window.js';
 import { makeNode, type FsNode } from './node.js';
 
 /** Extents per checkpoint document (24 bytes each as float64 triples). */
@@ -101,6 +102,7 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
     ...(s.journalUnread ? { journalUnread: true } : {}),
     idxSeq: s.idxSeq,
     idx: s.idx,
+    ...(s.window && s.window.partition !== 0 ? { window: floats([s.window.partition, s.window.start, s.window.size]) } : {}),
   });
   const bs = s.blockSize;
   const perChunk = Math.max(1, Math.floor(BLOCK_BYTES_PER_CHUNK / bs));
@@ -287,6 +289,15 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   }
   const superblock = head.superblock;
   if (superblock !== undefined && !(superblock instanceof Uint8Array && superblock.length === SUPERBLOCK_SIZE)) throw new CheckpointError('checkpoint superblock is not 1024 bytes');
+  let window: VolumeWindow | undefined;
+  if (head.window !== undefined) {
+    const w = floatsOf(head.window, 'partition window');
+    const [partition, start, size] = w;
+    if (w.length !== 3 || !Number.isSafeInteger(partition) || !Number.isSafeInteger(start) || !Number.isSafeInteger(size) || partition! < 1 || start! < 0 || size! < 1) {
+      throw new CheckpointError('checkpoint partition window is not [partition, start, size]');
+    }
+    window = { partition: partition!, start: start!, size: size! }; // ok: checked above
+  }
   const it = floatsOf(head.itables, 'inode-table runs');
   if (it.length % 3 !== 0) throw new CheckpointError('checkpoint inode-table runs are not whole triples');
   const itables: [number, number, number][] = [];
@@ -317,6 +328,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     superblock: superblock === undefined ? undefined : copyBytes(superblock),
     idxSeq: head.idxSeq as number,
     idx: head.idx as number,
+    ...(window ? { window } : {}),
   };
 }
 

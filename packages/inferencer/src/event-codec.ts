@@ -20,6 +20,7 @@
  * | oldSize, size | int64          | truncate                                                       |
  * | changes      | document        | attr: {name: {old, new}}                                       |
  * | files, dirs  | int64           | snapshot                                                       |
+ * | partition    | int32           | snapshot, on a partitioned disk: the partition followed        |
  * | corruptKind, message | string  | corrupt                                                        |
  * | block        | int64           | corrupt                                                        |
  * | reason       | string          | resync                                                         |
@@ -559,6 +560,7 @@ export function decodeEvent(bytes: Uint8Array): FsEvent {
     changes: d['changes'] === undefined ? undefined : changes(d['changes']),
     files: optUint(d, 'files'),
     dirs: optUint(d, 'dirs'),
+    partition: optUint(d, 'partition'),
     corruptKind: optString(d, 'corruptKind'),
     message: optString(d, 'message'),
     block: optUint(d, 'block'),

@@ -97,6 +97,8 @@ export interface FsEvent {
   /** snapshot: entries in the tree. */
   readonly files?: number;
   readonly dirs?: number;
+  /** snapshot of a partitioned disk: the partition followed (Linux numbering; absent for a whole-disk file system). */
+  readonly partition?: number;
   /** corrupt: what was wrong, where. */
   readonly corruptKind?: string;
   readonly message?: string;

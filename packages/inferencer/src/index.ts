@@ -12,3 +12,5 @@ export type { FoldEntry } from './fold.js';
 export * as limits from './limits.js';
 export { encodeEvent, decodeEvent } from './event-codec.js';
 export { readContent } from './content.js';
+export { locateVolume, clipRecord, wholeDisk, windowed, NoVolumeError, WindowFetcher, TABLE_AREA_BYTES } from './volume-window.js';
+export type { VolumeWindow, WindowedRecord } from './volume-window.js';

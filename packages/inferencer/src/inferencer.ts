@@ -58,6 +58,7 @@ import { TimeCache, makeNode, nodeOfInode, sameTime, statOf, treeEntryOf, type F
 import { LinkTable } from './links.js';
 import { OldestKey } from './oldest-key.js';
 import { BlockStore, type BlockFetcher } from './store.js';
+import { NoVolumeError, clipRecord, locateVolume, sameWindow, wholeDisk, windowed, type VolumeWindow } from './volume-window.js';
 
 /** Options of a {@link DiskInferencer}. */
 export interface InferencerOptions {
@@ -67,6 +68,11 @@ export interface InferencerOptions {
   readonly inlineLimit?: number;
   /** Bytes of unattributed data held for later attribution (default 64 MiB). */
   readonly pendingBytes?: number;
+  /**
+   * The partition to follow on a partitioned disk (Linux numbering; 0: the whole disk). Default: the whole disk
+   * when a file system starts at byte 0, else the largest partition holding one (see locateVolume).
+   */
+  readonly partition?: number;
 }
 
 /** A data block written before anything mapped it. */
@@ -247,14 +253,21 @@ export class DiskInferencer {
   private applied: number;
   private idx = 0;
   private idxSeq = -1;
+  /** The partition preferred by the options, looked for again when the partition table changes. */
+  private readonly prefer: number | undefined;
 
   private constructor(
     opts: InferencerOptions,
     readonly store: BlockStore,
     private volume: Ext4Volume,
     appliedSeq: number,
+    /** Where the file system lies on the disk; the store reads through it. */
+    readonly window: VolumeWindow,
+    /** Block reads of the whole disk (the store's fetcher is this one seen through the window). */
+    private readonly diskFetcher: BlockFetcher,
   ) {
     this.disk = opts.disk;
+    this.prefer = opts.partition;
     this.inlineLimit = opts.inlineLimit ?? DEFAULT_INLINE_LIMIT;
     this.pendingLimit = opts.pendingBytes ?? DEFAULT_PENDING_BYTES;
     this.applied = appliedSeq;
@@ -362,11 +375,19 @@ export class DiskInferencer {
     await inf.crawl({ ...ctx, out: corrupt });
     inf.store.compact();
     const counts = inf.counts();
-    const snapshot = inf.event(ctx, { kind: EventKind.Snapshot, path: '', ino: 0, type: '', files: counts.files, dirs: counts.dirs });
+    const snapshot = inf.event(ctx, { kind: EventKind.Snapshot, path: '', ino: 0, type: '', files: counts.files, dirs: counts.dirs, ...(inf.window.partition !== 0 ? { partition: inf.window.partition } : {}) });
     return { inferencer: inf, events: [snapshot, ...corrupt.map((e) => ({ ...e, idx: inf.nextIdx(fromSeq) }))] };
   }
 
-  private static async openStore(fetcher: BlockFetcher, opts: InferencerOptions, seq: number): Promise<{ inf: DiskInferencer }> {
+  private static async openStore(disk: BlockFetcher, opts: InferencerOptions, seq: number): Promise<{ inf: DiskInferencer }> {
+    let window: VolumeWindow;
+    try {
+      window = await locateVolume(disk, opts.partition);
+    } catch (err) {
+      if (err instanceof NoVolumeError) throw new NoFileSystemError(err.message);
+      throw err;
+    }
+    const fetcher = windowed(disk, window);
     // The block size is not known before the superblock: read it raw first.
     const head = await fetcher.read(0, Math.min(fetcher.size, 4096));
     const magicAt = SUPERBLOCK_OFFSET + 0x38; // s_magic
@@ -377,7 +398,7 @@ export class DiskInferencer {
     const store = new BlockStore(fetcher, bs >= 1024 && bs <= 65536 ? bs : 1024);
     const volume = await Ext4Volume.open(store);
     if (volume.superblock.blockSize !== store.blockSize) throw new IncompatibleError('block size changed while reading the superblock', []);
-    return { inf: new DiskInferencer(opts, store, volume, seq) };
+    return { inf: new DiskInferencer(opts, store, volume, seq, window, disk) };
   }
 
   /** The journal follower (replaying what the log still holds). */
@@ -416,6 +437,26 @@ export class DiskInferencer {
     } catch (err) {
       if (err instanceof Ext4Error) return false;
       throw err;
+    }
+  }
+
+  /**
+   * After a write to the partition table's area: notes a resync when the followed partition moved, changed size,
+   * or no longer holds a file system (the guest repartitioned the disk, or grew the partition to resize into it).
+   */
+  private async checkWindow(): Promise<void> {
+    if (this.resync !== undefined) return;
+    const was = this.window;
+    let now: VolumeWindow;
+    try {
+      now = await locateVolume(this.diskFetcher, was.partition);
+    } catch (err) {
+      if (!(err instanceof NoVolumeError)) throw err;
+      this.resync = `the partition table changed: ${err.message}`;
+      return;
+    }
+    if (!sameWindow(was, now)) {
+      this.resync = `the partition table changed: partition ${was.partition} was ${was.size} bytes at byte ${was.start}, is ${now.size} bytes at byte ${now.start}`;
     }
   }
 
@@ -618,10 +659,11 @@ export class DiskInferencer {
   async apply(seq: number, rec: WriteRecord): Promise<FsEvent[]> {
     if (seq <= this.applied) return [];
     const ctx: Ctx = { seq, ts: rec.ts, out: [] };
+    const { ops, tableTouched } = clipRecord(rec, this.window, this.diskFetcher.size);
     // The superblock as written by this record (whole in one write, as the kernel and mkfs write it), if it was.
     let superWrite: Uint8Array | undefined;
     let superTouched = false;
-    for (const op of rec.ops) {
+    for (const op of ops) {
       if (op.op === 'write' && op.offset < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE && op.offset + op.data.length > SUPERBLOCK_OFFSET) {
         const at = SUPERBLOCK_OFFSET - op.offset;
         superWrite = at >= 0 && at + SUPERBLOCK_SIZE <= op.data.length ? op.data.subarray(at, at + SUPERBLOCK_SIZE) : undefined;
@@ -637,6 +679,7 @@ export class DiskInferencer {
     closeRun(ctx);
     if (superTouched) superWrite = await this.store.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
     if (superWrite) this.checkIdentity(superWrite);
+    if (tableTouched) await this.checkWindow();
     this.tailsOldest.release();
     this.pendingOldest.release();
     this.omittedOldest.release();
@@ -1608,6 +1651,11 @@ export class DiskInferencer {
 
   // ---------------------------------------------------------------- events
 
+  /** The index the next event completed by record `seq` would take (events of one record count from 0). */
+  peekIdx(seq: number): number {
+    return seq === this.idxSeq ? this.idx : 0;
+  }
+
   private nextIdx(seq: number): number {
     if (seq !== this.idxSeq) {
       this.idxSeq = seq;
@@ -1692,6 +1740,7 @@ export class DiskInferencer {
       superblock: this.superBytes,
       idxSeq: this.idxSeq,
       idx: this.idx,
+      window: this.window,
     };
   }
 
@@ -1699,13 +1748,15 @@ export class DiskInferencer {
    * Rebuilds an inferencer from {@link exportState}'s value. The fetcher is read only for blocks the state does
    * not hold (blocks the engine never read); a stream write to a block it holds applies when newer than the block.
    */
-  static async importState(state: InferencerState, fetcher: BlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
-    const store = new BlockStore(fetcher, state.blockSize);
+  static async importState(state: InferencerState, disk: BlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
+    const window = state.window ?? wholeDisk(disk.size);
+    if (window.start + window.size > disk.size) throw new IncompatibleError(`the checkpoint's partition ${window.partition} ends past the disk (${disk.size} bytes)`, []);
+    const store = new BlockStore(windowed(disk, window), state.blockSize);
     for (const [b, data, seq, journal] of state.blocks) store.put(b, data, seq, journal);
     // The superblock in force, which is not the one held when the guest wrote an invalid one (see reopenVolume).
     const volume = await Ext4Volume.open(state.superblock ? withSuperblock(store, state.superblock) : store);
     if (volume.superblock.blockSize !== store.blockSize) throw new IncompatibleError('the superblock held disagrees with the checkpoint\'s block size', []);
-    const inf = new DiskInferencer(opts, store, volume, state.appliedSeq);
+    const inf = new DiskInferencer(opts, store, volume, state.appliedSeq, window, disk);
     inf.superBytes = state.superblock ?? (await store.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
     if (state.journal && state.journalMap) {
       // The journal as followed: its inode may have been overwritten since it was read.
@@ -1774,6 +1825,8 @@ export interface InferencerState {
   readonly superblock?: Uint8Array | undefined;
   readonly idxSeq: number;
   readonly idx: number;
+  /** Where the file system lies on the disk (absent before 2026-11-28: the whole disk). */
+  readonly window?: VolumeWindow;
 }
 
 /** Turns a tail's "reported = data below reportedLim" into bytes of its own (before `data` changes). */

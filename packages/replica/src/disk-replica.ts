@@ -6,7 +6,7 @@
  */
 import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { DiskInferencer, treeEntryOf, type FsNode } from '@gammaray/inferencer';
+import { DiskInferencer, treeEntryOf, type FsNode, type VolumeWindow } from '@gammaray/inferencer';
 import { FileType, ROOT_INO, metadataOverhead, type TreeEntry } from '@gammaray/ext4';
 import { CorruptError, STREAM_WRITES, decodeWriteRecord, writesSubject, type DiskRegistryEntry } from '@gammaray/wire';
 import type { Logger } from 'pino';
@@ -67,6 +67,8 @@ export interface ReplicaStatus {
   readonly restores: number;
   readonly files: number;
   readonly dirs: number;
+  /** Where on the disk the followed file system lies (a partition, or the whole disk), once restored. */
+  readonly window?: VolumeWindow;
 }
 
 const MAX_BACKOFF_MS = 15_000;
@@ -147,7 +149,7 @@ export class DiskReplica {
 
   status(): ReplicaStatus {
     const counts = this.#engine?.counts() ?? { files: 0, dirs: 0 };
-    return { disk: this.disk, phase: this.#phase, appliedSeq: this.#engine?.appliedSeq ?? -1, pending: this.#pending, restores: this.#restores, ...counts };
+    return { disk: this.disk, phase: this.#phase, appliedSeq: this.#engine?.appliedSeq ?? -1, pending: this.#pending, restores: this.#restores, ...counts, window: this.#engine?.window };
   }
 
   /** Whether the replica has a state to answer from. */
@@ -285,7 +287,7 @@ export class DiskReplica {
     if (node.type !== FileType.file) return { data: new Uint8Array(0), seq: 0, rounds: 0, unsettled: false };
     const blockSize = await this.blockSize();
     try {
-      return await readUntorn(node, blockSize, this.#fetcher, offset, length);
+      return await readUntorn(node, blockSize, this.#engine?.store.fetcher ?? this.#fetcher, offset, length);
     } catch (cause) {
       throw new ReplicaError(ReplicaErrorCode.Unavailable, `block reads of disk ${this.disk} failed (is its capture running?): ${(cause as Error).message}`, { cause });
     }
@@ -371,6 +373,12 @@ export class DiskReplica {
       return false;
     }
     const engine = await DiskInferencer.restore(ck.state, this.#fetcher, { disk: this.disk });
+    const want = this.#o.entry.partition;
+    if (want !== undefined && engine.window.partition !== want) {
+      // The inferencer is yet to crawl the partition the registry names: wait for its checkpoint.
+      if (this.#phase !== ReplicaPhase.Waiting) this.#log.info({ partition: engine.window.partition, want }, 'the checkpoint follows another partition than the registry names; waiting for a new one');
+      return false;
+    }
     await this.#enqueue(async () => {
       this.#engine = engine;
     });

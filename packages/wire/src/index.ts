@@ -54,4 +54,4 @@ export {
 export type { BlockReadRequest, BlockReadReply } from './blocks.js';
 export { BlockReadErrorCode, encodeBlockReadRequest, decodeBlockReadRequest, encodeBlockReadReply, decodeBlockReadReply } from './blocks.js';
 export type { DiskRegistryEntry } from './registry.js';
-export { DiskState, encodeDiskEntry, decodeDiskEntry } from './registry.js';
+export { DiskState, encodeDiskEntry, decodeDiskEntry, isPartitionNumber, MAX_PARTITION_NUMBER } from './registry.js';

@@ -13,7 +13,9 @@ export type DiskState = (typeof DiskState)[keyof typeof DiskState];
  * - `size`: bytes; `blockSize`: the smallest block capture accepts (512);
  * - `image`: the image path on the capture host (informational only: never opened by other services);
  * - `capture`: the id of the capture instance that attached it;
- * - `firstSeq`: GAMMARAY_WRITES's last sequence + 1 when it attached; this attach's records all come at or after it.
+ * - `firstSeq`: GAMMARAY_WRITES's last sequence + 1 when it attached; this attach's records all come at or after it;
+ * - `partition` (optional): the partition whose file system the inferencer follows on a partitioned disk (Linux
+ *   numbering, 0 the whole disk); absent: the whole disk when it holds a file system, else its largest ext partition.
  */
 export interface DiskRegistryEntry {
   readonly disk: string;
@@ -23,6 +25,15 @@ export interface DiskRegistryEntry {
   readonly capture: string;
   readonly firstSeq: number;
   readonly state: DiskState;
+  readonly partition?: number;
+}
+
+/** Highest partition number a registry entry may name (GPT tables list at most 4096 here, MBR fewer). */
+export const MAX_PARTITION_NUMBER = 4096;
+
+/** Whether `n` is a partition number (0: the whole disk). */
+export function isPartitionNumber(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_PARTITION_NUMBER;
 }
 
 /** Encodes a registry entry as JSON bytes. */
@@ -31,6 +42,7 @@ export function encodeDiskEntry(e: DiskRegistryEntry): Uint8Array {
   for (const k of ['size', 'blockSize', 'firstSeq'] as const) {
     if (!Number.isSafeInteger(e[k]) || e[k] < 0) throw new EncodeError(`${k} is not a non-negative safe integer`, { field: k });
   }
+  if (e.partition !== undefined && !isPartitionNumber(e.partition)) throw new EncodeError(`partition is not 0 to ${MAX_PARTITION_NUMBER}`, { field: 'partition' });
   const json = JSON.stringify({
     disk: e.disk,
     size: e.size,
@@ -39,6 +51,7 @@ export function encodeDiskEntry(e: DiskRegistryEntry): Uint8Array {
     capture: e.capture,
     firstSeq: e.firstSeq,
     state: e.state,
+    ...(e.partition !== undefined ? { partition: e.partition } : {}),
   });
   return new TextEncoder().encode(json);
 }
@@ -63,6 +76,8 @@ export function decodeDiskEntry(bytes: Uint8Array): DiskRegistryEntry {
   };
   const state = d['state'];
   if (state !== DiskState.Attached && state !== DiskState.Detached) throw new CorruptError(WireCorruptKind.Field, 'state is not attached or detached', { field: 'state' });
+  const partition = d['partition'];
+  if (partition !== undefined && !isPartitionNumber(partition)) throw new CorruptError(WireCorruptKind.Field, `partition is not 0 to ${MAX_PARTITION_NUMBER}`, { field: 'partition' });
   return Object.freeze({
     disk,
     size: toSafeUint(d['size'], WireCorruptKind.Field, 'size'),
@@ -71,5 +86,6 @@ export function decodeDiskEntry(bytes: Uint8Array): DiskRegistryEntry {
     capture: str('capture'),
     firstSeq: toSafeUint(d['firstSeq'], WireCorruptKind.Field, 'firstSeq'),
     state,
+    ...(partition !== undefined ? { partition } : {}),
   });
 }

@@ -74,4 +74,15 @@ describe('registry entry codec', () => {
     expect(() => decodeDiskEntry(new TextEncoder().encode(JSON.stringify({ ...e, state: 'gone' })))).toThrow(CorruptError);
     expect(() => decodeDiskEntry(new TextEncoder().encode('{'))).toThrow(CorruptError);
   });
+
+  it('carries an optional partition (absent stays absent), and refuses one that is not 0 to 4096', () => {
+    const e = { disk: 'vm1', size: 2 ** 34, blockSize: 512, image: '/x.img', capture: 'cap-1', firstSeq: 7, state: DiskState.Attached };
+    expect(decodeDiskEntry(encodeDiskEntry({ ...e, partition: 2 }))).toEqual({ ...e, partition: 2 });
+    expect('partition' in decodeDiskEntry(encodeDiskEntry(e))).toBe(false);
+    expect(decodeDiskEntry(encodeDiskEntry({ ...e, partition: 0 })).partition).toBe(0);
+    for (const bad of [-1, 4097, 1.5, '2', null]) {
+      expect(() => decodeDiskEntry(new TextEncoder().encode(JSON.stringify({ ...e, partition: bad }))), String(bad)).toThrow(/partition is not 0 to 4096/);
+    }
+    expect(() => encodeDiskEntry({ ...e, partition: -1 })).toThrow(/partition/);
+  });
 });

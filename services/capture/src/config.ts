@@ -5,6 +5,7 @@
 import { statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
+import { isPartitionNumber } from '@gammaray/wire';
 
 /** A setting was missing or malformed; the message names it. */
 export class ConfigError extends Error {
@@ -17,6 +18,8 @@ export interface DiskConfig {
   readonly id: string;
   /** Raw image file backing the disk. */
   readonly image: string;
+  /** `--partition ID=N`: the partition the inferencer follows (0: the whole disk); default its own choice. */
+  readonly partition?: number;
 }
 
 /** The validated configuration of a capture instance. */
@@ -37,6 +40,7 @@ export interface CaptureFlags extends NatsAuthFlags {
   readonly nats?: string;
   readonly listen?: string;
   readonly disk?: readonly string[];
+  readonly partition?: readonly string[];
   readonly replicas?: string;
   readonly metrics?: string;
   readonly trace?: string;
@@ -80,6 +84,18 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
     const same = disks.find((d) => sameFile(d.image, image));
     if (same) throw new ConfigError(`image ${image} is given for disks ${same.id} and ${id}: one image backs one disk (two writers would corrupt it)`);
     disks.push({ id, image });
+  }
+  const partSpecs = flags.partition && flags.partition.length > 0 ? flags.partition : (env.GAMMARAY_PARTITION ?? '').split(',').filter((s) => s !== '');
+  for (const spec of partSpecs) {
+    const m = /^([a-z0-9_-]{1,64})=(\d{1,4})$/.exec(spec);
+    const n = m ? Number(m[2]) : NaN;
+    if (!m || !isPartitionNumber(n)) {
+      throw new ConfigError(`--partition must be ID=N with N a partition number (1, 2, ...; 0 = the whole disk; e.g. --partition vm1=2), got ${JSON.stringify(spec)}`);
+    }
+    const i = disks.findIndex((d) => d.id === m[1]);
+    if (i < 0) throw new ConfigError(`--partition ${spec} names disk ${m[1]}, which no --disk serves`);
+    if (disks[i]!.partition !== undefined) throw new ConfigError(`--partition ${m[1]} is given twice`); // ok: index found
+    disks[i] = { ...disks[i]!, partition: n }; // ok: index found
   }
   const replicasText = flags.replicas ?? env.GAMMARAY_REPLICAS ?? '1';
   const replicas = Number(replicasText);

@@ -16,7 +16,18 @@ describe('capture config', () => {
     expect(readConfig({ nats: 'nats://flag:1', disk: ['c=/c'] }, env).nats).toBe('nats://flag:1');
   });
 
+  it('takes --partition ID=N for served disks (GAMMARAY_PARTITION too)', () => {
+    const c = readConfig({ disk: ['a=/a', 'b=/b'], partition: ['b=2'] }, {});
+    expect(c.disks).toEqual([{ id: 'a', image: '/a' }, { id: 'b', image: '/b', partition: 2 }]);
+    expect(readConfig({}, { GAMMARAY_DISK: 'a=/a,b=/b', GAMMARAY_PARTITION: 'a=0,b=15' }).disks.map((d) => d.partition)).toEqual([0, 15]);
+  });
+
   it.each([
+    [{ disk: ['a=/x'], partition: ['a'] }, /--partition must be ID=N/],
+    [{ disk: ['a=/x'], partition: ['a=-1'] }, /--partition must be ID=N/],
+    [{ disk: ['a=/x'], partition: ['a=5000'] }, /--partition must be ID=N/],
+    [{ disk: ['a=/x'], partition: ['b=1'] }, /names disk b, which no --disk serves/],
+    [{ disk: ['a=/x'], partition: ['a=1', 'a=2'] }, /--partition a is given twice/],
     [{}, /no disk to serve/],
     [{ disk: ['VM=/x'] }, /--disk must be ID=IMAGE/],
     [{ disk: ['vm1'] }, /--disk must be ID=IMAGE/],

@@ -48,6 +48,8 @@ export interface DiskWorkerOptions {
   readonly disk: string;
   /** Disk size in bytes, from the registry. */
   readonly size: number;
+  /** The partition to follow (registry `partition`); default: the engine's choice (see locateVolume). */
+  readonly partition?: number;
   readonly inlineLimit: number;
   readonly checkpointIntervalMs: number;
   readonly log: Logger;
@@ -278,7 +280,7 @@ export class DiskWorker {
     const fence = this.#o.fence;
     this.#publisher = new EventPublisher(this.#o.nc, { log: this.#log, worker: this.#o.workerId, epoch: fence?.epoch, fence: fence ? () => fence.confirm() : undefined });
     const fetcher = new NatsBlockFetcher(this.#o.nc, this.disk, this.#o.size, { log: this.#log });
-    const engine = await this.#open(fetcher, { disk: this.disk, inlineLimit: this.#o.inlineLimit });
+    const engine = await this.#open(fetcher, { disk: this.disk, inlineLimit: this.#o.inlineLimit, partition: this.#o.partition });
     this.#engine = engine;
     if (this.#stopping) {
       await this.#finalCheckpoint(engine);
@@ -387,7 +389,14 @@ export class DiskWorker {
           this.#log.warn({ err }, 'checkpoint could not be restored; crawling the disk again');
         }
       }
-      if (engine && info.state.last_seq < engine.appliedSeq) {
+      const want = this.#o.partition;
+      if (engine && want !== undefined && engine.window.partition !== want) {
+        // Another file system from now on: consumers drop the tree they folded (resync), then take the crawl's.
+        const message = `the registry names partition ${want} of the disk; partition ${engine.window.partition} was followed`;
+        this.#log.warn({ partition: engine.window.partition, want }, 'checkpoint follows another partition than the registry names; crawling the disk again');
+        this.#rebootstrap = { seq: engine.appliedSeq, ts: new Date(), message, resync: { idx: engine.peekIdx(engine.appliedSeq) } };
+        engine = undefined;
+      } else if (engine && info.state.last_seq < engine.appliedSeq) {
         this.#log.warn({ appliedSeq: engine.appliedSeq, lastSeq: info.state.last_seq }, 'the write stream is behind the checkpoint (recreated?); crawling the disk again');
         engine = undefined;
       } else if (engine && info.state.messages > 0 && info.state.first_seq > engine.appliedSeq + 1) {
@@ -424,7 +433,8 @@ export class DiskWorker {
       await this.#emit([{ ...this.#corruptEvent(poisoned.seq, poisoned.ts, 'EngineFailure', poisoned.message), idx }]);
     }
     this.#processedSeq = Math.max(inferencer.appliedSeq, fromSeq);
-    this.#log.info({ fromSeq, appliedSeq: inferencer.appliedSeq, events: events.length, ms: Date.now() - started }, 'disk crawled');
+    const w = inferencer.window;
+    this.#log.info({ fromSeq, appliedSeq: inferencer.appliedSeq, events: events.length, ms: Date.now() - started, partition: w.partition, start: w.start, bytes: w.size }, 'disk crawled');
     this.#blank = false;
     // Checkpoint at once: a crash before the first interval must not crawl (and publish a snapshot) again.
     await this.#checkpoint(inferencer, true);

@@ -296,13 +296,14 @@ export function create(
     const was = registry.get(entry.disk);
     registry.set(entry.disk, entry);
     const have = held.get(entry.disk);
-    if (have && have.entry.size === entry.size) {
+    if (have && have.entry.size === entry.size && have.entry.partition === entry.partition) {
       have.entry = entry;
       if (entry.state === DiskState.Detached) log.info({ disk: entry.disk }, 'disk detached from its capture; block reads wait for it to return');
     } else if (have) {
-      // Hand it over and take it again: the new worker starts with the new size.
-      log.warn({ disk: entry.disk, was: have.entry.size, size: entry.size }, 'disk size changed; restarting its worker');
-      await release(entry.disk, 'disk size changed');
+      // Hand it over and take it again: the new worker starts with the new size or partition.
+      const what = have.entry.size !== entry.size ? 'size' : 'partition';
+      log.warn({ disk: entry.disk, was: have.entry.size, size: entry.size, wasPartition: have.entry.partition, partition: entry.partition }, `disk ${what} changed; restarting its worker`);
+      await release(entry.disk, `disk ${what} changed`);
     } else if (!was) {
       log.info({ disk: entry.disk, size: entry.size }, 'disk in the registry');
     }
@@ -341,6 +342,7 @@ export function create(
           checkpoints: store,
           disk,
           size: entry.size,
+          partition: entry.partition,
           inlineLimit: cfg.inlineLimit,
           checkpointIntervalMs: cfg.checkpointIntervalMs,
           log: log.child({ component: 'disk-worker', disk }),

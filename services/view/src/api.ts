@@ -105,6 +105,8 @@ export function createViewHandlers(o: ViewApiOptions): ViewHandlers {
           files: s?.files ?? 0,
           dirs: s?.dirs ?? 0,
           capture: entry.capture,
+          partition: s?.window?.partition ?? 0,
+          partitionStart: s?.window?.start ?? 0,
         };
       });
       return { disks };

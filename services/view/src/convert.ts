@@ -137,5 +137,6 @@ export function eventMessage(e: FsEvent): EventMessage {
     message: e.message ?? '',
     block: e.block ?? 0,
     reason: e.reason ?? '',
+    partition: e.partition ?? 0,
   };
 }

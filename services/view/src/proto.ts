@@ -104,6 +104,8 @@ export interface DiskMessage {
   files: number;
   dirs: number;
   capture: string;
+  partition: number;
+  partitionStart: number;
 }
 
 export interface ListDisksResponse {
@@ -200,6 +202,7 @@ export interface EventMessage {
   message: string;
   block: number;
   reason: string;
+  partition: number;
 }
 export interface WatchResponse {
   seq: number;

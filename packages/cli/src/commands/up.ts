@@ -11,7 +11,8 @@ import { accessSync, closeSync, constants, createWriteStream, existsSync, mkdirS
 import { createServer } from 'node:net';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
-import { withVolume } from '../image.js';
+import { openImage, withVolume } from '../image.js';
+import { NoVolumeError, locateVolume } from '@gammaray/inferencer';
 import type { Terminal } from '../output.js';
 
 /** Options of `gammaray up`. */
@@ -251,6 +252,23 @@ function isBlank(image: string): boolean {
 }
 
 /**
+ * The partition of `image` the inferencer follows (0: the whole image; see locateVolume), or undefined when it
+ * finds none: the image reader then says what the image holds.
+ */
+async function followedPartition(image: string): Promise<number | undefined> {
+  const src = await openImage(image);
+  try {
+    const fetcher = { size: src.size, read: async (offset: number, length: number) => ({ data: await src.read(offset, length), seq: 0 }) };
+    return (await locateVolume(fetcher)).partition;
+  } catch (err) {
+    if (err instanceof NoVolumeError) return undefined;
+    throw err;
+  } finally {
+    await src.close();
+  }
+}
+
+/**
  * Runs `gammaray up` until SIGINT/SIGTERM (or until a child dies). `self` is how to start this CLI again
  * (node and the script) for the service children.
  */
@@ -268,8 +286,11 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
       continue;
     }
     try {
-      await withVolume(d.image, undefined, async (v) => {
-        if (v.index !== 0) throw new UserError(`image ${d.image} holds its file system in partition ${v.index}: gammaray follows disks whose whole image is one ext2/3/4 file system`);
+      // The file system the inferencer will follow (the whole image, or the largest ext partition), opened here so
+      // that a damaged one is reported now.
+      const followed = await followedPartition(d.image);
+      await withVolume(d.image, followed, async (v) => {
+        if (v.index !== 0) term.note(`${d.image}: following the file system in its partition ${v.index} (${v.fs.kind})`);
       });
     } catch (err) {
       // A disk this data directory has followed, damaged since (its guest may have done it on purpose): refusing

@@ -1,0 +1,274 @@
+/**
+ * A partitioned boot disk, as VM images come: a GPT with an EFI system partition (no file system here), a small
+ * ext4 /boot and the ext4 root, with free space after it. Real processes: nats-server, `gammaray capture`,
+ * `gammaray inferencer`, `gammaray view`; a real guest (QEMU TCG) mounts /dev/vda3 and works in it; the kernel
+ * (a read-only loop mount at the partition's offset) is the oracle.
+ *
+ * Checked: the inferencer follows the largest ext partition (the root), its crawl and the view's tree equal the
+ * kernel's; after the guest's workload the view's tree (with content hashes read through block reads at the
+ * partition's offset) and the published events folded over the starting tree equal the kernel's view of the
+ * partition, with no `corrupt` event; writes to /boot's partition make no events; growing the root partition in
+ * the table (what growpart does at a cloud VM's first boot) gives a `resync` and a new crawl of the new window; `capture --partition ID=N` makes the inferencer and the view
+ * switch to that partition (a `resync`, then the crawl's snapshot).
+ * Until 2026-11-28 the inferencer and the view read only file systems at byte 0 of the disk: a partitioned disk
+ * stayed "blank" for good.
+ * Needs `pnpm build` first (the CLI runs from its bundle), root, loop devices, QEMU, sfdisk.
+ */
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeEvent, foldEvents, type FoldEntry, type FsEvent } from '@gammaray/inferencer';
+import { ViewClient } from '@gammaray/service-view';
+import { STREAM_EVENTS, STREAM_WRITES, writesSubject } from '@gammaray/wire';
+import { runGuest } from '../guest/guest.js';
+import { kernelTree } from '../oracle/kernel.js';
+import type { TreeEntry } from '../oracle/entry.js';
+import { CLI, startCapture, type CaptureProcess } from '../support/capture-process.js';
+import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
+import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { startView, type ViewProcess } from '../support/view-process.js';
+
+const exec = promisify(execFile);
+const DISK = 'boot1';
+const SECTOR = 512;
+const MiB = 1024 * 1024;
+/** The table: EFI 8 MiB (no file system), boot 16 MiB (ext4), root 80 MiB (ext4), 55 MiB free after it. */
+const PARTS = [
+  { start: 2048, size: 16384, type: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B', name: 'efi' },
+  { start: 18432, size: 32768, type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4', name: 'boot' },
+  { start: 51200, size: 163840, type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4', name: 'root' },
+];
+const DISK_BYTES = 160 * MiB;
+const ROOT = PARTS[2]!; // ok: three entries
+
+let work: string;
+let image: string;
+let startCopy: string;
+let nats: NatsServer;
+let capture: CaptureProcess | undefined;
+let inferencer: InferencerProcess | undefined;
+let view: ViewProcess | undefined;
+let nc: NatsConnection;
+let c: ViewClient;
+
+const sortByPath = <T extends { path: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+const rootTree = (img: string, hash: boolean, sizeSectors = ROOT.size): Promise<TreeEntry[]> =>
+  kernelTree(img, { hash, offsetBytes: ROOT.start * SECTOR, sizelimit: sizeSectors * SECTOR });
+
+async function lastWriteSeq(): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  return (await jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(DISK) }))?.seq ?? 0;
+}
+
+/** Waits until the view's replica of the disk has applied `seq` (and is ready). */
+async function caughtUp(seq: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const d = (await c.listDisks().catch(() => ({ disks: [] }))).disks.find((x) => x.id === DISK);
+    if (d?.ready && d.appliedSeq >= seq) return;
+    if (Date.now() > deadline) throw new Error(`view did not apply ${seq} within ${timeoutMs} ms: ${JSON.stringify(d)}\n${inferencer?.logs().slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Every event of the disk stored so far, in order. */
+async function readEvents(): Promise<FsEvent[]> {
+  const jsm = await jetstreamManager(nc);
+  const want = (await jsm.streams.info(STREAM_EVENTS)).state.messages;
+  const out: FsEvent[] = [];
+  if (want === 0) return out;
+  const cons = await jetstream(nc).consumers.get(STREAM_EVENTS);
+  while (out.length < want) {
+    const it = await cons.fetch({ max_messages: Math.min(256, want - out.length), expires: 2000 });
+    for await (const m of it) out.push(decodeEvent(m.data));
+  }
+  return out;
+}
+
+/** Events until `done` holds for them (the inferencer publishes after it applied). */
+async function eventsUntil(done: (es: FsEvent[]) => boolean, timeoutMs = 60_000): Promise<FsEvent[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const es = await readEvents();
+    if (done(es)) return es;
+    if (Date.now() > deadline) throw new Error(`events not complete within ${timeoutMs} ms: ${es.map((e) => `${e.kind} ${e.path}`).join('; ')}\n${inferencer?.logs().slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+async function viewTree(): Promise<TreeEntry[]> {
+  const { stdout } = await exec('node', [CLI, 'tree', DISK, '--json', '--hash', '--grpc', view!.address], { maxBuffer: 64 << 20 }); // ok: started in beforeAll
+  return stdout.trim().split('\n').map((l) => JSON.parse(l) as TreeEntry);
+}
+
+/** Writes `bytes` at `offset` of the disk through the capture with qemu-io (a real NBD client). */
+async function nbdWrite(offset: number, bytes: Uint8Array): Promise<void> {
+  const file = join(work, `piece-${offset}`);
+  writeFileSync(file, bytes);
+  await exec('qemu-io', ['-f', 'raw', '-c', `write -s ${file} ${offset} ${bytes.length}`, capture!.url(DISK)]); // ok: started in beforeAll
+}
+
+function readAt(path: string, offset: number, length: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(length);
+    readSync(fd, b, 0, length, offset);
+    return b;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function mkfsIn(img: string, part: (typeof PARTS)[number], src: string): Promise<void> {
+  await exec('mkfs.ext4', ['-q', '-F', '-E', `offset=${part.start * SECTOR}`, '-d', src, img, `${(part.size * SECTOR) / 1024}k`]);
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'gammaray-parts-'));
+  nats = await startNatsServer({ jetstream: true });
+  image = join(work, `${DISK}.img`);
+  writeFileSync(image, '');
+  await exec('truncate', ['-s', String(DISK_BYTES), image]);
+  const script = ['label: gpt', 'label-id: 5A1E2B3C-0000-4000-8000-000000000001', ...PARTS.map((p) => `start=${p.start}, size=${p.size}, type=${p.type}, name=${p.name}`)].join('\n');
+  await exec('sh', ['-c', `printf '%s\\n' "$1" | sfdisk -q --no-reread --no-tell-kernel "$2"`, 'sh', script, image]);
+  const boot = join(work, 'boot-src');
+  mkdirSync(join(boot, 'grub'), { recursive: true });
+  writeFileSync(join(boot, 'vmlinuz'), 'not a kernel\n');
+  writeFileSync(join(boot, 'grub', 'grub.cfg'), 'set default=0\n');
+  await mkfsIn(image, PARTS[1]!, boot); // ok: three entries
+  const root = join(work, 'root-src');
+  mkdirSync(join(root, 'etc'), { recursive: true });
+  mkdirSync(join(root, 'var', 'log'), { recursive: true });
+  writeFileSync(join(root, 'etc', 'hostname'), 'boot1\n');
+  writeFileSync(join(root, 'etc', 'fstab'), 'LABEL=root / ext4 defaults 0 1\n');
+  writeFileSync(join(root, 'var', 'log', 'syslog'), 'booted\n'.repeat(300));
+  await mkfsIn(image, ROOT, root);
+  startCopy = join(work, 'start.img');
+  copyFileSync(image, startCopy);
+  capture = await startCapture(nats.url, { [DISK]: image });
+  inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '1']);
+  nc = await connect({ servers: nats.url });
+  view = await startView(nats.url);
+  c = new ViewClient(view.address);
+  await caughtUp(0);
+}, 90_000);
+
+afterAll(async () => {
+  c?.close();
+  await view?.stop();
+  await inferencer?.stop();
+  await capture?.stop();
+  await nc?.close();
+  await nats?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('a partitioned disk (GPT: EFI, /boot, root)', () => {
+  let startTree: TreeEntry[];
+
+  it('is followed in its largest ext partition: the crawl and the view equal the kernel\'s view of the root partition', async () => {
+    startTree = await rootTree(startCopy, true);
+    expect(startTree.some((e) => e.path === '/etc/hostname')).toBe(true);
+    expect(sortByPath(await viewTree())).toEqual(sortByPath(startTree));
+    const es = await eventsUntil((x) => x.some((e) => e.kind === 'snapshot'));
+    expect(es.filter((e) => e.kind === 'snapshot')).toHaveLength(1);
+    expect(es[0]).toMatchObject({ kind: 'snapshot', partition: 3, dirs: startTree.filter((e) => e.type === 'dir').length });
+    const d = (await c.listDisks()).disks.find((x) => x.id === DISK);
+    expect(d).toMatchObject({ partition: 3, partitionStart: ROOT.start * SECTOR, size: DISK_BYTES });
+    expect(inferencer!.logs()).not.toMatch(/holds no ext2\/3\/4/); // ok: started in beforeAll
+  });
+
+  it('a real guest working in /dev/vda3: the view\'s tree and the folded events equal the kernel\'s; /boot\'s writes make no event', async () => {
+    const workload = [
+      'set -e',
+      'echo "$(cat /proc/partitions | tr -s " " | tr "\\n" ";")"',
+      'echo hello > /mnt/etc/motd',
+      'echo more >> /mnt/var/log/syslog',
+      'mkdir -p /mnt/home/user/docs',
+      'dd if=/dev/urandom of=/mnt/home/user/docs/blob.bin bs=64k count=20 2>/dev/null',
+      'sync',
+      'mv /mnt/etc/motd /mnt/home/user/motd',
+      'ln /mnt/etc/hostname /mnt/home/user/hostname.link',
+      'ln -s ../etc/fstab /mnt/home/fstab.link',
+      'chmod 600 /mnt/etc/fstab',
+      'printf XXXX | dd of=/mnt/home/user/docs/blob.bin bs=1 seek=70000 conv=notrunc 2>/dev/null',
+      'truncate -s 5000 /mnt/var/log/syslog',
+      'i=0; while [ $i -lt 100 ]; do echo "n $i" > /mnt/home/user/f$i; i=$((i+1)); done',
+      'sync',
+      'i=0; while [ $i -lt 100 ]; do rm /mnt/home/user/f$i; i=$((i+3)); done',
+      'rm /mnt/etc/hostname',
+      // The other ext partition, written while the root is followed: its bytes are outside the window.
+      'mkdir /boot && mount -t ext4 /dev/vda2 /boot && echo new > /boot/grub/grub.cfg && mkdir /boot/x && umount /boot',
+      'sync',
+    ].join('\n');
+    const res = await runGuest({ nbd: capture!.url(DISK), workload, append: 'gammaray.dev=vda3', timeoutMs: 120_000 }); // ok: started in beforeAll
+    expect(res.status, `${res.console}\n${res.stderr}`).toBe(0);
+    const last = await lastWriteSeq();
+    await caughtUp(last);
+    const kernel = await rootTree(image, true);
+    expect(kernel.some((e) => e.path === '/home/user/motd')).toBe(true);
+    expect(sortByPath(await viewTree())).toEqual(sortByPath(kernel));
+
+    const es = await eventsUntil((x) => x.some((e) => e.path === '/etc/hostname' && e.kind === 'unlink') && x.some((e) => e.path === '/home/user/f99' && e.kind === 'delete'));
+    expect(es.filter((e) => e.kind === 'corrupt')).toEqual([]);
+    expect(es.filter((e) => e.path.startsWith('/grub') || e.path === '/x')).toEqual([]);
+    expect(es.some((e) => e.kind === 'rename' && e.from === '/etc/motd' && e.path === '/home/user/motd')).toBe(true);
+    const fields = ['path', 'type', 'mode', 'uid', 'gid', 'size', 'nlink', 'target'] as const;
+    const pick = (e: Partial<TreeEntry>) => Object.fromEntries(fields.filter((f) => e[f] !== undefined).map((f) => [f, e[f]]));
+    const folded = foldEvents(new Map(startTree.map((e) => [e.path, { ...e } as FoldEntry])), es);
+    const foldedList = sortByPath([...folded.values()]);
+    expect(foldedList.map(pick)).toEqual(sortByPath(kernel).map(pick));
+  }, 240_000);
+
+  it('growing the root partition in the table (growpart) gives a resync and a crawl of the new window', async () => {
+    // The table as growpart leaves it: partition 3 to the end of the disk, written through the capture.
+    const grown = join(work, 'grown.img');
+    copyFileSync(image, grown);
+    await exec('sh', ['-c', `echo ', +' | sfdisk -q --no-reread --no-tell-kernel -N 3 "$1"`, 'sh', grown]);
+    const head = readAt(grown, 0, 64 * 1024);
+    const tail = readAt(grown, DISK_BYTES - 64 * 1024, 64 * 1024);
+    const newSize = Number((await exec('sfdisk', ['-J', grown])).stdout.match(/"size":\s*(\d+)[^}]*"name":\s*"root"/)?.[1]);
+    expect(newSize).toBeGreaterThan(ROOT.size);
+    const before = (await readEvents()).length;
+    await nbdWrite(0, head);
+    await nbdWrite(DISK_BYTES - 64 * 1024, tail);
+    const es = await eventsUntil((x) => x.slice(before).some((e) => e.kind === 'snapshot'));
+    const after = es.slice(before);
+    expect(after[0]).toMatchObject({ kind: 'resync' });
+    expect(String(after[0]!.reason)).toMatch(/partition table changed: partition 3 was 83886080 bytes at byte 26214400, is \d+ bytes/); // ok: some event
+    expect(after.filter((e) => e.kind === 'snapshot')).toHaveLength(1);
+    await caughtUp(await lastWriteSeq());
+    // The file system inside did not change; the kernel reads it the same through the grown window.
+    const kernel = await rootTree(image, true, newSize);
+    expect(sortByPath(await viewTree())).toEqual(sortByPath(kernel));
+  }, 120_000);
+
+  it('capture --partition ID=N names another partition: the inferencer resyncs to it and the view follows it', async () => {
+    const before = (await readEvents()).length;
+    await capture!.stop(); // ok: started in beforeAll
+    capture = await startCapture(nats.url, { [DISK]: image }, ['--partition', `${DISK}=2`]);
+    const es = await eventsUntil((x) => x.slice(before).some((e) => e.kind === 'snapshot'));
+    const after = es.slice(before);
+    expect(after.map((e) => e.kind)).toEqual(['resync', 'snapshot']);
+    expect(after[0]!.reason).toBe('the registry names partition 2 of the disk; partition 3 was followed'); // ok: two events
+    expect(after[1]).toMatchObject({ partition: 2 });
+    const boot = PARTS[1]!; // ok: three entries
+    const kernel = await kernelTree(image, { hash: true, offsetBytes: boot.start * SECTOR, sizelimit: boot.size * SECTOR });
+    // What the guest wrote to /boot is there: it was in the image all along, outside the window followed before.
+    expect(kernel.find((e) => e.path === '/grub/grub.cfg')).toMatchObject({ size: 4 });
+    const deadline = Date.now() + 60_000;
+    let ours = await viewTree().catch(() => []);
+    while (JSON.stringify(sortByPath(ours)) !== JSON.stringify(sortByPath(kernel)) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 300));
+      ours = await viewTree().catch(() => []);
+    }
+    expect(sortByPath(ours)).toEqual(sortByPath(kernel));
+    const d = (await c.listDisks()).disks.find((x) => x.id === DISK);
+    expect(d).toMatchObject({ partition: 2, partitionStart: boot.start * SECTOR });
+  }, 120_000);
+});
