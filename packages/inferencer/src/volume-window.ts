@@ -22,6 +22,8 @@ export interface VolumeWindow {
 export const TABLE_AREA_BYTES = 64 * 1024;
 
 const MAGIC_AT = SUPERBLOCK_OFFSET + 0x38; // s_magic
+/** Partitions of one table looked into for a file system (a hostile table may list thousands). */
+export const MAX_CANDIDATES = 64;
 
 /** The whole disk as the volume. */
 export function wholeDisk(size: number): VolumeWindow {
@@ -82,13 +84,14 @@ export async function locateVolume(fetcher: BlockFetcher, prefer?: number): Prom
     if (!(await hasExtMagic(fetcher, p.start, p.size))) throw new NoVolumeError(`partition ${prefer} holds no ext2/3/4 file system (yet)`);
     return windowOf(p);
   }
-  let best: Partition | undefined;
-  for (const p of parts) {
-    if (best && p.size <= best.size) continue;
-    if (await hasExtMagic(fetcher, p.start, p.size)) best = p;
+  // Largest first (the lowest number among equals): the first that holds ext is the one. A table may list
+  // thousands of partitions; only the MAX_CANDIDATES largest are looked into (one block read each).
+  const bySize = [...parts].sort((a, b) => b.size - a.size || a.index - b.index).slice(0, MAX_CANDIDATES);
+  for (const p of bySize) {
+    if (await hasExtMagic(fetcher, p.start, p.size)) return windowOf(p);
   }
-  if (!best) throw new NoVolumeError(`the disk has ${describe(table)}, none holding an ext2/3/4 file system (yet)`);
-  return windowOf(best);
+  const more = parts.length > MAX_CANDIDATES ? ` (the ${MAX_CANDIDATES} largest were looked into)` : '';
+  throw new NoVolumeError(`the disk has ${describe(table)}, none holding an ext2/3/4 file system (yet)${more}`);
 }
 
 function windowOf(p: Partition): VolumeWindow {

@@ -182,3 +182,17 @@ describe('checkpoint window', () => {
     expect(() => decodeCheckpoint(bytes)).toThrow(CheckpointError);
   });
 });
+
+describe('locateVolume on a hostile table', () => {
+  it('looks into at most MAX_CANDIDATES partitions, the largest first, and says so', async () => {
+    // 200 partitions of 8 sectors (one of 16), none formatted: at most 64 magic reads besides the table's.
+    const parts = Array.from({ length: 200 }, (_, i) => ({ type: LINUX_FS_GUID, uuid: `aaaaaaaa-bbbb-cccc-dddd-${String(i).padStart(12, '0')}`, first: 100 + i * 8, last: 100 + i * 8 + 7 + (i === 150 ? 8 : 0) }));
+    const { disk } = buildGptDisk(parts, { sectors: 4096, entryCount: 256 });
+    const f = memFetcher(disk);
+    await expect(locateVolume(f)).rejects.toThrow(/none holding an ext2\/3\/4 file system \(yet\) \(the 64 largest were looked into\)/);
+    expect(f.reads).toBeLessThan(80);
+    // The largest one holding ext is found first.
+    extMagic(disk, (100 + 150 * 8) * SECTOR);
+    await expect(locateVolume(memFetcher(disk))).resolves.toMatchObject({ partition: 151 });
+  });
+});
