@@ -170,6 +170,21 @@ describe('gammaray up', () => {
     }
   }, 240_000);
 
+  it('a closed terminal (SIGHUP, its pipes gone) stops every service: none is left behind', async () => {
+    const up = await startUp();
+    // What a terminal's hangup does: SIGHUP to the foreground process group, and nothing reads the output any more.
+    up.child.stdout!.destroy(); // ok: piped
+    up.child.stderr!.destroy(); // ok: piped
+    process.kill(-up.child.pid!, 'SIGHUP'); // ok: spawned
+    expect(await up.exited).toBe(0);
+    const { stdout: ps } = await exec('ps', ['-eo', 'args']);
+    expect(ps).not.toContain(data);
+    for (const svc of ['capture', 'inferencer', 'view']) {
+      const log = readFileSync(join(data, 'logs', `${svc}.log`), 'utf8');
+      expect(log.match(new RegExp(`"msg":"${svc} stopped"`, 'g'))?.length, svc).toBe(3);
+    }
+  }, 120_000);
+
   it('says how to install nats-server when there is none (exit 2)', async () => {
     const r = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--data-dir', join(work, 'd2')], { env: { ...process.env, GAMMARAY_NATS_SERVER: '/nonexistent/nats-server' } }).catch((e: { code: number; stderr: string }) => e);
     expect(r).toMatchObject({ code: 2 });

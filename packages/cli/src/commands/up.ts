@@ -2,8 +2,8 @@
  * `gammaray up`: the whole pipeline on one machine, one command. Starts (unless `--nats` names a server) an
  * embedded `nats-server -js` with its store in the data dir, then `gammaray capture`, `gammaray inferencer` and
  * `gammaray view` as child processes of this same CLI, each logging JSON lines into `<data-dir>/logs/`. Prints
- * what to give QEMU and where to look; Ctrl-C (SIGINT) or SIGTERM stops them in the order that loses nothing:
- * the view, the inferencer (final checkpoint), the capture (drains in-flight writes, every acknowledged one is
+ * what to give QEMU and where to look; Ctrl-C (SIGINT), SIGTERM or a closed terminal (SIGHUP) stops them in the
+ * order that loses nothing: the view, the inferencer (final checkpoint), the capture (drains in-flight writes, every acknowledged one is
  * already in JetStream), then NATS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -327,8 +327,17 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
   let stopRequested: (reason: string) => void = () => {};
   const stopping = new Promise<string>((r) => (stopRequested = r));
   const onSignal = (sig: NodeJS.Signals) => stopRequested(sig);
+  // SIGHUP: the terminal was closed. The services run in process groups of their own (so that a Ctrl-C reaches
+  // only `up`, which stops them in order); without this they would outlive it, holding the ports and the store.
+  // Its notes then go nowhere: a closed pipe is not a reason to leave them running either.
+  const onPipeError = (err: NodeJS.ErrnoException): void => {
+    if (err.code !== 'EPIPE') throw err;
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+  process.stdout.on('error', onPipeError);
+  process.stderr.on('error', onPipeError);
   try {
     let nats = o.nats;
     if (nats === undefined) {
@@ -396,6 +405,7 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
   }
 }
 
