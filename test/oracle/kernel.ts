@@ -32,6 +32,11 @@ export interface KernelTreeOptions {
   readonly sizelimit?: number;
   /** Compute `sha256` of regular files. */
   readonly hash: boolean;
+  /**
+   * Let the kernel replay the journal (a read-write mount, noatime). It writes to the image: pass a copy.
+   * Default: `noload`, the metadata as written home.
+   */
+  readonly replay?: boolean;
 }
 
 const UMOUNT_ATTEMPTS = 20;
@@ -45,7 +50,8 @@ const UMOUNT_RETRY_MS = 250;
 export async function kernelTree(image: string, options: KernelTreeOptions): Promise<TreeEntry[]> {
   const mnt = await mkdtemp(join(tmpdir(), 'gammaray-oracle-mnt-'));
   try {
-    const mountOptions = ['ro', 'loop', 'noload'];
+    // Replaying needs a writable device (util-linux makes the loop device of a `ro` mount read-only).
+    const mountOptions = options.replay ? ['loop', 'noatime'] : ['ro', 'loop', 'noload'];
     if (options.offsetBytes !== undefined) mountOptions.push(`offset=${options.offsetBytes}`);
     if (options.sizelimit !== undefined) mountOptions.push(`sizelimit=${options.sizelimit}`);
     await run('mount', ['-t', 'ext4', '-o', mountOptions.join(','), image, mnt]);

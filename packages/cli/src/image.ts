@@ -5,6 +5,7 @@
  */
 import { CorruptError as DiskCorruptError, FileBlockSource, IoError as DiskIoError, listVolumes, type BlockSource, type Partition, type Volume } from '@gammaray/disk';
 import { CorruptError, CorruptKind, Ext4Volume, IncompatibleError } from '@gammaray/ext4';
+import { replayJournal } from '@gammaray/inferencer';
 import { RuntimeFailure, UserError, isReaderError } from './errors.js';
 import { humanSize, shellWord } from './format.js';
 
@@ -22,6 +23,23 @@ export interface OpenedVolume {
 
 /** The result of trying one volume: its file system, or why there is none. */
 export type Probe = { readonly volume: Volume; readonly label: string } & ({ readonly fs: Ext4Volume; readonly error?: undefined } | { readonly fs?: undefined; readonly error: Error });
+
+/** How volumes are opened. */
+export interface VolumeOptions {
+  /**
+   * `--noload`: read the metadata as last written home, without replaying the journal (as `mount -o noload`).
+   * By default a file system whose superblock asks for recovery is read with its journal's committed
+   * transactions replayed in memory, as the kernel would mount it; the image is never written.
+   */
+  readonly noload?: boolean;
+  /** Where to say that a journal was replayed (or could not be). */
+  readonly note?: (message: string) => void;
+}
+
+/** A command's VolumeOptions: its `--noload`, and notes on the terminal. */
+export function volumeOptions(term: { note(message: string): void }, opts: { readonly noload?: boolean }): VolumeOptions {
+  return { noload: opts.noload === true, note: (m) => term.note(m) };
+}
 
 /** Opens the image file read-only; a missing or unreadable file is a user error. */
 export async function openImage(image: string): Promise<FileBlockSource> {
@@ -73,13 +91,28 @@ export function describeVolumes(vols: readonly Volume[]): string {
 }
 
 /** Tries to open the file system of `volume`; never throws for bad disk data. */
-export async function probe(image: string, volume: Volume): Promise<Probe> {
+export async function probe(image: string, volume: Volume, opts: VolumeOptions = {}): Promise<Probe> {
   const label = volumeLabel(image, volume);
+  let fs: Ext4Volume;
   try {
-    return { volume, label, fs: await Ext4Volume.open(volume.source) };
+    fs = await Ext4Volume.open(volume.source);
   } catch (err) {
     if (isReaderError(err)) return { volume, label, error: err };
     throw err;
+  }
+  if (opts.noload || !fs.superblock.has.needsRecovery) return { volume, label, fs };
+  try {
+    const r = await replayJournal(volume.source, fs);
+    if (!r) return { volume, label, fs };
+    const replayed = await Ext4Volume.open(r.source);
+    opts.note?.(
+      `${label}: the journal holds ${r.transactions} committed transaction${r.transactions === 1 ? '' : 's'} not yet written home (the guest crashed or is running); read with them replayed in memory (${r.blocks} blocks), as the kernel would mount it; the image is not changed (--noload reads without them)`,
+    );
+    return { volume, label, fs: replayed };
+  } catch (err) {
+    if (!isReaderError(err)) throw err;
+    opts.note?.(`${label}: the journal asks for recovery but cannot be replayed (${(err as Error).message}); reading the metadata as last written home, as mount -o noload would`);
+    return { volume, label, fs };
   }
 }
 
@@ -113,14 +146,22 @@ export function probeError(p: Probe, partitioned: boolean): Error {
  * system. Several candidates or none are user errors that list the
  * partitions.
  */
-export async function openOneVolume(image: string, src: BlockSource, partition: number | undefined): Promise<OpenedVolume> {
+export async function openOneVolume(image: string, src: BlockSource, partition: number | undefined, opts: VolumeOptions = {}): Promise<OpenedVolume> {
   const vols = await imageVolumes(image, src, partition);
   const partitioned = vols.some((v) => v.index !== 0);
   const probes: Probe[] = [];
-  for (const v of vols) probes.push(await probe(image, v));
-  if (probes.length === 1) return opened(image, probes[0]!, partitioned); // ok: length checked
+  // Notes only for the volume used (probes of the others are not reported).
+  let notes: string[] = [];
+  const quiet = { ...opts, note: (m: string) => notes.push(m) };
+  for (const v of vols) probes.push(await probe(image, v, quiet));
+  const say = (p: Probe): Probe => {
+    for (const m of notes) if (m.startsWith(`${p.label}: `)) opts.note?.(m);
+    notes = [];
+    return p;
+  };
+  if (probes.length === 1) return opened(image, say(probes[0]!), partitioned); // ok: length checked
   const candidates = probes.filter((p) => !isNoFileSystem(p));
-  if (candidates.length === 1) return opened(image, candidates[0]!, partitioned); // ok: length checked
+  if (candidates.length === 1) return opened(image, say(candidates[0]!), partitioned); // ok: length checked
   if (candidates.length === 0) {
     throw new UserError(`${image}: no ext2/3/4 file system found in any of its partitions (${describeVolumes(vols)})`);
   }
@@ -135,10 +176,10 @@ function opened(image: string, p: Probe, partitioned: boolean): OpenedVolume {
 }
 
 /** Opens `image`, picks its volume (see {@link openOneVolume}), runs `fn`, and closes the image. */
-export async function withVolume<T>(image: string, partition: number | undefined, fn: (v: OpenedVolume) => Promise<T>): Promise<T> {
+export async function withVolume<T>(image: string, partition: number | undefined, fn: (v: OpenedVolume) => Promise<T>, opts: VolumeOptions = {}): Promise<T> {
   const src = await openImage(image);
   try {
-    return await fn(await openOneVolume(image, src, partition));
+    return await fn(await openOneVolume(image, src, partition, opts));
   } finally {
     await src.close();
   }

@@ -14,3 +14,5 @@ export { encodeEvent, decodeEvent } from './event-codec.js';
 export { readContent } from './content.js';
 export { locateVolume, clipRecord, wholeDisk, windowed, NoVolumeError, WindowFetcher, TABLE_AREA_BYTES } from './volume-window.js';
 export type { VolumeWindow, WindowedRecord } from './volume-window.js';
+export { replayJournal } from './recovery.js';
+export type { ReplayedJournal } from './recovery.js';

@@ -12,6 +12,7 @@ import {
   decodeDescriptorBlock,
   decodeJournalHeader,
   decodeJournalSuperblock,
+  decodeRevokeBlock,
   isJournalMetadataBlock,
   JournalBlockType,
   unescapeBlock,
@@ -156,23 +157,28 @@ export class JournalFollower {
 
   /**
    * The committed transactions in the log from the superblock's start (what recovery would replay), as read
-   * from the disk; stops at the first block that does not continue the log.
+   * from the disk; stops at the first block that does not continue the log. As jbd2's recovery, a block logged
+   * by a transaction is left out when the same or a later transaction of the log revokes it (it was freed, and
+   * may hold newer bytes that were never logged: file data).
    */
   async recover(): Promise<CommittedTx[]> {
-    const out: CommittedTx[] = [];
-    if (this.sb.start === 0) return out;
+    const walked: { sequence: number; blocks: { fsBlock: number; data: Uint8Array }[] }[] = [];
+    const revokedAt = new Map<number, number>();
+    if (this.sb.start === 0) return [];
     let j = this.sb.start;
     let seq = this.sb.sequence;
     for (let n = 0; n < MAX_TX_BLOCKS; n++) {
       const tx = await this.walk(j, seq).catch(() => undefined);
       if (tx === undefined) break;
-      out.push({ sequence: seq, blocks: tx.blocks });
+      walked.push({ sequence: seq, blocks: tx.blocks });
+      for (const b of tx.revoked) revokedAt.set(b, seq);
       j = this.after(tx.end);
       seq++;
     }
     this.next = j;
     this.expected = seq;
-    return out;
+    if (revokedAt.size === 0) return walked;
+    return walked.map((tx) => ({ sequence: tx.sequence, blocks: tx.blocks.filter((b) => (revokedAt.get(b.fsBlock) ?? -1) < tx.sequence) }));
   }
 
   state(): JournalState {
@@ -214,8 +220,9 @@ export class JournalFollower {
    * Walks transaction `sequence` from journal block `start` to its commit block. Undefined when the log at
    * `start` is not that transaction (or it has no commit yet); CorruptError for a damaged committed one.
    */
-  private async walk(start: number, sequence: number): Promise<{ blocks: { fsBlock: number; data: Uint8Array }[]; end: number } | undefined> {
+  private async walk(start: number, sequence: number): Promise<{ blocks: { fsBlock: number; data: Uint8Array }[]; revoked: number[]; end: number } | undefined> {
     const blocks: { fsBlock: number; data: Uint8Array }[] = [];
+    const revoked: number[] = [];
     const used: number[] = [];
     let j = start;
     for (let steps = 0; steps < MAX_TX_BLOCKS; steps++) {
@@ -227,9 +234,10 @@ export class JournalFollower {
       if (h.blockType === JournalBlockType.commit) {
         decodeCommitBlock(b, this.sb, { block: j });
         for (const u of used) this.open.delete(u);
-        return { blocks, end: j };
+        return { blocks, revoked, end: j };
       }
       if (h.blockType === JournalBlockType.revoke) {
+        if (this.sb.has.revoke) revoked.push(...decodeRevokeBlock(b, this.sb, { block: j }).blocks);
         j = this.after(j);
         continue;
       }

@@ -2,13 +2,15 @@ import type { Ext4Inode } from '@gammaray/ext4';
 import { ExitCode, isReaderError, pathError, RuntimeFailure, UserError } from '../errors.js';
 import { shellWord, TYPE_DESCRIPTION } from '../format.js';
 import { CONTENT_CHUNK_BYTES } from '../hash.js';
-import { withVolume } from '../image.js';
+import { volumeOptions, withVolume } from '../image.js';
 import type { Terminal } from '../output.js';
 
 /** Options of `gammaray cat`. */
 export interface CatOptions {
   /** `--partition N`. */
   readonly partition: number | undefined;
+  /** `--noload`: do not replay the journal (see VolumeOptions). */
+  readonly noload?: boolean;
 }
 
 /**
@@ -41,5 +43,5 @@ export async function runCat(term: Terminal, image: string, path: string, opts: 
     }
     await term.out.flush();
     return ExitCode.ok;
-  });
+  }, volumeOptions(term, opts));
 }

@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { Ext4Error, walkBatches, type Extent, type FileType, type Xattr } from '@gammaray/ext4';
 import { ExitCode, UserError } from '../errors.js';
 import { humanSize, shellWord } from '../format.js';
-import { describeVolumes, imageVolumes, isNoFileSystem, openImage, probe, probeError, type OpenedVolume, type Probe } from '../image.js';
+import { describeVolumes, imageVolumes, isNoFileSystem, openImage, probe, probeError, volumeOptions, type OpenedVolume, type Probe } from '../image.js';
 import { BufferedWriter, type Progress, type Terminal } from '../output.js';
 import { JsonBytes } from '../json-bytes.js';
 import { entryDoc, failedVolumeHeader, volumeHeader, writeEntryJson, type EntryFacts } from '../records.js';
@@ -15,6 +15,8 @@ export interface CrawlOptions {
   readonly json: boolean;
   /** `--partition N`: only that volume. */
   readonly partition: number | undefined;
+  /** `--noload`: do not replay the journal (see VolumeOptions). */
+  readonly noload?: boolean;
 }
 
 /** Counts of one crawled volume, for the summary. */
@@ -47,7 +49,7 @@ export async function runCrawl(term: Terminal, image: string, opts: CrawlOptions
     const vols = await imageVolumes(image, src, opts.partition);
     const partitioned = vols.some((v) => v.index !== 0);
     const probes: Probe[] = [];
-    for (const v of vols) probes.push(await probe(image, v));
+    for (const v of vols) probes.push(await probe(image, v, volumeOptions(term, opts)));
     const candidates = probes.filter((p) => !isNoFileSystem(p));
     if (probes.length === 1 && probes[0]!.error !== undefined) throw probeError(probes[0]!, partitioned); // ok: length checked
     if (candidates.length === 0) throw new UserError(`${image}: no ext2/3/4 file system found in any of its partitions (${describeVolumes(vols)})`);

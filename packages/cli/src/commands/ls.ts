@@ -2,7 +2,7 @@ import { decodeDevice, decodeName, Ext4Error, toTreeEntry, walk, type Ext4Inode,
 import { ExitCode, pathError } from '../errors.js';
 import { isoSeconds, modeString, permBits } from '../format.js';
 import { sha256Of } from '../hash.js';
-import { withVolume } from '../image.js';
+import { volumeOptions, withVolume } from '../image.js';
 import { escapeControls, type Terminal } from '../output.js';
 import { normalizePath } from '../paths.js';
 
@@ -18,6 +18,8 @@ export interface LsOptions {
   readonly hash: boolean;
   /** `--partition N`. */
   readonly partition: number | undefined;
+  /** `--noload`: do not replay the journal (see VolumeOptions). */
+  readonly noload?: boolean;
 }
 
 /**
@@ -64,7 +66,7 @@ export async function runLs(term: Terminal, image: string, path: string | undefi
     }
     await out.flush();
     return term.warnings > 0 ? ExitCode.failure : ExitCode.ok;
-  });
+  }, volumeOptions(term, opts));
 }
 
 /** `drwxr-xr-x   2     0     0       4096 2024-05-01T12:00:00Z`; devices show `major, minor` for the size. */

@@ -1,7 +1,7 @@
 import { decodeDevice, decodeName, Ext4Error, toTreeEntry, type Ext4Inode } from '@gammaray/ext4';
 import { ExitCode, pathError } from '../errors.js';
 import { modeString, permBits, statTime, TYPE_DESCRIPTION, xattrValueText } from '../format.js';
-import { withVolume } from '../image.js';
+import { volumeOptions, withVolume } from '../image.js';
 import { escapeControls, type Terminal } from '../output.js';
 import { normalizePath } from '../paths.js';
 import { readTarget } from './ls.js';
@@ -12,6 +12,8 @@ export interface StatOptions {
   readonly json: boolean;
   /** `--partition N`. */
   readonly partition: number | undefined;
+  /** `--noload`: do not replay the journal (see VolumeOptions). */
+  readonly noload?: boolean;
 }
 
 /**
@@ -44,7 +46,7 @@ export async function runStat(term: Terminal, image: string, path: string, opts:
     }
     await term.out.flush();
     return term.warnings > 0 ? ExitCode.failure : ExitCode.ok;
-  });
+  }, volumeOptions(term, opts));
 }
 
 /** The plain `stat` text of one inode. */

@@ -188,6 +188,8 @@ export interface Ext4Superblock {
     readonly dirIndex: boolean;
     readonly largeFile: boolean;
     readonly eaInode: boolean;
+    /** INCOMPAT_RECOVER: the journal holds committed transactions not yet replayed (a crash, or a mounted file system). */
+    readonly needsRecovery: boolean;
   };
 }
 
@@ -378,6 +380,7 @@ export function decodeSuperblock(bytes: Uint8Array): Ext4Superblock {
       dirIndex: (s_feature_compat & FeatureCompat.dir_index) !== 0,
       largeFile: (s_feature_ro_compat & FeatureRoCompat.large_file) !== 0,
       eaInode: (incompat & FeatureIncompat.ea_inode) !== 0,
+      needsRecovery: (incompat & FeatureIncompat.recover) !== 0,
     }),
   });
 }
