@@ -4,7 +4,9 @@
  * in the journal only and the superblock asks for recovery. The kernel replays the journal when it mounts such
  * a file system; `gammaray ls/cat/crawl` replay it in memory the same way (the image is not changed), and
  * `--noload` reads without it, as `mount -o noload`.
- * Oracle: the kernel's mount of a copy (replaying), and of the image with noload.
+ * Oracle: the kernel's mount of a copy (replaying), and of the image with noload. And a crafted journal (a block
+ * logged, then revoked by a later transaction) replays as the kernel's recovery does: the revoked block keeps its
+ * home bytes.
  * Until 2026-11-28 the offline commands always read as noload: files a crashed guest had committed were missing.
  * Needs `pnpm build` first (the CLI runs from its bundle), root, loop devices, QEMU.
  */
@@ -15,8 +17,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Ext4Volume } from '@gammaray/ext4';
+import { Ext4Volume, JOURNAL_INO, crc32c, decodeJournalSuperblock } from '@gammaray/ext4';
 import { FileBlockSource } from '@gammaray/disk';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { Jbd2Writer } from '../support/jbd2-writer.js';
 import { replayJournal } from '@gammaray/inferencer';
 import { runGuest } from '../guest/guest.js';
 import { serveImage } from '../guest/qemu-nbd.js';
@@ -131,5 +135,67 @@ describe('offline commands on a crashed guest\'s image', () => {
     } finally {
       await src.close();
     }
+  });
+});
+
+describe('journal recovery and revoke records', () => {
+  it('a block logged by one transaction and revoked by a later one is not replayed, as the kernel\'s recovery', async () => {
+    const img = join(work, 'revoke.img');
+    await exec('mkfs.ext4', ['-q', '-F', '-b', '4096', img, '32M']);
+    const bs = 4096;
+    const free = (await exec('debugfs', ['-R', 'ffb 2 4000', img])).stdout.match(/Free blocks found: (\d+) (\d+)/);
+    const [x, y] = [Number(free![1]), Number(free![2])]; // ok: debugfs found two
+    const fd = openSync(img, 'r+');
+    const put = (block: number, bytes: Uint8Array) => writeSync(fd, bytes, 0, bytes.length, block * bs);
+    const get = (file: string, block: number): Buffer => {
+      const f = openSync(file, 'r');
+      const b = Buffer.alloc(bs);
+      readSync(f, b, 0, bs, block * bs);
+      closeSync(f);
+      return b;
+    };
+    const fill = (c: string) => Buffer.alloc(bs, c);
+    try {
+      put(x, fill('x'));
+      put(y, fill('y'));
+      // The journal: tx1 logs X, tx2 logs Y and revokes X (X was freed: its home may hold newer, unlogged data).
+      const src = await FileBlockSource.open(img);
+      const vol = await Ext4Volume.open(src);
+      const blocks: number[] = [];
+      for (const e of await vol.blockMap(await vol.readInode(JOURNAL_INO))) for (let i = 0; i < e.length; i++) blocks.push(e.physical + i);
+      await src.close();
+      const jsbBytes = get(img, blocks[0]!); // ok: a journal has block 0
+      const jsb = decodeJournalSuperblock(jsbBytes);
+      const jw = new Jbd2Writer({ sb: jsb, blocks });
+      for (const [j, bytes] of [...jw.transaction([[x, fill('A')]]), ...jw.transaction([[y, fill('B')]], [x])]) put(blocks[j]!, bytes); // ok: in the journal
+      // The log starts at the first block with the superblock's sequence (s_start, then the checksum).
+      jsbBytes.writeUInt32BE(jsb.first, 0x1c);
+      if (jsb.has.csumV2 || jsb.has.csumV3) {
+        let c = crc32c(0xffffffff, jsbBytes, 0, 0xfc);
+        c = crc32c(c, new Uint8Array(4));
+        c = crc32c(c, jsbBytes, 0x100, 1024);
+        jsbBytes.writeUInt32BE(c >>> 0, 0xfc);
+      }
+      put(blocks[0]!, jsbBytes.subarray(0, bs)); // ok: as above
+    } finally {
+      closeSync(fd);
+    }
+    await exec('debugfs', ['-w', '-R', 'feature needs_recovery', img]);
+
+    const src = await FileBlockSource.open(img);
+    try {
+      const r = await replayJournal(src);
+      expect(r).toMatchObject({ transactions: 2, blocks: 1 });
+      expect(Buffer.from(await r!.source.read(x * bs, bs)).equals(fill('x'))).toBe(true); // ok: replayed above
+      expect(Buffer.from(await r!.source.read(y * bs, bs)).equals(fill('B'))).toBe(true); // ok: replayed above
+    } finally {
+      await src.close();
+    }
+    // The kernel agrees: mount a copy (it replays), then read the two blocks.
+    const copy = join(work, 'revoke-copy.img');
+    copyFileSync(img, copy);
+    await kernelTree(copy, { hash: false, replay: true });
+    expect(get(copy, x).equals(fill('x'))).toBe(true);
+    expect(get(copy, y).equals(fill('B'))).toBe(true);
   });
 });

@@ -168,7 +168,7 @@ export class JournalFollower {
     let j = this.sb.start;
     let seq = this.sb.sequence;
     for (let n = 0; n < MAX_TX_BLOCKS; n++) {
-      const tx = await this.walk(j, seq).catch(() => undefined);
+      const tx = await this.walk(j, seq, true).catch(() => undefined);
       if (tx === undefined) break;
       walked.push({ sequence: seq, blocks: tx.blocks });
       for (const b of tx.revoked) revokedAt.set(b, seq);
@@ -217,10 +217,11 @@ export class JournalFollower {
   }
 
   /**
-   * Walks transaction `sequence` from journal block `start` to its commit block. Undefined when the log at
-   * `start` is not that transaction (or it has no commit yet); CorruptError for a damaged committed one.
+   * Walks transaction `sequence` from journal block `start` to its commit block (with `revokes`, also the blocks
+   * its revoke records name). Undefined when the log at `start` is not that transaction (or it has no commit
+   * yet); CorruptError for a damaged committed one.
    */
-  private async walk(start: number, sequence: number): Promise<{ blocks: { fsBlock: number; data: Uint8Array }[]; revoked: number[]; end: number } | undefined> {
+  private async walk(start: number, sequence: number, revokes = false): Promise<{ blocks: { fsBlock: number; data: Uint8Array }[]; revoked: number[]; end: number } | undefined> {
     const blocks: { fsBlock: number; data: Uint8Array }[] = [];
     const revoked: number[] = [];
     const used: number[] = [];
@@ -237,7 +238,9 @@ export class JournalFollower {
         return { blocks, revoked, end: j };
       }
       if (h.blockType === JournalBlockType.revoke) {
-        if (this.sb.has.revoke) revoked.push(...decodeRevokeBlock(b, this.sb, { block: j }).blocks);
+        // Read only for recovery (as jbd2's, whatever the journal's revoke feature says): a transaction followed
+        // live applies every block it logs.
+        if (revokes) revoked.push(...decodeRevokeBlock(b, this.sb, { block: j }).blocks);
         j = this.after(j);
         continue;
       }
