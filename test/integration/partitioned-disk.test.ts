@@ -9,7 +9,8 @@
  * partition's offset) and the published events folded over the starting tree equal the kernel's view of the
  * partition, with no `corrupt` event; writes to /boot's partition make no events; growing the root partition in
  * the table (what growpart does at a cloud VM's first boot) gives a `resync` and a new crawl of the new window; `capture --partition ID=N` makes the inferencer and the view
- * switch to that partition (a `resync`, then the crawl's snapshot).
+ * switch to that partition (a `resync`, then the crawl's snapshot); `capture --volume VOL=ID:N` follows another
+ * partition (/boot here) as a disk of its own, and the guest's changes to it come out as its events.
  * Until 2026-11-28 the inferencer and the view read only file systems at byte 0 of the disk: a partitioned disk
  * stayed "blank" for good.
  * Needs `pnpm build` first (the CLI runs from its bundle), root, loop devices, QEMU, sfdisk.
@@ -35,6 +36,8 @@ import { startView, type ViewProcess } from '../support/view-process.js';
 
 const exec = promisify(execFile);
 const DISK = 'boot1';
+/** Partition 2 (/boot) of the same disk, followed as a volume of its own (capture --volume). */
+const BOOT = 'boot1-boot';
 const SECTOR = 512;
 const MiB = 1024 * 1024;
 /** The table: EFI 8 MiB (no file system), boot 16 MiB (ext4), root 80 MiB (ext4), 55 MiB free after it. */
@@ -65,44 +68,44 @@ async function lastWriteSeq(): Promise<number> {
   return (await jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(DISK) }))?.seq ?? 0;
 }
 
-/** Waits until the view's replica of the disk has applied `seq` (and is ready). */
-async function caughtUp(seq: number, timeoutMs = 60_000): Promise<void> {
+/** Waits until the view's replica of the disk (or volume) has applied `seq` (and is ready). */
+async function caughtUp(seq: number, disk = DISK, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const d = (await c.listDisks().catch(() => ({ disks: [] }))).disks.find((x) => x.id === DISK);
+    const d = (await c.listDisks().catch(() => ({ disks: [] }))).disks.find((x) => x.id === disk);
     if (d?.ready && d.appliedSeq >= seq) return;
     if (Date.now() > deadline) throw new Error(`view did not apply ${seq} within ${timeoutMs} ms: ${JSON.stringify(d)}\n${inferencer?.logs().slice(-4000)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
 
-/** Every event of the disk stored so far, in order. */
-async function readEvents(): Promise<FsEvent[]> {
+/** Every event of the disk (or volume) stored so far, in order. */
+async function readEvents(disk = DISK): Promise<FsEvent[]> {
   const jsm = await jetstreamManager(nc);
   const want = (await jsm.streams.info(STREAM_EVENTS)).state.messages;
   const out: FsEvent[] = [];
-  if (want === 0) return out;
+  if (want === 0) return [];
   const cons = await jetstream(nc).consumers.get(STREAM_EVENTS);
   while (out.length < want) {
     const it = await cons.fetch({ max_messages: Math.min(256, want - out.length), expires: 2000 });
     for await (const m of it) out.push(decodeEvent(m.data));
   }
-  return out;
+  return out.filter((e) => e.disk === disk);
 }
 
 /** Events until `done` holds for them (the inferencer publishes after it applied). */
-async function eventsUntil(done: (es: FsEvent[]) => boolean, timeoutMs = 60_000): Promise<FsEvent[]> {
+async function eventsUntil(done: (es: FsEvent[]) => boolean, timeoutMs = 60_000, disk = DISK): Promise<FsEvent[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const es = await readEvents();
+    const es = await readEvents(disk);
     if (done(es)) return es;
     if (Date.now() > deadline) throw new Error(`events not complete within ${timeoutMs} ms: ${es.map((e) => `${e.kind} ${e.path}`).join('; ')}\n${inferencer?.logs().slice(-4000)}`);
     await new Promise((r) => setTimeout(r, 300));
   }
 }
 
-async function viewTree(): Promise<TreeEntry[]> {
-  const { stdout } = await exec('node', [CLI, 'tree', DISK, '--json', '--hash', '--grpc', view!.address], { maxBuffer: 64 << 20 }); // ok: started in beforeAll
+async function viewTree(disk = DISK): Promise<TreeEntry[]> {
+  const { stdout } = await exec('node', [CLI, 'tree', disk, '--json', '--hash', '--grpc', view!.address], { maxBuffer: 64 << 20 }); // ok: started in beforeAll
   return stdout.trim().split('\n').map((l) => JSON.parse(l) as TreeEntry);
 }
 
@@ -150,12 +153,13 @@ beforeAll(async () => {
   await mkfsIn(image, ROOT, root);
   startCopy = join(work, 'start.img');
   copyFileSync(image, startCopy);
-  capture = await startCapture(nats.url, { [DISK]: image });
+  capture = await startCapture(nats.url, { [DISK]: image }, ['--volume', `${BOOT}=${DISK}:2`]);
   inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '1']);
   nc = await connect({ servers: nats.url });
   view = await startView(nats.url);
   c = new ViewClient(view.address);
   await caughtUp(0);
+  await caughtUp(0, BOOT);
 }, 90_000);
 
 afterAll(async () => {
@@ -183,7 +187,18 @@ describe('a partitioned disk (GPT: EFI, /boot, root)', () => {
     expect(inferencer!.logs()).not.toMatch(/holds no ext2\/3\/4/); // ok: started in beforeAll
   });
 
-  it('a real guest working in /dev/vda3: the view\'s tree and the folded events equal the kernel\'s; /boot\'s writes make no event', async () => {
+  it('capture --volume follows /boot\'s partition as a disk of its own', async () => {
+    const boot = PARTS[1]!; // ok: three entries
+    const kernel = sortByPath(await kernelTree(startCopy, { hash: true, offsetBytes: boot.start * SECTOR, sizelimit: boot.size * SECTOR }));
+    expect(kernel.some((e) => e.path === '/grub/grub.cfg')).toBe(true);
+    expect(sortByPath(await viewTree(BOOT))).toEqual(kernel);
+    const d = (await c.listDisks()).disks.find((x) => x.id === BOOT);
+    expect(d).toMatchObject({ source: DISK, partition: 2, partitionStart: boot.start * SECTOR, size: DISK_BYTES });
+    const es = await eventsUntil((x) => x.some((e) => e.kind === 'snapshot'), 30_000, BOOT);
+    expect(es[0]).toMatchObject({ disk: BOOT, kind: 'snapshot', partition: 2 });
+  });
+
+  it('a real guest working in /dev/vda3: the view\'s tree and the folded events equal the kernel\'s; /boot\'s writes come out on its volume, not on the root\'s disk', async () => {
     const workload = [
       'set -e',
       'echo "$(cat /proc/partitions | tr -s " " | tr "\\n" ";")"',
@@ -223,6 +238,15 @@ describe('a partitioned disk (GPT: EFI, /boot, root)', () => {
     const folded = foldEvents(new Map(startTree.map((e) => [e.path, { ...e } as FoldEntry])), es);
     const foldedList = sortByPath([...folded.values()]);
     expect(foldedList.map(pick)).toEqual(sortByPath(kernel).map(pick));
+
+    // What the guest did to /boot came out on the volume: a tampered grub.cfg, a new directory.
+    await caughtUp(last, BOOT);
+    const boot = PARTS[1]!; // ok: three entries
+    const bootKernel = sortByPath(await kernelTree(image, { hash: true, offsetBytes: boot.start * SECTOR, sizelimit: boot.size * SECTOR }));
+    expect(sortByPath(await viewTree(BOOT))).toEqual(bootKernel);
+    const bootEvents = await eventsUntil((x) => x.some((e) => e.kind === 'create' && e.path === '/x') && x.some((e) => e.kind === 'write' && e.path === '/grub/grub.cfg'), 60_000, BOOT);
+    expect(bootEvents.filter((e) => e.kind === 'corrupt')).toEqual([]);
+    expect(Buffer.from(bootEvents.find((e) => e.kind === 'write' && e.path === '/grub/grub.cfg')!.data!).toString()).toBe('new\n'); // ok: found above
   }, 240_000);
 
   it('growing the root partition in the table (growpart) gives a resync and a crawl of the new window', async () => {
@@ -251,7 +275,7 @@ describe('a partitioned disk (GPT: EFI, /boot, root)', () => {
   it('capture --partition ID=N names another partition: the inferencer resyncs to it and the view follows it', async () => {
     const before = (await readEvents()).length;
     await capture!.stop(); // ok: started in beforeAll
-    capture = await startCapture(nats.url, { [DISK]: image }, ['--partition', `${DISK}=2`]);
+    capture = await startCapture(nats.url, { [DISK]: image }, ['--partition', `${DISK}=2`, '--volume', `${BOOT}=${DISK}:2`]);
     const es = await eventsUntil((x) => x.slice(before).some((e) => e.kind === 'snapshot'));
     const after = es.slice(before);
     expect(after.map((e) => e.kind)).toEqual(['resync', 'snapshot']);

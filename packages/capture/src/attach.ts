@@ -22,12 +22,16 @@ export interface AttachOptions extends Omit<CaptureDiskOptions, 'js' | 'baseSeq'
   readonly kv?: KV;
   /** The partition the inferencer is to follow (registry `partition`); default: its own choice. */
   readonly partition?: number;
+  /** Other partitions of the disk followed as volumes of their own (registry entries with `source`). */
+  readonly volumes?: readonly { readonly id: string; readonly partition: number }[];
 }
 
 /** A disk attached to capture; `detach()` closes it and marks its registry entry detached. */
 export interface AttachedDisk {
   readonly disk: CaptureDisk;
   readonly entry: DiskRegistryEntry;
+  /** The entries of its volumes (see AttachOptions.volumes). */
+  readonly volumes: readonly DiskRegistryEntry[];
   detach(): Promise<void>;
 }
 
@@ -48,6 +52,12 @@ export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
       `disk ${opts.disk} is attached by capture ${held.capture} (image ${held.image}), which is serving it: stop that capture first, or attach this image under another disk id`,
     );
   }
+  for (const v of opts.volumes ?? []) {
+    const heldV = await getDiskEntry(kv, v.id).catch(() => undefined);
+    if (heldV?.state === DiskState.Attached && heldV.capture !== opts.instanceId && (await answersBlockReads(opts.nc, heldV.source ?? heldV.disk))) {
+      throw new DiskBusyError(`volume ${v.id} is registered by capture ${heldV.capture} (disk ${heldV.source ?? heldV.disk}), which is serving it: stop that capture first, or name the volume otherwise`);
+    }
+  }
   const disk = await CaptureDisk.open({ ...opts, js: jetstream(opts.nc), baseSeq: firstSeq - 1 });
   const entry: DiskRegistryEntry = {
     disk: disk.name,
@@ -59,8 +69,10 @@ export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
     state: DiskState.Attached,
     ...(opts.partition !== undefined ? { partition: opts.partition } : {}),
   };
+  const volumes: DiskRegistryEntry[] = (opts.volumes ?? []).map((v) => ({ ...entry, disk: v.id, partition: v.partition, source: entry.disk }));
   try {
     await putDiskEntry(kv, entry);
+    for (const v of volumes) await putDiskEntry(kv, v);
   } catch (err) {
     await disk.close();
     throw err;
@@ -69,10 +81,12 @@ export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
   return {
     disk,
     entry,
+    volumes,
     detach: () => {
       detached ??= (async () => {
         await disk.close();
         await markDiskDetached(kv, entry);
+        for (const v of volumes) await markDiskDetached(kv, v);
       })();
       return detached;
     },

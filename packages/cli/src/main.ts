@@ -88,15 +88,16 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--listen <host:port>', 'NBD listen address (env GAMMARAY_LISTEN; default 127.0.0.1:10809)')
     .option('--disk <id=image>', 'serve raw IMAGE as disk ID (the NBD export name); repeat for more disks (env GAMMARAY_DISK=a=/x,b=/y)', collect, [])
     .option('--partition <id=n>', 'on partitioned disk ID, follow the file system of partition N (Linux numbering; 0 = the whole disk); default: the whole disk if it holds one, else its largest ext2/3/4 partition; repeat for more disks (env GAMMARAY_PARTITION=a=2,b=1)', collect, [])
+    .option('--volume <vol=id:n>', 'also follow partition N of disk ID as a disk of its own named VOL (events gammaray.VOL.fs.*, its own tree in the view); repeat for more (env GAMMARAY_VOLUME=vm1-boot=vm1:2)', collect, [])
     .option('--replicas <n>', 'JetStream replicas for the stream and registry (env GAMMARAY_REPLICAS; 1 on one machine, 3 in a cluster)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics, and /healthz, /readyz (env GAMMARAY_METRICS)')
     .option('--trace <file>', "read gammaray's legacy binary QEMU trace from FILE ('-' = stdin) instead of serving NBD")
     .addHelpText('after', '\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: stop accepting, drain in-flight requests, detach, exit.')
-    .action(async (o: { nats?: string; listen?: string; disk: string[]; partition: string[]; replicas?: string; metrics?: string; trace?: string }) => {
+    .action(async (o: { nats?: string; listen?: string; disk: string[]; partition: string[]; volume: string[]; replicas?: string; metrics?: string; trace?: string }) => {
       // Loaded on demand: the offline commands never pay for NATS and pino.
       const svc = await import('@gammaray/service-capture');
       try {
-        done((await svc.runCapture({ ...o, disk: o.disk.length > 0 ? o.disk : undefined, partition: o.partition.length > 0 ? o.partition : undefined })) as ExitCode);
+        done((await svc.runCapture({ ...o, disk: o.disk.length > 0 ? o.disk : undefined, partition: o.partition.length > 0 ? o.partition : undefined, volume: o.volume.length > 0 ? o.volume : undefined })) as ExitCode);
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
         throw serviceFailure('capture', err, o.nats);

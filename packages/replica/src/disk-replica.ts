@@ -109,6 +109,7 @@ export class DiskReplica {
   readonly #log: Logger;
   #engine: DiskInferencer | undefined;
   #fetcher: NatsBlockFetcher;
+  readonly #source: string;
   #phase: ReplicaPhase = ReplicaPhase.Waiting;
   #pending = 0;
   #restores = 0;
@@ -128,7 +129,9 @@ export class DiskReplica {
     this.disk = opts.entry.disk;
     this.size = opts.entry.size;
     this.#log = opts.log.child({ disk: this.disk });
-    this.#fetcher = new NatsBlockFetcher(opts.nc, this.disk, this.size, { log: this.#log });
+    // A volume (registry `source`) reads its captured disk's writes and blocks.
+    this.#source = opts.entry.source ?? opts.entry.disk;
+    this.#fetcher = new NatsBlockFetcher(opts.nc, this.#source, this.size, { log: this.#log });
     this.#ready = new Promise((r) => (this.#markReady = r));
   }
 
@@ -406,7 +409,7 @@ export class DiskReplica {
   /** Follows the disk's records from `from` until stopped, the consumer ends, or a stall (returned). */
   async #followFrom(engine: DiskInferencer, from: number): Promise<Stall | undefined> {
     const consumer = await this.#o.js.consumers.get(STREAM_WRITES, {
-      filter_subjects: writesSubject(this.disk),
+      filter_subjects: writesSubject(this.#source),
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: from,
     });
@@ -414,7 +417,7 @@ export class DiskReplica {
     this.#messages = messages;
     if (this.#stopping) messages.stop();
     let handled = from - 1; // records skipped (corrupt, another disk's) count as handled
-    const guard = new ConsumerGuard(messages, { jsm: this.#o.jsm, stream: STREAM_WRITES, subject: writesSubject(this.disk), handledSeq: () => handled });
+    const guard = new ConsumerGuard(messages, { jsm: this.#o.jsm, stream: STREAM_WRITES, subject: writesSubject(this.#source), handledSeq: () => handled });
     try {
       for await (const m of messages) {
         if (this.#stopping || guard.stalled) break;
@@ -441,7 +444,7 @@ export class DiskReplica {
       if (err instanceof CorruptError) return;
       throw err;
     }
-    if (rec.disk !== this.disk) return;
+    if (rec.disk !== this.#source) return;
     await engine.apply(m.seq, rec);
     const why = engine.resyncReason;
     if (why !== undefined) {

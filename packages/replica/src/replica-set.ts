@@ -120,7 +120,7 @@ export class ReplicaSet {
     }
     if (entry.disk !== e.key) return;
     const known = this.#disks.get(entry.disk);
-    const sameImage = known && known.entry.size === entry.size && known.entry.image === entry.image && known.entry.capture === entry.capture && known.entry.partition === entry.partition;
+    const sameImage = known && known.entry.size === entry.size && known.entry.image === entry.image && known.entry.capture === entry.capture && known.entry.partition === entry.partition && known.entry.source === entry.source;
     if (known?.replica && (sameImage || entry.state === DiskState.Detached)) {
       this.#disks.set(entry.disk, { entry, replica: known.replica });
       return;

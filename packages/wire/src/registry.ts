@@ -15,7 +15,10 @@ export type DiskState = (typeof DiskState)[keyof typeof DiskState];
  * - `capture`: the id of the capture instance that attached it;
  * - `firstSeq`: GAMMARAY_WRITES's last sequence + 1 when it attached; this attach's records all come at or after it;
  * - `partition` (optional): the partition whose file system the inferencer follows on a partitioned disk (Linux
- *   numbering, 0 the whole disk); absent: the whole disk when it holds a file system, else its largest ext partition.
+ *   numbering, 0 the whole disk); absent: the whole disk when it holds a file system, else its largest ext partition;
+ * - `source` (optional): this entry is a volume, another partition of the captured disk `source` followed as a
+ *   disk of its own (its writes are `gammaray.<source>.writes`, its block reads `gammaray.<source>.blocks`; its
+ *   events and state are under this entry's id). `size` is the source disk's.
  */
 export interface DiskRegistryEntry {
   readonly disk: string;
@@ -26,6 +29,7 @@ export interface DiskRegistryEntry {
   readonly firstSeq: number;
   readonly state: DiskState;
   readonly partition?: number;
+  readonly source?: string;
 }
 
 /** Highest partition number a registry entry may name (GPT tables list at most 4096 here, MBR fewer). */
@@ -43,6 +47,7 @@ export function encodeDiskEntry(e: DiskRegistryEntry): Uint8Array {
     if (!Number.isSafeInteger(e[k]) || e[k] < 0) throw new EncodeError(`${k} is not a non-negative safe integer`, { field: k });
   }
   if (e.partition !== undefined && !isPartitionNumber(e.partition)) throw new EncodeError(`partition is not 0 to ${MAX_PARTITION_NUMBER}`, { field: 'partition' });
+  if (e.source !== undefined && !isDiskId(e.source)) throw new EncodeError('source is not a valid disk id', { field: 'source' });
   const json = JSON.stringify({
     disk: e.disk,
     size: e.size,
@@ -52,6 +57,7 @@ export function encodeDiskEntry(e: DiskRegistryEntry): Uint8Array {
     firstSeq: e.firstSeq,
     state: e.state,
     ...(e.partition !== undefined ? { partition: e.partition } : {}),
+    ...(e.source !== undefined ? { source: e.source } : {}),
   });
   return new TextEncoder().encode(json);
 }
@@ -78,6 +84,8 @@ export function decodeDiskEntry(bytes: Uint8Array): DiskRegistryEntry {
   if (state !== DiskState.Attached && state !== DiskState.Detached) throw new CorruptError(WireCorruptKind.Field, 'state is not attached or detached', { field: 'state' });
   const partition = d['partition'];
   if (partition !== undefined && !isPartitionNumber(partition)) throw new CorruptError(WireCorruptKind.Field, `partition is not 0 to ${MAX_PARTITION_NUMBER}`, { field: 'partition' });
+  const source = d['source'];
+  if (source !== undefined && (!isDiskId(source) || source === disk)) throw new CorruptError(WireCorruptKind.DiskId, 'source is not another valid disk id', { field: 'source' });
   return Object.freeze({
     disk,
     size: toSafeUint(d['size'], WireCorruptKind.Field, 'size'),
@@ -87,5 +95,6 @@ export function decodeDiskEntry(bytes: Uint8Array): DiskRegistryEntry {
     firstSeq: toSafeUint(d['firstSeq'], WireCorruptKind.Field, 'firstSeq'),
     state,
     ...(partition !== undefined ? { partition } : {}),
+    ...(source !== undefined ? { source } : {}),
   });
 }

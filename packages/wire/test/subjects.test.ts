@@ -85,4 +85,13 @@ describe('registry entry codec', () => {
     }
     expect(() => encodeDiskEntry({ ...e, partition: -1 })).toThrow(/partition/);
   });
+
+  it('carries a volume\'s source disk, which must be another valid disk id', () => {
+    const v = { disk: 'vm1-boot', size: 2 ** 34, blockSize: 512, image: '/x.img', capture: 'cap-1', firstSeq: 7, state: DiskState.Attached, partition: 2, source: 'vm1' };
+    expect(decodeDiskEntry(encodeDiskEntry(v))).toEqual(v);
+    for (const bad of ['VM1', 'vm1-boot', '', 3]) {
+      expect(() => decodeDiskEntry(new TextEncoder().encode(JSON.stringify({ ...v, source: bad }))), String(bad)).toThrow(/source is not another valid disk id/);
+    }
+    expect(() => encodeDiskEntry({ ...v, source: 'a b' })).toThrow(/source/);
+  });
 });

@@ -20,6 +20,8 @@ export interface DiskConfig {
   readonly image: string;
   /** `--partition ID=N`: the partition the inferencer follows (0: the whole disk); default its own choice. */
   readonly partition?: number;
+  /** `--volume VOL=ID:N`: other partitions of the disk, followed as volumes of their own. */
+  readonly volumes?: readonly { readonly id: string; readonly partition: number }[];
 }
 
 /** The validated configuration of a capture instance. */
@@ -41,6 +43,7 @@ export interface CaptureFlags extends NatsAuthFlags {
   readonly listen?: string;
   readonly disk?: readonly string[];
   readonly partition?: readonly string[];
+  readonly volume?: readonly string[];
   readonly replicas?: string;
   readonly metrics?: string;
   readonly trace?: string;
@@ -96,6 +99,22 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
     if (i < 0) throw new ConfigError(`--partition ${spec} names disk ${m[1]}, which no --disk serves`);
     if (disks[i]!.partition !== undefined) throw new ConfigError(`--partition ${m[1]} is given twice`); // ok: index found
     disks[i] = { ...disks[i]!, partition: n }; // ok: index found
+  }
+  const volSpecs = flags.volume && flags.volume.length > 0 ? flags.volume : (env.GAMMARAY_VOLUME ?? '').split(',').filter((s) => s !== '');
+  const taken = new Set(disks.map((d) => d.id));
+  for (const spec of volSpecs) {
+    const m = /^([a-z0-9_-]{1,64})=([a-z0-9_-]{1,64}):(\d{1,4})$/.exec(spec);
+    const n = m ? Number(m[3]) : NaN;
+    if (!m || !isPartitionNumber(n) || n === 0) {
+      throw new ConfigError(`--volume must be VOLUME=ID:N: partition N (1, 2, ...) of disk ID followed as a disk of its own named VOLUME (e.g. --volume vm1-boot=vm1:2), got ${JSON.stringify(spec)}`);
+    }
+    const [, vol, id] = m;
+    const i = disks.findIndex((d) => d.id === id);
+    if (i < 0) throw new ConfigError(`--volume ${spec} names disk ${id}, which no --disk serves`);
+    if (taken.has(vol!)) throw new ConfigError(`--volume ${spec}: ${vol} is already a disk or volume id; ids must be unique`);
+    taken.add(vol!);
+    const d = disks[i]!; // ok: index found
+    disks[i] = { ...d, volumes: [...(d.volumes ?? []), { id: vol!, partition: n }] }; // ok: matched
   }
   const replicasText = flags.replicas ?? env.GAMMARAY_REPLICAS ?? '1';
   const replicas = Number(replicasText);

@@ -71,11 +71,11 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
       }
       for (const d of cfg.disks) {
         const observe = metrics.publishSeconds.labels({ disk: d.id });
-        const a = await attachDisk({ nc, jsm, instanceId, disk: d.id, image: d.image, partition: d.partition, stream: { replicas: cfg.replicas }, log, publisher, onPublished: (seconds) => observe.observe(seconds) });
+        const a = await attachDisk({ nc, jsm, instanceId, disk: d.id, image: d.image, partition: d.partition, volumes: d.volumes, stream: { replicas: cfg.replicas }, log, publisher, onPublished: (seconds) => observe.observe(seconds) });
         attached.push(a);
         provider.add(a.disk);
         blockReads.push(serveBlockReads(nc, a.disk, { log }));
-        log.info({ disk: d.id, image: d.image, size: a.disk.size, firstSeq: a.entry.firstSeq }, 'disk attached');
+        log.info({ disk: d.id, image: d.image, size: a.disk.size, firstSeq: a.entry.firstSeq, ...(d.volumes ? { volumes: d.volumes } : {}) }, 'disk attached');
       }
       if (cfg.trace !== undefined) {
         const input = cfg.trace === '-' ? process.stdin : createReadStream(cfg.trace);

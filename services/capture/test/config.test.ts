@@ -22,7 +22,20 @@ describe('capture config', () => {
     expect(readConfig({}, { GAMMARAY_DISK: 'a=/a,b=/b', GAMMARAY_PARTITION: 'a=0,b=15' }).disks.map((d) => d.partition)).toEqual([0, 15]);
   });
 
+  it('takes --volume VOL=ID:N for partitions of served disks (GAMMARAY_VOLUME too)', () => {
+    const c = readConfig({ disk: ['vm1=/a', 'vm2=/b'], volume: ['vm1-boot=vm1:2', 'vm1-home=vm1:5'] }, {});
+    expect(c.disks[0]).toEqual({ id: 'vm1', image: '/a', volumes: [{ id: 'vm1-boot', partition: 2 }, { id: 'vm1-home', partition: 5 }] });
+    expect(c.disks[1]).toEqual({ id: 'vm2', image: '/b' });
+    expect(readConfig({}, { GAMMARAY_DISK: 'a=/a', GAMMARAY_VOLUME: 'a-p1=a:1' }).disks[0]?.volumes).toEqual([{ id: 'a-p1', partition: 1 }]);
+  });
+
   it.each([
+    [{ disk: ['a=/x'], volume: ['b=a'] }, /--volume must be VOLUME=ID:N/],
+    [{ disk: ['a=/x'], volume: ['b=a:0'] }, /--volume must be VOLUME=ID:N/],
+    [{ disk: ['a=/x'], volume: ['B=a:1'] }, /--volume must be VOLUME=ID:N/],
+    [{ disk: ['a=/x'], volume: ['b=c:1'] }, /names disk c, which no --disk serves/],
+    [{ disk: ['a=/x'], volume: ['a=a:1'] }, /a is already a disk or volume id/],
+    [{ disk: ['a=/x'], volume: ['b=a:1', 'b=a:2'] }, /b is already a disk or volume id/],
     [{ disk: ['a=/x'], partition: ['a'] }, /--partition must be ID=N/],
     [{ disk: ['a=/x'], partition: ['a=-1'] }, /--partition must be ID=N/],
     [{ disk: ['a=/x'], partition: ['a=5000'] }, /--partition must be ID=N/],

@@ -50,6 +50,8 @@ export interface DiskWorkerOptions {
   readonly size: number;
   /** The partition to follow (registry `partition`); default: the engine's choice (see locateVolume). */
   readonly partition?: number;
+  /** A volume's captured disk (registry `source`): its writes and block reads are that disk's. Default: `disk`. */
+  readonly source?: string;
   readonly inlineLimit: number;
   readonly checkpointIntervalMs: number;
   readonly log: Logger;
@@ -123,6 +125,8 @@ class ResyncRequired extends Error {}
  */
 export class DiskWorker {
   readonly disk: string;
+  /** Whose writes and block reads: the disk itself, or a volume's captured disk. */
+  readonly #source: string;
   readonly #o: DiskWorkerOptions;
   readonly #log: Logger;
   #loop: Promise<void> | undefined;
@@ -164,6 +168,7 @@ export class DiskWorker {
   constructor(opts: DiskWorkerOptions) {
     this.#o = opts;
     this.disk = opts.disk;
+    this.#source = opts.source ?? opts.disk;
     this.#log = opts.log;
   }
 
@@ -279,7 +284,7 @@ export class DiskWorker {
     this.#currentSeq = undefined;
     const fence = this.#o.fence;
     this.#publisher = new EventPublisher(this.#o.nc, { log: this.#log, worker: this.#o.workerId, epoch: fence?.epoch, fence: fence ? () => fence.confirm() : undefined });
-    const fetcher = new NatsBlockFetcher(this.#o.nc, this.disk, this.#o.size, { log: this.#log });
+    const fetcher = new NatsBlockFetcher(this.#o.nc, this.#source, this.#o.size, { log: this.#log });
     const engine = await this.#open(fetcher, { disk: this.disk, inlineLimit: this.#o.inlineLimit, partition: this.#o.partition });
     this.#engine = engine;
     if (this.#stopping) {
@@ -287,7 +292,7 @@ export class DiskWorker {
       return;
     }
     const consumer = await this.#o.js.consumers.get(STREAM_WRITES, {
-      filter_subjects: writesSubject(this.disk),
+      filter_subjects: writesSubject(this.#source),
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: this.#processedSeq + 1,
     });
@@ -298,7 +303,7 @@ export class DiskWorker {
     const guard = new ConsumerGuard(messages, {
       jsm: this.#o.jsm,
       stream: STREAM_WRITES,
-      subject: writesSubject(this.disk),
+      subject: writesSubject(this.#source),
       handledSeq: () => this.#processedSeq,
       onStall: ({ handledSeq, lastSeq, silentMs }) => {
         this.#log.warn({ appliedSeq: handledSeq, lastSeq, silentMs }, 'the write-stream consumer went quiet while records wait; restarting the session');
@@ -469,7 +474,7 @@ export class DiskWorker {
 
   /** The last sequence of this disk's records in GAMMARAY_WRITES, 0 if it has none. */
   async #lastWriteSeq(): Promise<number> {
-    const m = await this.#o.jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(this.disk) });
+    const m = await this.#o.jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(this.#source) });
     return m?.seq ?? 0;
   }
 
@@ -482,7 +487,7 @@ export class DiskWorker {
     let rec: WriteRecord;
     try {
       rec = decodeWriteRecord(m.data);
-      if (rec.disk !== this.disk) throw new CorruptError(WireCorruptKind.DiskId, `record on ${m.subject} says disk ${rec.disk}`, { field: 'disk' });
+      if (rec.disk !== this.#source) throw new CorruptError(WireCorruptKind.DiskId, `record on ${m.subject} says disk ${rec.disk}`, { field: 'disk' });
     } catch (err) {
       if (!(err instanceof CorruptError)) throw err;
       this.#stats.corruptRecords++;

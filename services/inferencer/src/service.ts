@@ -296,12 +296,12 @@ export function create(
     const was = registry.get(entry.disk);
     registry.set(entry.disk, entry);
     const have = held.get(entry.disk);
-    if (have && have.entry.size === entry.size && have.entry.partition === entry.partition) {
+    if (have && have.entry.size === entry.size && have.entry.partition === entry.partition && have.entry.source === entry.source) {
       have.entry = entry;
       if (entry.state === DiskState.Detached) log.info({ disk: entry.disk }, 'disk detached from its capture; block reads wait for it to return');
     } else if (have) {
       // Hand it over and take it again: the new worker starts with the new size or partition.
-      const what = have.entry.size !== entry.size ? 'size' : 'partition';
+      const what = have.entry.size !== entry.size ? 'size' : have.entry.source !== entry.source ? 'source disk' : 'partition';
       log.warn({ disk: entry.disk, was: have.entry.size, size: entry.size, wasPartition: have.entry.partition, partition: entry.partition }, `disk ${what} changed; restarting its worker`);
       await release(entry.disk, `disk ${what} changed`);
     } else if (!was) {
@@ -343,6 +343,7 @@ export function create(
           disk,
           size: entry.size,
           partition: entry.partition,
+          source: entry.source,
           inlineLimit: cfg.inlineLimit,
           checkpointIntervalMs: cfg.checkpointIntervalMs,
           log: log.child({ component: 'disk-worker', disk }),

@@ -107,6 +107,7 @@ export function createViewHandlers(o: ViewApiOptions): ViewHandlers {
           capture: entry.capture,
           partition: s?.window?.partition ?? 0,
           partitionStart: s?.window?.start ?? 0,
+          source: entry.source ?? '',
         };
       });
       return { disks };

@@ -106,6 +106,7 @@ export interface DiskMessage {
   capture: string;
   partition: number;
   partitionStart: number;
+  source: string;
 }
 
 export interface ListDisksResponse {
