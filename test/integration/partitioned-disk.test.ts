@@ -272,6 +272,40 @@ describe('a partitioned disk (GPT: EFI, /boot, root)', () => {
     expect(sortByPath(await viewTree())).toEqual(sortByPath(kernel));
   }, 120_000);
 
+  it('a guest flipping its partition table over and over is crawled again 3 times at once, then after waits', async () => {
+    // Two valid tables: the grown one (now on the disk) and the original, written alternately every 300 ms.
+    const orig = startCopy;
+    const tables = [image, orig].map((f) => ({ head: readAt(f, 0, 64 * 1024), tail: readAt(f, DISK_BYTES - 64 * 1024, 64 * 1024) }));
+    const before = (await readEvents()).length;
+    const t0 = Date.now();
+    for (let i = 1; i <= 20; i++) {
+      const t = tables[i % 2]!; // ok: two tables
+      await nbdWrite(0, t.head);
+      await nbdWrite(DISK_BYTES - 64 * 1024, t.tail);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const storm = Date.now() - t0;
+    const crawls = (await readEvents()).slice(before).filter((e) => e.kind === 'snapshot').length;
+    // Without the limit every flip that a crawl did not already cover is a crawl (15-20 here); with it, 3 at once,
+    // then one after 5 s, 10 s, ...
+    expect(crawls, `${crawls} crawls in ${storm} ms`).toBeLessThanOrEqual(3 + Math.ceil(storm / 5_000));
+    expect(crawls).toBeGreaterThanOrEqual(1);
+    expect(inferencer!.logs()).toContain('the disk keeps asking to be crawled again'); // ok: started in beforeAll
+    // The table ends as the grown one (i = 20): once the waits are over the disk is followed in it again.
+    const grown = (await exec('sfdisk', ['-J', image])).stdout;
+    const newSize = Number(grown.match(/"size":\s*(\d+)[^}]*"name":\s*"root"/)?.[1]);
+    expect(newSize).toBeGreaterThan(ROOT.size);
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      const d = (await c.listDisks()).disks.find((x) => x.id === DISK);
+      const last = await lastWriteSeq();
+      if (d?.ready && d.appliedSeq >= last && (await readEvents()).slice(-1)[0]?.kind === 'snapshot') break;
+      if (Date.now() > deadline) throw new Error(`not followed again after the storm: ${JSON.stringify(d)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(sortByPath(await viewTree())).toEqual(sortByPath(await rootTree(image, true, newSize)));
+  }, 180_000);
+
   it('capture --partition ID=N names another partition: the inferencer resyncs to it and the view follows it', async () => {
     const before = (await readEvents()).length;
     await capture!.stop(); // ok: started in beforeAll

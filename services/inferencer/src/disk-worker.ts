@@ -57,6 +57,12 @@ export interface DiskWorkerOptions {
   readonly log: Logger;
   /** First and longest wait before a failed worker restarts. Default 1 s and 30 s, doubling in between. */
   readonly restartBackoffMs?: { readonly min: number; readonly max: number };
+  /**
+   * Crawls again after a resync (a new file system, a changed partition table): `burst` within `windowMs` at
+   * once, then each waits `minMs` doubling to `maxMs`. A guest rewriting its superblock's identity or its
+   * partition table over and over would otherwise keep the instance crawling. Default 3 in 60 s, 5 s to 60 s.
+   */
+  readonly resyncLimit?: { readonly burst: number; readonly windowMs: number; readonly minMs: number; readonly maxMs: number };
   /** Failures of the engine on one and the same record before the disk is crawled afresh past it. Default 3. */
   readonly poisonAttempts?: number;
   /** The disk's lease; without one the worker publishes unfenced (a single instance, or tests). */
@@ -220,6 +226,8 @@ export class DiskWorker {
 
   async #run(): Promise<void> {
     const { min, max } = this.#o.restartBackoffMs ?? { min: 1_000, max: 30_000 };
+    const limit = this.#o.resyncLimit ?? { burst: 3, windowMs: 60_000, minMs: 5_000, maxMs: 60_000 };
+    let resyncs: number[] = [];
     let backoff = min;
     while (!this.#stopping) {
       const startSeq = this.#processedSeq;
@@ -257,7 +265,18 @@ export class DiskWorker {
       if (this.#stopping) break;
       if (this.#processedSeq > startSeq) backoff = min; // it made progress: a fresh failure, not a loop
       this.#stats.restarts++;
-      if (resync) continue;
+      if (resync) {
+        const now = Date.now();
+        resyncs = resyncs.filter((t) => now - t < limit.windowMs);
+        resyncs.push(now);
+        const over = resyncs.length - limit.burst;
+        if (over > 0) {
+          const waitMs = Math.min(limit.maxMs, limit.minMs * 2 ** (over - 1));
+          this.#log.warn({ crawls: resyncs.length, withinMs: limit.windowMs, waitMs }, 'the disk keeps asking to be crawled again (its file system identity or partition table keeps changing); waiting before the next crawl');
+          await this.#sleep(waitMs);
+        }
+        continue;
+      }
       if (blank) {
         await this.#sleep(min);
         continue;

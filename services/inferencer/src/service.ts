@@ -97,7 +97,7 @@ interface Owned {
 export function create(
   cfg: InferencerConfig,
   log: Logger = pino({ name: 'gammaray-inferencer' }),
-  tuning: Partial<Pick<DiskWorkerOptions, 'restartBackoffMs' | 'poisonAttempts'>> = {},
+  tuning: Partial<Pick<DiskWorkerOptions, 'restartBackoffMs' | 'poisonAttempts' | 'resyncLimit'>> = {},
 ): InferencerService {
   const instanceId = `inferencer-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`.replace(/[^A-Za-z0-9_=-]/g, '_');
   const startedAt = new Date().toISOString();
