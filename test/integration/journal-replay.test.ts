@@ -106,8 +106,13 @@ describe('offline commands on a crashed guest\'s image', () => {
     const { stdout: log } = await exec('node', [CLI, 'cat', image, '/var/log/app.log']);
     expect(log).toBe('first line\nsecond line\n');
     const { stdout: crawl } = await exec('node', [CLI, 'crawl', image, '--json'], { maxBuffer: 64 << 20 });
-    const paths = crawl.trim().split('\n').map((l) => JSON.parse(l) as { record: string; path?: string }).filter((r) => r.record === 'entry').map((r) => r.path);
+    const records = crawl.trim().split('\n').map((l) => JSON.parse(l) as { record: string; path?: string; journal?: { clean: boolean; replayed?: { transactions: number } } });
+    const paths = records.filter((r) => r.record === 'entry').map((r) => r.path);
     expect(paths.sort()).toEqual(kernel.map((e) => e.path).sort());
+    // The volume header says the journal was replayed to read it; with --noload it was not.
+    expect(records[0]).toMatchObject({ record: 'volume', journal: { clean: false, replayed: { transactions: expect.any(Number) } } });
+    const { stdout: raw } = await exec('node', [CLI, 'crawl', image, '--json', '--noload'], { maxBuffer: 64 << 20 });
+    expect((JSON.parse(raw.split('\n')[0]!) as { journal: object }).journal).not.toHaveProperty('replayed');
   });
 
   it('--noload reads the metadata as written home: equal to the kernel\'s noload mount, and not the replayed tree', async () => {

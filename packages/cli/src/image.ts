@@ -19,10 +19,15 @@ export interface OpenedVolume {
   readonly label: string;
   /** The arguments that select it again in a suggested command: `disk.img --partition 2`. */
   readonly selector: string;
+  /** The journal transactions replayed in memory to read it (see VolumeOptions), if any. */
+  readonly replayed?: { readonly transactions: number; readonly blocks: number };
 }
 
 /** The result of trying one volume: its file system, or why there is none. */
-export type Probe = { readonly volume: Volume; readonly label: string } & ({ readonly fs: Ext4Volume; readonly error?: undefined } | { readonly fs?: undefined; readonly error: Error });
+export type Probe = { readonly volume: Volume; readonly label: string } & (
+  | { readonly fs: Ext4Volume; readonly error?: undefined; readonly replayed?: { readonly transactions: number; readonly blocks: number } }
+  | { readonly fs?: undefined; readonly error: Error }
+);
 
 /** How volumes are opened. */
 export interface VolumeOptions {
@@ -108,7 +113,7 @@ export async function probe(image: string, volume: Volume, opts: VolumeOptions =
     opts.note?.(
       `${label}: the journal holds ${r.transactions} committed transaction${r.transactions === 1 ? '' : 's'} not yet written home (the guest crashed or is running); read with them replayed in memory (${r.blocks} blocks), as the kernel would mount it; the image is not changed (--noload reads without them)`,
     );
-    return { volume, label, fs: replayed };
+    return { volume, label, fs: replayed, replayed: { transactions: r.transactions, blocks: r.blocks } };
   } catch (err) {
     if (!isReaderError(err)) throw err;
     opts.note?.(`${label}: the journal asks for recovery but cannot be replayed (${(err as Error).message}); reading the metadata as last written home, as mount -o noload would`);
@@ -172,7 +177,7 @@ export async function openOneVolume(image: string, src: BlockSource, partition: 
 function opened(image: string, p: Probe, partitioned: boolean): OpenedVolume {
   if (p.fs === undefined) throw probeError(p, partitioned);
   const selector = partitioned || p.volume.index !== 0 ? `${shellWord(image)} --partition ${p.volume.index}` : shellWord(image);
-  return { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector };
+  return { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector, ...(p.replayed ? { replayed: p.replayed } : {}) };
 }
 
 /** Opens `image`, picks its volume (see {@link openOneVolume}), runs `fn`, and closes the image. */

@@ -255,6 +255,8 @@ export async function volumeHeader(v: OpenedVolume): Promise<{ doc: Record<strin
   try {
     const j = await v.fs.journalSuperblock();
     if (j !== undefined) doc.journal = journalSummary(sb.journalInum, j);
+    // Read with the journal's committed transactions replayed in memory (the file system needed recovery).
+    if (v.replayed !== undefined && doc.journal !== undefined) doc.journal = { ...(doc.journal as Record<string, unknown>), replayed: v.replayed };
   } catch (err) {
     if (!(err instanceof Ext4Error)) throw err;
     errors.push(err);

@@ -89,7 +89,7 @@ export async function runCrawl(term: Terminal, image: string, opts: CrawlOptions
           continue;
         }
         const selector = p.volume.index === 0 ? shellWord(image) : `${shellWord(image)} --partition ${p.volume.index}`;
-        const v: OpenedVolume = { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector };
+        const v: OpenedVolume = { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector, ...(p.replayed ? { replayed: p.replayed } : {}) };
         const st = await crawlVolume(term, v, partitioned, sinks, progress, total);
         total += st.entries;
         stats.push(st);
