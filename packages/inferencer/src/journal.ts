@@ -19,7 +19,7 @@ import {
   type Extent,
   type JournalSuperblock,
 } from '@gammaray/ext4';
-import { MAX_OPEN_JOURNAL_BLOCKS, MAX_TX_BLOCKS } from './limits.js';
+import { MAX_OPEN_JOURNAL_BLOCKS, MAX_RECOVERY_BYTES, MAX_TX_BLOCKS } from './limits.js';
 
 /** A committed transaction: its sequence and the block images it logs, in log order. */
 export interface CommittedTx {
@@ -167,9 +167,14 @@ export class JournalFollower {
     if (this.sb.start === 0) return [];
     let j = this.sb.start;
     let seq = this.sb.sequence;
+    let bytes = 0;
     for (let n = 0; n < MAX_TX_BLOCKS; n++) {
       const tx = await this.walk(j, seq, true).catch(() => undefined);
       if (tx === undefined) break;
+      bytes += tx.blocks.length * this.sb.blockSize;
+      if (bytes > MAX_RECOVERY_BYTES) {
+        throw new CorruptError(CorruptKind.JournalBlock, `the log to recover holds more than ${MAX_RECOVERY_BYTES} bytes of blocks (transaction ${seq})`, { block: j });
+      }
       walked.push({ sequence: seq, blocks: tx.blocks });
       for (const b of tx.revoked) revokedAt.set(b, seq);
       j = this.after(tx.end);

@@ -34,6 +34,11 @@ export const MAX_INODES_PER_SETTLE = 4_000_000;
 export const MAX_PATH_DEPTH = 2048;
 /** Journal blocks walked for one transaction (a circular chain in a hostile journal ends here). */
 export const MAX_TX_BLOCKS = 1 << 20;
+/**
+ * Bytes of logged blocks a journal recovery holds (the crawl's, and the offline commands'): the largest journal
+ * mke2fs makes is 1 GiB; a hostile journal inode mapping more of the disk ends here with a CorruptError.
+ */
+export const MAX_RECOVERY_BYTES = 1 << 30;
 /** Journal blocks held in memory while their transaction is open. */
 export const MAX_OPEN_JOURNAL_BLOCKS = 1 << 18;
 /** Nodes per BSON chunk of a checkpoint (each chunk stays far below BSON's 16 MiB). */
