@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 # e2fsprogs/sleuthkit/fdisk/gdisk/attr: images and oracles; nats-server: JetStream; qemu-*, libnbd-bin, fio:
 # NBD clients and benchmarks; linux-image-amd64, busybox-static, cpio, kmod: the real guest (test/guest);
+# lvm2: LVM test images (pvcreate/vgcreate/lvcreate on a loop device, no device-mapper needed);
 # openssl: certificates for the TLS tests; libfuse2 (fuse-native's prebuilt addon links libfuse.so.2) and fuse3 (fusermount, which unmounts): the view's FUSE mount.
 APT_PACKAGES=(e2fsprogs sleuthkit fdisk gdisk attr util-linux python3 python3-bson ca-certificates
-  nats-server qemu-utils qemu-system-x86 libnbd-bin fio linux-image-amd64 busybox-static cpio kmod libfuse2 fuse3 openssl)
+  nats-server qemu-utils qemu-system-x86 libnbd-bin fio linux-image-amd64 busybox-static cpio kmod libfuse2 fuse3 openssl lvm2)
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 

@@ -10,7 +10,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
  * `modprobe --show-depends`. `crc32c_generic` comes before `ext4` on its own because ext4 asks the crypto API for
  * "crc32c" by name at mount time (metadata_csum), which is not a symbol dependency modules.dep would record.
  */
-export const GUEST_ROOT_MODULES = ['virtio_pci', 'virtio_blk', 'crc32c_generic', 'ext4'] as const;
+export const GUEST_ROOT_MODULES = ['virtio_pci', 'virtio_blk', 'crc32c_generic', 'ext4', 'loop'] as const;
 
 /** Path inside the guest where the per-run workload script is placed (see {@link workloadArchive}). */
 export const GUEST_WORKLOAD_PATH = '/workload';
@@ -45,17 +45,25 @@ while read -r m; do
   # A module that does not fit this CPU (crc32c-intel without SSE4.2 under TCG) may fail; ext4 falls back.
   insmod "/lib/modules/$m" 2>/dev/null || echo "gammaray-init: insmod $m failed"
 done < /etc/gammaray-modules
-# The device to mount: vda, or a partition of it named on the kernel command line (gammaray.dev=vda2).
+# The device to mount: vda, or a partition of it named on the kernel command line (gammaray.dev=vda2), or a
+# window of one from a byte offset on (gammaray.dev=vda2@1048576: an LVM linear logical volume, through a loop
+# device, as device-mapper would map it).
 dev=vda
 for arg in $(cat /proc/cmdline); do
   case "$arg" in gammaray.dev=*) dev="\${arg#gammaray.dev=}" ;; esac
 done
+offset=
+case "$dev" in *@*) offset="\${dev#*@}"; dev="\${dev%@*}" ;; esac
 i=0
 while [ ! -b /dev/$dev ]; do
   i=$((i + 1))
   [ "$i" -gt 200 ] && fail "no /dev/$dev after 20 s"
   usleep 100000
 done
+if [ -n "$offset" ]; then
+  losetup -o "$offset" /dev/loop0 /dev/$dev || fail "cannot map /dev/$dev from byte $offset on /dev/loop0"
+  dev=loop0
+fi
 mount -t ext4 -o rw /dev/$dev /mnt || fail "cannot mount /dev/$dev as ext4"
 [ -f ${GUEST_WORKLOAD_PATH} ] || fail "no ${GUEST_WORKLOAD_PATH} in the initramfs"
 cd /mnt

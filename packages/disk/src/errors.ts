@@ -8,6 +8,8 @@ export const DiskCorruptKind = {
   GptEntries: 'GptEntries',
   GptEntriesCrc: 'GptEntriesCrc',
   PartitionRange: 'PartitionRange',
+  /** An LVM2 label, PV header, metadata area or metadata text. */
+  Lvm: 'Lvm',
 } as const;
 /** See {@link DiskCorruptKind}. */
 export type DiskCorruptKind = (typeof DiskCorruptKind)[keyof typeof DiskCorruptKind];

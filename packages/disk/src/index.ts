@@ -19,3 +19,5 @@ export type { GptHeader, GptEntry } from './ondisk/gpt.js';
 export { decodeGptHeader, decodeGptEntries, hasGptSignature, GPT_SIGNATURE, GPT_PRIMARY_LBA } from './ondisk/gpt.js';
 export type { Partition, PartitionTable, ReadPartitionsOptions, Volume } from './partitions.js';
 export { PartitionScheme, readPartitions, listVolumes, volumesFromTable, partitionSource, isExtendedPartition } from './partitions.js';
+export type { LinearLv, LvmPv, LvmSection, LvmValue } from './lvm.js';
+export { readLvmPv, parseLvmText, MAX_LVM_METADATA_BYTES } from './lvm.js';

@@ -102,7 +102,9 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
     ...(s.journalUnread ? { journalUnread: true } : {}),
     idxSeq: s.idxSeq,
     idx: s.idx,
-    ...(s.window && s.window.partition !== 0 ? { window: floats([s.window.partition, s.window.start, s.window.size]) } : {}),
+    ...(s.window && (s.window.partition !== 0 || s.window.start !== 0)
+      ? { window: floats([s.window.partition, s.window.start, s.window.size, ...(s.window.meta ?? [])]), ...(s.window.lv !== undefined ? { windowLv: s.window.lv } : {}) }
+      : {}),
   });
   const bs = s.blockSize;
   const perChunk = Math.max(1, Math.floor(BLOCK_BYTES_PER_CHUNK / bs));
@@ -292,11 +294,13 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   let window: VolumeWindow | undefined;
   if (head.window !== undefined) {
     const w = floatsOf(head.window, 'partition window');
-    const [partition, start, size] = w;
-    if (w.length !== 3 || !Number.isSafeInteger(partition) || !Number.isSafeInteger(start) || !Number.isSafeInteger(size) || partition! < 1 || start! < 0 || size! < 1) {
-      throw new CheckpointError('checkpoint partition window is not [partition, start, size]');
+    const [partition, start, size, m0, m1] = w;
+    const lv = head.windowLv;
+    const ints = [...w].every((x) => Number.isSafeInteger(x) && x >= 0);
+    if ((w.length !== 3 && w.length !== 5) || !ints || (partition! < 1 && lv === undefined) || size! < 1 || (lv !== undefined && typeof lv !== 'string')) {
+      throw new CheckpointError('checkpoint partition window is not [partition, start, size, metadata start, metadata end]');
     }
-    window = { partition: partition!, start: start!, size: size! }; // ok: checked above
+    window = { partition: partition!, start: start!, size: size!, ...(typeof lv === 'string' ? { lv } : {}), ...(w.length === 5 ? { meta: [m0!, m1!] as const } : {}) }; // ok: checked above
   }
   const it = floatsOf(head.itables, 'inode-table runs');
   if (it.length % 3 !== 0) throw new CheckpointError('checkpoint inode-table runs are not whole triples');

@@ -21,6 +21,7 @@
  * | changes      | document        | attr: {name: {old, new}}                                       |
  * | files, dirs  | int64           | snapshot                                                       |
  * | partition    | int32           | snapshot, on a partitioned disk: the partition followed        |
+ * | lv           | string          | snapshot, in an LVM logical volume: `vg/lv`                    |
  * | corruptKind, message | string  | corrupt                                                        |
  * | block        | int64           | corrupt                                                        |
  * | reason       | string          | resync                                                         |
@@ -561,6 +562,7 @@ export function decodeEvent(bytes: Uint8Array): FsEvent {
     files: optUint(d, 'files'),
     dirs: optUint(d, 'dirs'),
     partition: optUint(d, 'partition'),
+    lv: optString(d, 'lv'),
     corruptKind: optString(d, 'corruptKind'),
     message: optString(d, 'message'),
     block: optUint(d, 'block'),

@@ -99,6 +99,8 @@ export interface FsEvent {
   readonly dirs?: number;
   /** snapshot of a partitioned disk: the partition followed (Linux numbering; absent for a whole-disk file system). */
   readonly partition?: number;
+  /** snapshot of a file system in an LVM logical volume: `vg/lv`. */
+  readonly lv?: string;
   /** corrupt: what was wrong, where. */
   readonly corruptKind?: string;
   readonly message?: string;

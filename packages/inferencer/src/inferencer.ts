@@ -375,7 +375,7 @@ export class DiskInferencer {
     await inf.crawl({ ...ctx, out: corrupt });
     inf.store.compact();
     const counts = inf.counts();
-    const snapshot = inf.event(ctx, { kind: EventKind.Snapshot, path: '', ino: 0, type: '', files: counts.files, dirs: counts.dirs, ...(inf.window.partition !== 0 ? { partition: inf.window.partition } : {}) });
+    const snapshot = inf.event(ctx, { kind: EventKind.Snapshot, path: '', ino: 0, type: '', files: counts.files, dirs: counts.dirs, ...(inf.window.partition !== 0 ? { partition: inf.window.partition } : {}), ...(inf.window.lv !== undefined ? { lv: inf.window.lv } : {}) });
     return { inferencer: inf, events: [snapshot, ...corrupt.map((e) => ({ ...e, idx: inf.nextIdx(fromSeq) }))] };
   }
 

@@ -458,7 +458,7 @@ export class DiskWorker {
     }
     this.#processedSeq = Math.max(inferencer.appliedSeq, fromSeq);
     const w = inferencer.window;
-    this.#log.info({ fromSeq, appliedSeq: inferencer.appliedSeq, events: events.length, ms: Date.now() - started, partition: w.partition, start: w.start, bytes: w.size }, 'disk crawled');
+    this.#log.info({ fromSeq, appliedSeq: inferencer.appliedSeq, events: events.length, ms: Date.now() - started, partition: w.partition, ...(w.lv ? { lv: w.lv } : {}), start: w.start, bytes: w.size }, 'disk crawled');
     this.#blank = false;
     // Checkpoint at once: a crash before the first interval must not crawl (and publish a snapshot) again.
     await this.#checkpoint(inferencer, true);

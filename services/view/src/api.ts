@@ -108,6 +108,7 @@ export function createViewHandlers(o: ViewApiOptions): ViewHandlers {
           partition: s?.window?.partition ?? 0,
           partitionStart: s?.window?.start ?? 0,
           source: entry.source ?? '',
+          lv: s?.window?.lv ?? '',
         };
       });
       return { disks };

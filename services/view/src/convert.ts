@@ -138,5 +138,6 @@ export function eventMessage(e: FsEvent): EventMessage {
     block: e.block ?? 0,
     reason: e.reason ?? '',
     partition: e.partition ?? 0,
+    lv: e.lv ?? '',
   };
 }

@@ -107,6 +107,7 @@ export interface DiskMessage {
   partition: number;
   partitionStart: number;
   source: string;
+  lv: string;
 }
 
 export interface ListDisksResponse {
@@ -204,6 +205,7 @@ export interface EventMessage {
   block: number;
   reason: string;
   partition: number;
+  lv: string;
 }
 export interface WatchResponse {
   seq: number;

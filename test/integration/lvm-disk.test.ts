@@ -1,0 +1,253 @@
+/**
+ * A disk laid out as Debian's and Ubuntu's installers do with LVM: a GPT with an ext4 /boot partition and an LVM2
+ * PV partition holding a volume group whose linear logical volumes hold the root (the larger) and /home. The
+ * image is made with the real lvm2 tools (pvcreate, vgcreate, lvcreate on a loop device; no device-mapper needed)
+ * and mkfs.ext4 at the logical volumes' offsets as lvm2 reports them. Real processes: nats-server, capture,
+ * inferencer, view; a real guest (QEMU TCG) mounts the root logical volume through a loop device at its offset in
+ * /dev/vda2 (what dm-linear maps) and works in it; the kernel is the oracle (a loop mount at the LV's offset).
+ *
+ * Checked: the inferencer follows the root LV (snapshot `lv`, ListDisks `lv`), the view's tree and the folded
+ * events equal the kernel's after the guest's workload; `lvextend` (the VG metadata rewritten through the capture)
+ * gives a resync and a crawl of the grown LV. Until 2026-11-28 such a disk was followed as "no file system".
+ * Needs `pnpm build` first, root, loop devices, QEMU, sfdisk, lvm2.
+ */
+import { execFile } from 'node:child_process';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeEvent, foldEvents, type FoldEntry, type FsEvent } from '@gammaray/inferencer';
+import { ViewClient } from '@gammaray/service-view';
+import { STREAM_EVENTS, STREAM_WRITES, writesSubject } from '@gammaray/wire';
+import { runGuest } from '../guest/guest.js';
+import { kernelTree } from '../oracle/kernel.js';
+import type { TreeEntry } from '../oracle/entry.js';
+import { CLI, startCapture, type CaptureProcess } from '../support/capture-process.js';
+import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
+import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { startView, type ViewProcess } from '../support/view-process.js';
+
+const exec = promisify(execFile);
+const DISK = 'lvm1';
+const SECTOR = 512;
+const MiB = 1024 * 1024;
+const DISK_BYTES = 160 * MiB;
+const BOOT = { start: 2048, size: 32768 };
+const PV = { start: 34816, size: 280000 };
+const VG = `gtest${process.pid}`;
+
+let work: string;
+let image: string;
+let startCopy: string;
+let nats: NatsServer;
+let capture: CaptureProcess | undefined;
+let inferencer: InferencerProcess | undefined;
+let view: ViewProcess | undefined;
+let nc: NatsConnection;
+let c: ViewClient;
+/** The root LV as lvm2 places it: byte offset on the disk, and size. */
+let root: { start: number; size: number };
+
+const sortByPath = <T extends { path: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+
+/** lvm2 on loop device `dev` only, without udev, device-mapper, or backups under /etc/lvm. */
+async function lvm(dev: string, args: string[]): Promise<string> {
+  const config = `devices { obtain_device_list_from_udev=0 filter=["a|^${dev}$|","r|.*|"] } backup { backup=0 archive=0 }`;
+  const [cmd, ...rest] = args;
+  const { stdout } = await exec(cmd!, ['--config', config, ...rest]); // ok: a command is given
+  return stdout;
+}
+
+/** Runs `fn` with the PV partition of `img` on a loop device. */
+async function withPvLoop<T>(img: string, fn: (dev: string) => Promise<T>): Promise<T> {
+  const dev = (await exec('losetup', ['-o', String(PV.start * SECTOR), '--sizelimit', String(PV.size * SECTOR), '-f', '--show', img])).stdout.trim();
+  try {
+    return await fn(dev);
+  } finally {
+    await exec('losetup', ['-d', dev]);
+  }
+}
+
+/** Where lvm2 put logical volume `lv`: bytes from the disk's start, and its size. */
+async function lvPlace(dev: string, lv: string): Promise<{ start: number; size: number }> {
+  const peStart = Number((await lvm(dev, ['pvs', '--noheadings', '--units', 'b', '--nosuffix', '-o', 'pe_start', dev])).trim());
+  const out = (await lvm(dev, ['lvs', '--driverloaded', 'n', '--noheadings', '--units', 'b', '--nosuffix', '-o', 'seg_pe_ranges,vg_extent_size,lv_size', `${VG}/${lv}`])).trim();
+  const m = /:(\d+)-(\d+)\s+(\d+)\s+(\d+)/.exec(out);
+  if (!m) throw new Error(`unexpected lvs output: ${out}`);
+  return { start: PV.start * SECTOR + peStart + Number(m[1]) * Number(m[3]), size: Number(m[4]) };
+}
+
+async function lastWriteSeq(): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  return (await jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(DISK) }))?.seq ?? 0;
+}
+
+async function caughtUp(seq: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const d = (await c.listDisks().catch(() => ({ disks: [] }))).disks.find((x) => x.id === DISK);
+    if (d?.ready && d.appliedSeq >= seq) return;
+    if (Date.now() > deadline) throw new Error(`view did not apply ${seq} within ${timeoutMs} ms: ${JSON.stringify(d)}\n${inferencer?.logs().slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function readEvents(): Promise<FsEvent[]> {
+  const want = (await (await jetstreamManager(nc)).streams.info(STREAM_EVENTS)).state.messages;
+  const out: FsEvent[] = [];
+  if (want === 0) return [];
+  const cons = await jetstream(nc).consumers.get(STREAM_EVENTS);
+  while (out.length < want) {
+    const it = await cons.fetch({ max_messages: Math.min(256, want - out.length), expires: 2000 });
+    for await (const m of it) out.push(decodeEvent(m.data));
+  }
+  return out.filter((e) => e.disk === DISK);
+}
+
+async function eventsUntil(done: (es: FsEvent[]) => boolean, timeoutMs = 60_000): Promise<FsEvent[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const es = await readEvents();
+    if (done(es)) return es;
+    if (Date.now() > deadline) throw new Error(`events not complete within ${timeoutMs} ms: ${es.map((e) => `${e.kind} ${e.path}`).join('; ')}\n${inferencer?.logs().slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+async function viewTree(): Promise<TreeEntry[]> {
+  const { stdout } = await exec('node', [CLI, 'tree', DISK, '--json', '--hash', '--grpc', view!.address], { maxBuffer: 64 << 20 }); // ok: started in beforeAll
+  return stdout.trim().split('\n').map((l) => JSON.parse(l) as TreeEntry);
+}
+
+function readAt(path: string, offset: number, length: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(length);
+    readSync(fd, b, 0, length, offset);
+    return b;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const rootTree = (img: string, hash: boolean, place = root): Promise<TreeEntry[]> => kernelTree(img, { hash, offsetBytes: place.start, sizelimit: place.size });
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'gammaray-lvm-'));
+  nats = await startNatsServer({ jetstream: true });
+  image = join(work, `${DISK}.img`);
+  writeFileSync(image, '');
+  await exec('truncate', ['-s', String(DISK_BYTES), image]);
+  const script = ['label: gpt', `start=${BOOT.start}, size=${BOOT.size}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=boot`, `start=${PV.start}, size=${PV.size}, type=E6D6D379-F507-44C2-A23C-238F2A3DF928, name=lvm`].join('\n');
+  await exec('sh', ['-c', `printf '%s\\n' "$1" | sfdisk -q --no-reread --no-tell-kernel "$2"`, 'sh', script, image]);
+  let home!: { start: number; size: number };
+  await withPvLoop(image, async (dev) => {
+    await lvm(dev, ['pvcreate', '-q', dev]);
+    await lvm(dev, ['vgcreate', '-q', '-s', '4m', VG, dev]);
+    await lvm(dev, ['lvcreate', '-q', '--driverloaded', 'n', '-an', '-Zn', '-L', '24m', '-n', 'home', VG]);
+    await lvm(dev, ['lvcreate', '-q', '--driverloaded', 'n', '-an', '-Zn', '-L', '64m', '-n', 'root', VG]);
+    home = await lvPlace(dev, 'home');
+    root = await lvPlace(dev, 'root');
+  });
+  const src = (name: string, files: Record<string, string>) => {
+    const dir = join(work, name);
+    for (const [p, content] of Object.entries(files)) {
+      mkdirSync(join(dir, p, '..'), { recursive: true });
+      writeFileSync(join(dir, p), content);
+    }
+    return dir;
+  };
+  const mkfsAt = (place: { start: number; size: number }, dir: string) => exec('mkfs.ext4', ['-q', '-F', '-E', `offset=${place.start}`, '-d', dir, image, `${place.size / 1024}k`]);
+  await exec('mkfs.ext4', ['-q', '-F', '-E', `offset=${BOOT.start * SECTOR}`, '-d', src('boot', { 'vmlinuz': 'kernel\n' }), image, `${(BOOT.size * SECTOR) / 1024}k`]);
+  await mkfsAt(home, src('home', { 'user/notes.txt': 'notes\n' }));
+  await mkfsAt(root, src('root', { 'etc/hostname': 'lvm1\n', 'etc/fstab': '/dev/mapper/vg-root / ext4 defaults 0 1\n', 'var/log/syslog': 'booted\n'.repeat(200) }));
+  startCopy = join(work, 'start.img');
+  copyFileSync(image, startCopy);
+  capture = await startCapture(nats.url, { [DISK]: image });
+  inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '1']);
+  nc = await connect({ servers: nats.url });
+  view = await startView(nats.url);
+  c = new ViewClient(view.address);
+  await caughtUp(0);
+}, 120_000);
+
+afterAll(async () => {
+  c?.close();
+  await view?.stop();
+  await inferencer?.stop();
+  await capture?.stop();
+  await nc?.close();
+  await nats?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('a disk with LVM (GPT: /boot, an LVM2 PV with root and home logical volumes)', () => {
+  let startTree: TreeEntry[];
+
+  it('is followed in its largest logical volume holding ext4: the crawl and the view equal the kernel\'s view of it', async () => {
+    startTree = await rootTree(startCopy, true);
+    expect(startTree.some((e) => e.path === '/etc/hostname')).toBe(true);
+    expect(sortByPath(await viewTree())).toEqual(sortByPath(startTree));
+    const es = await eventsUntil((x) => x.some((e) => e.kind === 'snapshot'));
+    expect(es[0]).toMatchObject({ kind: 'snapshot', partition: 2, lv: `${VG}/root` });
+    const d = (await c.listDisks()).disks.find((x) => x.id === DISK);
+    expect(d).toMatchObject({ partition: 2, partitionStart: root.start, lv: `${VG}/root` });
+  });
+
+  it('a real guest working in the root LV: the view\'s tree and the folded events equal the kernel\'s', async () => {
+    const workload = [
+      'set -e',
+      'echo hello > /mnt/etc/motd',
+      'echo more >> /mnt/var/log/syslog',
+      'mkdir -p /mnt/srv/data',
+      'dd if=/dev/urandom of=/mnt/srv/data/blob.bin bs=64k count=10 2>/dev/null',
+      'sync',
+      'mv /mnt/etc/motd /mnt/srv/motd',
+      'chmod 600 /mnt/etc/fstab',
+      'i=0; while [ $i -lt 50 ]; do echo "n $i" > /mnt/srv/f$i; i=$((i+1)); done',
+      'sync',
+      'rm /mnt/srv/f3 /mnt/srv/f7',
+      'sync',
+    ].join('\n');
+    const offset = root.start - PV.start * SECTOR;
+    const res = await runGuest({ nbd: capture!.url(DISK), workload, append: `gammaray.dev=vda2@${offset}`, timeoutMs: 120_000 }); // ok: started in beforeAll
+    expect(res.status, `${res.console}\n${res.stderr}`).toBe(0);
+    await caughtUp(await lastWriteSeq());
+    const kernel = sortByPath(await rootTree(image, true));
+    expect(kernel.some((e) => e.path === '/srv/motd')).toBe(true);
+    expect(sortByPath(await viewTree())).toEqual(kernel);
+    const es = await eventsUntil((x) => x.some((e) => e.kind === 'delete' && e.path === '/srv/f7'));
+    expect(es.filter((e) => e.kind === 'corrupt')).toEqual([]);
+    expect(es.some((e) => e.kind === 'rename' && e.from === '/etc/motd' && e.path === '/srv/motd')).toBe(true);
+    const fields = ['path', 'type', 'mode', 'uid', 'gid', 'size', 'nlink', 'target'] as const;
+    const pick = (e: Partial<TreeEntry>) => Object.fromEntries(fields.filter((f) => e[f] !== undefined).map((f) => [f, e[f]]));
+    const folded = sortByPath([...foldEvents(new Map(startTree.map((e) => [e.path, { ...e } as FoldEntry])), es).values()]);
+    expect(folded.map(pick)).toEqual(kernel.map(pick));
+  }, 240_000);
+
+  it('lvextend (the VG metadata rewritten through the capture) gives a resync and a crawl of the grown LV', async () => {
+    // lvextend on a copy, then its PV label and metadata area (the PV's first MiB) written through the capture.
+    const grownImg = join(work, 'grown.img');
+    copyFileSync(image, grownImg);
+    const grown = await withPvLoop(grownImg, async (dev) => {
+      await lvm(dev, ['lvextend', '-q', '--driverloaded', 'n', '-L', '+16m', `${VG}/root`]);
+      return lvPlace(dev, 'root');
+    });
+    expect(grown.start).toBe(root.start);
+    expect(grown.size).toBe(root.size + 16 * MiB);
+    const before = (await readEvents()).length;
+    const head = readAt(grownImg, PV.start * SECTOR, MiB);
+    const file = join(work, 'pv-head');
+    writeFileSync(file, head);
+    await exec('qemu-io', ['-f', 'raw', '-c', `write -s ${file} ${PV.start * SECTOR} ${MiB}`, capture!.url(DISK)]); // ok: started in beforeAll
+    const es = await eventsUntil((x) => x.slice(before).some((e) => e.kind === 'snapshot'));
+    const after = es.slice(before);
+    expect(after[0]).toMatchObject({ kind: 'resync' });
+    expect(String(after[0]!.reason)).toMatch(new RegExp(`was ${root.size} bytes at byte ${root.start}, is ${grown.size} bytes`)); // ok: some event
+    await caughtUp(await lastWriteSeq());
+    expect(sortByPath(await viewTree())).toEqual(sortByPath(await rootTree(image, true, grown)));
+  }, 120_000);
+});
