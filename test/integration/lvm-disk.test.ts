@@ -48,8 +48,9 @@ let inferencer: InferencerProcess | undefined;
 let view: ViewProcess | undefined;
 let nc: NatsConnection;
 let c: ViewClient;
-/** The root LV as lvm2 places it: byte offset on the disk, and size. */
+/** The root and home LVs as lvm2 places them: byte offset on the disk, and size. */
 let root: { start: number; size: number };
+let home: { start: number; size: number };
 
 const sortByPath = <T extends { path: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
@@ -143,7 +144,6 @@ beforeAll(async () => {
   await exec('truncate', ['-s', String(DISK_BYTES), image]);
   const script = ['label: gpt', `start=${BOOT.start}, size=${BOOT.size}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=boot`, `start=${PV.start}, size=${PV.size}, type=E6D6D379-F507-44C2-A23C-238F2A3DF928, name=lvm`].join('\n');
   await exec('sh', ['-c', `printf '%s\\n' "$1" | sfdisk -q --no-reread --no-tell-kernel "$2"`, 'sh', script, image]);
-  let home!: { start: number; size: number };
   await withPvLoop(image, async (dev) => {
     await lvm(dev, ['pvcreate', '-q', dev]);
     await lvm(dev, ['vgcreate', '-q', '-s', '4m', VG, dev]);
@@ -195,6 +195,25 @@ describe('a disk with LVM (GPT: /boot, an LVM2 PV with root and home logical vol
     expect(es[0]).toMatchObject({ kind: 'snapshot', partition: 2, lv: `${VG}/root` });
     const d = (await c.listDisks()).disks.find((x) => x.id === DISK);
     expect(d).toMatchObject({ partition: 2, partitionStart: root.start, lv: `${VG}/root` });
+  });
+
+  it('offline: ls and crawl read the logical volumes (--lv), against the kernel', async () => {
+    const ls = (args: string[]) => exec('node', [CLI, 'ls', startCopy, '/', '-R', '--json', '--hash', ...args], { maxBuffer: 64 << 20 });
+    const refused = await ls([]).catch((e: { code: number; stderr: string }) => e);
+    expect(refused).toMatchObject({ code: 2 });
+    expect((refused as { stderr: string }).stderr).toContain(`holds 3 ext2/3/4 file systems (partitions 1 (ext4), 2 LV ${VG}/home (ext4), 2 LV ${VG}/root (ext4)); choose one with --partition N (and --lv VG/LV for a logical volume)`);
+    const parse = (out: string) => sortByPath(out.trim().split('\n').map((l) => JSON.parse(l) as TreeEntry));
+    expect(parse((await ls(['--lv', `${VG}/root`])).stdout)).toEqual(sortByPath(startTree));
+    expect(parse((await ls(['--partition', '2', '--lv', `${VG}/home`])).stdout)).toEqual(sortByPath(await kernelTree(startCopy, { hash: true, offsetBytes: home.start, sizelimit: home.size })));
+    const nope = await ls(['--lv', `${VG}/nope`]).catch((e: { code: number; stderr: string }) => e);
+    expect((nope as { stderr: string }).stderr).toContain(`has no LVM logical volume ${VG}/nope (its logical volumes: 2 LV ${VG}/home (24 MiB`);
+    const { stdout } = await exec('node', [CLI, 'crawl', startCopy, '--json'], { maxBuffer: 64 << 20 });
+    const heads = stdout.trim().split('\n').map((l) => JSON.parse(l) as { record: string; partition: number; lv?: string; lvStart?: number; partitionStart?: number }).filter((r) => r.record === 'volume');
+    expect(heads.map((h) => [h.partition, h.lv ?? null, h.lv ? h.partitionStart! + h.lvStart! : null])).toEqual([
+      [1, null, null],
+      [2, `${VG}/home`, home.start],
+      [2, `${VG}/root`, root.start],
+    ]);
   });
 
   it('a real guest working in the root LV: the view\'s tree and the folded events equal the kernel\'s', async () => {

@@ -19,6 +19,10 @@ export interface OpenedVolume {
   readonly label: string;
   /** The arguments that select it again in a suggested command: `disk.img --partition 2`. */
   readonly selector: string;
+  /** An LVM logical volume (`vg/lv`) on the PV that is partition `index`. */
+  readonly lv?: string;
+  /** With `lv`: its first byte in the partition (or disk). */
+  readonly lvStart?: number;
   /** The journal transactions replayed in memory to read it (see VolumeOptions), if any. */
   readonly replayed?: { readonly transactions: number; readonly blocks: number };
 }
@@ -37,13 +41,15 @@ export interface VolumeOptions {
    * transactions replayed in memory, as the kernel would mount it; the image is never written.
    */
   readonly noload?: boolean;
+  /** `--lv VG/LV`: the LVM logical volume to read. */
+  readonly lv?: string;
   /** Where to say that a journal was replayed (or could not be). */
   readonly note?: (message: string) => void;
 }
 
 /** A command's VolumeOptions: its `--noload`, and notes on the terminal. */
-export function volumeOptions(term: { note(message: string): void }, opts: { readonly noload?: boolean }): VolumeOptions {
-  return { noload: opts.noload === true, note: (m) => term.note(m) };
+export function volumeOptions(term: { note(message: string): void }, opts: { readonly noload?: boolean; readonly lv?: string }): VolumeOptions {
+  return { noload: opts.noload === true, ...(opts.lv !== undefined ? { lv: opts.lv } : {}), note: (m) => term.note(m) };
 }
 
 /** Opens the image file read-only; a missing or unreadable file is a user error. */
@@ -56,9 +62,9 @@ export async function openImage(image: string): Promise<FileBlockSource> {
   }
 }
 
-/** `image` or `image partition N`. */
+/** `image`, `image partition N`, or with ` LV vg/lv` for a logical volume. */
 export function volumeLabel(image: string, v: Volume): string {
-  return v.index === 0 ? image : `${image} partition ${v.index}`;
+  return `${v.index === 0 ? image : `${image} partition ${v.index}`}${v.lv ? ` LV ${v.lv}` : ''}`;
 }
 
 /**
@@ -66,7 +72,19 @@ export function volumeLabel(image: string, v: Volume): string {
  * Partition 0 is the whole image as one file system, ignoring any
  * partition table (an escape hatch for a damaged or misdetected table).
  */
-export async function imageVolumes(image: string, src: BlockSource, partition: number | undefined): Promise<Volume[]> {
+export async function imageVolumes(image: string, src: BlockSource, partition: number | undefined, lv?: string): Promise<Volume[]> {
+  const all = await partitionVolumes(image, src, partition);
+  if (lv === undefined) return all;
+  const v = all.filter((x) => x.lv === lv);
+  if (v.length === 0) {
+    const lvs = all.filter((x) => x.lv !== undefined);
+    throw new UserError(`${image} has no LVM logical volume ${lv}${partition !== undefined ? ` in partition ${partition}` : ''} (${lvs.length > 0 ? `its logical volumes: ${describeVolumes(lvs)}; pass one of those to --lv` : 'it has none that gammaray reads: linear ones on a PV of this disk'})`);
+  }
+  return v;
+}
+
+/** The volumes of `image` in `partition` (all of them when undefined; see {@link imageVolumes}). */
+async function partitionVolumes(image: string, src: BlockSource, partition: number | undefined): Promise<Volume[]> {
   if (partition === 0) return [Object.freeze({ index: 0, source: src })];
   let vols: Volume[];
   try {
@@ -82,17 +100,17 @@ export async function imageVolumes(image: string, src: BlockSource, partition: n
     if (vols.length === 0) throw new UserError(`${image}: the partition table lists no partitions; pass --partition 0 to read the whole image as one file system`);
     return vols;
   }
-  const v = vols.find((x) => x.index === partition);
-  if (v === undefined) {
+  const v = vols.filter((x) => x.index === partition);
+  if (v.length === 0) {
     const have = vols.length === 1 && vols[0]!.index === 0 ? 'it has no partition table; omit --partition' : `its partitions: ${describeVolumes(vols)}; pass one of those to --partition`; // ok: length checked
     throw new UserError(`${image} has no partition ${partition} (${have})`);
   }
-  return [v];
+  return v;
 }
 
-/** `1 (16 MiB), 2 (16 MiB "data")`. */
+/** `1 (16 MiB), 2 (16 MiB "data")`, and `2 LV vg/root (64 MiB)` for a logical volume. */
 export function describeVolumes(vols: readonly Volume[]): string {
-  return vols.map((v) => `${v.index} (${humanSize(v.source.size)}${v.partition?.name ? ` ${JSON.stringify(v.partition.name)}` : ''})`).join(', ');
+  return vols.map((v) => `${v.index}${v.lv ? ` LV ${v.lv}` : ''} (${humanSize(v.source.size)}${v.partition?.name ? ` ${JSON.stringify(v.partition.name)}` : ''})`).join(', ');
 }
 
 /** Tries to open the file system of `volume`; never throws for bad disk data. */
@@ -152,8 +170,8 @@ export function probeError(p: Probe, partitioned: boolean): Error {
  * partitions.
  */
 export async function openOneVolume(image: string, src: BlockSource, partition: number | undefined, opts: VolumeOptions = {}): Promise<OpenedVolume> {
-  const vols = await imageVolumes(image, src, partition);
-  const partitioned = vols.some((v) => v.index !== 0);
+  const vols = await imageVolumes(image, src, partition, opts.lv);
+  const partitioned = vols.some((v) => v.index !== 0 || v.lv !== undefined);
   const probes: Probe[] = [];
   // Notes only for the volume used (probes of the others are not reported).
   let notes: string[] = [];
@@ -170,14 +188,17 @@ export async function openOneVolume(image: string, src: BlockSource, partition: 
   if (candidates.length === 0) {
     throw new UserError(`${image}: no ext2/3/4 file system found in any of its partitions (${describeVolumes(vols)})`);
   }
-  const list = candidates.map((p) => `${p.volume.index} (${p.fs ? p.fs.kind : 'unreadable'})`).join(', ');
-  throw new UserError(`${image} holds ${candidates.length} ext2/3/4 file systems (partitions ${list}); choose one with --partition N`);
+  const list = candidates.map((p) => `${p.volume.index}${p.volume.lv ? ` LV ${p.volume.lv}` : ''} (${p.fs ? p.fs.kind : 'unreadable'})`).join(', ');
+  const lvs = candidates.some((p) => p.volume.lv !== undefined) ? ' (and --lv VG/LV for a logical volume)' : '';
+  throw new UserError(`${image} holds ${candidates.length} ext2/3/4 file systems (partitions ${list}); choose one with --partition N${lvs}`);
 }
 
 function opened(image: string, p: Probe, partitioned: boolean): OpenedVolume {
   if (p.fs === undefined) throw probeError(p, partitioned);
-  const selector = partitioned || p.volume.index !== 0 ? `${shellWord(image)} --partition ${p.volume.index}` : shellWord(image);
-  return { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector, ...(p.replayed ? { replayed: p.replayed } : {}) };
+  const base = partitioned || p.volume.index !== 0 ? `${shellWord(image)} --partition ${p.volume.index}` : shellWord(image);
+  const selector = p.volume.lv ? `${base} --lv ${shellWord(p.volume.lv)}` : base;
+  const lv = p.volume.lv !== undefined ? { lv: p.volume.lv, lvStart: p.volume.lvStart ?? 0 } : {};
+  return { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector, ...lv, ...(p.replayed ? { replayed: p.replayed } : {}) };
 }
 
 /** Opens `image`, picks its volume (see {@link openOneVolume}), runs `fn`, and closes the image. */

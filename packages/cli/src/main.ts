@@ -44,9 +44,10 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--json', 'one JSON tree entry per line')
     .option('--hash', 'add the SHA-256 of each regular file')
     .option('--partition <n>', 'partition number (0 = the whole image)', partitionNumber)
+    .option('--lv <vg/lv>', 'the LVM logical volume to read (of the partition, or of the PV on the whole image)')
     .option('--noload', 'do not replay the journal of a file system that needs recovery (as mount -o noload): read its metadata as last written home')
-    .action(async (image: string, path: string, o: { long?: boolean; recursive?: boolean; json?: boolean; hash?: boolean; partition?: number; noload?: boolean }) => {
-      done(await runLs(term, image, path, { long: !!o.long, recursive: !!o.recursive, json: !!o.json, hash: !!o.hash, partition: o.partition, noload: !!o.noload }));
+    .action(async (image: string, path: string, o: { long?: boolean; recursive?: boolean; json?: boolean; hash?: boolean; partition?: number; noload?: boolean; lv?: string }) => {
+      done(await runLs(term, image, path, { long: !!o.long, recursive: !!o.recursive, json: !!o.json, hash: !!o.hash, partition: o.partition, noload: !!o.noload, lv: o.lv }));
     });
 
   configure(program.command('stat'), term, 'gammaray stat --help')
@@ -55,9 +56,10 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .argument('<path>', 'path inside the file system')
     .option('--json', 'the JSON tree entry')
     .option('--partition <n>', 'partition number (0 = the whole image)', partitionNumber)
+    .option('--lv <vg/lv>', 'the LVM logical volume to read (of the partition, or of the PV on the whole image)')
     .option('--noload', 'do not replay the journal of a file system that needs recovery (as mount -o noload): read its metadata as last written home')
-    .action(async (image: string, path: string, o: { json?: boolean; partition?: number; noload?: boolean }) => {
-      done(await runStat(term, image, path, { json: !!o.json, partition: o.partition, noload: !!o.noload }));
+    .action(async (image: string, path: string, o: { json?: boolean; partition?: number; noload?: boolean; lv?: string }) => {
+      done(await runStat(term, image, path, { json: !!o.json, partition: o.partition, noload: !!o.noload, lv: o.lv }));
     });
 
   configure(program.command('cat'), term, 'gammaray cat --help')
@@ -65,9 +67,10 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .argument('<image>', 'raw disk or file system image')
     .argument('<path>', 'path inside the file system')
     .option('--partition <n>', 'partition number (0 = the whole image)', partitionNumber)
+    .option('--lv <vg/lv>', 'the LVM logical volume to read (of the partition, or of the PV on the whole image)')
     .option('--noload', 'do not replay the journal of a file system that needs recovery (as mount -o noload): read its metadata as last written home')
-    .action(async (image: string, path: string, o: { partition?: number; noload?: boolean }) => {
-      done(await runCat(term, image, path, { partition: o.partition, noload: !!o.noload }));
+    .action(async (image: string, path: string, o: { partition?: number; noload?: boolean; lv?: string }) => {
+      done(await runCat(term, image, path, { partition: o.partition, noload: !!o.noload, lv: o.lv }));
     });
 
   configure(program.command('crawl'), term, 'gammaray crawl --help')
@@ -76,10 +79,11 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--out <file>', 'write the records as concatenated BSON documents to FILE')
     .option('--json', 'print the records as JSON lines')
     .option('--partition <n>', 'only this partition (0 = the whole image)', partitionNumber)
+    .option('--lv <vg/lv>', 'the LVM logical volume to read (of the partition, or of the PV on the whole image)')
     .option('--noload', 'do not replay the journal of a file system that needs recovery (as mount -o noload): read its metadata as last written home')
     .addHelpText('after', '\nWithout --json, a summary (entries by type, errors) is printed on stdout.')
-    .action(async (image: string, o: { out?: string; json?: boolean; partition?: number; noload?: boolean }) => {
-      done(await runCrawl(term, image, { out: o.out, json: !!o.json, partition: o.partition, noload: !!o.noload }));
+    .action(async (image: string, o: { out?: string; json?: boolean; partition?: number; noload?: boolean; lv?: string }) => {
+      done(await runCrawl(term, image, { out: o.out, json: !!o.json, partition: o.partition, noload: !!o.noload, lv: o.lv }));
     });
 
   natsAuthOptions(configure(program.command('capture'), term, 'gammaray capture --help'))

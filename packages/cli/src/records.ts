@@ -245,6 +245,10 @@ export async function volumeHeader(v: OpenedVolume): Promise<{ doc: Record<strin
     volumeName: sb.volumeName,
     features: [...sb.features],
   };
+  if (v.lv !== undefined) {
+    doc.lv = v.lv;
+    doc.lvStart = v.lvStart ?? 0;
+  }
   if (v.partition !== undefined) {
     doc.partitionStart = v.partition.start;
     doc.partitionSize = v.partition.size;

@@ -1,4 +1,5 @@
 import { SliceBlockSource, type BlockSource } from './block-source.js';
+import { readLvmPv, type LvmPv } from './lvm.js';
 import { CorruptError, DiskCorruptKind } from './errors.js';
 import { GPT_SECTOR_SIZES, MAX_MBR_LOGICAL, MBR_SECTOR_SIZE } from './limits.js';
 import { decodeGptEntries, decodeGptHeader, GPT_PRIMARY_LBA, hasGptSignature, type GptEntry, type GptHeader } from './ondisk/gpt.js';
@@ -65,14 +66,18 @@ export interface ReadPartitionsOptions {
   readonly strict?: boolean;
 }
 
-/** A volume to look for a file system in: a partition, or the whole unpartitioned disk. */
+/** A volume to look for a file system in: a partition, the whole unpartitioned disk, or an LVM logical volume. */
 export interface Volume {
-  /** The partition's index, or 0 for the whole disk when the scheme is `none`. */
+  /** The partition's index, or 0 for the whole disk when the scheme is `none` (an LV: its PV's). */
   readonly index: number;
   /** The volume's bytes (a window of the disk for a partition). */
   readonly source: BlockSource;
   /** The partition, absent for the whole disk. */
   readonly partition?: Partition;
+  /** A linear LVM logical volume (`vg/lv`) on the PV that is this partition (or the whole disk). */
+  readonly lv?: string;
+  /** With `lv`: the LV's first byte in the partition (or disk). */
+  readonly lvStart?: number;
 }
 
 /** True for an MBR extended partition (types 0x05, 0x0F, 0x85): a container of logicals, not a volume. */
@@ -95,9 +100,26 @@ export function volumesFromTable(src: BlockSource, table: PartitionTable): Volum
   return table.partitions.filter((p) => !isExtendedPartition(p)).map((p) => Object.freeze({ index: p.index, source: partitionSource(src, p), partition: p }));
 }
 
-/** Reads the partition table of `src` and returns its volumes (see {@link volumesFromTable}). */
+/**
+ * Reads the partition table of `src` and returns its volumes (see {@link volumesFromTable}), each LVM2 PV among
+ * them replaced by its linear logical volumes (a PV whose metadata is damaged, or that has none, stays as it is).
+ */
 export async function listVolumes(src: BlockSource, options: ReadPartitionsOptions = {}): Promise<Volume[]> {
-  return volumesFromTable(src, await readPartitions(src, options));
+  const out: Volume[] = [];
+  for (const v of volumesFromTable(src, await readPartitions(src, options))) {
+    let pv: LvmPv | undefined;
+    try {
+      pv = await readLvmPv(v.source);
+    } catch (err) {
+      if (!(err instanceof CorruptError)) throw err;
+    }
+    if (!pv || pv.lvs.length === 0) {
+      out.push(v);
+      continue;
+    }
+    for (const lv of pv.lvs) out.push(Object.freeze({ ...v, source: new SliceBlockSource(v.source, lv.start, lv.size), lv: lv.name, lvStart: lv.start }));
+  }
+  return out;
 }
 
 /**

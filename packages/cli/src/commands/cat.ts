@@ -11,6 +11,8 @@ export interface CatOptions {
   readonly partition: number | undefined;
   /** `--noload`: do not replay the journal (see VolumeOptions). */
   readonly noload?: boolean;
+  /** `--lv VG/LV`: the LVM logical volume to read. */
+  readonly lv?: string;
 }
 
 /**

@@ -17,6 +17,8 @@ export interface CrawlOptions {
   readonly partition: number | undefined;
   /** `--noload`: do not replay the journal (see VolumeOptions). */
   readonly noload?: boolean;
+  /** `--lv VG/LV`: only this LVM logical volume. */
+  readonly lv?: string;
 }
 
 /** Counts of one crawled volume, for the summary. */
@@ -46,7 +48,7 @@ export async function runCrawl(term: Terminal, image: string, opts: CrawlOptions
   const src = await openImage(image);
   let bsonStream: { destroy(): void } | undefined;
   try {
-    const vols = await imageVolumes(image, src, opts.partition);
+    const vols = await imageVolumes(image, src, opts.partition, opts.lv);
     const partitioned = vols.some((v) => v.index !== 0);
     const probes: Probe[] = [];
     for (const v of vols) probes.push(await probe(image, v, volumeOptions(term, opts)));
@@ -88,8 +90,10 @@ export async function runCrawl(term: Terminal, image: string, opts: CrawlOptions
           stats.push({ label: p.label, what: 'unreadable', entries: 0, withErrors: 1, byType: new Map() });
           continue;
         }
-        const selector = p.volume.index === 0 ? shellWord(image) : `${shellWord(image)} --partition ${p.volume.index}`;
-        const v: OpenedVolume = { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector, ...(p.replayed ? { replayed: p.replayed } : {}) };
+        const base = p.volume.index === 0 && p.volume.lv === undefined ? shellWord(image) : `${shellWord(image)} --partition ${p.volume.index}`;
+        const selector = p.volume.lv !== undefined ? `${base} --lv ${shellWord(p.volume.lv)}` : base;
+        const lv = p.volume.lv !== undefined ? { lv: p.volume.lv, lvStart: p.volume.lvStart ?? 0 } : {};
+        const v: OpenedVolume = { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector, ...lv, ...(p.replayed ? { replayed: p.replayed } : {}) };
         const st = await crawlVolume(term, v, partitioned, sinks, progress, total);
         total += st.entries;
         stats.push(st);

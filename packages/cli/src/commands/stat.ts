@@ -14,6 +14,8 @@ export interface StatOptions {
   readonly partition: number | undefined;
   /** `--noload`: do not replay the journal (see VolumeOptions). */
   readonly noload?: boolean;
+  /** `--lv VG/LV`: the LVM logical volume to read. */
+  readonly lv?: string;
 }
 
 /**

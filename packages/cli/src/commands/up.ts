@@ -252,14 +252,15 @@ function isBlank(image: string): boolean {
 }
 
 /**
- * The partition of `image` the inferencer follows (0: the whole image; see locateVolume), or undefined when it
- * finds none: the image reader then says what the image holds.
+ * The volume of `image` the inferencer follows (partition 0: the whole image; see locateVolume), or undefined when
+ * it finds none: the image reader then says what the image holds.
  */
-async function followedPartition(image: string): Promise<number | undefined> {
+async function followedVolume(image: string): Promise<{ partition: number; lv?: string } | undefined> {
   const src = await openImage(image);
   try {
     const fetcher = { size: src.size, read: async (offset: number, length: number) => ({ data: await src.read(offset, length), seq: 0 }) };
-    return (await locateVolume(fetcher)).partition;
+    const w = await locateVolume(fetcher);
+    return w.lv !== undefined ? { partition: w.partition, lv: w.lv } : { partition: w.partition };
   } catch (err) {
     if (err instanceof NoVolumeError) return undefined;
     throw err;
@@ -286,12 +287,17 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
       continue;
     }
     try {
-      // The file system the inferencer will follow (the whole image, or the largest ext partition), opened here so
-      // that a damaged one is reported now.
-      const followed = await followedPartition(d.image);
-      await withVolume(d.image, followed, async (v) => {
-        if (v.index !== 0) term.note(`${d.image}: following the file system in its partition ${v.index} (${v.fs.kind})`);
-      });
+      // The file system the inferencer will follow (the whole image, or the largest ext partition or logical
+      // volume), opened here so that a damaged one is reported now.
+      const followed = await followedVolume(d.image);
+      await withVolume(
+        d.image,
+        followed?.partition,
+        async (v) => {
+          if (v.index !== 0 || v.lv !== undefined) term.note(`${d.image}: following the file system in its ${v.lv !== undefined ? `LVM logical volume ${v.lv}${v.index !== 0 ? ` (partition ${v.index})` : ''}` : `partition ${v.index}`} (${v.fs.kind})`);
+        },
+        followed?.lv !== undefined ? { lv: followed.lv } : {},
+      );
     } catch (err) {
       // A disk this data directory has followed, damaged since (its guest may have done it on purpose): refusing
       // it would let a guest keep its own monitoring from starting again. Its inferencer restores the last valid
