@@ -12,23 +12,17 @@
  * Needs `pnpm build` first, root, loop devices, QEMU, sfdisk, lvm2.
  */
 import { execFile } from 'node:child_process';
-import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeEvent, foldEvents, type FoldEntry, type FsEvent } from '@gammaray/inferencer';
-import { ViewClient } from '@gammaray/service-view';
-import { STREAM_EVENTS, STREAM_WRITES, writesSubject } from '@gammaray/wire';
+import { foldEvents, type FoldEntry } from '@gammaray/inferencer';
 import { runGuest } from '../guest/guest.js';
 import { kernelTree } from '../oracle/kernel.js';
 import type { TreeEntry } from '../oracle/entry.js';
-import { CLI, startCapture, type CaptureProcess } from '../support/capture-process.js';
-import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
-import { startNatsServer, type NatsServer } from '../support/nats-server.js';
-import { startView, type ViewProcess } from '../support/view-process.js';
+import { CLI } from '../support/capture-process.js';
+import { LiveStack, readAt, sortByPath } from '../support/live-stack.js';
 
 const exec = promisify(execFile);
 const DISK = 'lvm1';
@@ -42,17 +36,10 @@ const VG = `gtest${process.pid}`;
 let work: string;
 let image: string;
 let startCopy: string;
-let nats: NatsServer;
-let capture: CaptureProcess | undefined;
-let inferencer: InferencerProcess | undefined;
-let view: ViewProcess | undefined;
-let nc: NatsConnection;
-let c: ViewClient;
+let s: LiveStack;
 /** The root and home LVs as lvm2 places them: byte offset on the disk, and size. */
 let root: { start: number; size: number };
 let home: { start: number; size: number };
-
-const sortByPath = <T extends { path: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
 /** lvm2 on loop device `dev` only, without udev, device-mapper, or backups under /etc/lvm. */
 async function lvm(dev: string, args: string[]): Promise<string> {
@@ -81,64 +68,10 @@ async function lvPlace(dev: string, lv: string): Promise<{ start: number; size: 
   return { start: PV.start * SECTOR + peStart + Number(m[1]) * Number(m[3]), size: Number(m[4]) };
 }
 
-async function lastWriteSeq(): Promise<number> {
-  const jsm = await jetstreamManager(nc);
-  return (await jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(DISK) }))?.seq ?? 0;
-}
-
-async function caughtUp(seq: number, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const d = (await c.listDisks().catch(() => ({ disks: [] }))).disks.find((x) => x.id === DISK);
-    if (d?.ready && d.appliedSeq >= seq) return;
-    if (Date.now() > deadline) throw new Error(`view did not apply ${seq} within ${timeoutMs} ms: ${JSON.stringify(d)}\n${inferencer?.logs().slice(-4000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function readEvents(): Promise<FsEvent[]> {
-  const want = (await (await jetstreamManager(nc)).streams.info(STREAM_EVENTS)).state.messages;
-  const out: FsEvent[] = [];
-  if (want === 0) return [];
-  const cons = await jetstream(nc).consumers.get(STREAM_EVENTS);
-  while (out.length < want) {
-    const it = await cons.fetch({ max_messages: Math.min(256, want - out.length), expires: 2000 });
-    for await (const m of it) out.push(decodeEvent(m.data));
-  }
-  return out.filter((e) => e.disk === DISK);
-}
-
-async function eventsUntil(done: (es: FsEvent[]) => boolean, timeoutMs = 60_000): Promise<FsEvent[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const es = await readEvents();
-    if (done(es)) return es;
-    if (Date.now() > deadline) throw new Error(`events not complete within ${timeoutMs} ms: ${es.map((e) => `${e.kind} ${e.path}`).join('; ')}\n${inferencer?.logs().slice(-4000)}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
-
-async function viewTree(): Promise<TreeEntry[]> {
-  const { stdout } = await exec('node', [CLI, 'tree', DISK, '--json', '--hash', '--grpc', view!.address], { maxBuffer: 64 << 20 }); // ok: started in beforeAll
-  return stdout.trim().split('\n').map((l) => JSON.parse(l) as TreeEntry);
-}
-
-function readAt(path: string, offset: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const b = Buffer.alloc(length);
-    readSync(fd, b, 0, length, offset);
-    return b;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 const rootTree = (img: string, hash: boolean, place = root): Promise<TreeEntry[]> => kernelTree(img, { hash, offsetBytes: place.start, sizelimit: place.size });
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'gammaray-lvm-'));
-  nats = await startNatsServer({ jetstream: true });
   image = join(work, `${DISK}.img`);
   writeFileSync(image, '');
   await exec('truncate', ['-s', String(DISK_BYTES), image]);
@@ -166,21 +99,12 @@ beforeAll(async () => {
   await mkfsAt(root, src('root', { 'etc/hostname': 'lvm1\n', 'etc/fstab': '/dev/mapper/vg-root / ext4 defaults 0 1\n', 'var/log/syslog': 'booted\n'.repeat(200) }));
   startCopy = join(work, 'start.img');
   copyFileSync(image, startCopy);
-  capture = await startCapture(nats.url, { [DISK]: image });
-  inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '1']);
-  nc = await connect({ servers: nats.url });
-  view = await startView(nats.url);
-  c = new ViewClient(view.address);
-  await caughtUp(0);
+  s = await LiveStack.start(work, { [DISK]: image });
+  await s.caughtUp(0, DISK);
 }, 120_000);
 
 afterAll(async () => {
-  c?.close();
-  await view?.stop();
-  await inferencer?.stop();
-  await capture?.stop();
-  await nc?.close();
-  await nats?.stop();
+  await s?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -190,10 +114,10 @@ describe('a disk with LVM (GPT: /boot, an LVM2 PV with root and home logical vol
   it('is followed in its largest logical volume holding ext4: the crawl and the view equal the kernel\'s view of it', async () => {
     startTree = await rootTree(startCopy, true);
     expect(startTree.some((e) => e.path === '/etc/hostname')).toBe(true);
-    expect(sortByPath(await viewTree())).toEqual(sortByPath(startTree));
-    const es = await eventsUntil((x) => x.some((e) => e.kind === 'snapshot'));
+    expect(sortByPath(await s.viewTree(DISK))).toEqual(sortByPath(startTree));
+    const es = await s.eventsUntil(DISK, (x) => x.some((e) => e.kind === 'snapshot'));
     expect(es[0]).toMatchObject({ kind: 'snapshot', partition: 2, lv: `${VG}/root` });
-    const d = (await c.listDisks()).disks.find((x) => x.id === DISK);
+    const d = (await s.client.listDisks()).disks.find((x) => x.id === DISK);
     expect(d).toMatchObject({ partition: 2, partitionStart: root.start, lv: `${VG}/root` });
   });
 
@@ -232,13 +156,13 @@ describe('a disk with LVM (GPT: /boot, an LVM2 PV with root and home logical vol
       'sync',
     ].join('\n');
     const offset = root.start - PV.start * SECTOR;
-    const res = await runGuest({ nbd: capture!.url(DISK), workload, append: `gammaray.dev=vda2@${offset}`, timeoutMs: 120_000 }); // ok: started in beforeAll
+    const res = await runGuest({ nbd: s.capture.url(DISK), workload, append: `gammaray.dev=vda2@${offset}`, timeoutMs: 120_000 }); // ok: started in beforeAll
     expect(res.status, `${res.console}\n${res.stderr}`).toBe(0);
-    await caughtUp(await lastWriteSeq());
+    await s.caughtUp(await s.lastWriteSeq(DISK), DISK);
     const kernel = sortByPath(await rootTree(image, true));
     expect(kernel.some((e) => e.path === '/srv/motd')).toBe(true);
-    expect(sortByPath(await viewTree())).toEqual(kernel);
-    const es = await eventsUntil((x) => x.some((e) => e.kind === 'delete' && e.path === '/srv/f7'));
+    expect(sortByPath(await s.viewTree(DISK))).toEqual(kernel);
+    const es = await s.eventsUntil(DISK, (x) => x.some((e) => e.kind === 'delete' && e.path === '/srv/f7'));
     expect(es.filter((e) => e.kind === 'corrupt')).toEqual([]);
     expect(es.some((e) => e.kind === 'rename' && e.from === '/etc/motd' && e.path === '/srv/motd')).toBe(true);
     const fields = ['path', 'type', 'mode', 'uid', 'gid', 'size', 'nlink', 'target'] as const;
@@ -257,16 +181,14 @@ describe('a disk with LVM (GPT: /boot, an LVM2 PV with root and home logical vol
     });
     expect(grown.start).toBe(root.start);
     expect(grown.size).toBe(root.size + 16 * MiB);
-    const before = (await readEvents()).length;
+    const before = (await s.readEvents(DISK)).length;
     const head = readAt(grownImg, PV.start * SECTOR, MiB);
-    const file = join(work, 'pv-head');
-    writeFileSync(file, head);
-    await exec('qemu-io', ['-f', 'raw', '-c', `write -s ${file} ${PV.start * SECTOR} ${MiB}`, capture!.url(DISK)]); // ok: started in beforeAll
-    const es = await eventsUntil((x) => x.slice(before).some((e) => e.kind === 'snapshot'));
+    await s.nbdWrite(DISK, PV.start * SECTOR, head);
+    const es = await s.eventsUntil(DISK, (x) => x.slice(before).some((e) => e.kind === 'snapshot'));
     const after = es.slice(before);
     expect(after[0]).toMatchObject({ kind: 'resync' });
     expect(String(after[0]!.reason)).toMatch(new RegExp(`was ${root.size} bytes at byte ${root.start}, is ${grown.size} bytes`)); // ok: some event
-    await caughtUp(await lastWriteSeq());
-    expect(sortByPath(await viewTree())).toEqual(sortByPath(await rootTree(image, true, grown)));
+    await s.caughtUp(await s.lastWriteSeq(DISK), DISK);
+    expect(sortByPath(await s.viewTree(DISK))).toEqual(sortByPath(await rootTree(image, true, grown)));
   }, 120_000);
 });

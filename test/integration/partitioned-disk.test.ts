@@ -16,23 +16,16 @@
  * Needs `pnpm build` first (the CLI runs from its bundle), root, loop devices, QEMU, sfdisk.
  */
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeEvent, foldEvents, type FoldEntry, type FsEvent } from '@gammaray/inferencer';
-import { ViewClient } from '@gammaray/service-view';
-import { STREAM_EVENTS, STREAM_WRITES, writesSubject } from '@gammaray/wire';
+import { foldEvents, type FoldEntry } from '@gammaray/inferencer';
 import { runGuest } from '../guest/guest.js';
 import { kernelTree } from '../oracle/kernel.js';
 import type { TreeEntry } from '../oracle/entry.js';
-import { CLI, startCapture, type CaptureProcess } from '../support/capture-process.js';
-import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
-import { startNatsServer, type NatsServer } from '../support/nats-server.js';
-import { startView, type ViewProcess } from '../support/view-process.js';
+import { LiveStack, readAt, sortByPath } from '../support/live-stack.js';
 
 const exec = promisify(execFile);
 const DISK = 'boot1';
@@ -52,80 +45,10 @@ const ROOT = PARTS[2]!; // ok: three entries
 let work: string;
 let image: string;
 let startCopy: string;
-let nats: NatsServer;
-let capture: CaptureProcess | undefined;
-let inferencer: InferencerProcess | undefined;
-let view: ViewProcess | undefined;
-let nc: NatsConnection;
-let c: ViewClient;
+let s: LiveStack;
 
-const sortByPath = <T extends { path: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 const rootTree = (img: string, hash: boolean, sizeSectors = ROOT.size): Promise<TreeEntry[]> =>
   kernelTree(img, { hash, offsetBytes: ROOT.start * SECTOR, sizelimit: sizeSectors * SECTOR });
-
-async function lastWriteSeq(): Promise<number> {
-  const jsm = await jetstreamManager(nc);
-  return (await jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(DISK) }))?.seq ?? 0;
-}
-
-/** Waits until the view's replica of the disk (or volume) has applied `seq` (and is ready). */
-async function caughtUp(seq: number, disk = DISK, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const d = (await c.listDisks().catch(() => ({ disks: [] }))).disks.find((x) => x.id === disk);
-    if (d?.ready && d.appliedSeq >= seq) return;
-    if (Date.now() > deadline) throw new Error(`view did not apply ${seq} within ${timeoutMs} ms: ${JSON.stringify(d)}\n${inferencer?.logs().slice(-4000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/** Every event of the disk (or volume) stored so far, in order. */
-async function readEvents(disk = DISK): Promise<FsEvent[]> {
-  const jsm = await jetstreamManager(nc);
-  const want = (await jsm.streams.info(STREAM_EVENTS)).state.messages;
-  const out: FsEvent[] = [];
-  if (want === 0) return [];
-  const cons = await jetstream(nc).consumers.get(STREAM_EVENTS);
-  while (out.length < want) {
-    const it = await cons.fetch({ max_messages: Math.min(256, want - out.length), expires: 2000 });
-    for await (const m of it) out.push(decodeEvent(m.data));
-  }
-  return out.filter((e) => e.disk === disk);
-}
-
-/** Events until `done` holds for them (the inferencer publishes after it applied). */
-async function eventsUntil(done: (es: FsEvent[]) => boolean, timeoutMs = 60_000, disk = DISK): Promise<FsEvent[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const es = await readEvents(disk);
-    if (done(es)) return es;
-    if (Date.now() > deadline) throw new Error(`events not complete within ${timeoutMs} ms: ${es.map((e) => `${e.kind} ${e.path}`).join('; ')}\n${inferencer?.logs().slice(-4000)}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
-
-async function viewTree(disk = DISK): Promise<TreeEntry[]> {
-  const { stdout } = await exec('node', [CLI, 'tree', disk, '--json', '--hash', '--grpc', view!.address], { maxBuffer: 64 << 20 }); // ok: started in beforeAll
-  return stdout.trim().split('\n').map((l) => JSON.parse(l) as TreeEntry);
-}
-
-/** Writes `bytes` at `offset` of the disk through the capture with qemu-io (a real NBD client). */
-async function nbdWrite(offset: number, bytes: Uint8Array): Promise<void> {
-  const file = join(work, `piece-${offset}`);
-  writeFileSync(file, bytes);
-  await exec('qemu-io', ['-f', 'raw', '-c', `write -s ${file} ${offset} ${bytes.length}`, capture!.url(DISK)]); // ok: started in beforeAll
-}
-
-function readAt(path: string, offset: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const b = Buffer.alloc(length);
-    readSync(fd, b, 0, length, offset);
-    return b;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 async function mkfsIn(img: string, part: (typeof PARTS)[number], src: string): Promise<void> {
   await exec('mkfs.ext4', ['-q', '-F', '-E', `offset=${part.start * SECTOR}`, '-d', src, img, `${(part.size * SECTOR) / 1024}k`]);
@@ -133,7 +56,6 @@ async function mkfsIn(img: string, part: (typeof PARTS)[number], src: string): P
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'gammaray-parts-'));
-  nats = await startNatsServer({ jetstream: true });
   image = join(work, `${DISK}.img`);
   writeFileSync(image, '');
   await exec('truncate', ['-s', String(DISK_BYTES), image]);
@@ -153,22 +75,13 @@ beforeAll(async () => {
   await mkfsIn(image, ROOT, root);
   startCopy = join(work, 'start.img');
   copyFileSync(image, startCopy);
-  capture = await startCapture(nats.url, { [DISK]: image }, ['--volume', `${BOOT}=${DISK}:2`]);
-  inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '1']);
-  nc = await connect({ servers: nats.url });
-  view = await startView(nats.url);
-  c = new ViewClient(view.address);
-  await caughtUp(0);
-  await caughtUp(0, BOOT);
+  s = await LiveStack.start(work, { [DISK]: image }, ['--volume', `${BOOT}=${DISK}:2`]);
+  await s.caughtUp(0, DISK);
+  await s.caughtUp(0, BOOT);
 }, 90_000);
 
 afterAll(async () => {
-  c?.close();
-  await view?.stop();
-  await inferencer?.stop();
-  await capture?.stop();
-  await nc?.close();
-  await nats?.stop();
+  await s?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -178,23 +91,23 @@ describe('a partitioned disk (GPT: EFI, /boot, root)', () => {
   it('is followed in its largest ext partition: the crawl and the view equal the kernel\'s view of the root partition', async () => {
     startTree = await rootTree(startCopy, true);
     expect(startTree.some((e) => e.path === '/etc/hostname')).toBe(true);
-    expect(sortByPath(await viewTree())).toEqual(sortByPath(startTree));
-    const es = await eventsUntil((x) => x.some((e) => e.kind === 'snapshot'));
+    expect(sortByPath(await s.viewTree(DISK))).toEqual(sortByPath(startTree));
+    const es = await s.eventsUntil(DISK, (x) => x.some((e) => e.kind === 'snapshot'));
     expect(es.filter((e) => e.kind === 'snapshot')).toHaveLength(1);
     expect(es[0]).toMatchObject({ kind: 'snapshot', partition: 3, dirs: startTree.filter((e) => e.type === 'dir').length });
-    const d = (await c.listDisks()).disks.find((x) => x.id === DISK);
+    const d = (await s.client.listDisks()).disks.find((x) => x.id === DISK);
     expect(d).toMatchObject({ partition: 3, partitionStart: ROOT.start * SECTOR, size: DISK_BYTES });
-    expect(inferencer!.logs()).not.toMatch(/holds no ext2\/3\/4/); // ok: started in beforeAll
+    expect(s.inferencer.logs()).not.toMatch(/holds no ext2\/3\/4/); // ok: started in beforeAll
   });
 
   it('capture --volume follows /boot\'s partition as a disk of its own', async () => {
     const boot = PARTS[1]!; // ok: three entries
     const kernel = sortByPath(await kernelTree(startCopy, { hash: true, offsetBytes: boot.start * SECTOR, sizelimit: boot.size * SECTOR }));
     expect(kernel.some((e) => e.path === '/grub/grub.cfg')).toBe(true);
-    expect(sortByPath(await viewTree(BOOT))).toEqual(kernel);
-    const d = (await c.listDisks()).disks.find((x) => x.id === BOOT);
+    expect(sortByPath(await s.viewTree(BOOT))).toEqual(kernel);
+    const d = (await s.client.listDisks()).disks.find((x) => x.id === BOOT);
     expect(d).toMatchObject({ source: DISK, partition: 2, partitionStart: boot.start * SECTOR, size: DISK_BYTES });
-    const es = await eventsUntil((x) => x.some((e) => e.kind === 'snapshot'), 30_000, BOOT);
+    const es = await s.eventsUntil(BOOT, (x) => x.some((e) => e.kind === 'snapshot'), 30_000);
     expect(es[0]).toMatchObject({ disk: BOOT, kind: 'snapshot', partition: 2 });
   });
 
@@ -221,15 +134,15 @@ describe('a partitioned disk (GPT: EFI, /boot, root)', () => {
       'mkdir /boot && mount -t ext4 /dev/vda2 /boot && echo new > /boot/grub/grub.cfg && mkdir /boot/x && umount /boot',
       'sync',
     ].join('\n');
-    const res = await runGuest({ nbd: capture!.url(DISK), workload, append: 'gammaray.dev=vda3', timeoutMs: 120_000 }); // ok: started in beforeAll
+    const res = await runGuest({ nbd: s.capture.url(DISK), workload, append: 'gammaray.dev=vda3', timeoutMs: 120_000 }); // ok: started in beforeAll
     expect(res.status, `${res.console}\n${res.stderr}`).toBe(0);
-    const last = await lastWriteSeq();
-    await caughtUp(last);
+    const last = await s.lastWriteSeq(DISK);
+    await s.caughtUp(last, DISK);
     const kernel = await rootTree(image, true);
     expect(kernel.some((e) => e.path === '/home/user/motd')).toBe(true);
-    expect(sortByPath(await viewTree())).toEqual(sortByPath(kernel));
+    expect(sortByPath(await s.viewTree(DISK))).toEqual(sortByPath(kernel));
 
-    const es = await eventsUntil((x) => x.some((e) => e.path === '/etc/hostname' && e.kind === 'unlink') && x.some((e) => e.path === '/home/user/f99' && e.kind === 'delete'));
+    const es = await s.eventsUntil(DISK, (x) => x.some((e) => e.path === '/etc/hostname' && e.kind === 'unlink') && x.some((e) => e.path === '/home/user/f99' && e.kind === 'delete'));
     expect(es.filter((e) => e.kind === 'corrupt')).toEqual([]);
     expect(es.filter((e) => e.path.startsWith('/grub') || e.path === '/x')).toEqual([]);
     expect(es.some((e) => e.kind === 'rename' && e.from === '/etc/motd' && e.path === '/home/user/motd')).toBe(true);
@@ -240,11 +153,11 @@ describe('a partitioned disk (GPT: EFI, /boot, root)', () => {
     expect(foldedList.map(pick)).toEqual(sortByPath(kernel).map(pick));
 
     // What the guest did to /boot came out on the volume: a tampered grub.cfg, a new directory.
-    await caughtUp(last, BOOT);
+    await s.caughtUp(last, BOOT);
     const boot = PARTS[1]!; // ok: three entries
     const bootKernel = sortByPath(await kernelTree(image, { hash: true, offsetBytes: boot.start * SECTOR, sizelimit: boot.size * SECTOR }));
-    expect(sortByPath(await viewTree(BOOT))).toEqual(bootKernel);
-    const bootEvents = await eventsUntil((x) => x.some((e) => e.kind === 'create' && e.path === '/x') && x.some((e) => e.kind === 'write' && e.path === '/grub/grub.cfg'), 60_000, BOOT);
+    expect(sortByPath(await s.viewTree(BOOT))).toEqual(bootKernel);
+    const bootEvents = await s.eventsUntil(BOOT, (x) => x.some((e) => e.kind === 'create' && e.path === '/x') && x.some((e) => e.kind === 'write' && e.path === '/grub/grub.cfg'), 60_000);
     expect(bootEvents.filter((e) => e.kind === 'corrupt')).toEqual([]);
     expect(Buffer.from(bootEvents.find((e) => e.kind === 'write' && e.path === '/grub/grub.cfg')!.data!).toString()).toBe('new\n'); // ok: found above
   }, 240_000);
@@ -258,59 +171,58 @@ describe('a partitioned disk (GPT: EFI, /boot, root)', () => {
     const tail = readAt(grown, DISK_BYTES - 64 * 1024, 64 * 1024);
     const newSize = Number((await exec('sfdisk', ['-J', grown])).stdout.match(/"size":\s*(\d+)[^}]*"name":\s*"root"/)?.[1]);
     expect(newSize).toBeGreaterThan(ROOT.size);
-    const before = (await readEvents()).length;
-    await nbdWrite(0, head);
-    await nbdWrite(DISK_BYTES - 64 * 1024, tail);
-    const es = await eventsUntil((x) => x.slice(before).some((e) => e.kind === 'snapshot'));
+    const before = (await s.readEvents(DISK)).length;
+    await s.nbdWrite(DISK, 0, head);
+    await s.nbdWrite(DISK, DISK_BYTES - 64 * 1024, tail);
+    const es = await s.eventsUntil(DISK, (x) => x.slice(before).some((e) => e.kind === 'snapshot'));
     const after = es.slice(before);
     expect(after[0]).toMatchObject({ kind: 'resync' });
     expect(String(after[0]!.reason)).toMatch(/partition table changed: partition 3 was 83886080 bytes at byte 26214400, is \d+ bytes/); // ok: some event
     expect(after.filter((e) => e.kind === 'snapshot')).toHaveLength(1);
-    await caughtUp(await lastWriteSeq());
+    await s.caughtUp(await s.lastWriteSeq(DISK), DISK);
     // The file system inside did not change; the kernel reads it the same through the grown window.
     const kernel = await rootTree(image, true, newSize);
-    expect(sortByPath(await viewTree())).toEqual(sortByPath(kernel));
+    expect(sortByPath(await s.viewTree(DISK))).toEqual(sortByPath(kernel));
   }, 120_000);
 
   it('a guest flipping its partition table over and over is crawled again 3 times at once, then after waits', async () => {
     // Two valid tables: the grown one (now on the disk) and the original, written alternately every 300 ms.
     const orig = startCopy;
     const tables = [image, orig].map((f) => ({ head: readAt(f, 0, 64 * 1024), tail: readAt(f, DISK_BYTES - 64 * 1024, 64 * 1024) }));
-    const before = (await readEvents()).length;
+    const before = (await s.readEvents(DISK)).length;
     const t0 = Date.now();
     for (let i = 1; i <= 20; i++) {
       const t = tables[i % 2]!; // ok: two tables
-      await nbdWrite(0, t.head);
-      await nbdWrite(DISK_BYTES - 64 * 1024, t.tail);
+      await s.nbdWrite(DISK, 0, t.head);
+      await s.nbdWrite(DISK, DISK_BYTES - 64 * 1024, t.tail);
       await new Promise((r) => setTimeout(r, 300));
     }
     const storm = Date.now() - t0;
-    const crawls = (await readEvents()).slice(before).filter((e) => e.kind === 'snapshot').length;
+    const crawls = (await s.readEvents(DISK)).slice(before).filter((e) => e.kind === 'snapshot').length;
     // Without the limit every flip that a crawl did not already cover is a crawl (15-20 here); with it, 3 at once,
     // then one after 5 s, 10 s, ...
     expect(crawls, `${crawls} crawls in ${storm} ms`).toBeLessThanOrEqual(3 + Math.ceil(storm / 5_000));
     expect(crawls).toBeGreaterThanOrEqual(1);
-    expect(inferencer!.logs()).toContain('the disk keeps asking to be crawled again'); // ok: started in beforeAll
+    expect(s.inferencer.logs()).toContain('the disk keeps asking to be crawled again'); // ok: started in beforeAll
     // The table ends as the grown one (i = 20): once the waits are over the disk is followed in it again.
     const grown = (await exec('sfdisk', ['-J', image])).stdout;
     const newSize = Number(grown.match(/"size":\s*(\d+)[^}]*"name":\s*"root"/)?.[1]);
     expect(newSize).toBeGreaterThan(ROOT.size);
     const deadline = Date.now() + 90_000;
     for (;;) {
-      const d = (await c.listDisks()).disks.find((x) => x.id === DISK);
-      const last = await lastWriteSeq();
-      if (d?.ready && d.appliedSeq >= last && (await readEvents()).slice(-1)[0]?.kind === 'snapshot') break;
+      const d = (await s.client.listDisks()).disks.find((x) => x.id === DISK);
+      const last = await s.lastWriteSeq(DISK);
+      if (d?.ready && d.appliedSeq >= last && (await s.readEvents(DISK)).slice(-1)[0]?.kind === 'snapshot') break;
       if (Date.now() > deadline) throw new Error(`not followed again after the storm: ${JSON.stringify(d)}`);
       await new Promise((r) => setTimeout(r, 500));
     }
-    expect(sortByPath(await viewTree())).toEqual(sortByPath(await rootTree(image, true, newSize)));
+    expect(sortByPath(await s.viewTree(DISK))).toEqual(sortByPath(await rootTree(image, true, newSize)));
   }, 180_000);
 
   it('capture --partition ID=N names another partition: the inferencer resyncs to it and the view follows it', async () => {
-    const before = (await readEvents()).length;
-    await capture!.stop(); // ok: started in beforeAll
-    capture = await startCapture(nats.url, { [DISK]: image }, ['--partition', `${DISK}=2`, '--volume', `${BOOT}=${DISK}:2`]);
-    const es = await eventsUntil((x) => x.slice(before).some((e) => e.kind === 'snapshot'));
+    const before = (await s.readEvents(DISK)).length;
+    await s.restartCapture(['--partition', `${DISK}=2`, '--volume', `${BOOT}=${DISK}:2`]);
+    const es = await s.eventsUntil(DISK, (x) => x.slice(before).some((e) => e.kind === 'snapshot'));
     const after = es.slice(before);
     expect(after.map((e) => e.kind)).toEqual(['resync', 'snapshot']);
     expect(after[0]!.reason).toBe('the registry names partition 2 of the disk; partition 3 was followed'); // ok: two events
@@ -320,13 +232,13 @@ describe('a partitioned disk (GPT: EFI, /boot, root)', () => {
     // What the guest wrote to /boot is there: it was in the image all along, outside the window followed before.
     expect(kernel.find((e) => e.path === '/grub/grub.cfg')).toMatchObject({ size: 4 });
     const deadline = Date.now() + 60_000;
-    let ours = await viewTree().catch(() => []);
+    let ours = await s.viewTree(DISK).catch(() => []);
     while (JSON.stringify(sortByPath(ours)) !== JSON.stringify(sortByPath(kernel)) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 300));
-      ours = await viewTree().catch(() => []);
+      ours = await s.viewTree(DISK).catch(() => []);
     }
     expect(sortByPath(ours)).toEqual(sortByPath(kernel));
-    const d = (await c.listDisks()).disks.find((x) => x.id === DISK);
+    const d = (await s.client.listDisks()).disks.find((x) => x.id === DISK);
     expect(d).toMatchObject({ partition: 2, partitionStart: boot.start * SECTOR });
   }, 120_000);
 });
