@@ -185,6 +185,38 @@ describe('gammaray up', () => {
     }
   }, 120_000);
 
+  it('killed with SIGKILL, it leaves no gammaray service behind: each stops once its up is gone', async () => {
+    const up = await startUp();
+    const kids = (await exec('pgrep', ['-P', String(up.child.pid)]).catch(() => ({ stdout: '' }))).stdout.trim().split('\n').filter(Boolean).map(Number);
+    const args = async (pid: number) => (await exec('ps', ['-o', 'args=', '-p', String(pid)]).catch(() => ({ stdout: '' }))).stdout.trim();
+    const services: number[] = [];
+    let natsPid: number | undefined;
+    for (const pid of kids) {
+      const a = await args(pid);
+      if (a.includes('nats-server')) natsPid = pid;
+      else if (/gammaray\.js (capture|inferencer|view) /.test(a)) services.push(pid);
+    }
+    expect(services).toHaveLength(3);
+    up.child.kill('SIGKILL');
+    await up.exited;
+    const deadline = Date.now() + 20_000;
+    let alive = services;
+    while (alive.length > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      alive = alive.filter((pid) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    }
+    expect(alive, 'services still running 20 s after their up was killed').toEqual([]);
+    // nats-server is not ours to teach: it stays, and the next up takes another port (README).
+    if (natsPid !== undefined) process.kill(natsPid, 'SIGKILL');
+  }, 120_000);
+
   it('says how to install nats-server when there is none (exit 2)', async () => {
     const r = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--data-dir', join(work, 'd2')], { env: { ...process.env, GAMMARAY_NATS_SERVER: '/nonexistent/nats-server' } }).catch((e: { code: number; stderr: string }) => e);
     expect(r).toMatchObject({ code: 2 });

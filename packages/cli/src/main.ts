@@ -18,6 +18,27 @@ function partitionNumber(value: string): number {
 }
 
 /** Commander usage errors as one `gammaray:` line that points at the help. */
+/**
+ * A service `gammaray up` started (env GAMMARAY_PARENT_PID) stops when that `up` is gone: killed with SIGKILL, it
+ * cannot stop its children, and they would otherwise run on, reconnecting to whatever NATS next listens on the
+ * same address (another `up`'s), where they would take its disks' leases. SIGTERM first (the service's own
+ * orderly stop), then exit after 15 s if that hangs (a NATS that is gone).
+ */
+function exitWithParent(): void {
+  const parent = Number(process.env['GAMMARAY_PARENT_PID']);
+  if (!Number.isSafeInteger(parent) || parent <= 1) return;
+  const timer = setInterval(() => {
+    try {
+      process.kill(parent, 0);
+    } catch {
+      clearInterval(timer);
+      process.kill(process.pid, 'SIGTERM');
+      setTimeout(() => process.exit(1), 15_000).unref();
+    }
+  }, 1_000);
+  timer.unref();
+}
+
 function configure(cmd: Command, term: Terminal, helpHint: string): Command {
   return cmd.exitOverride().configureOutput({
     writeOut: (s) => term.stdoutRaw(s),
@@ -100,6 +121,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .action(async (o: { nats?: string; listen?: string; disk: string[]; partition: string[]; volume: string[]; replicas?: string; metrics?: string; trace?: string }) => {
       // Loaded on demand: the offline commands never pay for NATS and pino.
       const svc = await import('@gammaray/service-capture');
+      exitWithParent();
       try {
         done((await svc.runCapture({ ...o, disk: o.disk.length > 0 ? o.disk : undefined, partition: o.partition.length > 0 ? o.partition : undefined, volume: o.volume.length > 0 ? o.volume : undefined })) as ExitCode);
       } catch (err) {
@@ -122,6 +144,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .action(async (o: { nats?: string; replicas?: string; metrics?: string; inlineLimit?: string; checkpointInterval?: string; disk: string[]; leaseTtl?: string; heartbeat?: string }) => {
       // Loaded on demand, like capture.
       const svc = await import('@gammaray/service-inferencer');
+      exitWithParent();
       try {
         done((await svc.runInferencer({ ...o, disk: o.disk.length > 0 ? o.disk : undefined })) as ExitCode);
       } catch (err) {
@@ -161,6 +184,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .action(async (o: { nats?: string; grpc?: string; mount?: string; allowOther?: boolean; metrics?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; token?: string; replicas?: string; disk: string[] }) => {
       // Loaded on demand, like capture.
       const svc = await import('@gammaray/service-view');
+      exitWithParent();
       try {
         done((await svc.runView({ ...o, disk: o.disk.length > 0 ? o.disk : undefined })) as ExitCode);
       } catch (err) {

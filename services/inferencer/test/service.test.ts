@@ -32,6 +32,8 @@ vi.mock('@gammaray/inferencer', async (importOriginal) => {
   const real = await importOriginal<typeof import('@gammaray/inferencer')>();
   class FakeInferencer {
     crawls = 0;
+    /** The whole disk (the worker logs where the followed file system lies). */
+    readonly window = { partition: 0, start: 0, size: 1 << 20 };
     constructor(
       readonly disk: string,
       private applied: number,

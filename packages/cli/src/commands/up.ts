@@ -148,7 +148,8 @@ class Child {
   ) {
     // A process group of its own: a terminal's Ctrl-C reaches `up` alone, which stops the children in the order
     // that loses nothing (NATS last), instead of all of them at once.
-    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: CHILD_ENV, detached: true });
+    // GAMMARAY_PARENT_PID: the gammaray services stop when this process is gone (see exitWithParent in main.ts).
+    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...CHILD_ENV, GAMMARAY_PARENT_PID: String(process.pid) }, detached: true });
     const onData = (b: Buffer) => {
       log.write(b);
       this.#tail = (this.#tail + b.toString()).slice(-64 * 1024);
