@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KV_DISKS, decodeDiskEntry, type DiskRegistryEntry } from '@gammaray/wire';
 import { CLI, freeTcpPort, startCapture, type CaptureProcess } from '../support/capture-process.js';
 import { startInferencer } from '../support/inferencer-process.js';
+import { spawnService } from '../support/service-process.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 
 const exec = promisify(execFile);
@@ -151,4 +152,30 @@ describe('gammaray follow', () => {
       await inferencer.stop();
     }
   }, 90_000);
+
+  it('with NATS gone, SIGTERM still ends capture, inferencer and view (each waited for its NATS for good before)', async () => {
+    const own = await startNatsServer({ jetstream: true });
+    const image = join(work, 'gone.img');
+    writeFileSync(image, '');
+    truncateSync(image, 16 << 20);
+    await exec('mkfs.ext4', ['-q', '-F', image]);
+    const capture = await startCapture(own.url, { gone: image });
+    const inferencer = await startInferencer(own.url);
+    const view = spawnService(['view', '--nats', own.url, '--grpc', `127.0.0.1:${await freeTcpPort()}`]);
+    await view.waitForLog(/view started/);
+    await own.stop();
+    await new Promise((r) => setTimeout(r, 1_000));
+    const t0 = Date.now();
+    const ended = await Promise.all(
+      [capture.child, inferencer.child, view.child].map(
+        (child) =>
+          new Promise<number>((resolve) => {
+            child.once('exit', () => resolve(Date.now() - t0));
+            child.kill('SIGTERM');
+          }),
+      ),
+    );
+    // The stop deadline is 50 s; without NATS the inferencer's stop fails after its timeouts (~15 s here).
+    for (const ms of ended) expect(ms).toBeLessThan(55_000);
+  }, 120_000);
 });

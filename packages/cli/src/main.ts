@@ -39,6 +39,14 @@ function exitWithParent(): void {
   timer.unref();
 }
 
+/**
+ * A service whose run has settled (stopped, or failed) exits within 2 s even if its NATS client still holds
+ * timers (reconnecting to a NATS that is gone kept `gammaray inferencer` alive for good after its SIGTERM).
+ */
+function exitSoon(): void {
+  setTimeout(() => process.exit(), 2_000).unref();
+}
+
 function configure(cmd: Command, term: Terminal, helpHint: string): Command {
   return cmd.exitOverride().configureOutput({
     writeOut: (s) => term.stdoutRaw(s),
@@ -127,6 +135,8 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
         throw serviceFailure('capture', err, o.nats);
+      } finally {
+        exitSoon();
       }
     });
 
@@ -150,6 +160,8 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
         throw serviceFailure('inferencer', err, o.nats);
+      } finally {
+        exitSoon();
       }
     });
 
@@ -190,6 +202,8 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
         throw serviceFailure('view', err, o.nats);
+      } finally {
+        exitSoon();
       }
     });
 

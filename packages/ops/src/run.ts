@@ -1,5 +1,11 @@
 import type { Logger } from 'pino';
 
+/**
+ * Longest a service's stop may take before the process exits anyway: above the capture's 30 s drain and the
+ * inferencer's 20 s handover grace, below the deploy files' 60 s termination grace.
+ */
+export const STOP_DEADLINE_MS = 50_000;
+
 /** A service as its `index.ts` runs it. */
 export interface Runnable {
   start(): Promise<void>;
@@ -39,9 +45,17 @@ export async function runUntilSignal(service: Runnable, log: Logger, until?: () 
     const again = (signal: NodeJS.Signals): void => log.warn({ signal }, 'already stopping; the stop goes on (SIGKILL ends it at once)');
     process.on('SIGTERM', again);
     process.on('SIGINT', again);
+    // A stop that waits on a NATS that is gone (each request to its timeout, a drain that never ends) must still
+    // end: past STOP_DEADLINE_MS the process exits (what was not checkpointed is done again from the last one).
+    const deadline = setTimeout(() => {
+      log.error({ afterMs: STOP_DEADLINE_MS }, 'the stop did not finish in time (is NATS reachable?); exiting without it');
+      process.exit(1);
+    }, STOP_DEADLINE_MS);
+    deadline.unref();
     try {
       await service.stop();
     } finally {
+      clearTimeout(deadline);
       process.off('SIGTERM', again);
       process.off('SIGINT', again);
     }
