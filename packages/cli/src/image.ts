@@ -182,9 +182,9 @@ export async function openOneVolume(image: string, src: BlockSource, partition: 
     notes = [];
     return p;
   };
-  if (probes.length === 1) return opened(image, say(probes[0]!), partitioned); // ok: length checked
+  if (probes.length === 1) return openedVolume(image, say(probes[0]!), partitioned); // ok: length checked
   const candidates = probes.filter((p) => !isNoFileSystem(p));
-  if (candidates.length === 1) return opened(image, say(candidates[0]!), partitioned); // ok: length checked
+  if (candidates.length === 1) return openedVolume(image, say(candidates[0]!), partitioned); // ok: length checked
   if (candidates.length === 0) {
     throw new UserError(`${image}: no ext2/3/4 file system found in any of its partitions (${describeVolumes(vols)})`);
   }
@@ -193,9 +193,14 @@ export async function openOneVolume(image: string, src: BlockSource, partition: 
   throw new UserError(`${image} holds ${candidates.length} ext2/3/4 file systems (partitions ${list}); choose one with --partition N${lvs}`);
 }
 
-function opened(image: string, p: Probe, partitioned: boolean): OpenedVolume {
+/**
+ * The opened volume of a probe (probeError when it has no file system), with the arguments that select it again:
+ * `--partition N` for a partition, `--lv VG/LV` for a logical volume (never `--partition 0`, which reads the whole
+ * image as one file system and so finds no logical volume).
+ */
+export function openedVolume(image: string, p: Probe, partitioned: boolean): OpenedVolume {
   if (p.fs === undefined) throw probeError(p, partitioned);
-  const base = partitioned || p.volume.index !== 0 ? `${shellWord(image)} --partition ${p.volume.index}` : shellWord(image);
+  const base = p.volume.index !== 0 ? `${shellWord(image)} --partition ${p.volume.index}` : shellWord(image);
   const selector = p.volume.lv ? `${base} --lv ${shellWord(p.volume.lv)}` : base;
   const lv = p.volume.lv !== undefined ? { lv: p.volume.lv, lvStart: p.volume.lvStart ?? 0 } : {};
   return { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector, ...lv, ...(p.replayed ? { replayed: p.replayed } : {}) };

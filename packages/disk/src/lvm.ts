@@ -138,7 +138,7 @@ export async function readLvmPv(src: BlockSource): Promise<LvmPv | undefined> {
   if (first < tSize) text.set(await src.read(mdaStart + MDA_HEADER_SIZE, tSize - first), first);
   if (lvmCrc(text) !== tCrc) throw new CorruptError(DiskCorruptKind.Lvm, 'LVM metadata text checksum mismatch');
   const doc = parseLvmText(new TextDecoder('utf-8').decode(text.subarray(0, text.indexOf(0) < 0 ? text.length : text.indexOf(0))));
-  return describe(doc, pvUuid, dataStart, Math.max(dataStart, mdaStart + mdaSize), src.size);
+  return describe(doc, pvUuid, Math.max(dataStart, mdaStart + mdaSize), src.size);
 }
 
 /** A value of LVM's text format. */
@@ -242,7 +242,7 @@ function num(v: LvmValue | undefined, what: string): number {
 }
 
 /** The VG of `doc` as seen from the PV `pvUuid`: its linear LVs on it. */
-function describe(doc: LvmSection, pvUuid: string, dataStart: number, metadataEnd: number, pvSize: number): LvmPv {
+function describe(doc: LvmSection, pvUuid: string, metadataEnd: number, pvSize: number): LvmPv {
   const vgName = Object.keys(doc).find((k) => isSection(doc[k]) && isSection((doc[k] as LvmSection)['physical_volumes']));
   if (vgName === undefined) throw new CorruptError(DiskCorruptKind.Lvm, 'LVM metadata names no volume group');
   const vg = doc[vgName] as LvmSection;
@@ -252,6 +252,9 @@ function describe(doc: LvmSection, pvUuid: string, dataStart: number, metadataEn
   const mine = Object.keys(pvs).find((k) => isSection(pvs[k]) && (pvs[k] as LvmSection)['id'] === pvUuid);
   if (mine === undefined) throw new CorruptError(DiskCorruptKind.Lvm, `LVM metadata of VG ${vgName} does not list this PV (${pvUuid})`);
   const peStart = num((pvs[mine] as LvmSection)['pe_start'], 'pe_start') * SECTOR;
+  // Where the extents start bounds every LV and the metadata range watched for changes: inside the PV.
+  if (peStart === 0 || peStart >= pvSize) throw new CorruptError(DiskCorruptKind.Lvm, `LVM metadata: pe_start ${peStart} bytes is outside the ${pvSize}-byte PV`);
+  if (extentSize > pvSize) throw new CorruptError(DiskCorruptKind.Lvm, `LVM metadata: extent_size ${extentSize} bytes is larger than the ${pvSize}-byte PV`);
   const lvs: LinearLv[] = [];
   const lvSection = vg['logical_volumes'];
   const names = isSection(lvSection) ? Object.keys(lvSection).slice(0, MAX_LVS) : [];
@@ -286,5 +289,5 @@ function describe(doc: LvmSection, pvUuid: string, dataStart: number, metadataEn
     if (start + size > pvSize || size === 0) continue;
     lvs.push({ name: `${vgName}/${name}`, start, size });
   }
-  return { vg: vgName, pvUuid, dataStart: peStart || dataStart, extentSize, lvs, metadataEnd: Math.max(metadataEnd, peStart) };
+  return { vg: vgName, pvUuid, dataStart: peStart, extentSize, lvs, metadataEnd: Math.max(metadataEnd, peStart) };
 }

@@ -253,8 +253,6 @@ export class DiskInferencer {
   private applied: number;
   private idx = 0;
   private idxSeq = -1;
-  /** The partition preferred by the options, looked for again when the partition table changes. */
-  private readonly prefer: number | undefined;
 
   private constructor(
     opts: InferencerOptions,
@@ -267,7 +265,6 @@ export class DiskInferencer {
     private readonly diskFetcher: BlockFetcher,
   ) {
     this.disk = opts.disk;
-    this.prefer = opts.partition;
     this.inlineLimit = opts.inlineLimit ?? DEFAULT_INLINE_LIMIT;
     this.pendingLimit = opts.pendingBytes ?? DEFAULT_PENDING_BYTES;
     this.applied = appliedSeq;

@@ -5,7 +5,7 @@
  * replays them. The image is never written.
  */
 import { IoError, type BlockSource } from '@gammaray/disk';
-import { CorruptError, CorruptKind, Ext4Volume, JOURNAL_INO } from '@gammaray/ext4';
+import { CorruptError, CorruptKind, Ext4Volume } from '@gammaray/ext4';
 import { JournalFollower } from './journal.js';
 
 /** What {@link replayJournal} replayed. */
@@ -61,19 +61,18 @@ export async function replayJournal(source: BlockSource, volume?: Ext4Volume): P
   const sb = vol.superblock;
   if (!sb.has.journal || !sb.has.needsRecovery || sb.journalInum === 0) return undefined;
   const bs = sb.blockSize;
-  const map = await vol.blockMap(await vol.readInode(sb.journalInum || JOURNAL_INO));
+  const map = await vol.blockMap(await vol.readInode(sb.journalInum));
   const first = map[0];
   if (!first || first.logical !== 0) throw new CorruptError(CorruptKind.JournalBlock, 'the journal inode maps no first block', { inode: sb.journalInum });
-  const physical = (j: number): number => {
-    for (const e of map) if (j >= e.logical && j < e.logical + e.length) return e.physical + (j - e.logical);
-    throw new CorruptError(CorruptKind.JournalBlock, `journal block ${j} is not mapped by the journal inode`, { inode: sb.journalInum });
-  };
-  const readJ = async (j: number): Promise<Uint8Array> => {
-    const p = physical(j);
-    if ((p + 1) * bs > source.size) throw new CorruptError(CorruptKind.JournalBlock, `journal block ${j} (block ${p}) is past the end of the file system`, { block: p });
+  const readPhysical = async (p: number): Promise<Uint8Array> => {
+    if ((p + 1) * bs > source.size) throw new CorruptError(CorruptKind.JournalBlock, `journal block at block ${p} is past the end of the file system`, { block: p });
     return source.read(p * bs, bs);
   };
-  const follower = new JournalFollower(await readJ(0), map, readJ);
+  const follower: JournalFollower = new JournalFollower(await readPhysical(first.physical), map, async (j) => {
+    const p = follower.physicalOf(j);
+    if (p === undefined) throw new CorruptError(CorruptKind.JournalBlock, `journal block ${j} is not mapped by the journal inode`, { inode: sb.journalInum });
+    return readPhysical(p);
+  });
   const txs = await follower.recover();
   if (txs.length === 0) return undefined;
   const blocks = new Map<number, Uint8Array>();

@@ -4,7 +4,7 @@
  * engine works in the file system's own byte offsets; a window translates the disk's (write records, block reads)
  * to them, and notices when the guest rewrites the partition table or the LVM metadata.
  */
-import { DiskError, IoError, PartitionScheme, isExtendedPartition, readLvmPv, readPartitions, type BlockSource, type LvmPv, type Partition, type PartitionTable } from '@gammaray/disk';
+import { DiskError, IoError, PartitionScheme, SliceBlockSource, isExtendedPartition, readLvmPv, readPartitions, type BlockSource, type LvmPv, type Partition, type PartitionTable } from '@gammaray/disk';
 import { EXT4_SUPER_MAGIC, SUPERBLOCK_OFFSET } from '@gammaray/ext4';
 import type { WriteOp, WriteRecord } from '@gammaray/wire';
 import type { BlockFetcher } from './store.js';
@@ -123,7 +123,7 @@ export async function locateVolume(fetcher: BlockFetcher, prefer?: number): Prom
 async function largestLv(fetcher: BlockFetcher, partition: number, start: number, size: number): Promise<VolumeWindow | undefined> {
   let pv: LvmPv | undefined;
   try {
-    pv = await readLvmPv(windowSource(fetcher, start, size));
+    pv = await readLvmPv(new SliceBlockSource(sourceOf(fetcher), start, size));
   } catch (err) {
     if (!(err instanceof DiskError) || err instanceof IoError) throw err;
     return undefined;
@@ -136,17 +136,6 @@ async function largestLv(fetcher: BlockFetcher, partition: number, start: number
     }
   }
   return undefined;
-}
-
-/** `size` bytes of `fetcher` from `start`, as a BlockSource. */
-function windowSource(fetcher: BlockFetcher, start: number, size: number): BlockSource {
-  return {
-    size,
-    read: async (offset, length) => {
-      if (offset < 0 || length < 0 || offset + length > size) throw new IoError(`read ${offset}+${length} is outside the ${size}-byte volume`, { offset, length });
-      return (await fetcher.read(start + offset, length)).data;
-    },
-  };
 }
 
 function windowOf(p: Partition): VolumeWindow {

@@ -1,8 +1,8 @@
 import { open } from 'node:fs/promises';
 import { Ext4Error, walkBatches, type Extent, type FileType, type Xattr } from '@gammaray/ext4';
 import { ExitCode, UserError } from '../errors.js';
-import { humanSize, shellWord } from '../format.js';
-import { describeVolumes, imageVolumes, isNoFileSystem, openImage, probe, probeError, volumeOptions, type OpenedVolume, type Probe } from '../image.js';
+import { humanSize } from '../format.js';
+import { describeVolumes, imageVolumes, isNoFileSystem, openImage, openedVolume, probe, probeError, volumeOptions, type OpenedVolume, type Probe } from '../image.js';
 import { BufferedWriter, type Progress, type Terminal } from '../output.js';
 import { JsonBytes } from '../json-bytes.js';
 import { entryDoc, failedVolumeHeader, volumeHeader, writeEntryJson, type EntryFacts } from '../records.js';
@@ -90,10 +90,7 @@ export async function runCrawl(term: Terminal, image: string, opts: CrawlOptions
           stats.push({ label: p.label, what: 'unreadable', entries: 0, withErrors: 1, byType: new Map() });
           continue;
         }
-        const base = p.volume.index === 0 && p.volume.lv === undefined ? shellWord(image) : `${shellWord(image)} --partition ${p.volume.index}`;
-        const selector = p.volume.lv !== undefined ? `${base} --lv ${shellWord(p.volume.lv)}` : base;
-        const lv = p.volume.lv !== undefined ? { lv: p.volume.lv, lvStart: p.volume.lvStart ?? 0 } : {};
-        const v: OpenedVolume = { index: p.volume.index, partition: p.volume.partition, fs: p.fs, label: p.label, selector, ...lv, ...(p.replayed ? { replayed: p.replayed } : {}) };
+        const v = openedVolume(image, p, partitioned);
         const st = await crawlVolume(term, v, partitioned, sinks, progress, total);
         total += st.entries;
         stats.push(st);
