@@ -342,13 +342,15 @@ export async function gammarayProblems(rawArgv: readonly string[], rawEnv: Reado
         break;
       }
       // What runUp checks before starting anything, and the settings it hands to the capture and the view.
-      const { planDisks } = await vi.importActual<typeof import('../packages/cli/src/commands/up.ts')>('../packages/cli/src/commands/up.ts');
+      const { planDisks, planVolumes, captureVolumeArgs } = await vi.importActual<typeof import('../packages/cli/src/commands/up.ts')>('../packages/cli/src/commands/up.ts');
       const capture = await import('../services/capture/src/index.js');
       const view = await import('../services/view/src/index.js');
       try {
-        const disks = planDisks(o.image, o.disk);
+        const disks = planVolumes(planDisks(o.image, o.disk), o.partition, o.volume);
         const nats = o.nats ?? 'nats://127.0.0.1:4222';
-        capture.readConfig({ nats, listen: o.listen, disk: disks.map((d) => `${d.id}=${d.image}`) }, {});
+        const args = captureVolumeArgs(disks);
+        const flagValues = (flag: string) => args.filter((_, i) => args[i - 1] === flag);
+        capture.readConfig({ nats, listen: o.listen, disk: disks.map((d) => `${d.id}=${d.image}`), partition: flagValues('--partition'), volume: flagValues('--volume') }, {});
         view.readConfig({ nats, grpc: o.grpc, mount: o.mount }, {});
       } catch (err) {
         problems.push(`gammaray ${argv.join(' ')}: ${(err as Error).message}`);

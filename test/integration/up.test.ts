@@ -239,6 +239,51 @@ describe('gammaray up', () => {
     }
   });
 
+  it('follows a chosen partition and another partition as a volume of its own (--partition, --volume)', async () => {
+    // A VM's disk: GPT with /boot (1) and the root (2).
+    const img = join(work, 'vm.img');
+    writeFileSync(img, '');
+    await exec('truncate', ['-s', '64M', img]);
+    await exec('sh', ['-c', `printf 'label: gpt\\nstart=2048, size=20480, name=boot\\nstart=22528, size=100000, name=root\\n' | sfdisk -q --no-reread --no-tell-kernel "$1"`, 'sh', img]);
+    for (const [name, start, sectors, file] of [['boot', 2048, 20480, 'grub.cfg'], ['root', 22528, 100000, 'hostname']] as const) {
+      const src = join(work, `src-vm-${name}`);
+      mkdirSync(src);
+      writeFileSync(join(src, file), `${name}\n`);
+      await exec('mkfs.ext4', ['-q', '-F', '-E', `offset=${start * 512}`, '-d', src, img, `${sectors / 2}k`]);
+    }
+    const vmData = join(work, 'd-vm');
+    const bad = await exec('node', [CLI, 'up', '--image', img, '--partition', 'vm=9', '--data-dir', vmData]).catch((e: { code: number; stderr: string }) => e);
+    expect(bad).toMatchObject({ code: 2 });
+    expect((bad as { stderr: string }).stderr).toContain('--partition vm=9: ');
+    expect((bad as { stderr: string }).stderr).toContain('no partition 9');
+    const child = spawn('node', [CLI, 'up', '--image', img, '--partition', 'vm=2', '--volume', 'vm-boot=vm:1', '--data-dir', vmData, '--listen', `127.0.0.1:${nbdPort}`, '--grpc', `127.0.0.1:${grpcPort}`], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    children.push(child);
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await until(async () => (out.includes('Press Ctrl-C') ? true : undefined), `gammaray up: ${out}`, 60_000);
+      expect(out).toContain(`${img}: following the file system in its partition 2 (ext4)`);
+      expect(out).toContain(`${img}: volume vm-boot follows the file system in its partition 1 (ext4)`);
+      expect(out).toContain('volume vm-boot: partition 1 of disk vm');
+      expect(out).toContain('events: gammaray.vm-boot.fs.>');
+      for (const [disk, file] of [['vm', '/hostname'], ['vm-boot', '/grub.cfg']] as const) {
+        const tree = await until(async () => {
+          const { stdout } = await exec('node', [CLI, 'tree', disk, '--grpc', `127.0.0.1:${grpcPort}`]);
+          return stdout.includes(file) ? stdout : undefined;
+        }, `the view to serve ${disk}`);
+        expect(tree.split('\n').filter(Boolean).sort(), disk).toEqual(['/', file, '/lost+found'].sort());
+      }
+      const nats = /NATS: +(nats:\/\/\S+)/.exec(out)?.[1] ?? '';
+      const snaps = await Promise.all(['vm', 'vm-boot'].map(async (d) => (await events(nats, d)).find((e) => e.kind === 'snapshot') as unknown as { partition?: number } | undefined));
+      expect(snaps.map((e) => e?.partition)).toEqual([2, 1]);
+    } finally {
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+    }
+  }, 120_000);
+
   it('refuses one image file under two names (a symlink, a hard link), before starting anything (exit 2)', async () => {
     symlinkSync(join(work, 'alpha.img'), join(work, 'alpha-link.img'));
     linkSync(join(work, 'alpha.img'), join(work, 'alpha-hard.img'));

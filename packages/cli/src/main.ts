@@ -169,13 +169,15 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .description('run the whole pipeline on this machine: embedded NATS (unless --nats), capture, inferencer and view')
     .option('--image <file>', 'raw disk image to serve (repeat for more disks)', collect, [])
     .option('--disk <id>', 'disk id of the image at the same position (repeat; default: from the file name)', collect, [])
+    .option('--partition <id=n>', 'follow partition N of disk ID (0: the whole disk; default: the whole disk, else its largest ext partition or LV); repeat for more disks', collect, [])
+    .option('--volume <vol=id:n>', 'also follow partition N of disk ID as a disk of its own named VOL (e.g. its /boot); repeat for more', collect, [])
     .option('--mount <dir>', 'FUSE mount point of the live read-only view (DIR/<disk>/...)')
     .option('--data-dir <dir>', 'where the embedded NATS keeps its store and the services their logs (default ./gammaray-data)')
     .option('--nats <url>', 'use this NATS server (with JetStream) instead of starting one')
     .option('--listen <host:port>', 'NBD listen address of the capture (default 127.0.0.1:10809)')
     .option('--grpc <host:port>', 'gRPC address of the view (default 127.0.0.1:50051)')
     .addHelpText('after', '\nPrints the NBD URL to give QEMU, the gRPC address, the mount point and the event subjects. Ctrl-C stops everything cleanly (view, inferencer with a final checkpoint, capture after draining its writes, NATS).')
-    .action(async (o: { image: string[]; disk: string[]; mount?: string; dataDir?: string; nats?: string; listen?: string; grpc?: string }) => {
+    .action(async (o: { image: string[]; disk: string[]; partition: string[]; volume: string[]; mount?: string; dataDir?: string; nats?: string; listen?: string; grpc?: string }) => {
       done(await runUp(term, o));
     });
 

@@ -13,12 +13,17 @@ import { basename, delimiter, join, resolve } from 'node:path';
 import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
 import { openImage, withVolume } from '../image.js';
 import { NoVolumeError, locateVolume } from '@gammaray/inferencer';
+import { isPartitionNumber } from '@gammaray/wire';
 import type { Terminal } from '../output.js';
 
 /** Options of `gammaray up`. */
 export interface UpOptions {
   readonly image: readonly string[];
   readonly disk: readonly string[];
+  /** `--partition ID=N`: the partition of disk ID the inferencer follows (0: the whole disk). */
+  readonly partition?: readonly string[];
+  /** `--volume VOL=ID:N`: partition N of disk ID followed as a disk of its own named VOL. */
+  readonly volume?: readonly string[];
   readonly mount?: string;
   readonly dataDir?: string;
   readonly nats?: string;
@@ -36,7 +41,9 @@ const START_TIMEOUT_MS = 60_000;
  * The services' environment: `up`'s, without GAMMARAY_METRICS (one address for three services: all but the first
  * would fail to start) or other per-service settings, which `up` does not hand out.
  */
-const CHILD_ENV: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !['GAMMARAY_METRICS', 'GAMMARAY_LISTEN', 'GAMMARAY_GRPC', 'GAMMARAY_DISK', 'GAMMARAY_MOUNT', 'GAMMARAY_TRACE'].includes(k)));
+const CHILD_ENV: NodeJS.ProcessEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([k]) => !['GAMMARAY_METRICS', 'GAMMARAY_LISTEN', 'GAMMARAY_GRPC', 'GAMMARAY_DISK', 'GAMMARAY_MOUNT', 'GAMMARAY_TRACE', 'GAMMARAY_PARTITION', 'GAMMARAY_VOLUME'].includes(k)),
+);
 
 /** How long a child may take to stop after SIGTERM before it is killed. */
 const STOP_TIMEOUT_MS = 30_000;
@@ -79,6 +86,58 @@ export function planDisks(images: readonly string[], ids: readonly string[]): { 
     }
   }
   return out;
+}
+
+/** A disk `up` attaches, with the partition it follows (when chosen) and its other partitions followed as volumes. */
+export interface PlannedDisk {
+  readonly id: string;
+  readonly image: string;
+  readonly partition?: number;
+  readonly volumes: readonly { readonly id: string; readonly partition: number }[];
+}
+
+const PARTITION_SPEC = /^([a-z0-9_-]{1,64})=(\d{1,4})$/;
+const VOLUME_SPEC = /^([a-z0-9_-]{1,64})=([a-z0-9_-]{1,64}):(\d{1,4})$/;
+
+/**
+ * Adds `--partition ID=N` and `--volume VOL=ID:N` (the capture's flags, passed on to it) to the planned disks:
+ * each names a disk of `disks`, a partition number, and for a volume an id no disk or other volume has.
+ */
+export function planVolumes(disks: readonly { id: string; image: string }[], partitions: readonly string[] = [], volumes: readonly string[] = []): PlannedDisk[] {
+  const out: { id: string; image: string; partition?: number; volumes: { id: string; partition: number }[] }[] = disks.map((d) => ({ ...d, volumes: [] }));
+  const named = (spec: string, flag: string, id: string) => {
+    const d = out.find((x) => x.id === id);
+    if (!d) throw new UserError(`${flag} ${spec} names disk ${id}, which is not one of this up's disks (${out.map((x) => x.id).join(', ')}): use the id of an --image (its --disk, or its file name)`);
+    return d;
+  };
+  for (const spec of partitions) {
+    const m = PARTITION_SPEC.exec(spec);
+    if (!m || !isPartitionNumber(Number(m[2]))) {
+      throw new UserError(`--partition must be ID=N with N a partition number (1, 2, ...; 0 = the whole disk; e.g. --partition vm1=2), got ${JSON.stringify(spec)}`);
+    }
+    const d = named(spec, '--partition', m[1]!); // ok: matched
+    if (d.partition !== undefined) throw new UserError(`--partition ${d.id} is given twice: give one partition per disk`);
+    d.partition = Number(m[2]);
+  }
+  const taken = new Set(out.map((d) => d.id));
+  for (const spec of volumes) {
+    const m = VOLUME_SPEC.exec(spec);
+    const n = m ? Number(m[3]) : NaN;
+    if (!m || !isPartitionNumber(n) || n === 0) {
+      throw new UserError(`--volume must be VOLUME=ID:N: partition N (1, 2, ...) of disk ID followed as a disk of its own named VOLUME (e.g. --volume vm1-boot=vm1:2), got ${JSON.stringify(spec)}`);
+    }
+    const [, vol, id] = m;
+    const d = named(spec, '--volume', id!); // ok: matched
+    if (taken.has(vol!)) throw new UserError(`--volume ${spec}: ${vol} is already a disk or volume id; ids must be unique`);
+    taken.add(vol!);
+    d.volumes.push({ id: vol!, partition: n }); // ok: matched
+  }
+  return out;
+}
+
+/** The capture's `--partition` and `--volume` arguments for the planned disks. */
+export function captureVolumeArgs(disks: readonly PlannedDisk[]): string[] {
+  return disks.flatMap((d) => [...(d.partition !== undefined ? ['--partition', `${d.id}=${d.partition}`] : []), ...d.volumes.flatMap((v) => ['--volume', `${v.id}=${d.id}:${v.partition}`])]);
 }
 
 /** The nats-server binary: $GAMMARAY_NATS_SERVER, else `nats-server` on PATH or in /usr/sbin. */
@@ -253,17 +312,17 @@ function isBlank(image: string): boolean {
 }
 
 /**
- * The volume of `image` the inferencer follows (partition 0: the whole image; see locateVolume), or undefined when
- * it finds none: the image reader then says what the image holds.
+ * The volume of `image` the inferencer follows (partition 0: the whole image; see locateVolume), given partition
+ * `prefer` when the user chose one, or why it finds none (the image reader then says what the image holds).
  */
-async function followedVolume(image: string): Promise<{ partition: number; lv?: string } | undefined> {
+async function followedVolume(image: string, prefer?: number): Promise<{ partition: number; lv?: string } | NoVolumeError> {
   const src = await openImage(image);
   try {
     const fetcher = { size: src.size, read: async (offset: number, length: number) => ({ data: await src.read(offset, length), seq: 0 }) };
-    const w = await locateVolume(fetcher);
+    const w = await locateVolume(fetcher, prefer);
     return w.lv !== undefined ? { partition: w.partition, lv: w.lv } : { partition: w.partition };
   } catch (err) {
-    if (err instanceof NoVolumeError) return undefined;
+    if (err instanceof NoVolumeError) return err;
     throw err;
   } finally {
     await src.close();
@@ -275,36 +334,48 @@ async function followedVolume(image: string): Promise<{ partition: number; lv?: 
  * (node and the script) for the service children.
  */
 export async function runUp(term: Terminal, o: UpOptions, self: readonly string[] = [process.execPath, process.argv[1] ?? 'gammaray']): Promise<ExitCode> {
-  const disks = planDisks(o.image, o.disk);
+  const disks = planVolumes(planDisks(o.image, o.disk), o.partition, o.volume);
   // Ports first: a capture that cannot listen would fail after registering its disks, its log on the terminal.
   await portFree(o.listen ?? DEFAULT_LISTEN, '--listen', 'the NBD port');
   await portFree(o.grpc ?? DEFAULT_GRPC, '--grpc', 'the gRPC port');
   const dataDir = resolve(o.dataDir ?? 'gammaray-data');
   const served = readServed(dataDir);
-  // The inferencer follows a file system that starts at the image's first byte: say so now, not in its log.
+  // What the inferencer will follow on each image: say it now, not in its log.
   for (const d of disks) {
     if (isBlank(d.image)) {
       term.note(`${d.image} is blank (its first MiB is zeros): it is followed once the guest makes a file system on it`);
       continue;
     }
-    try {
-      // The file system the inferencer will follow (the whole image, or the largest ext partition or logical
-      // volume), opened here so that a damaged one is reported now.
-      const followed = await followedVolume(d.image);
-      await withVolume(
-        d.image,
-        followed?.partition,
-        async (v) => {
-          if (v.index !== 0 || v.lv !== undefined) term.note(`${d.image}: following the file system in its ${v.lv !== undefined ? `LVM logical volume ${v.lv}${v.index !== 0 ? ` (partition ${v.index})` : ''}` : `partition ${v.index}`} (${v.fs.kind})`);
-        },
-        followed?.lv !== undefined ? { lv: followed.lv } : {},
-      );
-    } catch (err) {
-      // A disk this data directory has followed, damaged since (its guest may have done it on purpose): refusing
-      // it would let a guest keep its own monitoring from starting again. Its inferencer restores the last valid
-      // state and reports the damage as corrupt events.
-      if (!(err instanceof UserError) || served[d.id] !== realpathSync(d.image)) throw err;
-      term.note(`${err.message}; serving disk ${d.id} anyway: ${dataDir} followed it before, and its last valid state is kept (the damage comes out as corrupt events)`);
+    const follows = [
+      { id: d.id, partition: d.partition, flag: d.partition !== undefined ? `--partition ${d.id}=${d.partition}` : undefined },
+      ...d.volumes.map((v) => ({ id: v.id, partition: v.partition as number | undefined, flag: `--volume ${v.id}=${d.id}:${v.partition}` as string | undefined })),
+    ];
+    for (const f of follows) {
+      try {
+        // The file system the inferencer will follow (the whole image, the partition chosen, or the largest ext
+        // partition or logical volume), opened here so that a damaged one is reported now.
+        const followed = await followedVolume(d.image, f.partition);
+        if (followed instanceof NoVolumeError && f.flag !== undefined) {
+          throw new UserError(`${f.flag}: ${d.image}: ${followed.message.replace(/; looking again later$/, '')}: name a partition holding an ext2/3/4 file system (or an LVM PV with one)`);
+        }
+        const chosen = followed instanceof NoVolumeError ? undefined : followed;
+        await withVolume(
+          d.image,
+          chosen?.partition,
+          async (v) => {
+            const what = v.lv !== undefined ? `LVM logical volume ${v.lv}${v.index !== 0 ? ` (partition ${v.index})` : ''}` : `partition ${v.index}`;
+            if (f.id !== d.id) term.note(`${d.image}: volume ${f.id} follows the file system in its ${what} (${v.fs.kind})`);
+            else if (v.index !== 0 || v.lv !== undefined) term.note(`${d.image}: following the file system in its ${what} (${v.fs.kind})`);
+          },
+          chosen?.lv !== undefined ? { lv: chosen.lv } : {},
+        );
+      } catch (err) {
+        // A disk this data directory has followed, damaged since (its guest may have done it on purpose): refusing
+        // it would let a guest keep its own monitoring from starting again. Its inferencer restores the last valid
+        // state and reports the damage as corrupt events.
+        if (!(err instanceof UserError) || served[d.id] !== realpathSync(d.image)) throw err;
+        term.note(`${err.message}; serving ${f.id === d.id ? 'disk' : 'volume'} ${f.id} anyway: ${dataDir} followed it before, and its last valid state is kept (the damage comes out as corrupt events)`);
+      }
     }
   }
   const logDir = join(dataDir, 'logs');
@@ -365,8 +436,8 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     }
     const listen = o.listen ?? DEFAULT_LISTEN;
     const grpc = o.grpc ?? DEFAULT_GRPC;
-    term.note(`starting capture on ${listen} (${disks.map((d) => d.id).join(', ')})`);
-    const capture = start('capture', self[0]!, [...self.slice(1), 'capture', '--nats', nats, '--listen', listen, ...disks.flatMap((d) => ['--disk', `${d.id}=${d.image}`])]); // ok: self has node
+    term.note(`starting capture on ${listen} (${disks.flatMap((d) => [d.id, ...d.volumes.map((v) => v.id)]).join(', ')})`);
+    const capture = start('capture', self[0]!, [...self.slice(1), 'capture', '--nats', nats, '--listen', listen, ...disks.flatMap((d) => ['--disk', `${d.id}=${d.image}`]), ...captureVolumeArgs(disks)]); // ok: self has node
     await capture.waitFor(/serving NBD/, 'serving NBD');
     term.note('starting inferencer');
     const inferencer = start('inferencer', self[0]!, [...self.slice(1), 'inferencer', '--nats', nats]); // ok: as above
@@ -382,6 +453,11 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
       lines.push(`    QEMU:   qemu-system-x86_64 ... -drive file=nbd://${host}:${port}/${d.id},format=raw,if=virtio`);
       lines.push(`    events: gammaray.${d.id}.fs.>   (gammaray follow ${d.id} --nats ${nats})`);
       if (o.mount) lines.push(`    files:  ${join(resolve(o.mount), d.id)}`);
+      for (const v of d.volumes) {
+        lines.push(`  volume ${v.id}: partition ${v.partition} of disk ${d.id}`);
+        lines.push(`    events: gammaray.${v.id}.fs.>   (gammaray follow ${v.id} --nats ${nats})`);
+        if (o.mount) lines.push(`    files:  ${join(resolve(o.mount), v.id)}`);
+      }
     }
     lines.push(`  gRPC:   ${grpc}   (gammaray tree DISK --grpc ${grpc})`);
     lines.push(`  logs:   ${logDir}`);
