@@ -256,6 +256,45 @@ describe('gammaray inferencer with a real capture and nats-server', () => {
     expect(new Set(ids).size).toBe(ids.length);
   }, 120_000);
 
+  it('a disk id re-attached with an image of another size before any write: a resync and a second snapshot, both stored', async () => {
+    const mk = async (name: string, files: number, size: string): Promise<string> => {
+      const src = join(work, `src-${name}`);
+      mkdirSync(src, { recursive: true });
+      for (let i = 0; i < files; i++) writeFileSync(join(src, `f${i}.txt`), `${name} ${i}\n`);
+      const img = join(work, `${name}.img`);
+      await exec('mkfs.ext4', ['-q', '-F', '-b', String(BLOCK), '-d', src, img, size]);
+      return img;
+    };
+    const first = await mk('reattach-a', 2, '16M');
+    const second = await mk('reattach-b', 3, '24M');
+    let cap = await startCapture(nats.url, { reattach: first });
+    try {
+      inferencer = await startInferencer(nats.url);
+      await waitForEvent((e) => e.kind === 'snapshot', 'the first snapshot', 30_000, 'reattach');
+      expect(await inferencer.stop()).toBe(0);
+      await cap.stop();
+      // The same disk id now names another image (another VM, or the image was replaced), and nothing was written:
+      // the crawl is at the same write-stream seq as the first one.
+      cap = await startCapture(nats.url, { reattach: second });
+      inferencer = await startInferencer(nats.url);
+      await inferencer.waitForLog(/checkpoint is of a disk of another size; crawling the disk again/);
+      const snap = await waitForEvent((e) => e.kind === 'snapshot' && e.files === 3, 'the second snapshot', 30_000, 'reattach');
+      const all = await readEvents('reattach');
+      expect(all.map((e) => e.event.kind)).toEqual(['snapshot', 'resync', 'snapshot']);
+      expect(all[1]!.event.reason).toMatch(/another size/); // ok: three events
+      expect(all[1]!.event.seq).toBe(snap.event.seq); // ok: three events
+      expect(snap.msgId).toMatch(/^reattach:\d+:1:c[0-9a-f]{12}$/);
+      // Restarted, it restores the new checkpoint: nothing is published again.
+      expect(await inferencer.stop()).toBe(0);
+      inferencer = await startInferencer(nats.url);
+      await inferencer.waitForLog(/restored from checkpoint/);
+      expect(await inferencer.stop()).toBe(0);
+      expect((await readEvents('reattach')).length).toBe(3);
+    } finally {
+      await cap.stop();
+    }
+  }, 120_000);
+
   it('waits for a blank disk to be formatted, polling each second, and follows it from the mkfs on', async () => {
     // A new VM's empty disk: no file system until the guest's installer makes one.
     const blankImage = join(work, 'blank.img');

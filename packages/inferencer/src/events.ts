@@ -110,6 +110,6 @@ export interface FsEvent {
 }
 
 /** The `Nats-Msg-Id` of an event: deterministic, so re-processing publishes no duplicates. */
-export function eventMsgId(e: Pick<FsEvent, 'disk' | 'seq' | 'idx'>): string {
-  return `${e.disk}:${e.seq}:${e.idx}`;
+export function eventMsgId(e: Pick<FsEvent, 'disk' | 'seq' | 'idx'>, tag?: string): string {
+  return tag === undefined ? `${e.disk}:${e.seq}:${e.idx}` : `${e.disk}:${e.seq}:${e.idx}:${tag}`;
 }

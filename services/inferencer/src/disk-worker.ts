@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { DiskInferencer, EVENT_VERSION, NoFileSystemError, EventKind, encodeEvent, eventMsgId, type FsEvent, type InferencerOptions } from '@gammaray/inferencer';
@@ -400,17 +401,24 @@ export class DiskWorker {
   /** Restores from the checkpoint when it is usable, else crawls the disk and publishes the snapshot. */
   async #open(fetcher: NatsBlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
     const info = await this.#o.jsm.streams.info(STREAM_WRITES);
+    /** A checkpoint found and not used: why, and the tag that keeps this crawl's msg ids apart (see crawlTag). */
+    let discarded: { why: string; tag: string } | undefined;
     if (this.#rebootstrap === undefined) {
       const ck = await this.#loadCheckpoint();
       let engine: DiskInferencer | undefined;
+      const discard = (why: string, fields: Record<string, unknown>): void => {
+        this.#log.warn(fields, `${why}; crawling the disk again`);
+        discarded = { why, tag: crawlTag(ck!.state) }; // ok: only called with a checkpoint
+        engine = undefined;
+      };
       if (ck && ck.size !== undefined && ck.size !== this.#o.size) {
-        this.#log.warn({ checkpointSize: ck.size, size: this.#o.size }, 'checkpoint is of a disk of another size; crawling the disk again');
+        discard('checkpoint is of a disk of another size', { checkpointSize: ck.size, size: this.#o.size });
       } else if (ck) {
         try {
           engine = await DiskInferencer.restore(ck.state, fetcher, opts);
         } catch (err) {
           if (err instanceof BlockFetchError) throw err;
-          this.#log.warn({ err }, 'checkpoint could not be restored; crawling the disk again');
+          discard('checkpoint could not be restored', { err });
         }
       }
       const want = this.#o.partition;
@@ -421,11 +429,9 @@ export class DiskWorker {
         this.#rebootstrap = { seq: engine.appliedSeq, ts: new Date(), message, resync: { idx: engine.peekIdx(engine.appliedSeq) } };
         engine = undefined;
       } else if (engine && info.state.last_seq < engine.appliedSeq) {
-        this.#log.warn({ appliedSeq: engine.appliedSeq, lastSeq: info.state.last_seq }, 'the write stream is behind the checkpoint (recreated?); crawling the disk again');
-        engine = undefined;
+        discard('the write stream is behind the checkpoint (recreated?)', { appliedSeq: engine.appliedSeq, lastSeq: info.state.last_seq });
       } else if (engine && info.state.messages > 0 && info.state.first_seq > engine.appliedSeq + 1) {
-        this.#log.warn({ appliedSeq: engine.appliedSeq, firstSeq: info.state.first_seq }, 'records after the checkpoint may have left the write stream; crawling the disk again');
-        engine = undefined;
+        discard('records after the checkpoint may have left the write stream', { appliedSeq: engine.appliedSeq, firstSeq: info.state.first_seq });
       }
       if (engine) {
         this.#processedSeq = engine.appliedSeq;
@@ -447,8 +453,19 @@ export class DiskWorker {
       await this.#emit([{ v: EVENT_VERSION, disk: this.disk, kind: EventKind.Resync, path: '', ino: 0, type: '', seq: poisoned.seq, idx, ts: poisoned.ts, reason: poisoned.message }]);
       if (fromSeq === poisoned.seq) firstIdx = idx + 1;
     }
-    const { inferencer, events } = await DiskInferencer.bootstrap(fetcher, opts, fromSeq, new Date(), firstIdx);
-    await this.#emit(events);
+    const crawledAt = new Date();
+    if (discarded) {
+      // Consumers that folded the events so far drop that tree; the snapshot that follows starts the new one.
+      // Under ids of their own: they share (disk, seq, idx) with what the checkpoint's engine may have published
+      // (the snapshot of a disk re-attached before any write has the first crawl's seq, idx 0), which the
+      // stream's duplicate window would drop. The tag comes from the discarded checkpoint, so a retry of this
+      // crawl (a crash before its checkpoint below) publishes the same ids again, and they are dropped.
+      const resync: FsEvent = { v: EVENT_VERSION, disk: this.disk, kind: EventKind.Resync, path: '', ino: 0, type: '', seq: fromSeq, idx: 0, ts: crawledAt, reason: `${discarded.why}: the disk is crawled again` };
+      await this.#emit([resync], discarded.tag);
+      firstIdx = 1;
+    }
+    const { inferencer, events } = await DiskInferencer.bootstrap(fetcher, opts, fromSeq, crawledAt, firstIdx);
+    await this.#emit(events, discarded?.tag);
     if (poisoned && !poisoned.resync) {
       // The engine produced no event for the poison record; but when it was the disk's last record the crawl's
       // events carry its seq too (fromSeq), so the corrupt event takes the next free idx: a shared msg id would
@@ -537,7 +554,8 @@ export class DiskWorker {
     return { v: EVENT_VERSION, disk: this.disk, kind: EventKind.Corrupt, path: '', ino: 0, type: '', seq, idx: 0, ts, corruptKind, message };
   }
 
-  async #emit(events: readonly FsEvent[]): Promise<void> {
+  /** Publishes `events` (msg ids from disk, seq and idx, and `tag` when given: see {@link crawlTag}). */
+  async #emit(events: readonly FsEvent[], tag?: string): Promise<void> {
     const publisher = this.#publisher!; // ok: set for the whole session
     if (events.length === 0) return;
     if (this.#revoked) throw new LeaseLostError(this.disk, 'the worker was revoked');
@@ -545,7 +563,7 @@ export class DiskWorker {
     await this.#o.fence?.confirm();
     for (const e of events) {
       const bytes = this.#encode(e);
-      const room = publisher.publish(eventsSubject(this.disk, bytes.kind), bytes.data, eventMsgId({ disk: this.disk, seq: e.seq, idx: e.idx }), e.path);
+      const room = publisher.publish(eventsSubject(this.disk, bytes.kind), bytes.data, eventMsgId({ disk: this.disk, seq: e.seq, idx: e.idx }, tag), e.path);
       if (room) {
         this.#at(`waiting for room to publish the events of record ${e.seq}`);
         await room;
@@ -632,4 +650,12 @@ export class DiskWorker {
 
 function isClosedConnection(err: unknown): boolean {
   return err instanceof Error && (err.name === 'ClosedConnectionError' || err.name === 'DrainingConnectionError');
+}
+
+/**
+ * The msg-id tag of a crawl that replaces checkpoint `state`: 12 hex digits of its SHA-256. The same checkpoint
+ * gives the same tag (a retried crawl's events are dropped as duplicates); another one, another tag.
+ */
+export function crawlTag(state: Uint8Array): string {
+  return `c${createHash('sha256').update(state).digest('hex').slice(0, 12)}`;
 }
