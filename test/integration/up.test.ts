@@ -213,9 +213,27 @@ describe('gammaray up', () => {
       });
     }
     expect(alive, 'services still running 20 s after their up was killed').toEqual([]);
-    // nats-server is not ours to teach: it stays, and the next up takes another port (README).
-    if (natsPid !== undefined) process.kill(natsPid, 'SIGKILL');
-  }, 120_000);
+    // nats-server cannot watch its parent: it stays, until the next up on this data dir stops it (a second
+    // nats-server on the same store would corrupt it).
+    expect(natsPid).toBeDefined();
+    process.kill(natsPid!, 0); // ok: checked; throws if it is gone
+    const again = await startUp();
+    try {
+      expect(again.output()).toContain(`stopping the nats-server (process ${natsPid}) a killed gammaray up left running on ${join(data, 'nats')}`);
+      // Gone, or a zombie its new parent has not reaped yet.
+      const state = (await exec('ps', ['-o', 'stat=', '-p', String(natsPid)]).catch(() => ({ stdout: '' }))).stdout.trim();
+      expect(state === '' || state.startsWith('Z'), `nats-server ${natsPid} state ${state}`).toBe(true);
+      const { stdout: ps } = await exec('ps', ['-eo', 'args']);
+      expect(ps.split('\n').filter((l) => l.includes('nats-server') && l.includes(join(data, 'nats')))).toHaveLength(1);
+      // While it runs, a second up on the same data dir is refused before it starts anything.
+      const second = await exec('node', [CLI, 'up', '--image', join(work, 'beta.img'), '--data-dir', data, '--listen', `127.0.0.1:${await freeTcpPort()}`, '--grpc', `127.0.0.1:${await freeTcpPort()}`]).catch((e: { code: number; stderr: string }) => e);
+      expect(second).toMatchObject({ code: 2 });
+      expect((second as { stderr: string }).stderr).toContain(`data directory ${data} is in use by another gammaray up (process ${again.child.pid})`);
+    } finally {
+      again.child.kill('SIGINT');
+      expect(await again.exited).toBe(0);
+    }
+  }, 180_000);
 
   it('says how to install nats-server when there is none (exit 2)', async () => {
     const r = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--data-dir', join(work, 'd2')], { env: { ...process.env, GAMMARAY_NATS_SERVER: '/nonexistent/nats-server' } }).catch((e: { code: number; stderr: string }) => e);

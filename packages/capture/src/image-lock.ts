@@ -1,20 +1,12 @@
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { chmodSync, mkdirSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PidLock } from '@gammaray/ops/pid-lock';
 import { DiskBusyError } from './errors.js';
 
 /** Where image locks live: $GAMMARAY_LOCK_DIR, else `gammaray-image-locks` in the OS temp directory. */
 export function imageLockDir(env: NodeJS.ProcessEnv = process.env): string {
   return env['GAMMARAY_LOCK_DIR'] ?? join(tmpdir(), 'gammaray-image-locks');
-}
-
-/** What a lock file holds: who serves the image. */
-interface Holder {
-  readonly pid: number;
-  /** The holder's start time (/proc/PID/stat field 22), so that a reused pid is not taken for the holder. */
-  readonly started?: string;
-  readonly image: string;
-  readonly disk: string;
 }
 
 /**
@@ -26,10 +18,12 @@ interface Holder {
  * directory, do not see it.
  */
 export class ImageLock {
-  private constructor(
-    readonly path: string,
-    private readonly mine: string,
-  ) {}
+  private constructor(private readonly lock: PidLock) {}
+
+  /** The lock file. */
+  get path(): string {
+    return this.lock.path;
+  }
 
   /**
    * Takes the lock of the image whose `fstat` is `st`. Throws DiskBusyError when a live process holds it. When the
@@ -43,81 +37,22 @@ export class ImageLock {
       // not ours to chmod (another user made it): it is usable if it is already 1777
     }
     const path = join(dir, `${st.dev}-${st.ino}.lock`);
-    const me: Holder = { pid: process.pid, started: startTime(process.pid), image, disk };
-    const mine = JSON.stringify(me);
-    for (let attempt = 0; attempt < 3; attempt++) {
-      let fd: number;
-      try {
-        fd = openSync(path, 'wx', 0o644);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'EEXIST') return undefined;
-        const holder = readHolder(path);
-        if (holder && alive(holder)) {
-          throw new DiskBusyError(
-            `image ${image} is already served on this machine by process ${holder.pid} (disk ${holder.disk}, as ${holder.image}): two writers would corrupt it; stop that capture first`,
-          );
-        }
-        try {
-          unlinkSync(path); // stale: its holder is gone
-        } catch {
-          // another capture took it over first: try again
-        }
-        continue;
-      }
-      try {
-        writeSync(fd, mine);
-      } finally {
-        closeSync(fd);
-      }
-      return new ImageLock(path, mine);
+    try {
+      return new ImageLock(
+        PidLock.acquire(path, { image, disk }, (h) =>
+          h.pid === 0
+            ? new DiskBusyError(`image ${image}: its lock ${path} keeps changing hands; is another capture starting on it?`)
+            : new DiskBusyError(`image ${image} is already served on this machine by process ${h.pid} (disk ${String(h['disk'])}, as ${String(h['image'])}): two writers would corrupt it; stop that capture first`),
+        ),
+      );
+    } catch (err) {
+      if (err instanceof DiskBusyError) throw err;
+      return undefined;
     }
-    throw new DiskBusyError(`image ${image}: its lock ${path} keeps changing hands; is another capture starting on it?`);
   }
 
   /** Gives the lock up (only if the file is still this holder's). */
   release(): void {
-    try {
-      if (readFileSync(this.path, 'utf8') === this.mine) unlinkSync(this.path);
-    } catch {
-      // gone already
-    }
-  }
-}
-
-function readHolder(path: string): Holder | undefined {
-  try {
-    const h = JSON.parse(readFileSync(path, 'utf8')) as Holder;
-    return Number.isInteger(h.pid) && h.pid > 0 ? h : undefined;
-  } catch {
-    return undefined; // unreadable or half written: a holder that died while writing it
-  }
-}
-
-function alive(h: Holder): boolean {
-  try {
-    process.kill(h.pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false; // ESRCH: no such process
-  }
-  const fields = statFields(h.pid);
-  if (fields === undefined) return true; // no /proc: believe kill(0)
-  if (fields[0] === 'Z' || fields[0] === 'X') return false; // exited, not yet reaped
-  return h.started === undefined || fields[19] === h.started;
-}
-
-/** Field 22 of /proc/PID/stat (start time in clock ticks since boot); undefined off Linux. */
-function startTime(pid: number): string | undefined {
-  return statFields(pid)?.[19];
-}
-
-/** The fields of /proc/PID/stat from field 3 (state) on; undefined off Linux or when the process is gone. */
-function statFields(pid: number): string[] | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
+    this.lock.release();
   }
 }

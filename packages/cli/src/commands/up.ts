@@ -14,6 +14,7 @@ import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
 import { openImage, withVolume } from '../image.js';
 import { NoVolumeError, locateVolume } from '@gammaray/inferencer';
 import { isPartitionNumber } from '@gammaray/wire';
+import { PidLock, holderAlive, readHolder, startTime } from '@gammaray/ops/pid-lock';
 import type { Terminal } from '../output.js';
 
 /** Options of `gammaray up`. */
@@ -388,6 +389,10 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     if (!existsSync(o.mount)) mkdirSync(o.mount, { recursive: true });
     if (!statSync(o.mount).isDirectory()) throw new UserError(`mount point ${o.mount} is not a directory`);
   }
+  // One `up` per data directory: a second would start a second nats-server on the same store.
+  const lock = PidLock.acquire(join(dataDir, UP_LOCK_FILE), { what: 'gammaray up' }, (h) =>
+    new UserError(h.pid === 0 ? `data directory ${dataDir} keeps changing hands: is another gammaray up starting on it?` : `data directory ${dataDir} is in use by another gammaray up (process ${h.pid}): stop it (Ctrl-C in its terminal), or pass another --data-dir`),
+  );
   const children: Child[] = [];
   const start = (name: string, cmd: string, args: readonly string[]): Child => {
     const c = new Child(name, cmd, args, createWriteStream(join(logDir, `${name}.log`), { flags: 'a' }));
@@ -429,8 +434,10 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
       const port = await freePort(4222);
       const store = join(dataDir, 'nats');
       mkdirSync(store, { recursive: true });
+      await stopOrphanNats(term, store);
       term.note(`starting nats-server (JetStream, store ${store}) on 127.0.0.1:${port}`);
       const n = start('nats-server', bin, ['-js', '-sd', store, '-a', '127.0.0.1', '-p', String(port)]);
+      writeFileSync(join(store, NATS_PID_FILE), JSON.stringify({ pid: n.proc.pid, started: n.proc.pid !== undefined ? startTime(n.proc.pid) : undefined }));
       await n.waitFor(/Server is ready/, 'readiness');
       nats = `nats://127.0.0.1:${port}`;
     }
@@ -489,7 +496,46 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('SIGHUP', onSignal);
+    lock.release();
   }
+}
+
+/** `up`'s lock in its data directory (see PidLock). */
+const UP_LOCK_FILE = 'up.lock';
+/** The embedded nats-server's pid and start time, in its store directory. */
+const NATS_PID_FILE = 'gammaray-nats-server.json';
+
+/**
+ * Stops the nats-server an earlier `up` on this data directory started and left running (that `up` was killed:
+ * SIGKILL gives it no chance to stop its children). Its gammaray services stop by themselves, but nats-server
+ * cannot watch its parent; a second one on the same store would corrupt it. Only a process that is still the
+ * one recorded (same start time) and still serves this store is stopped.
+ */
+async function stopOrphanNats(term: Terminal, store: string): Promise<void> {
+  const holder = readHolder(join(store, NATS_PID_FILE));
+  if (!holder || !holderAlive(holder)) return;
+  let args = '';
+  try {
+    args = readFileSync(`/proc/${holder.pid}/cmdline`, 'utf8');
+  } catch {
+    return;
+  }
+  if (!args.split('\0').includes(store)) return;
+  term.note(`stopping the nats-server (process ${holder.pid}) a killed gammaray up left running on ${store}`);
+  const gone = async (ms: number): Promise<boolean> => {
+    for (const deadline = Date.now() + ms; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) if (!holderAlive(holder)) return true;
+    return !holderAlive(holder);
+  };
+  try {
+    process.kill(holder.pid, 'SIGTERM');
+    if (await gone(10_000)) return;
+    process.kill(holder.pid, 'SIGKILL');
+    if (await gone(5_000)) return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
+    throw new RuntimeFailure(`cannot stop the nats-server (process ${holder.pid}) left running on ${store}: ${(err as Error).message}; stop it yourself and start again`);
+  }
+  throw new RuntimeFailure(`the nats-server (process ${holder.pid}) left running on ${store} does not stop; stop it yourself and start again`);
 }
 
 /** A child that did not start; its output is printed as it is (see runUp). */
