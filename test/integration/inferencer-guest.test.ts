@@ -245,6 +245,56 @@ describe('inference from a real guest', () => {
     await checkAgainstKernel(rec, r, 0);
   }, 240_000);
 
+  it('inodes freed and allocated again in one commit, and names moved out of a directory removed in it', async () => {
+    const rec = await recordGuestWorkload({
+      nats: nats.url,
+      work,
+      disk: 'reuse',
+      workload: [
+        'set -e',
+        // The same name, the same inode number, another file (and a setuid bit): a delete and a create.
+        'dd if=/dev/urandom of=y bs=1000 count=9 2>/dev/null',
+        'echo a > x',
+        'sync',
+        'rm y; echo evil > y; chmod 4755 y',
+        'rm x; echo b > x',
+        'sync',
+        // A tree removed, its inodes taken by new files and directories in the same commit: every delete.
+        'mkdir -p t/a/b/c t/a/d; echo x > t/a/b/c/f; echo y > t/a/g; echo z > t/a/d/h',
+        'sync',
+        'rm -rf t/a; mkdir t/n; mkdir t/n/m; echo new > t/n/m/k; echo new2 > t/n/l',
+        'sync',
+        // A file moved out of a directory that is then removed (what an installer does with its temp dir).
+        'mkdir -p u/p/q; echo keep > u/p/q/x; echo gone > u/p/z',
+        'sync',
+        'mv u/p/q/x u/x; rm -rf u/p; mkdir u/r; echo other > u/r/w',
+        'sync',
+        // A name with an invalid UTF-8 byte, and a decoy that spells its escape: neither hides the other.
+        'mkdir h; echo secret > "h/s$(printf \'\\377\')"',
+        'sync',
+        "echo decoy > 'h/s\\xff'",
+        'sync',
+        'echo more >> "h/s$(printf \'\\377\')"',
+        'sync',
+      ].join('\n'),
+    });
+    const r = await replay(rec, 'reuse');
+    if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
+    expect(r.events.filter((e) => e.kind === 'corrupt'), brief(r.events).join('\n')).toEqual([]);
+    const got = brief(r.events.filter((e) => e.kind !== 'snapshot' && e.kind !== 'attr' && e.kind !== 'write'));
+    for (const want of ['delete /y', 'create /y', 'delete /x', 'create /x', 'delete /t/a/b/c/f', 'delete /t/a/b/c', 'delete /t/a/b', 'delete /t/a/g', 'delete /t/a/d/h', 'delete /t/a/d', 'delete /t/a', 'create /t/n/m/k', 'delete /u/p/z', 'delete /u/p/q', 'delete /u/p']) {
+      expect(got, `${want}\n${got.join('\n')}`).toContain(want);
+    }
+    expect(got, got.join('\n')).toContain('create /h/s\\x5cxff');
+    expect(got.filter((e) => e.startsWith('delete /h/')), got.join('\n')).toEqual([]);
+    expect(brief(r.events.filter((e) => e.kind === 'write' && e.path === '/h/s\\xff')), brief(r.events).join('\n')).toEqual(['write /h/s\\xff @0+7', 'write /h/s\\xff @7+5']);
+    // The move comes before the removal of the directory it left, so that it can be applied.
+    const moved = got.indexOf('rename /u/x <- /u/p/q/x');
+    expect(moved, got.join('\n')).toBeGreaterThanOrEqual(0);
+    expect(moved).toBeLessThan(got.indexOf('delete /u/p/q'));
+    await checkAgainstKernel(rec, r);
+  }, 240_000);
+
   it('2,000 files in one directory then half deleted, a 100 MiB file, writes with and without fsync', async () => {
     const rec = await recordGuestWorkload({
       nats: nats.url,

@@ -93,15 +93,16 @@ function utf8SequenceLength(bytes: Uint8Array, i: number): number {
  * Control characters such as `\n` are valid UTF-8 and therefore kept verbatim (JSON escapes them).
  * Scanning restarts at the next byte after an invalid one, which gives the same result as escaping each byte of
  * the "maximal subpart" (WHATWG/Unicode replacement practice), just with escapes instead of U+FFFD.
- * A literal backslash is not escaped, so the mapping is not injective; the fixture tree avoids names that would
- * collide.
+ * A backslash that would read as such an escape (`\x` and two lower-case hex digits follow it) is escaped too
+ * (`\x5c`), so two names never decode to one string.
  */
 export function decodeName(bytes: Uint8Array): string {
   let out = '';
   let i = 0;
   while (i < bytes.length) {
     const n = utf8SequenceLength(bytes, i);
-    if (n === 0) {
+    const hex = (k: number) => /^[0-9a-f]$/.test(String.fromCharCode(bytes[i + k] ?? 0));
+    if (n === 0 || (bytes[i] === 0x5c && bytes[i + 1] === 0x78 && hex(2) && hex(3))) {
       out += `\\x${(bytes[i] ?? 0).toString(16).padStart(2, '0')}`;
       i += 1;
     } else {

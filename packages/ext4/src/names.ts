@@ -2,10 +2,16 @@ import { MAX_NAME_BYTES } from './limits.js';
 
 const strict = new TextDecoder('utf-8', { fatal: true });
 
+/** A backslash that would read as an escape (`\x` and two lowercase hex digits follow it). */
+const ESCAPE_LIKE = /\\(?=x[0-9a-f]{2})/g;
+
 /**
  * Decodes a name or path from the guest's bytes as UTF-8; each byte that is
  * not part of a valid UTF-8 sequence becomes the four characters `\xNN`
- * (lowercase hex). The same rule is used by every command that prints names.
+ * (lowercase hex), and so does a backslash that would otherwise read as such
+ * an escape (`\x5c`): two names never decode to one string (a name holding
+ * the bytes `\xff` and one holding the byte 0xff would hide each other).
+ * The same rule is used by every command that prints names.
  */
 export function decodeName(bytes: Uint8Array): string {
   let ascii = true;
@@ -15,13 +21,19 @@ export function decodeName(bytes: Uint8Array): string {
       break;
     }
   }
-  if (ascii) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-  try {
-    return strict.decode(bytes);
-  } catch {
-    return decodeLossy(bytes);
+  let s: string;
+  if (ascii) s = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  else {
+    try {
+      s = strict.decode(bytes);
+    } catch {
+      return decodeLossy(bytes);
+    }
   }
+  return s.includes('\\') ? s.replace(ESCAPE_LIKE, '\\x5c') : s;
 }
+
+const isLowerHex = (c: number | undefined): boolean => c !== undefined && ((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66));
 
 function seqLen(b: Uint8Array, i: number): number {
   const c = b[i]!;
@@ -48,7 +60,7 @@ function decodeLossy(b: Uint8Array): string {
   let i = 0;
   while (i < b.length) {
     const n = seqLen(b, i);
-    if (n === 0) {
+    if (n === 0 || (b[i] === 0x5c && b[i + 1] === 0x78 && isLowerHex(b[i + 2]) && isLowerHex(b[i + 3]))) {
       out += `\\x${b[i]!.toString(16).padStart(2, '0')}`;
       i++;
     } else {

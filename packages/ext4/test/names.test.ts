@@ -61,12 +61,32 @@ describe('encodeName', () => {
     for (const n of names) expect([...encodeName(decodeName(n))]).toEqual([...n]);
   });
 
-  it('prints a literal backslash-x-hex name and the invalid byte it spells the same way (CLI.md contract; lookup compares printed forms)', () => {
-    // CLI.md: names are UTF-8 with only invalid bytes escaped, so a guest file literally named `\xff` and one
-    // named by the single byte 0xff print alike. Ext4Volume.lookup compares printed forms, so both stay
-    // reachable by the path a listing printed (the first match wins when both exist in one directory).
-    expect(decodeName(utf8('\\xff'))).toBe(decodeName(Uint8Array.of(0xff)));
-    expect(decodeName(utf8('\\x41'))).not.toBe(decodeName(utf8('A')));
+  it('escapes a backslash that would read as an escape, so no two names print alike', () => {
+    // A guest file literally named `\xff` and one named by the byte 0xff: the same string would let the one hide
+    // the other from the inferred tree (a directory's entries are keyed by their printed names).
+    expect(decodeName(utf8('\\xff'))).toBe('\\x5cxff');
+    expect(decodeName(Uint8Array.of(0xff))).toBe('\\xff');
+    expect(decodeName(utf8('\\x5c'))).toBe('\\x5cx5c');
+    expect(decodeName(utf8('é\\xab'))).toBe('é\\x5cxab'); // the non-ASCII path
+    expect(decodeName(Uint8Array.of(0xff, 0x5c, 0x78, 0x61, 0x62))).toBe('\\xff\\x5cxab'); // the lossy path
+    // A backslash that reads as no escape stays as it is.
+    for (const n of ['a\\b', 'end\\', '\\x', '\\xg1', '\\xAB', '\\x4']) expect(decodeName(utf8(n))).toBe(n);
+    expect(decodeName(Uint8Array.of(0x5c, 0xff))).toBe('\\\\xff');
+    // Injective over every name of up to 4 bytes from an alphabet that can spell escapes, and round-trips.
+    const alphabet = [0x5c, 0x78, 0x66, 0x35, 0xff, 0xc3, 0xa9];
+    const seen = new Map<string, string>();
+    const walk = (prefix: number[]): void => {
+      if (prefix.length > 0) {
+        const b = Uint8Array.from(prefix);
+        const d = decodeName(b);
+        const key = prefix.join(',');
+        expect(seen.get(d) ?? key, d).toBe(key);
+        seen.set(d, key);
+        expect([...encodeName(d)], d).toEqual(prefix);
+      }
+      if (prefix.length < 4) for (const c of alphabet) walk([...prefix, c]);
+    };
+    walk([]);
   });
 });
 

@@ -1025,19 +1025,25 @@ export class DiskInferencer {
       const ino = queue[qi]!; // ok: in range
       const now = derived.get(ino);
       if (now instanceof CorruptError) continue;
+      if (now === undefined) continue;
       const before = this.nodes.get(ino);
-      const oldEntries = before?.type === FileType.dir && (now === null || now?.generation === before.generation || isUnreadableRoot(before)) ? before.entries : undefined;
+      // Every name a directory had is gone when it was freed, or when its inode is another one now (a new
+      // generation or type: removed and allocated again in the same interval, as `rm -rf a; mkdir n` may do):
+      // its entries are compared with the new ones only while it is the same directory.
+      const oldEntries = before?.type === FileType.dir ? before.entries : undefined;
+      const sameDir = oldEntries !== undefined && now !== null && now.type === FileType.dir && (now.generation === before!.generation || isUnreadableRoot(before!)); // ok: oldEntries implies before
       const newEntries = now?.type === FileType.dir ? now.entries : undefined;
       if (oldEntries === newEntries) continue;
+      const base = sameDir ? oldEntries : undefined;
       // forEach, not for..of: no [name, ino] pair per entry (a directory's entries are all walked at each change).
       oldEntries?.forEach((child, name) => {
-        if (newEntries?.get(name) !== child) removed.push({ dir: ino, name, ino: child });
+        if (!sameDir || newEntries?.get(name) !== child) removed.push({ dir: ino, name, ino: child });
       });
       if (newEntries) {
         const names: string[] = [];
         const children: number[] = [];
         newEntries.forEach((child, name) => {
-          if (oldEntries?.get(name) === child) return;
+          if (base?.get(name) === child) return;
           names.push(name);
           children.push(child);
         });
@@ -1076,6 +1082,26 @@ export class DiskInferencer {
           if (this.unreadable.size > 0) this.unreadable.delete(child);
           added.push({ dir: ino, name, ino: child });
         }
+      }
+    }
+
+    // An inode freed and allocated again in the interval keeps its number but is another file (a new generation or
+    // type): `rm y; echo x > y` may leave the entry as it was. Each name it kept is removed and added again, so the
+    // pairing below makes it a delete and a create.
+    let removedKeys: Set<string> | undefined;
+    for (const ino of dirty) {
+      const now = derived.get(ino);
+      const before = this.nodes.get(ino);
+      if (!before || now === null || now === undefined || now instanceof CorruptError || ino === ROOT_INO || isUnreadableRoot(before)) continue;
+      if (now.generation === before.generation && now.type === before.type) continue;
+      for (const l of this.links.all(ino)) {
+        const parentNow = derived.get(l.dir);
+        const entries = parentNow === undefined ? this.nodes.get(l.dir)?.entries : parentNow !== null && !(parentNow instanceof CorruptError) ? parentNow.entries : undefined;
+        if (entries?.get(l.name) !== ino) continue; // the name went: the comparison above has its removal
+        removedKeys ??= new Set(removed.map((r) => `${r.dir}:${r.name}`));
+        if (removedKeys.has(`${l.dir}:${l.name}`)) continue; // its directory was replaced: every name is removed and added
+        removed.push({ dir: l.dir, name: l.name, ino });
+        added.push({ dir: l.dir, name: l.name, ino });
       }
     }
 
@@ -1140,6 +1166,53 @@ export class DiskInferencer {
       return d instanceof Object && !(d instanceof CorruptError) ? d : this.nodes.get(ino);
     };
 
+    const emitRename = (r: EntryChange, a: EntryChange, now: FsNode): void => {
+      const parentNode = finalOf(a.dir);
+      const parent = parentNode ? { ino: a.dir, stat: statOf(parentNode) } : undefined;
+      touchedParents.add(a.dir);
+      evented.add(a.ino);
+      const from = join(this.pathOf(r.dir), r.name);
+      this.removeLink(a.ino, r.dir, r.name);
+      this.addLink(a.ino, a.dir, a.name);
+      touchedParents.add(r.dir);
+      const fromNode = finalOf(r.dir);
+      const fromParent = r.dir !== a.dir && fromNode ? { ino: r.dir, stat: statOf(fromNode) } : undefined;
+      this.event(ctx, { kind: EventKind.Rename, path: this.pathOf(a.ino), from, ino: a.ino, type: now.type, stat: statOf(now), parent, fromParent });
+    };
+
+    // A0: names moved out of a directory that is removed (`mv d/x .; rm -rf d`), first, while their old paths
+    // exist: a consumer applying the directory's delete first would lose them. Only to a name that is free now
+    // in a directory that stays, so that nothing else has to move before.
+    const doomed = new Set<number>();
+    for (const r of removals) if (this.nodes.get(r.ino)?.type === FileType.dir) doomed.add(r.ino);
+    const underDoomed = (dir: number): boolean => {
+      for (let d = 0, cur: number | undefined = dir; cur !== undefined && d <= MAX_PATH_DEPTH; d++) {
+        if (doomed.has(cur)) return true;
+        if (cur === ROOT_INO) return false;
+        cur = this.links.first(cur)?.dir;
+      }
+      return false;
+    };
+    const stays = (dir: number): boolean => {
+      const n = this.nodes.get(dir);
+      const d = derived.get(dir);
+      return n?.type === FileType.dir && (d === undefined || (d !== null && !(d instanceof CorruptError) && d.type === FileType.dir && d.generation === n.generation)) && !underDoomed(dir);
+    };
+    const early = new Set<EntryChange>();
+    if (doomed.size > 0) {
+      for (const { rem, add } of renames) {
+        if (!underDoomed(rem.dir) || !stays(add.dir) || this.nodes.get(add.dir)?.entries?.has(add.name)) continue;
+        const now = finalOf(add.ino);
+        if (!now) continue;
+        early.add(rem);
+        emitRename(rem, add, now);
+      }
+    }
+    // What is linked or renamed elsewhere in this interval stays, when a directory that held it is forgotten.
+    const keep = new Set<number>();
+    for (const a of additions) keep.add(a.ino);
+    for (const r of renames) keep.add(r.add.ino);
+
     // A: removals, deepest first, with the paths they had.
     const depthNow = (ino: number) => this.depthOf(ino);
     removals.sort((a, b) => depthNow(b.dir) - depthNow(a.dir) || cmpChange(a, b));
@@ -1155,7 +1228,7 @@ export class DiskInferencer {
       const parent = parentNode ? { ino: r.dir, stat: statOf(parentNode) } : undefined;
       if (remaining === 0 && !stillAdded) {
         this.event(ctx, { kind: EventKind.Delete, path, ino: r.ino, type: node.type, parent });
-        this.forget(node);
+        this.forget(node, keep);
       } else {
         const now = finalOf(r.ino) ?? node;
         this.event(ctx, { kind: EventKind.Unlink, path, ino: r.ino, type: node.type, stat: statOf(now), parent });
@@ -1186,19 +1259,12 @@ export class DiskInferencer {
       if (!now) continue;
       const parentNode = finalOf(a.dir);
       const parent = parentNode ? { ino: a.dir, stat: statOf(parentNode) } : undefined;
-      touchedParents.add(a.dir);
-      evented.add(a.ino);
       if (op.kind === 'rename') {
-        const r = op.rem!; // ok: renames carry their removal
-        const from = join(this.pathOf(r.dir), r.name);
-        this.removeLink(a.ino, r.dir, r.name);
-        this.addLink(a.ino, a.dir, a.name);
-        touchedParents.add(r.dir);
-        const fromNode = finalOf(r.dir);
-        const fromParent = r.dir !== a.dir && fromNode ? { ino: r.dir, stat: statOf(fromNode) } : undefined;
-        this.event(ctx, { kind: EventKind.Rename, path: this.pathOf(a.ino), from, ino: a.ino, type: now.type, stat: statOf(now), parent, fromParent });
+        if (!early.has(op.rem!)) emitRename(op.rem!, a, now); // ok: renames carry their removal
         continue;
       }
+      touchedParents.add(a.dir);
+      evented.add(a.ino);
       if (this.nodes.has(a.ino)) {
         if (now.type === FileType.dir && (a.ino === ROOT_INO || this.links.count(a.ino) > 0)) {
           // A second name for a directory is a loop in the making: it stays out of the tree.
@@ -1581,7 +1647,8 @@ export class DiskInferencer {
   }
 
   /** Removes a node that left the tree, and whatever it still held (a directory freed with entries). */
-  private forget(n: FsNode): void {
+  /** Drops `n` and what only it named (but not the inodes in `keep`: named elsewhere in this interval). */
+  private forget(n: FsNode, keep?: ReadonlySet<number>): void {
     this.unwritten.delete(n.ino);
     this.unindex(n);
     this.nodes.delete(n.ino);
@@ -1591,7 +1658,7 @@ export class DiskInferencer {
         this.removeLink(child, n.ino, name);
         const c = this.nodes.get(child);
         // The root has no name to lose (an entry naming it was refused as corrupt, but stays in the listing).
-        if (c && child !== ROOT_INO && this.links.count(child) === 0) this.forget(c);
+        if (c && child !== ROOT_INO && this.links.count(child) === 0 && !keep?.has(child)) this.forget(c, keep);
       }
     }
   }
