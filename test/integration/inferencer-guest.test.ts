@@ -276,6 +276,13 @@ describe('inference from a real guest', () => {
         'sync',
         'echo more >> "h/s$(printf \'\\377\')"',
         'sync',
+        // Swaps and a three-way rotation in one commit (exchanges), and a rename into a name another one leaves.
+        'mkdir -p w/da w/db; echo A > w/da/f; echo B > w/db/f; echo sa > w/sa; echo sb > w/sb',
+        'echo c1 > w/c1; echo c2 > w/c2; echo c3 > w/c3; echo k1 > w/k1; echo k2 > w/k2',
+        'sync',
+        'cd w; mv da tmpd; mv db da; mv tmpd db; mv sa tmps; mv sb sa; mv tmps sb',
+        'mv c1 tmpc; mv c2 c1; mv c3 c2; mv tmpc c3; mv k1 k3; mv k2 k1; cd ..',
+        'sync',
       ].join('\n'),
     });
     const r = await replay(rec, 'reuse');
@@ -288,6 +295,11 @@ describe('inference from a real guest', () => {
     expect(got, got.join('\n')).toContain('create /h/s\\x5cxff');
     expect(got.filter((e) => e.startsWith('delete /h/')), got.join('\n')).toEqual([]);
     expect(brief(r.events.filter((e) => e.kind === 'write' && e.path === '/h/s\\xff')), brief(r.events).join('\n')).toEqual(['write /h/s\\xff @0+7', 'write /h/s\\xff @7+5']);
+    const exchanges = r.events.filter((e) => e.kind === 'rename' && e.exchange).map((e) => `${e.path} <-> ${e.from}`);
+    expect(exchanges.length, exchanges.join('\n')).toBe(4);
+    const k3 = got.indexOf('rename /w/k3 <- /w/k1');
+    expect(k3, got.join('\n')).toBeGreaterThanOrEqual(0);
+    expect(k3).toBeLessThan(got.indexOf('rename /w/k1 <- /w/k2'));
     // The move comes before the removal of the directory it left, so that it can be applied.
     const moved = got.indexOf('rename /u/x <- /u/p/q/x');
     expect(moved, got.join('\n')).toBeGreaterThanOrEqual(0);

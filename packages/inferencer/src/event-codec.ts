@@ -14,6 +14,7 @@
  * | stat         | document        | mode, uid, gid, nlink, flags int32/int64; size int64; times {sec, nsec} |
  * | parent, fromParent | document  | {ino: int64, stat}                                             |
  * | from, target | string          |                                                                |
+ * | exchange     | bool            | rename: the two paths were exchanged                           |
  * | offset, length | int64         | write                                                          |
  * | data         | binary (0)      | write, up to the inline limit                                  |
  * | dataOmitted  | bool            |                                                                |
@@ -537,6 +538,8 @@ export function decodeEvent(bytes: Uint8Array): FsEvent {
   if (data !== undefined && !(data instanceof Uint8Array)) throw bad('data', 'binary');
   const dataOmitted = d['dataOmitted'];
   if (dataOmitted !== undefined && typeof dataOmitted !== 'boolean') throw bad('dataOmitted', 'a boolean');
+  const exchange = d['exchange'];
+  if (exchange !== undefined && typeof exchange !== 'boolean') throw bad('exchange', 'a boolean');
   const e: Record<string, unknown> = {
     v: EVENT_VERSION,
     disk,
@@ -551,6 +554,7 @@ export function decodeEvent(bytes: Uint8Array): FsEvent {
     parent: d['parent'] === undefined ? undefined : parent(d['parent'], 'parent'),
     fromParent: d['fromParent'] === undefined ? undefined : parent(d['fromParent'], 'fromParent'),
     from: optString(d, 'from'),
+    exchange,
     target: optString(d, 'target'),
     offset: optUint(d, 'offset'),
     length: optUint(d, 'length'),

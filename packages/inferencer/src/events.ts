@@ -82,6 +82,11 @@ export interface FsEvent {
   readonly fromParent?: ParentRef;
   /** rename: the old path. */
   readonly from?: string;
+  /**
+   * rename: the two paths were exchanged (what renameat2 RENAME_EXCHANGE does): the inode `ino` is now at `path`,
+   * and what was at `path` is now at `from`. Renames that went round in a cycle in one commit come out so.
+   */
+  readonly exchange?: boolean;
   /** create of a symlink: its target. */
   readonly target?: string;
   /** write: byte range and (up to the inline limit) the bytes. */

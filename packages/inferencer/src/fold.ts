@@ -67,6 +67,20 @@ export function foldEvents(tree: Map<string, FoldEntry>, events: Iterable<FsEven
       }
       case EventKind.Rename: {
         const from = ev.from!; // ok: renames carry from
+        if (ev.exchange) {
+          // The two paths swap what they hold (neither is inside the other: the kernel refuses that).
+          const swapped: FoldEntry[] = [];
+          for (const [p, e] of [...tree]) {
+            const to = p === from || under(p, from) ? ev.path + p.slice(from.length) : p === ev.path || under(p, ev.path) ? from + p.slice(ev.path.length) : undefined;
+            if (to === undefined) continue;
+            tree.delete(p);
+            e.path = to;
+            swapped.push(e);
+          }
+          for (const e of swapped) tree.set(e.path, e);
+          if (ev.stat) statAll(tree, ev.ino, ev.stat);
+          break;
+        }
         const moved: FoldEntry[] = [];
         for (const [p, e] of [...tree]) {
           if (p === from || under(p, from)) {

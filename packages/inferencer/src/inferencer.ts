@@ -43,6 +43,7 @@ import {
   DEFAULT_INLINE_LIMIT,
   DEFAULT_PENDING_BYTES,
   MAX_INODES_PER_SETTLE,
+  MAX_ORDER_DEPTH,
   MAX_OMITTED_BLOCKS,
   MAX_PATH_DEPTH,
   MAX_TAILS,
@@ -1248,47 +1249,120 @@ export class DiskInferencer {
       }
       return d;
     };
-    const ops: { kind: 'add' | 'rename'; add: EntryChange; rem?: EntryChange; depth: number }[] = [
+    type Op = { kind: 'add' | 'rename'; add: EntryChange; rem?: EntryChange; depth: number };
+    const ops: Op[] = [
       ...additions.map((a) => ({ kind: 'add' as const, add: a, depth: depthNew(a.dir) })),
-      ...renames.map((r) => ({ kind: 'rename' as const, add: r.add, rem: r.rem, depth: depthNew(r.add.dir) })),
+      ...renames.filter((r) => !early.has(r.rem)).map((r) => ({ kind: 'rename' as const, add: r.add, rem: r.rem, depth: depthNew(r.add.dir) })),
     ];
     ops.sort((a, b) => a.depth - b.depth || cmpChange(a.add, b.add));
+    const emitOp = (op: Op): void => {
+        const a = op.add;
+        const now = finalOf(a.ino);
+        if (!now) return;
+        const parentNode = finalOf(a.dir);
+        const parent = parentNode ? { ino: a.dir, stat: statOf(parentNode) } : undefined;
+        if (op.kind === 'rename') {
+          if (!early.has(op.rem!)) emitRename(op.rem!, a, now); // ok: renames carry their removal
+          return;
+        }
+        touchedParents.add(a.dir);
+        evented.add(a.ino);
+        if (this.nodes.has(a.ino)) {
+          if (now.type === FileType.dir && (a.ino === ROOT_INO || this.links.count(a.ino) > 0)) {
+            // A second name for a directory is a loop in the making: it stays out of the tree.
+            this.corrupt(ctx, `entry ${JSON.stringify(a.name)} of directory ${a.dir} links directory ${a.ino}, which already has a name`, { ino: a.dir, kind: 'DirectoryLink' });
+            return;
+          }
+          this.addLink(a.ino, a.dir, a.name);
+          this.event(ctx, { kind: EventKind.Link, path: this.pathOf(a.ino, a.dir, a.name), ino: a.ino, type: now.type, stat: statOf(now), parent });
+          return;
+        }
+        replaced.delete(a.ino);
+        this.adopt(now);
+        this.addLink(a.ino, a.dir, a.name);
+        // Built in place (the most common events with writes): the same fields in the same order as event() gives.
+        const create = this.identity(ctx, EventKind.Create);
+        create['path'] = this.pathOf(a.ino, a.dir, a.name);
+        create['ino'] = a.ino;
+        create['type'] = now.type;
+        create['stat'] = statOf(now);
+        if (parent !== undefined) create['parent'] = parent;
+        if (now.target !== undefined) create['target'] = now.target;
+        ctx.out.push(create as unknown as FsEvent); // ok: a create event's fields
+        if (now.inline && now.inline.length > 0) this.emitWrites(ctx, now, [{ offset: 0, data: now.inline, omitted: false }]);
+    
+    };
+    // The order above, except that an op waits for the op that names its destination directory and for the
+    // rename that moves the old holder of its destination name away (`mv a b; mv c a`: a's rename first, or a
+    // consumer would replace it with c). Renames that go round in a cycle (`mv a t; mv b a; mv t b`: a swap) are
+    // published as exchanges (`exchange: true`, what renameat2(RENAME_EXCHANGE) does), which a consumer applies
+    // as they come. Chains deeper than MAX_ORDER_DEPTH keep the order above.
+    const keyOf = (c: EntryChange): string => `${c.dir}:${c.name}`;
+    const renameAway = new Map<string, Op>();
+    const intoDir = new Map<number, Op>();
     for (const op of ops) {
-      const a = op.add;
-      const now = finalOf(a.ino);
-      if (!now) continue;
-      const parentNode = finalOf(a.dir);
-      const parent = parentNode ? { ino: a.dir, stat: statOf(parentNode) } : undefined;
-      if (op.kind === 'rename') {
-        if (!early.has(op.rem!)) emitRename(op.rem!, a, now); // ok: renames carry their removal
-        continue;
-      }
-      touchedParents.add(a.dir);
-      evented.add(a.ino);
-      if (this.nodes.has(a.ino)) {
-        if (now.type === FileType.dir && (a.ino === ROOT_INO || this.links.count(a.ino) > 0)) {
-          // A second name for a directory is a loop in the making: it stays out of the tree.
-          this.corrupt(ctx, `entry ${JSON.stringify(a.name)} of directory ${a.dir} links directory ${a.ino}, which already has a name`, { ino: a.dir, kind: 'DirectoryLink' });
+      if (op.kind === 'rename') renameAway.set(keyOf(op.rem!), op); // ok: renames carry their removal
+      if (!intoDir.has(op.add.ino)) intoDir.set(op.add.ino, op);
+    }
+    const done = new Set<Op>();
+    const stack: Op[] = [];
+    const visit = (op: Op): void => {
+      if (done.has(op)) return;
+      stack.push(op);
+      const away = renameAway.get(keyOf(op.add));
+      for (const dep of [intoDir.get(op.add.dir), away]) {
+        if (!dep || dep === op || done.has(dep) || stack.length > MAX_ORDER_DEPTH) continue;
+        const at = stack.indexOf(dep);
+        if (at < 0) {
+          visit(dep);
           continue;
         }
-        this.addLink(a.ino, a.dir, a.name);
-        this.event(ctx, { kind: EventKind.Link, path: this.pathOf(a.ino, a.dir, a.name), ino: a.ino, type: now.type, stat: statOf(now), parent });
-        continue;
+        // A cycle: an exchange round when every op in it is a rename waiting for the next one's.
+        const cycle = stack.slice(at);
+        const exchangeable = dep === away && cycle.every((c, i) => c.kind === 'rename' && (i === cycle.length - 1 || renameAway.get(keyOf(c.add)) === cycle[i + 1]));
+        if (exchangeable && cycle.every((c) => !done.has(c))) {
+          emitExchanges(cycle);
+          for (const c of cycle) done.add(c);
+        }
       }
-      replaced.delete(a.ino);
-      this.adopt(now);
-      this.addLink(a.ino, a.dir, a.name);
-      // Built in place (the most common events with writes): the same fields in the same order as event() gives.
-      const create = this.identity(ctx, EventKind.Create);
-      create['path'] = this.pathOf(a.ino, a.dir, a.name);
-      create['ino'] = a.ino;
-      create['type'] = now.type;
-      create['stat'] = statOf(now);
-      if (parent !== undefined) create['parent'] = parent;
-      if (now.target !== undefined) create['target'] = now.target;
-      ctx.out.push(create as unknown as FsEvent); // ok: a create event's fields
-      if (now.inline && now.inline.length > 0) this.emitWrites(ctx, now, [{ offset: 0, data: now.inline, omitted: false }]);
-    }
+      stack.pop();
+      if (!done.has(op)) {
+        done.add(op);
+        emitOp(op);
+      }
+    };
+    /**
+     * Renames c0..cm where each one's destination is the next one's source and cm's is c0's: exchanges of c0's
+     * source with each other source in turn put every inode where its rename takes it.
+     */
+    const emitExchanges = (cycle: readonly Op[]): void => {
+      const s0 = cycle[0]!.rem!; // ok: a cycle holds renames
+      let atS0 = cycle[0]!.add.ino; // ok: as above
+      for (let j = 1; j < cycle.length; j++) {
+        const sj = cycle[j]!.rem!; // ok: in range, a rename
+        const other = cycle[j]!.add.ino; // ok: in range
+        const now = finalOf(atS0);
+        const path = join(this.pathOf(sj.dir), sj.name);
+        const from = join(this.pathOf(s0.dir), s0.name);
+        this.removeLink(atS0, s0.dir, s0.name);
+        this.removeLink(other, sj.dir, sj.name);
+        this.addLink(atS0, sj.dir, sj.name);
+        this.addLink(other, s0.dir, s0.name);
+        touchedParents.add(sj.dir);
+        touchedParents.add(s0.dir);
+        // `other` carries its stat as the next round's inode; the last one's new ctime comes as an `attr` below.
+        evented.add(atS0);
+        if (now) {
+          const parentNode = finalOf(sj.dir);
+          const fromNode = finalOf(s0.dir);
+          const parent = parentNode ? { ino: sj.dir, stat: statOf(parentNode) } : undefined;
+          const fromParent = s0.dir !== sj.dir && fromNode ? { ino: s0.dir, stat: statOf(fromNode) } : undefined;
+          this.event(ctx, { kind: EventKind.Rename, path, from, ino: atS0, type: now.type, stat: statOf(now), parent, fromParent, exchange: true });
+        }
+        atS0 = other;
+      }
+    };
+    for (const op of ops) visit(op);
 
     // C: attributes of inodes that stayed the same file.
     const writes: { node: FsNode; before: FsNode | undefined }[] = [];

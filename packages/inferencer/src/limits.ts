@@ -30,6 +30,11 @@ export const MAX_WRITE_RUN_BYTES = 16 * 1024 * 1024;
 export const MAX_FETCH_BLOCKS = 240;
 /** Inodes derived in one consistency point before the rest is reported as corrupt (a runaway tree). */
 export const MAX_INODES_PER_SETTLE = 4_000_000;
+/**
+ * Ops a create or rename waits through when ordering a consistency point's entry changes (see settle): a chain
+ * of renames each into the name the next one leaves; beyond it the base order is kept (and the JS stack safe).
+ */
+export const MAX_ORDER_DEPTH = 1024;
 /** Directory depth followed when building a path (a loop in a hostile tree ends here). */
 export const MAX_PATH_DEPTH = 2048;
 /** Journal blocks walked for one transaction (a circular chain in a hostile journal ends here). */

@@ -69,6 +69,7 @@ describe('event codec', () => {
     ['a write without data', { ...write, data: undefined, dataOmitted: true }],
     ['a create with parent and target', { ...write, kind: 'create', type: 'symlink', target: 'ü/'.repeat(40), parent: { ino: 2, stat: { ...stat, size: 0 } } } as FsEvent],
     ['a rename with both parents', { ...write, kind: 'rename', from: '/a', parent: { ino: 2 ** 40, stat }, fromParent: { ino: 3, stat } } as FsEvent],
+    ['an exchange', { ...write, kind: 'rename', from: '/b', exchange: true, parent: { ino: 2, stat } } as FsEvent],
     [
       'an attr with every kind of change value',
       {

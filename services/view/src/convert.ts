@@ -123,6 +123,7 @@ export function eventMessage(e: FsEvent): EventMessage {
     parentIno: e.parent?.ino ?? 0,
     from: e.from ?? '',
     fromParentIno: e.fromParent?.ino ?? 0,
+    exchange: e.exchange ?? false,
     target: e.target ?? '',
     offset: e.offset ?? 0,
     length: e.length ?? 0,

@@ -206,6 +206,7 @@ export interface EventMessage {
   reason: string;
   partition: number;
   lv: string;
+  exchange: boolean;
 }
 export interface WatchResponse {
   seq: number;

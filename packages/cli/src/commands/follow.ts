@@ -1,4 +1,5 @@
 import type { NatsAuthFlags, WatchedEvent, WatchFrom } from '@gammaray/service-view';
+import { natsUrlProblem } from '@gammaray/ops/nats-url';
 import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
 import { escapeControls, type Terminal } from '../output.js';
 
@@ -31,6 +32,8 @@ export async function runFollow(term: Terminal, disk: string, glob: string | und
   const kinds = o.kinds === undefined ? [] : o.kinds.split(',').map((k) => k.trim()).filter((k) => k !== '');
   if (o.kinds !== undefined && kinds.length === 0) throw new UserError('--kinds needs at least one kind, e.g. --kinds create,delete,rename');
   const nats = o.nats ?? process.env['GAMMARAY_NATS'] ?? 'nats://127.0.0.1:4222';
+  const natsProblem = natsUrlProblem(nats);
+  if (natsProblem !== undefined) throw new UserError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222 (${natsProblem}), got ${JSON.stringify(nats)}`);
 
   // Loaded on demand: the offline commands never pay for NATS.
   const view = await import('@gammaray/service-view');
@@ -102,7 +105,7 @@ function detailsOf(e: Event, show: (s: string) => string): string {
     case 'link':
       return e.type;
     case 'rename':
-      return `<- ${show(e.from ?? '')}`;
+      return `${e.exchange ? '<->' : '<-'} ${show(e.from ?? '')}`;
     case 'write':
       return `${e.offset ?? 0}+${e.length ?? 0}${e.dataOmitted ? ' (data omitted)' : ''}`;
     case 'truncate':
