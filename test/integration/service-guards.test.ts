@@ -129,6 +129,36 @@ describe('service start-up errors a user can fix', () => {
   }, 60_000);
 });
 
+describe('--replicas on a single nats-server', () => {
+  it('is refused by capture, inferencer and view in one line that says to pass --replicas 1 or use a cluster, exit 2', async () => {
+    // A server of its own: the streams and buckets must not exist yet (each service creates them with --replicas).
+    const single = await startNatsServer({ jetstream: true });
+    try {
+      const port = await freeTcpPort();
+      const runs = await Promise.all(
+        [
+          ['capture', '--listen', `127.0.0.1:${port}`, '--disk', `r3=${join(work, 'c.img')}`],
+          ['inferencer'],
+          ['view', '--grpc', '127.0.0.1:0'],
+        ].map(([service, ...args]) =>
+          exec('node', [CLI, service!, '--nats', single.url, '--replicas', '3', ...args], { timeout: 30_000 }).then(
+            () => ({ service, code: 0, stderr: '' }),
+            (e: { code: number; stderr: string }) => ({ service, code: e.code, stderr: e.stderr }),
+          ),
+        ),
+      );
+      for (const r of runs) {
+        expect(r.code, r.service).toBe(2);
+        expect(r.stderr.trim().split('\n').filter((l) => !l.startsWith('{')), r.service).toEqual([
+          `gammaray: ${r.service}: --replicas 3 needs a NATS cluster, but ${single.url} is a single server (not clustered): pass --replicas 1 (GAMMARAY_REPLICAS=1) on a single server, or use a NATS cluster of at least 3 servers`,
+        ]);
+      }
+    } finally {
+      await single.stop();
+    }
+  }, 60_000);
+});
+
 describe('gammaray follow', () => {
   it('says on stderr when the connection to NATS is lost and when it is back', async () => {
     // The inferencer makes the events stream follow reads (the test's blank images give it nothing to crawl).

@@ -229,9 +229,25 @@ describe('gammaray up', () => {
       const second = await exec('node', [CLI, 'up', '--image', join(work, 'beta.img'), '--data-dir', data, '--listen', `127.0.0.1:${await freeTcpPort()}`, '--grpc', `127.0.0.1:${await freeTcpPort()}`]).catch((e: { code: number; stderr: string }) => e);
       expect(second).toMatchObject({ code: 2 });
       expect((second as { stderr: string }).stderr).toContain(`data directory ${data} is in use by another gammaray up (process ${again.child.pid})`);
+      // With a data dir of its own, its image is refused: the other up's capture serves it (holds its lock).
+      const other = join(work, 'd-other');
+      const third = await exec('node', [CLI, 'up', '--image', join(work, 'beta.img'), '--data-dir', other, '--listen', `127.0.0.1:${await freeTcpPort()}`, '--grpc', `127.0.0.1:${await freeTcpPort()}`]).catch((e: { code: number; stderr: string }) => e);
+      expect(third).toMatchObject({ code: 2 });
+      expect((third as { stderr: string }).stderr.trim()).toMatch(new RegExp(`^gammaray: image ${join(work, 'beta.img')} is already served on this machine by process \\d+ as disk beta \\(a gammaray capture or up\\): two writers would corrupt it; stop that one first, or serve a copy of the image$`));
+      expect(existsSync(other)).toBe(false);
+      // A service killed under it: up says which and how it ended, shows its last whole lines, stops the rest.
+      const ps2 = (await exec('pgrep', ['-P', String(again.child.pid)])).stdout.trim().split('\n').map(Number);
+      const inferencer = (await Promise.all(ps2.map(async (pid) => ((await args(pid)).includes(' inferencer ') ? pid : undefined)))).find((p) => p !== undefined);
+      expect(inferencer).toBeDefined();
+      process.kill(inferencer!, 'SIGKILL'); // ok: checked
+      expect(await again.exited).toBe(1);
+      const out = again.output();
+      expect(out).toContain(`gammaray: inferencer stopped unexpectedly (killed by signal SIGKILL); stopping the others (its log: ${join(data, 'logs', 'inferencer.log')}); its last output:\n{`);
     } finally {
-      again.child.kill('SIGINT');
-      expect(await again.exited).toBe(0);
+      if (again.child.exitCode === null) {
+        again.child.kill('SIGINT');
+        await again.exited;
+      }
     }
   }, 180_000);
 
@@ -255,6 +271,20 @@ describe('gammaray up', () => {
     } finally {
       busy.close();
     }
+  });
+
+  it('refuses a --mount that is a mount point already or a file, before starting anything (exit 2)', async () => {
+    const file = join(work, 'mnt-file');
+    writeFileSync(file, '');
+    for (const [mount, want] of [
+      ['/proc', 'gammaray: mount point /proc is already in use: proc proc is mounted there; unmount it first (fusermount -u /proc, or umount /proc), or pass another --mount DIR'],
+      [file, `gammaray: mount point ${file} is not a directory: pass --mount DIR, an empty directory (or a new path, created for you)`],
+    ] as const) {
+      const r = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--mount', mount, '--data-dir', join(work, 'd6'), '--listen', `127.0.0.1:${await freeTcpPort()}`, '--grpc', `127.0.0.1:${await freeTcpPort()}`]).catch((e: { code: number; stderr: string }) => e);
+      expect(r, mount).toMatchObject({ code: 2 });
+      expect((r as { stderr: string }).stderr.trim(), mount).toBe(want);
+    }
+    expect(existsSync(join(work, 'd6'))).toBe(false);
   });
 
   it('follows a chosen partition and another partition as a volume of its own (--partition, --volume)', async () => {

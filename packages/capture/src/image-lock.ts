@@ -1,12 +1,27 @@
 import { chmodSync, mkdirSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PidLock } from '@gammaray/ops/pid-lock';
+import { PidLock, holderAlive, readHolder, type PidLockHolder } from '@gammaray/ops/pid-lock';
 import { DiskBusyError } from './errors.js';
 
 /** Where image locks live: $GAMMARAY_LOCK_DIR, else `gammaray-image-locks` in the OS temp directory. */
 export function imageLockDir(env: NodeJS.ProcessEnv = process.env): string {
   return env['GAMMARAY_LOCK_DIR'] ?? join(tmpdir(), 'gammaray-image-locks');
+}
+
+/** The lock file of the image whose `stat` is `st`: named by its device and inode, so that links meet. */
+function imageLockPath(st: Pick<Stats, 'dev' | 'ino'>, dir: string): string {
+  return join(dir, `${st.dev}-${st.ino}.lock`);
+}
+
+/**
+ * The live process holding the lock of the image whose `stat` is `st` (its pid, and the `image` and `disk` it
+ * serves it as), or undefined when none does: what a capture would refuse the image for, found without taking
+ * the lock (`gammaray up` asks before it starts anything).
+ */
+export function imageLockHolder(st: Pick<Stats, 'dev' | 'ino'>, dir = imageLockDir()): PidLockHolder | undefined {
+  const holder = readHolder(imageLockPath(st, dir));
+  return holder !== undefined && holderAlive(holder) ? holder : undefined;
 }
 
 /**
@@ -36,7 +51,7 @@ export class ImageLock {
     } catch {
       // not ours to chmod (another user made it): it is usable if it is already 1777
     }
-    const path = join(dir, `${st.dev}-${st.ino}.lock`);
+    const path = imageLockPath(st, dir);
     try {
       return new ImageLock(
         PidLock.acquire(path, { image, disk }, (h) =>

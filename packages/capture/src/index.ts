@@ -20,5 +20,5 @@ export type { TraceRecord } from './legacy-trace.js';
 export { readLegacyTrace, applyTrace, TRACE_SECTOR_SIZE, TRACE_HEADER_SIZE, MAX_TRACE_SECTORS, TRACE_APPLY_WINDOW } from './legacy-trace.js';
 export { CaptureError, DiskBusyError, IoError, OutOfRangeError, TraceError, TraceCorruptKind, Errno } from './errors.js';
 export { AsyncAckPublisher, PUBLISH_HEADROOM } from './publisher.js';
-export { ImageLock, imageLockDir } from './image-lock.js';
+export { ImageLock, imageLockDir, imageLockHolder } from './image-lock.js';
 export type { PublishAck, RecordPublisher, RecordPublishOptions } from './publisher.js';

@@ -3,7 +3,7 @@ import { existsSync, linkSync, mkdtempSync, readdirSync, rmSync, statSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DiskBusyError, ImageLock } from '../src/index.js';
+import { DiskBusyError, ImageLock, imageLockHolder } from '../src/index.js';
 
 const work = mkdtempSync(join(tmpdir(), 'gammaray-image-lock-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -48,5 +48,19 @@ describe('ImageLock', () => {
     const image = join(work, 'other.img');
     writeFileSync(image, Buffer.alloc(512));
     expect(ImageLock.acquire(statSync(image), image, 'd', join(file, 'locks'))).toBeUndefined();
+  });
+});
+
+describe('imageLockHolder', () => {
+  it('names the live holder of an image (also through a hard link), and none once it is released', () => {
+    const dir = join(work, 'holder-locks');
+    const image = join(work, 'held.img');
+    writeFileSync(image, Buffer.alloc(4096));
+    linkSync(image, join(work, 'held-alias.img'));
+    expect(imageLockHolder(statSync(image), dir)).toBeUndefined();
+    const lock = ImageLock.acquire(statSync(image), image, 'vm1', dir)!;
+    expect(imageLockHolder(statSync(join(work, 'held-alias.img')), dir)).toMatchObject({ pid: process.pid, image, disk: 'vm1' });
+    lock.release();
+    expect(imageLockHolder(statSync(image), dir)).toBeUndefined();
   });
 });

@@ -134,7 +134,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
         done((await svc.runCapture({ ...o, disk: o.disk.length > 0 ? o.disk : undefined, partition: o.partition.length > 0 ? o.partition : undefined, volume: o.volume.length > 0 ? o.volume : undefined })) as ExitCode);
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
-        throw serviceFailure('capture', err, o.nats);
+        throw serviceFailure('capture', err, o.nats, o.replicas);
       } finally {
         exitSoon();
       }
@@ -159,7 +159,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
         done((await svc.runInferencer({ ...o, disk: o.disk.length > 0 ? o.disk : undefined })) as ExitCode);
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
-        throw serviceFailure('inferencer', err, o.nats);
+        throw serviceFailure('inferencer', err, o.nats, o.replicas);
       } finally {
         exitSoon();
       }
@@ -203,7 +203,7 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
         done((await svc.runView({ ...o, disk: o.disk.length > 0 ? o.disk : undefined })) as ExitCode);
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
-        throw serviceFailure('view', err, o.nats);
+        throw serviceFailure('view', err, o.nats, o.replicas);
       } finally {
         exitSoon();
       }
@@ -309,14 +309,27 @@ async function report(term: Terminal, err: unknown): Promise<number> {
   return ExitCode.failure;
 }
 
+/** JetStream API error codes serviceFailure tells apart: replicas > 1 on a single server; too few peers. */
+const JS_REPLICAS_NOT_CLUSTERED = 10074;
+const JS_NO_SUITABLE_PEERS = 10005;
+
 /**
  * What a service's failure means to the user: a port in use, an image path that is missing, a directory or not
- * permitted, and an unreachable NATS server are the user's to fix (exit 2, saying how); anything else is a
- * runtime failure (exit 1).
+ * permitted, and `--replicas` more than the NATS server or cluster can hold are the user's to fix (exit 2,
+ * saying how); an unreachable NATS server and anything else are runtime failures (exit 1).
  */
-function serviceFailure(service: string, err: unknown, nats: string | undefined): Error {
-  const e = err as (NodeJS.ErrnoException & { address?: string; port?: number }) | undefined;
+function serviceFailure(service: string, err: unknown, nats: string | undefined, replicas: string | undefined): Error {
+  const e = err as (NodeJS.ErrnoException & { address?: string; port?: number; api_error?: { err_code?: number } }) | undefined;
   const message = e?.message ?? String(err);
+  const url = nats ?? process.env['GAMMARAY_NATS'] ?? 'nats://127.0.0.1:4222';
+  // --replicas is the user's choice: a JetStream that cannot hold that many copies is theirs to fix.
+  const n = replicas ?? process.env['GAMMARAY_REPLICAS'] ?? '1';
+  if (e?.api_error?.err_code === JS_REPLICAS_NOT_CLUSTERED || /replicas > 1 not supported in non-clustered mode/i.test(message)) {
+    return new UserError(`${service}: --replicas ${n} needs a NATS cluster, but ${url} is a single server (not clustered): pass --replicas 1 (GAMMARAY_REPLICAS=1) on a single server, or use a NATS cluster of at least ${n} servers`);
+  }
+  if (Number(n) > 1 && (e?.api_error?.err_code === JS_NO_SUITABLE_PEERS || /no suitable peers for placement/i.test(message))) {
+    return new UserError(`${service}: --replicas ${n} needs ${n} JetStream servers in the NATS cluster at ${url}, and it has fewer (${message}): pass --replicas with at most its number of servers, or add servers`);
+  }
   if (e?.code === 'EADDRINUSE' || /EADDRINUSE/.test(message)) {
     const where = e?.address !== undefined ? `${e.address}:${e.port}` : 'its address';
     return new UserError(`${service}: ${where} is already in use by another process: stop that process, or pass another HOST:PORT (--listen, --grpc or --metrics)`);
@@ -327,7 +340,6 @@ function serviceFailure(service: string, err: unknown, nats: string | undefined)
     return new UserError(`${service}: ${e.path} cannot be opened read-write by this user (${e.code}): the capture serves it to the VM read-write`);
   }
   if (/connection refused|ECONNREFUSED/i.test(message)) {
-    const url = nats ?? process.env['GAMMARAY_NATS'] ?? 'nats://127.0.0.1:4222';
     return new RuntimeFailure(`${service}: cannot connect to NATS at ${url}: connection refused; start nats-server or pass --nats URL`, { cause: err });
   }
   return new RuntimeFailure(`${service} failed: ${message}`, { cause: err });

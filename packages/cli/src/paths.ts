@@ -1,5 +1,11 @@
 /** Paths typed by the user, as the tree prints them. */
 import { decodeName, encodeName } from '@gammaray/ext4';
+import { UserError } from './errors.js';
+
+/** Refuses an empty PATH argument (`gammaray cat IMAGE ''`), which names no file. */
+export function requirePath(path: string, command: string): void {
+  if (path === '') throw new UserError(`the PATH of gammaray ${command} is empty: give an absolute path inside the file system, e.g. gammaray ${command} IMAGE /etc/hostname`);
+}
 
 /**
  * The absolute form of a user path as `walk` would print it: "/" joined,

@@ -284,6 +284,25 @@ describe.concurrent('cat', () => {
     expectOneLineError(await gammaray('cat', img, '/dir'), 2, /\/dir: is a directory/);
     expectOneLineError(await gammaray('cat', img, '/fifo'), 2, /\/fifo: is a fifo .*not a regular file/);
   });
+
+  it('says that a symlink whose target is missing is a dangling link, and how to see it', async () => {
+    const dir = join(work, 'dangling');
+    await mkdir(join(dir, 'etc'), { recursive: true });
+    await symlink('/run/motd.dynamic', join(dir, 'etc/motd'));
+    const image = join(work, 'dangling.img');
+    await mkfs(dir, image, '4M');
+    expectOneLineError(
+      await gammaray('cat', image, '/etc/motd'),
+      2,
+      new RegExp(`/etc/motd: is a symbolic link to /run/motd\\.dynamic, which does not exist in .*dangling\\.img \\(a dangling link\\); see the link with: gammaray stat .*dangling\\.img /etc/motd$`),
+    );
+    expectOneLineError(await gammaray('cat', image, '/etc/none'), 2, /\/etc\/none: no such file or directory/);
+  });
+
+  it('refuses an empty path as a user error that asks for an absolute one', async () => {
+    expectOneLineError(await gammaray('cat', img, ''), 2, /PATH of gammaray cat is empty: give an absolute path .*\/etc\/hostname$/);
+    expectOneLineError(await gammaray('stat', img, ''), 2, /PATH of gammaray stat is empty/);
+  });
 });
 
 describe.concurrent('crawl', () => {

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { captureVolumeArgs, diskIdFromImage, findNatsServer, planDisks, planVolumes } from '../src/commands/up.js';
+import { ImageLock } from '@gammaray/service-capture';
+import { Child, captureVolumeArgs, checkImagesFree, checkMountPoint, diskIdFromImage, findNatsServer, howEnded, outputTail, planDisks, planVolumes } from '../src/commands/up.js';
 import { UserError } from '../src/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gammaray-up-unit-'));
@@ -39,7 +40,35 @@ describe('gammaray up: planning', () => {
     expect(() => planDisks([a, a], [])).toThrow(/used twice/);
     expect(() => planDisks([join(dir, 'missing.img')], [])).toThrow(/does not exist/);
     mkdirSync(join(dir, 'adir'));
-    expect(() => planDisks([join(dir, 'adir')], [])).toThrow(/not a regular file/);
+    expect(() => planDisks([join(dir, 'adir')], [])).toThrow(/is not a regular file or block device: pass --image FILE, a raw disk image/);
+  });
+
+  it('refuses an image another capture on this machine serves, before starting anything', async () => {
+    const a = image('served.img');
+    const b = image('free.img');
+    const locks = join(dir, 'locks');
+    const env = { GAMMARAY_LOCK_DIR: locks };
+    await expect(checkImagesFree([{ id: 'a', image: a }, { id: 'b', image: b }], env)).resolves.toBeUndefined();
+    const lock = ImageLock.acquire(statSync(a), a, 'vm7', locks)!; // ok: the lock dir is usable
+    try {
+      await expect(checkImagesFree([{ id: 'b', image: b }, { id: 'a', image: a }], env)).rejects.toThrow(
+        new UserError(`image ${a} is already served on this machine by process ${process.pid} as disk vm7 (a gammaray capture or up): two writers would corrupt it; stop that one first, or serve a copy of the image`),
+      );
+    } finally {
+      lock.release();
+    }
+    await expect(checkImagesFree([{ id: 'a', image: a }], env)).resolves.toBeUndefined();
+  });
+
+  it('refuses a --mount that is a file, a mount point or a non-empty directory, saying what to do', () => {
+    expect(() => checkMountPoint(join(dir, 'new', 'mnt'))).not.toThrow();
+    mkdirSync(join(dir, 'empty'));
+    expect(() => checkMountPoint(join(dir, 'empty'))).not.toThrow();
+    expect(() => checkMountPoint(image('afile'))).toThrow(/mount point .*afile is not a directory: pass --mount DIR, an empty directory/);
+    expect(() => checkMountPoint('/proc')).toThrow(/mount point \/proc is already in use: proc proc is mounted there; unmount it first \(fusermount -u \/proc, or umount \/proc\), or pass another --mount DIR/);
+    mkdirSync(join(dir, 'full'));
+    writeFileSync(join(dir, 'full', 'x'), '');
+    expect(() => checkMountPoint(join(dir, 'full'))).toThrow(/mount point .*full is not empty \(FUSE mounts only on an empty directory\): pass --mount DIR/);
   });
 
   it('adds --partition and --volume to the disks and hands them to the capture as its own flags', () => {
@@ -90,5 +119,28 @@ describe('gammaray up: planning', () => {
     const found = findNatsServer({ PATH: join(dir, 'empty') });
     // /usr/sbin is always searched; on a machine without nats-server there it is undefined.
     if (found !== undefined) expect(found).toMatch(/\/nats-server$/);
+  });
+});
+
+describe('gammaray up: a service that dies', () => {
+  it('shows the end of its output from a line boundary', () => {
+    expect(outputTail('one\ntwo\n', 100)).toBe('one\ntwo');
+    expect(outputTail('{"msg":"starting inferencer"}\n{"msg":"x"}\n', 20)).toBe('{"msg":"x"}');
+    expect(outputTail(`${'a'.repeat(50)}\n`, 20)).toBe(`...${'a'.repeat(20)}`);
+  });
+
+  it('says how it ended: its exit code or the signal that killed it', () => {
+    expect(howEnded(3, null)).toBe('exit code 3');
+    expect(howEnded(null, 'SIGKILL')).toBe('killed by signal SIGKILL');
+  });
+
+  it('keeps whole lines of a killed child and the signal that ended it', async () => {
+    // 3000 lines of 10 characters, more than the 2000 kept, then kill -9 of itself.
+    const c = new Child('svc', 'sh', ['-c', "seq -f 'line %04g' 0 2999; kill -9 $$"], createWriteStream(join(dir, 'svc.log')));
+    await c.exited;
+    expect(c.ended).toBe('killed by signal SIGKILL');
+    const tail = c.tail().split('\n');
+    expect(tail[0]).toMatch(/^line \d{4}$/);
+    expect(tail[tail.length - 1]).toBe('line 2999');
   });
 });

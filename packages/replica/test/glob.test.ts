@@ -31,6 +31,25 @@ describe('compileGlob', () => {
     expect(matches('/{etc,a}/*', PATHS)).toEqual(['/a/b', '/a/x.txt', '/etc/passwd', '/a/.b.txt']);
     expect(matches('/a/{b/*.txt,x.*}', PATHS)).toEqual(['/a/b/c.txt', '/a/x.txt']);
   });
+  it('lets a brace alternative start with "/" or hold "/" and "**"', () => {
+    expect(matches('{/a,/etc}/**', PATHS)).toEqual(['/a/b', '/a/b/c.txt', '/a/x.txt', '/etc/passwd', '/etc/ssh/sshd_config', '/a/.b.txt']);
+    expect(matches('{/x.txt,/a/b/c.txt}', PATHS)).toEqual(['/a/b/c.txt', '/x.txt']);
+    expect(matches('{/a/**/c.txt,/etc/**}', PATHS)).toEqual(['/a/b/c.txt', '/etc/passwd', '/etc/ssh/sshd_config']);
+    // Each alternative decides on its own whether it is anchored.
+    expect(matches('{/x.txt,sshd_*}', PATHS)).toEqual(['/x.txt', '/etc/ssh/sshd_config']);
+    expect(matches('/a/{b,/x.txt}', PATHS)).toEqual(['/a/b', '/a/x.txt']);
+    expect(matches('{,/etc}/passwd', ['/passwd', '/etc/passwd', '/x/passwd'])).toEqual(['/passwd', '/etc/passwd']);
+    expect(matches('/{a,etc}/{b,ssh}/*', PATHS)).toEqual(['/a/b/c.txt', '/etc/ssh/sshd_config']);
+  });
+  it('keeps braces, commas and classes inside escapes and classes literal', () => {
+    expect(compileGlob('/\\{a,b\\}')('/{a,b}')).toBe(true);
+    expect(compileGlob('/{[,],x}')('/,')).toBe(true);
+    expect(compileGlob('/a,b}')('/a,b}')).toBe(true);
+  });
+  it('rejects a brace glob that expands to too many alternatives as InvalidArgument', () => {
+    expect(() => compileGlob('/{a,b}'.repeat(11))).toThrow(/more than 1024 alternatives/);
+    expect(compileGlob('/{a,b}'.repeat(10))('/a/b/a/b/a/b/a/b/a/b')).toBe(true);
+  });
   it('takes regex syntax and escaped glob characters literally', () => {
     expect(compileGlob('/a.b/c')('/aXb/c')).toBe(false);
     expect(compileGlob('/(x)|y+')('/(x)|y+')).toBe(true);

@@ -4,7 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
+import { natsUrlProblem, readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 import { isPartitionNumber } from '@gammaray/wire';
 
 /** A setting was missing or malformed; the message names it. */
@@ -58,7 +58,7 @@ export function parseHostPort(value: string, what: string): { host: string; port
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || !(port >= 0 && port <= 65535)) {
-    throw new ConfigError(`${what} must be HOST:PORT (e.g. 127.0.0.1:${what.startsWith('--metrics') ? '9100' : '10809'}), got ${JSON.stringify(value)}`);
+    throw new ConfigError(`${what} must be HOST:PORT, the port 0 to 65535 (e.g. 127.0.0.1:${what.startsWith('--metrics') ? '9100' : '10809'}), got ${JSON.stringify(value)}`);
   }
   return { host: (m[1] ?? m[2])!, port }; // ok: one of the two alternatives matched
 }
@@ -69,8 +69,9 @@ export function parseHostPort(value: string, what: string): { host: string; port
  */
 export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process.env): CaptureConfig {
   const nats = flags.nats ?? env.GAMMARAY_NATS ?? DEFAULT_NATS;
-  if (!/^(nats|tls|ws|wss):\/\//.test(nats) && !/^[^:/]+:\d+$/.test(nats)) {
-    throw new ConfigError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222, got ${JSON.stringify(nats)}`);
+  const natsProblem = natsUrlProblem(nats);
+  if (natsProblem !== undefined) {
+    throw new ConfigError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222 (${natsProblem}), got ${JSON.stringify(nats)}`);
   }
   const listen = parseHostPort(flags.listen ?? env.GAMMARAY_LISTEN ?? DEFAULT_LISTEN, '--listen (GAMMARAY_LISTEN)');
   const diskSpecs = flags.disk && flags.disk.length > 0 ? flags.disk : (env.GAMMARAY_DISK ?? '').split(',').filter((s) => s !== '');

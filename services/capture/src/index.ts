@@ -8,6 +8,7 @@ export type { CaptureConfig, CaptureFlags, DiskConfig } from './config.js';
 export { create } from './service.js';
 export type { CaptureService } from './service.js';
 export { DiskProvider } from './provider.js';
+export { ImageLock, imageLockDir, imageLockHolder } from '@gammaray/capture';
 
 /**
  * `gammaray capture`: readConfig -> create -> start; SIGTERM/SIGINT -> stop. Resolves with the exit status

@@ -1,4 +1,4 @@
-import { readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
+import { natsUrlProblem, readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 /**
  * `gammaray inferencer` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one
  * object. Every problem names the setting and says what to do (CLI.md).
@@ -65,7 +65,7 @@ export function parseHostPort(value: string, what: string): { host: string; port
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || !(port >= 0 && port <= 65535)) {
-    throw new ConfigError(`${what} must be HOST:PORT (e.g. 127.0.0.1:9100), got ${JSON.stringify(value)}`);
+    throw new ConfigError(`${what} must be HOST:PORT, the port 0 to 65535 (e.g. 127.0.0.1:9100), got ${JSON.stringify(value)}`);
   }
   return { host: (m[1] ?? m[2])!, port }; // ok: one of the two alternatives matched
 }
@@ -76,8 +76,9 @@ export function parseHostPort(value: string, what: string): { host: string; port
  */
 export function readConfig(flags: InferencerFlags, env: NodeJS.ProcessEnv = process.env): InferencerConfig {
   const nats = flags.nats ?? env.GAMMARAY_NATS ?? DEFAULT_NATS;
-  if (nats.split(',').some((u) => !/^(nats|tls|ws|wss):\/\//.test(u) && !/^[^:/]+:\d+$/.test(u))) {
-    throw new ConfigError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222, got ${JSON.stringify(nats)}`);
+  const natsProblem = natsUrlProblem(nats);
+  if (natsProblem !== undefined) {
+    throw new ConfigError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222 (${natsProblem}), got ${JSON.stringify(nats)}`);
   }
   const replicasText = flags.replicas ?? env.GAMMARAY_REPLICAS ?? '1';
   const replicas = /^\d+$/.test(replicasText) ? Number(replicasText) : NaN;

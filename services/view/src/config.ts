@@ -1,4 +1,4 @@
-import { readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
+import { natsUrlProblem, readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 /**
  * `gammaray view` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one object.
  * Every problem names the setting and says what to do (CLI.md).
@@ -74,7 +74,7 @@ export function parseHostPort(value: string, what: string): ListenAddress {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || !(port >= 0 && port <= 65535)) {
-    throw new ConfigError(`${what} must be HOST:PORT (e.g. 127.0.0.1:50051), got ${JSON.stringify(value)}`);
+    throw new ConfigError(`${what} must be HOST:PORT, the port 0 to 65535 (e.g. 127.0.0.1:${what.startsWith('--metrics') ? '9100' : '50051'}), got ${JSON.stringify(value)}`);
   }
   return { host: (m[1] ?? m[2])!, port }; // ok: one of the two alternatives matched
 }
@@ -99,8 +99,9 @@ function readPem(path: string, what: string): Buffer {
 /** Builds the configuration from flags and the environment; flags win. Reads the TLS files. */
 export function readConfig(flags: ViewFlags, env: NodeJS.ProcessEnv = process.env): ViewConfig {
   const nats = flags.nats ?? env.GAMMARAY_NATS ?? DEFAULT_NATS;
-  if (nats.split(',').some((u) => !/^(nats|tls|ws|wss):\/\//.test(u) && !/^[^:/]+:\d+$/.test(u))) {
-    throw new ConfigError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222, got ${JSON.stringify(nats)}`);
+  const natsProblem = natsUrlProblem(nats);
+  if (natsProblem !== undefined) {
+    throw new ConfigError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222 (${natsProblem}), got ${JSON.stringify(nats)}`);
   }
   const grpc = parseHostPort(flags.grpc ?? env.GAMMARAY_GRPC ?? DEFAULT_GRPC, '--grpc (GAMMARAY_GRPC)');
   const metricsText = flags.metrics ?? env.GAMMARAY_METRICS;

@@ -1,9 +1,10 @@
-import type { Ext4Inode } from '@gammaray/ext4';
-import { ExitCode, isReaderError, pathError, RuntimeFailure, UserError } from '../errors.js';
+import { decodeName, Ext4Error, LookupError, type Ext4Inode, type Ext4Volume } from '@gammaray/ext4';
+import { ExitCode, isReaderError, pathError, RuntimeFailure, UserError, type PathContext } from '../errors.js';
 import { shellWord, TYPE_DESCRIPTION } from '../format.js';
 import { CONTENT_CHUNK_BYTES } from '../hash.js';
 import { volumeOptions, withVolume } from '../image.js';
-import type { Terminal } from '../output.js';
+import { escapeControls, type Terminal } from '../output.js';
+import { requirePath } from '../paths.js';
 
 /** Options of `gammaray cat`. */
 export interface CatOptions {
@@ -21,12 +22,14 @@ export interface CatOptions {
  * holes and unwritten extents read as zeros.
  */
 export async function runCat(term: Terminal, image: string, path: string, opts: CatOptions): Promise<ExitCode> {
+  requirePath(path, 'cat');
   return withVolume(image, opts.partition, async (vol) => {
     const { fs, label } = vol;
     let inode: Ext4Inode;
     try {
       inode = await fs.lookup(path, true);
     } catch (err) {
+      if (err instanceof LookupError && err.code === 'ENOENT') await refuseDanglingLink(fs, vol, path);
       throw pathError(err, vol, path);
     }
     if (inode.type === 'dir') throw new UserError(`${path}: is a directory in ${label}; list it with: gammaray ls ${vol.selector} ${shellWord(path)}`);
@@ -46,4 +49,24 @@ export async function runCat(term: Terminal, image: string, path: string, opts: 
     await term.out.flush();
     return ExitCode.ok;
   }, volumeOptions(term, opts));
+}
+
+/**
+ * Throws the UserError for a path that is itself a symlink whose target does not resolve (cat follows it and
+ * finds nothing, while stat and ls show the link); returns when the path is something else or missing.
+ */
+async function refuseDanglingLink(fs: Ext4Volume, where: PathContext, path: string): Promise<void> {
+  let link: Ext4Inode;
+  let target: Uint8Array;
+  try {
+    link = await fs.lookup(path, false);
+    if (link.type !== 'symlink') return;
+    target = await fs.readLink(link);
+  } catch (err) {
+    if (err instanceof Ext4Error) return; // the path itself is missing or unreadable: pathError says so
+    throw err;
+  }
+  throw new UserError(
+    `${path}: is a symbolic link to ${escapeControls(decodeName(target))}, which does not exist in ${where.label} (a dangling link); see the link with: gammaray stat ${where.selector} ${shellWord(path)}`,
+  );
 }

@@ -3,7 +3,7 @@ import { ExitCode, pathError } from '../errors.js';
 import { modeString, permBits, statTime, TYPE_DESCRIPTION, xattrValueText } from '../format.js';
 import { volumeOptions, withVolume } from '../image.js';
 import { escapeControls, type Terminal } from '../output.js';
-import { normalizePath } from '../paths.js';
+import { normalizePath, requirePath } from '../paths.js';
 import { readTarget } from './ls.js';
 
 /** Options of `gammaray stat`. */
@@ -24,6 +24,7 @@ export interface StatOptions {
  * `stat`, in UTC, plus flags and extended attributes.
  */
 export async function runStat(term: Terminal, image: string, path: string, opts: StatOptions): Promise<ExitCode> {
+  requirePath(path, 'stat');
   return withVolume(image, opts.partition, async (vol) => {
     const { fs, label } = vol;
     let inode: Ext4Inode;

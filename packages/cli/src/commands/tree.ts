@@ -39,7 +39,10 @@ function readPem(path: string, flag: string): Buffer {
  */
 export async function runTree(term: Terminal, disk: string, o: TreeCliOptions): Promise<ExitCode> {
   const address = (o.grpc ?? process.env['GAMMARAY_GRPC'] ?? '127.0.0.1:50051').trim();
-  if (!/^(?:\[[^\]]+\]|[^:\s]+):\d{1,5}$/.test(address)) throw new UserError(`--grpc must be HOST:PORT of a gammaray view (e.g. 127.0.0.1:50051), got ${JSON.stringify(address)}`);
+  const port = /^(?:\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(address)?.[1];
+  if (port === undefined || Number(port) < 1 || Number(port) > 65535) {
+    throw new UserError(`--grpc must be HOST:PORT of a gammaray view, the port 1 to 65535 (e.g. 127.0.0.1:50051), got ${JSON.stringify(address)}`);
+  }
   if (!!o.tlsCert !== !!o.tlsKey) throw new UserError('--tls-cert and --tls-key go together: give both for a client certificate, or neither');
   const token = o.token ?? process.env['GAMMARAY_TOKEN'];
   const useTls = o.tlsCa !== undefined || o.tlsCert !== undefined;

@@ -7,7 +7,7 @@
  * already in JetStream), then NATS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
+import { accessSync, closeSync, constants, createWriteStream, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
@@ -15,6 +15,7 @@ import { openImage, withVolume } from '../image.js';
 import { NoVolumeError, locateVolume } from '@gammaray/inferencer';
 import { isPartitionNumber } from '@gammaray/wire';
 import { PidLock, holderAlive, readHolder, startTime } from '@gammaray/ops/pid-lock';
+import { natsUrlProblem } from '@gammaray/ops/nats-url';
 import type { Terminal } from '../output.js';
 
 /** Options of `gammaray up`. */
@@ -49,6 +50,8 @@ const CHILD_ENV: NodeJS.ProcessEnv = Object.fromEntries(
 /** How long a child may take to stop after SIGTERM before it is killed. */
 const STOP_TIMEOUT_MS = 30_000;
 const LOG_TAIL_CHARS = 2_000;
+/** How long after a child's exit its last output may take to come out of the pipes. */
+const PIPE_DRAIN_MS = 500;
 
 /** A disk id from an image's file name: lowercase, other characters as '-', at most 64. */
 export function diskIdFromImage(image: string): string {
@@ -74,7 +77,7 @@ export function planDisks(images: readonly string[], ids: readonly string[]): { 
     } catch {
       throw new UserError(`image ${d.image} does not exist: pass an existing raw disk image with --image`);
     }
-    if (!st.isFile() && !st.isBlockDevice()) throw new UserError(`image ${d.image} is not a regular file or block device`);
+    if (!st.isFile() && !st.isBlockDevice()) throw new UserError(`image ${d.image} is not a regular file or block device: pass --image FILE, a raw disk image (create one with: truncate -s 10G FILE)`);
     // Through a symlink or a hard link, two names may be one file: two writers on one disk.
     const file = `${st.dev}:${st.ino}`;
     const other = files.get(file);
@@ -170,10 +173,77 @@ async function portFree(hostPort: string, flag: string, what: string): Promise<v
   const at = hostPort.lastIndexOf(':');
   const host = hostPort.slice(0, at).replace(/^\[|\]$/g, '');
   const port = Number(hostPort.slice(at + 1));
-  if (at <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new UserError(`${flag} must be HOST:PORT (e.g. 127.0.0.1:10809), got ${JSON.stringify(hostPort)}`);
+  if (at <= 0 || !/^\d{1,5}$/.test(hostPort.slice(at + 1)) || port < 1 || port > 65535) {
+    throw new UserError(`${flag} must be HOST:PORT, the port 1 to 65535 (e.g. ${flag === '--grpc' ? DEFAULT_GRPC : DEFAULT_LISTEN}), got ${JSON.stringify(hostPort)}`);
+  }
   const { code } = await tryListen(port, host);
   if (code === 'EADDRINUSE') throw new UserError(`${hostPort} (${what}) is already in use: stop what listens there, or pass another ${flag} HOST:PORT`);
   if (code !== undefined) throw new UserError(`cannot listen on ${hostPort} (${what}): ${code}; pass another ${flag} HOST:PORT`);
+}
+
+/**
+ * Refuses images another capture on this machine serves (it holds the image's lock, see ImageLock): this `up`'s
+ * capture would be refused after NATS and the disks' registry were set up. `env` gives GAMMARAY_LOCK_DIR.
+ */
+export async function checkImagesFree(disks: readonly { id: string; image: string }[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  // Loaded on demand, like the services (main.ts).
+  const { imageLockDir, imageLockHolder } = await import('@gammaray/service-capture');
+  for (const d of disks) {
+    let holder;
+    try {
+      holder = imageLockHolder(statSync(d.image), imageLockDir(env));
+    } catch {
+      continue; // planDisks checked the image; an unreadable lock is the capture's to judge
+    }
+    if (holder === undefined) continue;
+    const as = typeof holder['disk'] === 'string' ? ` as disk ${holder['disk']}` : '';
+    throw new UserError(`image ${d.image} is already served on this machine by process ${holder.pid}${as} (a gammaray capture or up): two writers would corrupt it; stop that one first, or serve a copy of the image`);
+  }
+}
+
+/** The file system type and source mounted at `dir` (per /proc/self/mountinfo), or undefined when none is. */
+function mountedAt(dir: string): string | undefined {
+  let info: string;
+  try {
+    info = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return undefined; // not Linux: the view's mount says what is wrong
+  }
+  // "36 35 98:0 /mnt1 /mnt/x rw,noatime master:1 - ext3 /dev/root rw": field 5 is the mount point, octal-escaped.
+  const unescape = (f: string): string => f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  let found: string | undefined;
+  for (const line of info.split('\n')) {
+    const f = line.split(' ');
+    const dash = f.indexOf('-', 6);
+    if (f.length < 5 || unescape(f[4]!) !== dir) continue; // ok: length checked
+    found = dash > 0 ? `${unescape(f[dash + 1] ?? '?')} ${unescape(f[dash + 2] ?? '?')}` : 'a file system';
+  }
+  return found; // the last one listed is the one on top
+}
+
+/**
+ * Refuses a `--mount DIR` the view's FUSE mount would fail on after the other services started: not a directory,
+ * already a mount point (a view of another `up`, or any file system), or not empty (libfuse refuses it). A
+ * missing DIR is fine (created later), and so is a dead FUSE mount a killed view left (ENOTCONN): the view
+ * unmounts it first.
+ */
+export function checkMountPoint(mount: string): void {
+  const dir = resolve(mount);
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTCONN') return;
+    throw new UserError(`cannot use ${dir} as the mount point (${code ?? (err as Error).message}): pass --mount DIR, an empty directory this user can use`);
+  }
+  if (!st.isDirectory()) throw new UserError(`mount point ${dir} is not a directory: pass --mount DIR, an empty directory (or a new path, created for you)`);
+  const real = realpathSync(dir);
+  const mounted = mountedAt(real);
+  if (mounted !== undefined) {
+    throw new UserError(`mount point ${dir} is already in use: ${mounted} is mounted there; unmount it first (fusermount -u ${real}, or umount ${real}), or pass another --mount DIR`);
+  }
+  if (readdirSync(dir).length > 0) throw new UserError(`mount point ${dir} is not empty (FUSE mounts only on an empty directory): pass --mount DIR, an empty directory (or a new path, created for you)`);
 }
 
 /** A TCP port free on 127.0.0.1: `preferred` when it is, else one the kernel picks. */
@@ -193,12 +263,31 @@ function tryListen(port: number, host: string): Promise<{ port?: number; code?: 
   });
 }
 
-/** One managed child process. */
-class Child {
+/**
+ * The end of `output` for a message: its last `max` characters, from the start of a line (a cut line is left
+ * out; a last line longer than `max` is cut at its start and marked with "...").
+ */
+export function outputTail(output: string, max: number): string {
+  const text = output.trimEnd();
+  if (text.length <= max) return text.trim();
+  const cut = text.slice(-max);
+  const nl = cut.indexOf('\n');
+  return nl >= 0 && cut.slice(nl + 1).trim() !== '' ? cut.slice(nl + 1).trim() : `...${cut.trim()}`;
+}
+
+/** How a process ended, for a message: `exit code 1`, `killed by signal SIGKILL`. */
+export function howEnded(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal !== null) return `killed by signal ${signal}`;
+  return code !== null ? `exit code ${code}` : 'for an unknown reason';
+}
+
+/** One managed child process: its output goes to `log`, the last of it is kept for messages. */
+export class Child {
   readonly proc: ChildProcess;
   #tail = '';
   readonly exited: Promise<number | null>;
   #expectedExit = false;
+  #ended: string | undefined;
 
   constructor(
     readonly name: string,
@@ -216,7 +305,24 @@ class Child {
     };
     this.proc.stdout!.on('data', onData); // ok: piped
     this.proc.stderr!.on('data', onData); // ok: piped
-    this.exited = new Promise((r) => this.proc.once('exit', (code, signal) => r(code ?? (signal ? 128 : null))));
+    this.exited = new Promise((r) =>
+      this.proc.once('exit', (code, signal) => {
+        this.#ended = howEnded(code, signal);
+        // Its last words (often the error) may still be in the pipes: wait for them to end, briefly (a process
+        // it started may hold them open).
+        const ended = [this.proc.stdout, this.proc.stderr].map((s) => (s && !s.readableEnded && !s.destroyed ? new Promise((e) => s.once('end', e).once('close', e)) : undefined));
+        let timer: NodeJS.Timeout | undefined;
+        void Promise.race([Promise.all(ended), new Promise((t) => (timer = setTimeout(t, PIPE_DRAIN_MS)))]).then(() => {
+          clearTimeout(timer);
+          r(code ?? (signal ? 128 : null));
+        });
+      }),
+    );
+  }
+
+  /** How it ended (`exit code 1`, `killed by signal SIGKILL`); undefined while it runs. */
+  get ended(): string | undefined {
+    return this.#ended;
   }
 
   get running(): boolean {
@@ -227,30 +333,31 @@ class Child {
     return this.#expectedExit;
   }
 
-  /** The last lines it printed (for an error message). */
+  /** The last lines it printed (for an error message), whole lines only. */
   tail(): string {
-    return this.#tail.slice(-LOG_TAIL_CHARS).trim();
+    return outputTail(this.#tail, LOG_TAIL_CHARS);
   }
 
   /** Resolves when its output matches `re`; rejects if it exits first or takes too long. */
   waitFor(re: RegExp, what: string): Promise<void> {
     return new Promise((res, rej) => {
+      let settled = false;
       const timer = setTimeout(() => done(new StartFailure(this, `${this.name} did not report ${what} within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
       const check = () => {
         if (re.test(this.#tail)) done(undefined);
       };
-      const onExit = () => done(new StartFailure(this, `${this.name} exited while starting`));
       const done = (err: Error | undefined) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         this.proc.stdout?.off('data', check);
         this.proc.stderr?.off('data', check);
-        this.proc.off('exit', onExit);
         if (err) rej(err);
         else res();
       };
       this.proc.stdout?.on('data', check);
       this.proc.stderr?.on('data', check);
-      this.proc.once('exit', onExit);
+      void this.exited.then(() => done(new StartFailure(this, `${this.name} exited while starting (${this.#ended})`)));
       check();
     });
   }
@@ -336,10 +443,20 @@ async function followedVolume(image: string, prefer?: number): Promise<{ partiti
  */
 export async function runUp(term: Terminal, o: UpOptions, self: readonly string[] = [process.execPath, process.argv[1] ?? 'gammaray']): Promise<ExitCode> {
   const disks = planVolumes(planDisks(o.image, o.disk), o.partition, o.volume);
+  const natsProblem = o.nats !== undefined ? natsUrlProblem(o.nats) : undefined;
+  if (natsProblem !== undefined) throw new UserError(`--nats must be the URL of a running NATS server with JetStream, such as nats://127.0.0.1:4222 (${natsProblem}), got ${JSON.stringify(o.nats)}; or leave it out to start one`);
   // Ports first: a capture that cannot listen would fail after registering its disks, its log on the terminal.
   await portFree(o.listen ?? DEFAULT_LISTEN, '--listen', 'the NBD port');
   await portFree(o.grpc ?? DEFAULT_GRPC, '--grpc', 'the gRPC port');
   const dataDir = resolve(o.dataDir ?? 'gammaray-data');
+  const dataDirBusy = (h: { pid: number }): UserError =>
+    new UserError(h.pid === 0 ? `data directory ${dataDir} keeps changing hands: is another gammaray up starting on it?` : `data directory ${dataDir} is in use by another gammaray up (process ${h.pid}): stop it (Ctrl-C in its terminal), or pass another --data-dir`);
+  // Then what would be refused only after NATS and some services had started: another up on this data directory
+  // (said first: its capture holds the images too), an image another capture serves, a mount point in use.
+  const upHolder = readHolder(join(dataDir, UP_LOCK_FILE));
+  if (upHolder !== undefined && holderAlive(upHolder)) throw dataDirBusy(upHolder);
+  await checkImagesFree(disks);
+  if (o.mount !== undefined) checkMountPoint(o.mount);
   const served = readServed(dataDir);
   // What the inferencer will follow on each image: say it now, not in its log.
   for (const d of disks) {
@@ -386,13 +503,16 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     throw new UserError(`cannot use ${dataDir} as the data directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): pass --data-dir DIR, a directory this user can write`);
   }
   if (o.mount !== undefined) {
-    if (!existsSync(o.mount)) mkdirSync(o.mount, { recursive: true });
-    if (!statSync(o.mount).isDirectory()) throw new UserError(`mount point ${o.mount} is not a directory`);
+    try {
+      mkdirSync(o.mount, { recursive: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // A dead FUSE mount (ENOTCONN) is there: the view clears it.
+      if (code !== 'EEXIST' && code !== 'ENOTCONN') throw new UserError(`cannot create the mount point ${resolve(o.mount)} (${code ?? (err as Error).message}): pass --mount DIR, an empty directory this user can use`);
+    }
   }
   // One `up` per data directory: a second would start a second nats-server on the same store.
-  const lock = PidLock.acquire(join(dataDir, UP_LOCK_FILE), { what: 'gammaray up' }, (h) =>
-    new UserError(h.pid === 0 ? `data directory ${dataDir} keeps changing hands: is another gammaray up starting on it?` : `data directory ${dataDir} is in use by another gammaray up (process ${h.pid}): stop it (Ctrl-C in its terminal), or pass another --data-dir`),
-  );
+  const lock = PidLock.acquire(join(dataDir, UP_LOCK_FILE), { what: 'gammaray up' }, dataDirBusy);
   const children: Child[] = [];
   const start = (name: string, cmd: string, args: readonly string[]): Child => {
     const c = new Child(name, cmd, args, createWriteStream(join(logDir, `${name}.log`), { flags: 'a' }));
@@ -475,7 +595,7 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     const died = Promise.race(children.map((c) => c.exited.then(() => c)));
     const outcome = await Promise.race([stopping.then((sig) => ({ sig })), died.then((c) => ({ c }))]);
     if ('c' in outcome && !outcome.c.expectedExit) {
-      term.fail(`${outcome.c.name} stopped unexpectedly; stopping the others (its log: ${join(logDir, `${outcome.c.name}.log`)}); its last output:`);
+      term.fail(`${outcome.c.name} stopped unexpectedly (${outcome.c.ended ?? 'for an unknown reason'}); stopping the others (its log: ${join(logDir, `${outcome.c.name}.log`)}); its last output:`);
       term.stderrRaw(`${outcome.c.tail()}\n`);
       await stopAll();
       return ExitCode.failure;
