@@ -283,6 +283,11 @@ describe('inference from a real guest', () => {
         'cd w; mv da tmpd; mv db da; mv tmpd db; mv sa tmps; mv sb sa; mv tmps sb',
         'mv c1 tmpc; mv c2 c1; mv c3 c2; mv tmpc c3; mv k1 k3; mv k2 k1; cd ..',
         'sync',
+        // A write past end of file into its block and the next ones: the old end-of-file block's new bytes too.
+        'printf "%0200d" 0 > grow',
+        'sync',
+        'head -c 8000 /dev/zero | tr "\\0" b | dd of=grow bs=1000 count=8 seek=1 conv=notrunc 2>/dev/null',
+        'sync',
       ].join('\n'),
     });
     const r = await replay(rec, 'reuse');
@@ -295,6 +300,9 @@ describe('inference from a real guest', () => {
     expect(got, got.join('\n')).toContain('create /h/s\\x5cxff');
     expect(got.filter((e) => e.startsWith('delete /h/')), got.join('\n')).toEqual([]);
     expect(brief(r.events.filter((e) => e.kind === 'write' && e.path === '/h/s\\xff')), brief(r.events).join('\n')).toEqual(['write /h/s\\xff @0+7', 'write /h/s\\xff @7+5']);
+    const grow = r.events.filter((e) => e.kind === 'write' && e.path === '/grow').map((e) => `${e.offset}+${e.length}`);
+    expect(grow[0]).toBe('0+200');
+    expect(grow.slice(1).join(' '), grow.join(' ')).toMatch(/^1000\+/);
     const exchanges = r.events.filter((e) => e.kind === 'rename' && e.exchange).map((e) => `${e.path} <-> ${e.from}`);
     expect(exchanges.length, exchanges.join('\n')).toBe(4);
     const k3 = got.indexOf('rename /w/k3 <- /w/k1');

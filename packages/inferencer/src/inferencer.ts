@@ -1480,6 +1480,14 @@ export class DiskInferencer {
       if (!node) continue;
       this.pendingDelete(b);
       if ((m.logical + 1) * bs > node.size) {
+        // The end of file moved on to this block: what the remembered block of the old end of file holds past
+        // the old size and inside the new one (`dd seek=1000` over a 200-byte file: bytes 1000-4095 of block
+        // 0) is reported now, or the new tail would drop it.
+        const old = this.tails.get(node.ino);
+        if (old && old.logical !== m.logical) {
+          const end = this.flushTail(ctx, node, old, false);
+          if (end > 0) wroteTo.set(node.ino, Math.max(wroteTo.get(node.ino) ?? 0, end));
+        }
         // The held bytes become the tail as they are; what is reported is "the same, up to the size", made
         // concrete only if the block is written again (most files never are).
         this.setTail(node.ino, { logical: m.logical, block: b, data: p.data, reported: undefined, reportedLim: Math.max(0, node.size - m.logical * bs) });
