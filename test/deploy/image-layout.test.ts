@@ -17,8 +17,10 @@ let out: string;
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'gammaray-image-'));
   out = join(work, 'opt-gammaray');
-  // The same command as the Dockerfiles' build stage; --offline: the store already has every package.
-  execFileSync('pnpm', ['--filter', '@gammaray/cli', 'deploy', '--prod', '--legacy', '--offline', out], { cwd: ROOT, stdio: 'pipe' });
+  // The same command as the Dockerfiles' build stage. --prefer-offline: the store has every package, but a legacy
+  // deploy resolves versions again, from pnpm's metadata cache, which a frozen-lockfile install (a fresh machine's)
+  // does not fill: --offline failed there (ERR_PNPM_NO_OFFLINE_META); what is missing is fetched from the registry.
+  execFileSync('pnpm', ['--filter', '@gammaray/cli', 'deploy', '--prod', '--legacy', '--prefer-offline', out], { cwd: ROOT, stdio: 'pipe' });
 }, 120_000);
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
