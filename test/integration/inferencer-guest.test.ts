@@ -283,6 +283,11 @@ describe('inference from a real guest', () => {
         'cd w; mv da tmpd; mv db da; mv tmpd db; mv sa tmps; mv sb sa; mv tmps sb',
         'mv c1 tmpc; mv c2 c1; mv c3 c2; mv tmpc c3; mv k1 k3; mv k2 k1; cd ..',
         'sync',
+        // Names moved out of directories removed in the same commit: into a new directory, and over a name.
+        'mkdir -p m/old m/etc m/stage; echo 1 > m/old/a; echo 2 > m/old/b; echo orig > m/etc/foo; echo new > m/stage/foo; echo j > m/stage/junk',
+        'sync',
+        'mkdir m/new; mv m/old/* m/new/; rmdir m/old; mv m/stage/foo m/etc/foo; rm -rf m/stage',
+        'sync',
         // A write past end of file into its block and the next ones: the old end-of-file block's new bytes too.
         'printf "%0200d" 0 > grow',
         'sync',

@@ -1,6 +1,7 @@
 import { MAX_NAME_BYTES } from './limits.js';
 
-const strict = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a name's leading U+FEFF is part of it (the default strips it, and two names would print alike)
+const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** A backslash that would read as an escape (`\x` and two lowercase hex digits follow it). */
 const ESCAPE_LIKE = /\\(?=x[0-9a-f]{2})/g;

@@ -72,8 +72,14 @@ describe('encodeName', () => {
     // A backslash that reads as no escape stays as it is.
     for (const n of ['a\\b', 'end\\', '\\x', '\\xg1', '\\xAB', '\\x4']) expect(decodeName(utf8(n))).toBe(n);
     expect(decodeName(Uint8Array.of(0x5c, 0xff))).toBe('\\\\xff');
+    // A byte-order mark is part of a name, wherever it is (TextDecoder strips a leading one by default).
+    const bom = [0xef, 0xbb, 0xbf];
+    expect(decodeName(Uint8Array.from([...bom, 0x2e]))).toBe('\ufeff.');
+    expect(decodeName(Uint8Array.from([...bom, 0x70]))).not.toBe(decodeName(utf8('p')));
+    expect(decodeName(Uint8Array.from([0xff, ...bom, 0x70]))).toBe('\\xff\ufeffp'); // the lossy path
+    for (const b of [[...bom, 0x2e], [0xff, ...bom], [...bom, ...bom]]) expect([...encodeName(decodeName(Uint8Array.from(b)))]).toEqual(b);
     // Injective over every name of up to 4 bytes from an alphabet that can spell escapes, and round-trips.
-    const alphabet = [0x5c, 0x78, 0x66, 0x35, 0xff, 0xc3, 0xa9];
+    const alphabet = [0x5c, 0x78, 0x66, 0x35, 0xff, 0xc3, 0xa9, 0xef, 0xbb, 0xbf];
     const seen = new Map<string, string>();
     const walk = (prefix: number[]): void => {
       if (prefix.length > 0) {

@@ -1032,7 +1032,8 @@ export class DiskInferencer {
       // generation or type: removed and allocated again in the same interval, as `rm -rf a; mkdir n` may do):
       // its entries are compared with the new ones only while it is the same directory.
       const oldEntries = before?.type === FileType.dir ? before.entries : undefined;
-      const sameDir = oldEntries !== undefined && now !== null && now.type === FileType.dir && (now.generation === before!.generation || isUnreadableRoot(before!)); // ok: oldEntries implies before
+      // A new generation over the very same names is the same directory (FS_IOC_SETVERSION, `chattr -v`).
+      const sameDir = oldEntries !== undefined && now !== null && now.type === FileType.dir && (now.generation === before!.generation || isUnreadableRoot(before!) || sameEntries(oldEntries, now.entries)); // ok: oldEntries implies before
       const newEntries = now?.type === FileType.dir ? now.entries : undefined;
       if (oldEntries === newEntries) continue;
       const base = sameDir ? oldEntries : undefined;
@@ -1095,6 +1096,7 @@ export class DiskInferencer {
       const before = this.nodes.get(ino);
       if (!before || now === null || now === undefined || now instanceof CorruptError || ino === ROOT_INO || isUnreadableRoot(before)) continue;
       if (now.generation === before.generation && now.type === before.type) continue;
+      if (now.type === FileType.dir && before.type === FileType.dir && sameEntries(before.entries, now.entries)) continue; // see sameDir
       for (const l of this.links.all(ino)) {
         const parentNow = derived.get(l.dir);
         const entries = parentNow === undefined ? this.nodes.get(l.dir)?.entries : parentNow !== null && !(parentNow instanceof CorruptError) ? parentNow.entries : undefined;
@@ -1182,8 +1184,9 @@ export class DiskInferencer {
     };
 
     // A0: names moved out of a directory that is removed (`mv d/x .; rm -rf d`), first, while their old paths
-    // exist: a consumer applying the directory's delete first would lose them. Only to a name that is free now
-    // in a directory that stays, so that nothing else has to move before.
+    // exist: a consumer applying the directory's delete first would lose them. Here only those moved to a name
+    // that is free now in a directory that stays, so that nothing else has to move before; A2 below takes the
+    // others.
     const doomed = new Set<number>();
     for (const r of removals) if (this.nodes.get(r.ino)?.type === FileType.dir) doomed.add(r.ino);
     const underDoomed = (dir: number): boolean => {
@@ -1213,13 +1216,25 @@ export class DiskInferencer {
     const keep = new Set<number>();
     for (const a of additions) keep.add(a.ino);
     for (const r of renames) keep.add(r.add.ino);
+    // A2: a directory removed while names under it still move elsewhere (into a new directory, over a name:
+    // `mkdir n; mv d/* n; rmdir d`) is removed after the moves, while their old paths exist. Unless a create or
+    // rename takes its name in this interval, or its inode is named again (reused): then it goes first, as the rest.
+    const keyOf = (c: EntryChange): string => `${c.dir}:${c.name}`;
+    const taken = new Set<string>();
+    for (const a of additions) taken.add(keyOf(a));
+    for (const r of renames) taken.add(keyOf(r.add));
+    const holdsMoved = new Set<number>();
+    for (const r of renames) {
+      if (early.has(r.rem)) continue;
+      for (let d = 0, cur: number | undefined = r.rem.dir; cur !== undefined && cur !== ROOT_INO && d <= MAX_PATH_DEPTH && !holdsMoved.has(cur); d++) {
+        holdsMoved.add(cur);
+        cur = this.links.first(cur)?.dir;
+      }
+    }
 
-    // A: removals, deepest first, with the paths they had.
-    const depthNow = (ino: number) => this.depthOf(ino);
-    removals.sort((a, b) => depthNow(b.dir) - depthNow(a.dir) || cmpChange(a, b));
-    for (const r of removals) {
+    const emitRemoval = (r: EntryChange): void => {
       const node = this.nodes.get(r.ino);
-      if (!node) continue;
+      if (!node) return;
       const path = join(this.pathOf(r.dir), r.name);
       this.removeLink(r.ino, r.dir, r.name);
       touchedParents.add(r.dir);
@@ -1235,6 +1250,15 @@ export class DiskInferencer {
         this.event(ctx, { kind: EventKind.Unlink, path, ino: r.ino, type: node.type, stat: statOf(now), parent });
         evented.add(r.ino);
       }
+    };
+
+    // A: removals, deepest first, with the paths they had.
+    const depthNow = (ino: number) => this.depthOf(ino);
+    removals.sort((a, b) => depthNow(b.dir) - depthNow(a.dir) || cmpChange(a, b));
+    const later: EntryChange[] = [];
+    for (const r of removals) {
+      if (holdsMoved.has(r.ino) && this.nodes.get(r.ino)?.type === FileType.dir && !taken.has(keyOf(r)) && !addedFirst.has(r.ino)) later.push(r);
+      else emitRemoval(r);
     }
 
     // B: creates, links and renames, shallowest destination first.
@@ -1262,7 +1286,7 @@ export class DiskInferencer {
         const parentNode = finalOf(a.dir);
         const parent = parentNode ? { ino: a.dir, stat: statOf(parentNode) } : undefined;
         if (op.kind === 'rename') {
-          if (!early.has(op.rem!)) emitRename(op.rem!, a, now); // ok: renames carry their removal
+          emitRename(op.rem!, a, now); // ok: renames carry their removal
           return;
         }
         touchedParents.add(a.dir);
@@ -1292,17 +1316,18 @@ export class DiskInferencer {
         if (now.inline && now.inline.length > 0) this.emitWrites(ctx, now, [{ offset: 0, data: now.inline, omitted: false }]);
     
     };
-    // The order above, except that an op waits for the op that names its destination directory and for the
+    // The order above, except that an op waits for the create of its destination directory and for the
     // rename that moves the old holder of its destination name away (`mv a b; mv c a`: a's rename first, or a
     // consumer would replace it with c). Renames that go round in a cycle (`mv a t; mv b a; mv t b`: a swap) are
     // published as exchanges (`exchange: true`, what renameat2(RENAME_EXCHANGE) does), which a consumer applies
     // as they come. Chains deeper than MAX_ORDER_DEPTH keep the order above.
-    const keyOf = (c: EntryChange): string => `${c.dir}:${c.name}`;
     const renameAway = new Map<string, Op>();
     const intoDir = new Map<number, Op>();
     for (const op of ops) {
       if (op.kind === 'rename') renameAway.set(keyOf(op.rem!), op); // ok: renames carry their removal
-      if (!intoDir.has(op.add.ino)) intoDir.set(op.add.ino, op);
+      // Only a directory that does not exist yet must wait to be named: one renamed is at its old path meanwhile,
+      // and waiting for it could close a cycle that is not a swap.
+      if (op.kind === 'add' && !intoDir.has(op.add.ino)) intoDir.set(op.add.ino, op);
     }
     const done = new Set<Op>();
     const stack: Op[] = [];
@@ -1363,6 +1388,8 @@ export class DiskInferencer {
       }
     };
     for (const op of ops) visit(op);
+    // A2: the directories the moves above left.
+    for (const r of later) emitRemoval(r);
 
     // C: attributes of inodes that stayed the same file.
     const writes: { node: FsNode; before: FsNode | undefined }[] = [];
@@ -1380,7 +1407,7 @@ export class DiskInferencer {
         if (d.type === FileType.dir) this.adopt(d);
         continue;
       }
-      if (before.generation !== d.generation || before.type !== d.type) continue;
+      if ((before.generation !== d.generation && !(d.type === FileType.dir && before.type === FileType.dir && sameEntries(before.entries, d.entries))) || before.type !== d.type) continue;
       this.adopt(d);
       writes.push({ node: d, before });
     }
@@ -2086,4 +2113,12 @@ function unreadableRoot(owned: readonly number[]): FsNode {
 /** Whether `n` is the stand-in of {@link unreadableRoot}. */
 function isUnreadableRoot(n: FsNode): boolean {
   return n.ino === ROOT_INO && n.nlink === 0 && n.mode === 0 && n.generation === 0;
+}
+
+/** Whether two directories hold the same names for the same inodes. */
+function sameEntries(a: ReadonlyMap<string, number> | undefined, b: ReadonlyMap<string, number> | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b || a.size !== b.size) return false;
+  for (const [name, ino] of a) if (b.get(name) !== ino) return false;
+  return true;
 }
