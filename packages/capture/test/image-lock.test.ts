@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, linkSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -32,8 +32,11 @@ describe('ImageLock', () => {
     expect(() => ImageLock.acquire(st, image, 'd3', dir)).toThrow(DiskBusyError);
     mine.release();
     expect(readdirSync(dir)).toEqual([]);
-    // A half-written lock file (its writer died) counts as stale.
+    // A half-written lock file counts as stale once it is a few seconds old (its writer died); a fresh one may be
+    // a taker about to write its pid (see PidLock).
     writeFileSync(path, '{"pid":');
+    const past = (Date.now() - 60_000) / 1000;
+    utimesSync(path, past, past);
     ImageLock.acquire(st, image, 'd4', dir)!.release();
     // Releasing does not remove a successor's lock.
     const a = ImageLock.acquire(st, image, 'd5', dir)!;

@@ -3,7 +3,7 @@
  * holder that has exited (kill -9 included) leaves a stale file, which the next taker removes and takes over; a
  * reused pid is not taken for the holder (its start time differs). Only processes that see the same file meet.
  */
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 
 /** What a lock file holds: the pid and start time, and whatever the taker adds. */
 export interface PidLockHolder {
@@ -27,18 +27,32 @@ export class PidLock {
    */
   static acquire(path: string, info: Readonly<Record<string, unknown>>, busy: (holder: PidLockHolder) => Error): PidLock {
     const mine = JSON.stringify({ ...info, pid: process.pid, started: startTime(process.pid) });
+    let waits = 0;
     for (let attempt = 0; attempt < 3; attempt++) {
       let fd: number;
       try {
         fd = openSync(path, 'wx', 0o644);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const holder = readHolder(path);
+        const text = readText(path);
+        if (text === undefined) continue; // removed meanwhile: try again
+        const holder = parseHolder(text);
         if (holder && holderAlive(holder)) throw busy(holder);
-        try {
-          unlinkSync(path); // stale: its holder is gone
-        } catch {
-          // another taker removed it first: try again
+        if (!holder && youngerThan(path, HALF_WRITTEN_MS)) {
+          // Empty or half written: most likely a taker between creating it and writing its pid. Wait for it.
+          sleepSync(20);
+          attempt--;
+          if (++waits > HALF_WRITTEN_MS / 40) throw busy({ pid: 0 }); // about half that age: busy, not stale
+          continue;
+        }
+        // Stale: its holder is gone. Removed only if it still holds what was read (another taker may have
+        // replaced it with a live lock meanwhile; a window remains between this read and the unlink).
+        if (readText(path) === text) {
+          try {
+            unlinkSync(path);
+          } catch {
+            // another taker removed it first: try again
+          }
         }
         continue;
       }
@@ -64,12 +78,40 @@ export class PidLock {
 
 /** The holder a lock file names, or undefined when it is unreadable or half written (its writer died). */
 export function readHolder(path: string): PidLockHolder | undefined {
+  const text = readText(path);
+  return text === undefined ? undefined : parseHolder(text);
+}
+
+function parseHolder(text: string): PidLockHolder | undefined {
   try {
-    const h = JSON.parse(readFileSync(path, 'utf8')) as PidLockHolder;
+    const h = JSON.parse(text) as PidLockHolder;
     return Number.isInteger(h.pid) && h.pid > 0 ? h : undefined;
   } catch {
     return undefined;
   }
+}
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** How long an empty or unparsable lock file is taken for one being written, ms. */
+const HALF_WRITTEN_MS = 2_000;
+
+function youngerThan(path: string, ms: number): boolean {
+  try {
+    return Date.now() - statSync(path).mtimeMs < ms;
+  } catch {
+    return false;
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** Whether the holder's process still runs (the same process: its start time matches when it was recorded). */
