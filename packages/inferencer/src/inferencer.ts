@@ -1032,8 +1032,7 @@ export class DiskInferencer {
       // generation or type: removed and allocated again in the same interval, as `rm -rf a; mkdir n` may do):
       // its entries are compared with the new ones only while it is the same directory.
       const oldEntries = before?.type === FileType.dir ? before.entries : undefined;
-      // A new generation over the very same names is the same directory (FS_IOC_SETVERSION, `chattr -v`).
-      const sameDir = oldEntries !== undefined && now !== null && now.type === FileType.dir && (now.generation === before!.generation || isUnreadableRoot(before!) || sameEntries(oldEntries, now.entries)); // ok: oldEntries implies before
+      const sameDir = oldEntries !== undefined && now !== null && (isUnreadableRoot(before!) ? now.type === FileType.dir : sameInode(before!, now)); // ok: oldEntries implies before
       const newEntries = now?.type === FileType.dir ? now.entries : undefined;
       if (oldEntries === newEntries) continue;
       const base = sameDir ? oldEntries : undefined;
@@ -1095,8 +1094,7 @@ export class DiskInferencer {
       const now = derived.get(ino);
       const before = this.nodes.get(ino);
       if (!before || now === null || now === undefined || now instanceof CorruptError || ino === ROOT_INO || isUnreadableRoot(before)) continue;
-      if (now.generation === before.generation && now.type === before.type) continue;
-      if (now.type === FileType.dir && before.type === FileType.dir && sameEntries(before.entries, now.entries)) continue; // see sameDir
+      if (sameInode(before, now)) continue;
       for (const l of this.links.all(ino)) {
         const parentNow = derived.get(l.dir);
         const entries = parentNow === undefined ? this.nodes.get(l.dir)?.entries : parentNow !== null && !(parentNow instanceof CorruptError) ? parentNow.entries : undefined;
@@ -1131,7 +1129,7 @@ export class DiskInferencer {
     for (const [ino, change] of byIno) {
       const before = this.nodes.get(ino);
       const now = derived.has(ino) ? derived.get(ino) : before;
-      const same = before !== undefined && now instanceof Object && !(now instanceof CorruptError) && now.generation === before.generation && now.type === before.type;
+      const same = before !== undefined && now instanceof Object && !(now instanceof CorruptError) && sameInode(before, now);
       const { rem } = change;
       let { add } = change;
       if (before?.type === FileType.dir) {
@@ -1189,18 +1187,33 @@ export class DiskInferencer {
     // others.
     const doomed = new Set<number>();
     for (const r of removals) if (this.nodes.get(r.ino)?.type === FileType.dir) doomed.add(r.ino);
+    // Each directory's answer is kept for the rest of the walk: many renames out of one deep subtree cost one
+    // walk up, not one each.
+    const doomedAbove = new Map<number, boolean>();
     const underDoomed = (dir: number): boolean => {
+      const path: number[] = [];
+      let found = false;
       for (let d = 0, cur: number | undefined = dir; cur !== undefined && d <= MAX_PATH_DEPTH; d++) {
-        if (doomed.has(cur)) return true;
-        if (cur === ROOT_INO) return false;
+        const known = doomedAbove.get(cur);
+        if (known !== undefined) {
+          found = known;
+          break;
+        }
+        path.push(cur);
+        if (doomed.has(cur)) {
+          found = true;
+          break;
+        }
+        if (cur === ROOT_INO) break;
         cur = this.links.first(cur)?.dir;
       }
-      return false;
+      for (const p of path) doomedAbove.set(p, found);
+      return found;
     };
     const stays = (dir: number): boolean => {
       const n = this.nodes.get(dir);
       const d = derived.get(dir);
-      return n?.type === FileType.dir && (d === undefined || (d !== null && !(d instanceof CorruptError) && d.type === FileType.dir && d.generation === n.generation)) && !underDoomed(dir);
+      return n?.type === FileType.dir && (d === undefined || (d !== null && !(d instanceof CorruptError) && sameInode(n, d))) && !underDoomed(dir);
     };
     const early = new Set<EntryChange>();
     if (doomed.size > 0) {
@@ -1280,41 +1293,40 @@ export class DiskInferencer {
     ];
     ops.sort((a, b) => a.depth - b.depth || cmpChange(a.add, b.add));
     const emitOp = (op: Op): void => {
-        const a = op.add;
-        const now = finalOf(a.ino);
-        if (!now) return;
-        const parentNode = finalOf(a.dir);
-        const parent = parentNode ? { ino: a.dir, stat: statOf(parentNode) } : undefined;
-        if (op.kind === 'rename') {
-          emitRename(op.rem!, a, now); // ok: renames carry their removal
+      const a = op.add;
+      const now = finalOf(a.ino);
+      if (!now) return;
+      if (op.kind === 'rename') {
+        emitRename(op.rem!, a, now); // ok: renames carry their removal
+        return;
+      }
+      const parentNode = finalOf(a.dir);
+      const parent = parentNode ? { ino: a.dir, stat: statOf(parentNode) } : undefined;
+      touchedParents.add(a.dir);
+      evented.add(a.ino);
+      if (this.nodes.has(a.ino)) {
+        if (now.type === FileType.dir && (a.ino === ROOT_INO || this.links.count(a.ino) > 0)) {
+          // A second name for a directory is a loop in the making: it stays out of the tree.
+          this.corrupt(ctx, `entry ${JSON.stringify(a.name)} of directory ${a.dir} links directory ${a.ino}, which already has a name`, { ino: a.dir, kind: 'DirectoryLink' });
           return;
         }
-        touchedParents.add(a.dir);
-        evented.add(a.ino);
-        if (this.nodes.has(a.ino)) {
-          if (now.type === FileType.dir && (a.ino === ROOT_INO || this.links.count(a.ino) > 0)) {
-            // A second name for a directory is a loop in the making: it stays out of the tree.
-            this.corrupt(ctx, `entry ${JSON.stringify(a.name)} of directory ${a.dir} links directory ${a.ino}, which already has a name`, { ino: a.dir, kind: 'DirectoryLink' });
-            return;
-          }
-          this.addLink(a.ino, a.dir, a.name);
-          this.event(ctx, { kind: EventKind.Link, path: this.pathOf(a.ino, a.dir, a.name), ino: a.ino, type: now.type, stat: statOf(now), parent });
-          return;
-        }
-        replaced.delete(a.ino);
-        this.adopt(now);
         this.addLink(a.ino, a.dir, a.name);
-        // Built in place (the most common events with writes): the same fields in the same order as event() gives.
-        const create = this.identity(ctx, EventKind.Create);
-        create['path'] = this.pathOf(a.ino, a.dir, a.name);
-        create['ino'] = a.ino;
-        create['type'] = now.type;
-        create['stat'] = statOf(now);
-        if (parent !== undefined) create['parent'] = parent;
-        if (now.target !== undefined) create['target'] = now.target;
-        ctx.out.push(create as unknown as FsEvent); // ok: a create event's fields
-        if (now.inline && now.inline.length > 0) this.emitWrites(ctx, now, [{ offset: 0, data: now.inline, omitted: false }]);
-    
+        this.event(ctx, { kind: EventKind.Link, path: this.pathOf(a.ino, a.dir, a.name), ino: a.ino, type: now.type, stat: statOf(now), parent });
+        return;
+      }
+      replaced.delete(a.ino);
+      this.adopt(now);
+      this.addLink(a.ino, a.dir, a.name);
+      // Built in place (the most common events with writes): the same fields in the same order as event() gives.
+      const create = this.identity(ctx, EventKind.Create);
+      create['path'] = this.pathOf(a.ino, a.dir, a.name);
+      create['ino'] = a.ino;
+      create['type'] = now.type;
+      create['stat'] = statOf(now);
+      if (parent !== undefined) create['parent'] = parent;
+      if (now.target !== undefined) create['target'] = now.target;
+      ctx.out.push(create as unknown as FsEvent); // ok: a create event's fields
+      if (now.inline && now.inline.length > 0) this.emitWrites(ctx, now, [{ offset: 0, data: now.inline, omitted: false }]);
     };
     // The order above, except that an op waits for the create of its destination directory and for the
     // rename that moves the old holder of its destination name away (`mv a b; mv c a`: a's rename first, or a
@@ -1331,14 +1343,16 @@ export class DiskInferencer {
     }
     const done = new Set<Op>();
     const stack: Op[] = [];
+    const onStack = new Map<Op, number>();
     const visit = (op: Op): void => {
       if (done.has(op)) return;
+      onStack.set(op, stack.length);
       stack.push(op);
       const away = renameAway.get(keyOf(op.add));
       for (const dep of [intoDir.get(op.add.dir), away]) {
         if (!dep || dep === op || done.has(dep) || stack.length > MAX_ORDER_DEPTH) continue;
-        const at = stack.indexOf(dep);
-        if (at < 0) {
+        const at = onStack.get(dep);
+        if (at === undefined) {
           visit(dep);
           continue;
         }
@@ -1351,6 +1365,7 @@ export class DiskInferencer {
         }
       }
       stack.pop();
+      onStack.delete(op);
       if (!done.has(op)) {
         done.add(op);
         emitOp(op);
@@ -1407,7 +1422,7 @@ export class DiskInferencer {
         if (d.type === FileType.dir) this.adopt(d);
         continue;
       }
-      if ((before.generation !== d.generation && !(d.type === FileType.dir && before.type === FileType.dir && sameEntries(before.entries, d.entries))) || before.type !== d.type) continue;
+      if (!sameInode(before, d)) continue;
       this.adopt(d);
       writes.push({ node: d, before });
     }
@@ -1755,8 +1770,10 @@ export class DiskInferencer {
     if (n.runs) for (const r of n.runs) this.dataIndex.remove(r);
   }
 
-  /** Removes a node that left the tree, and whatever it still held (a directory freed with entries). */
-  /** Drops `n` and what only it named (but not the inodes in `keep`: named elsewhere in this interval). */
+  /**
+   * Removes a node that left the tree, and whatever only it still held (a directory freed with entries), but not
+   * the inodes in `keep` (named elsewhere in this interval).
+   */
   private forget(n: FsNode, keep?: ReadonlySet<number>): void {
     this.unwritten.delete(n.ino);
     this.unindex(n);
@@ -2113,6 +2130,14 @@ function unreadableRoot(owned: readonly number[]): FsNode {
 /** Whether `n` is the stand-in of {@link unreadableRoot}. */
 function isUnreadableRoot(n: FsNode): boolean {
   return n.ino === ROOT_INO && n.nlink === 0 && n.mode === 0 && n.generation === 0;
+}
+
+/**
+ * Whether `now` is still the inode `before` was: the same type and generation, or a directory given a new
+ * generation over the very same names (FS_IOC_SETVERSION, `chattr -v`), not one freed and allocated again.
+ */
+function sameInode(before: FsNode, now: FsNode): boolean {
+  return now.type === before.type && (now.generation === before.generation || (now.type === FileType.dir && sameEntries(before.entries, now.entries)));
 }
 
 /** Whether two directories hold the same names for the same inodes. */
