@@ -3,6 +3,8 @@ export type { Readiness } from './ops-server.js';
 export { readNatsAuth, natsConnectOptions } from './nats-auth.js';
 export type { NatsAuth, NatsAuthFlags } from './nats-auth.js';
 export { natsUrlProblem } from './nats-url.js';
+export { hostPortMessage, splitHostPort } from './host-port.js';
+export type { HostPort } from './host-port.js';
 export { runUntilSignal } from './run.js';
 export type { Runnable } from './run.js';
 export { ensureStream, isStreamNotFound } from './streams.js';

@@ -4,7 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { natsUrlProblem, readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
+import { hostPortMessage, natsUrlProblem, readNatsAuth, splitHostPort, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 import { isPartitionNumber } from '@gammaray/wire';
 
 /** A setting was missing or malformed; the message names it. */
@@ -55,12 +55,9 @@ export const DEFAULT_LISTEN = '127.0.0.1:10809';
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:10809`); `what` names the setting in errors. */
 export function parseHostPort(value: string, what: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) {
-    throw new ConfigError(`${what} must be HOST:PORT, the port 0 to 65535 (e.g. 127.0.0.1:${what.startsWith('--metrics') ? '9100' : '10809'}), got ${JSON.stringify(value)}`);
-  }
-  return { host: (m[1] ?? m[2])!, port }; // ok: one of the two alternatives matched
+  const hp = splitHostPort(value);
+  if (!hp) throw new ConfigError(hostPortMessage(what, value, what.startsWith('--metrics') ? 9100 : 10809));
+  return hp;
 }
 
 /**

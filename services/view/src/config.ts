@@ -1,4 +1,4 @@
-import { natsUrlProblem, readNatsAuth, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
+import { hostPortMessage, natsUrlProblem, readNatsAuth, splitHostPort, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 /**
  * `gammaray view` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one object.
  * Every problem names the setting and says what to do (CLI.md).
@@ -71,12 +71,9 @@ export const MIN_TOKEN_CHARS = 16;
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:50051`); `what` names the setting in errors. */
 export function parseHostPort(value: string, what: string): ListenAddress {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) {
-    throw new ConfigError(`${what} must be HOST:PORT, the port 0 to 65535 (e.g. 127.0.0.1:${what.startsWith('--metrics') ? '9100' : '50051'}), got ${JSON.stringify(value)}`);
-  }
-  return { host: (m[1] ?? m[2])!, port }; // ok: one of the two alternatives matched
+  const hp = splitHostPort(value);
+  if (!hp) throw new ConfigError(hostPortMessage(what, value, what.startsWith('--metrics') ? 9100 : 50051));
+  return hp;
 }
 
 /** Whether `host` is a loopback address (where plaintext without a token is acceptable). */
