@@ -23,7 +23,7 @@ export { decodeDxRoot } from './ondisk/dx.js';
 export type { DxRoot } from './ondisk/dx.js';
 export { decodeInodeXattrs, decodeXattrBlock, XATTR_PREFIXES } from './ondisk/xattr.js';
 export type { Xattr } from './ondisk/xattr.js';
-export { decodeJournalSuperblock, JBD2_MAGIC, JournalIncompat } from './ondisk/journal-superblock.js';
+export { decodeJournalSuperblock, JBD2_MAGIC, JBD2_DEFAULT_FAST_COMMIT_BLOCKS, JournalIncompat } from './ondisk/journal-superblock.js';
 export type { JournalSuperblock } from './ondisk/journal-superblock.js';
 export {
   decodeJournalHeader,
@@ -32,6 +32,7 @@ export {
   decodeCommitBlock,
   decodeRevokeBlock,
   unescapeBlock,
+  journalTagChecksumOk,
   journalChecksumSeed,
   journalTagBytes,
   JournalTagFlag,

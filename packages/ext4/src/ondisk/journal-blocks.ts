@@ -272,6 +272,20 @@ export function decodeRevokeBlock(block: Uint8Array, sb: JournalSuperblock, wher
 }
 
 /**
+ * Whether a logged data block (as in the log: escaped) matches its tag's
+ * t_checksum, as the kernel's `jbd2_block_tag_csum_verify()`: crc32c(seed,
+ * be32 h_sequence of the descriptor, then the block); csum v2 stores its low 16
+ * bits. Always true without csum v2/v3.
+ */
+export function journalTagChecksumOk(sb: JournalSuperblock, tag: JournalTag, sequence: number, data: Uint8Array): boolean {
+  if (!hasCsum(sb)) return true;
+  const seq = new Uint8Array(4);
+  viewOf(seq).setUint32(0, sequence >>> 0);
+  const c = crc32c(crc32c(journalChecksumSeed(sb), seq), data);
+  return sb.has.csumV3 ? c === tag.checksum : (c & 0xffff) === tag.checksum;
+}
+
+/**
  * Restores a logged data block: jbd2 zeroes the first 4 bytes of a data block
  * that begins with its magic (so recovery cannot mistake it for a metadata
  * block) and sets the tag's ESCAPE flag. Returns a copy when `escaped`, else `data`.
