@@ -1,7 +1,7 @@
 /**
  * jbd2 transactions written as a guest's kernel would, for tests that feed an inference engine journalled changes.
  */
-import { crc32c, JBD2_MAGIC, JournalBlockType, journalChecksumSeed, journalTagBytes, JournalTagFlag, type JournalSuperblock } from '@gammaray/ext4';
+import { crc32Be, crc32c, JBD2_MAGIC, JournalBlockType, journalChecksumSeed, journalTagBytes, JournalTagFlag, type JournalSuperblock } from '@gammaray/ext4';
 
 /** A journal: its superblock and the disk block of each journal block (index = journal block number). */
 export interface Jbd2Layout {
@@ -100,6 +100,7 @@ export class Jbd2Writer {
       out.push([this.#next(), rb]);
     }
     const tagBytes = journalTagBytes(sb);
+    let sum = 0xffffffff;
     const chunks: (readonly [number, Buffer])[][] = [];
     for (let i = 0; i < images.length || i === 0; i += this.maxTags) chunks.push(images.slice(i, i + this.maxTags));
     for (const chunk of chunks) {
@@ -133,11 +134,18 @@ export class Jbd2Writer {
       this.#tail(d);
       out.push([this.#next(), d]);
       for (const b of data) out.push([this.#next(), b]);
+      sum = crc32Be(sum, d);
+      for (const b of data) sum = crc32Be(sum, b);
     }
     if (!broken || r.chance(0.5)) {
       const c = Buffer.alloc(bs);
       this.#header(c, JournalBlockType.commit, broken ? seq + 1 + r.int(3) : seq);
-      if (sb.has.csumV2 || sb.has.csumV3) {
+      if (sb.has.checksumV1) {
+        // v1: crc32_be over the descriptor and data blocks (JBD2_CRC32_CHKSUM, 4 bytes).
+        c.writeUInt8(1, 0xc);
+        c.writeUInt8(4, 0xd);
+        c.writeUInt32BE(sum >>> 0, 0x10);
+      } else if (sb.has.csumV2 || sb.has.csumV3) {
         c.writeUInt8(4, 0xc);
         c.writeUInt8(4, 0xd);
         c.writeUInt32BE(crc32c(journalChecksumSeed(sb), c, 0, bs) >>> 0, 0x10);

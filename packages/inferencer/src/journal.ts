@@ -8,6 +8,7 @@ import { copyBytes } from './bytes.js';
 import {
   CorruptError,
   CorruptKind,
+  crc32Be,
   decodeCommitBlock,
   decodeDescriptorBlock,
   decodeJournalHeader,
@@ -34,6 +35,10 @@ export interface CommittedTx {
   readonly torn?: CorruptError;
 }
 
+/** h_chksum_type and h_chksum_size of a v1 (crc32_be) transaction checksum in a commit block. */
+const JBD2_CRC32_CHKSUM = 1;
+const JBD2_CRC32_CHKSUM_SIZE = 4;
+
 /** Whether transaction id `a` is `b` or after it: tids wrap at 2^32 (the kernel's tid_geq()). */
 export function tidGeq(a: number, b: number): boolean {
   return ((a - b) | 0) >= 0;
@@ -47,10 +52,13 @@ interface Logged {
 
 /** What a walk of one transaction found. */
 type Walked =
-  /** Its commit block at `end`; `bad`: journal blocks logged that do not match their tag checksums. */
-  | { readonly done: true; readonly blocks: (Logged & { readonly at: number })[]; readonly revoked: number[]; readonly end: number; readonly used: number[]; readonly bad: number[] }
+  /**
+   * Its commit block at `end`; `bad`: journal blocks logged that do not match their tag checksums; `sumBad`: the
+   * v1 transaction checksum of its commit block does not match its descriptor and data blocks.
+   */
+  | { readonly done: true; readonly blocks: (Logged & { readonly at: number })[]; readonly revoked: number[]; readonly end: number; readonly used: number[]; readonly bad: number[]; readonly sumBad: boolean }
   /** The log at `at` does not continue the transaction (not written yet, or the transaction is not there). */
-  | { readonly done: false; readonly at: number; readonly bad: number[] };
+  | { readonly done: false; readonly at: number; readonly bad: number[]; readonly sumBad?: undefined };
 
 /** A transaction whose commit block came before the rest of its log (async commit), waited for. */
 interface Held {
@@ -172,15 +180,21 @@ export class JournalFollower {
     }
     if (type === JournalBlockType.descriptor || type === JournalBlockType.revoke) this.noteStart(sequence, j);
     const out: CommittedTx[] = [];
-    if (type === JournalBlockType.commit && sequence !== this.held?.sequence) {
-      // Another transaction committed: jbd2 finishes writing one transaction's log before it writes the next's,
-      // so the one held will not complete.
+    const held = this.held;
+    if (held && type !== undefined && sequence !== held.sequence) {
+      // Another transaction's log: jbd2 finishes writing one transaction's log before it writes the next's (an
+      // async commit too), so what the one held lacks is written by now, or never will be. One last look (the
+      // only one for a v1 checksum, which cannot say which block it lacks).
+      const tx = await this.complete(held.sequence, held.start);
+      if (tx) out.push(tx);
       const torn = this.held;
       if (torn) {
         this.held = undefined;
         this.forget(torn.sequence);
         out.push({ sequence: torn.sequence, blocks: [], torn: torn.why });
       }
+    }
+    if (type === JournalBlockType.commit && sequence !== held?.sequence) {
       const start = await this.startOf(sequence);
       if (start === undefined) {
         // A commit of a transaction whose descriptor we never saw and cannot place: nothing to apply.
@@ -191,9 +205,8 @@ export class JournalFollower {
       if (tx) out.push(tx);
       return out;
     }
-    const held = this.held;
-    if (held && held.missing.size === 0) {
-      const tx = await this.complete(held.sequence, held.start);
+    if (this.held && this.held.missing.size === 0) {
+      const tx = await this.complete(this.held.sequence, this.held.start);
       if (tx) out.push(tx);
     }
     return out;
@@ -245,7 +258,7 @@ export class JournalFollower {
       this.forget(sequence);
       throw err;
     }
-    if (w.done && w.bad.length === 0) {
+    if (w.done && w.bad.length === 0 && !w.sumBad) {
       this.held = undefined;
       this.forget(sequence);
       for (const u of w.used) this.open.delete(u);
@@ -255,13 +268,17 @@ export class JournalFollower {
     }
     // A logged block that does not match its checksum may yet be written; a log that stops short only may with
     // an async commit (else jbd2 writes the commit block once the rest is on disk).
-    if (w.bad.length > 0 || this.sb.has.asyncCommit) {
+    if (w.bad.length > 0 || w.sumBad === true || this.sb.has.asyncCommit) {
       const missing = new Set(w.bad);
       if (!w.done) missing.add(w.at);
+      // Which block a v1 checksum lacks is unknown: only the next transaction's log ends the wait.
+      if (w.sumBad === true) missing.add(w.end);
       const why =
         w.bad.length > 0
           ? new CorruptError(CorruptKind.JournalChecksum, `transaction ${sequence}: log block ${w.bad[0]} does not match its tag checksum`, { block: w.bad[0], field: 't_checksum' })
-          : new CorruptError(CorruptKind.JournalBlock, `transaction ${sequence}: committed, but its log stops at block ${w.done ? w.end : w.at}`, { block: w.done ? w.end : w.at });
+          : w.sumBad === true
+            ? new CorruptError(CorruptKind.JournalChecksum, `transaction ${sequence}: its log does not match the (v1) checksum of its commit block`, { block: w.end, field: 'h_chksum' })
+            : new CorruptError(CorruptKind.JournalBlock, `transaction ${sequence}: committed, but its log stops at block ${w.done ? w.end : w.at}`, { block: w.done ? w.end : w.at });
       this.held = { sequence, start, missing, why };
       return undefined;
     }
@@ -285,7 +302,8 @@ export class JournalFollower {
     let bytes = 0;
     for (let n = 0; n < MAX_TX_BLOCKS; n++) {
       const tx = await this.walk(j, seq, true).catch(() => undefined);
-      if (tx === undefined || !tx.done) break;
+      // A v1 checksum that does not match ends jbd2's recovery before the transaction, as a bad commit block does.
+      if (tx === undefined || !tx.done || tx.sumBad) break;
       bytes += tx.blocks.length * this.sb.blockSize;
       if (bytes > MAX_RECOVERY_BYTES) {
         throw new CorruptError(CorruptKind.JournalBlock, `the log to recover holds more than ${MAX_RECOVERY_BYTES} bytes of blocks (transaction ${seq})`, { block: j });
@@ -362,6 +380,8 @@ export class JournalFollower {
     // it began (a hostile descriptor whose tags reach its own block) ends here, whatever the tags say.
     const limit = Math.min(MAX_TX_BLOCKS, this.sb.logEnd - this.sb.first);
     const tooLong = (): CorruptError => new CorruptError(CorruptKind.JournalBlock, `transaction ${sequence} runs past ${limit} blocks (the log's length)`, { block: start });
+    // v1: crc32_be over the descriptor and data blocks, from ~0 (as jbd2's calc_chksums()).
+    let sum = 0xffffffff;
     let j = start;
     for (;;) {
       if (used.length >= limit) throw tooLong();
@@ -371,8 +391,10 @@ export class JournalFollower {
       const h = decodeJournalHeader(b);
       if (h.sequence !== sequence) return { done: false, at: j, bad };
       if (h.blockType === JournalBlockType.commit) {
-        decodeCommitBlock(b, this.sb, { block: j });
-        return { done: true, blocks, revoked, end: j, used, bad };
+        const c = decodeCommitBlock(b, this.sb, { block: j });
+        // As jbd2's recovery: the v1 checksum matches, or the commit block says it has none.
+        const sumBad = this.sb.has.checksumV1 && !(c.checksumType === JBD2_CRC32_CHKSUM && c.checksumSize === JBD2_CRC32_CHKSUM_SIZE && c.checksum === sum) && !(c.checksumType === 0 && c.checksumSize === 0 && c.checksum === 0);
+        return { done: true, blocks, revoked, end: j, used, bad, sumBad };
       }
       if (h.blockType === JournalBlockType.revoke) {
         // Read only for recovery (as jbd2's, whatever the journal's revoke feature says): a transaction followed
@@ -385,12 +407,14 @@ export class JournalFollower {
         throw new CorruptError(CorruptKind.JournalBlock, `block type ${h.blockType} inside transaction ${sequence}`, { block: j });
       }
       const d = decodeDescriptorBlock(b, this.sb, { block: j });
+      if (this.sb.has.checksumV1) sum = crc32Be(sum, b);
       for (const tag of d.tags) {
         if (used.length >= limit) throw tooLong();
         j = this.after(j);
         const data = await this.block(j);
         used.push(j);
         if (!journalTagChecksumOk(this.sb, tag, sequence, data)) bad.push(j);
+        if (this.sb.has.checksumV1) sum = crc32Be(sum, data);
         blocks.push({ fsBlock: tag.fsBlock, data: unescapeBlock(data, tag.escaped), at: j });
       }
       j = this.after(j);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CorruptError, crc32c, decodeJournalSuperblock, JBD2_MAGIC, JournalBlockType, JournalIncompat, JournalTagFlag, journalChecksumSeed } from '@gammaray/ext4';
+import { CorruptError, crc32c, decodeJournalSuperblock, JBD2_MAGIC, JournalBlockType, JournalCompat, JournalIncompat, JournalTagFlag, journalChecksumSeed } from '@gammaray/ext4';
 import { Jbd2Writer } from '../../../test/support/jbd2-writer.js';
 import { JournalFollower, type CommittedTx } from '../src/journal.js';
 
@@ -11,6 +11,7 @@ interface JournalSpec {
   sequence: number;
   start: number;
   incompat?: number;
+  compat?: number;
   numFc?: number;
 }
 
@@ -24,6 +25,7 @@ function superblockBytes(s: JournalSpec): Buffer {
   b.writeUInt32BE(s.first ?? 1, 0x14);
   b.writeUInt32BE(s.sequence >>> 0, 0x18);
   b.writeUInt32BE(s.start, 0x1c);
+  b.writeUInt32BE(s.compat ?? 0, 0x24);
   b.writeUInt32BE(s.incompat ?? JournalIncompat.revoke, 0x28);
   for (let i = 0; i < 16; i++) b[0x30 + i] = i * 11 + 3;
   b.writeUInt32BE(1, 0x40);
@@ -231,6 +233,39 @@ describe('JournalFollower', () => {
     expect(Buffer.from(j.follower.superblockBytes).equals(sbBytes)).toBe(true);
     const txs = await feed(j, at30.transaction([[100, image(1)]]));
     expect(txs.map(shape)).toEqual([[[100, 1]]]);
+  });
+
+  describe('with the v1 transaction checksum (COMPAT_CHECKSUM) and async commit', () => {
+    const spec = { sequence: 7, start: 1, incompat: JournalIncompat.revoke | JournalIncompat.asyncCommit, compat: JournalCompat.checksum };
+
+    it('holds a transaction whose commit came before its data until the next transaction logs, then applies it whole', async () => {
+      const j = journal(spec);
+      const [desc, d1, d2, commit] = j.writer.transaction([[100, image(1)], [101, image(2)]]) as [[number, Buffer], [number, Buffer], [number, Buffer], [number, Buffer]];
+      expect(await feed(j, [desc, commit, d1, d2])).toEqual([]);
+      const next = j.writer.transaction([[102, image(3)]]);
+      expect((await feed(j, next.slice(0, 1))).map(shape)).toEqual([[[100, 1], [101, 2]]]);
+      expect((await feed(j, next.slice(1))).map(shape)).toEqual([[[102, 3]]]);
+    });
+
+    it('gives up (never applies) a transaction whose log does not match its v1 checksum', async () => {
+      const j = journal(spec);
+      const writes = j.writer.transaction([[100, image(1)], [101, image(2)]]);
+      writes[2] = [writes[2]![0], image(0x22)]; // ok: the second data block, replaced
+      expect(await feed(j, writes)).toEqual([]);
+      const next = await feed(j, j.writer.transaction([[102, image(3)]]));
+      expect(next.map((t) => [t.sequence, t.torn?.kind ?? 'applied', t.blocks.length])).toEqual([
+        [7, 'JournalChecksum', 0],
+        [8, 'applied', 1],
+      ]);
+    });
+
+    it('ends recovery before a transaction whose log does not match its v1 checksum', async () => {
+      const j = journal(spec);
+      const writes = [...j.writer.transaction([[100, image(1)]]), ...j.writer.transaction([[101, image(2)]]), ...j.writer.transaction([[102, image(3)]])];
+      writes[4] = [writes[4]![0], image(0x22)]; // ok: the second transaction's data block
+      for (const [at, bytes] of writes) j.disk.set(at, bytes);
+      expect((await j.follower.recover()).map(shape)).toEqual([[[100, 1]]]);
+    });
   });
 
   it('takes the log position of the first transaction after a mount from the rewritten journal superblock', async () => {

@@ -7,6 +7,8 @@ export const JBD2_MAGIC = 0xc03b3998;
 export const JournalBlockType = { descriptor: 1, commit: 2, superblockV1: 3, superblockV2: 4, revoke: 5, fcTag: 6 } as const;
 /** Fast-commit blocks at the end of the journal when s_num_fc_blks is 0 (the kernel's JBD2_DEFAULT_FAST_COMMIT_BLOCKS). */
 export const JBD2_DEFAULT_FAST_COMMIT_BLOCKS = 256;
+/** s_feature_compat bits of the journal: `checksum` is the v1 transaction checksum (crc32_be in the commit block). */
+export const JournalCompat = { checksum: 0x1 } as const;
 /** s_feature_incompat bits of the journal. */
 export const JournalIncompat = { revoke: 0x1, '64bit': 0x2, asyncCommit: 0x4, csumV2: 0x8, csumV3: 0x10, fastCommit: 0x20 } as const;
 
@@ -53,7 +55,7 @@ export interface JournalSuperblock {
    * kernel's j_last; it wraps the log from here to s_first, and keeps the blocks from here on for fast commits).
    */
   readonly logEnd: number;
-  readonly has: { readonly revoke: boolean; readonly is64bit: boolean; readonly csumV2: boolean; readonly csumV3: boolean; readonly asyncCommit: boolean; readonly fastCommit: boolean };
+  readonly has: { readonly checksumV1: boolean; readonly revoke: boolean; readonly is64bit: boolean; readonly csumV2: boolean; readonly csumV3: boolean; readonly asyncCommit: boolean; readonly fastCommit: boolean };
 }
 
 /** Decodes the journal superblock (the first 1024 bytes of journal block 0). */
@@ -114,6 +116,7 @@ export function decodeJournalSuperblock(bytes: Uint8Array, where: { inode?: numb
     numFcBlocks: s_num_fc_blks,
     logEnd,
     has: Object.freeze({
+      checksumV1: (compat & JournalCompat.checksum) !== 0,
       revoke: (incompat & JournalIncompat.revoke) !== 0,
       is64bit: (incompat & JournalIncompat['64bit']) !== 0,
       csumV2,

@@ -42,7 +42,7 @@ function jsb(has: { is64bit?: boolean; csumV2?: boolean; csumV3?: boolean } = {}
     checksumType: 4,
     numFcBlocks: 0,
     logEnd: 1024,
-    has: { revoke: true, is64bit: has.is64bit ?? false, csumV2: has.csumV2 ?? false, csumV3: has.csumV3 ?? false, asyncCommit: false, fastCommit: false },
+    has: { checksumV1: false, revoke: true, is64bit: has.is64bit ?? false, csumV2: has.csumV2 ?? false, csumV3: has.csumV3 ?? false, asyncCommit: false, fastCommit: false },
   };
 }
 
