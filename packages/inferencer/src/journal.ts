@@ -144,8 +144,9 @@ export class JournalFollower {
   }
 
   /**
-   * A write of journal block `j`. Returns the transactions it committed (a commit block), oldest first; throws
-   * CorruptError when a committed transaction cannot be walked.
+   * A write of journal block `j`. Returns the transactions it committed (a commit block, or the last block a
+   * transaction held for lacked), oldest first; one that cannot be walked (damaged) or never read back whole
+   * comes back `torn`, with the CorruptError.
    */
   async written(j: number, data: Uint8Array): Promise<CommittedTx[]> {
     if (j === 0) {
@@ -185,8 +186,7 @@ export class JournalFollower {
       // Another transaction's log: jbd2 finishes writing one transaction's log before it writes the next's (an
       // async commit too), so what the one held lacks is written by now, or never will be. One last look (the
       // only one for a v1 checksum, which cannot say which block it lacks).
-      const tx = await this.complete(held.sequence, held.start);
-      if (tx) out.push(tx);
+      await this.completeInto(out, held.sequence, held.start);
       const torn = this.held;
       if (torn) {
         this.held = undefined;
@@ -201,15 +201,22 @@ export class JournalFollower {
         this.forget(sequence);
         return out;
       }
-      const tx = await this.complete(sequence, start);
-      if (tx) out.push(tx);
+      await this.completeInto(out, sequence, start);
       return out;
     }
-    if (this.held && this.held.missing.size === 0) {
-      const tx = await this.complete(this.held.sequence, this.held.start);
-      if (tx) out.push(tx);
-    }
+    if (this.held && this.held.missing.size === 0) await this.completeInto(out, this.held.sequence, this.held.start);
     return out;
+  }
+
+  /** {@link complete} into `out`; a CorruptError as a torn transaction (so that others in `out` are not lost). */
+  private async completeInto(out: CommittedTx[], sequence: number, start: number): Promise<void> {
+    try {
+      const tx = await this.complete(sequence, start);
+      if (tx) out.push(tx);
+    } catch (err) {
+      if (!(err instanceof CorruptError)) throw err;
+      out.push({ sequence, blocks: [], torn: err });
+    }
   }
 
   /**
