@@ -345,7 +345,8 @@ export class JournalFollower {
     this.open = new Map(s.open);
     this.starts = new Map(s.starts);
     this.next = s.next;
-    this.expected = s.expected;
+    // A tid (a checkpoint from before tids wrapped modulo 2^32 here could hold 2^32).
+    this.expected = s.expected >>> 0;
     this.held = undefined;
   }
 

@@ -110,6 +110,13 @@ describe('JournalFollower', () => {
     expect(c.map((t) => t.sequence)).toEqual([0]);
   });
 
+  it('takes a saved state whose expected tid is 2^32 (saved before tids wrapped) as tid 0', async () => {
+    const j = journal({ sequence: 0xffffffff, start: 1 });
+    await feed(j, j.writer.transaction([[100, image(1)]]));
+    j.follower.restore({ ...j.follower.state(), expected: 2 ** 32 });
+    expect((await feed(j, [[j.writer.position, commitBlock(0)]])).map((t) => t.sequence)).toEqual([0]);
+  });
+
   it('recovers the log across a tid wrap', async () => {
     const j = journal({ sequence: 0xffffffff, start: 1 });
     for (const [at, bytes] of [...j.writer.transaction([[100, image(1)]]), ...j.writer.transaction([[101, image(2)]]), ...j.writer.transaction([[102, image(3)]])]) j.disk.set(at, bytes);
