@@ -287,9 +287,22 @@ describe('decodeRevokeBlock', () => {
     }
   });
 
-  it('rejects a bad r_count as Corrupt(JournalRevoke)', () => {
+  it('reads the whole records below r_count, as the kernel (none below the header, no part record)', () => {
     const sb = jsb();
-    for (const r of [0, 15, BS + 4, 18]) {
+    for (const [r, want] of [[0, []], [15, []], [16, []], [18, []], [22, [1]], [24, [1, 2]]] as const) {
+      const b = revoke(sb, [1, 2]);
+      wrBe32(b, 0xc, r);
+      expect(decodeRevokeBlock(b, sb).blocks).toEqual(want);
+    }
+    const wide = jsb({ is64bit: true });
+    const b = revoke(wide, [1, 2]);
+    wrBe32(b, 0xc, 16 + 8 + 7);
+    expect(decodeRevokeBlock(b, wide).blocks).toEqual([1]);
+  });
+
+  it('rejects r_count past the block as Corrupt(JournalRevoke)', () => {
+    const sb = jsb();
+    for (const r of [BS + 4, 0xffffffff]) {
       const b = revoke(sb, [1, 2]);
       wrBe32(b, 0xc, r);
       throwsCorrupt(() => decodeRevokeBlock(b, sb), CorruptKind.JournalRevoke, { field: 'r_count' });
