@@ -153,6 +153,20 @@ describe('JournalFollower', () => {
     expect(txs.map(shape)).toEqual([[[100, 1], [101, 2], [102, 3]]]);
   });
 
+  it('applies nothing of a transaction whose descriptor claims more blocks than come before its commit, and goes on', async () => {
+    const j = journal({ sequence: 7, start: 1 });
+    const writes = j.writer.transaction([[100, image(1)], [101, image(2)]]);
+    // One more tag than data blocks: the commit block is taken for the third data block (as jbd2's recovery
+    // would skip over it), so the log does not continue the transaction.
+    const d = Buffer.from(writes[0]![1]); // ok: the descriptor
+    d.writeUInt16BE(JournalTagFlag.sameUuid, 12 + 8 + 16 + 6); // the second tag is no longer the last
+    d.writeUInt32BE(102, 12 + 8 + 16 + 8);
+    d.writeUInt16BE(JournalTagFlag.sameUuid | JournalTagFlag.lastTag, 12 + 8 + 16 + 8 + 6);
+    expect(await feed(j, [[writes[0]![0], d], ...writes.slice(1)])).toEqual([]);
+    // The next transaction (its descriptor is where the walk of the last stopped) is followed.
+    expect((await feed(j, j.writer.transaction([[103, image(4)]]))).map(shape)).toEqual([[[103, 4]]]);
+  });
+
   it('ends the walk of a transaction whose descriptors go round the log without a commit as Corrupt, promptly', async () => {
     const j = journal({ sequence: 7, start: 1 });
     // One descriptor at 1 whose 62 tags take every other block of the log, so the walk comes back to it.
