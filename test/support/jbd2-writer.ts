@@ -1,7 +1,7 @@
 /**
  * jbd2 transactions written as a guest's kernel would, for tests that feed an inference engine journalled changes.
  */
-import { crc32c, JBD2_MAGIC, JournalBlockType, journalChecksumSeed, journalTagBytes, JournalTagFlag, type JournalSuperblock } from '@gammaray/ext4';
+import { crc32Be, crc32c, JBD2_MAGIC, JournalBlockType, journalChecksumSeed, journalTagBytes, JournalTagFlag, type JournalSuperblock } from '@gammaray/ext4';
 
 /** A journal: its superblock and the disk block of each journal block (index = journal block number). */
 export interface Jbd2Layout {
@@ -27,15 +27,37 @@ export const ORDERLY: Jbd2Chaos = { chance: () => false, int: () => 0, extreme: 
 export class Jbd2Writer {
   #pos: number;
   #seq: number;
-  constructor(readonly lay: Jbd2Layout) {
+  /** `maxTags`: tags per descriptor block (jbd2 starts another descriptor when one is full). */
+  constructor(
+    readonly lay: Jbd2Layout,
+    readonly maxTags = Infinity,
+  ) {
     this.#pos = lay.sb.start !== 0 ? lay.sb.start : lay.sb.first;
     this.#seq = lay.sb.sequence;
   }
 
+  /** Journal block the next transaction starts at. */
+  get position(): number {
+    return this.#pos;
+  }
+
+  /** Sequence of the next transaction. */
+  get sequence(): number {
+    return this.#seq;
+  }
+
   #next(): number {
     const j = this.#pos;
-    this.#pos = this.#pos + 1 >= this.lay.sb.maxLen ? this.lay.sb.first : this.#pos + 1;
+    // The regular log ends before the fast-commit area (logEnd), where jbd2 wraps to s_first.
+    this.#pos = this.#pos + 1 >= this.lay.sb.logEnd ? this.lay.sb.first : this.#pos + 1;
     return j;
+  }
+
+  /** t_checksum of a logged (escaped) block: crc32c(seed, be32 sequence, block), as jbd2_block_tag_csum_set(). */
+  #tagChecksum(seq: number, logged: Buffer): number {
+    const s = Buffer.alloc(4);
+    s.writeUInt32BE(seq >>> 0, 0);
+    return crc32c(crc32c(journalChecksumSeed(this.lay.sb), s), logged) >>> 0;
   }
 
   #header(block: Buffer, type: number, seq: number): void {
@@ -78,37 +100,52 @@ export class Jbd2Writer {
       out.push([this.#next(), rb]);
     }
     const tagBytes = journalTagBytes(sb);
-    const d = Buffer.alloc(bs);
-    this.#header(d, JournalBlockType.descriptor, seq);
-    let off = 12;
-    const data: Buffer[] = [];
-    images.forEach(([fsBlock, image], i) => {
-      if (off + tagBytes + 16 > bs - 4) return;
-      const last = i === images.length - 1;
-      const escaped = image.readUInt32BE(0) === JBD2_MAGIC;
-      let flags = (i > 0 ? JournalTagFlag.sameUuid : 0) | (last ? JournalTagFlag.lastTag : 0) | (escaped ? JournalTagFlag.escape : 0);
-      if (r.chance(0.05)) flags = r.extreme(16);
-      d.writeUInt32BE(fsBlock >>> 0, off);
-      if (sb.has.csumV3) {
-        d.writeUInt32BE(flags, off + 4);
-        d.writeUInt32BE(r.chance(0.03) ? r.extreme(32) : 0, off + 8);
-      } else {
-        d.writeUInt16BE(flags & 0xffff, off + 6);
-        if (sb.has.is64bit) d.writeUInt32BE(r.chance(0.03) ? r.extreme(32) : 0, off + 8);
-      }
-      off += tagBytes;
-      if ((flags & JournalTagFlag.sameUuid) === 0) off += 16;
-      const logged = Buffer.from(image);
-      if (escaped) logged.writeUInt32BE(0, 0);
-      data.push(logged);
-    });
-    this.#tail(d);
-    out.push([this.#next(), d]);
-    for (const b of data) out.push([this.#next(), b]);
+    let sum = 0xffffffff;
+    const chunks: (readonly [number, Buffer])[][] = [];
+    for (let i = 0; i < images.length || i === 0; i += this.maxTags) chunks.push(images.slice(i, i + this.maxTags));
+    for (const chunk of chunks) {
+      const d = Buffer.alloc(bs);
+      this.#header(d, JournalBlockType.descriptor, seq);
+      let off = 12;
+      const data: Buffer[] = [];
+      chunk.forEach(([fsBlock, image], i) => {
+        if (off + tagBytes + 16 > bs - 4) return;
+        const last = i === chunk.length - 1;
+        const escaped = image.readUInt32BE(0) === JBD2_MAGIC;
+        let flags = (i > 0 ? JournalTagFlag.sameUuid : 0) | (last ? JournalTagFlag.lastTag : 0) | (escaped ? JournalTagFlag.escape : 0);
+        if (r.chance(0.05)) flags = r.extreme(16);
+        const logged = Buffer.from(image);
+        if (escaped) logged.writeUInt32BE(0, 0);
+        const csum = this.#tagChecksum(seq, logged);
+        d.writeUInt32BE(fsBlock >>> 0, off);
+        if (sb.has.csumV3) {
+          d.writeUInt32BE(flags, off + 4);
+          d.writeUInt32BE(r.chance(0.03) ? r.extreme(32) : 0, off + 8);
+          d.writeUInt32BE(csum, off + 12);
+        } else {
+          if (sb.has.csumV2) d.writeUInt16BE(csum & 0xffff, off + 4);
+          d.writeUInt16BE(flags & 0xffff, off + 6);
+          if (sb.has.is64bit) d.writeUInt32BE(r.chance(0.03) ? r.extreme(32) : 0, off + 8);
+        }
+        off += tagBytes;
+        if ((flags & JournalTagFlag.sameUuid) === 0) off += 16;
+        data.push(logged);
+      });
+      this.#tail(d);
+      out.push([this.#next(), d]);
+      for (const b of data) out.push([this.#next(), b]);
+      sum = crc32Be(sum, d);
+      for (const b of data) sum = crc32Be(sum, b);
+    }
     if (!broken || r.chance(0.5)) {
       const c = Buffer.alloc(bs);
       this.#header(c, JournalBlockType.commit, broken ? seq + 1 + r.int(3) : seq);
-      if (sb.has.csumV2 || sb.has.csumV3) {
+      if (sb.has.checksumV1) {
+        // v1: crc32_be over the descriptor and data blocks (JBD2_CRC32_CHKSUM, 4 bytes).
+        c.writeUInt8(1, 0xc);
+        c.writeUInt8(4, 0xd);
+        c.writeUInt32BE(sum >>> 0, 0x10);
+      } else if (sb.has.csumV2 || sb.has.csumV3) {
         c.writeUInt8(4, 0xc);
         c.writeUInt8(4, 0xd);
         c.writeUInt32BE(crc32c(journalChecksumSeed(sb), c, 0, bs) >>> 0, 0x10);

@@ -2,7 +2,7 @@
  * crc32c (Castagnoli), as ext4 and jbd2 use for metadata_csum, and crc16 (the
  * ANSI/IBM polynomial, reflected) as used for uninit_bg group descriptor
  * checksums. Slicing-by-8 for crc32c since every inode and directory block is
- * checked.
+ * checked. And crc32_be, the big-endian CRC-32 of jbd2's v1 transaction checksum.
  */
 
 const CRC32C_TABLES: Uint32Array[] = (() => {
@@ -87,5 +87,26 @@ const CRC16_TABLE: Uint16Array = (() => {
 export function crc16(crc: number, data: Uint8Array, start = 0, end = data.length): number {
   let c = crc & 0xffff;
   for (let i = start; i < end; i++) c = (c >>> 8) ^ CRC16_TABLE[(c ^ data[i]!) & 0xff]!;
+  return c;
+}
+
+const CRC32_BE_TABLE: Uint32Array = (() => {
+  const t = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) {
+    let c = i << 24;
+    for (let k = 0; k < 8; k++) c = c & 0x80000000 ? (c << 1) ^ 0x04c11db7 : c << 1;
+    t[i] = c >>> 0;
+  }
+  return t;
+})();
+
+/**
+ * The kernel's `crc32_be()` (polynomial 0x04C11DB7, not reflected, no final
+ * inversion), continuing `crc`: jbd2's v1 transaction checksum
+ * (JBD2_FEATURE_COMPAT_CHECKSUM) over a transaction's descriptor and data blocks.
+ */
+export function crc32Be(crc: number, data: Uint8Array, start = 0, end = data.length): number {
+  let c = crc >>> 0;
+  for (let i = start; i < end; i++) c = ((c << 8) ^ CRC32_BE_TABLE[((c >>> 24) ^ data[i]!) & 0xff]!) >>> 0;
   return c;
 }

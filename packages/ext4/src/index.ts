@@ -8,7 +8,7 @@ export { decodeName, encodeName, splitPath } from './names.js';
 export { CorruptError, CorruptKind, Ext4Error, IncompatibleError, IoError, LookupError } from './errors.js';
 export type { CorruptLocation } from './errors.js';
 export * as limits from './limits.js';
-export { crc32c, crc16 } from './crc.js';
+export { crc32c, crc16, crc32Be } from './crc.js';
 export { decodeSuperblock, groupHasSuper, metadataOverhead, FeatureCompat, FeatureIncompat, FeatureRoCompat, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, EXT4_SUPER_MAGIC } from './ondisk/superblock.js';
 export type { Ext4Superblock } from './ondisk/superblock.js';
 export { decodeGroupDesc, groupDescChecksum, descriptorBlock, GroupFlags } from './ondisk/group-desc.js';
@@ -23,7 +23,7 @@ export { decodeDxRoot } from './ondisk/dx.js';
 export type { DxRoot } from './ondisk/dx.js';
 export { decodeInodeXattrs, decodeXattrBlock, XATTR_PREFIXES } from './ondisk/xattr.js';
 export type { Xattr } from './ondisk/xattr.js';
-export { decodeJournalSuperblock, JBD2_MAGIC, JournalIncompat } from './ondisk/journal-superblock.js';
+export { decodeJournalSuperblock, JBD2_MAGIC, JBD2_DEFAULT_FAST_COMMIT_BLOCKS, JournalCompat, JournalIncompat } from './ondisk/journal-superblock.js';
 export type { JournalSuperblock } from './ondisk/journal-superblock.js';
 export {
   decodeJournalHeader,
@@ -32,6 +32,7 @@ export {
   decodeCommitBlock,
   decodeRevokeBlock,
   unescapeBlock,
+  journalTagChecksumOk,
   journalChecksumSeed,
   journalTagBytes,
   JournalTagFlag,

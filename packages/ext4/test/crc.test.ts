@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { crc16, crc32c } from '../src/index.js';
+import { crc16, crc32Be, crc32c } from '../src/index.js';
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 const CHECK = ascii('123456789');
@@ -107,5 +107,15 @@ describe('crc16', () => {
     expect(crc16(crc16(0xffff, data, 0, 100), data, 100, 333)).toBe(crc16(0xffff, data));
     expect(crc16(0xffff, data, 10, 20)).toBe(crc16(0xffff, data.subarray(10, 20)));
     expect(crc16(0x1234, data, 50, 50)).toBe(0x1234);
+  });
+});
+
+describe('crc32Be', () => {
+  it('is CRC-32/BZIP2 before its final inversion (check value 0xfc891918)', () => {
+    expect((~crc32Be(0xffffffff, CHECK)) >>> 0).toBe(0xfc891918);
+  });
+
+  it('continues a crc over pieces', () => {
+    expect(crc32Be(crc32Be(0xffffffff, CHECK, 0, 4), CHECK, 4)).toBe(crc32Be(0xffffffff, CHECK));
   });
 });

@@ -733,6 +733,11 @@ export class DiskInferencer {
         return;
       }
       for (const tx of txs) {
+        if (tx.torn) {
+          // Committed, but its log never read back whole: nothing of it is applied.
+          this.corrupt(ctx, `journal: ${tx.torn.message}`, { block: b, kind: tx.torn.kind });
+          continue;
+        }
         try {
           for (const blk of tx.blocks) this.committed(blk.fsBlock, blk.data, ctx);
           await this.settle(ctx);

@@ -8,6 +8,7 @@ import { copyBytes } from './bytes.js';
 import {
   CorruptError,
   CorruptKind,
+  crc32Be,
   decodeCommitBlock,
   decodeDescriptorBlock,
   decodeJournalHeader,
@@ -15,6 +16,7 @@ import {
   decodeRevokeBlock,
   isJournalMetadataBlock,
   JournalBlockType,
+  journalTagChecksumOk,
   unescapeBlock,
   type Extent,
   type JournalSuperblock,
@@ -25,6 +27,47 @@ import { MAX_OPEN_JOURNAL_BLOCKS, MAX_RECOVERY_BYTES, MAX_TX_BLOCKS } from './li
 export interface CommittedTx {
   readonly sequence: number;
   readonly blocks: readonly { readonly fsBlock: number; readonly data: Uint8Array }[];
+  /**
+   * Set when the transaction was given up: its commit block came, but its log never read back whole (a logged
+   * block that does not match its tag checksum, or a log block missing) before the next transaction committed.
+   * Nothing of it is applied (`blocks` is empty); the error says why, for a `corrupt` report.
+   */
+  readonly torn?: CorruptError;
+}
+
+/** h_chksum_type and h_chksum_size of a v1 (crc32_be) transaction checksum in a commit block. */
+const JBD2_CRC32_CHKSUM = 1;
+const JBD2_CRC32_CHKSUM_SIZE = 4;
+
+/** Whether transaction id `a` is `b` or after it: tids wrap at 2^32 (the kernel's tid_geq()). */
+export function tidGeq(a: number, b: number): boolean {
+  return ((a - b) | 0) >= 0;
+}
+
+/** A logged block: the file-system block it is the image of, and its bytes (unescaped). */
+interface Logged {
+  readonly fsBlock: number;
+  readonly data: Uint8Array;
+}
+
+/** What a walk of one transaction found. */
+type Walked =
+  /**
+   * Its commit block at `end`; `bad`: journal blocks logged that do not match their tag checksums; `sumBad`: the
+   * v1 transaction checksum of its commit block does not match its descriptor and data blocks.
+   */
+  | { readonly done: true; readonly blocks: (Logged & { readonly at: number })[]; readonly revoked: number[]; readonly end: number; readonly used: number[]; readonly bad: number[]; readonly sumBad: boolean }
+  /** The log at `at` does not continue the transaction (not written yet, or the transaction is not there). */
+  | { readonly done: false; readonly at: number; readonly bad: number[]; readonly sumBad?: undefined };
+
+/** A transaction whose commit block came before the rest of its log (async commit), waited for. */
+interface Held {
+  readonly sequence: number;
+  readonly start: number;
+  /** Journal blocks the walk needs written (again) before it can succeed. */
+  readonly missing: Set<number>;
+  /** Why the last walk failed. */
+  readonly why: CorruptError;
 }
 
 /** Reads journal block `j` from the disk (used when a log block was written before the inferencer saw it). */
@@ -51,6 +94,8 @@ export class JournalFollower {
   private next: number;
   /** Sequence expected next. */
   private expected: number;
+  /** A committed transaction whose log is not all written yet (at most one: jbd2 commits one at a time). */
+  private held: Held | undefined;
 
   /** Follows the journal whose superblock is `sbBytes`; CorruptError when they are not a journal superblock. */
   constructor(
@@ -99,60 +144,154 @@ export class JournalFollower {
   }
 
   /**
-   * A write of journal block `j`. Returns the transactions it committed (a commit block), oldest first; throws
-   * CorruptError when a committed transaction cannot be walked.
+   * A write of journal block `j`. Returns the transactions it committed (a commit block, or the last block a
+   * transaction held for lacked), oldest first; one that cannot be walked (damaged) or never read back whole
+   * comes back `torn`, with the CorruptError.
    */
   async written(j: number, data: Uint8Array): Promise<CommittedTx[]> {
     if (j === 0) {
+      let sb: JournalSuperblock;
       try {
-        this.sb = decodeJournalSuperblock(data);
-        this.sbBytes = copyBytes(data);
+        sb = decodeJournalSuperblock(data);
       } catch {
         // A damaged journal superblock write: keep following with the old geometry.
+        return [];
       }
+      if (sb.start !== 0 && this.sb.start === 0) {
+        // An empty log gets its first transaction (after a mount, or a flush): jbd2 writes the superblock with
+        // that transaction's id and log block before it logs anything. The kernel skips a tid at mount, and a
+        // newer one may keep the log head (s_head) across mounts: this says where the log goes on.
+        this.next = sb.start;
+        this.expected = sb.sequence;
+      }
+      this.sb = sb;
+      this.sbBytes = copyBytes(data);
       return [];
     }
-    if (j < this.sb.first || j >= this.sb.maxLen) return [];
-    if (!isJournalMetadataBlock(data)) {
-      this.remember(j, data);
-      return [];
-    }
-    let type: number;
-    let sequence: number;
-    try {
+    // Blocks from logEnd on are the fast-commit area: never part of the regular log.
+    if (j < this.sb.first || j >= this.sb.logEnd) return [];
+    this.remember(j, data);
+    this.held?.missing.delete(j);
+    let type: number | undefined;
+    let sequence = 0;
+    if (isJournalMetadataBlock(data)) {
       const h = decodeJournalHeader(data);
       type = h.blockType;
       sequence = h.sequence;
-    } catch {
-      this.remember(j, data);
-      return [];
     }
-    if (type === JournalBlockType.descriptor || type === JournalBlockType.revoke) {
-      this.remember(j, data);
-      if (!this.starts.has(sequence)) {
-        // Bounded like the open blocks: a guest writing descriptors it never commits cannot grow this.
-        if (this.starts.size >= MAX_OPEN_JOURNAL_BLOCKS) this.starts.delete(this.starts.keys().next().value as number);
-        this.starts.set(sequence, j);
+    if (type === JournalBlockType.descriptor || type === JournalBlockType.revoke) this.noteStart(sequence, j);
+    const out: CommittedTx[] = [];
+    const held = this.held;
+    if (held && type !== undefined && sequence !== held.sequence) {
+      // Another transaction's log: jbd2 finishes writing one transaction's log before it writes the next's (an
+      // async commit too), so what the one held lacks is written by now, or never will be. One last look (the
+      // only one for a v1 checksum, which cannot say which block it lacks).
+      await this.completeInto(out, held.sequence, held.start);
+      const torn = this.held;
+      if (torn) {
+        this.held = undefined;
+        this.forget(torn.sequence);
+        out.push({ sequence: torn.sequence, blocks: [], torn: torn.why });
       }
-      return [];
     }
-    if (type !== JournalBlockType.commit) {
-      this.remember(j, data);
-      return [];
+    if (type === JournalBlockType.commit && sequence !== held?.sequence) {
+      const start = await this.startOf(sequence);
+      if (start === undefined) {
+        // A commit of a transaction whose descriptor we never saw and cannot place: nothing to apply.
+        this.forget(sequence);
+        return out;
+      }
+      await this.completeInto(out, sequence, start);
+      return out;
     }
-    this.remember(j, data);
-    const start = this.starts.get(sequence) ?? (sequence === this.expected ? this.next : undefined);
-    if (start === undefined) {
-      // A commit of a transaction whose descriptor we never saw and cannot place: nothing to apply.
+    if (this.held && this.held.missing.size === 0) await this.completeInto(out, this.held.sequence, this.held.start);
+    return out;
+  }
+
+  /** {@link complete} into `out`; a CorruptError as a torn transaction (so that others in `out` are not lost). */
+  private async completeInto(out: CommittedTx[], sequence: number, start: number): Promise<void> {
+    try {
+      const tx = await this.complete(sequence, start);
+      if (tx) out.push(tx);
+    } catch (err) {
+      if (!(err instanceof CorruptError)) throw err;
+      out.push({ sequence, blocks: [], torn: err });
+    }
+  }
+
+  /**
+   * Where committed transaction `sequence` starts: where the last one followed ended when it is the one expected
+   * (jbd2 logs transactions one after another), else (or, without async commit, when its log is not there: the
+   * log was flushed, and goes on at s_head) the earliest of its descriptor and revoke blocks seen.
+   */
+  private async startOf(sequence: number): Promise<number | undefined> {
+    const seen = this.starts.get(sequence);
+    if (sequence !== this.expected || seen === this.next) return seen;
+    // With async commit the commit block may come before the rest of the log: the log at `next` may not be
+    // written yet, and a descriptor seen may be a later one of the transaction.
+    if (seen === undefined || this.sb.has.asyncCommit) return this.next;
+    const b = await this.block(this.next);
+    return isJournalMetadataBlock(b) && decodeJournalHeader(b).sequence === sequence ? this.next : seen;
+  }
+
+  /** Notes that transaction `sequence` logs a descriptor or revoke block at `j`: the earliest is where it starts. */
+  private noteStart(sequence: number, j: number): void {
+    const was = this.starts.get(sequence);
+    if (was !== undefined) {
+      // The block layer may send one transaction's log blocks in any order. jbd2 logs a transaction in one
+      // stretch shorter than a quarter of the log, so of two of its blocks the earlier is the one from which the
+      // other is less than half the log on.
+      const len = this.sb.logEnd - this.sb.first;
+      const ahead = (((was - j) % len) + len) % len;
+      if (ahead === 0 || ahead >= len / 2) return;
+      this.starts.delete(sequence);
+    }
+    // Bounded like the open blocks: a guest writing descriptors it never commits cannot grow this.
+    if (this.starts.size >= MAX_OPEN_JOURNAL_BLOCKS) this.starts.delete(this.starts.keys().next().value as number);
+    this.starts.set(sequence, j);
+  }
+
+  /**
+   * Walks committed transaction `sequence` from `start`: the transaction when its log reads back whole; else
+   * holds it to try again once the blocks it lacks are written (the commit block of an async commit may be
+   * written before the blocks it covers), or drops it when nothing will come. CorruptError for a damaged one.
+   */
+  private async complete(sequence: number, start: number): Promise<CommittedTx | undefined> {
+    let w: Walked;
+    try {
+      w = await this.walk(start, sequence);
+    } catch (err) {
+      this.held = undefined;
       this.forget(sequence);
-      return [];
+      throw err;
     }
-    const tx = await this.walk(start, sequence);
+    if (w.done && w.bad.length === 0 && !w.sumBad) {
+      this.held = undefined;
+      this.forget(sequence);
+      for (const u of w.used) this.open.delete(u);
+      this.next = this.after(w.end);
+      this.expected = (sequence + 1) >>> 0;
+      return { sequence, blocks: w.blocks.map((b) => ({ fsBlock: b.fsBlock, data: b.data })) };
+    }
+    // A logged block that does not match its checksum may yet be written; a log that stops short only may with
+    // an async commit (else jbd2 writes the commit block once the rest is on disk).
+    if (w.bad.length > 0 || w.sumBad === true || this.sb.has.asyncCommit) {
+      const missing = new Set(w.bad);
+      if (!w.done) missing.add(w.at);
+      // Which block a v1 checksum lacks is unknown: only the next transaction's log ends the wait.
+      if (w.sumBad === true) missing.add(w.end);
+      const why =
+        w.bad.length > 0
+          ? new CorruptError(CorruptKind.JournalChecksum, `transaction ${sequence}: log block ${w.bad[0]} does not match its tag checksum`, { block: w.bad[0], field: 't_checksum' })
+          : w.sumBad === true
+            ? new CorruptError(CorruptKind.JournalChecksum, `transaction ${sequence}: its log does not match the (v1) checksum of its commit block`, { block: w.end, field: 'h_chksum' })
+            : new CorruptError(CorruptKind.JournalBlock, `transaction ${sequence}: committed, but its log stops at block ${w.done ? w.end : w.at}`, { block: w.done ? w.end : w.at });
+      this.held = { sequence, start, missing, why };
+      return undefined;
+    }
+    this.held = undefined;
     this.forget(sequence);
-    if (tx === undefined) return [];
-    this.next = this.after(tx.end);
-    this.expected = sequence + 1;
-    return [{ sequence, blocks: tx.blocks }];
+    return undefined;
   }
 
   /**
@@ -162,7 +301,7 @@ export class JournalFollower {
    * may hold newer bytes that were never logged: file data).
    */
   async recover(): Promise<CommittedTx[]> {
-    const walked: { sequence: number; blocks: { fsBlock: number; data: Uint8Array }[] }[] = [];
+    const walked: { sequence: number; blocks: Logged[] }[] = [];
     const revokedAt = new Map<number, number>();
     if (this.sb.start === 0) return [];
     let j = this.sb.start;
@@ -170,20 +309,29 @@ export class JournalFollower {
     let bytes = 0;
     for (let n = 0; n < MAX_TX_BLOCKS; n++) {
       const tx = await this.walk(j, seq, true).catch(() => undefined);
-      if (tx === undefined) break;
+      // A v1 checksum that does not match ends jbd2's recovery before the transaction, as a bad commit block does.
+      if (tx === undefined || !tx.done || tx.sumBad) break;
       bytes += tx.blocks.length * this.sb.blockSize;
       if (bytes > MAX_RECOVERY_BYTES) {
         throw new CorruptError(CorruptKind.JournalBlock, `the log to recover holds more than ${MAX_RECOVERY_BYTES} bytes of blocks (transaction ${seq})`, { block: j });
       }
-      walked.push({ sequence: seq, blocks: tx.blocks });
+      for (const u of tx.used) this.open.delete(u);
+      // As jbd2's replay: a logged block that does not match its tag checksum is not written (the kernel goes on
+      // with the rest of the log, then fails the mount).
+      const bad = new Set(tx.bad);
+      walked.push({ sequence: seq, blocks: bad.size === 0 ? tx.blocks : tx.blocks.filter((b) => !bad.has(b.at)) });
       for (const b of tx.revoked) revokedAt.set(b, seq);
       j = this.after(tx.end);
-      seq++;
+      seq = (seq + 1) >>> 0;
     }
     this.next = j;
     this.expected = seq;
-    if (revokedAt.size === 0) return walked;
-    return walked.map((tx) => ({ sequence: tx.sequence, blocks: tx.blocks.filter((b) => (revokedAt.get(b.fsBlock) ?? -1) < tx.sequence) }));
+    // As jbd2's recovery: a block is revoked for the transactions up to and including the last that revokes it.
+    const kept = (b: Logged, sequence: number): boolean => {
+      const r = revokedAt.get(b.fsBlock);
+      return r === undefined || !tidGeq(r, sequence);
+    };
+    return walked.map((tx) => ({ sequence: tx.sequence, blocks: tx.blocks.filter((b) => kept(b, tx.sequence)).map((b) => ({ fsBlock: b.fsBlock, data: b.data })) }));
   }
 
   state(): JournalState {
@@ -197,7 +345,9 @@ export class JournalFollower {
     this.open = new Map(s.open);
     this.starts = new Map(s.starts);
     this.next = s.next;
-    this.expected = s.expected;
+    // A tid (a checkpoint from before tids wrapped modulo 2^32 here could hold 2^32).
+    this.expected = s.expected >>> 0;
+    this.held = undefined;
   }
 
   private remember(j: number, data: Uint8Array): void {
@@ -209,12 +359,14 @@ export class JournalFollower {
     this.open.set(j, copyBytes(data));
   }
 
+  /** Forgets where transaction `sequence` and those before it start (tids compare modulo 2^32). */
   private forget(sequence: number): void {
-    for (const s of [...this.starts.keys()]) if (s <= sequence) this.starts.delete(s);
+    for (const s of [...this.starts.keys()]) if (tidGeq(sequence, s)) this.starts.delete(s);
   }
 
+  /** The log block after `j`: the log wraps from the end of its regular area (before any fast-commit blocks). */
   private after(j: number): number {
-    return j + 1 >= this.sb.maxLen ? this.sb.first : j + 1;
+    return j + 1 >= this.sb.logEnd ? this.sb.first : j + 1;
   }
 
   private async block(j: number): Promise<Uint8Array> {
@@ -223,24 +375,34 @@ export class JournalFollower {
 
   /**
    * Walks transaction `sequence` from journal block `start` to its commit block (with `revokes`, also the blocks
-   * its revoke records name). Undefined when the log at `start` is not that transaction (or it has no commit
-   * yet); CorruptError for a damaged committed one.
+   * its revoke records name), checking each logged block against its tag checksum. Not done when the log at
+   * `start` is not that transaction (or it has no commit yet); CorruptError for a damaged committed one, or one
+   * longer than the log.
    */
-  private async walk(start: number, sequence: number, revokes = false): Promise<{ blocks: { fsBlock: number; data: Uint8Array }[]; revoked: number[]; end: number } | undefined> {
-    const blocks: { fsBlock: number; data: Uint8Array }[] = [];
+  private async walk(start: number, sequence: number, revokes = false): Promise<Walked> {
+    const blocks: (Logged & { at: number })[] = [];
     const revoked: number[] = [];
     const used: number[] = [];
+    const bad: number[] = [];
+    // Every block of the walk counts: a transaction is shorter than the log, so a walk that comes round to where
+    // it began (a hostile descriptor whose tags reach its own block) ends here, whatever the tags say.
+    const limit = Math.min(MAX_TX_BLOCKS, this.sb.logEnd - this.sb.first);
+    const tooLong = (): CorruptError => new CorruptError(CorruptKind.JournalBlock, `transaction ${sequence} runs past ${limit} blocks (the log's length)`, { block: start });
+    // v1: crc32_be over the descriptor and data blocks, from ~0 (as jbd2's calc_chksums()).
+    let sum = 0xffffffff;
     let j = start;
-    for (let steps = 0; steps < MAX_TX_BLOCKS; steps++) {
+    for (;;) {
+      if (used.length >= limit) throw tooLong();
       const b = await this.block(j);
       used.push(j);
-      if (!isJournalMetadataBlock(b)) return undefined;
+      if (!isJournalMetadataBlock(b)) return { done: false, at: j, bad };
       const h = decodeJournalHeader(b);
-      if (h.sequence !== sequence) return undefined;
+      if (h.sequence !== sequence) return { done: false, at: j, bad };
       if (h.blockType === JournalBlockType.commit) {
-        decodeCommitBlock(b, this.sb, { block: j });
-        for (const u of used) this.open.delete(u);
-        return { blocks, revoked, end: j };
+        const c = decodeCommitBlock(b, this.sb, { block: j });
+        // As jbd2's recovery: the v1 checksum matches, or the commit block says it has none.
+        const sumBad = this.sb.has.checksumV1 && !(c.checksumType === JBD2_CRC32_CHKSUM && c.checksumSize === JBD2_CRC32_CHKSUM_SIZE && c.checksum === sum) && !(c.checksumType === 0 && c.checksumSize === 0 && c.checksum === 0);
+        return { done: true, blocks, revoked, end: j, used, bad, sumBad };
       }
       if (h.blockType === JournalBlockType.revoke) {
         // Read only for recovery (as jbd2's, whatever the journal's revoke feature says): a transaction followed
@@ -253,14 +415,17 @@ export class JournalFollower {
         throw new CorruptError(CorruptKind.JournalBlock, `block type ${h.blockType} inside transaction ${sequence}`, { block: j });
       }
       const d = decodeDescriptorBlock(b, this.sb, { block: j });
+      if (this.sb.has.checksumV1) sum = crc32Be(sum, b);
       for (const tag of d.tags) {
+        if (used.length >= limit) throw tooLong();
         j = this.after(j);
         const data = await this.block(j);
         used.push(j);
-        blocks.push({ fsBlock: tag.fsBlock, data: unescapeBlock(data, tag.escaped) });
+        if (!journalTagChecksumOk(this.sb, tag, sequence, data)) bad.push(j);
+        if (this.sb.has.checksumV1) sum = crc32Be(sum, data);
+        blocks.push({ fsBlock: tag.fsBlock, data: unescapeBlock(data, tag.escaped), at: j });
       }
       j = this.after(j);
     }
-    throw new CorruptError(CorruptKind.JournalBlock, `transaction ${sequence} runs past ${MAX_TX_BLOCKS} blocks`, { block: start });
   }
 }

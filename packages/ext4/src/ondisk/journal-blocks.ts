@@ -251,8 +251,9 @@ export function decodeCommitBlock(block: Uint8Array, sb: JournalSuperblock, wher
 }
 
 /**
- * Decodes a revoke block: the file-system blocks revoked by this transaction.
- * Verifies the block tail with csum v2/v3 before trusting r_count.
+ * Decodes a revoke block: the file-system blocks revoked by this transaction,
+ * the whole records below r_count. Verifies the block tail with csum v2/v3
+ * before trusting r_count.
  */
 export function decodeRevokeBlock(block: Uint8Array, sb: JournalSuperblock, where: Where = {}): JournalRevoke {
   const h = checkedHeader(block, sb, JournalBlockType.revoke, 'revoke', where);
@@ -262,13 +263,28 @@ export function decodeRevokeBlock(block: Uint8Array, sb: JournalSuperblock, wher
   const record = sb.has.is64bit ? 8 : 4;
   const max = block.length - (hasCsum(sb) ? BLOCK_TAIL_SIZE : 0);
   const bad: CorruptLocation = { ...where, field: 'r_count' };
-  if (r_count < REVOKE_HEADER_SIZE || r_count > max) throw new CorruptError(CorruptKind.JournalRevoke, `r_count ${r_count} outside ${REVOKE_HEADER_SIZE}..${max}`, bad);
-  if ((r_count - REVOKE_HEADER_SIZE) % record !== 0) throw new CorruptError(CorruptKind.JournalRevoke, `r_count ${r_count} is not the header plus whole ${record}-byte records`, bad);
+  // As the kernel's scan_revoke_records(): past the block (or into its tail) is an error that fails recovery;
+  // below the header, or a part record at the end, just holds no (more) records.
+  if (r_count > max) throw new CorruptError(CorruptKind.JournalRevoke, `r_count ${r_count} past ${max}`, bad);
   const blocks: number[] = [];
-  for (let off = REVOKE_HEADER_SIZE; off < r_count; off += record) {
+  for (let off = REVOKE_HEADER_SIZE; off + record <= r_count; off += record) {
     blocks.push(record === 8 ? u64(v.getUint32(off + 4), v.getUint32(off), CorruptKind.JournalRevoke, { ...where, field: 'r_blocknr' }) : v.getUint32(off));
   }
   return Object.freeze({ sequence: h.sequence, blocks: Object.freeze(blocks) });
+}
+
+/**
+ * Whether a logged data block (as in the log: escaped) matches its tag's
+ * t_checksum, as the kernel's `jbd2_block_tag_csum_verify()`: crc32c(seed,
+ * be32 h_sequence of the descriptor, then the block); csum v2 stores its low 16
+ * bits. Always true without csum v2/v3.
+ */
+export function journalTagChecksumOk(sb: JournalSuperblock, tag: JournalTag, sequence: number, data: Uint8Array): boolean {
+  if (!hasCsum(sb)) return true;
+  const seq = new Uint8Array(4);
+  viewOf(seq).setUint32(0, sequence >>> 0);
+  const c = crc32c(crc32c(journalChecksumSeed(sb), seq), data);
+  return sb.has.csumV3 ? c === tag.checksum : (c & 0xffff) === tag.checksum;
 }
 
 /**

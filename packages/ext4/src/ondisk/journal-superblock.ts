@@ -5,6 +5,10 @@ import { CorruptError, CorruptKind } from '../errors.js';
 export const JBD2_MAGIC = 0xc03b3998;
 /** jbd2 block types. */
 export const JournalBlockType = { descriptor: 1, commit: 2, superblockV1: 3, superblockV2: 4, revoke: 5, fcTag: 6 } as const;
+/** Fast-commit blocks at the end of the journal when s_num_fc_blks is 0 (the kernel's JBD2_DEFAULT_FAST_COMMIT_BLOCKS). */
+export const JBD2_DEFAULT_FAST_COMMIT_BLOCKS = 256;
+/** s_feature_compat bits of the journal: `checksum` is the v1 transaction checksum (crc32_be in the commit block). */
+export const JournalCompat = { checksum: 0x1 } as const;
 /** s_feature_incompat bits of the journal. */
 export const JournalIncompat = { revoke: 0x1, '64bit': 0x2, asyncCommit: 0x4, csumV2: 0x8, csumV3: 0x10, fastCommit: 0x20 } as const;
 
@@ -46,7 +50,12 @@ export interface JournalSuperblock {
   readonly uuid: Uint8Array;
   readonly checksumType: number;
   readonly numFcBlocks: number;
-  readonly has: { readonly revoke: boolean; readonly is64bit: boolean; readonly csumV2: boolean; readonly csumV3: boolean; readonly asyncCommit: boolean; readonly fastCommit: boolean };
+  /**
+   * End (exclusive) of the regular log: s_maxlen, less the fast-commit area with the fast_commit feature (the
+   * kernel's j_last; it wraps the log from here to s_first, and keeps the blocks from here on for fast commits).
+   */
+  readonly logEnd: number;
+  readonly has: { readonly checksumV1: boolean; readonly revoke: boolean; readonly is64bit: boolean; readonly csumV2: boolean; readonly csumV3: boolean; readonly asyncCommit: boolean; readonly fastCommit: boolean };
 }
 
 /** Decodes the journal superblock (the first 1024 bytes of journal block 0). */
@@ -76,6 +85,12 @@ export function decodeJournalSuperblock(bytes: Uint8Array, where: { inode?: numb
   }
   if (s_first === 0 || s_first >= s_maxlen) throw new CorruptError(CorruptKind.JournalSuperblock, `s_first ${s_first} / s_maxlen ${s_maxlen}`, { ...where, field: 's_first' });
   if (s_start !== 0 && (s_start < s_first || s_start >= s_maxlen)) throw new CorruptError(CorruptKind.JournalSuperblock, `s_start ${s_start}`, { ...where, field: 's_start' });
+  const fastCommit = (incompat & JournalIncompat.fastCommit) !== 0;
+  // As the kernel's journal_load_superblock(): s_num_fc_blks 0 means the default; a fast-commit area that leaves
+  // no regular log fails the mount there.
+  const logEnd = fastCommit ? s_maxlen - (s_num_fc_blks || JBD2_DEFAULT_FAST_COMMIT_BLOCKS) : s_maxlen;
+  if (logEnd <= s_first) throw new CorruptError(CorruptKind.JournalSuperblock, `s_num_fc_blks ${s_num_fc_blks} leaves no log in s_first ${s_first} / s_maxlen ${s_maxlen}`, { ...where, field: 's_num_fc_blks' });
+  if (s_start !== 0 && s_start >= logEnd) throw new CorruptError(CorruptKind.JournalSuperblock, `s_start ${s_start} is in the fast-commit area (from ${logEnd})`, { ...where, field: 's_start' });
   const csumV2 = (incompat & JournalIncompat.csumV2) !== 0;
   const csumV3 = (incompat & JournalIncompat.csumV3) !== 0;
   if (csumV2 || csumV3) {
@@ -99,13 +114,15 @@ export function decodeJournalSuperblock(bytes: Uint8Array, where: { inode?: numb
     uuid: bytes.slice(0x30, 0x40),
     checksumType: s_checksum_type,
     numFcBlocks: s_num_fc_blks,
+    logEnd,
     has: Object.freeze({
+      checksumV1: (compat & JournalCompat.checksum) !== 0,
       revoke: (incompat & JournalIncompat.revoke) !== 0,
       is64bit: (incompat & JournalIncompat['64bit']) !== 0,
       csumV2,
       csumV3,
       asyncCommit: (incompat & JournalIncompat.asyncCommit) !== 0,
-      fastCommit: (incompat & JournalIncompat.fastCommit) !== 0,
+      fastCommit,
     }),
   });
 }

@@ -14,6 +14,7 @@ import {
   decodeJournalHeader,
   decodeRevokeBlock,
   isJournalMetadataBlock,
+  journalTagChecksumOk,
   journalTagBytes,
   unescapeBlock,
   type Ext4Volume,
@@ -40,7 +41,8 @@ function jsb(has: { is64bit?: boolean; csumV2?: boolean; csumV3?: boolean } = {}
     uuid: UUID,
     checksumType: 4,
     numFcBlocks: 0,
-    has: { revoke: true, is64bit: has.is64bit ?? false, csumV2: has.csumV2 ?? false, csumV3: has.csumV3 ?? false, asyncCommit: false, fastCommit: false },
+    logEnd: 1024,
+    has: { checksumV1: false, revoke: true, is64bit: has.is64bit ?? false, csumV2: has.csumV2 ?? false, csumV3: has.csumV3 ?? false, asyncCommit: false, fastCommit: false },
   };
 }
 
@@ -285,9 +287,22 @@ describe('decodeRevokeBlock', () => {
     }
   });
 
-  it('rejects a bad r_count as Corrupt(JournalRevoke)', () => {
+  it('reads the whole records below r_count, as the kernel (none below the header, no part record)', () => {
     const sb = jsb();
-    for (const r of [0, 15, BS + 4, 18]) {
+    for (const [r, want] of [[0, []], [15, []], [16, []], [18, []], [22, [1]], [24, [1, 2]]] as const) {
+      const b = revoke(sb, [1, 2]);
+      wrBe32(b, 0xc, r);
+      expect(decodeRevokeBlock(b, sb).blocks).toEqual(want);
+    }
+    const wide = jsb({ is64bit: true });
+    const b = revoke(wide, [1, 2]);
+    wrBe32(b, 0xc, 16 + 8 + 7);
+    expect(decodeRevokeBlock(b, wide).blocks).toEqual([1]);
+  });
+
+  it('rejects r_count past the block as Corrupt(JournalRevoke)', () => {
+    const sb = jsb();
+    for (const r of [BS + 4, 0xffffffff]) {
       const b = revoke(sb, [1, 2]);
       wrBe32(b, 0xc, r);
       throwsCorrupt(() => decodeRevokeBlock(b, sb), CorruptKind.JournalRevoke, { field: 'r_count' });
@@ -305,6 +320,35 @@ describe('decodeRevokeBlock', () => {
     const b = revoke(sb, [1]);
     wrBe32(b, 16, 0x200000);
     throwsCorrupt(() => decodeRevokeBlock(b, sb), CorruptKind.JournalRevoke, { field: 'r_blocknr' });
+  });
+});
+
+describe('journalTagChecksumOk', () => {
+  const block = Uint8Array.from({ length: BS }, (_, i) => (i * 13) & 0xff);
+  const csumOf = (sb: JournalSuperblock, seq: number): number => {
+    const s = new Uint8Array(4);
+    wrBe32(s, 0, seq);
+    return crc32c(crc32c(seed(sb), s), block);
+  };
+
+  it('compares all 32 bits with csum v3 and the low 16 bits (be16 t_checksum) with csum v2', () => {
+    const v3 = jsb({ csumV3: true });
+    const [t3] = decodeDescriptorBlock(descriptor(v3, [{ block: 5, flags: JournalTagFlag.sameUuid | JournalTagFlag.lastTag, csum: csumOf(v3, 9) }]), v3).tags;
+    expect(journalTagChecksumOk(v3, t3!, 9, block)).toBe(true); // ok: one tag
+    const v2 = jsb({ csumV2: true });
+    const [t2] = decodeDescriptorBlock(descriptor(v2, [{ block: 5, flags: JournalTagFlag.sameUuid | JournalTagFlag.lastTag, csum: csumOf(v2, 9) & 0xffff }]), v2).tags;
+    expect(t2!.checksum).toBe(csumOf(v2, 9) & 0xffff); // ok: one tag
+    expect(journalTagChecksumOk(v2, t2!, 9, block)).toBe(true); // ok: as above
+    const damaged = block.slice();
+    flip(damaged, 100, 1);
+    expect(journalTagChecksumOk(v3, t3!, 9, damaged)).toBe(false); // ok: as above
+    expect(journalTagChecksumOk(v2, t2!, 9, damaged)).toBe(false); // ok: as above
+  });
+
+  it('holds every block good without checksums', () => {
+    const sb = jsb();
+    const [t] = decodeDescriptorBlock(descriptor(sb, [{ block: 5, flags: JournalTagFlag.sameUuid | JournalTagFlag.lastTag }]), sb).tags;
+    expect(journalTagChecksumOk(sb, t!, 9, block)).toBe(true); // ok: one tag
   });
 });
 
@@ -362,6 +406,10 @@ describe('a real journal written by debugfs (jo -c / jw / jc)', () => {
       const seq = new Uint8Array(4);
       wrBe32(seq, 0, d.sequence);
       expect(crc32c(crc32c(seed(sb), seq), raw)).toBe(t.checksum);
+      expect(journalTagChecksumOk(sb, t, d.sequence, raw)).toBe(true);
+      // Over the block as logged (escaped), and with the descriptor's sequence.
+      if (t.escaped) expect(journalTagChecksumOk(sb, t, d.sequence, unescapeBlock(raw, true))).toBe(false);
+      expect(journalTagChecksumOk(sb, t, d.sequence + 1, raw)).toBe(false);
     }
     const c = decodeCommitBlock(await log(++i), sb);
     expect(c.sequence).toBe(d.sequence);

@@ -84,6 +84,26 @@ describe('decodeJournalSuperblock', () => {
     expect(j.has.csumV3).toBe(false);
   });
 
+  it('ends the regular log before the fast-commit area: s_maxlen - s_num_fc_blks (256 when 0) with fast_commit', () => {
+    const b = csum.slice(jsb, jsb + 1024);
+    const maxLen = rdBe32(b, 0x10);
+    expect(decodeJournalSuperblock(b).logEnd).toBe(maxLen);
+    wrBe32(b, 0x28, rdBe32(b, 0x28) | JournalIncompat.fastCommit);
+    wrBe32(b, 0x54, 0);
+    resealJournalSuperblock(b, 0);
+    expect(decodeJournalSuperblock(b).logEnd).toBe(maxLen - 256);
+    wrBe32(b, 0x54, 100);
+    resealJournalSuperblock(b, 0);
+    expect(decodeJournalSuperblock(b).logEnd).toBe(maxLen - 100);
+    wrBe32(b, 0x54, maxLen - 1);
+    resealJournalSuperblock(b, 0);
+    throwsCorrupt(() => decodeJournalSuperblock(b), CorruptKind.JournalSuperblock, { field: 's_num_fc_blks' });
+    wrBe32(b, 0x54, 100);
+    wrBe32(b, 0x1c, maxLen - 50);
+    resealJournalSuperblock(b, 0);
+    throwsCorrupt(() => decodeJournalSuperblock(b), CorruptKind.JournalSuperblock, { field: 's_start' });
+  });
+
   it('rejects a damaged h_magic as Corrupt(JournalSuperblock)', async () => {
     const v = await damaged((j) => flip(j, 0), false);
     expect(rdBe32(csum, jsb)).toBe(JBD2_MAGIC);
