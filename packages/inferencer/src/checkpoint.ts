@@ -95,7 +95,7 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
     appliedSeq: s.appliedSeq,
     blockSize: s.blockSize,
     dirty: s.dirty,
-    journal: s.journal ? { sb: s.journal.sb, next: s.journal.next, expected: s.journal.expected, starts: s.journal.starts, ...(s.journalMap ? { map: floats(s.journalMap.flat()) } : {}) } : null,
+    journal: s.journal ? { sb: s.journal.sb, next: s.journal.next, expected: s.journal.expected, starts: s.journal.starts, ...(s.journal.held ? { held: floats([...s.journal.held]) } : {}), ...(s.journalMap ? { map: floats(s.journalMap.flat()) } : {}) } : null,
     ...(s.superblock ? { superblock: s.superblock } : {}),
     itables: floats(s.itables.flat()),
     geometryDirty: s.geometryDirty,
@@ -276,12 +276,18 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   if (!head || !ended) throw new CheckpointError('checkpoint is incomplete (no head or no end document)');
   const bs = head.blockSize as number;
   if (!Number.isInteger(bs) || bs < 1024 || bs > 65536 || (bs & (bs - 1)) !== 0) throw new CheckpointError(`checkpoint block size ${String(bs)}`);
-  const j = head.journal as { sb: unknown; next: number; expected: number; starts: [number, number][]; map?: unknown } | null;
+  const j = head.journal as { sb: unknown; next: number; expected: number; starts: [number, number][]; held?: unknown; map?: unknown } | null;
   let journal: JournalState | undefined;
   let journalMap: [number, number, number][] | undefined;
   if (j) {
     if (!(j.sb instanceof Uint8Array)) throw new CheckpointError('checkpoint journal state has no superblock');
-    journal = { sb: copyBytes(j.sb), next: j.next, expected: j.expected, starts: j.starts, open };
+    let held: [number, number] | undefined;
+    if (j.held !== undefined) {
+      const h = floatsOf(j.held, 'held journal transaction');
+      if (h.length !== 2 || !h.every((x) => Number.isSafeInteger(x) && x >= 0)) throw new CheckpointError('checkpoint held journal transaction is not [sequence, start]');
+      held = [h[0]!, h[1]!]; // ok: length 2
+    }
+    journal = { sb: copyBytes(j.sb), next: j.next, expected: j.expected, starts: j.starts, open, ...(held ? { held } : {}) };
     if (j.map !== undefined) {
       const m = floatsOf(j.map, 'journal extents');
       if (m.length % 3 !== 0) throw new CheckpointError('checkpoint journal extents are not whole triples');

@@ -81,6 +81,8 @@ export interface JournalState {
   readonly starts: [number, number][];
   readonly next: number;
   readonly expected: number;
+  /** A committed transaction waiting for the rest of its log (see JournalFollower.held): [sequence, start]. */
+  readonly held?: readonly [number, number];
 }
 
 /** Follows one journal. */
@@ -335,7 +337,8 @@ export class JournalFollower {
   }
 
   state(): JournalState {
-    return { sb: this.sbBytes, open: [...this.open], starts: [...this.starts], next: this.next, expected: this.expected };
+    const held = this.held ? ([this.held.sequence, this.held.start] as const) : undefined;
+    return { sb: this.sbBytes, open: [...this.open], starts: [...this.starts], next: this.next, expected: this.expected, ...(held ? { held } : {}) };
   }
 
   /** Takes the state {@link state} returned (CorruptError when its superblock does not decode). */
@@ -347,7 +350,11 @@ export class JournalFollower {
     this.next = s.next;
     // A tid (a checkpoint from before tids wrapped modulo 2^32 here could hold 2^32).
     this.expected = s.expected >>> 0;
-    this.held = undefined;
+    // A transaction held when the checkpoint was taken is held again. Which blocks it lacked is not kept: it is
+    // walked again at the next write of its log, and given up at the first block of another transaction's.
+    this.held = s.held
+      ? { sequence: s.held[0] >>> 0, start: s.held[1], missing: new Set(), why: new CorruptError(CorruptKind.JournalBlock, `transaction ${s.held[0] >>> 0}: committed, but its log did not read back whole`, { block: s.held[1] }) }
+      : undefined;
   }
 
   private remember(j: number, data: Uint8Array): void {

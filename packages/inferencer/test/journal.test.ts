@@ -202,6 +202,22 @@ describe('JournalFollower', () => {
       expect((await feed(j, j.writer.transaction([[102, image(3)]]))).map(shape)).toEqual([[[102, 3]]]);
     });
 
+    it('keeps a held transaction across a checkpoint: restored, it is applied once the rest of its log comes', async () => {
+      const j = journal({ sequence: 7, start: 1, incompat });
+      const writes = j.writer.transaction([[100, image(1)], [101, image(2)]]);
+      const [desc, d1, d2, commit] = writes as [[number, Buffer], [number, Buffer], [number, Buffer], [number, Buffer]];
+      expect(await feed(j, [desc, commit, d1])).toEqual([]);
+      const state = j.follower.state();
+      expect(state.held).toEqual([7, desc[0]]);
+      // A follower restored from that state (a worker taking the disk over from its checkpoint).
+      const restored = new JournalFollower(state.sb, [{ logical: 0, physical: 0, length: 64, initialized: true }], async (b) => j.disk.get(b) ?? new Uint8Array(BS));
+      restored.restore(state);
+      j.follower = restored;
+      expect((await feed(j, [d2])).map(shape)).toEqual([[[100, 1], [101, 2]]]);
+      expect(restored.state().held).toBeUndefined();
+      expect((await feed(j, j.writer.transaction([[102, image(3)]]))).map(shape)).toEqual([[[102, 3]]]);
+    });
+
     it('holds a transaction of two descriptors whose commit came first until the first descriptor is written', async () => {
       const j = journal({ sequence: 7, start: 1, incompat }, 2);
       await feed(j, j.writer.transaction([[90, image(9)]]));

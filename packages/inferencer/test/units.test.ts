@@ -113,6 +113,14 @@ describe('checkpoint bytes', () => {
     expect(back[12_345]).toEqual(blocks[12_345]);
   });
 
+  it('keeps a journal transaction held for the rest of its log, and refuses a malformed one', () => {
+    const withHeld = { ...state, journal: { ...state.journal!, held: [4_294_967_295, 17] as const } }; // ok: the fixture has a journal
+    expect(decodeCheckpoint(encodeCheckpoint(withHeld)).journal?.held).toEqual([4_294_967_295, 17]);
+    expect(decodeCheckpoint(encodeCheckpoint(state)).journal?.held).toBeUndefined();
+    const bad = { ...state, journal: { ...state.journal!, held: [1.5, -2] as const } }; // ok: as above
+    expect(() => decodeCheckpoint(encodeCheckpoint(bad))).toThrow(CheckpointError);
+  });
+
   it('refuses truncated or foreign bytes with CheckpointError', () => {
     const bytes = encodeCheckpoint(state);
     expect(() => decodeCheckpoint(bytes.subarray(0, bytes.length - 7))).toThrow(CheckpointError);
