@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type MsgRequest } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { DiskInferencer, EVENT_VERSION, NoFileSystemError, EventKind, encodeEvent, eventMsgId, type FsEvent, type InferencerOptions } from '@gammaray/inferencer';
 import { CorruptError, EncodeError, STREAM_EVENTS, STREAM_WRITES, WireCorruptKind, decodeWriteRecord, diskEventsFilter, eventsSubject, writesSubject, type WriteRecord } from '@gammaray/wire';
@@ -533,17 +533,15 @@ export class DiskWorker {
     if (last <= eventsSeq) return;
     this.#at('reading the events stored after the checkpoint');
     const ids = new Set<string>();
-    const consumer = await this.#o.js.consumers.get(STREAM_EVENTS, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: eventsSeq + 1, headers_only: true });
     let read = eventsSeq;
     while (read < last) {
-      const before = read;
-      for await (const m of await consumer.fetch({ max_messages: 1024, expires: 5_000 })) {
-        const id = m.headers?.get('Nats-Msg-Id');
-        if (id) ids.add(id);
-        read = m.seq;
-        if (read >= last) break;
-      }
-      if (read === before) throw new Error(`the events stored after the checkpoint (sequences ${eventsSeq + 1} to ${last} of ${STREAM_EVENTS}) could not be read`);
+      // Message gets, not a consumer: what the inferencer's NATS user may already do on GAMMARAY_EVENTS.
+      // ok: the server's STREAM.MSG.GET takes next_by_subj with seq; the client's type lists only seq or last_by_subj
+      const m = await this.#o.jsm.streams.getMessage(STREAM_EVENTS, { seq: read + 1, next_by_subj: filter } as unknown as MsgRequest);
+      if (!m) break;
+      const id = m.header?.get('Nats-Msg-Id');
+      if (id) ids.add(id);
+      read = m.seq;
     }
     this.#log.info({ eventsSeq, lastSeq: last, events: ids.size }, 'events of records after the checkpoint are stored already; the replay does not send them again');
     this.#storedAhead = ids.size > 0 ? ids : undefined;
