@@ -12,10 +12,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
+import { Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
-import { STREAM_EVENTS, diskEventsFilter } from '@gammaray/wire';
+import { OBJ_STATE, STREAM_EVENTS, diskEventsFilter } from '@gammaray/wire';
 import { startCapture, type CaptureProcess } from '../support/capture-process.js';
 import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
@@ -134,4 +135,25 @@ describe('an inferencer restarted after the duplicate window', () => {
     const writes = all.filter((s) => s.event.kind === 'write').map((s) => s.event.data?.[0]);
     expect(writes).toEqual([0x11, 0x22, 0x33, 0x44, 0x55, 0x66]);
   }, 90_000);
+
+  it('a crawl that finds events of the disk but no checkpoint (killed before storing it) is a resync and a new snapshot', async () => {
+    // As if the inferencer had been killed between the crawl's snapshot and its checkpoint: events, no checkpoint.
+    inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '3600']);
+    await inferencer.waitForLog(/restored from checkpoint/);
+    await inferencer.kill9();
+    await (await new Objm(nc).open(OBJ_STATE)).delete(DISK);
+    const before = (await readEvents()).length;
+    // A write while no inferencer runs: the next crawl sees it, no event reports it.
+    await writeBlock(blocks[2]!, 0x77); // ok: four blocks
+    inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '3600']);
+    await inferencer.waitForLog(/disk crawled/);
+    await writeBlock(blocks[3]!, 0x88); // ok
+    await waitForWrite(0x88);
+    expect(await inferencer.stop()).toBe(0);
+
+    const after = (await readEvents()).slice(before).map((s) => s.event);
+    // A consumer folding events drops its tree at the resync and takes the new crawl's (which has 0x77 in it).
+    expect(after.map((e) => e.kind)).toEqual(['resync', 'snapshot', 'write']);
+    expect(after[0]!.reason).toMatch(/no checkpoint/); // ok: three events
+  }, 60_000);
 });

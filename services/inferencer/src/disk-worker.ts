@@ -422,9 +422,20 @@ export class DiskWorker {
         discarded = { why, tag: crawlTag(ck!.state) }; // ok: only called with a checkpoint
         engine = undefined;
       };
-      if (ck && ck.size !== undefined && ck.size !== this.#o.size) {
+      if (!ck) {
+        // Events but no checkpoint: an owner was stopped between its crawl's snapshot and the checkpoint after it
+        // (or the checkpoint was removed). Records since then have no events, and the crawl's snapshot would be a
+        // second one over a tree consumers cannot get: a resync first, so they drop what they folded. Tagged from
+        // the last stored event, so a retry of this crawl that stored nothing more publishes the same ids.
+        const last = await this.#o.jsm.streams.getMessage(STREAM_EVENTS, { last_by_subj: diskEventsFilter(this.disk) });
+        if (last) {
+          const why = 'the disk has events but no checkpoint (its owner stopped before storing the first, or it was removed)';
+          this.#log.warn({ lastEventSeq: last.seq }, `${why}; crawling the disk again`);
+          discarded = { why, tag: crawlTag(new TextEncoder().encode(last.header?.get('Nats-Msg-Id') ?? String(last.seq))) };
+        }
+      } else if (ck.size !== undefined && ck.size !== this.#o.size) {
         discard('checkpoint is of a disk of another size', { checkpointSize: ck.size, size: this.#o.size });
-      } else if (ck) {
+      } else {
         try {
           engine = await DiskInferencer.restore(ck.state, fetcher, opts);
         } catch (err) {
