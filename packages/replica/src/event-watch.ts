@@ -6,7 +6,7 @@ import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStr
 import { EventKind, decodeEvent, type FsEvent } from '@gammaray/inferencer';
 import { STREAM_EVENTS, diskEventsFilter, eventsSubject, isDiskId } from '@gammaray/wire';
 import { ReplicaError, ReplicaErrorCode } from './errors.js';
-import { compileGlob, type PathMatcher } from './glob.js';
+import { compileGlob, compileGlobParents, type PathMatcher } from './glob.js';
 import { ConsumerGuard, type Stall } from './stall-watch.js';
 
 /** After a stall: attempts to open the new consumer, WATCH_REOPEN_MS apart, before the watch fails. */
@@ -88,7 +88,11 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
     }
     const pathOk: PathMatcher = compileGlob(o.glob ?? '');
     const byGlob = !!o.glob;
-    const match = (e: FsEvent): boolean => !byGlob || e.path === '' || pathOk(e.path) || (e.from !== undefined && pathOk(e.from));
+    const parentOk: PathMatcher = compileGlobParents(o.glob ?? '');
+    // A directory's rename moves the paths below it with no event of their own: it passes when matching paths
+    // could be below its old or its new path.
+    const movesMatches = (e: FsEvent): boolean => e.kind === 'rename' && (e.type === 'dir' || e.exchange === true) && (parentOk(e.path) || (e.from !== undefined && parentOk(e.from)));
+    const match = (e: FsEvent): boolean => !byGlob || e.path === '' || pathOk(e.path) || (e.from !== undefined && pathOk(e.from)) || movesMatches(e);
     const from = o.from ?? { at: 'now' };
     if (from.at === 'seq' && (!Number.isSafeInteger(from.seq) || from.seq < 0)) {
       throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `start sequence ${from.seq} is not a non-negative integer`);
