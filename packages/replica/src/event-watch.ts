@@ -20,7 +20,9 @@ export type WatchFrom =
   /** The first event the stream still holds. */
   | { readonly at: 'first' }
   /** The first event at or after this stream sequence (a resume passes the last one received + 1). */
-  | { readonly at: 'seq'; readonly seq: number };
+  | { readonly at: 'seq'; readonly seq: number }
+  /** The first event of the disk stored at or after this time (JetStream's time; resume by sequence). */
+  | { readonly at: 'time'; readonly time: Date };
 
 /** Options of {@link EventWatch.open}. */
 export interface EventWatchOptions {
@@ -97,6 +99,7 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
     if (from.at === 'seq' && (!Number.isSafeInteger(from.seq) || from.seq < 0)) {
       throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `start sequence ${from.seq} is not a non-negative integer`);
     }
+    if (from.at === 'time' && !Number.isFinite(from.time.getTime())) throw new ReplicaError(ReplicaErrorCode.InvalidArgument, 'start time is not a valid date');
     let lastSeq: number;
     try {
       lastSeq = (await o.jsm.streams.info(STREAM_EVENTS)).state.last_seq;
@@ -105,10 +108,10 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
     }
     // "now" is a start sequence rather than DeliverPolicy.New: an ordered consumer that has delivered nothing
     // yet recreates itself from its cursor, which for New would be the stream's start.
-    const startSeq = from.at === 'now' ? lastSeq + 1 : from.at === 'seq' ? Math.max(1, from.seq) : 1;
     // One kind: the server filters by subject. Several: by the disk's subjects, the rest here (nats-server 2.9
     // takes one filter per consumer).
     const filter = kinds.length === 1 ? eventsSubject(o.disk, kinds[0]!) : diskEventsFilter(o.disk); // ok: length 1
+    const startSeq = from.at === 'now' ? lastSeq + 1 : from.at === 'seq' ? Math.max(1, from.seq) : from.at === 'time' ? await seqAt(o, filter, from.time, lastSeq) : 1;
     const messages = await consume(o, filter, startSeq);
     return new EventWatch(o, filter, messages, startSeq, match, kinds.length > 1 ? new Set(kinds) : undefined);
   }
@@ -166,6 +169,25 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
         }
       }
     }
+  }
+}
+
+/**
+ * The sequence of the first message of `filter` stored at or after `time`, or the one after `lastSeq` (the
+ * stream's last when the watch opened) when there is none: from then on every message is later. The watch itself
+ * then starts at a sequence, as every other start, so a stall's new consumer reads on from where it was.
+ */
+async function seqAt(o: EventWatchOptions, filter: string, time: Date, lastSeq: number): Promise<number> {
+  try {
+    const probe = await o.js.consumers.get(STREAM_EVENTS, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartTime, opt_start_time: time.toISOString(), headers_only: true });
+    try {
+      const m = await probe.next({ expires: 1_000 });
+      return m !== null ? m.seq : lastSeq + 1;
+    } finally {
+      await probe.delete().catch(() => undefined);
+    }
+  } catch (err) {
+    throw streamError(err);
   }
 }
 
