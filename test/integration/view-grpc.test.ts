@@ -22,6 +22,7 @@ import { Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_REASON_KEY, ViewClient, compileGlob, treeEntryOfMessage, type WatchResponse } from '@gammaray/service-view';
+import { compileGlobParents } from '@gammaray/replica';
 import { OBJ_STATE, STREAM_EVENTS, STREAM_WRITES, writesSubject } from '@gammaray/wire';
 import { runGuest } from '../guest/guest.js';
 import { kernelTree } from '../oracle/kernel.js';
@@ -540,7 +541,9 @@ describe('gammaray view over gRPC', () => {
     const glob = '/root/**';
     const kinds = ['create', 'rename', 'delete'];
     const match = compileGlob(glob);
-    const want = all.filter((m) => kinds.includes(m.event.kind) && (match(m.event.path) || (m.event.from !== '' && match(m.event.from))));
+    const parent = compileGlobParents(glob);
+    const dirMove = (e: (typeof all)[number]['event']): boolean => e.kind === 'rename' && (e.type === 'dir' || e.exchange) && (parent(e.path) || (e.from !== '' && parent(e.from)));
+    const want = all.filter((m) => kinds.includes(m.event.kind) && (match(m.event.path) || (m.event.from !== '' && match(m.event.from)) || dirMove(m.event)));
     expect(want.length).toBeGreaterThan(3);
     expect(want.length).toBeLessThan(all.length);
     const filtered = await watchUntil(c.watch(DISK, { from: 'start', glob, kinds }), (g) => g.length >= want.length);

@@ -217,10 +217,11 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--json', 'one JSON object per event (streamSeq, the event fields, ts as ISO 8601, data as base64)')
     .option('--from-start', 'start at the first event the stream holds (default: new events only)')
     .option('--from-seq <n>', 'start at this GAMMARAY_EVENTS sequence (resume with the last streamSeq + 1)')
+    .option('--since <time>', "start at the first event stored at or after TIME: ISO 8601 ('2026-11-28T05:30:00Z') or that long ago ('90s', '10m', '2h', '1d')")
     .option('--nats <url>', 'NATS server URL (env GAMMARAY_NATS; default nats://127.0.0.1:4222)')
     .addHelpText('after', '\nLines: STREAMSEQ TS KIND PATH DETAILS. Disk-level events (snapshot, corrupt, resync) pass any glob. Runs until SIGINT/SIGTERM (exit 0).')
-    .action(async (disk: string, glob: string | undefined, o: { kinds?: string; json?: boolean; fromStart?: boolean; fromSeq?: string; nats?: string } & NatsAuthFlags) => {
-      done(await runFollow(term, disk, glob, { ...o, nats: o.nats, kinds: o.kinds, json: !!o.json, fromStart: !!o.fromStart, fromSeq: o.fromSeq }));
+    .action(async (disk: string, glob: string | undefined, o: { kinds?: string; json?: boolean; fromStart?: boolean; fromSeq?: string; since?: string; nats?: string } & NatsAuthFlags) => {
+      done(await runFollow(term, disk, glob, { ...o, nats: o.nats, kinds: o.kinds, json: !!o.json, fromStart: !!o.fromStart, fromSeq: o.fromSeq, since: o.since }));
     });
 
   configure(program.command('tree'), term, 'gammaray tree --help')

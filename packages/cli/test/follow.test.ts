@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { WatchedEvent } from '@gammaray/service-view';
-import { eventJson, textLine } from '../src/commands/follow.js';
+import { eventJson, parseSince, textLine } from '../src/commands/follow.js';
 
 const ts = new Date('2026-01-02T03:04:05.678Z');
 const ev = (e: Partial<WatchedEvent['event']>, seq = 7): WatchedEvent => ({
@@ -31,3 +31,22 @@ describe('gammaray follow lines', () => {
     expect(JSON.parse(JSON.stringify(j))).toEqual(j);
   });
 });
+
+describe('gammaray follow --since', () => {
+  const now = Date.parse('2026-11-28T06:00:00Z');
+  it('takes a duration ago in seconds, minutes, hours or days', () => {
+    expect(parseSince('90s', now)?.toISOString()).toBe('2026-11-28T05:58:30.000Z');
+    expect(parseSince('10m', now)?.toISOString()).toBe('2026-11-28T05:50:00.000Z');
+    expect(parseSince('2h', now)?.toISOString()).toBe('2026-11-28T04:00:00.000Z');
+    expect(parseSince('1d', now)?.toISOString()).toBe('2026-11-27T06:00:00.000Z');
+  });
+  it('takes an ISO 8601 time, with a zone or without (local time)', () => {
+    expect(parseSince('2026-11-28T05:30:00Z')?.toISOString()).toBe('2026-11-28T05:30:00.000Z');
+    expect(parseSince('2026-11-28T07:30:00.5+02:00')?.toISOString()).toBe('2026-11-28T05:30:00.500Z');
+    expect(parseSince('2026-11-28T05:30')?.getTime()).toBe(new Date(2026, 10, 28, 5, 30).getTime());
+  });
+  it('refuses anything else', () => {
+    for (const bad of ['', 'yesterday', '10', '10y', '-5m', '2026-13-01T00:00:00Z', 'Sat Nov 28 2026', '1e3s']) expect(parseSince(bad, now), bad).toBeUndefined();
+  });
+});
+

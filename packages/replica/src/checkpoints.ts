@@ -12,6 +12,11 @@ export interface Checkpoint {
   readonly size: number | undefined;
   /** The lease epoch of the instance that wrote it (undefined for checkpoints from before leases). */
   readonly epoch: number | undefined;
+  /**
+   * The highest GAMMARAY_EVENTS sequence among the disk's events stored when the state was taken: the events of
+   * later records are after it (undefined for checkpoints from before it was recorded, or before any event).
+   */
+  readonly eventsSeq?: number | undefined;
 }
 
 /** A checkpoint write was refused: a newer lease epoch already wrote one (this writer lost the disk). */
@@ -20,6 +25,11 @@ export class CheckpointFencedError extends Error {
 }
 
 const num = (v: string | undefined): number | undefined => (v !== undefined && /^\d{1,16}$/.test(v) ? Number(v) : undefined);
+
+/** What a checkpoint's object metadata says (absent or malformed values are undefined). */
+function checkpointMeta(m: Record<string, string> | undefined): Omit<Checkpoint, 'state'> {
+  return { appliedSeq: num(m?.['appliedSeq']), size: num(m?.['size']), epoch: num(m?.['epoch']), eventsSeq: num(m?.['eventsSeq']) };
+}
 
 /**
  * Checkpoints in Object Store bucket `gammaray-state` (OBJ_STATE), one object per disk named by the disk id.
@@ -53,7 +63,7 @@ export class CheckpointStore {
       at += c.length;
     }
     const info = r.info;
-    return { state, appliedSeq: num(info.metadata?.['appliedSeq']), size: num(info.metadata?.['size']), epoch: num(info.metadata?.['epoch']) };
+    return { state, ...checkpointMeta(info.metadata) };
   }
 
   /** The lease epoch recorded with the disk's checkpoint (undefined: no checkpoint, or one without epoch). */
@@ -69,8 +79,9 @@ export class CheckpointStore {
    * between the check and the put can still replace a newer checkpoint (the lease confirmation just before the
    * check makes that a window of one request).
    */
-  async save(disk: string, state: Uint8Array, meta: { appliedSeq: number; size: number; epoch?: number }): Promise<void> {
+  async save(disk: string, state: Uint8Array, meta: { appliedSeq: number; size: number; epoch?: number; eventsSeq?: number }): Promise<void> {
     const metadata: Record<string, string> = { appliedSeq: String(meta.appliedSeq), size: String(meta.size) };
+    if (meta.eventsSeq !== undefined && meta.eventsSeq > 0) metadata['eventsSeq'] = String(meta.eventsSeq);
     if (meta.epoch !== undefined) {
       const stored = await this.epoch(disk);
       if (stored !== undefined && stored > meta.epoch) {
@@ -143,6 +154,6 @@ export class DirectCheckpointStore extends CheckpointStore {
     if (at !== meta.size) throw new Error(`checkpoint of disk ${disk}: ${at} bytes in its chunks, ${meta.size} in its meta`);
     const digest = `SHA-256=${createHash('sha256').update(state).digest('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
     if (digest !== meta.digest) throw new Error(`checkpoint of disk ${disk}: digest ${digest}, its meta says ${meta.digest}`);
-    return { state, appliedSeq: num(meta.metadata?.['appliedSeq']), size: num(meta.metadata?.['size']), epoch: num(meta.metadata?.['epoch']) };
+    return { state, ...checkpointMeta(meta.metadata) };
   }
 }

@@ -6,7 +6,7 @@ import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStr
 import { EventKind, decodeEvent, type FsEvent } from '@gammaray/inferencer';
 import { STREAM_EVENTS, diskEventsFilter, eventsSubject, isDiskId } from '@gammaray/wire';
 import { ReplicaError, ReplicaErrorCode } from './errors.js';
-import { compileGlob, type PathMatcher } from './glob.js';
+import { compileGlob, compileGlobParents, type PathMatcher } from './glob.js';
 import { ConsumerGuard, type Stall } from './stall-watch.js';
 
 /** After a stall: attempts to open the new consumer, WATCH_REOPEN_MS apart, before the watch fails. */
@@ -20,7 +20,9 @@ export type WatchFrom =
   /** The first event the stream still holds. */
   | { readonly at: 'first' }
   /** The first event at or after this stream sequence (a resume passes the last one received + 1). */
-  | { readonly at: 'seq'; readonly seq: number };
+  | { readonly at: 'seq'; readonly seq: number }
+  /** The first event of the disk stored at or after this time (JetStream's time; resume by sequence). */
+  | { readonly at: 'time'; readonly time: Date };
 
 /** Options of {@link EventWatch.open}. */
 export interface EventWatchOptions {
@@ -88,11 +90,16 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
     }
     const pathOk: PathMatcher = compileGlob(o.glob ?? '');
     const byGlob = !!o.glob;
-    const match = (e: FsEvent): boolean => !byGlob || e.path === '' || pathOk(e.path) || (e.from !== undefined && pathOk(e.from));
+    const parentOk: PathMatcher = compileGlobParents(o.glob ?? '');
+    // A directory's rename moves the paths below it with no event of their own: it passes when matching paths
+    // could be below its old or its new path.
+    const movesMatches = (e: FsEvent): boolean => e.kind === 'rename' && (e.type === 'dir' || e.exchange === true) && (parentOk(e.path) || (e.from !== undefined && parentOk(e.from)));
+    const match = (e: FsEvent): boolean => !byGlob || e.path === '' || pathOk(e.path) || (e.from !== undefined && pathOk(e.from)) || movesMatches(e);
     const from = o.from ?? { at: 'now' };
     if (from.at === 'seq' && (!Number.isSafeInteger(from.seq) || from.seq < 0)) {
       throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `start sequence ${from.seq} is not a non-negative integer`);
     }
+    if (from.at === 'time' && !Number.isFinite(from.time.getTime())) throw new ReplicaError(ReplicaErrorCode.InvalidArgument, 'start time is not a valid date');
     let lastSeq: number;
     try {
       lastSeq = (await o.jsm.streams.info(STREAM_EVENTS)).state.last_seq;
@@ -101,10 +108,10 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
     }
     // "now" is a start sequence rather than DeliverPolicy.New: an ordered consumer that has delivered nothing
     // yet recreates itself from its cursor, which for New would be the stream's start.
-    const startSeq = from.at === 'now' ? lastSeq + 1 : from.at === 'seq' ? Math.max(1, from.seq) : 1;
     // One kind: the server filters by subject. Several: by the disk's subjects, the rest here (nats-server 2.9
     // takes one filter per consumer).
     const filter = kinds.length === 1 ? eventsSubject(o.disk, kinds[0]!) : diskEventsFilter(o.disk); // ok: length 1
+    const startSeq = from.at === 'now' ? lastSeq + 1 : from.at === 'seq' ? Math.max(1, from.seq) : from.at === 'time' ? await seqAt(o, filter, from.time, lastSeq) : 1;
     const messages = await consume(o, filter, startSeq);
     return new EventWatch(o, filter, messages, startSeq, match, kinds.length > 1 ? new Set(kinds) : undefined);
   }
@@ -162,6 +169,25 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
         }
       }
     }
+  }
+}
+
+/**
+ * The sequence of the first message of `filter` stored at or after `time`, or the one after `lastSeq` (the
+ * stream's last when the watch opened) when there is none: from then on every message is later. The watch itself
+ * then starts at a sequence, as every other start, so a stall's new consumer reads on from where it was.
+ */
+async function seqAt(o: EventWatchOptions, filter: string, time: Date, lastSeq: number): Promise<number> {
+  try {
+    const probe = await o.js.consumers.get(STREAM_EVENTS, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartTime, opt_start_time: time.toISOString(), headers_only: true });
+    try {
+      const m = await probe.next({ expires: 1_000 });
+      return m !== null ? m.seq : lastSeq + 1;
+    } finally {
+      await probe.delete().catch(() => undefined);
+    }
+  } catch (err) {
+    throw streamError(err);
   }
 }
 

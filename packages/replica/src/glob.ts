@@ -46,6 +46,62 @@ export function compileGlob(glob: string): PathMatcher {
   return (path) => rx.test(path);
 }
 
+/**
+ * Compiles `glob` into a matcher of directories that some path matching `glob` could lie below: `/etc` and `/etc/x`
+ * for `/etc/x/**`, every directory for a glob that matches at any depth (`*.log`) or for a `**` right after the
+ * root. A directory's rename moves every path below it without an event of its own, so a filter of events
+ * (EventWatch) passes it when this matches its old or new path. Throws ReplicaError(InvalidArgument) as compileGlob.
+ */
+export function compileGlobParents(glob: string): PathMatcher {
+  compileGlob(glob); // validates, with its messages
+  if (glob === '') return () => true;
+  const parents: string[] = [];
+  for (const alternative of new Set(expandBraces(glob))) {
+    const g = alternative.startsWith('/') ? alternative : `/**/${alternative}`;
+    const names = splitNames(g, glob).filter((n) => n !== '');
+    let prefix = '';
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!; // ok: i < length
+      if (name.includes('**')) {
+        // Anything from here down may be a parent of a match; the prefix itself too.
+        if (prefix !== '') parents.push(prefix);
+        parents.push(`${prefix}/**`);
+        break;
+      }
+      if (i === names.length - 1) break; // the name of a match itself, not a parent
+      prefix += `/${name}`;
+      parents.push(prefix);
+    }
+  }
+  if (parents.length === 0) return () => false;
+  const rx = new RegExp(`^(?:${[...new Set(parents)].map((a) => globRegex(a, glob)).join('|')})$`, 's');
+  return (path) => rx.test(path);
+}
+
+/** The names of a brace-free glob: split at each "/" that is neither escaped nor inside a class. */
+function splitNames(g: string, whole: string): string[] {
+  const names: string[] = [];
+  let name = '';
+  for (let i = 0; i < g.length; i++) {
+    const c = g[i]!; // ok: i < length
+    if (c === '/') {
+      names.push(name);
+      name = '';
+    } else if (c === '\\') {
+      name += g.slice(i, i + 2);
+      i++;
+    } else if (c === '[') {
+      const end = classEnd(g, i, whole);
+      name += g.slice(i, end + 1);
+      i = end;
+    } else {
+      name += c;
+    }
+  }
+  names.push(name);
+  return names;
+}
+
 /** A parsed glob: literal runs (glob syntax but braces, kept as written) and `{...}` groups of alternatives. */
 type Part = string | Part[][];
 

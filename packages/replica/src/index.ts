@@ -10,7 +10,7 @@ export { NatsBlockFetcher, BlockFetchError } from './block-fetcher.js';
 export type { BlockFetchFailure, NatsBlockFetcherOptions } from './block-fetcher.js';
 export { CheckpointStore, CheckpointFencedError, DirectCheckpointStore } from './checkpoints.js';
 export type { Checkpoint } from './checkpoints.js';
-export { compileGlob, MAX_GLOB_CHARS, MAX_GLOB_BRACE_DEPTH, MAX_GLOB_ALTERNATIVES, MAX_GLOB_EXPANDED_CHARS } from './glob.js';
+export { compileGlob, compileGlobParents, MAX_GLOB_CHARS, MAX_GLOB_BRACE_DEPTH, MAX_GLOB_ALTERNATIVES, MAX_GLOB_EXPANDED_CHARS } from './glob.js';
 export type { PathMatcher } from './glob.js';
 export { EventWatch } from './event-watch.js';
 export type { EventWatchOptions, WatchFrom, WatchedEvent } from './event-watch.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ReplicaError } from '../src/errors.js';
-import { compileGlob } from '../src/glob.js';
+import { compileGlob, compileGlobParents } from '../src/glob.js';
 
 const matches = (glob: string, paths: string[]): string[] => paths.filter(compileGlob(glob));
 const PATHS = ['/', '/a', '/a/b', '/a/b/c.txt', '/a/x.txt', '/x.txt', '/a.b/c', '/etc/passwd', '/etc/ssh/sshd_config', '/.hidden', '/a/.b.txt'];
@@ -73,3 +73,29 @@ describe('compileGlob', () => {
     }
   });
 });
+
+describe('compileGlobParents', () => {
+  const DIRS = ['/', '/a', '/a/b', '/a/b/c', '/a/x', '/b', '/etc', '/etc/ssh', '/etc/ssh/keys', '/etcx'];
+  const parents = (glob: string): string[] => DIRS.filter(compileGlobParents(glob));
+  it('matches the directories a matching path lies below, not the ones beside or below its last name', () => {
+    expect(parents('/etc/ssh/sshd_config')).toEqual(['/etc', '/etc/ssh']);
+    expect(parents('/a/b/*.txt')).toEqual(['/a', '/a/b']);
+    expect(parents('/a/*/c')).toEqual(['/a', '/a/b', '/a/x']);
+  });
+  it('matches the root of a ** and everything below it', () => {
+    expect(parents('/etc/**')).toEqual(['/etc', '/etc/ssh', '/etc/ssh/keys']);
+    expect(parents('/a/**/c.txt')).toEqual(['/a', '/a/b', '/a/b/c', '/a/x']);
+  });
+  it('matches every directory for a glob at any depth or a ** after the root', () => {
+    expect(parents('*.log')).toEqual(DIRS);
+    expect(parents('/**/x')).toEqual(DIRS);
+  });
+  it('takes alternatives, classes and escapes as compileGlob does', () => {
+    expect(parents('{/etc/ssh/*,/b/**}')).toEqual(['/b', '/etc', '/etc/ssh']);
+    expect(parents('/[ae]tc/x')).toEqual(['/etc']);
+    expect(parents('/et\\c/x')).toEqual(['/etc']);
+    expect(parents('/x')).toEqual([]);
+    expect(() => compileGlobParents('/[abc')).toThrow(ReplicaError);
+  });
+});
+

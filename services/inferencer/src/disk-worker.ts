@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type MsgRequest } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { DiskInferencer, EVENT_VERSION, NoFileSystemError, EventKind, encodeEvent, eventMsgId, type FsEvent, type InferencerOptions } from '@gammaray/inferencer';
-import { CorruptError, EncodeError, STREAM_WRITES, WireCorruptKind, decodeWriteRecord, eventsSubject, writesSubject, type WriteRecord } from '@gammaray/wire';
+import { CorruptError, EncodeError, STREAM_EVENTS, STREAM_WRITES, WireCorruptKind, decodeWriteRecord, diskEventsFilter, eventsSubject, writesSubject, type WriteRecord } from '@gammaray/wire';
 import type { Logger } from 'pino';
 import { ConsumerGuard, type StallWatch } from '@gammaray/replica';
 import { BlockFetchError, NatsBlockFetcher } from './block-fetcher.js';
@@ -117,7 +117,9 @@ class ResyncRequired extends Error {}
  *
  * Consistency: a checkpoint is written only after every event up to its `appliedSeq` is acknowledged by
  * JetStream, so after any crash the worker resumes at the checkpoint and re-publishes the events after it, which
- * the stream drops by msg id (`<disk>:<seq>:<idx>`, deterministic) within its 2-minute duplicate window.
+ * the stream drops by msg id (`<disk>:<seq>:<idx>`, deterministic) within its 2-minute duplicate window. Those the
+ * stream stored after the checkpoint's `eventsSeq` are read at the restore and not sent again, which also holds
+ * for a restart after that window.
  *
  * Ownership: with a `fence` (the disk's lease) the worker confirms the lease before each publish batch, each
  * publish retry and each checkpoint, and records the lease epoch in the checkpoint; once the lease is lost it
@@ -147,6 +149,13 @@ export class DiskWorker {
   #sessionError: unknown;
   /** Highest record handled (applied, or skipped as corrupt). */
   #processedSeq = 0;
+  /**
+   * Msg ids of the disk's events that GAMMARAY_EVENTS stored after the restored checkpoint (a crashed owner
+   * published them), not yet met again: the replay does not send them a second time (see {@link #unstored}).
+   */
+  #storedAhead: Set<string> | undefined;
+  /** The events-stream sequence the restored checkpoint covers (its `eventsSeq`), and the last one read after it. */
+  #eventsSeq = { checkpoint: 0, read: 0 };
   #checkpointedSeq = -1;
   #lastCheckpointAt = 0;
   /** The record being applied (and its capture time), for the poison-record rule. */
@@ -302,6 +311,8 @@ export class DiskWorker {
   async #session(): Promise<void> {
     this.#sessionError = undefined;
     this.#currentSeq = undefined;
+    this.#storedAhead = undefined;
+    this.#eventsSeq = { checkpoint: 0, read: 0 };
     const fence = this.#o.fence;
     this.#publisher = new EventPublisher(this.#o.nc, { log: this.#log, worker: this.#o.workerId, epoch: fence?.epoch, fence: fence ? () => fence.confirm() : undefined });
     const fetcher = new NatsBlockFetcher(this.#o.nc, this.#source, this.#o.size, { log: this.#log });
@@ -411,9 +422,20 @@ export class DiskWorker {
         discarded = { why, tag: crawlTag(ck!.state) }; // ok: only called with a checkpoint
         engine = undefined;
       };
-      if (ck && ck.size !== undefined && ck.size !== this.#o.size) {
+      if (!ck) {
+        // Events but no checkpoint: an owner was stopped between its crawl's snapshot and the checkpoint after it
+        // (or the checkpoint was removed). Records since then have no events, and the crawl's snapshot would be a
+        // second one over a tree consumers cannot get: a resync first, so they drop what they folded. Tagged from
+        // the last stored event, so a retry of this crawl that stored nothing more publishes the same ids.
+        const last = await this.#o.jsm.streams.getMessage(STREAM_EVENTS, { last_by_subj: diskEventsFilter(this.disk) });
+        if (last) {
+          const why = 'the disk has events but no checkpoint (its owner stopped before storing the first, or it was removed)';
+          this.#log.warn({ lastEventSeq: last.seq }, `${why}; crawling the disk again`);
+          discarded = { why, tag: crawlTag(new TextEncoder().encode(last.header?.get('Nats-Msg-Id') ?? String(last.seq))) };
+        }
+      } else if (ck.size !== undefined && ck.size !== this.#o.size) {
         discard('checkpoint is of a disk of another size', { checkpointSize: ck.size, size: this.#o.size });
-      } else if (ck) {
+      } else {
         try {
           engine = await DiskInferencer.restore(ck.state, fetcher, opts);
         } catch (err) {
@@ -434,6 +456,7 @@ export class DiskWorker {
         discard('records after the checkpoint may have left the write stream', { appliedSeq: engine.appliedSeq, firstSeq: info.state.first_seq });
       }
       if (engine) {
+        if (ck?.eventsSeq !== undefined) await this.#readStoredAhead(ck.eventsSeq);
         this.#processedSeq = engine.appliedSeq;
         this.#checkpointedSeq = engine.appliedSeq;
         this.#lastCheckpointAt = Date.now();
@@ -508,6 +531,53 @@ export class DiskWorker {
     }
   }
 
+  /**
+   * Reads the msg ids of the disk's events stored after events-stream sequence `eventsSeq` (the restored
+   * checkpoint's): those of records after the checkpoint that a crashed owner published. The stream's duplicate
+   * window would drop them when re-published, but only for 2 minutes: a worker that starts later (a crash loop's
+   * backoff, a host down longer, no other instance) would store them twice.
+   */
+  async #readStoredAhead(eventsSeq: number): Promise<void> {
+    this.#eventsSeq = { checkpoint: eventsSeq, read: eventsSeq };
+    const filter = diskEventsFilter(this.disk);
+    const last = (await this.#o.jsm.streams.getMessage(STREAM_EVENTS, { last_by_subj: filter }))?.seq ?? 0;
+    if (last <= eventsSeq) return;
+    this.#at('reading the events stored after the checkpoint');
+    const ids = new Set<string>();
+    let read = eventsSeq;
+    while (read < last) {
+      // Message gets, not a consumer: what the inferencer's NATS user may already do on GAMMARAY_EVENTS.
+      // ok: the server's STREAM.MSG.GET takes next_by_subj with seq; the client's type lists only seq or last_by_subj
+      const m = await this.#o.jsm.streams.getMessage(STREAM_EVENTS, { seq: read + 1, next_by_subj: filter } as unknown as MsgRequest);
+      if (!m) break;
+      const id = m.header?.get('Nats-Msg-Id');
+      if (id) ids.add(id);
+      read = m.seq;
+    }
+    this.#log.info({ eventsSeq, lastSeq: last, events: ids.size }, 'events of records after the checkpoint are stored already; the replay does not send them again');
+    this.#storedAhead = ids.size > 0 ? ids : undefined;
+    this.#eventsSeq = { checkpoint: eventsSeq, read };
+  }
+
+  /** The events of a replayed record that GAMMARAY_EVENTS does not hold yet (see {@link #readStoredAhead}). */
+  #unstored(events: readonly FsEvent[]): readonly FsEvent[] {
+    const ahead = this.#storedAhead;
+    if (ahead === undefined) return events;
+    const fresh = events.filter((e) => !ahead.delete(eventMsgId({ disk: this.disk, seq: e.seq, idx: e.idx })));
+    this.#stats.duplicateEvents += events.length - fresh.length;
+    if (ahead.size === 0) this.#storedAhead = undefined;
+    return fresh;
+  }
+
+  /**
+   * The `eventsSeq` of a checkpoint taken now: every event of a later record will be stored after it. While
+   * events read after the restored checkpoint are still to be met again, the restored checkpoint's own.
+   */
+  #checkpointEventsSeq(): number {
+    if (this.#storedAhead !== undefined) return this.#eventsSeq.checkpoint;
+    return Math.max(this.#eventsSeq.read, this.#publisher?.storedSeq ?? 0);
+  }
+
   /** The last sequence of this disk's records in GAMMARAY_WRITES, 0 if it has none. */
   async #lastWriteSeq(): Promise<number> {
     const m = await this.#o.jsm.streams.getMessage(STREAM_WRITES, { last_by_subj: writesSubject(this.#source) });
@@ -528,7 +598,7 @@ export class DiskWorker {
       if (!(err instanceof CorruptError)) throw err;
       this.#stats.corruptRecords++;
       this.#log.warn({ err, seq }, 'write record does not decode; publishing a corrupt event');
-      await this.#emit([this.#corruptEvent(seq, ts, `record:${err.kind}`, err.message)]);
+      await this.#emit(this.#unstored([this.#corruptEvent(seq, ts, `record:${err.kind}`, err.message)]));
       this.#processedSeq = seq;
       return;
     }
@@ -540,7 +610,7 @@ export class DiskWorker {
     this.#stats.records++;
     this.#processedSeq = seq;
     if (this.#failing?.seq === seq) this.#failing = undefined;
-    await this.#emit(events);
+    await this.#emit(this.#unstored(events));
     const why = engine.resyncReason;
     if (why !== undefined) {
       const idx = events.reduce((n, e) => (e.seq === seq ? Math.max(n, e.idx + 1) : n), 0);
@@ -606,6 +676,7 @@ export class DiskWorker {
     this.#at('waiting for the events before a checkpoint to be stored');
     await this.#publisher!.flush(); // ok: set for the whole session
     const appliedSeq = engine.appliedSeq;
+    const eventsSeq = this.#checkpointEventsSeq();
     const state = engine.checkpoint();
     this.#lastCheckpointAt = Date.now();
     const fence = this.#o.fence;
@@ -613,7 +684,7 @@ export class DiskWorker {
     await fence?.confirm();
     this.#at(`storing the checkpoint at ${appliedSeq}`);
     try {
-      await this.#o.checkpoints.save(this.disk, state, { appliedSeq, size: this.#o.size, epoch: fence?.epoch });
+      await this.#o.checkpoints.save(this.disk, state, { appliedSeq, size: this.#o.size, epoch: fence?.epoch, eventsSeq });
     } catch (err) {
       if (err instanceof CheckpointFencedError) throw err;
       this.#log.warn({ err, appliedSeq }, 'checkpoint could not be stored; retrying at the next interval');

@@ -56,6 +56,8 @@ export class EventPublisher {
   #wakeRetries = new Set<() => void>();
   #published = 0;
   #duplicates = 0;
+  /** The highest GAMMARAY_EVENTS sequence acknowledged so far (0: none). */
+  #storedSeq = 0;
   /** Failed attempts since the last stored event, and when one was last logged (performance.now()). */
   #failures = 0;
   #failureLoggedAt = -Infinity;
@@ -70,6 +72,11 @@ export class EventPublisher {
     this.#log = opts.log;
     this.#fixedHeaders = (opts.worker !== undefined ? headerLine(HEADER_WORKER, opts.worker) : '') + (opts.epoch !== undefined ? headerLine(HEADER_EPOCH, String(opts.epoch)) : '');
     this.#fence = opts.fence;
+  }
+
+  /** The highest GAMMARAY_EVENTS sequence of the events acknowledged so far (a duplicate's is its original's); 0 before any. */
+  get storedSeq(): number {
+    return this.#storedSeq;
   }
 
   /** Events stored so far, and how many of them the stream already had (re-published after a restart). */
@@ -149,6 +156,7 @@ export class EventPublisher {
         const ack = await this.#acks.publish(subject, data, { msgID: msgId, timeout: this.#timeoutMs, headers: h });
         this.#published++;
         if (ack.duplicate) this.#duplicates++;
+        this.#storedSeq = Math.max(this.#storedSeq, ack.seq);
         if (this.#failureWarned) this.#log?.info({ failedAttempts: this.#failures }, 'events are being stored again');
         this.#failureWarned = false;
         this.#failures = 0;

@@ -11,6 +11,19 @@ export interface FollowCliOptions extends NatsAuthFlags {
   readonly json: boolean;
   readonly fromStart: boolean;
   readonly fromSeq: string | undefined;
+  /** `--since TIME`: ISO 8601, or a duration ago (`10m`). */
+  readonly since?: string | undefined;
+}
+
+const DURATION_UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** The time `--since` names: an ISO 8601 date-time, or `<n><s|m|h|d>` before `now`; undefined if it is neither. */
+export function parseSince(text: string, now = Date.now()): Date | undefined {
+  const ago = /^(\d{1,9})([smhd])$/.exec(text);
+  if (ago) return new Date(now - Number(ago[1]) * DURATION_UNIT_MS[ago[2]!]!); // ok: the unit is one of the keys
+  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$/.test(text)) return undefined;
+  const t = new Date(text);
+  return Number.isFinite(t.getTime()) ? t : undefined;
 }
 
 type Event = WatchedEvent['event'];
@@ -21,13 +34,19 @@ type Event = WatchedEvent['event'];
  * directly with an ordered consumer: no view needed.
  */
 export async function runFollow(term: Terminal, disk: string, glob: string | undefined, o: FollowCliOptions): Promise<ExitCode> {
-  if (o.fromStart && o.fromSeq !== undefined) throw new UserError('--from-start and --from-seq exclude each other: give one of them (or neither, for new events only)');
+  const starts = [o.fromStart ? '--from-start' : '', o.fromSeq !== undefined ? '--from-seq' : '', o.since !== undefined ? '--since' : ''].filter((f) => f !== '');
+  if (starts.length > 1) throw new UserError(`${starts.join(' and ')} exclude each other: give one of them (or none, for new events only)`);
   let from: WatchFrom = { at: 'now' };
   if (o.fromStart) from = { at: 'first' };
   if (o.fromSeq !== undefined) {
     const n = /^\d{1,15}$/.test(o.fromSeq) ? Number(o.fromSeq) : NaN;
     if (!(n >= 1)) throw new UserError(`--from-seq must be a stream sequence (1, 2, ...), got ${JSON.stringify(o.fromSeq)}`);
     from = { at: 'seq', seq: n };
+  }
+  if (o.since !== undefined) {
+    const time = parseSince(o.since);
+    if (time === undefined) throw new UserError(`--since must be an ISO 8601 time such as 2026-11-28T05:30:00Z, or a duration ago such as 10m (s, m, h, d), got ${JSON.stringify(o.since)}`);
+    from = { at: 'time', time };
   }
   const kinds = o.kinds === undefined ? [] : o.kinds.split(',').map((k) => k.trim()).filter((k) => k !== '');
   if (o.kinds !== undefined && kinds.length === 0) throw new UserError('--kinds needs at least one kind, e.g. --kinds create,delete,rename');

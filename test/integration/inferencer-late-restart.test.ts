@@ -1,0 +1,159 @@
+/**
+ * Exactly once across a restart that comes after the events stream's duplicate window: an inferencer killed -9
+ * after publishing the events of records its checkpoint does not cover, and started again only once the stream
+ * forgot their msg ids (more than 2 minutes later: a crash loop's backoff, a host down for longer, no other
+ * instance). The replay must not store those events a second time. The window's passing is simulated by
+ * shrinking the stream's duplicate window while no inferencer runs (the server then forgets the ids at once).
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/nats-core';
+import { Objm } from '@nats-io/obj';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
+import { OBJ_STATE, STREAM_EVENTS, diskEventsFilter } from '@gammaray/wire';
+import { startCapture, type CaptureProcess } from '../support/capture-process.js';
+import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
+import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+
+const exec = promisify(execFile);
+const DISK = 'vm1';
+const BLOCK = 4096;
+
+let work: string;
+let nats: NatsServer;
+let capture: CaptureProcess | undefined;
+let inferencer: InferencerProcess | undefined;
+let nc: NatsConnection;
+/** Physical blocks of /data.bin's first four logical blocks. */
+const blocks: number[] = [];
+
+async function writeBlock(block: number, pattern: number): Promise<void> {
+  const { stdout } = await exec('qemu-io', ['-f', 'raw', '-c', `write -P 0x${pattern.toString(16)} ${block * BLOCK} ${BLOCK}`, '-c', 'flush', capture!.url(DISK)]); // ok: started in beforeAll
+  expect(stdout).not.toMatch(/error/i);
+}
+
+async function readEvents(): Promise<{ msgId: string | undefined; event: FsEvent }[]> {
+  const filter = diskEventsFilter(DISK);
+  const info = await (await jetstreamManager(nc)).streams.info(STREAM_EVENTS, { subjects_filter: filter });
+  const want = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
+  const out: { msgId: string | undefined; event: FsEvent }[] = [];
+  if (want === 0) return out;
+  const c = await jetstream(nc).consumers.get(STREAM_EVENTS, { filter_subjects: filter });
+  while (out.length < want) {
+    for await (const m of await c.fetch({ max_messages: want - out.length, expires: 2000 })) out.push({ msgId: m.headers?.get('Nats-Msg-Id'), event: decodeEvent(m.data) });
+  }
+  return out;
+}
+
+async function waitForWrite(pattern: number): Promise<FsEvent> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const found = (await readEvents().catch(() => [])).find((s) => s.event.kind === 'write' && s.event.data?.[0] === pattern);
+    if (found) return found.event;
+    if (Date.now() > deadline) throw new Error(`no write event of 0x${pattern.toString(16)}; inferencer logs:\n${inferencer?.logs() ?? ''}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+/** Makes GAMMARAY_EVENTS forget every msg id it has seen, as 2 minutes without the inferencer would. */
+async function forgetMsgIds(): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(STREAM_EVENTS);
+  const window = info.config.duplicate_window;
+  await jsm.streams.update(STREAM_EVENTS, { ...info.config, duplicate_window: nanos(500) });
+  await new Promise((r) => setTimeout(r, 2_000));
+  await jsm.streams.update(STREAM_EVENTS, { ...info.config, duplicate_window: window });
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'gammaray-late-restart-'));
+  nats = await startNatsServer({ jetstream: true });
+  const src = join(work, 'src');
+  mkdirSync(src, { recursive: true });
+  writeFileSync(join(src, 'data.bin'), Buffer.alloc(4 * BLOCK, 'd'));
+  const image = join(work, 'vm1.img');
+  await exec('mkfs.ext4', ['-q', '-F', '-b', String(BLOCK), '-d', src, image, '32M']);
+  for (let i = 0; i < 4; i++) {
+    const { stdout } = await exec('debugfs', ['-R', `bmap /data.bin ${i}`, image]);
+    blocks.push(Number(stdout.trim()));
+  }
+  capture = await startCapture(nats.url, { [DISK]: image });
+  nc = await connect({ servers: nats.url });
+}, 60_000);
+
+afterAll(async () => {
+  await inferencer?.kill9();
+  await capture?.stop();
+  await nc?.close();
+  await nats?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('an inferencer restarted after the duplicate window', () => {
+  it('does not store again the events it published after its checkpoint before it was killed', async () => {
+    inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '3600']);
+    await inferencer.waitForLog(/disk crawled/);
+    // Stored, but after the crawl's checkpoint (the interval never comes).
+    await writeBlock(blocks[0]!, 0x11); // ok: four blocks
+    await writeBlock(blocks[1]!, 0x22); // ok
+    await waitForWrite(0x11);
+    await waitForWrite(0x22);
+    await inferencer.kill9();
+
+    await forgetMsgIds();
+    inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '1']);
+    await inferencer.waitForLog(/restored from checkpoint/);
+    await writeBlock(blocks[2]!, 0x33); // ok
+    await waitForWrite(0x33); // the replay of the first two writes is behind it
+    await new Promise((r) => setTimeout(r, 1_500)); // an interval checkpoint, with the events sequence it covers
+
+    // Once more, from a checkpoint the restarted inferencer wrote.
+    await inferencer.kill9();
+    await writeBlock(blocks[3]!, 0x44); // ok
+    inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '3600']);
+    await waitForWrite(0x44);
+    await writeBlock(blocks[0]!, 0x55); // ok
+    await waitForWrite(0x55);
+    await inferencer.kill9();
+    await forgetMsgIds();
+    inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '3600']);
+    await inferencer.waitForLog(/restored from checkpoint/);
+    await writeBlock(blocks[1]!, 0x66); // ok
+    await waitForWrite(0x66);
+    expect(await inferencer.stop()).toBe(0);
+
+    const all = await readEvents();
+    const ids = all.map((s) => `${s.event.seq}:${s.event.idx}`);
+    expect(ids.length - new Set(ids).size).toBe(0);
+    expect(new Set(all.map((s) => s.msgId)).size).toBe(all.length);
+    const writes = all.filter((s) => s.event.kind === 'write').map((s) => s.event.data?.[0]);
+    expect(writes).toEqual([0x11, 0x22, 0x33, 0x44, 0x55, 0x66]);
+  }, 90_000);
+
+  it('a crawl that finds events of the disk but no checkpoint (killed before storing it) is a resync and a new snapshot', async () => {
+    // As if the inferencer had been killed between the crawl's snapshot and its checkpoint: events, no checkpoint.
+    inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '3600']);
+    await inferencer.waitForLog(/restored from checkpoint/);
+    await inferencer.kill9();
+    await (await new Objm(nc).open(OBJ_STATE)).delete(DISK);
+    const before = (await readEvents()).length;
+    // A write while no inferencer runs: the next crawl sees it, no event reports it.
+    await writeBlock(blocks[2]!, 0x77); // ok: four blocks
+    inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '3600']);
+    await inferencer.waitForLog(/disk crawled/);
+    await writeBlock(blocks[3]!, 0x88); // ok
+    await waitForWrite(0x88);
+    expect(await inferencer.stop()).toBe(0);
+
+    const after = (await readEvents()).slice(before).map((s) => s.event);
+    // A consumer folding events drops its tree at the resync and takes the new crawl's (which has 0x77 in it).
+    expect(after.map((e) => e.kind)).toEqual(['resync', 'snapshot', 'write']);
+    expect(after[0]!.reason).toMatch(/no checkpoint/); // ok: three events
+  }, 60_000);
+});
