@@ -387,6 +387,10 @@ describe('gammaray view over gRPC', () => {
     expect(await failure(c.readFile(DISK, '/docs'))).toMatchObject({ code: S.INVALID_ARGUMENT, reason: 'IsADirectory' });
     expect(await failure(c.readFile(DISK, '/docs/link'))).toMatchObject({ code: S.INVALID_ARGUMENT, reason: 'InvalidArgument' });
     expect(await failure(c.readFile(DISK, '/big.bin', { chunkSize: 10 }))).toMatchObject({ code: S.INVALID_ARGUMENT });
+    // A path ending in a slash names a directory (POSIX): a file named so is not one.
+    expect(await failure(c.stat(DISK, '/etc/hostname/'))).toMatchObject({ code: S.INVALID_ARGUMENT, reason: 'NotADirectory' });
+    expect(await failure(c.readFile(DISK, '/big.bin/.'))).toMatchObject({ code: S.INVALID_ARGUMENT, reason: 'NotADirectory' });
+    expect((await c.stat(DISK, '/etc/')).entry?.path).toBe('/etc');
     expect(await failure(c.getTree(DISK, { path: '/nope' }))).toMatchObject({ code: S.NOT_FOUND });
     const idle = await failure(c.stat(IDLE, '/'));
     expect(idle).toMatchObject({ code: S.FAILED_PRECONDITION, reason: 'NotReady' });
@@ -402,6 +406,10 @@ describe('gammaray view over gRPC', () => {
     expect((await bufCurl(v, `${SERVICE}/Stat`, { disk: DISK, path: '/etc/../etc' })).json.code).toBe('invalid_argument');
     expect((await bufCurl(v, `${SERVICE}/Stat`, { disk: IDLE, path: '/' })).json.code).toBe('failed_precondition');
     expect((await bufCurl(v, `${SERVICE}/ListDir`, { disk: DISK, path: '/big.bin' })).json.code).toBe('invalid_argument');
+    // An offset past 2^53 reaches the server rounded: the message names the field, not the rounded value.
+    const huge = await bufCurl(v, `${SERVICE}/ReadFile`, { disk: DISK, path: '/big.bin', offset: '4611686018427387904', length: '5' });
+    expect(huge.json.code).toBe('invalid_argument');
+    expect(huge.json.message).toBe('offset must be below 2^53 (9007199254740992) bytes');
 
     // Metrics count calls by method and code; /readyz shows each disk's replica.
     const scrape = await fetch(`http://127.0.0.1:${v.metricsPort}/metrics`).then((r) => r.text());

@@ -210,7 +210,15 @@ export class DiskReplica {
   /** The node at `path` (symlinks are not followed: lstat semantics). Throws ReplicaError. */
   async resolve(path: string): Promise<Located> {
     const names = splitRequestPath(path);
-    return this.#read((e) => this.#walk(e, names));
+    // As POSIX path resolution: a path that ends with a slash (or "/.") names a directory.
+    const dirOnly = names.length > 0 && /\/\.?$/.test(path);
+    return this.#read((e) => {
+      const at = this.#walk(e, names);
+      if (dirOnly && at.node.type !== FileType.dir) {
+        throw new ReplicaError(ReplicaErrorCode.NotADirectory, `${at.path} on disk ${this.disk} is not a directory (it is a ${at.node.type}): give the path without the trailing slash`);
+      }
+      return at;
+    });
   }
 
   /**

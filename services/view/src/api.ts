@@ -160,7 +160,9 @@ export function createViewHandlers(o: ViewApiOptions): ViewHandlers {
         throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `chunk_size ${req.chunkSize} is out of range: give ${MIN_CHUNK_SIZE} to ${MAX_CHUNK_SIZE}, or 0 for ${DEFAULT_CHUNK_SIZE}`);
       }
       if (!Number.isSafeInteger(req.offset) || !Number.isSafeInteger(req.length)) {
-        throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `offset ${req.offset} and length ${req.length} must be below 2^53`);
+        // Not echoed: a value this large arrived rounded (proto-loader's longs are numbers), so it would print wrong.
+        const which = Number.isSafeInteger(req.offset) ? 'length' : 'offset';
+        throw new ReplicaError(ReplicaErrorCode.InvalidArgument, `${which} must be below 2^53 (9007199254740992) bytes`);
       }
       const replica = replicaOf(req.disk);
       const at = await replica.resolve(req.path);
