@@ -600,5 +600,21 @@ describe('gammaray view over gRPC', () => {
       const m = want[i]!; // ok: same length
       expect(line.startsWith(`${m.seq} ${new Date(m.event.tsMs).toISOString()} ${m.event.kind} ${m.event.path}`), line).toBe(true);
     });
+    // Past the last event stored, follow says that it waits (before, it printed nothing at all).
+    const ahead = spawn('node', [CLI, 'follow', DISK, '--from-seq', '10000000', '--nats', nats.url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let aheadErr = '';
+    const aheadExited = new Promise<number | null>((r) => ahead.once('exit', (code) => r(code)));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`follow --from-seq 10000000 said: ${aheadErr}`)), 20_000);
+      ahead.stderr.on('data', (d: Buffer) => {
+        aheadErr += d.toString();
+        if (/--from-seq 10000000 is past the last event stored \(sequence \d+ of GAMMARAY_EVENTS\): waiting/.test(aheadErr)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    ahead.kill('SIGINT');
+    expect(await aheadExited, aheadErr).toBe(0);
   }, 90_000);
 });

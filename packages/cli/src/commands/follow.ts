@@ -1,5 +1,6 @@
 import type { NatsAuthFlags, WatchedEvent, WatchFrom } from '@gammaray/service-view';
 import { natsUrlProblem } from '@gammaray/ops/nats-url';
+import { STREAM_EVENTS } from '@gammaray/wire';
 import { ExitCode, RuntimeFailure, UserError } from '../errors.js';
 import { escapeControls, type Terminal } from '../output.js';
 
@@ -78,6 +79,9 @@ export async function runFollow(term: Terminal, disk: string, glob: string | und
     }
     if (err instanceof view.NatsUnreachableError) throw new RuntimeFailure(err.message, { cause: err });
     throw err;
+  }
+  if (from.at === 'seq' && from.seq > follow.lastSeq + 1) {
+    term.note(`--from-seq ${from.seq} is past the last event stored (sequence ${follow.lastSeq} of ${STREAM_EVENTS}): waiting for events from there on (Ctrl-C to stop)`);
   }
   const onSignal = (): void => void follow.close();
   process.once('SIGINT', onSignal);
