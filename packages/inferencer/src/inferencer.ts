@@ -142,9 +142,13 @@ function xattrsOf(list: readonly { name: string; value: Uint8Array }[]): Record<
   return xattrs;
 }
 
-/** A file's mapped runs from its extents. */
-function runsOf(ino: number, map: readonly { logical: number; physical: number; length: number }[]): MappedRun[] {
-  return map.map((e) => ({ ino, logical: e.logical, physical: e.physical, length: e.length }));
+/**
+ * A file's mapped runs from its extents. Preallocated (unwritten) extents are kept, marked: they read as zeros,
+ * whatever their blocks hold (fallocate does not clear them), but a write the guest makes into one is still its
+ * file's (with dioread_nolock ext4 writes every new block so, then marks it written in a later commit).
+ */
+function runsOf(ino: number, map: readonly Extent[]): MappedRun[] {
+  return map.map((e) => (e.initialized ? { ino, logical: e.logical, physical: e.physical, length: e.length } : { ino, logical: e.logical, physical: e.physical, length: e.length, unwritten: true }));
 }
 
 /** The blocks a derivation read, sorted (the shared empty list when none). */
