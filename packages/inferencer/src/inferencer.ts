@@ -1182,7 +1182,8 @@ export class DiskInferencer {
       touchedParents.add(r.dir);
       const fromNode = finalOf(r.dir);
       const fromParent = r.dir !== a.dir && fromNode ? { ino: r.dir, stat: statOf(fromNode) } : undefined;
-      this.event(ctx, { kind: EventKind.Rename, path: this.pathOf(a.ino), from, ino: a.ino, type: now.type, stat: statOf(now), parent, fromParent });
+      // The name it was moved to: a file with other links (`ln a b; rm c`, c another link of a) has several paths.
+      this.event(ctx, { kind: EventKind.Rename, path: this.pathOf(a.ino, a.dir, a.name), from, ino: a.ino, type: now.type, stat: statOf(now), parent, fromParent });
     };
 
     // A0: names moved out of a directory that is removed (`mv d/x .; rm -rf d`), first, while their old paths
