@@ -143,6 +143,12 @@ function xattrsOf(list: readonly { name: string; value: Uint8Array }[]): Record<
 }
 
 /**
+ * Zeros that write events of unmapped ranges are viewed from (see zeroUnmapped); allocated on first use, never
+ * written (emitWrites copies what it carries).
+ */
+let zeroBuffer: Uint8Array | undefined;
+
+/**
  * A file's mapped runs from its extents. Preallocated (unwritten) extents are kept, marked: they read as zeros,
  * whatever their blocks hold (fallocate does not clear them), but a write the guest makes into one is still its
  * file's (with dioread_nolock ext4 writes every new block so, then marks it written in a later commit).
@@ -949,6 +955,52 @@ export class DiskInferencer {
     return this.emitWrites(ctx, node, [{ offset: base + first, data: bytes, omitted: false }]);
   }
 
+  /**
+   * Reports as zeros the bytes below `limit` of the blocks `before` mapped and `after` does not (each map in
+   * logical order, as the decoders return them); a remembered end-of-file block among them is forgotten. Returns
+   * the end of the last byte reported (0 when nothing was). Work is linear in the two maps; the zeros go out in
+   * runs of up to MAX_WRITE_RUN_BYTES, viewed from one shared buffer (bytes carried only up to the inline limit).
+   */
+  private zeroUnmapped(ctx: Ctx, node: FsNode, before: readonly MappedRun[], after: readonly MappedRun[], limit: number): number {
+    const bs = this.store.blockSize;
+    const lastBlock = Math.ceil(limit / bs);
+    const holes: [number, number][] = [];
+    const hole = (from: number, to: number) => {
+      const prev = holes[holes.length - 1];
+      if (prev && prev[1] === from) prev[1] = to;
+      else holes.push([from, to]);
+    };
+    let j = 0;
+    // Unwritten runs count as mapped on both sides: the guest's data in one is reported as the file's (see
+    // runsOf), and zeros reported over it would undo that. (So a range zeroed in place, FALLOC_FL_ZERO_RANGE,
+    // is not reported: README, Known limits.)
+    for (const r of before) {
+      const e = Math.min(r.logical + r.length, lastBlock);
+      // Each pass either ends or moves `s` past the next run of `after` (and `j` on): linear in both maps.
+      for (let s = r.logical; s < e; ) {
+        while (j < after.length && after[j]!.logical + after[j]!.length <= s) j++; // ok: j in range
+        const a = after[j];
+        if (!a || a.logical >= e) {
+          hole(s, e);
+          break;
+        }
+        if (a.logical > s) hole(s, a.logical);
+        s = a.logical + a.length;
+      }
+    }
+    let reached = 0;
+    for (const [from, to] of holes) {
+      const tail = this.tails.get(node.ino);
+      if (tail && tail.logical >= from && tail.logical < to) this.tails.delete(node.ino);
+      const stop = Math.min(to * bs, limit);
+      for (let at = from * bs; at < stop; at += MAX_WRITE_RUN_BYTES) {
+        zeroBuffer ??= new Uint8Array(MAX_WRITE_RUN_BYTES);
+        reached = Math.max(reached, this.emitWrites(ctx, node, [{ offset: at, data: zeroBuffer.subarray(0, Math.min(MAX_WRITE_RUN_BYTES, stop - at)), omitted: false }]));
+      }
+    }
+    return reached;
+  }
+
   /** After a size change: bytes past the new end of file of the remembered block read as zeros from now on. */
   private shrinkTail(node: FsNode): void {
     const tail = this.tails.get(node.ino);
@@ -1455,6 +1507,13 @@ export class DiskInferencer {
         this.shrinkTail(node);
         this.event(ctx, { kind: EventKind.Truncate, path: pathNow(), ino: node.ino, type: node.type, stat: statOf(node), oldSize: before.size, size: node.size });
         evented.add(node.ino);
+      }
+      if (node.type === FileType.file && before.runs && node.runs && before.runs.length > 0) {
+        // Blocks the file had, below both sizes, that it no longer maps read as zeros now: a truncate that shrank
+        // and grew again in one commit (`truncate -s 100 f; truncate -s 20000 f`: only 30000->20000 shows), a
+        // punched hole. No write tells; the size alone would leave the old bytes.
+        const end = this.zeroUnmapped(ctx, node, before.runs, node.runs, Math.min(before.size, node.size));
+        if (end > 0) wroteTo.set(node.ino, Math.max(wroteTo.get(node.ino) ?? 0, end));
       }
       if (node.inline && (!before.inline || !Buffer.from(before.inline).equals(Buffer.from(node.inline)))) {
         this.emitWrites(ctx, node, [{ offset: 0, data: node.inline, omitted: false }]);
