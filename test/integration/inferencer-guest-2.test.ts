@@ -1,0 +1,146 @@
+/**
+ * The inference engine against real guests, second walk-through: workloads the first file
+ * (inferencer-guest.test.ts) does not cover - fragmented files with an extent tree, truncates that shrink and
+ * grow, preallocated (unwritten) extents, large htree directories, deep trees moved whole, hard links across
+ * directories, symlinks replaced in place, and the layouts and mount options the first file does not make.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { brief, checkAgainstKernel, fingerprint, replay, replayWithRestarts } from '../support/guest-replay.js';
+import { recordGuestWorkload } from '../support/guest-stream.js';
+import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+
+let work: string;
+let nats: NatsServer;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'gammaray-infer-guest2-'));
+  nats = await startNatsServer({ jetstream: true });
+}, 60_000);
+
+afterAll(async () => {
+  await nats?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+/** Writes every other 4 KiB block of `f` from block `from` below `to` (each a separate extent on disk). */
+const everyOther = (f: string, from: number, to: number, step = 2) =>
+  `i=${from}; while [ $i -lt ${to} ]; do dd if=/dev/urandom of=${f} bs=4k count=1 seek=$i conv=notrunc 2>/dev/null; i=$((i+${step})); done`;
+
+describe('inference from a real guest, second walk-through', () => {
+  it('fragmented files (extent tree with index blocks), overwrites across extents, truncates, preallocation', async () => {
+    const rec = await recordGuestWorkload({
+      nats: nats.url,
+      work,
+      disk: 'frag',
+      sizeMiB: 128,
+      files: { 'shrinkgrow.txt': 'g'.repeat(30000), 'zero.txt': 'z'.repeat(9000) },
+      workload: [
+        'set -e',
+        // 600 one-block extents: a tree of depth 1 with several leaf blocks (1 KiB blocks: 84 extents a leaf).
+        everyOther('frag', 0, 1200),
+        'sync',
+        // Overwrites in the middle, across several extents and the holes between them.
+        'dd if=/dev/urandom of=frag bs=1000 seek=3000 count=20 conv=notrunc 2>/dev/null',
+        'sync',
+        // Holes filled: extents merge, leaves empty out.
+        everyOther('frag', 201, 600, 2),
+        'sync',
+        // Shrunk into the tree, then shrunk to fit in the inode again.
+        'truncate -s 2000000 frag',
+        'sync',
+        'truncate -s 9000 frag',
+        'sync',
+        // Shrink then grow, in one commit and in two; to 0 then appended.
+        'truncate -s 100 shrinkgrow.txt; truncate -s 20000 shrinkgrow.txt',
+        'truncate -s 0 zero.txt; echo appended >> zero.txt',
+        'sync',
+        'truncate -s 50 shrinkgrow.txt',
+        'sync',
+        'truncate -s 7000 shrinkgrow.txt; echo tail >> shrinkgrow.txt',
+        'sync',
+        // Preallocated (unwritten) extents: read as zeros until written; written in the middle.
+        'fallocate -l 200000 pre',
+        'sync',
+        'printf hello | dd of=pre bs=1 seek=100000 conv=notrunc 2>/dev/null',
+        'sync',
+        'fallocate -o 300000 -l 50000 pre',
+        'printf world | dd of=pre bs=1 seek=320000 conv=notrunc 2>/dev/null',
+        'sync',
+        // Shrunk and grown again in one commit, and left so: the old bytes past the shrink read as zeros. (Made
+        // here, not in the starting tree, so that a folding consumer knows their content.)
+        'head -c 30000 /dev/zero | tr "\\0" h > sg.txt; head -c 30000 /dev/zero | tr "\\0" k > sg2.txt',
+        'sync',
+        'truncate -s 100 sg.txt; truncate -s 20000 sg.txt; truncate -s 100 sg2.txt; truncate -s 50000 sg2.txt',
+        'sync',
+        // Sparse writes far apart (a hole of 40 MiB), without a sync in between; the harness syncs at the end.
+        'printf a | dd of=far bs=1 seek=5 conv=notrunc 2>/dev/null',
+        'printf b | dd of=far bs=1 seek=40000000 conv=notrunc 2>/dev/null',
+        'printf c | dd of=far bs=1 seek=20000000 conv=notrunc 2>/dev/null',
+      ].join('\n'),
+      timeoutMs: 600_000,
+    });
+    const r = await replay(rec, 'frag');
+    if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
+    expect(r.events.filter((e) => e.kind === 'corrupt'), brief(r.events).join('\n')).toEqual([]);
+    for (const ahead of [0, 5, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'frag', 3, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    await checkAgainstKernel(rec, r);
+  }, 900_000);
+
+  it('large directories (htree), deep trees moved whole, hard links across directories, symlinks replaced', async () => {
+    const rec = await recordGuestWorkload({
+      nats: nats.url,
+      work,
+      disk: 'dirs',
+      sizeMiB: 128,
+      workload: [
+        'set -e',
+        'mkdir big other',
+        'i=0; while [ $i -lt 3000 ]; do echo "f $i" > big/file-with-a-longer-name-$i; i=$((i+1)); done',
+        'sync',
+        'i=0; while [ $i -lt 3000 ]; do rm big/file-with-a-longer-name-$i; i=$((i+3)); done',
+        'i=1; while [ $i -lt 3000 ]; do mv big/file-with-a-longer-name-$i other/moved-$i; i=$((i+6)); done',
+        'sync',
+        'i=0; while [ $i -lt 300 ]; do echo "again $i" > big/file-with-a-longer-name-$i; i=$((i+3)); done',
+        'mkdir e1 e2; echo x > e1/x; sync; rm e1/x; rmdir e1',
+        'sync',
+        // 50 levels, moved as a whole, then a file at the bottom changed and the tree removed.
+        'p=deep; i=0; while [ $i -lt 50 ]; do p=$p/d$i; i=$((i+1)); done; mkdir -p $p; echo bottom > $p/f',
+        'sync',
+        'mv deep e2/deeper',
+        'sync',
+        'p=e2/deeper; i=0; while [ $i -lt 50 ]; do p=$p/d$i; i=$((i+1)); done; echo more >> $p/f; mv e2/deeper/d0 e2/top',
+        'sync',
+        'rm -rf e2/top',
+        'sync',
+        // Hard links across directories, the first name removed; a rename onto a link of the same inode (a no-op).
+        'mkdir h1 h2; echo data > h1/orig; ln h1/orig h2/link; ln h1/orig h1/link2',
+        'sync',
+        'rm h1/orig',
+        'sync',
+        'mv h2/link h1/link2 || true',
+        'sync',
+        'echo more >> h1/link2; ln h1/link2 h1/link3; rm h2/link',
+        'sync',
+        // Symlinks: fast and slow, replaced by a file, by another symlink (ln -sf), a file replaced by a symlink.
+        'ln -s short s1; ln -s /a/very/long/target/that/does/not/fit/in/the/inode/itself/because/it/is/longer/than/sixty s2; echo f > f3; ln -s t4 s4',
+        'sync',
+        'rm s1; echo now-a-file > s1; rm s2; echo also > s2; rm f3; ln -s now-a-link f3; ln -sf other-target s4',
+        'sync',
+        'ln -sf /another/long/target/that/does/not/fit/in/the/inode/itself/because/it/is/longer/than/sixty s1b; ln -sf short2 s1b',
+        'sync',
+        'mkfifo fifo; mknod chr c 1 3; mknod blk b 7 0',
+        'sync',
+        'rm fifo; mkfifo fifo2; rm chr; mknod chr c 1 5',
+      ].join('\n'),
+      timeoutMs: 600_000,
+    });
+    const r = await replay(rec, 'dirs');
+    if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
+    expect(r.events.filter((e) => e.kind === 'corrupt'), brief(r.events).join('\n')).toEqual([]);
+    for (const ahead of [0, 5, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'dirs', 5, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    await checkAgainstKernel(rec, r);
+  }, 900_000);
+});
