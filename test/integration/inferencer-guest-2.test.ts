@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventKind, type FsEvent } from '@gammaray/inferencer';
 import { brief, checkAgainstKernel, fingerprint, replay, replayWithRestarts } from '../support/guest-replay.js';
 import { recordGuestWorkload } from '../support/guest-stream.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
@@ -143,4 +144,100 @@ describe('inference from a real guest, second walk-through', () => {
     for (const ahead of [0, 5, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'dirs', 5, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r);
   }, 900_000);
+  it('each step gives exactly its events: truncates, preallocation, links of one inode, symlinks and special files replaced', async () => {
+    // A write into a preallocated extent: ext4 writes zeros over the rest of a small unwritten extent (zeroout)
+    // and marks it written whole; those writes are checked below, not here (their order is the block layer's).
+    const steps: [string, string[]][] = [
+      ['echo hello > f', ['create /f', 'write /f @0+6']],
+      ['truncate -s 0 f; echo x >> f', ['write /f @0+2', 'truncate /f 6->2']],
+      ['truncate -s 2 f; truncate -s 3000 f', ['truncate /f 2->3000']],
+      ['fallocate -l 8192 p', ['create /p']],
+      ['printf abc | dd of=p bs=1 seek=5000 conv=notrunc 2>/dev/null', []],
+      ['mkdir a b; ln f a/f2; ln f b/f3', ['create /a', 'create /b', 'link /a/f2', 'link /b/f3']],
+      // Both names are links of one inode: rename(2) does nothing.
+      ['mv a/f2 b/f3', []],
+      ['rm f', ['unlink /f']],
+      // One link made, another removed: the inode's link moved.
+      ['ln b/f3 a/f4; rm a/f2', ['rename /a/f4 <- /a/f2']],
+      ['ln -s t1 s', ['create /s']],
+      ['ln -sf t2 s', ['delete /s', 'create /s']],
+      ['rm s; echo file > s', ['delete /s', 'create /s', 'write /s @0+5']],
+      ['mkfifo q', ['create /q']],
+      ['rm q; mknod q c 1 3', ['delete /q', 'create /q']],
+    ];
+    const rec = await recordGuestWorkload({
+      nats: nats.url,
+      work,
+      disk: 'steps2',
+      workload: ['set -e', 'sync', ...steps.map(([cmd]) => `${cmd}\nsync`)].join('\n'),
+    });
+    const r = await replay(rec, 'steps2');
+    if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
+    const prealloc = (e: FsEvent) => e.path === '/p' && (e.kind === EventKind.Write || e.kind === EventKind.Attr);
+    expect(brief(r.events.filter((e) => e.kind !== EventKind.Snapshot && !prealloc(e)))).toEqual(steps.flatMap(([, ev]) => ev));
+    // The preallocated file's writes: its 8 KiB once each, `abc` at 5000 and zeros elsewhere.
+    const spans = r.events.filter((e) => prealloc(e) && e.kind === EventKind.Write).map((e) => [e.offset!, e.length!, e.data] as const); // ok: writes carry both
+    expect(spans.map(([o, l]) => [o, l]).sort((x, y) => x[0]! - y[0]!).reduce((at, [o, l]) => (o === at ? at + l! : -1), 0)).toBe(8192); // ok: pairs
+    const p = new Uint8Array(8192);
+    for (const [o, , d] of spans) p.set(d!, o); // ok: small writes carry their bytes
+    expect(Buffer.from(p).toString('latin1')).toBe(`${'\0'.repeat(5000)}abc${'\0'.repeat(8192 - 5003)}`);
+    for (const ahead of [0, 2, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'steps2', 1, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    await checkAgainstKernel(rec, r, 0);
+  }, 240_000);
+});
+
+/**
+ * The second walk-through's workloads on the layouts and mount options the first file does not make: 128-byte
+ * inodes (no creation times, no nanoseconds), no metadata checksums, no 64bit, ext3 (block maps), 4 KiB blocks
+ * (ext4 writes new blocks into unwritten extents there: dioread_nolock), inline data, no journal, and a one
+ * second commit interval.
+ */
+describe('the second walk-through on more layouts', () => {
+  const LAYOUTS: [string, string[], string][] = [
+    ['i128', ['-I', '128'], ''],
+    ['nocsum', ['-O', '^metadata_csum'], ''],
+    ['no64bit', ['-O', '^64bit'], ''],
+    ['ext3', ['-t', 'ext3'], ''],
+    ['b4096', ['-b', '4096'], ''],
+    ['inline', ['-O', 'inline_data'], ''],
+    ['nojournal', ['-O', '^has_journal'], ''],
+    ['commit1', [], 'mount -o remount,commit=1 /mnt'],
+  ];
+  it.each(LAYOUTS)('%s: the tree and the folded events equal the kernel\'s view', async (name, mkfs, before) => {
+    const rec = await recordGuestWorkload({
+      nats: nats.url,
+      work,
+      disk: `lay2-${name}`,
+      mkfs,
+      files: { 'keep.txt': 'keep\n' },
+      workload: [
+        'set -e',
+        before,
+        'echo "OPTIONS $(tr "\\n" , < /proc/fs/ext4/vda/options)"',
+        'head -c 30000 /dev/zero | tr "\\0" h > sg; head -c 30000 /dev/zero | tr "\\0" k > sg2',
+        'fallocate -l 100000 pre || echo "no fallocate" > pre',
+        everyOther('frag', 0, 200),
+        'mkdir big other h1 h2; i=0; while [ $i -lt 500 ]; do echo "f $i" > big/name-$i; i=$((i+1)); done',
+        'echo d > h1/o; ln h1/o h2/l; ln -s short s1; ln -s /a/very/long/target/that/does/not/fit/in/the/inode/because/it/is/long s2',
+        'p=deep; i=0; while [ $i -lt 20 ]; do p=$p/d$i; i=$((i+1)); done; mkdir -p $p; echo bottom > $p/f',
+        'sync',
+        'truncate -s 100 sg; truncate -s 20000 sg; truncate -s 0 sg2; echo again >> sg2',
+        'printf hello | dd of=pre bs=1 seek=50000 conv=notrunc 2>/dev/null',
+        'dd if=/dev/urandom of=frag bs=1000 seek=100 count=300 conv=notrunc 2>/dev/null',
+        'i=0; while [ $i -lt 500 ]; do rm big/name-$i; i=$((i+3)); done',
+        'i=1; while [ $i -lt 500 ]; do mv big/name-$i other/; i=$((i+6)); done',
+        'mv h2/l h1/o; ln h1/o h1/n; rm h2/l',
+        'rm s1; echo f > s1; ln -sf x s2',
+        'mv deep other/deeper',
+        'sync',
+        'truncate -s 300000 frag; truncate -s 5 sg; truncate -s 9000 sg',
+        'echo more >> other/deeper/d0/d1/f 2>/dev/null || true',
+      ].join('\n'),
+      timeoutMs: 300_000,
+    });
+    const r = await replay(rec, `lay2-${name}`);
+    if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(/OPTIONS \S*/.exec(rec.guest.console)?.[0], '\n', brief(r.events).join('\n'));
+    expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);
+    await checkAgainstKernel(rec, r, 3);
+  }, 400_000);
 });
