@@ -185,6 +185,44 @@ describe('inference from a real guest, second walk-through', () => {
     await checkAgainstKernel(rec, r, 1);
   }, 240_000);
 
+  it.each([
+    ['b4096', ['-b', '4096'], 4096],
+    ['i128', ['-I', '128'], 1024],
+  ] as [string, string[], number][])('%s: each step of a plain workload gives exactly its events', async (name, mkfs, bs) => {
+    const steps: [string, string[]][] = [
+      ['echo hello > f1', ['create /f1', 'write /f1 @0+6']],
+      ['echo world >> f1', ['write /f1 @6+6']],
+      ['dd if=/dev/urandom of=big bs=4k count=40 2>/dev/null', ['create /big', 'write /big @0+163840']],
+      // The block written in place is reported whole (its new times come as an `attr` when the inode's time
+      // changed at its granularity: seconds in a 128-byte inode; filtered out below).
+      ['printf XY | dd of=big bs=1 seek=70000 conv=notrunc 2>/dev/null', [`write /big @${Math.floor(70000 / bs) * bs}+${bs}`]],
+      ['mv f1 f2', ['rename /f2 <- /f1']],
+      ['mkdir d', ['create /d']],
+      ['mv f2 d/f3', ['rename /d/f3 <- /f2']],
+      ['ln d/f3 l1', ['link /l1']],
+      ['rm l1', ['unlink /l1']],
+      ['chmod 640 d/f3', ['attr /d/f3 mode']],
+      ['ln -s d/f3 s1', ['create /s1']],
+      ['truncate -s 3 d/f3', ['truncate /d/f3 12->3']],
+      ['truncate -s 0 big; echo x >> big', ['write /big @0+2', 'truncate /big 163840->2']],
+      ['rm d/f3', ['delete /d/f3']],
+      ['rmdir d', ['delete /d']],
+      ['rm s1', ['delete /s1']],
+    ];
+    const rec = await recordGuestWorkload({
+      nats: nats.url,
+      work,
+      disk: `steps-${name}`,
+      mkfs,
+      workload: ['set -e', 'sync', ...steps.map(([cmd]) => `${cmd}\nsync`)].join('\n'),
+    });
+    const r = await replay(rec, `steps-${name}`);
+    const got = brief(r.events.filter((e) => e.kind !== EventKind.Snapshot)).filter((e) => e !== 'attr /big mtime,ctime');
+    if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(got.join('\n'));
+    expect(got).toEqual(steps.flatMap(([, ev]) => ev));
+    await checkAgainstKernel(rec, r, 0);
+  }, 240_000);
+
   it('each step gives exactly its events: truncates, preallocation, links of one inode, symlinks and special files replaced', async () => {
     // A write into a preallocated extent: ext4 writes zeros over the rest of a small unwritten extent (zeroout)
     // and marks it written whole; those writes are checked below, not here (their order is the block layer's).
