@@ -1840,6 +1840,9 @@ export class DiskInferencer {
    */
   private forget(n: FsNode, keep?: ReadonlySet<number>): void {
     this.unwritten.delete(n.ino);
+    // Its remembered end-of-file block too: a file that takes the inode number next (in this very commit, often
+    // with the same block) starts with nothing reported, or its first bytes equal to the old file's go unsaid.
+    this.tails.delete(n.ino);
     this.unindex(n);
     this.nodes.delete(n.ino);
     this.links.delete(n.ino);
