@@ -4,7 +4,7 @@
  * grow, preallocated (unwritten) extents, large htree directories, deep trees moved whole, hard links across
  * directories, symlinks replaced in place, and the layouts and mount options the first file does not make.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -272,7 +272,7 @@ describe('inference from a real guest, second walk-through', () => {
  * second commit interval.
  */
 describe('the second walk-through on more layouts', () => {
-  const LAYOUTS: [string, string[], string][] = [
+  const LAYOUTS: [string, string[], string, string?][] = [
     ['i128', ['-I', '128'], ''],
     ['nocsum', ['-O', '^metadata_csum'], ''],
     ['no64bit', ['-O', '^64bit'], ''],
@@ -281,8 +281,17 @@ describe('the second walk-through on more layouts', () => {
     ['inline', ['-O', 'inline_data'], ''],
     ['nojournal', ['-O', '^has_journal'], ''],
     ['commit1', [], 'mount -o remount,commit=1 /mnt'],
+    // Data modes are the file system's default mount options (mke2fs.conf `default_mntopts`): init mounts plainly.
+    ['datajournal', [], '', 'acl,user_xattr,journal_data'],
+    ['datawriteback', [], '', 'acl,user_xattr,journal_data_writeback'],
   ];
-  it.each(LAYOUTS)('%s: the tree and the folded events equal the kernel\'s view', async (name, mkfs, before) => {
+  it.each(LAYOUTS)('%s: the tree and the folded events equal the kernel\'s view', async (name, mkfs, before, mntopts) => {
+    const saved = process.env['MKE2FS_CONFIG'];
+    if (mntopts) {
+      const conf = join(work, `${name}.mke2fs.conf`);
+      writeFileSync(conf, readFileSync('/etc/mke2fs.conf', 'utf8').replace('[defaults]', `[defaults]\n\tdefault_mntopts = ${mntopts}`));
+      process.env['MKE2FS_CONFIG'] = conf;
+    }
     const rec = await recordGuestWorkload({
       nats: nats.url,
       work,
@@ -310,10 +319,19 @@ describe('the second walk-through on more layouts', () => {
         'mv deep other/deeper',
         'sync',
         'truncate -s 300000 frag; truncate -s 5 sg; truncate -s 9000 sg',
+        'sync',
+        // The tree's leaf blocks freed and taken by another file's data in one commit; journal-wrapping writes.
+        'truncate -s 0 frag; dd if=/dev/urandom of=taker bs=1k count=400 2>/dev/null',
+        'sync',
+        'dd if=/dev/urandom of=wrap bs=1M count=8 2>/dev/null; rm -r big; dd if=/dev/urandom of=wrap2 bs=1M count=6 2>/dev/null',
         'echo more >> other/deeper/d0/d1/f 2>/dev/null || true',
       ].join('\n'),
       timeoutMs: 300_000,
+    }).finally(() => {
+      if (saved === undefined) delete process.env['MKE2FS_CONFIG'];
+      else process.env['MKE2FS_CONFIG'] = saved;
     });
+    if (mntopts && !rec.guest.console.includes('from the cache')) expect(rec.guest.console).toContain(mntopts.includes('writeback') ? 'data=writeback' : 'data=journal');
     const r = await replay(rec, `lay2-${name}`);
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(/OPTIONS \S*/.exec(rec.guest.console)?.[0], '\n', brief(r.events).join('\n'));
     expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);
