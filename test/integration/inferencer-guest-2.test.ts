@@ -30,6 +30,128 @@ afterAll(async () => {
 const everyOther = (f: string, from: number, to: number, step = 2) =>
   `i=${from}; while [ $i -lt ${to} ]; do dd if=/dev/urandom of=${f} bs=4k count=1 seek=$i conv=notrunc 2>/dev/null; i=$((i+${step})); done`;
 
+/** An xattr value too big for a 256-byte inode's spare room: it goes to a block. */
+const BIG_XATTR = 'v'.repeat(300);
+
+/** The starting tree of {@link FRAG_WORKLOAD}. */
+const FRAG_FILES = { 'shrinkgrow.txt': 'g'.repeat(30000), 'zero.txt': 'z'.repeat(9000) };
+
+/** Fragmented files, overwrites across extents, truncates, preallocation, sparse writes far apart. */
+const FRAG_WORKLOAD = [
+  'set -e',
+  // 600 one-block extents: a tree of depth 1 with several leaf blocks (1 KiB blocks: 84 extents a leaf).
+  everyOther('frag', 0, 1200),
+  'sync',
+  // Overwrites in the middle, across several extents and the holes between them.
+  'dd if=/dev/urandom of=frag bs=1000 seek=3000 count=20 conv=notrunc 2>/dev/null',
+  'sync',
+  // Holes filled: extents merge, leaves empty out.
+  everyOther('frag', 201, 600, 2),
+  'sync',
+  // Shrunk into the tree, then shrunk to fit in the inode again.
+  'truncate -s 2000000 frag',
+  'sync',
+  'truncate -s 9000 frag',
+  'sync',
+  // Shrink then grow, in one commit and in two; to 0 then appended.
+  'truncate -s 100 shrinkgrow.txt; truncate -s 20000 shrinkgrow.txt',
+  'truncate -s 0 zero.txt; echo appended >> zero.txt',
+  'sync',
+  'truncate -s 50 shrinkgrow.txt',
+  'sync',
+  'truncate -s 7000 shrinkgrow.txt; echo tail >> shrinkgrow.txt',
+  'sync',
+  // Preallocated (unwritten) extents: read as zeros until written; written in the middle.
+  'fallocate -l 200000 pre',
+  'sync',
+  'printf hello | dd of=pre bs=1 seek=100000 conv=notrunc 2>/dev/null',
+  'sync',
+  'fallocate -o 300000 -l 50000 pre',
+  'printf world | dd of=pre bs=1 seek=320000 conv=notrunc 2>/dev/null',
+  'sync',
+  // Shrunk and grown again in one commit, and left so: the old bytes past the shrink read as zeros. (Made
+  // here, not in the starting tree, so that a folding consumer knows their content.)
+  'head -c 30000 /dev/zero | tr "\\0" h > sg.txt; head -c 30000 /dev/zero | tr "\\0" k > sg2.txt',
+  'sync',
+  'truncate -s 100 sg.txt; truncate -s 20000 sg.txt; truncate -s 100 sg2.txt; truncate -s 50000 sg2.txt',
+  'sync',
+  // Sparse writes far apart (a hole of 40 MiB), without a sync in between; the harness syncs at the end.
+  'printf a | dd of=far bs=1 seek=5 conv=notrunc 2>/dev/null',
+  'printf b | dd of=far bs=1 seek=40000000 conv=notrunc 2>/dev/null',
+  'printf c | dd of=far bs=1 seek=20000000 conv=notrunc 2>/dev/null',
+].join('\n');
+
+/** A 3,000-file htree directory thinned and moved, a 50-level tree moved, hard links, symlinks and special files replaced. */
+const DIRS_WORKLOAD = [
+  'set -e',
+  'mkdir big other',
+  'i=0; while [ $i -lt 3000 ]; do echo "f $i" > big/file-with-a-longer-name-$i; i=$((i+1)); done',
+  'sync',
+  'i=0; while [ $i -lt 3000 ]; do rm big/file-with-a-longer-name-$i; i=$((i+3)); done',
+  'i=1; while [ $i -lt 3000 ]; do mv big/file-with-a-longer-name-$i other/moved-$i; i=$((i+6)); done',
+  'sync',
+  'i=0; while [ $i -lt 300 ]; do echo "again $i" > big/file-with-a-longer-name-$i; i=$((i+3)); done',
+  'mkdir e1 e2; echo x > e1/x; sync; rm e1/x; rmdir e1',
+  'sync',
+  // 50 levels, moved as a whole, then a file at the bottom changed and the tree removed.
+  'p=deep; i=0; while [ $i -lt 50 ]; do p=$p/d$i; i=$((i+1)); done; mkdir -p $p; echo bottom > $p/f',
+  'sync',
+  'mv deep e2/deeper',
+  'sync',
+  'p=e2/deeper; i=0; while [ $i -lt 50 ]; do p=$p/d$i; i=$((i+1)); done; echo more >> $p/f; mv e2/deeper/d0 e2/top',
+  'sync',
+  'rm -rf e2/top',
+  'sync',
+  // Hard links across directories, the first name removed; a rename onto a link of the same inode (a no-op).
+  'mkdir h1 h2; echo data > h1/orig; ln h1/orig h2/link; ln h1/orig h1/link2',
+  'sync',
+  'rm h1/orig',
+  'sync',
+  'mv h2/link h1/link2 || true',
+  'sync',
+  'echo more >> h1/link2; ln h1/link2 h1/link3; rm h2/link',
+  'sync',
+  // Symlinks: fast and slow, replaced by a file, by another symlink (ln -sf), a file replaced by a symlink.
+  'ln -s short s1; ln -s /a/very/long/target/that/does/not/fit/in/the/inode/itself/because/it/is/longer/than/sixty s2; echo f > f3; ln -s t4 s4',
+  'sync',
+  'rm s1; echo now-a-file > s1; rm s2; echo also > s2; rm f3; ln -s now-a-link f3; ln -sf other-target s4',
+  'sync',
+  'ln -sf /another/long/target/that/does/not/fit/in/the/inode/itself/because/it/is/longer/than/sixty s1b; ln -sf short2 s1b',
+  'sync',
+  'mkfifo fifo; mknod chr c 1 3; mknod blk b 7 0',
+  'sync',
+  'rm fifo; mkfifo fifo2; rm chr; mknod chr c 1 5',
+].join('\n');
+
+/** Orphans written through their descriptors, shared xattr blocks, a directory renamed over an empty one, odd names. */
+const MISC_WORKLOAD = [
+  'set -e',
+  'echo open1 > o1; echo open2 > o2; echo keep > k',
+  'sync',
+  // Unlinked while open (on the orphan list: i_dtime chains them), then written through the descriptor.
+  'exec 3>>o1; exec 4>>o2; rm o1 o2',
+  'sync',
+  'echo more >&3; echo more >&4',
+  'sync',
+  'exec 3>&-; exec 4>&-',
+  'sync',
+  // Identical xattr sets too big for the inodes share one block (refcounted); one changed copies it.
+  `echo a > x1; echo b > x2; echo c > x3; setfattr -n user.big -v ${BIG_XATTR} x1; setfattr -n user.big -v ${BIG_XATTR} x2; setfattr -n user.big -v ${BIG_XATTR} x3`,
+  'sync',
+  'setfattr -n user.big -v changed x2; setfattr -x user.big x3',
+  'sync',
+  'rm x1',
+  'sync',
+  // A directory renamed over an empty directory; a name with a newline; a 255-byte name.
+  'mkdir -p src/in dst p/q/empty; echo in > src/in/f; echo y > p/y',
+  'sync',
+  'mv -T src dst; mkdir e2; echo z > e2/z; mv -T e2 p/q/empty',
+  'sync',
+  `touch "$(printf 'new\\nline')"; touch ${'n'.repeat(255)}`,
+  'sync',
+  `mv "$(printf 'new\\nline')" ${'m'.repeat(255)}`,
+].join('\n');
+
 describe('inference from a real guest, second walk-through', () => {
   it('fragmented files (extent tree with index blocks), overwrites across extents, truncates, preallocation', async () => {
     const rec = await recordGuestWorkload({
@@ -37,50 +159,8 @@ describe('inference from a real guest, second walk-through', () => {
       work,
       disk: 'frag',
       sizeMiB: 128,
-      files: { 'shrinkgrow.txt': 'g'.repeat(30000), 'zero.txt': 'z'.repeat(9000) },
-      workload: [
-        'set -e',
-        // 600 one-block extents: a tree of depth 1 with several leaf blocks (1 KiB blocks: 84 extents a leaf).
-        everyOther('frag', 0, 1200),
-        'sync',
-        // Overwrites in the middle, across several extents and the holes between them.
-        'dd if=/dev/urandom of=frag bs=1000 seek=3000 count=20 conv=notrunc 2>/dev/null',
-        'sync',
-        // Holes filled: extents merge, leaves empty out.
-        everyOther('frag', 201, 600, 2),
-        'sync',
-        // Shrunk into the tree, then shrunk to fit in the inode again.
-        'truncate -s 2000000 frag',
-        'sync',
-        'truncate -s 9000 frag',
-        'sync',
-        // Shrink then grow, in one commit and in two; to 0 then appended.
-        'truncate -s 100 shrinkgrow.txt; truncate -s 20000 shrinkgrow.txt',
-        'truncate -s 0 zero.txt; echo appended >> zero.txt',
-        'sync',
-        'truncate -s 50 shrinkgrow.txt',
-        'sync',
-        'truncate -s 7000 shrinkgrow.txt; echo tail >> shrinkgrow.txt',
-        'sync',
-        // Preallocated (unwritten) extents: read as zeros until written; written in the middle.
-        'fallocate -l 200000 pre',
-        'sync',
-        'printf hello | dd of=pre bs=1 seek=100000 conv=notrunc 2>/dev/null',
-        'sync',
-        'fallocate -o 300000 -l 50000 pre',
-        'printf world | dd of=pre bs=1 seek=320000 conv=notrunc 2>/dev/null',
-        'sync',
-        // Shrunk and grown again in one commit, and left so: the old bytes past the shrink read as zeros. (Made
-        // here, not in the starting tree, so that a folding consumer knows their content.)
-        'head -c 30000 /dev/zero | tr "\\0" h > sg.txt; head -c 30000 /dev/zero | tr "\\0" k > sg2.txt',
-        'sync',
-        'truncate -s 100 sg.txt; truncate -s 20000 sg.txt; truncate -s 100 sg2.txt; truncate -s 50000 sg2.txt',
-        'sync',
-        // Sparse writes far apart (a hole of 40 MiB), without a sync in between; the harness syncs at the end.
-        'printf a | dd of=far bs=1 seek=5 conv=notrunc 2>/dev/null',
-        'printf b | dd of=far bs=1 seek=40000000 conv=notrunc 2>/dev/null',
-        'printf c | dd of=far bs=1 seek=20000000 conv=notrunc 2>/dev/null',
-      ].join('\n'),
+      files: FRAG_FILES,
+      workload: FRAG_WORKLOAD,
       timeoutMs: 600_000,
     });
     const r = await replay(rec, 'frag');
@@ -96,46 +176,7 @@ describe('inference from a real guest, second walk-through', () => {
       work,
       disk: 'dirs',
       sizeMiB: 128,
-      workload: [
-        'set -e',
-        'mkdir big other',
-        'i=0; while [ $i -lt 3000 ]; do echo "f $i" > big/file-with-a-longer-name-$i; i=$((i+1)); done',
-        'sync',
-        'i=0; while [ $i -lt 3000 ]; do rm big/file-with-a-longer-name-$i; i=$((i+3)); done',
-        'i=1; while [ $i -lt 3000 ]; do mv big/file-with-a-longer-name-$i other/moved-$i; i=$((i+6)); done',
-        'sync',
-        'i=0; while [ $i -lt 300 ]; do echo "again $i" > big/file-with-a-longer-name-$i; i=$((i+3)); done',
-        'mkdir e1 e2; echo x > e1/x; sync; rm e1/x; rmdir e1',
-        'sync',
-        // 50 levels, moved as a whole, then a file at the bottom changed and the tree removed.
-        'p=deep; i=0; while [ $i -lt 50 ]; do p=$p/d$i; i=$((i+1)); done; mkdir -p $p; echo bottom > $p/f',
-        'sync',
-        'mv deep e2/deeper',
-        'sync',
-        'p=e2/deeper; i=0; while [ $i -lt 50 ]; do p=$p/d$i; i=$((i+1)); done; echo more >> $p/f; mv e2/deeper/d0 e2/top',
-        'sync',
-        'rm -rf e2/top',
-        'sync',
-        // Hard links across directories, the first name removed; a rename onto a link of the same inode (a no-op).
-        'mkdir h1 h2; echo data > h1/orig; ln h1/orig h2/link; ln h1/orig h1/link2',
-        'sync',
-        'rm h1/orig',
-        'sync',
-        'mv h2/link h1/link2 || true',
-        'sync',
-        'echo more >> h1/link2; ln h1/link2 h1/link3; rm h2/link',
-        'sync',
-        // Symlinks: fast and slow, replaced by a file, by another symlink (ln -sf), a file replaced by a symlink.
-        'ln -s short s1; ln -s /a/very/long/target/that/does/not/fit/in/the/inode/itself/because/it/is/longer/than/sixty s2; echo f > f3; ln -s t4 s4',
-        'sync',
-        'rm s1; echo now-a-file > s1; rm s2; echo also > s2; rm f3; ln -s now-a-link f3; ln -sf other-target s4',
-        'sync',
-        'ln -sf /another/long/target/that/does/not/fit/in/the/inode/itself/because/it/is/longer/than/sixty s1b; ln -sf short2 s1b',
-        'sync',
-        'mkfifo fifo; mknod chr c 1 3; mknod blk b 7 0',
-        'sync',
-        'rm fifo; mkfifo fifo2; rm chr; mknod chr c 1 5',
-      ].join('\n'),
+      workload: DIRS_WORKLOAD,
       timeoutMs: 600_000,
     });
     const r = await replay(rec, 'dirs');
@@ -145,38 +186,11 @@ describe('inference from a real guest, second walk-through', () => {
     await checkAgainstKernel(rec, r);
   }, 900_000);
   it('files open after their last name is gone, shared xattr blocks, a directory renamed over an empty one, odd names', async () => {
-    const v1 = 'v'.repeat(300);
     const rec = await recordGuestWorkload({
       nats: nats.url,
       work,
       disk: 'misc',
-      workload: [
-        'set -e',
-        'echo open1 > o1; echo open2 > o2; echo keep > k',
-        'sync',
-        // Unlinked while open (on the orphan list: i_dtime chains them), then written through the descriptor.
-        'exec 3>>o1; exec 4>>o2; rm o1 o2',
-        'sync',
-        'echo more >&3; echo more >&4',
-        'sync',
-        'exec 3>&-; exec 4>&-',
-        'sync',
-        // Identical xattr sets too big for the inodes share one block (refcounted); one changed copies it.
-        `echo a > x1; echo b > x2; echo c > x3; setfattr -n user.big -v ${v1} x1; setfattr -n user.big -v ${v1} x2; setfattr -n user.big -v ${v1} x3`,
-        'sync',
-        'setfattr -n user.big -v changed x2; setfattr -x user.big x3',
-        'sync',
-        'rm x1',
-        'sync',
-        // A directory renamed over an empty directory; a name with a newline; a 255-byte name.
-        'mkdir -p src/in dst p/q/empty; echo in > src/in/f; echo y > p/y',
-        'sync',
-        'mv -T src dst; mkdir e2; echo z > e2/z; mv -T e2 p/q/empty',
-        'sync',
-        `touch "$(printf 'new\\nline')"; touch ${'n'.repeat(255)}`,
-        'sync',
-        `mv "$(printf 'new\\nline')" ${'m'.repeat(255)}`,
-      ].join('\n'),
+      workload: MISC_WORKLOAD,
     });
     const r = await replay(rec, 'misc');
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
@@ -337,4 +351,40 @@ describe('the second walk-through on more layouts', () => {
     expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);
     await checkAgainstKernel(rec, r, 3);
   }, 400_000);
+});
+
+/**
+ * The three workloads above on the layouts where most went wrong: data=journal (file data reaches its home
+ * blocks from the journal, a commit after the metadata), no journal (flushes are the consistency points) and
+ * 4 KiB blocks (dioread_nolock: new blocks are unwritten extents until their data is in).
+ */
+describe('the second walk-through in other modes', () => {
+  const MODES: [string, string[], string?][] = [
+    ['datajournal', [], 'acl,user_xattr,journal_data'],
+    ['nojournal', ['-O', '^has_journal']],
+    ['b4096', ['-b', '4096']],
+  ];
+  const WORKLOADS: [string, string, Record<string, string>][] = [
+    ['frag', FRAG_WORKLOAD, FRAG_FILES],
+    ['dirs', DIRS_WORKLOAD, {}],
+    ['misc', MISC_WORKLOAD, {}],
+  ];
+  const cases = MODES.flatMap(([mode, mkfs, mntopts]) => WORKLOADS.map(([w, workload, files]) => [`${w} ${mode}`, mkfs, mntopts, workload, files] as const));
+  it.each(cases)('%s: the tree and the folded events equal the kernel\'s view', async (name, mkfs, mntopts, workload, files) => {
+    const key = name.replace(' ', '-');
+    const saved = process.env['MKE2FS_CONFIG'];
+    if (mntopts) {
+      const conf = join(work, `${key}.mke2fs.conf`);
+      writeFileSync(conf, readFileSync('/etc/mke2fs.conf', 'utf8').replace('[defaults]', `[defaults]\n\tdefault_mntopts = ${mntopts}`));
+      process.env['MKE2FS_CONFIG'] = conf;
+    }
+    const rec = await recordGuestWorkload({ nats: nats.url, work, disk: `mode-${key}`, mkfs, files, sizeMiB: 128, workload, timeoutMs: 600_000 }).finally(() => {
+      if (saved === undefined) delete process.env['MKE2FS_CONFIG'];
+      else process.env['MKE2FS_CONFIG'] = saved;
+    });
+    const r = await replay(rec, `mode-${key}`);
+    if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
+    expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);
+    await checkAgainstKernel(rec, r, 1);
+  }, 900_000);
 });
