@@ -147,6 +147,7 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
   chunked('open', s.journal?.open ?? [], 1024);
   chunked('tails', s.tails, 1024);
   chunked('recent', s.recent, 1024);
+  chunked('logged', s.logged ?? [], 1024);
   chunked('retries', s.retries, 65536);
   chunked('heldTails', s.heldTails, 65536);
   chunked('remapped', s.remapped, 65536);
@@ -171,6 +172,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   const open: [number, Uint8Array][] = [];
   const tails: [number, number, number, Uint8Array, Uint8Array | null][] = [];
   const recent: [number, Uint8Array][] = [];
+  const logged: [number, number, number, Uint8Array][] = [];
   const retries: [number, number][] = [];
   const heldTails: number[] = [];
   const remapped: number[] = [];
@@ -255,6 +257,9 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
       case 'recent':
         for (const [b, data] of d.items as [number, Buffer][]) recent.push([b, new Uint8Array(data)]);
         break;
+      case 'logged':
+        for (const [b, ino, logical, data] of d.items as [number, number, number, Buffer][]) logged.push([b, ino, logical, new Uint8Array(data)]);
+        break;
       case 'retries':
         retries.push(...(d.items as [number, number][]));
         break;
@@ -331,6 +336,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     tails,
     heldTails,
     recent,
+    logged,
     retries,
     namedBy,
     unreadable,

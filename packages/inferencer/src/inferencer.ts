@@ -43,6 +43,7 @@ import {
   DEFAULT_INLINE_LIMIT,
   DEFAULT_PENDING_BYTES,
   MAX_INODES_PER_SETTLE,
+  MAX_LOGGED_DATA_BYTES,
   MAX_ORDER_DEPTH,
   MAX_OMITTED_BLOCKS,
   MAX_PATH_DEPTH,
@@ -207,6 +208,13 @@ export class DiskInferencer {
   private readonly recent = new Map<number, Uint8Array>();
   private readonly recentOldest = new OldestKey(this.recent);
   private recentBytes = 0;
+  /**
+   * data=journal: file-data blocks reported from a commit that logged them, as reported, until the checkpoint
+   * writes them home (that write is the same data, not news). Bounded (MAX_LOGGED_DATA_BYTES, oldest dropped).
+   */
+  private readonly logged = new Map<number, { ino: number; logical: number; data: Uint8Array }>();
+  private readonly loggedOldest = new OldestKey(this.logged);
+  private loggedBytes = 0;
   /** Without a journal: a new inode that failed to derive -> the directory that names it. */
   private readonly namedBy = new Map<number, number>();
   /**
@@ -261,6 +269,12 @@ export class DiskInferencer {
   private readonly txData = new Map<number, Uint8Array>();
   /** Where each block of txData was mapped when the transaction was walked. */
   private readonly txMapped = new Map<number, { ino: number; logical: number }>();
+  /**
+   * Blocks of the transaction being applied that no file mapped when it was walked (taken as metadata images):
+   * those its settle maps as file data are that file's data. data=journal logs a new block's data in the
+   * transaction that allocates it; the block reaches its home only at a later checkpoint.
+   */
+  private readonly txUnmapped = new Map<number, Uint8Array>();
   private applied: number;
   private idx = 0;
   private idxSeq = -1;
@@ -692,6 +706,7 @@ export class DiskInferencer {
     this.pendingOldest.release();
     this.omittedOldest.release();
     this.recentOldest.release();
+    this.loggedOldest.release();
     this.applied = seq;
     return ctx.out;
   }
@@ -746,23 +761,22 @@ export class DiskInferencer {
         try {
           for (const blk of tx.blocks) this.committed(blk.fsBlock, blk.data, ctx);
           await this.settle(ctx);
-          // Logged file data (data=journal) is reported once the transaction's metadata is in: only what is still
-          // that file's block (data=writeback may have freed it and made it metadata in the same transaction),
-          // against the file's size as committed.
-          for (const [b, data] of this.txData) {
-            const was = this.txMapped.get(b);
-            const now = this.dataIndex.lookup(b);
-            if (was && now && now.ino === was.ino && now.logical === was.logical) this.dataWrite(b, 0, data, now, ctx);
-          }
         } finally {
           this.txData.clear();
           this.txMapped.clear();
+          this.txUnmapped.clear();
         }
       }
       return;
     }
     const mapped = this.dataIndex.lookup(b);
     if (mapped) {
+      const logged = this.logged.get(b);
+      if (logged) {
+        this.dropLogged(b, logged.data.length);
+        // The checkpoint of a block a commit logged and this engine reported then: the same bytes, not news.
+        if (full && logged.ino === mapped.ino && logged.logical === mapped.logical && logged.data.length === bs && sliceEqual(logged.data, bytes, 0, bs)) return;
+      }
       this.dataWrite(b, at, bytes, mapped, ctx);
       return;
     }
@@ -792,6 +806,7 @@ export class DiskInferencer {
     const old = this.store.get(b)?.data;
     // The transaction's block images belong to it alone (the follower forgets the log blocks it walked).
     if (this.store.setJournal(b, data, ctx.seq, true)) this.blockChanged(b, old);
+    this.txUnmapped.set(b, data);
   }
 
   /** A held metadata block changed: mark the inodes it describes or that were derived from it. */
@@ -871,6 +886,47 @@ export class DiskInferencer {
     this.emitWrites(ctx, node, [{ offset, data, omitted: false }]);
     const event = ctx.out[ctx.out.length - 1];
     if (ctx.out.length === before + 1 && event) ctx.run = { node, event, end, length: data.length, parts: event.data ? [event.data] : undefined };
+  }
+
+  /**
+   * Logged file data (data=journal) of the transaction being settled, reported once its metadata is in (with
+   * the data its metadata maps, so that sizes and times see it): only what is still that file's block
+   * (data=writeback may have freed it and made it metadata in the same transaction), and blocks no file had
+   * when the transaction was walked that it made a file's (a new block's data is logged with its allocation).
+   */
+  private resolveLogged(ctx: Ctx, wroteTo: Map<number, number>): void {
+    const bs = this.store.blockSize;
+    const note = (b: number, data: Uint8Array, m: { ino: number; logical: number }) => {
+      this.loggedWrite(b, data, m, ctx);
+      const node = this.nodes.get(m.ino);
+      if (node) wroteTo.set(m.ino, Math.max(wroteTo.get(m.ino) ?? 0, Math.min(node.size, (m.logical + 1) * bs)));
+    };
+    for (const [b, data] of this.txData) {
+      const was = this.txMapped.get(b);
+      const now = this.dataIndex.lookup(b);
+      if (was && now && now.ino === was.ino && now.logical === was.logical) note(b, data, now);
+    }
+    for (const [b, data] of this.txUnmapped) {
+      const now = this.dataIndex.lookup(b);
+      if (now) note(b, data, now);
+    }
+  }
+
+  /** A file-data block from a commit (data=journal): reported, and remembered until its checkpoint. */
+  private loggedWrite(b: number, data: Uint8Array, m: { ino: number; logical: number }, ctx: Ctx): void {
+    this.dataWrite(b, 0, data, m, ctx);
+    const prev = this.logged.get(b);
+    if (prev) this.dropLogged(b, prev.data.length);
+    this.logged.set(b, { ino: m.ino, logical: m.logical, data: copyBytes(data) });
+    this.loggedBytes += data.length;
+    while (this.loggedBytes > MAX_LOGGED_DATA_BYTES) {
+      const oldest = this.loggedOldest.next()!; // ok: over the limit, so not empty
+      this.dropLogged(oldest, this.logged.get(oldest)!.data.length); // ok: a key of the map
+    }
+  }
+
+  private dropLogged(b: number, length: number): void {
+    if (this.logged.delete(b)) this.loggedBytes -= length;
   }
 
   private keepRecent(b: number, bytes: Uint8Array): void {
@@ -1486,6 +1542,7 @@ export class DiskInferencer {
     // D: data that the new metadata maps, then sizes, then attributes.
     const wroteTo = new Map<number, number>();
     this.resolvePending(ctx, wroteTo);
+    this.resolveLogged(ctx, wroteTo);
     const bs = this.store.blockSize;
     for (const { node, before } of writes) {
       if (!before) continue;
@@ -1989,6 +2046,7 @@ export class DiskInferencer {
       }),
       heldTails: [...this.heldTails],
       recent: [...this.recent],
+      logged: [...this.logged].map(([b, l]) => [b, l.ino, l.logical, l.data]),
       retries: [...this.retries],
       namedBy: [...this.namedBy],
       unreadable: [...this.unreadable],
@@ -2039,6 +2097,10 @@ export class DiskInferencer {
     for (const [ino, logical, block, data, reported] of state.tails) inf.tails.set(ino, { logical, block, data, reported: reported ?? undefined, reportedLim: -1 });
     for (const ino of state.heldTails) inf.heldTails.add(ino);
     for (const [b, data] of state.recent) inf.keepRecent(b, data);
+    for (const [b, ino, logical, data] of state.logged ?? []) {
+      inf.logged.set(b, { ino, logical, data });
+      inf.loggedBytes += data.length;
+    }
     for (const [ino, n] of state.retries) inf.retries.set(ino, n);
     for (const [ino, dir] of state.namedBy) inf.namedBy.set(ino, dir);
     for (const [ino, dir] of state.unreadable ?? []) inf.unreadable.set(ino, dir);
@@ -2071,6 +2133,8 @@ export interface InferencerState {
   readonly tails: [number, number, number, Uint8Array, Uint8Array | null][];
   readonly heldTails: number[];
   readonly recent: [number, Uint8Array][];
+  /** data=journal: [block, inode, logical block, bytes] reported from a commit, not yet home (absent before 2026-11-28). */
+  readonly logged?: [number, number, number, Uint8Array][];
   readonly retries: [number, number][];
   readonly namedBy: [number, number][];
   /** Unreadable inodes and the directories naming them (absent in checkpoints made before 2026-11-27 18:00). */

@@ -56,6 +56,11 @@ export const DATA_INDEX_BUCKET_BLOCKS = 16;
 export const MAX_TAILS = 1024;
 /** Without a journal: flushes in a row an inode may fail to derive before it is reported corrupt. */
 export const NO_JOURNAL_RETRIES = 2;
+/**
+ * data=journal: bytes of logged file-data blocks remembered, as reported at their commit, until jbd2 writes them
+ * home (a checkpoint that writes the same bytes is then not reported again); beyond it the oldest are dropped.
+ */
+export const MAX_LOGGED_DATA_BYTES = 16 * 1024 * 1024;
 /** Without a journal: bytes of recently written data blocks kept for metadata reads of reused blocks. */
 export const RECENT_DATA_BYTES = 16 * 1024 * 1024;
 /** Unreadable inodes remembered with the directory naming them, to look at it again once they change. */
