@@ -200,9 +200,10 @@ describe('inference from a real guest, second walk-through', () => {
   }, 240_000);
 
   it.each([
-    ['b4096', ['-b', '4096'], 4096],
-    ['i128', ['-I', '128'], 1024],
-  ] as [string, string[], number][])('%s: each step of a plain workload gives exactly its events', async (name, mkfs, bs) => {
+    ['b4096', ['-b', '4096'], 4096, undefined],
+    ['i128', ['-I', '128'], 1024, undefined],
+    ['datajournal', [], 1024, 'acl,user_xattr,journal_data'],
+  ] as [string, string[], number, string | undefined][])('%s: each step of a plain workload gives exactly its events', async (name, mkfs, bs, mntopts) => {
     const steps: [string, string[]][] = [
       ['echo hello > f1', ['create /f1', 'write /f1 @0+6']],
       ['echo world >> f1', ['write /f1 @6+6']],
@@ -219,21 +220,35 @@ describe('inference from a real guest, second walk-through', () => {
       ['ln -s d/f3 s1', ['create /s1']],
       ['truncate -s 3 d/f3', ['truncate /d/f3 12->3']],
       ['truncate -s 0 big; echo x >> big', ['write /big @0+2', 'truncate /big 163840->2']],
+      // Rewritten in place (O_TRUNC): the same size, the first bytes the same.
+      ['echo abc > big', ['write /big @0+4']],
+      // (data=journal logs the block in place of the one it replaces: what differs from what was reported.)
+      ['echo abd > big', [mntopts ? 'write /big @2+1' : 'write /big @0+4']],
       ['rm d/f3', ['delete /d/f3']],
       ['rmdir d', ['delete /d']],
       ['rm s1', ['delete /s1']],
     ];
+    const saved = process.env['MKE2FS_CONFIG'];
+    if (mntopts) {
+      const conf = join(work, `steps-${name}.mke2fs.conf`);
+      writeFileSync(conf, readFileSync('/etc/mke2fs.conf', 'utf8').replace('[defaults]', `[defaults]\n\tdefault_mntopts = ${mntopts}`));
+      process.env['MKE2FS_CONFIG'] = conf;
+    }
     const rec = await recordGuestWorkload({
       nats: nats.url,
       work,
       disk: `steps-${name}`,
       mkfs,
       workload: ['set -e', 'sync', ...steps.map(([cmd]) => `${cmd}\nsync`)].join('\n'),
+    }).finally(() => {
+      if (saved === undefined) delete process.env['MKE2FS_CONFIG'];
+      else process.env['MKE2FS_CONFIG'] = saved;
     });
     const r = await replay(rec, `steps-${name}`);
     const got = brief(r.events.filter((e) => e.kind !== EventKind.Snapshot)).filter((e) => e !== 'attr /big mtime,ctime');
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(got.join('\n'));
     expect(got).toEqual(steps.flatMap(([, ev]) => ev));
+    for (const ahead of [0, 3, Infinity]) expect(fingerprint(await replayWithRestarts(rec, `steps-${name}`, 1, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r, 0);
   }, 240_000);
 
