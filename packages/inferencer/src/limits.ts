@@ -65,3 +65,8 @@ export const MAX_LOGGED_DATA_BYTES = 16 * 1024 * 1024;
 export const RECENT_DATA_BYTES = 16 * 1024 * 1024;
 /** Unreadable inodes remembered with the directory naming them, to look at it again once they change. */
 export const MAX_UNREADABLE = 65536;
+/**
+ * Largest file whose content foldEvents keeps (a guest makes a sparse file of terabytes with one truncate); a
+ * larger file's content is unknown to the fold, as after a write without its bytes.
+ */
+export const MAX_FOLD_CONTENT_BYTES = 256 * 1024 * 1024;
