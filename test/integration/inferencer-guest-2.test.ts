@@ -279,6 +279,14 @@ describe('inference from a real guest, second walk-through', () => {
       ['rm s; echo file > s', ['delete /s', 'create /s', 'write /s @0+5']],
       ['mkfifo q', ['create /q']],
       ['rm q; mknod q c 1 3', ['delete /q', 'create /q']],
+      ['echo a > x; ln x x2; echo b > y', ['create /x', 'link /x2', 'create /y', 'write /x @0+2', 'write /y @0+2']],
+      // Over a name whose inode has another link: that inode loses one; over its last link: it goes.
+      ['mv y x', ['unlink /x', 'rename /x <- /y']],
+      ['mv x2 x', ['delete /x', 'rename /x <- /x2']],
+      ['mkdir m1 m2; mkdir m1/sub', ['create /m1', 'create /m2', 'create /m1/sub']],
+      ['mv m1/sub m2/', ['rename /m2/sub <- /m1/sub']],
+      ['ln -s tgt sl; ln sl sl2', ['create /sl', 'link /sl2']],
+      ['touch -d "2001-02-03 04:05:06" m2', ['attr /m2 atime,mtime,ctime']],
     ];
     const rec = await recordGuestWorkload({
       nats: nats.url,
