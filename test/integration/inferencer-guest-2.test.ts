@@ -259,6 +259,29 @@ describe('inference from a real guest, second walk-through', () => {
     await checkAgainstKernel(rec, r, 0);
   }, 240_000);
 
+  it('a log appended to by a background writer while it is copied and truncated (copytruncate), commits every second', async () => {
+    const rec = await recordGuestWorkload({
+      nats: nats.url,
+      work,
+      disk: 'logrot',
+      workload: [
+        'set -e',
+        'mount -o remount,commit=1 /mnt',
+        // Each line through its own open (O_APPEND): after the truncate the next one lands at 0.
+        '(i=0; while [ $i -lt 400 ]; do echo "line $i of the log" >> app.log; i=$((i+1)); usleep 20000; done) & w=$!',
+        'sleep 2; cp app.log app.log.1; truncate -s 0 app.log',
+        'sleep 2; cp app.log app.log.2; truncate -s 0 app.log; gzip app.log.1',
+        'wait $w',
+        'sync',
+      ].join('\n'),
+    });
+    const r = await replay(rec, 'logrot');
+    if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
+    expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);
+    for (const ahead of [0, 3, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'logrot', 2, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    await checkAgainstKernel(rec, r, 2);
+  }, 240_000);
+
   it('each step gives exactly its events: truncates, preallocation, links of one inode, symlinks and special files replaced', async () => {
     // A write into a preallocated extent: ext4 writes zeros over the rest of a small unwritten extent (zeroout)
     // and marks it written whole; those writes are checked below, not here (their order is the block layer's).
@@ -312,8 +335,9 @@ describe('inference from a real guest, second walk-through', () => {
 /**
  * The second walk-through's workloads on the layouts and mount options the first file does not make: 128-byte
  * inodes (no creation times, no nanoseconds), no metadata checksums, no 64bit, ext3 (block maps), 4 KiB blocks
- * (ext4 writes new blocks into unwritten extents there: dioread_nolock), inline data, no journal, and a one
- * second commit interval.
+ * (ext4 writes new blocks into unwritten extents there: dioread_nolock), inline data, no journal, a one second
+ * commit interval, and the data modes other than ordered. (Not quota: the guest's initramfs has no quota
+ * modules, and its kernel refuses to mount such a file system.)
  */
 describe('the second walk-through on more layouts', () => {
   const LAYOUTS: [string, string[], string, string?][] = [
