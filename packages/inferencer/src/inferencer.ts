@@ -897,7 +897,13 @@ export class DiskInferencer {
   private resolveLogged(ctx: Ctx, wroteTo: Map<number, number>): void {
     const bs = this.store.blockSize;
     const note = (b: number, data: Uint8Array, m: { ino: number; logical: number }) => {
+      const events = ctx.out.length;
+      const run = ctx.run;
+      const runLength = run?.length;
       this.loggedWrite(b, data, m, ctx);
+      // Only a write event made or extended counts: a block logged again with the bytes already reported (a file
+      // rewritten the same) tells nothing, and its new times must still come out as an `attr`.
+      if (ctx.out.length === events && (ctx.run !== run || run?.length === runLength)) return;
       const node = this.nodes.get(m.ino);
       if (node) wroteTo.set(m.ino, Math.max(wroteTo.get(m.ino) ?? 0, Math.min(node.size, (m.logical + 1) * bs)));
     };
