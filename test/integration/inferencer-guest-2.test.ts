@@ -442,3 +442,57 @@ describe('the second walk-through in other modes', () => {
     await checkAgainstKernel(rec, r, 1);
   }, 900_000);
 });
+
+/**
+ * Seeded random operations over a few names in a few directories (busybox ash seeds $RANDOM when it is
+ * assigned), with a sync now and then: renames over names, links, truncates, appends, symlinks, removals, in
+ * every order, checked against the kernel in the data modes that report data differently.
+ */
+describe('seeded random operations', () => {
+  const RANDOM_WORKLOAD = [
+    'RANDOM=12345',
+    'mkdir d0 d1 d2',
+    'n=0',
+    'while [ $n -lt 600 ]; do',
+    '  a=d$((RANDOM % 3))/f$((RANDOM % 6)); b=d$((RANDOM % 3))/f$((RANDOM % 6))',
+    '  case $((RANDOM % 12)) in',
+    '    0|1) echo "$n $RANDOM" >> $a ;;',
+    '    2) head -c $((RANDOM % 9000)) /dev/urandom > $a ;;',
+    '    3) [ -f $a ] && truncate -s $((RANDOM % 12000)) $a ;;',
+    '    4) mv -f $a $b 2>/dev/null ;;',
+    '    5) ln -f $a $b 2>/dev/null ;;',
+    '    6) rm -f $a ;;',
+    '    7) ln -sf "target-$RANDOM" $a 2>/dev/null ;;',
+    '    8) [ -f $a ] && printf XY | dd of=$a bs=1 seek=$((RANDOM % 10000)) conv=notrunc 2>/dev/null ;;',
+    '    9) mkdir -p $a 2>/dev/null; echo in > $a/x 2>/dev/null ;;',
+    '    10) rm -rf $a ;;',
+    '    11) sync ;;',
+    '  esac',
+    '  n=$((n+1))',
+    'done',
+    'true',
+  ].join('\n');
+  const MODES: [string, string[], string?][] = [
+    ['ordered', []],
+    ['datajournal', [], 'acl,user_xattr,journal_data'],
+    ['nojournal', ['-O', '^has_journal']],
+    ['b4096', ['-b', '4096']],
+  ];
+  it.each(MODES)('%s: the tree and the folded events equal the kernel\'s view', async (name, mkfs, mntopts) => {
+    const saved = process.env['MKE2FS_CONFIG'];
+    if (mntopts) {
+      const conf = join(work, `rnd-${name}.mke2fs.conf`);
+      writeFileSync(conf, readFileSync('/etc/mke2fs.conf', 'utf8').replace('[defaults]', `[defaults]\n\tdefault_mntopts = ${mntopts}`));
+      process.env['MKE2FS_CONFIG'] = conf;
+    }
+    const rec = await recordGuestWorkload({ nats: nats.url, work, disk: `rnd-${name}`, mkfs, workload: RANDOM_WORKLOAD, timeoutMs: 300_000 }).finally(() => {
+      if (saved === undefined) delete process.env['MKE2FS_CONFIG'];
+      else process.env['MKE2FS_CONFIG'] = saved;
+    });
+    const r = await replay(rec, `rnd-${name}`);
+    if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
+    expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);
+    for (const ahead of [0, Infinity]) expect(fingerprint(await replayWithRestarts(rec, `rnd-${name}`, 3, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    await checkAgainstKernel(rec, r, 1);
+  }, 400_000);
+});
