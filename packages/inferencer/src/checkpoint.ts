@@ -134,7 +134,9 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
       const part = n.runs.slice(i, i + RUNS_PER_CHUNK);
       const flat = new Float64Array(part.length * 3);
       part.forEach((r, k) => flat.set([r.logical, r.physical, r.length], 3 * k));
-      push({ k: 'runs', ino: n.ino, r: new Uint8Array(flat.buffer) });
+      // `u`: which runs are preallocated (unwritten), one byte each; only when some are.
+      if (part.some((r) => r.unwritten)) push({ k: 'runs', ino: n.ino, r: new Uint8Array(flat.buffer), u: Uint8Array.from(part, (r) => (r.unwritten ? 1 : 0)) });
+      else push({ k: 'runs', ino: n.ino, r: new Uint8Array(flat.buffer) });
     }
   }
   const chunked = (k: string, items: unknown[], per: number) => {
@@ -145,6 +147,7 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
   chunked('open', s.journal?.open ?? [], 1024);
   chunked('tails', s.tails, 1024);
   chunked('recent', s.recent, 1024);
+  chunked('logged', s.logged ?? [], 1024);
   chunked('retries', s.retries, 65536);
   chunked('heldTails', s.heldTails, 65536);
   chunked('remapped', s.remapped, 65536);
@@ -169,6 +172,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   const open: [number, Uint8Array][] = [];
   const tails: [number, number, number, Uint8Array, Uint8Array | null][] = [];
   const recent: [number, Uint8Array][] = [];
+  const logged: [number, number, number, Uint8Array][] = [];
   const retries: [number, number][] = [];
   const heldTails: number[] = [];
   const remapped: number[] = [];
@@ -209,9 +213,14 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
         const raw = d.r as Buffer;
         if (raw.length % 24 !== 0) throw new CheckpointError(`extent chunk of inode ${ino} is ${raw.length} bytes, not whole triples`);
         const flat = new Float64Array(copyBytes(raw).buffer);
+        const u = d.u as Buffer | undefined;
+        if (u !== undefined && u.length * 3 !== flat.length) throw new CheckpointError(`extent chunk of inode ${ino} has ${u.length} unwritten flags for ${flat.length / 3} runs`);
         let list = runs.get(ino);
         if (!list) runs.set(ino, (list = []));
-        for (let k = 0; k < flat.length; k += 3) list.push({ ino, logical: flat[k]!, physical: flat[k + 1]!, length: flat[k + 2]! }); // ok: whole triples
+        for (let k = 0; k < flat.length; k += 3) {
+          const run = { ino, logical: flat[k]!, physical: flat[k + 1]!, length: flat[k + 2]! }; // ok: whole triples
+          list.push(u?.[k / 3] ? { ...run, unwritten: true } : run);
+        }
         break;
       }
       case 'blocks': {
@@ -247,6 +256,9 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
         break;
       case 'recent':
         for (const [b, data] of d.items as [number, Buffer][]) recent.push([b, new Uint8Array(data)]);
+        break;
+      case 'logged':
+        for (const [b, ino, logical, data] of d.items as [number, number, number, Buffer][]) logged.push([b, ino, logical, new Uint8Array(data)]);
         break;
       case 'retries':
         retries.push(...(d.items as [number, number][]));
@@ -330,6 +342,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     tails,
     heldTails,
     recent,
+    logged,
     retries,
     namedBy,
     unreadable,

@@ -20,6 +20,7 @@ export async function readContent(node: FsNode, blockSize: number, fetcher: Bloc
   }
   let seq = Number.MAX_SAFE_INTEGER;
   for (const r of node.runs ?? []) {
+    if (r.unwritten) continue; // preallocated: zeros, like a hole
     const rs = r.logical * blockSize;
     const re = (r.logical + r.length) * blockSize;
     const from = Math.max(rs, offset);

@@ -11,6 +11,11 @@ export interface MappedRun {
   readonly logical: number;
   readonly physical: number;
   readonly length: number;
+  /**
+   * A preallocated (ext4 unwritten) extent: its blocks read as zeros, whatever they hold; writes to them are
+   * still attributed to the file (ext4 writes data there before it marks the extent written).
+   */
+  readonly unwritten?: boolean;
 }
 
 /** The reverse map. */

@@ -5,8 +5,9 @@
  */
 import type { TreeEntry } from '@gammaray/ext4';
 import { EventKind, type FsEvent, type FsStat } from './events.js';
+import { MAX_FOLD_CONTENT_BYTES } from './limits.js';
 
-/** A tree entry as folding keeps it: `content` while every byte of the file is known. */
+/** A tree entry as folding keeps it: `content` while every byte of the file is known (up to MAX_FOLD_CONTENT_BYTES). */
 export interface FoldEntry extends TreeEntry {
   content?: Uint8Array;
 }
@@ -32,6 +33,10 @@ function statAll(tree: Map<string, FoldEntry>, ino: number, s: FsStat): void {
 function resize(e: FoldEntry, size: number): void {
   if (!e.content) return;
   if (e.content.length === size) return;
+  if (size > MAX_FOLD_CONTENT_BYTES) {
+    delete e.content;
+    return;
+  }
   const c = new Uint8Array(size);
   c.set(e.content.subarray(0, Math.min(size, e.content.length)));
   e.content = c;
@@ -56,7 +61,10 @@ export function foldEvents(tree: Map<string, FoldEntry>, events: Iterable<FsEven
         if (e.type === 'file') e.content = ev.kind === EventKind.Create ? new Uint8Array(0) : same?.content;
         tree.set(ev.path, e);
         if (ev.stat) statAll(tree, ev.ino, ev.stat);
-        if (ev.kind === EventKind.Create && ev.stat && ev.stat.size > 0 && e.type === 'file') e.content = new Uint8Array(ev.stat.size);
+        if (ev.kind === EventKind.Create && ev.stat && ev.stat.size > 0 && e.type === 'file') {
+          if (ev.stat.size <= MAX_FOLD_CONTENT_BYTES) e.content = new Uint8Array(ev.stat.size);
+          else delete e.content;
+        }
         break;
       }
       case EventKind.Delete:
@@ -104,6 +112,7 @@ export function foldEvents(tree: Map<string, FoldEntry>, events: Iterable<FsEven
           }
           const end = Math.max(e.size, ev.offset! + ev.data.length); // ok: writes carry offset
           if (e.content.length < end) resize(e, end);
+          if (!e.content) continue; // grown past what is kept
           e.content.set(ev.data, ev.offset!); // ok
           resize(e, e.size);
         }

@@ -43,6 +43,7 @@ import {
   DEFAULT_INLINE_LIMIT,
   DEFAULT_PENDING_BYTES,
   MAX_INODES_PER_SETTLE,
+  MAX_LOGGED_DATA_BYTES,
   MAX_ORDER_DEPTH,
   MAX_OMITTED_BLOCKS,
   MAX_PATH_DEPTH,
@@ -142,9 +143,19 @@ function xattrsOf(list: readonly { name: string; value: Uint8Array }[]): Record<
   return xattrs;
 }
 
-/** A file's mapped runs from its extents. */
-function runsOf(ino: number, map: readonly { logical: number; physical: number; length: number }[]): MappedRun[] {
-  return map.map((e) => ({ ino, logical: e.logical, physical: e.physical, length: e.length }));
+/**
+ * Zeros that write events of unmapped ranges are viewed from (see zeroUnmapped); allocated on first use, never
+ * written (emitWrites copies what it carries).
+ */
+let zeroBuffer: Uint8Array | undefined;
+
+/**
+ * A file's mapped runs from its extents. Preallocated (unwritten) extents are kept, marked: they read as zeros,
+ * whatever their blocks hold (fallocate does not clear them), but a write the guest makes into one is still its
+ * file's (with dioread_nolock ext4 writes every new block so, then marks it written in a later commit).
+ */
+function runsOf(ino: number, map: readonly Extent[]): MappedRun[] {
+  return map.map((e) => (e.initialized ? { ino, logical: e.logical, physical: e.physical, length: e.length } : { ino, logical: e.logical, physical: e.physical, length: e.length, unwritten: true }));
 }
 
 /** The blocks a derivation read, sorted (the shared empty list when none). */
@@ -197,6 +208,13 @@ export class DiskInferencer {
   private readonly recent = new Map<number, Uint8Array>();
   private readonly recentOldest = new OldestKey(this.recent);
   private recentBytes = 0;
+  /**
+   * data=journal: file-data blocks reported from a commit that logged them, as reported, until the checkpoint
+   * writes them home (that write is the same data, not news). Bounded (MAX_LOGGED_DATA_BYTES, oldest dropped).
+   */
+  private readonly logged = new Map<number, { ino: number; logical: number; data: Uint8Array }>();
+  private readonly loggedOldest = new OldestKey(this.logged);
+  private loggedBytes = 0;
   /** Without a journal: a new inode that failed to derive -> the directory that names it. */
   private readonly namedBy = new Map<number, number>();
   /**
@@ -251,6 +269,12 @@ export class DiskInferencer {
   private readonly txData = new Map<number, Uint8Array>();
   /** Where each block of txData was mapped when the transaction was walked. */
   private readonly txMapped = new Map<number, { ino: number; logical: number }>();
+  /**
+   * Blocks of the transaction being applied that no file mapped when it was walked (taken as metadata images):
+   * those its settle maps as file data are that file's data. data=journal logs a new block's data in the
+   * transaction that allocates it; the block reaches its home only at a later checkpoint.
+   */
+  private readonly txUnmapped = new Map<number, Uint8Array>();
   private applied: number;
   private idx = 0;
   private idxSeq = -1;
@@ -682,6 +706,7 @@ export class DiskInferencer {
     this.pendingOldest.release();
     this.omittedOldest.release();
     this.recentOldest.release();
+    this.loggedOldest.release();
     this.applied = seq;
     return ctx.out;
   }
@@ -741,23 +766,22 @@ export class DiskInferencer {
         try {
           for (const blk of tx.blocks) this.committed(blk.fsBlock, blk.data, ctx);
           await this.settle(ctx);
-          // Logged file data (data=journal) is reported once the transaction's metadata is in: only what is still
-          // that file's block (data=writeback may have freed it and made it metadata in the same transaction),
-          // against the file's size as committed.
-          for (const [b, data] of this.txData) {
-            const was = this.txMapped.get(b);
-            const now = this.dataIndex.lookup(b);
-            if (was && now && now.ino === was.ino && now.logical === was.logical) this.dataWrite(b, 0, data, now, ctx);
-          }
         } finally {
           this.txData.clear();
           this.txMapped.clear();
+          this.txUnmapped.clear();
         }
       }
       return;
     }
     const mapped = this.dataIndex.lookup(b);
     if (mapped) {
+      const logged = this.logged.get(b);
+      if (logged) {
+        this.dropLogged(b, logged.data.length);
+        // The checkpoint of a block a commit logged and this engine reported then: the same bytes, not news.
+        if (full && logged.ino === mapped.ino && logged.logical === mapped.logical && logged.data.length === bs && sliceEqual(logged.data, bytes, 0, bs)) return;
+      }
       this.dataWrite(b, at, bytes, mapped, ctx);
       return;
     }
@@ -787,6 +811,7 @@ export class DiskInferencer {
     const old = this.store.get(b)?.data;
     // The transaction's block images belong to it alone (the follower forgets the log blocks it walked).
     if (this.store.setJournal(b, data, ctx.seq, true)) this.blockChanged(b, old);
+    this.txUnmapped.set(b, data);
   }
 
   /** A held metadata block changed: mark the inodes it describes or that were derived from it. */
@@ -866,6 +891,53 @@ export class DiskInferencer {
     this.emitWrites(ctx, node, [{ offset, data, omitted: false }]);
     const event = ctx.out[ctx.out.length - 1];
     if (ctx.out.length === before + 1 && event) ctx.run = { node, event, end, length: data.length, parts: event.data ? [event.data] : undefined };
+  }
+
+  /**
+   * Logged file data (data=journal) of the transaction being settled, reported once its metadata is in (with
+   * the data its metadata maps, so that sizes and times see it): only what is still that file's block
+   * (data=writeback may have freed it and made it metadata in the same transaction), and blocks no file had
+   * when the transaction was walked that it made a file's (a new block's data is logged with its allocation).
+   */
+  private resolveLogged(ctx: Ctx, wroteTo: Map<number, number>): void {
+    const bs = this.store.blockSize;
+    const note = (b: number, data: Uint8Array, m: { ino: number; logical: number }) => {
+      const events = ctx.out.length;
+      const run = ctx.run;
+      const runLength = run?.length;
+      this.loggedWrite(b, data, m, ctx);
+      // Only a write event made or extended counts: a block logged again with the bytes already reported (a file
+      // rewritten the same) tells nothing, and its new times must still come out as an `attr`.
+      if (ctx.out.length === events && (ctx.run !== run || run?.length === runLength)) return;
+      const node = this.nodes.get(m.ino);
+      if (node) wroteTo.set(m.ino, Math.max(wroteTo.get(m.ino) ?? 0, Math.min(node.size, (m.logical + 1) * bs)));
+    };
+    for (const [b, data] of this.txData) {
+      const was = this.txMapped.get(b);
+      const now = this.dataIndex.lookup(b);
+      if (was && now && now.ino === was.ino && now.logical === was.logical) note(b, data, now);
+    }
+    for (const [b, data] of this.txUnmapped) {
+      const now = this.dataIndex.lookup(b);
+      if (now) note(b, data, now);
+    }
+  }
+
+  /** A file-data block from a commit (data=journal): reported, and remembered until its checkpoint. */
+  private loggedWrite(b: number, data: Uint8Array, m: { ino: number; logical: number }, ctx: Ctx): void {
+    this.dataWrite(b, 0, data, m, ctx);
+    const prev = this.logged.get(b);
+    if (prev) this.dropLogged(b, prev.data.length);
+    this.logged.set(b, { ino: m.ino, logical: m.logical, data: copyBytes(data) });
+    this.loggedBytes += data.length;
+    while (this.loggedBytes > MAX_LOGGED_DATA_BYTES) {
+      const oldest = this.loggedOldest.next()!; // ok: over the limit, so not empty
+      this.dropLogged(oldest, this.logged.get(oldest)!.data.length); // ok: a key of the map
+    }
+  }
+
+  private dropLogged(b: number, length: number): void {
+    if (this.logged.delete(b)) this.loggedBytes -= length;
   }
 
   private keepRecent(b: number, bytes: Uint8Array): void {
@@ -948,6 +1020,52 @@ export class DiskInferencer {
       tail.reportedLim = Math.max(rlim, last + 1);
     } else rep.set(bytes, first);
     return this.emitWrites(ctx, node, [{ offset: base + first, data: bytes, omitted: false }]);
+  }
+
+  /**
+   * Reports as zeros the bytes below `limit` of the blocks `before` mapped and `after` does not (each map in
+   * logical order, as the decoders return them); a remembered end-of-file block among them is forgotten. Returns
+   * the end of the last byte reported (0 when nothing was). Work is linear in the two maps; the zeros go out in
+   * runs of up to MAX_WRITE_RUN_BYTES, viewed from one shared buffer (bytes carried only up to the inline limit).
+   */
+  private zeroUnmapped(ctx: Ctx, node: FsNode, before: readonly MappedRun[], after: readonly MappedRun[], limit: number): number {
+    const bs = this.store.blockSize;
+    const lastBlock = Math.ceil(limit / bs);
+    const holes: [number, number][] = [];
+    const hole = (from: number, to: number) => {
+      const prev = holes[holes.length - 1];
+      if (prev && prev[1] === from) prev[1] = to;
+      else holes.push([from, to]);
+    };
+    let j = 0;
+    // Unwritten runs count as mapped on both sides: the guest's data in one is reported as the file's (see
+    // runsOf), and zeros reported over it would undo that. (So a range zeroed in place, FALLOC_FL_ZERO_RANGE,
+    // is not reported: README, Known limits.)
+    for (const r of before) {
+      const e = Math.min(r.logical + r.length, lastBlock);
+      // Each pass either ends or moves `s` past the next run of `after` (and `j` on): linear in both maps.
+      for (let s = r.logical; s < e; ) {
+        while (j < after.length && after[j]!.logical + after[j]!.length <= s) j++; // ok: j in range
+        const a = after[j];
+        if (!a || a.logical >= e) {
+          hole(s, e);
+          break;
+        }
+        if (a.logical > s) hole(s, a.logical);
+        s = a.logical + a.length;
+      }
+    }
+    let reached = 0;
+    for (const [from, to] of holes) {
+      const tail = this.tails.get(node.ino);
+      if (tail && tail.logical >= from && tail.logical < to) this.tails.delete(node.ino);
+      const stop = Math.min(to * bs, limit);
+      for (let at = from * bs; at < stop; at += MAX_WRITE_RUN_BYTES) {
+        zeroBuffer ??= new Uint8Array(MAX_WRITE_RUN_BYTES);
+        reached = Math.max(reached, this.emitWrites(ctx, node, [{ offset: at, data: zeroBuffer.subarray(0, Math.min(MAX_WRITE_RUN_BYTES, stop - at)), omitted: false }]));
+      }
+    }
+    return reached;
   }
 
   /** After a size change: bytes past the new end of file of the remembered block read as zeros from now on. */
@@ -1183,7 +1301,8 @@ export class DiskInferencer {
       touchedParents.add(r.dir);
       const fromNode = finalOf(r.dir);
       const fromParent = r.dir !== a.dir && fromNode ? { ino: r.dir, stat: statOf(fromNode) } : undefined;
-      this.event(ctx, { kind: EventKind.Rename, path: this.pathOf(a.ino), from, ino: a.ino, type: now.type, stat: statOf(now), parent, fromParent });
+      // The name it was moved to: a file with other links (`ln a b; rm c`, c another link of a) has several paths.
+      this.event(ctx, { kind: EventKind.Rename, path: this.pathOf(a.ino, a.dir, a.name), from, ino: a.ino, type: now.type, stat: statOf(now), parent, fromParent });
     };
 
     // A0: names moved out of a directory that is removed (`mv d/x .; rm -rf d`), first, while their old paths
@@ -1434,6 +1553,7 @@ export class DiskInferencer {
     // D: data that the new metadata maps, then sizes, then attributes.
     const wroteTo = new Map<number, number>();
     this.resolvePending(ctx, wroteTo);
+    this.resolveLogged(ctx, wroteTo);
     const bs = this.store.blockSize;
     for (const { node, before } of writes) {
       if (!before) continue;
@@ -1455,6 +1575,13 @@ export class DiskInferencer {
         this.shrinkTail(node);
         this.event(ctx, { kind: EventKind.Truncate, path: pathNow(), ino: node.ino, type: node.type, stat: statOf(node), oldSize: before.size, size: node.size });
         evented.add(node.ino);
+      }
+      if (node.type === FileType.file && before.runs && node.runs && before.runs.length > 0) {
+        // Blocks the file had, below both sizes, that it no longer maps read as zeros now: a truncate that shrank
+        // and grew again in one commit (`truncate -s 100 f; truncate -s 20000 f`: only 30000->20000 shows), a
+        // punched hole. No write tells; the size alone would leave the old bytes.
+        const end = this.zeroUnmapped(ctx, node, before.runs, node.runs, Math.min(before.size, node.size));
+        if (end > 0) wroteTo.set(node.ino, Math.max(wroteTo.get(node.ino) ?? 0, end));
       }
       if (node.inline && (!before.inline || !Buffer.from(before.inline).equals(Buffer.from(node.inline)))) {
         this.emitWrites(ctx, node, [{ offset: 0, data: node.inline, omitted: false }]);
@@ -1781,6 +1908,9 @@ export class DiskInferencer {
    */
   private forget(n: FsNode, keep?: ReadonlySet<number>): void {
     this.unwritten.delete(n.ino);
+    // Its remembered end-of-file block too: a file that takes the inode number next (in this very commit, often
+    // with the same block) starts with nothing reported, or its first bytes equal to the old file's go unsaid.
+    this.tails.delete(n.ino);
     this.unindex(n);
     this.nodes.delete(n.ino);
     this.links.delete(n.ino);
@@ -1927,6 +2057,7 @@ export class DiskInferencer {
       }),
       heldTails: [...this.heldTails],
       recent: [...this.recent],
+      logged: [...this.logged].map(([b, l]) => [b, l.ino, l.logical, l.data]),
       retries: [...this.retries],
       namedBy: [...this.namedBy],
       unreadable: [...this.unreadable],
@@ -1977,6 +2108,10 @@ export class DiskInferencer {
     for (const [ino, logical, block, data, reported] of state.tails) inf.tails.set(ino, { logical, block, data, reported: reported ?? undefined, reportedLim: -1 });
     for (const ino of state.heldTails) inf.heldTails.add(ino);
     for (const [b, data] of state.recent) inf.keepRecent(b, data);
+    for (const [b, ino, logical, data] of state.logged ?? []) {
+      inf.logged.set(b, { ino, logical, data });
+      inf.loggedBytes += data.length;
+    }
     for (const [ino, n] of state.retries) inf.retries.set(ino, n);
     for (const [ino, dir] of state.namedBy) inf.namedBy.set(ino, dir);
     for (const [ino, dir] of state.unreadable ?? []) inf.unreadable.set(ino, dir);
@@ -2009,6 +2144,8 @@ export interface InferencerState {
   readonly tails: [number, number, number, Uint8Array, Uint8Array | null][];
   readonly heldTails: number[];
   readonly recent: [number, Uint8Array][];
+  /** data=journal: [block, inode, logical block, bytes] reported from a commit, not yet home (absent before 2026-11-28). */
+  readonly logged?: [number, number, number, Uint8Array][];
   readonly retries: [number, number][];
   readonly namedBy: [number, number][];
   /** Unreadable inodes and the directories naming them (absent in checkpoints made before 2026-11-27 18:00). */

@@ -56,7 +56,17 @@ export const DATA_INDEX_BUCKET_BLOCKS = 16;
 export const MAX_TAILS = 1024;
 /** Without a journal: flushes in a row an inode may fail to derive before it is reported corrupt. */
 export const NO_JOURNAL_RETRIES = 2;
+/**
+ * data=journal: bytes of logged file-data blocks remembered, as reported at their commit, until jbd2 writes them
+ * home (a checkpoint that writes the same bytes is then not reported again); beyond it the oldest are dropped.
+ */
+export const MAX_LOGGED_DATA_BYTES = 16 * 1024 * 1024;
 /** Without a journal: bytes of recently written data blocks kept for metadata reads of reused blocks. */
 export const RECENT_DATA_BYTES = 16 * 1024 * 1024;
 /** Unreadable inodes remembered with the directory naming them, to look at it again once they change. */
 export const MAX_UNREADABLE = 65536;
+/**
+ * Largest file whose content foldEvents keeps (a guest makes a sparse file of terabytes with one truncate); a
+ * larger file's content is unknown to the fold, as after a write without its bytes.
+ */
+export const MAX_FOLD_CONTENT_BYTES = 256 * 1024 * 1024;

@@ -147,6 +147,19 @@ describe('foldEvents', () => {
     foldEvents(tree, [ev({ kind: EventKind.Delete, path: '/e', ino: 11, type: 'dir' })]);
     expect([...tree.keys()]).toEqual(['/']);
   });
+
+  it('keeps no content for a file of terabytes (a sparse create, a truncate, a write far out) instead of throwing', () => {
+    const tree = new Map<string, FoldEntry>([['/', { ...root }]]);
+    foldEvents(tree, [
+      ev({ kind: EventKind.Create, path: '/huge', ino: 12, stat: stat(3e12) }),
+      ev({ kind: EventKind.Create, path: '/grown', ino: 13, stat: stat(0) }),
+      ev({ kind: EventKind.Truncate, path: '/grown', ino: 13, oldSize: 0, size: 5e9, stat: stat(5e9) }),
+      ev({ kind: EventKind.Create, path: '/far', ino: 14, stat: stat(0) }),
+      ev({ kind: EventKind.Write, path: '/far', ino: 14, offset: 5e9, length: 1, data: new Uint8Array([1]), stat: stat(5e9 + 1) }),
+    ]);
+    expect(tree.get('/huge')!.size).toBe(3e12); // ok: folded above
+    for (const p of ['/huge', '/grown', '/far']) expect(tree.get(p)!.content, p).toBeUndefined(); // ok: folded above
+  });
 });
 
 describe('checkpoint size limits', () => {

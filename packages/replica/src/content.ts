@@ -81,6 +81,7 @@ export async function readUntorn(node: FsNode, blockSize: number, fetcher: Block
 function piecesOf(node: FsNode, blockSize: number, diskSize: number, offset: number, end: number): Piece[] {
   const pieces: Piece[] = [];
   for (const r of node.runs ?? []) {
+    if (r.unwritten) continue; // preallocated: zeros, like a hole
     const from = Math.max(r.logical * blockSize, offset);
     const to = Math.min((r.logical + r.length) * blockSize, end);
     for (let at = from; at < to; ) {
