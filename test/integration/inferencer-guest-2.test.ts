@@ -254,7 +254,13 @@ describe('inference from a real guest, second walk-through', () => {
     const r = await replay(rec, `steps-${name}`);
     const got = brief(r.events.filter((e) => e.kind !== EventKind.Snapshot)).filter((e) => e !== 'attr /big mtime,ctime');
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(got.join('\n'));
-    expect(got).toEqual(steps.flatMap(([, ev]) => ev));
+    const want = steps.flatMap(([, ev]) => ev);
+    // Without a journal nothing orders an inode's write-back before the flush of `sync`: ext4 sets a delayed
+    // allocation's on-disk size when the data's write-back ends, and may write the inode only after the flush.
+    // Then the disk at the first flush holds f1 empty, and its bytes come out with the next append's (seen in
+    // about one run in five; the fold and the kernel check below are the same either way).
+    if (name === 'nojournal' && got.includes('write /f1 @0+12')) want.splice(want.indexOf('write /f1 @0+6'), 2, 'write /f1 @0+12');
+    expect(got).toEqual(want);
     for (const ahead of [0, 3, Infinity]) expect(fingerprint(await replayWithRestarts(rec, `steps-${name}`, 1, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r, 0);
   }, 240_000);
@@ -410,7 +416,8 @@ describe('the second walk-through on more layouts', () => {
 /**
  * The three workloads above on the layouts where most went wrong: data=journal (file data reaches its home
  * blocks from the journal, a commit after the metadata), no journal (flushes are the consistency points) and
- * 4 KiB blocks (dioread_nolock: new blocks are unwritten extents until their data is in).
+ * 4 KiB blocks (dioread_nolock: new blocks are unwritten extents until their data is in). CI runs one workload
+ * per mode; GAMMARAY_GUEST_FULL=1 runs all nine pairs.
  */
 describe('the second walk-through in other modes', () => {
   const MODES: [string, string[], string?][] = [
@@ -423,7 +430,12 @@ describe('the second walk-through in other modes', () => {
     ['dirs', DIRS_WORKLOAD, {}],
     ['misc', MISC_WORKLOAD, {}],
   ];
-  const cases = MODES.flatMap(([mode, mkfs, mntopts]) => WORKLOADS.map(([w, workload, files]) => [`${w} ${mode}`, mkfs, mntopts, workload, files] as const));
+  // Every workload in every mode with GAMMARAY_GUEST_FULL=1 (about 90 s); else each mode with one of them, in turn
+  // (CI's time: the layouts above already run the step-by-step workload in these modes).
+  const full = process.env['GAMMARAY_GUEST_FULL'] === '1';
+  const cases = MODES.flatMap(([mode, mkfs, mntopts], m) =>
+    WORKLOADS.filter((_, w) => full || w === m).map(([w, workload, files]) => [`${w} ${mode}`, mkfs, mntopts, workload, files] as const),
+  );
   it.each(cases)('%s: the tree and the folded events equal the kernel\'s view', async (name, mkfs, mntopts, workload, files) => {
     const key = name.replace(' ', '-');
     const saved = process.env['MKE2FS_CONFIG'];

@@ -130,11 +130,16 @@ export async function checkAgainstKernel(rec: RecordedWorkload, r: Replayed, min
     expect(createHash('sha256').update(data).digest('hex'), e.path).toBe(byPath.get(e.path)?.sha256);
   }
   // Extended attributes as the reader sees them in the final image.
-  const vol = await Ext4Volume.open(await FileBlockSource.open(rec.final));
-  for (const e of ours) {
-    const want: Record<string, string> = {};
-    for (const x of await vol.readXattrs(await vol.readInode(e.ino))) if (x.name !== 'system.data') want[x.name] = Buffer.from(x.value).toString('hex');
-    expect(r.inf.nodes.get(e.ino)!.xattrs, e.path).toEqual(want); // ok: listed nodes exist
+  const source = await FileBlockSource.open(rec.final);
+  try {
+    const vol = await Ext4Volume.open(source);
+    for (const e of ours) {
+      const want: Record<string, string> = {};
+      for (const x of await vol.readXattrs(await vol.readInode(e.ino))) if (x.name !== 'system.data') want[x.name] = Buffer.from(x.value).toString('hex');
+      expect(r.inf.nodes.get(e.ino)!.xattrs, e.path).toEqual(want); // ok: listed nodes exist
+    }
+  } finally {
+    await source.close();
   }
   let checked = 0;
   for (const e of foldedList) {
