@@ -38,7 +38,8 @@ export async function startCapture(nats: string, disks: Record<string, string>, 
   const port = await freeTcpPort();
   let logs = '';
   const diskArgs = Object.entries(disks).flatMap(([id, image]) => ['--disk', `${id}=${image}`]);
-  const child = spawn('node', [CLI, 'capture', '--nats', nats, '--listen', `127.0.0.1:${port}`, ...diskArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Stops by itself once this test process is gone (see spawnService).
+  const child = spawn('node', [CLI, 'capture', '--nats', nats, '--listen', `127.0.0.1:${port}`, ...diskArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { GAMMARAY_PARENT_PID: String(process.pid), ...process.env } });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`capture did not start within 20 s: ${logs}`)), 20_000);
     const onData = (b: Buffer) => {

@@ -18,11 +18,15 @@ export interface ServiceProcess {
   kill9(): Promise<void>;
 }
 
-/** Spawns `node gammaray.js ...args` (e.g. `['view', '--nats', url]`). */
+/**
+ * Spawns `node gammaray.js ...args` (e.g. `['view', '--nats', url]`). The service stops by itself once this test
+ * process is gone (GAMMARAY_PARENT_PID, as `gammaray up` starts them): a test that fails before stopping it, or
+ * starts another in the same variable, leaves no process running after the test file.
+ */
 export function spawnService(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ServiceProcess {
   const name = args[0] ?? 'gammaray';
   let logs = '';
-  const child = spawn('node', [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawn('node', [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { GAMMARAY_PARENT_PID: String(process.pid), ...env } });
   const listeners = new Set<() => void>();
   const onData = (b: Buffer): void => {
     logs += b.toString();
