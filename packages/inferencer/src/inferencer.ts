@@ -926,9 +926,14 @@ export class DiskInferencer {
   /** A file-data block from a commit (data=journal): reported, and remembered until its checkpoint. */
   private loggedWrite(b: number, data: Uint8Array, m: { ino: number; logical: number }, ctx: Ctx): void {
     this.dataWrite(b, 0, data, m, ctx);
+    this.keepLogged(b, m.ino, m.logical, copyBytes(data));
+  }
+
+  /** Remembers a logged block as reported (bounded: the oldest go beyond MAX_LOGGED_DATA_BYTES). */
+  private keepLogged(b: number, ino: number, logical: number, data: Uint8Array): void {
     const prev = this.logged.get(b);
     if (prev) this.dropLogged(b, prev.data.length);
-    this.logged.set(b, { ino: m.ino, logical: m.logical, data: copyBytes(data) });
+    this.logged.set(b, { ino, logical, data });
     this.loggedBytes += data.length;
     while (this.loggedBytes > MAX_LOGGED_DATA_BYTES) {
       const oldest = this.loggedOldest.next()!; // ok: over the limit, so not empty
@@ -2108,10 +2113,7 @@ export class DiskInferencer {
     for (const [ino, logical, block, data, reported] of state.tails) inf.tails.set(ino, { logical, block, data, reported: reported ?? undefined, reportedLim: -1 });
     for (const ino of state.heldTails) inf.heldTails.add(ino);
     for (const [b, data] of state.recent) inf.keepRecent(b, data);
-    for (const [b, ino, logical, data] of state.logged ?? []) {
-      inf.logged.set(b, { ino, logical, data });
-      inf.loggedBytes += data.length;
-    }
+    for (const [b, ino, logical, data] of state.logged ?? []) inf.keepLogged(b, ino, logical, data);
     for (const [ino, n] of state.retries) inf.retries.set(ino, n);
     for (const [ino, dir] of state.namedBy) inf.namedBy.set(ino, dir);
     for (const [ino, dir] of state.unreadable ?? []) inf.unreadable.set(ino, dir);

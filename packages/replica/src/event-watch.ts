@@ -68,8 +68,11 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
   #next: number;
   #stopped = false;
   #iterated = false;
+  /** The last sequence of stream GAMMARAY_EVENTS (any disk's) when the watch opened; 0 when it was empty. */
+  readonly lastSeqAtOpen: number;
 
-  private constructor(o: EventWatchOptions, filter: string, messages: ConsumerMessages, startSeq: number, match: (e: FsEvent) => boolean, kinds: ReadonlySet<string> | undefined) {
+  private constructor(o: EventWatchOptions, filter: string, messages: ConsumerMessages, startSeq: number, match: (e: FsEvent) => boolean, kinds: ReadonlySet<string> | undefined, lastSeq: number) {
+    this.lastSeqAtOpen = lastSeq;
     this.#o = o;
     this.#filter = filter;
     this.#messages = messages;
@@ -113,7 +116,7 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
     const filter = kinds.length === 1 ? eventsSubject(o.disk, kinds[0]!) : diskEventsFilter(o.disk); // ok: length 1
     const startSeq = from.at === 'now' ? lastSeq + 1 : from.at === 'seq' ? Math.max(1, from.seq) : from.at === 'time' ? await seqAt(o, filter, from.time, lastSeq) : 1;
     const messages = await consume(o, filter, startSeq);
-    return new EventWatch(o, filter, messages, startSeq, match, kinds.length > 1 ? new Set(kinds) : undefined);
+    return new EventWatch(o, filter, messages, startSeq, match, kinds.length > 1 ? new Set(kinds) : undefined, lastSeq);
   }
 
   /** Ends the iteration (the consumer is ephemeral and goes away with it). */

@@ -7,7 +7,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { EventWatch, ReplicaError, ReplicaErrorCode, type EventWatchOptions, type WatchFrom } from '@gammaray/replica';
-import { KV_DISKS, STREAM_EVENTS, isDiskId } from '@gammaray/wire';
+import { KV_DISKS, isDiskId } from '@gammaray/wire';
 
 /** Options of {@link openFollow}. */
 export interface FollowOptions {
@@ -28,8 +28,6 @@ export interface FollowOptions {
 /** An open follow: iterate `watch`; `close()` stops it and closes the connection. */
 export interface Follow {
   readonly watch: EventWatch;
-  /** The last sequence of stream GAMMARAY_EVENTS (any disk's) when the follow opened; 0 when it was empty. */
-  readonly lastSeq: number;
   close(): Promise<void>;
 }
 
@@ -68,12 +66,9 @@ export async function openFollow(o: FollowOptions): Promise<Follow> {
       known = false; // no registry bucket: no capture ever ran here
     }
     if (!known) throw new ReplicaError(ReplicaErrorCode.NotFound, `disk ${o.disk} is not in the disk registry (KV ${KV_DISKS}) at ${o.nats}: check the id, or start its capture first`);
-    const jsm = await jetstreamManager(nc);
-    const watch = await EventWatch.open({ js: jetstream(nc), jsm, disk: o.disk, glob: o.glob, kinds: o.kinds, from: o.from, onUndecodable: o.onUndecodable, onStall: o.onStall });
-    const lastSeq = (await jsm.streams.info(STREAM_EVENTS).catch(() => undefined))?.state.last_seq ?? 0;
+    const watch = await EventWatch.open({ js: jetstream(nc), jsm: await jetstreamManager(nc), disk: o.disk, glob: o.glob, kinds: o.kinds, from: o.from, onUndecodable: o.onUndecodable, onStall: o.onStall });
     return {
       watch,
-      lastSeq,
       close: async () => {
         watch.stop();
         if (!nc.isClosed()) await nc.close();

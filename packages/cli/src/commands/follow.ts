@@ -80,8 +80,8 @@ export async function runFollow(term: Terminal, disk: string, glob: string | und
     if (err instanceof view.NatsUnreachableError) throw new RuntimeFailure(err.message, { cause: err });
     throw err;
   }
-  if (from.at === 'seq' && from.seq > follow.lastSeq + 1) {
-    term.note(`--from-seq ${from.seq} is past the last event stored (sequence ${follow.lastSeq} of ${STREAM_EVENTS}): waiting for events from there on (Ctrl-C to stop)`);
+  if (from.at === 'seq' && from.seq > follow.watch.lastSeqAtOpen + 1) {
+    term.note(`--from-seq ${from.seq} is past the last event stored (sequence ${follow.watch.lastSeqAtOpen} of ${STREAM_EVENTS}): waiting for events from there on (Ctrl-C to stop)`);
   }
   const onSignal = (): void => void follow.close();
   process.once('SIGINT', onSignal);
