@@ -4,7 +4,7 @@
  * grow, preallocated (unwritten) extents, large htree directories, deep trees moved whole, hard links across
  * directories, symlinks replaced in place, and the layouts and mount options the first file does not make.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -235,21 +235,13 @@ describe('inference from a real guest, second walk-through', () => {
       ['rmdir d', ['delete /d']],
       ['rm s1', ['delete /s1']],
     ];
-    const saved = process.env['MKE2FS_CONFIG'];
-    if (mntopts) {
-      const conf = join(work, `steps-${name}.mke2fs.conf`);
-      writeFileSync(conf, readFileSync('/etc/mke2fs.conf', 'utf8').replace('[defaults]', `[defaults]\n\tdefault_mntopts = ${mntopts}`));
-      process.env['MKE2FS_CONFIG'] = conf;
-    }
     const rec = await recordGuestWorkload({
       nats: nats.url,
       work,
       disk: `steps-${name}`,
       mkfs,
+      defaultMountOptions: mntopts,
       workload: ['set -e', 'sync', ...steps.map(([cmd]) => `${cmd}\nsync`)].join('\n'),
-    }).finally(() => {
-      if (saved === undefined) delete process.env['MKE2FS_CONFIG'];
-      else process.env['MKE2FS_CONFIG'] = saved;
     });
     const r = await replay(rec, `steps-${name}`);
     const got = brief(r.events.filter((e) => e.kind !== EventKind.Snapshot)).filter((e) => e !== 'attr /big mtime,ctime');
@@ -360,17 +352,12 @@ describe('the second walk-through on more layouts', () => {
     ['datawriteback', [], '', 'acl,user_xattr,journal_data_writeback'],
   ];
   it.each(LAYOUTS)('%s: the tree and the folded events equal the kernel\'s view', async (name, mkfs, before, mntopts) => {
-    const saved = process.env['MKE2FS_CONFIG'];
-    if (mntopts) {
-      const conf = join(work, `${name}.mke2fs.conf`);
-      writeFileSync(conf, readFileSync('/etc/mke2fs.conf', 'utf8').replace('[defaults]', `[defaults]\n\tdefault_mntopts = ${mntopts}`));
-      process.env['MKE2FS_CONFIG'] = conf;
-    }
     const rec = await recordGuestWorkload({
       nats: nats.url,
       work,
       disk: `lay2-${name}`,
       mkfs,
+      defaultMountOptions: mntopts,
       files: { 'keep.txt': 'keep\n' },
       workload: [
         'set -e',
@@ -401,9 +388,6 @@ describe('the second walk-through on more layouts', () => {
         'echo more >> other/deeper/d0/d1/f 2>/dev/null || true',
       ].join('\n'),
       timeoutMs: 300_000,
-    }).finally(() => {
-      if (saved === undefined) delete process.env['MKE2FS_CONFIG'];
-      else process.env['MKE2FS_CONFIG'] = saved;
     });
     if (mntopts && !rec.guest.console.includes('from the cache')) expect(rec.guest.console).toContain(mntopts.includes('writeback') ? 'data=writeback' : 'data=journal');
     const r = await replay(rec, `lay2-${name}`);
@@ -438,16 +422,7 @@ describe('the second walk-through in other modes', () => {
   );
   it.each(cases)('%s: the tree and the folded events equal the kernel\'s view', async (name, mkfs, mntopts, workload, files) => {
     const key = name.replace(' ', '-');
-    const saved = process.env['MKE2FS_CONFIG'];
-    if (mntopts) {
-      const conf = join(work, `${key}.mke2fs.conf`);
-      writeFileSync(conf, readFileSync('/etc/mke2fs.conf', 'utf8').replace('[defaults]', `[defaults]\n\tdefault_mntopts = ${mntopts}`));
-      process.env['MKE2FS_CONFIG'] = conf;
-    }
-    const rec = await recordGuestWorkload({ nats: nats.url, work, disk: `mode-${key}`, mkfs, files, sizeMiB: 128, workload, timeoutMs: 600_000 }).finally(() => {
-      if (saved === undefined) delete process.env['MKE2FS_CONFIG'];
-      else process.env['MKE2FS_CONFIG'] = saved;
-    });
+    const rec = await recordGuestWorkload({ nats: nats.url, work, disk: `mode-${key}`, mkfs, defaultMountOptions: mntopts, files, sizeMiB: 128, workload, timeoutMs: 600_000 });
     const r = await replay(rec, `mode-${key}`);
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
     expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);
@@ -491,16 +466,7 @@ describe('seeded random operations', () => {
     ['b4096', ['-b', '4096']],
   ];
   it.each(MODES)('%s: the tree and the folded events equal the kernel\'s view', async (name, mkfs, mntopts) => {
-    const saved = process.env['MKE2FS_CONFIG'];
-    if (mntopts) {
-      const conf = join(work, `rnd-${name}.mke2fs.conf`);
-      writeFileSync(conf, readFileSync('/etc/mke2fs.conf', 'utf8').replace('[defaults]', `[defaults]\n\tdefault_mntopts = ${mntopts}`));
-      process.env['MKE2FS_CONFIG'] = conf;
-    }
-    const rec = await recordGuestWorkload({ nats: nats.url, work, disk: `rnd-${name}`, mkfs, workload: RANDOM_WORKLOAD, timeoutMs: 300_000 }).finally(() => {
-      if (saved === undefined) delete process.env['MKE2FS_CONFIG'];
-      else process.env['MKE2FS_CONFIG'] = saved;
-    });
+    const rec = await recordGuestWorkload({ nats: nats.url, work, disk: `rnd-${name}`, mkfs, defaultMountOptions: mntopts, workload: RANDOM_WORKLOAD, timeoutMs: 300_000 });
     const r = await replay(rec, `rnd-${name}`);
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
     expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);

@@ -5,7 +5,7 @@
  * must the tree a consumer gets by folding the published events over the snapshot.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -306,18 +306,12 @@ describe('inference on every layout', () => {
   ];
   it.each([...LAYOUTS.map(([n, m]) => [n, m, ''] as [string, string[], string]), ...MODES])('%s: the tree and the folded events equal the kernel\'s view', async (name, mkfs, mntopts) => {
     const key = name.replace(/[^a-z0-9]+/g, '');
-    const before = process.env['MKE2FS_CONFIG'];
-    if (mntopts) {
-      const conf = join(work, `${key}.mke2fs.conf`);
-      writeFileSync(conf, readFileSync('/etc/mke2fs.conf', 'utf8').replace('[defaults]', `[defaults]\n\tdefault_mntopts = ${mntopts}`));
-      process.env['MKE2FS_CONFIG'] = conf;
-    }
     const rec = await recordGuestWorkload({
       nats: nats.url,
       work,
       disk: `lay-${key}`,
-      // (mke2fs reads MKE2FS_CONFIG from the environment; restored below)
       mkfs,
+      defaultMountOptions: mntopts,
       files: { 'a.txt': 'alpha\n', 'dir/b.txt': 'bravo\n', 'big.bin': 'q'.repeat(50000), 'small': 'tiny' },
       workload: [
         'set -e',
@@ -343,9 +337,6 @@ describe('inference on every layout', () => {
         'echo tail >> two.bin',
         'sync',
       ].join('\n'),
-    }).finally(() => {
-      if (before === undefined) delete process.env['MKE2FS_CONFIG'];
-      else process.env['MKE2FS_CONFIG'] = before;
     });
     const options = /OPTIONS (\S*)/.exec(rec.guest.console)?.[1] ?? '';
     if (mntopts) expect(options.split(',')).toContain(mntopts.includes('journal_data_writeback') ? 'data=writeback' : mntopts.includes('journal_data') ? 'data=journal' : 'nodelalloc');

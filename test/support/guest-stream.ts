@@ -36,6 +36,11 @@ export interface RecordOptions {
   readonly sizeMiB?: number;
   /** Extra mkfs.ext4 arguments (e.g. `-O ^has_journal`, `-t ext2`). */
   readonly mkfs?: readonly string[];
+  /**
+   * The file system's default mount options (mke2fs.conf `default_mntopts`, e.g. `acl,user_xattr,journal_data`):
+   * how a data mode is chosen, since the guest's init mounts plainly.
+   */
+  readonly defaultMountOptions?: string;
   readonly workload: string;
   readonly timeoutMs?: number;
 }
@@ -53,7 +58,7 @@ export async function recordGuestWorkload(o: RecordOptions): Promise<RecordedWor
   const cacheRoot = process.env['GAMMARAY_RECORDING_CACHE'];
   if (!cacheRoot) return record(o);
   const key = createHash('sha256')
-    .update(JSON.stringify([CACHE_VERSION, o.disk, Object.entries(o.files ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')]), o.sizeMiB ?? 64, o.mkfs ?? [], o.workload]))
+    .update(JSON.stringify([CACHE_VERSION, o.disk, Object.entries(o.files ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')]), o.sizeMiB ?? 64, o.mkfs ?? [], o.workload, o.defaultMountOptions ?? '']))
     .digest('hex')
     .slice(0, 24);
   const dir = join(cacheRoot, `${o.disk}-${key}`);
@@ -100,7 +105,14 @@ async function record(o: RecordOptions): Promise<RecordedWorkload> {
     writeFileSync(p, content);
   }
   const final = join(o.work, `${o.disk}.img`);
-  await exec('mkfs.ext4', ['-q', '-F', ...(o.mkfs ?? []), '-d', src, final, `${o.sizeMiB ?? 64}M`]);
+  let env = process.env;
+  if (o.defaultMountOptions) {
+    // mke2fs reads its configuration from MKE2FS_CONFIG: a copy of the system's with the default mount options.
+    const conf = join(o.work, `${o.disk}.mke2fs.conf`);
+    writeFileSync(conf, readFileSync('/etc/mke2fs.conf', 'utf8').replace('[defaults]', `[defaults]\n\tdefault_mntopts = ${o.defaultMountOptions}`));
+    env = { ...process.env, MKE2FS_CONFIG: conf };
+  }
+  await exec('mkfs.ext4', ['-q', '-F', ...(o.mkfs ?? []), '-d', src, final, `${o.sizeMiB ?? 64}M`], { env });
   const start = join(o.work, `${o.disk}.start.img`);
   copyFileSync(final, start);
   const cap = await startCapture(o.nats, { [o.disk]: final });
