@@ -41,6 +41,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
 const CLI = join(REPO, 'packages', 'cli', 'bin', 'gammaray.js');
 const REPLAY = join(HERE, 'replay.mjs');
+const FLOOR = join(HERE, 'event-floor.mjs');
 const RUN_GUEST = join(REPO, 'test', 'guest', 'run-guest');
 const RESULTS_DIR = join(HERE, 'results');
 const NATS_SERVER = process.env.NATS_SERVER ?? 'nats-server';
@@ -497,6 +498,17 @@ async function replayRun(ctx, rec, o, publish = false) {
     res.writeBytes = rec.meta.writeBytes + rec.meta.zeroBytes;
     derive(res);
     checkEvents(res, o);
+    if (publish) {
+      // The same events published alone, on the same server: the least time any engine could take (see event-floor.mjs).
+      const floor = start(process.execPath, [FLOOR, '--nats', n.url, '--events', String(res.events)], { capture: true, forwardStderr: `bench/infer: run ${ctx.run}: ` });
+      const fr = await floor.done;
+      if (fr.error || fr.code !== 0) throw new BenchError(`the event-floor child failed (${fr.error?.message ?? `exit ${fr.code ?? fr.signal}`}):\n${fr.stderr.split('\n').slice(-20).join('\n')}`);
+      const f = JSON.parse(fr.stdout.trim().split('\n').pop());
+      res.floorSeconds = f.seconds;
+      res.floorEventsPerS = f.eventsPerS;
+      res.floorCpuSeconds = f.cpuSeconds;
+      note(`run ${ctx.run} event publishing alone: ${f.events} events in ${f2(f.seconds)} s (${f0(f.eventsPerS)}/s)`);
+    }
     note(`run ${ctx.run} ${what}: ${fmtInfer(res)}`);
     return res;
   } finally {
@@ -719,7 +731,7 @@ function report(o, rec, facts, samples, latency, load0, load1, started, seconds)
   const inferFields = ['totalSeconds', 'bootstrapSeconds', 'streamSeconds', 'processSeconds', 'cpuSeconds', 'recordsPerS', 'mbPerS', 'eventsPerS', 'streamRecordsPerS', 'streamMbPerS', 'events', 'trackedInodes', 'maxRss', 'rssBaseline', 'rssPerInode', 'rssDeltaPerInode', 'retainedPerInode'];
   const summary = {
     infer: Object.fromEntries(inferFields.map((f) => [f, S(f)])),
-    inferPublish: Object.fromEntries([...inferFields, 'publishDrainSeconds'].map((f) => [f, P(f)])),
+    inferPublish: Object.fromEntries([...inferFields, 'publishDrainSeconds', 'floorSeconds', 'floorEventsPerS', 'floorCpuSeconds'].map((f) => [f, P(f)])),
     capture: Object.fromEntries(['ingestSeconds', 'processSeconds', 'processCpuSeconds', 'mbPerS', 'processMbPerS'].map((f) => [f, C(f)])),
   };
   const ratios = {
@@ -727,6 +739,8 @@ function report(o, rec, facts, samples, latency, load0, load1, started, seconds)
     // (+ until every event is stored, for the service-like replay).
     speed: summary.capture.ingestSeconds.median / summary.inferPublish.totalSeconds.median,
     speedEngine: summary.capture.ingestSeconds.median / summary.infer.totalSeconds.median,
+    // The highest `speed` any engine could reach: its events alone take floorSeconds to store.
+    speedFloor: summary.capture.ingestSeconds.median / summary.inferPublish.floorSeconds.median,
     speedStreamOnly: summary.capture.ingestSeconds.median / summary.infer.streamSeconds.median,
     speedWholeProcess: summary.capture.processSeconds.median / summary.infer.processSeconds.median,
   };
@@ -771,6 +785,7 @@ function report(o, rec, facts, samples, latency, load0, load1, started, seconds)
   out.push(`| events/s (published and stored) | ${rng(summary.inferPublish.eventsPerS, f0)} |`);
   out.push(`| CPU s (user + sys, timed part) | ${rng(summary.inferPublish.cpuSeconds, f2)} |`);
   out.push(`| (peak RSS - baseline) / tracked inode, B | ${rng(summary.inferPublish.rssDeltaPerInode, f0)} |`);
+  out.push(`| the same events published alone (no engine: bench/infer/event-floor.mjs), s; events/s; CPU s | ${rng(summary.inferPublish.floorSeconds, f2)}; ${rng(summary.inferPublish.floorEventsPerS, f0)}; ${rng(summary.inferPublish.floorCpuSeconds, f2)} |`);
   out.push('');
   out.push(`Peer: gammaray capture --trace (the same ${mb(inf[0].writeBytes)} MB of writes, as the legacy trace) into a fresh nats-server`);
   out.push('| measure | value |');
@@ -783,6 +798,7 @@ function report(o, rec, facts, samples, latency, load0, load1, started, seconds)
   out.push('Ratios (medians; above 1x inference is faster):');
   out.push(`  capture ingest / inference with events published  ${fx(ratios.speed)}  target ${targets.speed.target}: ${targets.speed.met ? 'MET' : 'MISSED'}`);
   out.push(`  capture ingest / inference, events encoded only   ${fx(ratios.speedEngine)}`);
+  out.push(`  capture ingest / publishing the events alone      ${fx(ratios.speedFloor)}  (the highest the first ratio can be here, for any engine)`);
   out.push(`  capture ingest / inference stream only           ${fx(ratios.speedStreamOnly)}`);
   out.push(`  capture process / inference process (whole)      ${fx(ratios.speedWholeProcess)}`);
   out.push(`  RSS per tracked inode above baseline  ${f0(targets.rssPerInode.measured)} B  target ${targets.rssPerInode.target}: ${targets.rssPerInode.met ? 'MET' : 'MISSED'} (raw peak / inodes ${f0(targets.rssPerInode.raw)} B: ${targets.rssPerInode.metRaw ? 'MET' : 'MISSED'})`);
