@@ -3,7 +3,8 @@ import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { DiskState, blocksSubject, encodeBlockReadRequest, type DiskRegistryEntry } from '@gammaray/wire';
 import { CaptureDisk, type CaptureDiskOptions } from './capture-disk.js';
-import { DiskBusyError } from './errors.js';
+import { DiskBusyError, ImageFormatError } from './errors.js';
+import { PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, probeImageFormat } from './image-format.js';
 import { getDiskEntry, markDiskDetached, openDiskRegistry, putDiskEntry } from './registry.js';
 
 /** How long a capture that holds a disk has to answer a block read before the disk is taken over. */
@@ -24,6 +25,11 @@ export interface AttachOptions extends Omit<CaptureDiskOptions, 'js' | 'baseSeq'
   readonly partition?: number;
   /** Other partitions of the disk followed as volumes of their own (registry entries with `source`). */
   readonly volumes?: readonly { readonly id: string; readonly partition: number }[];
+  /**
+   * Serve the image as raw even if it starts like a container format (see {@link attachDisk}): for a raw disk
+   * whose guest wrote such bytes, attached anew (under another path or disk id, or with the registry lost).
+   */
+  readonly assumeRaw?: boolean;
 }
 
 /** A disk attached to capture; `detach()` closes it and marks its registry entry detached. */
@@ -40,6 +46,11 @@ export interface AttachedDisk {
  * 'attached', firstSeq}` where firstSeq is the stream's last sequence + 1 now, so every record of this attach has
  * a sequence >= firstSeq. Throws DiskBusyError when another capture holds the disk id and still serves it: two
  * writers of one disk id would interleave two disks' writes in one stream (a capture that died is taken over).
+ *
+ * An image attached for the first time (the registry has no entry of this disk id with this image) that starts
+ * like a container format (qcow2, VMDK, VDI, VHD, VHDX, QED) is refused with ImageFormatError unless
+ * `assumeRaw`: the capture serves raw bytes. An image the registry already knows is served whatever its first
+ * bytes became: its guest may write anything there, and must not be able to stop its disk from being served.
  */
 export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
   const jsm = opts.jsm ?? (await jetstreamManager(opts.nc));
@@ -59,6 +70,14 @@ export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
     }
   }
   const disk = await CaptureDisk.open({ ...opts, js: jetstream(opts.nc), baseSeq: firstSeq - 1 });
+  if (!opts.assumeRaw && held?.image !== disk.image) {
+    try {
+      await refuseContainer(disk);
+    } catch (err) {
+      await disk.close();
+      throw err;
+    }
+  }
   const entry: DiskRegistryEntry = {
     disk: disk.name,
     size: disk.size,
@@ -91,6 +110,20 @@ export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
       return detached;
     },
   };
+}
+
+/** Throws ImageFormatError when the disk's image starts (or, a fixed VHD, ends) like a container format. */
+async function refuseContainer(disk: CaptureDisk): Promise<void> {
+  const head = await disk.read(0, Math.min(PROBE_HEAD_BYTES, disk.size));
+  const tailLength = Math.min(PROBE_TAIL_BYTES, disk.size);
+  const found = probeImageFormat(head, await disk.read(disk.size - tailLength, tailLength));
+  if (!found) return;
+  throw new ImageFormatError(
+    `${disk.image} is a ${found.format} image (${found.evidence}), not a raw disk: the capture serves raw images only. ` +
+      `Convert it (qemu-img convert -f ${found.format} -O raw ${disk.image} DISK.raw), or keep it and serve its raw view through ` +
+      `qemu-storage-daemon's FUSE export (README, "Other image formats"). If it is a raw disk whose guest wrote these bytes, pass --assume-raw ${disk.name}.`,
+    found.format,
+  );
 }
 
 /** Whether some capture answers block reads of `disk` (any reply counts; no responders or silence: none). */

@@ -57,3 +57,17 @@ export class DiskBusyError extends CaptureError {
     super(message, Errno.EIO);
   }
 }
+
+/**
+ * The image is a container format (qcow2, VMDK, ...), not a raw disk: served as it is, the VM would see the
+ * container's bytes as its disk and its first write would corrupt the container.
+ */
+export class ImageFormatError extends CaptureError {
+  override name = 'ImageFormatError';
+  /** qemu-img's name of the format found. */
+  readonly format: string;
+  constructor(message: string, format: string) {
+    super(message, Errno.EINVAL);
+    this.format = format;
+  }
+}

@@ -125,13 +125,14 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--replicas <n>', 'JetStream replicas for the stream and registry (env GAMMARAY_REPLICAS; 1 on one machine, 3 in a cluster)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics, and /healthz, /readyz (env GAMMARAY_METRICS)')
     .option('--trace <file>', "read gammaray's legacy binary QEMU trace from FILE ('-' = stdin) instead of serving NBD")
+    .option('--assume-raw <id>', 'serve disk ID as raw even though its image starts like a qcow2, VMDK, VDI, VHD, VHDX or QED file (repeat for more; env GAMMARAY_ASSUME_RAW=a,b)', collect, [])
     .addHelpText('after', '\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: stop accepting, drain in-flight requests, detach, exit.')
-    .action(async (o: { nats?: string; listen?: string; disk: string[]; partition: string[]; volume: string[]; replicas?: string; metrics?: string; trace?: string }) => {
+    .action(async (o: { nats?: string; listen?: string; disk: string[]; partition: string[]; volume: string[]; assumeRaw: string[]; replicas?: string; metrics?: string; trace?: string }) => {
       // Loaded on demand: the offline commands never pay for NATS and pino.
       const svc = await import('@gammaray/service-capture');
       exitWithParent();
       try {
-        done((await svc.runCapture({ ...o, disk: o.disk.length > 0 ? o.disk : undefined, partition: o.partition.length > 0 ? o.partition : undefined, volume: o.volume.length > 0 ? o.volume : undefined })) as ExitCode);
+        done((await svc.runCapture({ ...o, disk: o.disk.length > 0 ? o.disk : undefined, partition: o.partition.length > 0 ? o.partition : undefined, volume: o.volume.length > 0 ? o.volume : undefined, assumeRaw: o.assumeRaw.length > 0 ? o.assumeRaw : undefined })) as ExitCode);
       } catch (err) {
         if (err instanceof svc.ConfigError) throw new UserError(err.message);
         throw serviceFailure('capture', err, o.nats, o.replicas);
@@ -335,6 +336,8 @@ function serviceFailure(service: string, err: unknown, nats: string | undefined,
     const where = e?.address !== undefined ? `${e.address}:${e.port}` : 'its address';
     return new UserError(`${service}: ${where} is already in use by another process: stop that process, or pass another HOST:PORT (--listen, --grpc or --metrics)`);
   }
+  // A qcow2 (or other container) image given as a raw one: the message says how to serve it.
+  if ((err as Error | undefined)?.name === 'ImageFormatError') return new UserError(`${service}: ${message}`);
   if (e?.path !== undefined && e.code === 'ENOENT') return new UserError(`${service}: ${e.path} does not exist: give an existing raw disk image (--disk ID=IMAGE)`);
   if (e?.path !== undefined && e.code === 'EISDIR') return new UserError(`${service}: ${e.path} is a directory: give a raw disk image file (--disk ID=IMAGE)`);
   if (e?.path !== undefined && (e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS')) {

@@ -22,6 +22,8 @@ export interface DiskConfig {
   readonly partition?: number;
   /** `--volume VOL=ID:N`: other partitions of the disk, followed as volumes of their own. */
   readonly volumes?: readonly { readonly id: string; readonly partition: number }[];
+  /** `--assume-raw ID`: serve the image as raw even if it starts like a qcow2, VMDK... (see attachDisk). */
+  readonly assumeRaw?: boolean;
 }
 
 /** The validated configuration of a capture instance. */
@@ -44,6 +46,7 @@ export interface CaptureFlags extends NatsAuthFlags {
   readonly disk?: readonly string[];
   readonly partition?: readonly string[];
   readonly volume?: readonly string[];
+  readonly assumeRaw?: readonly string[];
   readonly replicas?: string;
   readonly metrics?: string;
   readonly trace?: string;
@@ -113,6 +116,12 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
     taken.add(vol!);
     const d = disks[i]!; // ok: index found
     disks[i] = { ...d, volumes: [...(d.volumes ?? []), { id: vol!, partition: n }] }; // ok: matched
+  }
+  const rawSpecs = flags.assumeRaw && flags.assumeRaw.length > 0 ? flags.assumeRaw : (env.GAMMARAY_ASSUME_RAW ?? '').split(',').filter((s) => s !== '');
+  for (const id of rawSpecs) {
+    const i = disks.findIndex((d) => d.id === id);
+    if (i < 0) throw new ConfigError(`--assume-raw ${JSON.stringify(id)} names no disk that --disk serves (give the disk id, e.g. --assume-raw vm1)`);
+    disks[i] = { ...disks[i]!, assumeRaw: true }; // ok: index found
   }
   const replicasText = flags.replicas ?? env.GAMMARAY_REPLICAS ?? '1';
   const replicas = Number(replicasText);

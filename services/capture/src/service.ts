@@ -71,7 +71,7 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
       }
       for (const d of cfg.disks) {
         const observe = metrics.publishSeconds.labels({ disk: d.id });
-        const a = await attachDisk({ nc, jsm, instanceId, disk: d.id, image: d.image, partition: d.partition, volumes: d.volumes, stream: { replicas: cfg.replicas }, log, publisher, onPublished: (seconds) => observe.observe(seconds) });
+        const a = await attachDisk({ nc, jsm, instanceId, disk: d.id, image: d.image, partition: d.partition, volumes: d.volumes, assumeRaw: d.assumeRaw, stream: { replicas: cfg.replicas }, log, publisher, onPublished: (seconds) => observe.observe(seconds) });
         attached.push(a);
         provider.add(a.disk);
         blockReads.push(serveBlockReads(nc, a.disk, { log }));

@@ -29,7 +29,13 @@ describe('capture config', () => {
     expect(readConfig({}, { GAMMARAY_DISK: 'a=/a', GAMMARAY_VOLUME: 'a-p1=a:1' }).disks[0]?.volumes).toEqual([{ id: 'a-p1', partition: 1 }]);
   });
 
+  it('takes --assume-raw ID for served disks (GAMMARAY_ASSUME_RAW too)', () => {
+    expect(readConfig({ disk: ['a=/a', 'b=/b'], assumeRaw: ['b'] }, {}).disks).toEqual([{ id: 'a', image: '/a' }, { id: 'b', image: '/b', assumeRaw: true }]);
+    expect(readConfig({}, { GAMMARAY_DISK: 'a=/a,b=/b', GAMMARAY_ASSUME_RAW: 'a,b' }).disks.map((d) => d.assumeRaw)).toEqual([true, true]);
+  });
+
   it.each([
+    [{ disk: ['a=/x'], assumeRaw: ['b'] }, /--assume-raw "b" names no disk that --disk serves/],
     [{ disk: ['a=/x'], volume: ['b=a'] }, /--volume must be VOLUME=ID:N/],
     [{ disk: ['a=/x'], volume: ['b=a:0'] }, /--volume must be VOLUME=ID:N/],
     [{ disk: ['a=/x'], volume: ['B=a:1'] }, /--volume must be VOLUME=ID:N/],
