@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { DiskState, blocksSubject, encodeBlockReadRequest, type DiskRegistryEntry } from '@gammaray/wire';
 import { CaptureDisk, type CaptureDiskOptions } from './capture-disk.js';
 import { DiskBusyError, ImageFormatError } from './errors.js';
-import { PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, probeImageFormat } from './image-format.js';
+import { PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, probeImageFormat } from '@gammaray/disk';
 import { getDiskEntry, markDiskDetached, openDiskRegistry, putDiskEntry } from './registry.js';
 
 /** How long a capture that holds a disk has to answer a block read before the disk is taken over. */

@@ -22,5 +22,3 @@ export { CaptureError, DiskBusyError, ImageFormatError, IoError, OutOfRangeError
 export { AsyncAckPublisher, PUBLISH_HEADROOM } from './publisher.js';
 export { ImageLock, imageLockDir, imageLockHolder } from './image-lock.js';
 export type { PublishAck, RecordPublisher, RecordPublishOptions } from './publisher.js';
-export type { ImageFormat } from './image-format.js';
-export { probeImageFormat, PROBE_HEAD_BYTES, PROBE_TAIL_BYTES } from './image-format.js';

@@ -3,7 +3,7 @@
  * system of one volume, with every failure turned into a message that says
  * what to do.
  */
-import { CorruptError as DiskCorruptError, FileBlockSource, IoError as DiskIoError, listVolumes, type BlockSource, type Partition, type Volume } from '@gammaray/disk';
+import { CorruptError as DiskCorruptError, FileBlockSource, IoError as DiskIoError, listVolumes, PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, probeImageFormat, type BlockSource, type ImageFormat, type Partition, type Volume } from '@gammaray/disk';
 import { CorruptError, CorruptKind, Ext4Volume, IncompatibleError } from '@gammaray/ext4';
 import { replayJournal } from '@gammaray/inferencer';
 import { RuntimeFailure, UserError, isReaderError } from './errors.js';
@@ -30,7 +30,7 @@ export interface OpenedVolume {
 /** The result of trying one volume: its file system, or why there is none. */
 export type Probe = { readonly volume: Volume; readonly label: string } & (
   | { readonly fs: Ext4Volume; readonly error?: undefined; readonly replayed?: { readonly transactions: number; readonly blocks: number } }
-  | { readonly fs?: undefined; readonly error: Error }
+  | { readonly fs?: undefined; readonly error: Error; readonly format?: ImageFormat }
 );
 
 /** How volumes are opened. */
@@ -120,8 +120,10 @@ export async function probe(image: string, volume: Volume, opts: VolumeOptions =
   try {
     fs = await Ext4Volume.open(volume.source);
   } catch (err) {
-    if (isReaderError(err)) return { volume, label, error: err };
-    throw err;
+    if (!isReaderError(err)) throw err;
+    // No file system on a whole image: a qcow2 (VMDK...) given as raw says so (see probeError).
+    const format = err instanceof CorruptError && err.kind === CorruptKind.SuperblockMagic && volume.index === 0 && volume.lv === undefined ? await containerFormat(volume.source) : undefined;
+    return format ? { volume, label, error: err, format } : { volume, label, error: err };
   }
   if (opts.noload || !fs.superblock.has.needsRecovery) return { volume, label, fs };
   try {
@@ -139,6 +141,17 @@ export async function probe(image: string, volume: Volume, opts: VolumeOptions =
   }
 }
 
+/** The container format (qcow2, VMDK...) whose signature `src` starts or ends with, if any. */
+async function containerFormat(src: BlockSource): Promise<ImageFormat | undefined> {
+  try {
+    const head = await src.read(0, Math.min(PROBE_HEAD_BYTES, src.size));
+    const tailLength = Math.min(PROBE_TAIL_BYTES, src.size);
+    return probeImageFormat(head, await src.read(src.size - tailLength, tailLength));
+  } catch {
+    return undefined; // the superblock error says enough
+  }
+}
+
 /** Whether a failed probe found no ext2/3/4 superblock at all (as opposed to one we cannot read). */
 export function isNoFileSystem(p: Probe): boolean {
   return p.error instanceof CorruptError && p.error.kind === CorruptKind.SuperblockMagic;
@@ -148,6 +161,10 @@ export function isNoFileSystem(p: Probe): boolean {
 export function probeError(p: Probe, partitioned: boolean): Error {
   const err = p.error;
   if (err === undefined) return new Error('probe succeeded');
+  if (p.format) {
+    const { format, evidence } = p.format;
+    return new UserError(`${p.label} is a ${format} image (${evidence}), not a raw disk: gammaray reads raw images; convert it (qemu-img convert -f ${format} -O raw ${shellWord(p.label)} DISK.raw), or read its raw view through qemu-storage-daemon's FUSE export (README, "Other image formats")`);
+  }
   if (err instanceof CorruptError && err.kind === CorruptKind.SuperblockMagic) {
     const hint = partitioned
       ? 'pick another partition with --partition N'

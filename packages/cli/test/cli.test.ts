@@ -423,6 +423,23 @@ describe.concurrent('errors', () => {
     expectOneLineError(await gammaray('crawl', junk), 2, /no ext2\/3\/4 file system found/);
   });
 
+  it('a qcow2 or VMDK image says what it is and how to read it; a raw file system with such bytes in its boot sector is read', async () => {
+    const qcow = join(work, 'vm.qcow2');
+    const vmdk = join(work, 'vm.vmdk');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', qcow, '16M']);
+    await run('qemu-img', ['create', '-q', '-f', 'vmdk', vmdk, '16M']);
+    expectOneLineError(await gammaray('ls', qcow), 2, /vm\.qcow2 is a qcow2 image \("QFI\\xfb" at byte 0, version 3\), not a raw disk: .*qemu-img convert -f qcow2 -O raw .*vm\.qcow2 DISK\.raw.*qemu-storage-daemon/);
+    expectOneLineError(await gammaray('crawl', vmdk), 2, /vm\.vmdk is a vmdk image \("KDMV" at byte 0/);
+    // ext4 leaves its first 1024 bytes alone: what a guest wrote there does not hide the file system.
+    const bytes = await readFile(img);
+    bytes.write('QFI\xfb', 0, 'latin1');
+    const marked = join(work, 'marked.img');
+    await writeFile(marked, bytes);
+    const r = await gammaray('ls', marked);
+    expect(r.code).toBe(0);
+    expect(lines(r)).toContain('hello.txt');
+  });
+
   it('an unsupported INCOMPAT feature names the feature', async () => {
     const bad = join(work, 'compress.img');
     const bytes = await readFile(img);

@@ -21,3 +21,5 @@ export type { Partition, PartitionTable, ReadPartitionsOptions, Volume } from '.
 export { PartitionScheme, readPartitions, listVolumes, volumesFromTable, partitionSource, isExtendedPartition } from './partitions.js';
 export type { LinearLv, LvmPv, LvmSection, LvmValue } from './lvm.js';
 export { readLvmPv, parseLvmText, MAX_LVM_METADATA_BYTES } from './lvm.js';
+export type { ImageFormat } from './image-format.js';
+export { probeImageFormat, PROBE_HEAD_BYTES, PROBE_TAIL_BYTES } from './image-format.js';
