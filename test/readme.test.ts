@@ -255,6 +255,9 @@ const FILE_FLAGS: Readonly<Record<string, StandIn>> = {
   '--nats-tls-key': 'pem',
   '--nats-creds': 'creds',
   '--nats-nkey': 'nkey',
+  '--nbd-tls-cert': 'pem',
+  '--nbd-tls-key': 'pem',
+  '--nbd-tls-client-ca': 'pem',
 };
 
 function standIn(path: string, kind: StandIn): string {
@@ -438,6 +441,40 @@ export const FORMS: readonly Form[] = [
     runBy: '.ci/run (CI runs the whole suite through it)',
     matches: (w) => w[0] === 'bash' && w[1] === 'scripts/test.sh' && w.length === 2,
     check: () => covered('.ci/run', ['scripts/test.sh'], 'bash scripts/test.sh'),
+  },
+  {
+    form: 'qemu-system-x86_64 ... -object tls-creds-x509,id=ID,endpoint=client,dir=DIR -drive file=nbd://HOST:PORT/DISK,file.tls-creds=ID,format=raw,if=virtio',
+    runBy: 'test/integration/capture-tls.test.ts (a real guest over NBD with TLS, through test/guest/guest.ts)',
+    matches: (w) => w[0] === 'qemu-system-x86_64' && w.includes('-object'),
+    check: (w) => {
+      const obj = w[w.indexOf('-object') + 1] ?? '';
+      const drive = w[w.indexOf('-drive') + 1] ?? '';
+      const m = /^tls-creds-x509,id=([a-z0-9]+),endpoint=client,dir=\S+$/.exec(obj);
+      const problems: string[] = [];
+      if (!m) problems.push(`qemu-system-x86_64: expected -object tls-creds-x509,id=ID,endpoint=client,dir=DIR, got ${JSON.stringify(obj)}`);
+      else if (!new RegExp(`^file=nbd://[^/\\s]+:\\d+/[a-z0-9_-]{1,64},file\\.tls-creds=${m[1]},format=raw,if=virtio$`).test(drive)) {
+        problems.push(`qemu-system-x86_64: expected -drive file=nbd://HOST:PORT/DISK,file.tls-creds=${m[1]},format=raw,if=virtio, got ${JSON.stringify(drive)}`);
+      }
+      return [...problems, ...covered('test/integration/capture-tls.test.ts', ["'-object'", 'tls-creds-x509,id=tls0,endpoint=client,dir=', "driveOpts: 'file.tls-creds=tls0'", 'runGuest'], 'qemu-system-x86_64 with TLS')];
+    },
+  },
+  {
+    form: 'qemu-storage-daemon --blockdev driver=file,... --blockdev driver=qcow2,... --export type=fuse,...,writable=on',
+    runBy: 'test/integration/capture-formats.test.ts',
+    matches: (w) => w[0] === 'qemu-storage-daemon',
+    check: (w) => {
+      const texts = ["'qemu-storage-daemon'", ...flagsOf(w.slice(1)).map((f) => `'${f}'`)];
+      for (const v of w.slice(1).filter((x) => !x.startsWith('-'))) {
+        for (const part of v.split(',')) if (!/=\//.test(part)) texts.push(part.replace(/=.*$/, '=')); // option names, not the README's paths
+      }
+      return covered('test/integration/capture-formats.test.ts', [...new Set(texts)], 'qemu-storage-daemon');
+    },
+  },
+  {
+    form: 'touch FILE',
+    runBy: 'test/integration/capture-formats.test.ts (the FUSE export\'s mount point)',
+    matches: (w) => w[0] === 'touch' && w.length === 2,
+    check: () => covered('test/integration/capture-formats.test.ts', ["exec('touch', [view])"], 'touch'),
   },
   {
     form: 'qemu-system-x86_64 ... -drive file=nbd://HOST:PORT/DISK,format=raw,if=virtio',

@@ -139,7 +139,7 @@ describe('image formats at the capture', () => {
     const start = join(work, 'start.raw');
     copyFileSync(base, start);
     const view = join(work, 'guest.raw');
-    writeFileSync(view, '');
+    await exec('touch', [view]); // the FUSE export's mount point: an existing file
     qsd = spawn('qemu-storage-daemon', [
       '--blockdev', `driver=file,node-name=file0,filename=${qcow}`,
       '--blockdev', 'driver=qcow2,node-name=disk0,file=file0',

@@ -125,9 +125,12 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--replicas <n>', 'JetStream replicas for the stream and registry (env GAMMARAY_REPLICAS; 1 on one machine, 3 in a cluster)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics, and /healthz, /readyz (env GAMMARAY_METRICS)')
     .option('--trace <file>', "read gammaray's legacy binary QEMU trace from FILE ('-' = stdin) instead of serving NBD")
+    .option('--nbd-tls-cert <file>', 'require TLS of NBD clients (NBD_OPT_STARTTLS) with this PEM certificate (env GAMMARAY_NBD_TLS_CERT; with --nbd-tls-key)')
+    .option('--nbd-tls-key <file>', 'the PEM private key of --nbd-tls-cert (env GAMMARAY_NBD_TLS_KEY)')
+    .option('--nbd-tls-client-ca <file>', 'NBD clients must present a certificate this PEM CA signed (env GAMMARAY_NBD_TLS_CLIENT_CA)')
     .option('--assume-raw <id>', 'serve disk ID as raw even though its image starts like a qcow2, VMDK, VDI, VHD, VHDX or QED file (repeat for more; env GAMMARAY_ASSUME_RAW=a,b)', collect, [])
     .addHelpText('after', '\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: stop accepting, drain in-flight requests, detach, exit.')
-    .action(async (o: { nats?: string; listen?: string; disk: string[]; partition: string[]; volume: string[]; assumeRaw: string[]; replicas?: string; metrics?: string; trace?: string }) => {
+    .action(async (o: { nats?: string; listen?: string; disk: string[]; partition: string[]; volume: string[]; assumeRaw: string[]; replicas?: string; metrics?: string; trace?: string; nbdTlsCert?: string; nbdTlsKey?: string; nbdTlsClientCa?: string }) => {
       // Loaded on demand: the offline commands never pay for NATS and pino.
       const svc = await import('@gammaray/service-capture');
       exitWithParent();

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
 import type { NbdExport, NbdExportInfo, NbdExportProvider } from './backend.js';
 import { NbdError, NbdExportBusyError } from './backend.js';
 import { SocketReader, connectionClosed } from './socket-reader.js';
@@ -43,6 +44,13 @@ export interface ConnectionLimits {
   maxInFlightBytes: number;
 }
 
+/** TLS for every connection (the NBD protocol's FORCEDTLS mode): see NbdServerOptions.tls. */
+export interface ConnectionTls {
+  readonly secureContext: SecureContext;
+  /** Ask for a client certificate and refuse the handshake without one the context's CA signed. */
+  readonly requireClientCert: boolean;
+}
+
 /** Time a finished connection waits for its unsent replies before the socket is destroyed. */
 const LINGER_MS = 5_000;
 /** Reply headers are written into slabs of this size and sent as one buffer per batch (see simpleReply). */
@@ -61,7 +69,13 @@ type OpenResult = { ok: true; exp: NbdExport } | { ok: false; rep: NbdRep; messa
 export class NbdConnection {
   /** Resolves when the connection is completely finished. */
   readonly done: Promise<void>;
-  private readonly reader: SocketReader;
+  private reader: SocketReader;
+  /** The socket replies go to: the accepted one, or the TLS socket over it after NBD_OPT_STARTTLS. */
+  private socket: Socket;
+  /** TLS is up (after NBD_OPT_STARTTLS): further STARTTLS is invalid, options are no longer refused. */
+  private secured = false;
+  /** Resolves `closed` (see the constructor) once the current socket has closed. */
+  private onClosed!: () => void;
   /** Resolves finish()'s wait once inFlight drops to 0. */
   private idle: (() => void) | undefined;
   private opened: NbdExport | undefined;
@@ -77,31 +91,46 @@ export class NbdConnection {
   private slabEnd = 0;
   private flushQueued = false;
   private readonly flushReplies = (): void => this.sendReplies();
+  /** Set while a TLS handshake runs: ends it when the negotiation's time is up. */
+  private tlsTimeout: (() => void) | undefined;
 
   constructor(
-    private readonly socket: Socket,
+    socket: Socket,
     private readonly provider: NbdExportProvider,
     private readonly log: NbdLogger,
     private readonly limits: ConnectionLimits,
     private readonly peer: string,
     reader?: SocketReader,
+    /** Required TLS (clients must send NBD_OPT_STARTTLS before anything else); none when undefined. */
+    private readonly tls?: ConnectionTls,
   ) {
+    this.socket = socket;
     this.reader = reader ?? new SocketReader(socket);
     const closed = new Promise<void>((resolve) => {
-      socket.once('close', () => {
-        this.socketClosed = true;
-        this.reader.fail(connectionClosed());
-        this.notify();
-        resolve();
-      });
+      this.onClosed = resolve;
+    });
+    this.watch(socket);
+    this.done = Promise.all([this.run(), closed]).then(() => undefined);
+  }
+
+  /** Follows `socket`'s end, errors and drains (the accepted socket, then the TLS one). */
+  private watch(socket: Socket): void {
+    socket.once('close', () => {
+      if (socket !== this.socket) return; // the plaintext socket under TLS: the TLS socket reports
+      this.socketClosed = true;
+      this.reader.fail(connectionClosed());
+      this.notify();
+      this.onClosed();
     });
     socket.on('error', (err) => {
-      this.log.debug({ peer, err }, 'nbd socket error');
+      if (socket !== this.socket) return;
+      this.log.debug({ peer: this.peer, err }, 'nbd socket error');
       this.reader.fail(connectionClosed(err));
     });
-    socket.on('end', () => this.reader.end(connectionClosed()));
+    socket.on('end', () => {
+      if (socket === this.socket) this.reader.end(connectionClosed());
+    });
     socket.on('drain', () => this.notify());
-    this.done = Promise.all([this.run(), closed]).then(() => undefined);
   }
 
   /** Stop reading requests; in-flight requests still get their replies, then the socket closes. */
@@ -118,6 +147,7 @@ export class NbdConnection {
   private async run(): Promise<void> {
     const timer = setTimeout(() => {
       this.reader.fail(new NbdProtocolError(NbdProtocolErrorKind.HandshakeTimeout, 'handshake timed out'));
+      this.tlsTimeout?.();
     }, this.limits.handshakeTimeoutMs);
     try {
       const exp = await this.negotiate();
@@ -286,7 +316,21 @@ export class NbdConnection {
         continue;
       }
       const data = len > 0 ? await this.reader.read(len) : EMPTY;
+      if (this.tls && !this.secured) {
+        // FORCEDTLS: nothing but STARTTLS and ABORT before TLS; EXPORT_NAME cannot be refused, so it ends the session.
+        if (opt === NbdOpt.EXPORT_NAME) throw new NbdProtocolError(NbdProtocolErrorKind.TlsRequired, 'NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS');
+        if (opt !== NbdOpt.STARTTLS && opt !== NbdOpt.ABORT) {
+          this.optError(opt, NbdRep.ERR_TLS_REQD, 'this server requires TLS: send NBD_OPT_STARTTLS first');
+          continue;
+        }
+      }
       switch (opt) {
+        case NbdOpt.STARTTLS:
+          if (!this.tls) this.optError(opt, NbdRep.ERR_UNSUP, 'this server does not offer TLS');
+          else if (this.secured) this.optError(opt, NbdRep.ERR_INVALID, 'TLS is already negotiated');
+          else if (len !== 0) this.optError(opt, NbdRep.ERR_INVALID, 'NBD_OPT_STARTTLS takes no data');
+          else await this.startTls(this.tls);
+          break;
         case NbdOpt.EXPORT_NAME: {
           const r = await this.open(data.toString('latin1'));
           if (!r.ok) {
@@ -311,10 +355,67 @@ export class NbdConnection {
           break;
         }
         default:
-          // STRUCTURED_REPLY, STARTTLS, meta contexts, extended headers and anything unknown.
+          // STRUCTURED_REPLY, meta contexts, extended headers and anything unknown.
           this.optError(opt, NbdRep.ERR_UNSUP, 'option not supported');
       }
     }
+  }
+
+  /**
+   * NBD_OPT_STARTTLS: the ACK in plaintext, then the TLS handshake on the same socket; negotiation goes on over
+   * TLS (no new greeting, as the protocol says). The accepted socket is paused first, so that the client's
+   * ClientHello, sent once it has the ACK, reaches TLS and not the plaintext reader. A client that sent anything
+   * after STARTTLS without waiting for the ACK is dropped: those bytes would be taken as plaintext options.
+   */
+  private async startTls(tls: ConnectionTls): Promise<void> {
+    if (this.reader.length > 0) throw new NbdProtocolError(NbdProtocolErrorKind.TlsPipelined, 'bytes after NBD_OPT_STARTTLS before its reply');
+    const plain = this.socket;
+    plain.pause();
+    this.uncork();
+    const ack = Buffer.allocUnsafe(OPTION_REPLY_HEADER_SIZE);
+    ack.writeBigUInt64BE(NBD_OPT_REPLY_MAGIC, 0);
+    ack.writeUInt32BE(NbdOpt.STARTTLS, 8);
+    ack.writeUInt32BE(NbdRep.ACK, 12);
+    ack.writeUInt32BE(0, 16);
+    await new Promise<void>((resolve, reject) => plain.write(ack, (err) => (err ? reject(connectionClosed(err)) : resolve())));
+    const secure = new TLSSocket(plain, {
+      isServer: true,
+      secureContext: tls.secureContext,
+      requestCert: tls.requireClientCert,
+      rejectUnauthorized: tls.requireClientCert,
+    });
+    const reader = new SocketReader(secure);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const fail = (err?: Error): void => {
+          this.tlsTimeout = undefined;
+          secure.destroy();
+          reject(new NbdProtocolError(NbdProtocolErrorKind.TlsHandshakeFailed, err?.message ?? 'the TLS handshake did not finish', { cause: err }));
+        };
+        this.tlsTimeout = () => fail(new Error('the TLS handshake timed out'));
+        secure.once('secure', () => {
+          this.tlsTimeout = undefined;
+          resolve();
+        });
+        secure.once('error', fail);
+        secure.once('close', () => fail());
+      });
+    } catch (err) {
+      // Both sockets are gone (the TLS socket may have closed already, before a listener could see it).
+      plain.destroy();
+      this.socketClosed = true;
+      this.reader.fail(err as NbdProtocolError);
+      this.notify();
+      this.onClosed();
+      throw err;
+    }
+    secure.setNoDelay(true);
+    this.socket = secure;
+    this.reader = reader;
+    this.watch(secure);
+    this.secured = true;
+    const cert = tls.requireClientCert ? secure.getPeerCertificate() : undefined;
+    this.log.info({ peer: this.peer, protocol: secure.getProtocol(), client: cert?.subject?.CN }, 'nbd TLS negotiated');
   }
 
   private list(opt: number, len: number): void {

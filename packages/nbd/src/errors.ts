@@ -18,6 +18,12 @@ export const NbdProtocolErrorKind = {
   BadRequestMagic: 'BadRequestMagic',
   /** A WRITE whose length exceeds maxBlockSize: its payload cannot be skipped safely. */
   RequestTooBig: 'RequestTooBig',
+  /** TLS is required and the client chose an export before NBD_OPT_STARTTLS (NBD_OPT_EXPORT_NAME has no error reply). */
+  TlsRequired: 'TlsRequired',
+  /** The TLS handshake after NBD_OPT_STARTTLS failed (no or an untrusted client certificate, a protocol error). */
+  TlsHandshakeFailed: 'TlsHandshakeFailed',
+  /** The client sent bytes after NBD_OPT_STARTTLS before its ACK (they would be taken as plaintext). */
+  TlsPipelined: 'TlsPipelined',
 } as const;
 /** Why the server dropped a connection. */
 export type NbdProtocolErrorKind = (typeof NbdProtocolErrorKind)[keyof typeof NbdProtocolErrorKind];

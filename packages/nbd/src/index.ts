@@ -2,6 +2,7 @@ export type { NbdExport, NbdExportInfo, NbdExportProvider } from './backend.js';
 export { NbdError, NbdExportBusyError } from './backend.js';
 export { NbdServer } from './server.js';
 export type { NbdServerOptions } from './server.js';
+export type { ConnectionTls as NbdTls } from './connection.js';
 export type { NbdLogger } from './logger.js';
 export { silentLogger } from './logger.js';
 export { NbdProtocolError, NbdProtocolErrorKind } from './errors.js';

@@ -3,7 +3,7 @@ import type { AddressInfo, Server, Socket } from 'node:net';
 import type { NbdExportProvider } from './backend.js';
 import { NbdConnection } from './connection.js';
 import { adoptSocket } from './socket-reader.js';
-import type { ConnectionLimits } from './connection.js';
+import type { ConnectionLimits, ConnectionTls } from './connection.js';
 import {
   DEFAULT_DRAIN_MS,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
@@ -26,6 +26,13 @@ export interface NbdServerOptions {
   maxInFlight?: number;
   /** Payload and reply bytes in flight per connection before the server stops reading from it (default 64 MiB). */
   maxInFlightBytes?: number;
+  /**
+   * Require TLS (the NBD protocol's FORCEDTLS mode): a client must send NBD_OPT_STARTTLS before anything else
+   * (other options get NBD_REP_ERR_TLS_REQD; NBD_OPT_EXPORT_NAME ends the session), then negotiates over TLS
+   * with this context. With `requireClientCert`, a client without a certificate the context's CA signed fails
+   * the handshake: that is the authentication.
+   */
+  tls?: ConnectionTls;
 }
 
 /**
@@ -37,6 +44,7 @@ export class NbdServer {
   private readonly log: NbdLogger;
   private readonly limits: ConnectionLimits;
   private readonly maxConnections: number;
+  private readonly tls: ConnectionTls | undefined;
   private readonly live = new Set<NbdConnection>();
   private server: Server | undefined;
   private closing = false;
@@ -45,6 +53,7 @@ export class NbdServer {
     this.provider = opts.provider;
     this.log = opts.logger ?? silentLogger;
     this.maxConnections = positive(opts.maxConnections, Infinity, 'maxConnections');
+    this.tls = opts.tls;
     this.limits = {
       handshakeTimeoutMs: positive(opts.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs'),
       maxInFlight: positive(opts.maxInFlight, DEFAULT_MAX_IN_FLIGHT, 'maxInFlight'),
@@ -111,10 +120,13 @@ export class NbdServer {
       accepted.destroy();
       return;
     }
-    const { socket, reader } = adoptSocket(accepted); // paused until here (pauseOnConnect)
+    // Paused until here (pauseOnConnect). With TLS the socket stays as it is (reads as 'data' events): it is
+    // wrapped by TLS after NBD_OPT_STARTTLS, which the recycled-buffer reads of adoptSocket would not allow.
+    const { socket, reader } = this.tls ? { socket: accepted, reader: undefined } : adoptSocket(accepted);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    const conn = new NbdConnection(socket, this.provider, this.log, this.limits, peer, reader);
+    const conn = new NbdConnection(socket, this.provider, this.log, this.limits, peer, reader, this.tls);
+    if (this.tls) socket.resume();
     this.live.add(conn);
     this.log.debug({ peer, connections: this.live.size }, 'nbd connection accepted');
     void conn.done.finally(() => {

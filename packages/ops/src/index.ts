@@ -11,3 +11,5 @@ export { ensureStream, isStreamNotFound } from './streams.js';
 export type { WantedStream } from './streams.js';
 export { AckPublisher, PUBLISH_HEADROOM, headerLine } from './ack-publisher.js';
 export type { AckPublishOptions, AckPublisherOptions, PublishAck } from './ack-publisher.js';
+export { isLoopback, readPem, readServerTls } from './tls-files.js';
+export type { ServerTlsFiles, TlsSetting } from './tls-files.js';

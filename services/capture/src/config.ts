@@ -4,7 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { hostPortMessage, natsUrlProblem, readNatsAuth, splitHostPort, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
+import { hostPortMessage, natsUrlProblem, readNatsAuth, readServerTls, splitHostPort, type NatsAuth, type NatsAuthFlags, type ServerTlsFiles } from '@gammaray/ops';
 import { isPartitionNumber } from '@gammaray/wire';
 
 /** A setting was missing or malformed; the message names it. */
@@ -37,6 +37,11 @@ export interface CaptureConfig {
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
   /** `--trace FILE|-`: read the legacy binary trace instead of serving NBD. */
   readonly trace: string | undefined;
+  /**
+   * `--nbd-tls-cert/--nbd-tls-key [--nbd-tls-client-ca]`: NBD clients must negotiate TLS (NBD_OPT_STARTTLS), and
+   * with a client CA present a certificate it signed. Plaintext NBD when undefined.
+   */
+  readonly nbdTls: ServerTlsFiles | undefined;
 }
 
 /** Raw option values as commander (or a test) hands them over. */
@@ -50,6 +55,9 @@ export interface CaptureFlags extends NatsAuthFlags {
   readonly replicas?: string;
   readonly metrics?: string;
   readonly trace?: string;
+  readonly nbdTlsCert?: string;
+  readonly nbdTlsKey?: string;
+  readonly nbdTlsClientCa?: string;
 }
 
 const DISK_ID = /^[a-z0-9_-]{1,64}$/;
@@ -133,7 +141,14 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
   const trace = flags.trace ?? env.GAMMARAY_TRACE;
   if (trace !== undefined && disks.length !== 1) throw new ConfigError('--trace applies to exactly one --disk ID=IMAGE');
   const natsAuth = readNatsAuth(flags, env, (m) => new ConfigError(m));
-  return Object.freeze({ nats, natsAuth, listen, disks: Object.freeze(disks), replicas, metrics, trace });
+  const nbdTls = readServerTls(
+    { flag: '--nbd-tls-cert', env: 'GAMMARAY_NBD_TLS_CERT', value: flags.nbdTlsCert ?? env.GAMMARAY_NBD_TLS_CERT },
+    { flag: '--nbd-tls-key', env: 'GAMMARAY_NBD_TLS_KEY', value: flags.nbdTlsKey ?? env.GAMMARAY_NBD_TLS_KEY },
+    { flag: '--nbd-tls-client-ca', env: 'GAMMARAY_NBD_TLS_CLIENT_CA', value: flags.nbdTlsClientCa ?? env.GAMMARAY_NBD_TLS_CLIENT_CA },
+    (m) => new ConfigError(m),
+  );
+  if (nbdTls && trace !== undefined) throw new ConfigError('--nbd-tls-cert applies to NBD clients, and --trace serves none: drop one of them');
+  return Object.freeze({ nats, natsAuth, listen, disks: Object.freeze(disks), replicas, metrics, trace, nbdTls });
 }
 
 /** Whether two paths name one file: the same path, or through a symlink or a hard link the same inode. */

@@ -5,8 +5,10 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { pino, type Logger } from 'pino';
 import { applyTrace, AsyncAckPublisher, attachDisk, readLegacyTrace, serveBlockReads, type AttachedDisk, type BlockReadServer } from '@gammaray/capture';
-import { NbdServer } from '@gammaray/nbd';
-import { OpsServer, natsConnectOptions } from '@gammaray/ops';
+import { NbdServer, type NbdTls } from '@gammaray/nbd';
+import { OpsServer, isLoopback, natsConnectOptions } from '@gammaray/ops';
+import { createSecureContext } from 'node:tls';
+import { ConfigError } from './config.js';
 import type { CaptureConfig } from './config.js';
 import { CaptureMetrics } from './metrics.js';
 import { DiskProvider } from './provider.js';
@@ -21,6 +23,17 @@ export interface CaptureService {
   stop(): Promise<void>;
   /** With --trace: resolves with the number of trace records applied once the trace ends. */
   readonly traceDone: Promise<number> | undefined;
+}
+
+/** The NBD server's TLS from the configured PEM files; a certificate or key Node cannot use is a ConfigError. */
+function nbdTls(cfg: CaptureConfig): NbdTls | undefined {
+  const t = cfg.nbdTls;
+  if (!t) return undefined;
+  try {
+    return { secureContext: createSecureContext({ cert: t.cert, key: t.key, ...(t.clientCa ? { ca: t.clientCa } : {}) }), requireClientCert: t.clientCa !== undefined };
+  } catch (err) {
+    throw new ConfigError(`--nbd-tls-cert / --nbd-tls-key (GAMMARAY_NBD_TLS_*) cannot be used: ${(err as Error).message}; give a PEM certificate and its private key`);
+  }
 }
 
 /** Builds the service from a validated configuration; nothing runs until start(). */
@@ -56,6 +69,7 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
     },
     async start() {
       log.info({ nats: cfg.nats, disks: cfg.disks.map((d) => d.id), instanceId }, 'starting capture');
+      const tls = nbdTls(cfg); // before anything starts: unusable PEM files are the user's to fix
       if (cfg.metrics) await ops.listen(cfg.metrics.host, cfg.metrics.port, log.child({ component: 'ops' }));
       // noAsyncTraces: nats.js otherwise builds two Error objects (stack captures) per publish, which cost more
       // CPU than the publish itself at thousands of records a second.
@@ -66,8 +80,13 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
       if (cfg.trace === undefined) {
         // Listen before any disk is attached: a port in use then fails the start before the registry says the
         // disks are attached by this capture. Exports appear as their disks attach, a moment later.
-        server = new NbdServer({ provider, logger: log.child({ component: 'nbd' }) });
+        server = new NbdServer({ provider, logger: log.child({ component: 'nbd' }), tls });
         address = await server.listen(cfg.listen.host, cfg.listen.port);
+        if (!cfg.nbdTls && !isLoopback(cfg.listen.host)) {
+          log.warn({ listen: address }, 'serving NBD beyond loopback without TLS: whoever reaches the port reads and writes the disks (give --nbd-tls-cert, --nbd-tls-key and --nbd-tls-client-ca)');
+        } else if (cfg.nbdTls && !cfg.nbdTls.clientCa) {
+          log.warn({ listen: address }, 'NBD over TLS without client certificates: traffic is encrypted, but any client may connect (give --nbd-tls-client-ca)');
+        }
       }
       for (const d of cfg.disks) {
         const observe = metrics.publishSeconds.labels({ disk: d.id });
@@ -85,7 +104,8 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
         return;
       }
       started = true;
-      log.info({ listen: address, exports: cfg.disks.map((d) => `nbd://${address!.host}:${address!.port}/${d.id}`) }, 'serving NBD'); // ok: set above (an NBD capture, not a trace)
+      const scheme = cfg.nbdTls ? 'nbds' : 'nbd';
+      log.info({ listen: address, tls: cfg.nbdTls !== undefined, clientCertificates: cfg.nbdTls?.clientCa !== undefined, exports: cfg.disks.map((d) => `${scheme}://${address!.host}:${address!.port}/${d.id}`) }, 'serving NBD'); // ok: set above (an NBD capture, not a trace)
     },
     stop() {
       stopping ??= (async () => {

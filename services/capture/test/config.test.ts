@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, readConfig } from '../src/config.js';
 
@@ -34,7 +37,26 @@ describe('capture config', () => {
     expect(readConfig({}, { GAMMARAY_DISK: 'a=/a,b=/b', GAMMARAY_ASSUME_RAW: 'a,b' }).disks.map((d) => d.assumeRaw)).toEqual([true, true]);
   });
 
+  it('takes --nbd-tls-cert, --nbd-tls-key and --nbd-tls-client-ca as PEM files (GAMMARAY_NBD_TLS_* too)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gammaray-capture-config-'));
+    try {
+      const pem = join(dir, 'x.pem');
+      writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+      expect(readConfig({ disk: ['a=/a'] }, {}).nbdTls).toBeUndefined();
+      const c = readConfig({ disk: ['a=/a'], nbdTlsCert: pem, nbdTlsKey: pem }, {});
+      expect(c.nbdTls?.cert.toString()).toContain('BEGIN CERTIFICATE');
+      expect(c.nbdTls?.clientCa).toBeUndefined();
+      expect(readConfig({ disk: ['a=/a'] }, { GAMMARAY_NBD_TLS_CERT: pem, GAMMARAY_NBD_TLS_KEY: pem, GAMMARAY_NBD_TLS_CLIENT_CA: pem }).nbdTls?.clientCa).toBeDefined();
+      expect(() => readConfig({ disk: ['a=/a'], nbdTlsCert: pem, nbdTlsKey: pem, trace: '-' }, {})).toThrow(/--nbd-tls-cert applies to NBD clients, and --trace serves none/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it.each([
+    [{ disk: ['a=/x'], nbdTlsKey: '/k' }, /--nbd-tls-cert \(GAMMARAY_NBD_TLS_CERT\) and --nbd-tls-key \(GAMMARAY_NBD_TLS_KEY\) go together/],
+    [{ disk: ['a=/x'], nbdTlsClientCa: '/ca' }, /--nbd-tls-client-ca \(GAMMARAY_NBD_TLS_CLIENT_CA\) needs --nbd-tls-cert and --nbd-tls-key/],
+    [{ disk: ['a=/x'], nbdTlsCert: '/nonexistent.pem', nbdTlsKey: '/k' }, /--nbd-tls-cert \(GAMMARAY_NBD_TLS_CERT\) must name a readable PEM file/],
     [{ disk: ['a=/x'], assumeRaw: ['b'] }, /--assume-raw "b" names no disk that --disk serves/],
     [{ disk: ['a=/x'], volume: ['b=a'] }, /--volume must be VOLUME=ID:N/],
     [{ disk: ['a=/x'], volume: ['b=a:0'] }, /--volume must be VOLUME=ID:N/],

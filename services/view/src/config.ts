@@ -1,11 +1,12 @@
-import { hostPortMessage, natsUrlProblem, readNatsAuth, splitHostPort, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
+import { hostPortMessage, isLoopback, natsUrlProblem, readNatsAuth, readServerTls, splitHostPort, type NatsAuth, type NatsAuthFlags } from '@gammaray/ops';
 /**
  * `gammaray view` configuration: flags, then `GAMMARAY_<FLAG>` environment variables, validated into one object.
  * Every problem names the setting and says what to do (CLI.md).
  */
-import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { isDiskId } from '@gammaray/wire';
+
+export { isLoopback };
 
 /** A setting was missing or malformed; the message names it. */
 export class ConfigError extends Error {
@@ -76,22 +77,9 @@ export function parseHostPort(value: string, what: string): ListenAddress {
   return hp;
 }
 
-/** Whether `host` is a loopback address (where plaintext without a token is acceptable). */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
 
 const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
 
-function readPem(path: string, what: string): Buffer {
-  try {
-    const b = readFileSync(path);
-    if (!/-----BEGIN [A-Z0-9 ]+-----/.test(b.toString('latin1'))) throw new Error('no PEM block in it');
-    return b;
-  } catch (err) {
-    throw new ConfigError(`${what} must name a readable PEM file, ${JSON.stringify(path)} is not: ${(err as Error).message}`);
-  }
-}
 
 /** Builds the configuration from flags and the environment; flags win. Reads the TLS files. */
 export function readConfig(flags: ViewFlags, env: NodeJS.ProcessEnv = process.env): ViewConfig {
@@ -113,16 +101,12 @@ export function readConfig(flags: ViewFlags, env: NodeJS.ProcessEnv = process.en
   const allowOther = flags.allowOther ?? truthy(env.GAMMARAY_ALLOW_OTHER);
   if (allowOther && !mount) throw new ConfigError('--allow-other (GAMMARAY_ALLOW_OTHER) only applies with --mount DIR; add --mount or drop it');
 
-  const certPath = flags.tlsCert ?? env.GAMMARAY_TLS_CERT;
-  const keyPath = flags.tlsKey ?? env.GAMMARAY_TLS_KEY;
-  const caPath = flags.tlsClientCa ?? env.GAMMARAY_TLS_CLIENT_CA;
-  let tls: TlsConfig | undefined;
-  if (certPath || keyPath) {
-    if (!certPath || !keyPath) throw new ConfigError('--tls-cert (GAMMARAY_TLS_CERT) and --tls-key (GAMMARAY_TLS_KEY) go together: give both PEM files, or neither for plaintext');
-    tls = { cert: readPem(certPath, '--tls-cert (GAMMARAY_TLS_CERT)'), key: readPem(keyPath, '--tls-key (GAMMARAY_TLS_KEY)'), clientCa: caPath ? readPem(caPath, '--tls-client-ca (GAMMARAY_TLS_CLIENT_CA)') : undefined };
-  } else if (caPath) {
-    throw new ConfigError('--tls-client-ca (GAMMARAY_TLS_CLIENT_CA) needs --tls-cert and --tls-key: client certificates are checked only over TLS');
-  }
+  const tls: TlsConfig | undefined = readServerTls(
+    { flag: '--tls-cert', env: 'GAMMARAY_TLS_CERT', value: flags.tlsCert ?? env.GAMMARAY_TLS_CERT },
+    { flag: '--tls-key', env: 'GAMMARAY_TLS_KEY', value: flags.tlsKey ?? env.GAMMARAY_TLS_KEY },
+    { flag: '--tls-client-ca', env: 'GAMMARAY_TLS_CLIENT_CA', value: flags.tlsClientCa ?? env.GAMMARAY_TLS_CLIENT_CA },
+    (m) => new ConfigError(m),
+  );
 
   const tokenText = flags.token ?? env.GAMMARAY_TOKEN;
   let token: string | undefined;
