@@ -109,6 +109,8 @@ describe('an inferencer restarted after the duplicate window', () => {
     await forgetMsgIds();
     inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '1']);
     await inferencer.waitForLog(/restored from checkpoint/);
+    // Read by a headers-only consumer (message gets are the fallback of older permissions).
+    await inferencer.waitForLog(/"events":2,"ms":\d+,"how":"consumer","msg":"events of records after the checkpoint are stored already/);
     await writeBlock(blocks[2]!, 0x33); // ok
     await waitForWrite(0x33); // the replay of the first two writes is behind it
     await new Promise((r) => setTimeout(r, 1_500)); // an interval checkpoint, with the events sequence it covers

@@ -10,6 +10,11 @@ import { CheckpointFencedError, type Checkpoint, type CheckpointStore } from './
 import { EventPublisher } from './event-publisher.js';
 import { LeaseLostError } from './leases.js';
 
+/** Event headers a read-ahead consumer asks for at a time (see #readAheadByConsumer). */
+const READ_AHEAD_BATCH = 1024;
+/** A read-ahead consumer that delivers nothing for this long is given up for message gets. */
+const READ_AHEAD_QUIET_MS = 5_000;
+
 /**
  * What keeps a worker from acting on a disk it no longer owns: the lease it runs under. `confirm()` is awaited
  * before every publish batch, publish retry and checkpoint write; it throws {@link LeaseLostError} once the lease
@@ -543,20 +548,71 @@ export class DiskWorker {
     const last = (await this.#o.jsm.streams.getMessage(STREAM_EVENTS, { last_by_subj: filter }))?.seq ?? 0;
     if (last <= eventsSeq) return;
     this.#at('reading the events stored after the checkpoint');
-    const ids = new Set<string>();
-    let read = eventsSeq;
-    while (read < last) {
-      // Message gets, not a consumer: what the inferencer's NATS user may already do on GAMMARAY_EVENTS.
-      // ok: the server's STREAM.MSG.GET takes next_by_subj with seq; the client's type lists only seq or last_by_subj
-      const m = await this.#o.jsm.streams.getMessage(STREAM_EVENTS, { seq: read + 1, next_by_subj: filter } as unknown as MsgRequest);
-      if (!m) break;
-      const id = m.header?.get('Nats-Msg-Id');
-      if (id) ids.add(id);
-      read = m.seq;
+    const progress = { ids: new Set<string>(), read: eventsSeq };
+    const t0 = performance.now();
+    let how = 'consumer';
+    try {
+      await this.#readAheadByConsumer(filter, last, progress);
+    } catch (err) {
+      // Older deployments let the inferencer only get messages from GAMMARAY_EVENTS: one round trip each.
+      how = 'message gets';
+      this.#log.warn({ err, eventsSeq, read: progress.read, lastSeq: last }, 'cannot read the events stored after the checkpoint with a consumer (allow the inferencer $JS.API.CONSUMER.*.GAMMARAY_EVENTS, deploy/nats/values.yaml): reading them one message get at a time');
+      await this.#readAheadByGets(filter, last, progress);
     }
-    this.#log.info({ eventsSeq, lastSeq: last, events: ids.size }, 'events of records after the checkpoint are stored already; the replay does not send them again');
+    const { ids, read } = progress;
+    this.#log.info({ eventsSeq, lastSeq: last, events: ids.size, ms: Math.round(performance.now() - t0), how }, 'events of records after the checkpoint are stored already; the replay does not send them again');
     this.#storedAhead = ids.size > 0 ? ids : undefined;
     this.#eventsSeq = { checkpoint: eventsSeq, read };
+  }
+
+  /**
+   * The msg ids of this disk's events after `progress.read` up to `last`, from an ordered consumer that delivers
+   * only headers: about 25 times as fast as a message get per event (70,000 events, two seconds of a busy disk
+   * between checkpoints, took 14 s that way). Throws if the consumer cannot be made or goes quiet.
+   */
+  async #readAheadByConsumer(filter: string, last: number, progress: { ids: Set<string>; read: number }): Promise<void> {
+    const consumer = await this.#o.js.consumers.get(STREAM_EVENTS, {
+      filter_subjects: filter,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: progress.read + 1,
+      headers_only: true,
+    });
+    const messages = await consumer.consume({ max_messages: READ_AHEAD_BATCH });
+    let quiet: NodeJS.Timeout | undefined;
+    let stalled = false;
+    const arm = (): void => {
+      clearTimeout(quiet);
+      quiet = setTimeout(() => {
+        stalled = true;
+        messages.stop();
+      }, READ_AHEAD_QUIET_MS);
+    };
+    try {
+      arm();
+      for await (const m of messages) {
+        const id = m.headers?.get('Nats-Msg-Id');
+        if (id) progress.ids.add(id);
+        progress.read = m.seq;
+        if (m.seq >= last || this.#stopping) break;
+        arm();
+      }
+    } finally {
+      clearTimeout(quiet);
+      messages.stop();
+    }
+    if (progress.read < last && !this.#stopping) throw new Error(`the consumer ${stalled ? `delivered nothing for ${READ_AHEAD_QUIET_MS} ms` : 'ended'} at events-stream sequence ${progress.read} of ${last}`);
+  }
+
+  /** The same as {@link #readAheadByConsumer} with one message get per event (what the inferencer may always do). */
+  async #readAheadByGets(filter: string, last: number, progress: { ids: Set<string>; read: number }): Promise<void> {
+    while (progress.read < last && !this.#stopping) {
+      // ok: the server's STREAM.MSG.GET takes next_by_subj with seq; the client's type lists only seq or last_by_subj
+      const m = await this.#o.jsm.streams.getMessage(STREAM_EVENTS, { seq: progress.read + 1, next_by_subj: filter } as unknown as MsgRequest);
+      if (!m) break;
+      const id = m.header?.get('Nats-Msg-Id');
+      if (id) progress.ids.add(id);
+      progress.read = m.seq;
+    }
   }
 
   /** The events of a replayed record that GAMMARAY_EVENTS does not hold yet (see {@link #readStoredAhead}). */
