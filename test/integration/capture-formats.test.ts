@@ -131,6 +131,27 @@ describe('image formats at the capture', () => {
     await c.stop();
   }, 60_000);
 
+  it('serves a block device (a loop device here; an LVM volume or qemu-nbd --connect\'s /dev/nbd0 alike) at its size, and captures it exactly', async () => {
+    const backing = join(work, 'loop.raw');
+    await ext4Image(backing);
+    const start = join(work, 'loop-start.raw');
+    copyFileSync(backing, start);
+    const dev = (await exec('losetup', ['--find', '--show', backing])).stdout.trim();
+    try {
+      const c = await startCapture(nats.url, { b1: dev });
+      captures.push(c);
+      const info = JSON.parse((await exec('nbdinfo', ['--json', c.url('b1')])).stdout);
+      expect(info.exports[0]['export-size']).toBe(SIZE_MIB << 20); // stat says 0 for a block device
+      await exec('qemu-io', ['-f', 'raw', '-c', 'write -P 0x6d 2M 192k', '-c', `write -P 0x6e ${(SIZE_MIB << 20) - 4096} 4096`, '-c', 'flush', c.url('b1')]);
+      await c.stop();
+    } finally {
+      await exec('losetup', ['-d', dev]);
+    }
+    const records = await readRecords(nats.url, 'b1');
+    expect(sha256(replay(start, records))).toBe(sha256(readFileSync(backing)));
+    expect(readFileSync(backing).subarray((SIZE_MIB << 20) - 4096).every((b) => b === 0x6e)).toBe(true);
+  }, 60_000);
+
   it('captures a qcow2 image served through qemu-storage-daemon\'s FUSE export exactly', async () => {
     const base = join(work, 'base.raw');
     await ext4Image(base);

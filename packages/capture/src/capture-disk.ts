@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { probeDeviceSize } from '@gammaray/disk';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import {
   MAX_OPS_PER_RECORD,
@@ -309,8 +310,10 @@ export class CaptureDisk implements NbdExport {
     try {
       const st = await fh.stat();
       if (!st.isFile() && !st.isBlockDevice()) throw new IoError(`${opts.image} is not a file`);
+      // stat gives a block device (an LVM volume, /dev/nbd0 from qemu-nbd --connect) size 0.
+      const size = st.isBlockDevice() ? await probeDeviceSize(fh) : st.size;
       lock = ImageLock.acquire(st, opts.image, opts.disk, opts.lockDir);
-      const disk = new CaptureDisk(fh, st.size, opts, lock);
+      const disk = new CaptureDisk(fh, size, opts, lock);
       if (!lock) disk.#log.warn({ lockDir: opts.lockDir ?? imageLockDir() }, 'image lock directory not usable: a second capture on this machine would not be refused');
       return disk;
     } catch (err) {

@@ -93,7 +93,8 @@ export class FileBlockSource implements BlockSource {
   }
 }
 
-async function probeDeviceSize(fh: FileHandle): Promise<number> {
+/** The size of the block device open as `fh`, which stat reports as 0: the end found by probing reads. */
+export async function probeDeviceSize(fh: FileHandle): Promise<number> {
   // Binary search for the last readable byte; at most ~53 reads.
   const one = Buffer.alloc(1);
   let lo = 0;

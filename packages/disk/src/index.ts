@@ -1,5 +1,5 @@
 export type { BlockSource } from './block-source.js';
-export { FileBlockSource, MemoryBlockSource, SliceBlockSource } from './block-source.js';
+export { FileBlockSource, MemoryBlockSource, SliceBlockSource, probeDeviceSize } from './block-source.js';
 export { DiskError, CorruptError, IoError, DiskCorruptKind } from './errors.js';
 export { crc32 } from './crc32.js';
 export {
