@@ -12,7 +12,7 @@ import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KV_DISKS, decodeDiskEntry } from '@gammaray/wire';
-import { startCapture as startCaptureProcess, type CaptureProcess } from '../support/capture-process.js';
+import { freeTcpPort, startCapture as startCaptureProcess, type CaptureProcess } from '../support/capture-process.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { readRecords, replay, sha256 } from '../support/writes-stream.js';
 
@@ -96,4 +96,19 @@ describe('gammaray capture with real NBD clients', () => {
       await nc.close();
     }
   }, 60_000);
+
+  it('listens on IPv6 loopback, and the export URLs it logs work as they are', async () => {
+    const port6 = await freeTcpPort();
+    const img = join(work, 'v6.img');
+    writeFileSync(img, Buffer.alloc(4 << 20));
+    const c = await startCaptureProcess(nats.url, { v6: img }, ['--listen', `[::1]:${port6}`]);
+    try {
+      const logged = /"exports":\["([^"]+)"\]/.exec(c.logs())?.[1];
+      expect(logged).toBe(`nbd://[::1]:${port6}/v6`);
+      const info = await exec('nbdinfo', ['--json', logged!]);
+      expect(JSON.parse(info.stdout).exports[0]['export-size']).toBe(4 << 20);
+    } finally {
+      await c.stop();
+    }
+  }, 30_000);
 });

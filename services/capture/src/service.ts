@@ -25,6 +25,11 @@ export interface CaptureService {
   readonly traceDone: Promise<number> | undefined;
 }
 
+/** A host as it goes into a URL: an IPv6 address in brackets (`nbd://[::1]:10809/vm1`). */
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
 /** The NBD server's TLS from the configured PEM files; a certificate or key Node cannot use is a ConfigError. */
 function nbdTls(cfg: CaptureConfig): NbdTls | undefined {
   const t = cfg.nbdTls;
@@ -105,7 +110,7 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
       }
       started = true;
       const scheme = cfg.nbdTls ? 'nbds' : 'nbd';
-      log.info({ listen: address, tls: cfg.nbdTls !== undefined, clientCertificates: cfg.nbdTls?.clientCa !== undefined, exports: cfg.disks.map((d) => `${scheme}://${address!.host}:${address!.port}/${d.id}`) }, 'serving NBD'); // ok: set above (an NBD capture, not a trace)
+      log.info({ listen: address, tls: cfg.nbdTls !== undefined, clientCertificates: cfg.nbdTls?.clientCa !== undefined, exports: cfg.disks.map((d) => `${scheme}://${urlHost(address!.host)}:${address!.port}/${d.id}`) }, 'serving NBD'); // ok: set above (an NBD capture, not a trace)
     },
     stop() {
       stopping ??= (async () => {
