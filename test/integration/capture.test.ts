@@ -4,7 +4,7 @@
  * image (stream fidelity).
  */
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -12,7 +12,8 @@ import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KV_DISKS, decodeDiskEntry } from '@gammaray/wire';
-import { freeTcpPort, startCapture as startCaptureProcess, type CaptureProcess } from '../support/capture-process.js';
+import { runGuest } from '../guest/guest.js';
+import { CLI, freeTcpPort, startCapture as startCaptureProcess, type CaptureProcess } from '../support/capture-process.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { readRecords, replay, sha256 } from '../support/writes-stream.js';
 
@@ -96,6 +97,34 @@ describe('gammaray capture with real NBD clients', () => {
       await nc.close();
     }
   }, 60_000);
+
+  it('serves NBD on a unix socket (--listen-unix): a real guest boots from it, and a second capture on it is refused', async () => {
+    const img = join(work, 'unix.img');
+    await exec('mkfs.ext4', ['-q', '-F', img, '64M']);
+    const startImg = join(work, 'unix-start.img');
+    copyFileSync(img, startImg);
+    const sock = join(work, 'capture.sock');
+    const c = await startCaptureProcess(nats.url, { u1: img }, ['--listen-unix', sock]);
+    try {
+      expect(c.logs()).toContain(`"exports":["nbd+unix:///u1?socket=${sock}"]`);
+      expect(statSync(sock).mode & 0o777).toBe(0o660);
+      const res = await runGuest({ nbd: c.url('u1'), workload: 'set -e\necho "over a unix socket" > /mnt/u.txt\nsync', timeoutMs: 120_000 });
+      expect(res.status, res.console).toBe(0);
+      const other = join(work, 'other.img');
+      writeFileSync(other, Buffer.alloc(1 << 20));
+      const second = await exec('node', [CLI, 'capture', '--nats', nats.url, '--listen-unix', sock, '--disk', `u2=${other}`]).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(second.code).toBe(2);
+      expect(second.stderr).toContain(`${sock} is a socket another process listens on`);
+    } finally {
+      expect(await c.stop()).toBe(0);
+    }
+    expect(existsSync(sock)).toBe(false);
+    expect((await exec('node', [CLI, 'cat', img, '/u.txt'])).stdout).toBe('over a unix socket\n');
+    expect(sha256(replay(startImg, await readRecords(nats.url, 'u1')))).toBe(sha256(readFileSync(img)));
+  }, 180_000);
 
   it('listens on IPv6 loopback, and the export URLs it logs work as they are', async () => {
     const port6 = await freeTcpPort();

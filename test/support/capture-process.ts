@@ -13,7 +13,7 @@ export const CLI = fileURLToPath(new URL('../../packages/cli/bin/gammaray.js', i
 export interface CaptureProcess {
   readonly child: ChildProcess;
   readonly port: number;
-  /** nbd:// URL of export `disk`. */
+  /** nbd:// URL of export `disk` (nbd+unix:// with --listen-unix). */
   url(disk: string): string;
   /** Everything it logged so far (stdout and stderr). */
   logs(): string;
@@ -35,11 +35,14 @@ export function freeTcpPort(): Promise<number> {
 
 /** Starts `gammaray capture --nats NATS --listen 127.0.0.1:PORT --disk ID=IMAGE ...` and waits until it serves. */
 export async function startCapture(nats: string, disks: Record<string, string>, args: readonly string[] = []): Promise<CaptureProcess> {
-  const port = await freeTcpPort();
+  // With --listen-unix among `args` the capture serves that socket, not a TCP port (`port` is then 0).
+  const sock = args.includes('--listen-unix') ? args[args.indexOf('--listen-unix') + 1] : undefined;
+  const port = sock === undefined ? await freeTcpPort() : 0;
   let logs = '';
   const diskArgs = Object.entries(disks).flatMap(([id, image]) => ['--disk', `${id}=${image}`]);
+  const listen = sock === undefined ? ['--listen', `127.0.0.1:${port}`] : [];
   // Stops by itself once this test process is gone (see spawnService).
-  const child = spawn('node', [CLI, 'capture', '--nats', nats, '--listen', `127.0.0.1:${port}`, ...diskArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { GAMMARAY_PARENT_PID: String(process.pid), ...process.env } });
+  const child = spawn('node', [CLI, 'capture', '--nats', nats, ...listen, ...diskArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { GAMMARAY_PARENT_PID: String(process.pid), ...process.env } });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`capture did not start within 20 s: ${logs}`)), 20_000);
     const onData = (b: Buffer) => {
@@ -56,7 +59,7 @@ export async function startCapture(nats: string, disks: Record<string, string>, 
   return {
     child,
     port,
-    url: (disk) => `nbd://127.0.0.1:${port}/${disk}`,
+    url: (disk) => (sock === undefined ? `nbd://127.0.0.1:${port}/${disk}` : `nbd+unix:///${disk}?socket=${sock}`),
     logs: () => logs,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;

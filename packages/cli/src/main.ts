@@ -125,12 +125,13 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--replicas <n>', 'JetStream replicas for the stream and registry (env GAMMARAY_REPLICAS; 1 on one machine, 3 in a cluster)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics, and /healthz, /readyz (env GAMMARAY_METRICS)')
     .option('--trace <file>', "read gammaray's legacy binary QEMU trace from FILE ('-' = stdin) instead of serving NBD")
+    .option('--listen-unix <path>', 'serve NBD on this unix socket (mode 0660) instead of TCP (env GAMMARAY_LISTEN_UNIX); QEMU: nbd+unix:///DISK?socket=PATH')
     .option('--nbd-tls-cert <file>', 'require TLS of NBD clients (NBD_OPT_STARTTLS) with this PEM certificate (env GAMMARAY_NBD_TLS_CERT; with --nbd-tls-key)')
     .option('--nbd-tls-key <file>', 'the PEM private key of --nbd-tls-cert (env GAMMARAY_NBD_TLS_KEY)')
     .option('--nbd-tls-client-ca <file>', 'NBD clients must present a certificate this PEM CA signed (env GAMMARAY_NBD_TLS_CLIENT_CA)')
     .option('--assume-raw <id>', 'serve disk ID as raw even though its image starts like a qcow2, VMDK, VDI, VHD, VHDX or QED file (repeat for more; env GAMMARAY_ASSUME_RAW=a,b)', collect, [])
     .addHelpText('after', '\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: stop accepting, drain in-flight requests, detach, exit.')
-    .action(async (o: { nats?: string; listen?: string; disk: string[]; partition: string[]; volume: string[]; assumeRaw: string[]; replicas?: string; metrics?: string; trace?: string; nbdTlsCert?: string; nbdTlsKey?: string; nbdTlsClientCa?: string }) => {
+    .action(async (o: { nats?: string; listen?: string; disk: string[]; partition: string[]; volume: string[]; assumeRaw: string[]; replicas?: string; metrics?: string; trace?: string; listenUnix?: string; nbdTlsCert?: string; nbdTlsKey?: string; nbdTlsClientCa?: string }) => {
       // Loaded on demand: the offline commands never pay for NATS and pino.
       const svc = await import('@gammaray/service-capture');
       exitWithParent();
@@ -334,6 +335,13 @@ function serviceFailure(service: string, err: unknown, nats: string | undefined,
   }
   if (Number(n) > 1 && (e?.api_error?.err_code === JS_NO_SUITABLE_PEERS || /no suitable peers for placement/i.test(message))) {
     return new UserError(`${service}: --replicas ${n} needs ${n} JetStream servers in the NATS cluster at ${url}, and it has fewer (${message}): pass --replicas with at most its number of servers, or add servers`);
+  }
+  // A unix socket (--listen-unix): the error names its path (ours) or its address (listen's own).
+  const sock = e?.path ?? (typeof e?.address === 'string' && e.address.startsWith('/') ? e.address : undefined);
+  if (sock !== undefined && e?.code === 'EADDRINUSE') return new UserError(`${service}: ${sock} is a socket another process listens on: stop that process, or pass another --listen-unix PATH`);
+  if (sock !== undefined && e?.code === 'EEXIST') return new UserError(`${service}: ${sock} exists and is not a socket: remove it, or pass another --listen-unix PATH`);
+  if (typeof e?.address === 'string' && e.address.startsWith('/') && (e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'EPERM')) {
+    return new UserError(`${service}: cannot make the socket ${e.address} (${e.code}): its directory must exist and be writable by this user`);
   }
   if (e?.code === 'EADDRINUSE' || /EADDRINUSE/.test(message)) {
     const where = e?.address !== undefined ? `${e.address}:${e.port}` : 'its address';

@@ -1,4 +1,5 @@
-import { createServer } from 'node:net';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import type { NbdExportProvider } from './backend.js';
 import { NbdConnection } from './connection.js';
@@ -47,6 +48,8 @@ export class NbdServer {
   private readonly tls: ConnectionTls | undefined;
   private readonly live = new Set<NbdConnection>();
   private server: Server | undefined;
+  /** The unix socket listened on (removed at close). */
+  private socketPath: string | undefined;
   private closing = false;
 
   constructor(opts: NbdServerOptions) {
@@ -85,6 +88,31 @@ export class NbdServer {
   }
 
   /**
+   * Start accepting on the unix socket `path` (mode 0660: the owner and its group, e.g. the hypervisor's, may
+   * connect). A socket file a dead server left behind is replaced; one a live server answers on, or any other
+   * file, is refused (EADDRINUSE / EEXIST). The file is removed at close.
+   */
+  async listenUnix(path: string): Promise<string> {
+    if (this.server) throw new Error('NbdServer.listen called twice');
+    await removeStaleSocket(path);
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s));
+    this.server = server;
+    this.socketPath = path;
+    server.on('error', (err) => this.log.error({ err }, 'nbd server error'));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      server.once('error', onError);
+      server.listen(path, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+    chmodSync(path, 0o660);
+    this.log.info({ socket: path }, 'nbd server listening');
+    return path;
+  }
+
+  /**
    * Stop accepting, stop reading new requests, let in-flight requests finish and be replied for up to
    * `drainMs` (default 5 s), then close every socket. Resolves once every connection has released its export.
    */
@@ -109,11 +137,18 @@ export class NbdServer {
     clearTimeout(timer);
     await all;
     await stopped;
+    if (this.socketPath !== undefined) {
+      try {
+        unlinkSync(this.socketPath);
+      } catch {
+        // already gone
+      }
+    }
     this.log.info({}, 'nbd server closed');
   }
 
   private accept(accepted: Socket): void {
-    const peer = `${accepted.remoteAddress ?? '?'}:${accepted.remotePort ?? '?'}`;
+    const peer = this.socketPath !== undefined ? `unix:${this.socketPath}` : `${accepted.remoteAddress ?? '?'}:${accepted.remotePort ?? '?'}`;
     if (this.closing || this.live.size >= this.maxConnections) {
       this.log.warn({ peer, connections: this.live.size }, 'nbd connection refused');
       accepted.on('error', () => {});
@@ -134,6 +169,31 @@ export class NbdServer {
       this.log.debug({ peer, connections: this.live.size }, 'nbd connection closed');
     });
   }
+}
+
+/**
+ * Makes room for a unix socket at `path`: nothing there, or a socket no server answers on (removed). A socket
+ * a server answers on is EADDRINUSE, any other file EEXIST (errors with `code` and `path`, like listen's own).
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return; // nothing there
+  }
+  const fail = (code: string, message: string): Error => Object.assign(new Error(message), { code, path });
+  if (!isSocket) throw fail('EEXIST', `${path} exists and is not a socket`);
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw fail('EADDRINUSE', `${path} is a socket another server listens on`);
+  unlinkSync(path);
 }
 
 function positive(v: number | undefined, dflt: number, name: string): number {

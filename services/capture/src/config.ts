@@ -32,6 +32,8 @@ export interface CaptureConfig {
   /** NATS credentials and TLS. */
   readonly natsAuth: NatsAuth;
   readonly listen: { readonly host: string; readonly port: number };
+  /** `--listen-unix PATH`: serve NBD on this unix socket (absolute path) instead of `listen`. */
+  readonly listenUnix: string | undefined;
   readonly disks: readonly DiskConfig[];
   readonly replicas: number;
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
@@ -48,6 +50,7 @@ export interface CaptureConfig {
 export interface CaptureFlags extends NatsAuthFlags {
   readonly nats?: string;
   readonly listen?: string;
+  readonly listenUnix?: string;
   readonly disk?: readonly string[];
   readonly partition?: readonly string[];
   readonly volume?: readonly string[];
@@ -82,6 +85,11 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
     throw new ConfigError(`--nats (GAMMARAY_NATS) must be a NATS URL such as nats://127.0.0.1:4222 (${natsProblem}), got ${JSON.stringify(nats)}`);
   }
   const listen = parseHostPort(flags.listen ?? env.GAMMARAY_LISTEN ?? DEFAULT_LISTEN, '--listen (GAMMARAY_LISTEN)');
+  const unixText = flags.listenUnix ?? env.GAMMARAY_LISTEN_UNIX;
+  const listenUnix = unixText !== undefined && unixText !== '' ? resolvePath(unixText) : undefined;
+  if (listenUnix !== undefined && (flags.listen ?? env.GAMMARAY_LISTEN) !== undefined) {
+    throw new ConfigError('--listen (GAMMARAY_LISTEN) and --listen-unix (GAMMARAY_LISTEN_UNIX) are two places to serve NBD: give one of them');
+  }
   const diskSpecs = flags.disk && flags.disk.length > 0 ? flags.disk : (env.GAMMARAY_DISK ?? '').split(',').filter((s) => s !== '');
   if (diskSpecs.length === 0) throw new ConfigError('no disk to serve: give --disk ID=IMAGE (or GAMMARAY_DISK=ID=IMAGE[,ID=IMAGE...])');
   const disks: DiskConfig[] = [];
@@ -148,7 +156,8 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
     (m) => new ConfigError(m),
   );
   if (nbdTls && trace !== undefined) throw new ConfigError('--nbd-tls-cert applies to NBD clients, and --trace serves none: drop one of them');
-  return Object.freeze({ nats, natsAuth, listen, disks: Object.freeze(disks), replicas, metrics, trace, nbdTls });
+  if (listenUnix !== undefined && trace !== undefined) throw new ConfigError('--listen-unix serves NBD clients, and --trace serves none: drop one of them');
+  return Object.freeze({ nats, natsAuth, listen, listenUnix, disks: Object.freeze(disks), replicas, metrics, trace, nbdTls });
 }
 
 /** Whether two paths name one file: the same path, or through a symlink or a hard link the same inode. */

@@ -86,8 +86,9 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
         // Listen before any disk is attached: a port in use then fails the start before the registry says the
         // disks are attached by this capture. Exports appear as their disks attach, a moment later.
         server = new NbdServer({ provider, logger: log.child({ component: 'nbd' }), tls });
-        address = await server.listen(cfg.listen.host, cfg.listen.port);
-        if (!cfg.nbdTls && !isLoopback(cfg.listen.host)) {
+        if (cfg.listenUnix !== undefined) await server.listenUnix(cfg.listenUnix);
+        else address = await server.listen(cfg.listen.host, cfg.listen.port);
+        if (!cfg.nbdTls && address && !isLoopback(address.host)) {
           log.warn({ listen: address }, 'serving NBD beyond loopback without TLS: whoever reaches the port reads and writes the disks (give --nbd-tls-cert, --nbd-tls-key and --nbd-tls-client-ca)');
         } else if (cfg.nbdTls && !cfg.nbdTls.clientCa) {
           log.warn({ listen: address }, 'NBD over TLS without client certificates: traffic is encrypted, but any client may connect (give --nbd-tls-client-ca)');
@@ -110,7 +111,9 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
       }
       started = true;
       const scheme = cfg.nbdTls ? 'nbds' : 'nbd';
-      log.info({ listen: address, tls: cfg.nbdTls !== undefined, clientCertificates: cfg.nbdTls?.clientCa !== undefined, exports: cfg.disks.map((d) => `${scheme}://${urlHost(address!.host)}:${address!.port}/${d.id}`) }, 'serving NBD'); // ok: set above (an NBD capture, not a trace)
+      const sock = cfg.listenUnix;
+      const url = (id: string): string => (sock !== undefined ? `${scheme}+unix:///${id}?socket=${sock}` : `${scheme}://${urlHost(address!.host)}:${address!.port}/${id}`); // ok: set above (an NBD capture, not a trace)
+      log.info({ listen: sock !== undefined ? { socket: sock } : address, tls: cfg.nbdTls !== undefined, clientCertificates: cfg.nbdTls?.clientCa !== undefined, exports: cfg.disks.map((d) => url(d.id)) }, 'serving NBD');
     },
     stop() {
       stopping ??= (async () => {

@@ -53,7 +53,15 @@ describe('capture config', () => {
     }
   });
 
+  it('takes --listen-unix PATH (GAMMARAY_LISTEN_UNIX) instead of --listen, made absolute', () => {
+    expect(readConfig({ disk: ['a=/a'], listenUnix: '/run/g/nbd.sock' }, {}).listenUnix).toBe('/run/g/nbd.sock');
+    expect(readConfig({ disk: ['a=/a'] }, { GAMMARAY_LISTEN_UNIX: 'rel.sock' }).listenUnix).toBe(join(process.cwd(), 'rel.sock'));
+    expect(readConfig({ disk: ['a=/a'] }, {}).listenUnix).toBeUndefined();
+  });
+
   it.each([
+    [{ disk: ['a=/x'], listenUnix: '/s', listen: '127.0.0.1:1' }, /--listen \(GAMMARAY_LISTEN\) and --listen-unix \(GAMMARAY_LISTEN_UNIX\) are two places to serve NBD: give one of them/],
+    [{ disk: ['a=/x'], listenUnix: '/s', trace: '-' }, /--listen-unix serves NBD clients, and --trace serves none/],
     [{ disk: ['a=/x'], nbdTlsKey: '/k' }, /--nbd-tls-cert \(GAMMARAY_NBD_TLS_CERT\) and --nbd-tls-key \(GAMMARAY_NBD_TLS_KEY\) go together/],
     [{ disk: ['a=/x'], nbdTlsClientCa: '/ca' }, /--nbd-tls-client-ca \(GAMMARAY_NBD_TLS_CLIENT_CA\) needs --nbd-tls-cert and --nbd-tls-key/],
     [{ disk: ['a=/x'], nbdTlsCert: '/nonexistent.pem', nbdTlsKey: '/k' }, /--nbd-tls-cert \(GAMMARAY_NBD_TLS_CERT\) must name a readable PEM file/],
