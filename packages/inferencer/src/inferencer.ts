@@ -154,7 +154,8 @@ let zeroBuffer: Uint8Array | undefined;
 /**
  * A file's mapped runs from its extents. Preallocated (unwritten) extents are kept, marked: they read as zeros,
  * whatever their blocks hold (fallocate does not clear them), but a write the guest makes into one is still its
- * file's (with dioread_nolock ext4 writes every new block so, then marks it written in a later commit).
+ * file's (with dioread_nolock ext4 writes every new block so, then marks it written in a later commit). Data
+ * written before the commit that maps the block waits until ext4 marks it written (see resolvePending).
  */
 function runsOf(ino: number, map: readonly Extent[]): MappedRun[] {
   return map.map((e) => (e.initialized ? { ino, logical: e.logical, physical: e.physical, length: e.length } : { ino, logical: e.logical, physical: e.physical, length: e.length, unwritten: true }));
@@ -241,12 +242,6 @@ export class DiskInferencer {
    * write reported.
    */
   private readonly prealloc = new Map<number, Set<number>>();
-  /**
-   * Data blocks reported from the pending buffer at the consistency point being settled that lie in preallocated
-   * extents: the guest's data written there before the commit that mapped them, which zeros must not undo (see
-   * zeroUnmapped). Cleared after each consistency point.
-   */
-  private readonly resolvedPrealloc = new Set<number>();
   /**
    * Files whose size grew at a consistency point past the data seen so far: ino -> [bytes known to hold data,
    * consistency points left, capture time (ms) of the commit]. ext4 may commit an append's new size before the
@@ -864,9 +859,19 @@ export class DiskInferencer {
       this.hold(b, at, bytes, ctx);
       return;
     }
+    const bs = this.store.blockSize;
+    const parked = this.pending.get(b);
+    if (parked !== undefined && !(at === 0 && bytes.length === bs)) {
+      // Part of a preallocated block whose earlier data waits in the pending buffer (see resolvePending): the
+      // write goes out with that data, as the block will read once ext4 marks it written.
+      const whole = new Uint8Array(bs);
+      whole.set(parked.data);
+      whole.set(bytes, at);
+      at = 0;
+      bytes = whole;
+    }
     this.pendingDelete(b);
     this.unwritten.delete(node.ino);
-    const bs = this.store.blockSize;
     if (!this.journal && at === 0 && bytes.length === bs) this.keepRecent(b, bytes);
     let tail = this.tails.get(node.ino);
     const held = this.prealloc.get(node.ino);
@@ -1103,13 +1108,10 @@ export class DiskInferencer {
     // Unwritten runs count as mapped on both sides: the guest's data in one is reported as the file's (see
     // runsOf), and zeros reported over it would undo that. But a block written before and unwritten now reads as
     // zeros: a range zeroed in place (FALLOC_FL_ZERO_RANGE marks its extents unwritten without freeing or clearing
-    // them), or freed and preallocated again; reported as zeros, unless the guest's data for it was reported at
-    // this very consistency point (written before the commit that maps it: resolvedPrealloc).
-    const resolved = this.resolvedPrealloc;
+    // them), or freed and preallocated again. (Data written into it before this commit waits in the pending
+    // buffer until ext4 marks it written: see resolvePending.)
     const zeroed = (r: MappedRun, a: MappedRun, from: number, to: number) => {
-      if (r.unwritten || !a.unwritten || from >= to) return;
-      if (resolved.size === 0) hole(from, to);
-      else for (let l = from; l < to; l++) if (!resolved.has(a.physical + (l - a.logical))) hole(l, l + 1);
+      if (!r.unwritten && a.unwritten && from < to) hole(from, to);
     };
     for (const r of before) {
       const e = Math.min(r.logical + r.length, lastBlock);
@@ -1695,7 +1697,6 @@ export class DiskInferencer {
       if (node && tail && !derived.has(ino)) this.flushTail(ctx, node, tail, false);
     }
     this.heldTails.clear();
-    this.resolvedPrealloc.clear();
     if (this.journal) this.agePending();
     this.store.compact();
   }
@@ -1719,23 +1720,26 @@ export class DiskInferencer {
       candidates.push(...this.pending.keys(), ...this.omitted.keys());
     }
     this.remapped.clear();
-    // Per file: whether it maps preallocated extents (looked up once, not once per block).
+    // Data in a preallocated (unwritten) block reads as zeros until ext4 marks the block written: it waits here
+    // until then, never aged out while the block is mapped (see agePending). The guest's data written before the
+    // commit that preallocates (dioread_nolock writes every new block so) comes out with the commit that marks it
+    // written; bytes that never will be the file's do not come out: data of a range zeroed in place that reaches
+    // the disk before the file's inode does (without a journal), stale bytes of a freed block preallocated again.
+    // Whether a file maps preallocated extents is looked up once per file, not once per block.
     const preallocated = new Map<number, boolean>();
+    const preallocatedAt = (ino: number, node: FsNode, logical: number): boolean => {
+      let some = preallocated.get(ino);
+      if (some === undefined) preallocated.set(ino, (some = hasUnwritten(node)));
+      return some && unwrittenAt(node, logical);
+    };
     for (const b of candidates) {
       const p = this.pending.get(b);
       if (!p) continue;
       const m = this.dataIndex.lookup(b);
       if (!m) continue;
       const node = this.nodes.get(m.ino);
-      if (!node) continue;
+      if (!node || preallocatedAt(m.ino, node, m.logical)) continue;
       this.pendingDelete(b);
-      let some = preallocated.get(m.ino);
-      if (some === undefined) preallocated.set(m.ino, (some = hasUnwritten(node)));
-      if (some && unwrittenAt(node, m.logical)) {
-        this.resolvedPrealloc.add(b);
-        const held = this.prealloc.get(m.ino);
-        if (held !== undefined) this.notePreallocWritten(m.ino, held, m.logical);
-      }
       if ((m.logical + 1) * bs > node.size) {
         // The end of file moved on to this block: what the remembered block of the old end of file holds past
         // the old size and inside the new one (`dd seek=1000` over a 200-byte file: bytes 1000-4095 of block
@@ -1756,7 +1760,8 @@ export class DiskInferencer {
     for (const b of candidates) {
       if (!this.omitted.has(b)) continue;
       const m = this.dataIndex.lookup(b);
-      if (!m || !this.nodes.has(m.ino)) continue;
+      const node = m && this.nodes.get(m.ino);
+      if (!m || !node || preallocatedAt(m.ino, node, m.logical)) continue;
       this.omitted.delete(b);
       let list = perFile.get(m.ino);
       if (!list) perFile.set(m.ino, (list = []));
@@ -1772,7 +1777,8 @@ export class DiskInferencer {
 
   /** Drops pending blocks that several commits never mapped (they were not file data). */
   private agePending(): void {
-    for (const [b, p] of [...this.pending]) if (++p.commits > PENDING_MAX_COMMITS) this.pendingDelete(b);
+    // Not the blocks mapped preallocated (their data waits for ext4 to mark them written: see resolvePending).
+    for (const [b, p] of [...this.pending]) if (++p.commits > PENDING_MAX_COMMITS && !this.dataIndex.lookup(b)) this.pendingDelete(b);
   }
 
   /**

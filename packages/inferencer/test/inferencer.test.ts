@@ -72,10 +72,10 @@ describe('DiskInferencer: preallocated (unwritten) extents and ranges zeroed in 
     expect(writesOf(events)).toEqual([['/z', 0, 20000, true]]);
   });
 
-  it('reports the data written into a block preallocated in place of a written one before the commit that maps it, not zeros over it', async () => {
+  it('reports data written into a preallocated block before the commit that maps it when ext4 marks the block written, not before', async () => {
     const { disk, inf } = await setUp('moved', { z: Buffer.alloc(20000, 'a') }, false);
-    // The extent moved to free blocks and marked unwritten (freed and preallocated again), with the guest's data in
-    // its first block written before the flush that maps it (held pending until then).
+    // The extent moved to free blocks and marked unwritten (freed and preallocated again), with bytes in its first
+    // block written before the flush that maps it: they read as zeros while the block is unwritten.
     const events = await disk.change(inf, async () => {
       await disk.debugfs('sif /z block[4] 0x8005');
       await disk.debugfs('sif /z block[5] 2000');
@@ -83,7 +83,27 @@ describe('DiskInferencer: preallocated (unwritten) extents and ranges zeroed in 
       b.fill('n', 2000 * BS, 2000 * BS + 100);
       writeFileSync(disk.path, b);
     });
-    expect(writesOf(events)).toEqual([['/z', 0, BS, false], ['/z', BS, 20000 - BS, true]]);
+    expect(writesOf(events)).toEqual([['/z', 0, 20000, true]]);
+    // Marked written (as dioread_nolock does once the data is in): now they are the file's.
+    const converted = await disk.change(inf, async () => {
+      await disk.debugfs('sif /z block[4] 0x0005');
+    });
+    expect(writesOf(converted)).toEqual([['/z', 0, BS, false]]);
+    expect(Buffer.from(converted.find((e) => e.kind === EventKind.Write)!.data!).subarray(0, 101).toString('latin1')).toBe(`${'n'.repeat(100)}\0`); // ok: one write, small
+  });
+
+  it('reports a partial write into a preallocated block together with the data waiting for it', async () => {
+    const { disk, inf } = await setUp('merged', { z: Buffer.alloc(20000, 'a') }, false);
+    await disk.change(inf, async () => {
+      await disk.debugfs('sif /z block[4] 0x8005');
+      await disk.debugfs('sif /z block[5] 2000');
+      const b = Buffer.from(readFileSync(disk.path));
+      b.fill('n', 2000 * BS, 2000 * BS + 100);
+      writeFileSync(disk.path, b);
+    });
+    const events = await writeRecord(disk, inf, [{ op: 'write', offset: 2000 * BS + 200, length: 2, data: Buffer.from('pp'), fua: false }]);
+    expect(writesOf(events)).toEqual([['/z', 0, BS, false]]);
+    expect(Buffer.from(events[0]!.data!).subarray(0, 203).toString('latin1')).toBe(`${'n'.repeat(100)}${'\0'.repeat(100)}pp\0`); // ok: one small write
   });
 
   it('reports no zeros for blocks preallocated into a hole or past end of file, nor for zeros written into them', async () => {
