@@ -45,6 +45,9 @@ const FRAG_WORKLOAD = [
   // Overwrites in the middle, across several extents and the holes between them.
   'dd if=/dev/urandom of=frag bs=1000 seek=3000 count=20 conv=notrunc 2>/dev/null',
   'sync',
+  // Zeroed in place across extents and the holes between them (util-linux fallocate: busybox's has no modes).
+  '/usr/bin/fallocate -z -o 5000 -l 300000 frag',
+  'sync',
   // Holes filled: extents merge, leaves empty out.
   everyOther('frag', 201, 600, 2),
   'sync',
@@ -377,7 +380,7 @@ describe('the second walk-through on more layouts', () => {
         'set -e',
         before,
         'echo "OPTIONS $(tr "\\n" , < /proc/fs/ext4/vda/options)"',
-        'head -c 30000 /dev/zero | tr "\\0" h > sg; head -c 30000 /dev/zero | tr "\\0" k > sg2',
+        'head -c 30000 /dev/zero | tr "\\0" h > sg; head -c 30000 /dev/zero | tr "\\0" k > sg2; head -c 60000 /dev/zero | tr "\\0" z > zr',
         'fallocate -l 100000 pre || echo "no fallocate" > pre',
         everyOther('frag', 0, 200),
         'mkdir big other h1 h2; i=0; while [ $i -lt 500 ]; do echo "f $i" > big/name-$i; i=$((i+1)); done',
@@ -386,6 +389,8 @@ describe('the second walk-through on more layouts', () => {
         'sync',
         'truncate -s 100 sg; truncate -s 20000 sg; truncate -s 0 sg2; echo again >> sg2',
         'printf hello | dd of=pre bs=1 seek=50000 conv=notrunc 2>/dev/null',
+        // Zeroed in place (not on ext3: no extents); written into, and zeroed again, below.
+        '/usr/bin/fallocate -z -o 3000 -l 40000 zr 2>/dev/null || true',
         'dd if=/dev/urandom of=frag bs=1000 seek=100 count=300 conv=notrunc 2>/dev/null',
         'i=0; while [ $i -lt 500 ]; do rm big/name-$i; i=$((i+3)); done',
         'i=1; while [ $i -lt 500 ]; do mv big/name-$i other/; i=$((i+6)); done',
@@ -394,6 +399,7 @@ describe('the second walk-through on more layouts', () => {
         'mv deep other/deeper',
         'sync',
         'truncate -s 300000 frag; truncate -s 5 sg; truncate -s 9000 sg',
+        'printf Q | dd of=zr bs=1 seek=20000 conv=notrunc 2>/dev/null; /usr/bin/fallocate -z -o 18000 -l 30000 zr 2>/dev/null || true',
         'sync',
         // The tree's leaf blocks freed and taken by another file's data in one commit; journal-wrapping writes.
         'truncate -s 0 frag; dd if=/dev/urandom of=taker bs=1k count=400 2>/dev/null',
