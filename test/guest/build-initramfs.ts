@@ -239,9 +239,11 @@ async function readModule(path: string): Promise<Buffer> {
 
 /**
  * Host tools the guest gets besides busybox (which has no xattr applets), with the shared libraries `ldd`
- * lists for them: `setfattr`/`getfattr` from Debian's `attr` package, when installed.
+ * lists for them: `setfattr`/`getfattr` from Debian's `attr` package, and util-linux's `fallocate` (busybox's
+ * has no modes: no `--zero-range`, `--punch-hole`; /bin comes first in PATH, so plain `fallocate` stays busybox's),
+ * when installed.
  */
-const GUEST_EXTRA_TOOLS = ['/usr/bin/setfattr', '/usr/bin/getfattr'];
+const GUEST_EXTRA_TOOLS = ['/usr/bin/setfattr', '/usr/bin/getfattr', '/usr/bin/fallocate'];
 
 async function extraBinaries(): Promise<{ path: string; data: Buffer }[]> {
   const out = new Map<string, Buffer>();

@@ -150,6 +150,7 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
   chunked('logged', s.logged ?? [], 1024);
   chunked('retries', s.retries, 65536);
   chunked('heldTails', s.heldTails, 65536);
+  chunked('prealloc', s.prealloc ?? [], 1024);
   chunked('remapped', s.remapped, 65536);
   chunked('watched', s.watched, 65536);
   chunked('namedBy', s.namedBy, 65536);
@@ -175,6 +176,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   const logged: [number, number, number, Uint8Array][] = [];
   const retries: [number, number][] = [];
   const heldTails: number[] = [];
+  const prealloc: [number, number[]][] = [];
   const remapped: number[] = [];
   const watched: [number, number][] = [];
   const namedBy: [number, number][] = [];
@@ -266,6 +268,12 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
       case 'heldTails':
         heldTails.push(...(d.items as number[]));
         break;
+      case 'prealloc':
+        for (const [ino, held] of d.items as [number, number[]][]) {
+          if (!Number.isSafeInteger(ino) || !Array.isArray(held) || !held.every((l) => Number.isSafeInteger(l))) throw new CheckpointError('checkpoint preallocated file is not [inode, logical blocks]');
+          prealloc.push([ino, held]);
+        }
+        break;
       case 'remapped':
         remapped.push(...(d.items as number[]));
         break;
@@ -341,6 +349,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     dirty: head.dirty as number[],
     tails,
     heldTails,
+    prealloc,
     recent,
     logged,
     retries,

@@ -47,6 +47,8 @@ import {
   MAX_ORDER_DEPTH,
   MAX_OMITTED_BLOCKS,
   MAX_PATH_DEPTH,
+  MAX_PREALLOC_FILES,
+  MAX_PREALLOC_WRITTEN,
   MAX_TAILS,
   MAX_UNREADABLE,
   RECENT_DATA_BYTES,
@@ -152,7 +154,8 @@ let zeroBuffer: Uint8Array | undefined;
 /**
  * A file's mapped runs from its extents. Preallocated (unwritten) extents are kept, marked: they read as zeros,
  * whatever their blocks hold (fallocate does not clear them), but a write the guest makes into one is still its
- * file's (with dioread_nolock ext4 writes every new block so, then marks it written in a later commit).
+ * file's (with dioread_nolock ext4 writes every new block so, then marks it written in a later commit). Data
+ * written before the commit that maps the block waits until ext4 marks it written (see resolvePending).
  */
 function runsOf(ino: number, map: readonly Extent[]): MappedRun[] {
   return map.map((e) => (e.initialized ? { ino, logical: e.logical, physical: e.physical, length: e.length } : { ino, logical: e.logical, physical: e.physical, length: e.length, unwritten: true }));
@@ -229,6 +232,16 @@ export class DiskInferencer {
   private readonly tailsOldest = new OldestKey(this.tails);
   /** Files whose remembered block has bytes held back until the next consistency point. */
   private readonly heldTails = new Set<number>();
+  /**
+   * Files with preallocated (unwritten) blocks that consumers hold as zeros, all but the logical blocks listed:
+   * ino -> the preallocated blocks written (and reported) since they were preallocated. Zeros written into one of
+   * the others tell nothing (ext4 zeroes a small preallocated extent out when part of it is written), and are
+   * not reported. A file is followed from the consistency point at which it gets preallocated blocks (created with
+   * them, or its first ones; not after a crawl, when nothing says what consumers hold) until it has none; a
+   * file not followed (beyond MAX_PREALLOC_FILES, or with more than MAX_PREALLOC_WRITTEN blocks written) has every
+   * write reported.
+   */
+  private readonly prealloc = new Map<number, Set<number>>();
   /**
    * Files whose size grew at a consistency point past the data seen so far: ino -> [bytes known to hold data,
    * consistency points left, capture time (ms) of the commit]. ext4 may commit an append's new size before the
@@ -846,11 +859,27 @@ export class DiskInferencer {
       this.hold(b, at, bytes, ctx);
       return;
     }
+    const bs = this.store.blockSize;
+    const parked = this.pending.get(b);
+    if (parked !== undefined && !(at === 0 && bytes.length === bs)) {
+      // Part of a preallocated block whose earlier data waits in the pending buffer (see resolvePending): the
+      // write goes out with that data, as the block will read once ext4 marks it written.
+      const whole = new Uint8Array(bs);
+      whole.set(parked.data);
+      whole.set(bytes, at);
+      at = 0;
+      bytes = whole;
+    }
     this.pendingDelete(b);
     this.unwritten.delete(node.ino);
-    const bs = this.store.blockSize;
     if (!this.journal && at === 0 && bytes.length === bs) this.keepRecent(b, bytes);
     let tail = this.tails.get(node.ino);
+    const held = this.prealloc.get(node.ino);
+    if (held !== undefined && unwrittenAt(node, mapped.logical)) {
+      // Zeros into a preallocated block consumers hold as zeros (nothing written there since): not news.
+      if (!held.has(mapped.logical) && tail?.logical !== mapped.logical && allZero(bytes)) return;
+      this.notePreallocWritten(node.ino, held, mapped.logical);
+    }
     if (tail && tail.logical !== mapped.logical) tail = undefined;
     const eof = (mapped.logical + 1) * bs > node.size;
     if (!tail && eof && at === 0 && bytes.length === bs) {
@@ -973,6 +1002,38 @@ export class DiskInferencer {
     this.unwritten.set(node.ino, [reached, UNWRITTEN_MAX_COMMITS, ts.getTime()]);
   }
 
+  /** A preallocated block of followed file `ino` was written: consumers no longer hold it as zeros. */
+  private notePreallocWritten(ino: number, held: Set<number>, logical: number): void {
+    held.add(logical);
+    // No longer followed (nothing is suppressed for it) rather than unbounded.
+    if (held.size > MAX_PREALLOC_WRITTEN) this.prealloc.delete(ino);
+  }
+
+  /**
+   * A consistency point adopted `now` for file `before` (undefined: a new file): follows its preallocated blocks
+   * (see `prealloc`). A block stays written-since only while it is still preallocated, the same block: one written
+   * (converted) or freed no longer is, and one zeroed in place again (written before, preallocated now) is reported
+   * as zeros by zeroUnmapped.
+   */
+  private trackPrealloc(before: FsNode | undefined, now: FsNode): void {
+    const held = this.prealloc.get(now.ino);
+    if (!hasUnwritten(now)) {
+      if (held !== undefined) this.prealloc.delete(now.ino);
+      return;
+    }
+    if (held !== undefined) {
+      if (held.size === 0 || before === undefined) return;
+      for (const l of [...held]) {
+        const was = runAt(before, l);
+        const is = runAt(now, l);
+        if (!was?.unwritten || !is?.unwritten || was.physical - was.logical !== is.physical - is.logical) held.delete(l);
+      }
+      return;
+    }
+    // Preallocated blocks a file had before it was followed may hold data consumers were told.
+    if ((before === undefined || !hasUnwritten(before)) && this.prealloc.size < MAX_PREALLOC_FILES) this.prealloc.set(now.ino, new Set());
+  }
+
   private setTail(ino: number, tail: Tail): void {
     this.tails.delete(ino);
     if (this.tails.size >= MAX_TAILS) {
@@ -1028,10 +1089,11 @@ export class DiskInferencer {
   }
 
   /**
-   * Reports as zeros the bytes below `limit` of the blocks `before` mapped and `after` does not (each map in
-   * logical order, as the decoders return them); a remembered end-of-file block among them is forgotten. Returns
-   * the end of the last byte reported (0 when nothing was). Work is linear in the two maps; the zeros go out in
-   * runs of up to MAX_WRITE_RUN_BYTES, viewed from one shared buffer (bytes carried only up to the inline limit).
+   * Reports as zeros the bytes below `limit` of the blocks `before` mapped and `after` does not, or maps
+   * preallocated (unwritten) where `before` had them written (each map in logical order, as the decoders return
+   * them); a remembered end-of-file block among them is forgotten. Returns the end of the last byte reported (0
+   * when nothing was). Work is linear in the two maps; the zeros go out in runs of up to MAX_WRITE_RUN_BYTES,
+   * viewed from one shared buffer (bytes carried only up to the inline limit).
    */
   private zeroUnmapped(ctx: Ctx, node: FsNode, before: readonly MappedRun[], after: readonly MappedRun[], limit: number): number {
     const bs = this.store.blockSize;
@@ -1044,8 +1106,13 @@ export class DiskInferencer {
     };
     let j = 0;
     // Unwritten runs count as mapped on both sides: the guest's data in one is reported as the file's (see
-    // runsOf), and zeros reported over it would undo that. (So a range zeroed in place, FALLOC_FL_ZERO_RANGE,
-    // is not reported: README, Known limits.)
+    // runsOf), and zeros reported over it would undo that. But a block written before and unwritten now reads as
+    // zeros: a range zeroed in place (FALLOC_FL_ZERO_RANGE marks its extents unwritten without freeing or clearing
+    // them), or freed and preallocated again. (Data written into it before this commit waits in the pending
+    // buffer until ext4 marks it written: see resolvePending.)
+    const zeroed = (r: MappedRun, a: MappedRun, from: number, to: number) => {
+      if (!r.unwritten && a.unwritten && from < to) hole(from, to);
+    };
     for (const r of before) {
       const e = Math.min(r.logical + r.length, lastBlock);
       // Each pass either ends or moves `s` past the next run of `after` (and `j` on): linear in both maps.
@@ -1057,6 +1124,7 @@ export class DiskInferencer {
           break;
         }
         if (a.logical > s) hole(s, a.logical);
+        zeroed(r, a, Math.max(s, a.logical), Math.min(e, a.logical + a.length));
         s = a.logical + a.length;
       }
     }
@@ -1445,6 +1513,7 @@ export class DiskInferencer {
       }
       replaced.delete(a.ino);
       this.adopt(now);
+      this.trackPrealloc(undefined, now);
       this.addLink(a.ino, a.dir, a.name);
       // Built in place (the most common events with writes): the same fields in the same order as event() gives.
       const create = this.identity(ctx, EventKind.Create);
@@ -1553,6 +1622,7 @@ export class DiskInferencer {
       }
       if (!sameInode(before, d)) continue;
       this.adopt(d);
+      this.trackPrealloc(before, d);
       writes.push({ node: d, before });
     }
     // D: data that the new metadata maps, then sizes, then attributes.
@@ -1650,13 +1720,25 @@ export class DiskInferencer {
       candidates.push(...this.pending.keys(), ...this.omitted.keys());
     }
     this.remapped.clear();
+    // Data in a preallocated (unwritten) block reads as zeros until ext4 marks the block written: it waits here
+    // until then, never aged out while the block is mapped (see agePending). The guest's data written before the
+    // commit that preallocates (dioread_nolock writes every new block so) comes out with the commit that marks it
+    // written; bytes that never will be the file's do not come out: data of a range zeroed in place that reaches
+    // the disk before the file's inode does (without a journal), stale bytes of a freed block preallocated again.
+    // Whether a file maps preallocated extents is looked up once per file, not once per block.
+    const preallocated = new Map<number, boolean>();
+    const preallocatedAt = (ino: number, node: FsNode, logical: number): boolean => {
+      let some = preallocated.get(ino);
+      if (some === undefined) preallocated.set(ino, (some = hasUnwritten(node)));
+      return some && unwrittenAt(node, logical);
+    };
     for (const b of candidates) {
       const p = this.pending.get(b);
       if (!p) continue;
       const m = this.dataIndex.lookup(b);
       if (!m) continue;
       const node = this.nodes.get(m.ino);
-      if (!node) continue;
+      if (!node || preallocatedAt(m.ino, node, m.logical)) continue;
       this.pendingDelete(b);
       if ((m.logical + 1) * bs > node.size) {
         // The end of file moved on to this block: what the remembered block of the old end of file holds past
@@ -1678,7 +1760,8 @@ export class DiskInferencer {
     for (const b of candidates) {
       if (!this.omitted.has(b)) continue;
       const m = this.dataIndex.lookup(b);
-      if (!m || !this.nodes.has(m.ino)) continue;
+      const node = m && this.nodes.get(m.ino);
+      if (!m || !node || preallocatedAt(m.ino, node, m.logical)) continue;
       this.omitted.delete(b);
       let list = perFile.get(m.ino);
       if (!list) perFile.set(m.ino, (list = []));
@@ -1694,7 +1777,8 @@ export class DiskInferencer {
 
   /** Drops pending blocks that several commits never mapped (they were not file data). */
   private agePending(): void {
-    for (const [b, p] of [...this.pending]) if (++p.commits > PENDING_MAX_COMMITS) this.pendingDelete(b);
+    // Not the blocks mapped preallocated (their data waits for ext4 to mark them written: see resolvePending).
+    for (const [b, p] of [...this.pending]) if (++p.commits > PENDING_MAX_COMMITS && !this.dataIndex.lookup(b)) this.pendingDelete(b);
   }
 
   /**
@@ -1916,6 +2000,7 @@ export class DiskInferencer {
     // Its remembered end-of-file block too: a file that takes the inode number next (in this very commit, often
     // with the same block) starts with nothing reported, or its first bytes equal to the old file's go unsaid.
     this.tails.delete(n.ino);
+    this.prealloc.delete(n.ino);
     this.unindex(n);
     this.nodes.delete(n.ino);
     this.links.delete(n.ino);
@@ -2061,6 +2146,7 @@ export class DiskInferencer {
         return [ino, t.logical, t.block, widen(t.data, this.store.blockSize), t.reported ?? null];
       }),
       heldTails: [...this.heldTails],
+      prealloc: [...this.prealloc].map(([ino, held]) => [ino, [...held]]),
       recent: [...this.recent],
       logged: [...this.logged].map(([b, l]) => [b, l.ino, l.logical, l.data]),
       retries: [...this.retries],
@@ -2112,6 +2198,7 @@ export class DiskInferencer {
     for (const ino of state.dirty) inf.dirty.add(ino);
     for (const [ino, logical, block, data, reported] of state.tails) inf.tails.set(ino, { logical, block, data, reported: reported ?? undefined, reportedLim: -1 });
     for (const ino of state.heldTails) inf.heldTails.add(ino);
+    for (const [ino, held] of state.prealloc ?? []) inf.prealloc.set(ino, new Set(held));
     for (const [b, data] of state.recent) inf.keepRecent(b, data);
     for (const [b, ino, logical, data] of state.logged ?? []) inf.keepLogged(b, ino, logical, data);
     for (const [ino, n] of state.retries) inf.retries.set(ino, n);
@@ -2145,6 +2232,8 @@ export interface InferencerState {
   readonly dirty: number[];
   readonly tails: [number, number, number, Uint8Array, Uint8Array | null][];
   readonly heldTails: number[];
+  /** Followed preallocated files: [inode, logical blocks written since] (absent before 2026-11-28 10:00: none followed). */
+  readonly prealloc?: [number, number[]][];
   readonly recent: [number, Uint8Array][];
   /** data=journal: [block, inode, logical block, bytes] reported from a commit, not yet home (absent before 2026-11-28). */
   readonly logged?: [number, number, number, Uint8Array][];
@@ -2186,6 +2275,26 @@ function ownsBlock(node: FsNode | undefined, b: number): boolean {
     else hi = mid - 1;
   }
   return false;
+}
+
+/** Whether `node` maps any preallocated (unwritten) extent. */
+function hasUnwritten(node: FsNode): boolean {
+  return node.runs?.some((r) => r.unwritten === true) ?? false;
+}
+
+/** The run of `node`'s data map that covers logical block `logical`, if any. */
+function runAt(node: FsNode, logical: number): MappedRun | undefined {
+  return node.runs?.find((r) => logical >= r.logical && logical < r.logical + r.length);
+}
+
+/** Whether logical block `logical` of `node` lies in a preallocated (unwritten) extent. */
+function unwrittenAt(node: FsNode, logical: number): boolean {
+  return runAt(node, logical)?.unwritten === true;
+}
+
+function allZero(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
 }
 
 /** Whether `node`'s data map covers logical block `logical`. */

@@ -54,6 +54,13 @@ export const CHECKPOINT_ENTRIES_PER_CHUNK = 20000;
 export const DATA_INDEX_BUCKET_BLOCKS = 16;
 /** Files whose end-of-file block is remembered (for sizes committed after the data). */
 export const MAX_TAILS = 1024;
+/**
+ * Files with preallocated (unwritten) blocks whose zeros are followed (see DiskInferencer.prealloc); beyond it a
+ * file is not followed, and zeros written into its preallocated blocks are reported as any write.
+ */
+export const MAX_PREALLOC_FILES = 4096;
+/** Preallocated blocks of one followed file that may be written before the file is no longer followed. */
+export const MAX_PREALLOC_WRITTEN = 4096;
 /** Without a journal: flushes in a row an inode may fail to derive before it is reported corrupt. */
 export const NO_JOURNAL_RETRIES = 2;
 /**

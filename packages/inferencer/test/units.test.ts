@@ -80,6 +80,7 @@ describe('checkpoint bytes', () => {
     dirty: [12],
     tails: [[12, 1, 301, new Uint8Array([5]), null]],
     heldTails: [12],
+    prealloc: [[12, [1]], [14, []]],
     recent: [],
     retries: [[13, 1]],
     namedBy: [[14, 2]],
@@ -101,7 +102,7 @@ describe('checkpoint bytes', () => {
     expect(back.journal).toEqual(state.journal);
     expect(back.tails).toEqual(state.tails);
     expect(back.blocks).toEqual(state.blocks);
-    for (const k of ['blockSize', 'itables', 'geometryDirty', 'watched', 'remapped', 'heldTails', 'namedBy'] as const) expect(back[k], k).toEqual(state[k]);
+    for (const k of ['blockSize', 'itables', 'geometryDirty', 'watched', 'remapped', 'heldTails', 'prealloc', 'namedBy'] as const) expect(back[k], k).toEqual(state[k]);
   });
 
   it('holds 20,000 held blocks in a few documents, deflated', () => {
