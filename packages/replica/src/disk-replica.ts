@@ -15,7 +15,7 @@ import { ConsumerGuard, type Stall } from './stall-watch.js';
 import type { CheckpointStore } from './checkpoints.js';
 import { readUntorn, type UntornRead } from './content.js';
 import { ReplicaError, ReplicaErrorCode } from './errors.js';
-import { compareNames, joinPath, sortDepthFirst, splitRequestPath } from './paths.js';
+import { compareNames, joinPath, sortDepthFirst, sortNames, splitRequestPath } from './paths.js';
 
 /** Where a replica is. */
 export const ReplicaPhase = {
@@ -82,7 +82,7 @@ const SORTED_NAMES = new WeakMap<FsNode, readonly string[]>();
 function sortedNames(dir: FsNode): readonly string[] {
   let names = SORTED_NAMES.get(dir);
   if (!names) {
-    names = [...(dir.entries?.keys() ?? [])].sort(compareNames);
+    names = sortNames([...(dir.entries?.keys() ?? [])]);
     SORTED_NAMES.set(dir, names);
   }
   return names;

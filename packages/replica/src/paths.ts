@@ -47,6 +47,13 @@ export function compareNames(a: string, b: string): number {
   return Buffer.compare(encodeName(a), encodeName(b));
 }
 
+/** Sorts names as {@link compareNames} orders them, encoding each name once. */
+export function sortNames(names: string[]): string[] {
+  const keyed = names.map((name) => ({ name, bytes: encodeName(name) }));
+  keyed.sort((x, y) => Buffer.compare(x.bytes, y.bytes));
+  return keyed.map((k) => k.name);
+}
+
 /**
  * Sorts tree entries (or anything with a `path`) in the order `gammaray ls -R` and `crawl` print them: depth
  * first, the names of each directory by their bytes, so `/a`, `/a/x`, `/a.conf` (sorted as whole strings,
