@@ -376,8 +376,17 @@ export class Child {
   }
 }
 
-/** File of the data directory naming the images `up` has served from it: disk id -> real path. */
+/**
+ * File of the data directory naming what `up` has followed from it: disk or volume id -> the image's real path,
+ * with `#N` when a partition was named (--partition, --volume).
+ */
 const SERVED_FILE = 'disks.json';
+
+/** What {@link SERVED_FILE} records for an id: the image, and the partition the user named for it. */
+function servedAs(image: string, partition: number | undefined): string {
+  const real = realpathSync(image);
+  return partition === undefined ? real : `${real}#${partition}`;
+}
 
 /** The disks this data directory has served (empty when none or unreadable). */
 function readServed(dataDir: string): Record<string, string> {
@@ -389,10 +398,13 @@ function readServed(dataDir: string): Record<string, string> {
   }
 }
 
-/** Adds `disks` to the data directory's record of served disks (best effort: it only widens a later check). */
-function writeServed(dataDir: string, served: Record<string, string>, disks: readonly { id: string; image: string }[]): void {
+/** Adds `disks` and their volumes to the data directory's record (best effort: it only widens a later check). */
+function writeServed(dataDir: string, served: Record<string, string>, disks: readonly PlannedDisk[]): void {
   const next = { ...served };
-  for (const d of disks) next[d.id] = realpathSync(d.image);
+  for (const d of disks) {
+    next[d.id] = servedAs(d.image, d.partition);
+    for (const v of d.volumes) next[v.id] = servedAs(d.image, v.partition);
+  }
   try {
     writeFileSync(join(dataDir, SERVED_FILE), `${JSON.stringify({ disks: next }, null, 2)}\n`);
   } catch {
@@ -488,10 +500,11 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
           chosen?.lv !== undefined ? { lv: chosen.lv } : {},
         );
       } catch (err) {
-        // A disk this data directory has followed, damaged since (its guest may have done it on purpose): refusing
-        // it would let a guest keep its own monitoring from starting again. Its inferencer restores the last valid
-        // state and reports the damage as corrupt events.
-        if (!(err instanceof UserError) || served[d.id] !== realpathSync(d.image)) throw err;
+        // A disk (or volume) this data directory has followed, damaged since (its guest may have done it on
+        // purpose): refusing it would let a guest keep its own monitoring from starting again. Its inferencer
+        // restores the last valid state and reports the damage as corrupt events. Only the same id on the same
+        // image and partition: a --volume or --partition never followed (a typo) is still refused.
+        if (!(err instanceof UserError) || served[f.id] !== servedAs(d.image, f.partition)) throw err;
         term.note(`${err.message}; serving ${f.id === d.id ? 'disk' : 'volume'} ${f.id} anyway: ${dataDir} followed it before, and its last valid state is kept (the damage comes out as corrupt events)`);
       }
     }
