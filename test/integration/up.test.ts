@@ -220,6 +220,9 @@ describe('gammaray up', () => {
     const again = await startUp();
     try {
       expect(again.output()).toContain(`stopping the nats-server (process ${natsPid}) a killed gammaray up left running on ${join(data, 'nats')}`);
+      // The same NATS URL (4222, or the port this data dir had when 4222 is taken: it took a new free port each
+      // time, and a `follow --nats URL` retrying the old one never reconnected).
+      expect(again.nats).toBe(up.nats);
       // Gone, or a zombie its new parent has not reaped yet.
       const state = (await exec('ps', ['-o', 'stat=', '-p', String(natsPid)]).catch(() => ({ stdout: '' }))).stdout.trim();
       expect(state === '' || state.startsWith('Z'), `nats-server ${natsPid} state ${state}`).toBe(true);

@@ -246,9 +246,10 @@ export function checkMountPoint(mount: string): void {
   if (readdirSync(dir).length > 0) throw new UserError(`mount point ${dir} is not empty (FUSE mounts only on an empty directory): pass --mount DIR, an empty directory (or a new path, created for you)`);
 }
 
-/** A TCP port free on 127.0.0.1: `preferred` when it is, else one the kernel picks. */
-async function freePort(preferred: number): Promise<number> {
-  return (await tryListen(preferred, '127.0.0.1')).port ?? (await tryListen(0, '127.0.0.1')).port ?? preferred;
+/** A TCP port free on 127.0.0.1: `preferred` when it is, else `fallback` when it is, else one the kernel picks. */
+async function freePort(preferred: number, fallback?: number): Promise<number> {
+  const got = (await tryListen(preferred, '127.0.0.1')).port ?? (fallback !== undefined ? (await tryListen(fallback, '127.0.0.1')).port : undefined);
+  return got ?? (await tryListen(0, '127.0.0.1')).port ?? preferred;
 }
 
 /** Listens on host:port for a moment: the port it got (port 0: the kernel's pick), or the error code. */
@@ -564,13 +565,16 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
           `${given ? `GAMMARAY_NATS_SERVER=${given} is not an executable nats-server` : 'nats-server is not installed'}: install it (Debian/Ubuntu: apt-get install nats-server; or see https://docs.nats.io) or pass --nats URL of a running NATS server with JetStream`,
         );
       }
-      const port = await freePort(4222);
       const store = join(dataDir, 'nats');
       mkdirSync(store, { recursive: true });
+      const lastPort = lastNatsPort(store);
       await stopOrphanNats(term, store);
+      // 4222, else the port this data dir's NATS had (where `follow --nats URL` and other clients still retry:
+      // a new port each start left them retrying a dead URL), else any free one.
+      const port = await freePort(4222, lastPort);
       term.note(`starting nats-server (JetStream, store ${store}) on 127.0.0.1:${port}`);
       const n = start('nats-server', bin, ['-js', '-sd', store, '-a', '127.0.0.1', '-p', String(port)]);
-      writeFileSync(join(store, NATS_PID_FILE), JSON.stringify({ pid: n.proc.pid, started: n.proc.pid !== undefined ? startTime(n.proc.pid) : undefined }));
+      writeFileSync(join(store, NATS_PID_FILE), JSON.stringify({ pid: n.proc.pid, started: n.proc.pid !== undefined ? startTime(n.proc.pid) : undefined, port }));
       await n.waitFor(/Server is ready/, 'readiness');
       nats = `nats://127.0.0.1:${port}`;
     }
@@ -644,6 +648,16 @@ const NATS_PID_FILE = 'gammaray-nats-server.json';
  * cannot watch its parent; a second one on the same store would corrupt it. Only a process that is still the
  * one recorded (same start time) and still serves this store is stopped.
  */
+/** The port the nats-server of this store was last started on (undefined when unknown). */
+function lastNatsPort(store: string): number | undefined {
+  try {
+    const port = (JSON.parse(readFileSync(join(store, NATS_PID_FILE), 'utf8')) as { port?: unknown }).port;
+    return typeof port === 'number' && Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function stopOrphanNats(term: Terminal, store: string): Promise<void> {
   const holder = readHolder(join(store, NATS_PID_FILE));
   if (!holder || !holderAlive(holder)) return;
