@@ -352,14 +352,15 @@ describe('gammaray up', () => {
     mkdirSync(d5);
     writeFileSync(join(d5, 'disks.json'), JSON.stringify({ disks: { alpha: realpathSync(join(work, 'alpha.img')) } }));
     const ports = ['--listen', `127.0.0.1:${nbdPort}`, '--grpc', `127.0.0.1:${grpcPort}`, '--data-dir', d5];
-    const vol = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--volume', 'alpha-boot=alpha:1', ...ports]).catch((e: { code: number; stderr: string }) => e);
+    // A bounded wait: an `up` that is not refused runs until stopped (the timeout's SIGTERM stops it cleanly).
+    const vol = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--volume', 'alpha-boot=alpha:1', ...ports], { timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
     expect(vol).toMatchObject({ code: 2 });
     const why = 'the disk has no partition table, so no partition 1: its ext2/3/4 file system is the whole disk (partition 0): name a partition holding an ext2/3/4 file system (or an LVM PV with one)';
     expect((vol as { stderr: string }).stderr.trim()).toBe(`gammaray: --volume alpha-boot=alpha:1: ${join(work, 'alpha.img')}: ${why}`);
-    const part = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--partition', 'alpha=1', ...ports]).catch((e: { code: number; stderr: string }) => e);
+    const part = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--partition', 'alpha=1', ...ports], { timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
     expect(part).toMatchObject({ code: 2 });
     expect((part as { stderr: string }).stderr.trim()).toBe(`gammaray: --partition alpha=1: ${join(work, 'alpha.img')}: ${why}`);
-  });
+  }, 60_000);
 
   it('refuses an image without an ext2/3/4 file system and a data directory it cannot write, before starting anything (exit 2)', async () => {
     const notFs = join(work, 'not-a-fs.img');
