@@ -240,7 +240,7 @@ type StandIn = 'image' | 'pem' | 'creds' | 'nkey';
 const STAND_IN_CONTENT: Readonly<Record<StandIn, string | Buffer>> = {
   image: Buffer.alloc(64 * 1024),
   pem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
-  creds: '-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n',
+  creds: `-----BEGIN NATS USER JWT-----\neyJ0.eyJ1.c2ln\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\nSU${'A'.repeat(56)}\n------END USER NKEY SEED------\n`,
   nkey: `SU${'A'.repeat(56)}\n`,
 };
 /** Flags whose value is a file that must exist: the README's names are replaced by stand-ins. */

@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freeTcpPort, startCapture, type CaptureProcess } from '../support/capture-process.js';
 import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
+import { startView } from '../support/view-process.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 
 const exec = promisify(execFile);
@@ -99,4 +100,32 @@ describe('metrics and health endpoints of the services', () => {
     expect(sample(text, 'gammaray_inferencer_pending_bytes', '{disk="ops1"}')).toBeGreaterThanOrEqual(0);
     expect(sample(text, 'gammaray_inferencer_disk_lag_records', '{disk="ops1"}')).toBeGreaterThanOrEqual(0);
   });
+
+  it('readyz of capture, inferencer and view is 503 "not connected to NATS" while NATS is down, 200 once it is back', async () => {
+    // They kept saying ready: their connections retry for good, and isClosed() stays false meanwhile.
+    const view = await startView(nats.url, ['--metrics', `127.0.0.1:${await freeTcpPort()}`]);
+    try {
+      const ports = { capture: capturePort, inferencer: inferencerPort, view: view.metricsPort! }; // ok: started with --metrics
+      const all = async (status: number): Promise<Record<string, string>> => {
+        const out: Record<string, string> = {};
+        for (const [svc, port] of Object.entries(ports)) {
+          const r = await get(port, '/readyz');
+          if (r.status !== status) return {};
+          out[svc] = r.text;
+        }
+        return out;
+      };
+      await until(async () => (Object.keys(await all(200)).length === 3 ? true : undefined), 'all ready');
+      await nats.stop({ keepStore: true });
+      const down = await until(async () => {
+        const r = await all(503);
+        return Object.keys(r).length === 3 ? r : undefined;
+      }, 'readyz 503 from all three with NATS down');
+      for (const text of Object.values(down)) expect(text).toContain('not connected to NATS');
+      await nats.restart();
+      await until(async () => (Object.keys(await all(200)).length === 3 ? true : undefined), 'all ready again', 30_000);
+    } finally {
+      await view.stop();
+    }
+  }, 90_000);
 });

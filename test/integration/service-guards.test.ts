@@ -127,6 +127,22 @@ describe('service start-up errors a user can fix', () => {
     expect(code).toBe(1);
     expect(stderr).toContain('gammaray: inferencer: cannot connect to NATS at nats://127.0.0.1:1: connection refused; start nats-server or pass --nats URL');
   }, 60_000);
+
+  it('view: a --mount (or GAMMARAY_MOUNT) FUSE cannot use is refused in one line before anything starts, exit 2', async () => {
+    // It failed after connecting, with libfuse's two lines and 'view failed: cannot mount ...', exit 1.
+    const view = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      exec('node', [CLI, 'view', '--nats', nats.url, '--grpc', '127.0.0.1:0', ...args], { timeout: 30_000, env: { ...process.env, ...env } }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+      );
+    const full = mkdtempSync(join(work, 'full-'));
+    writeFileSync(join(full, 'x'), '');
+    const notEmpty = await view(['--mount', full]);
+    expect(notEmpty).toEqual({ code: 2, stderr: `gammaray: mount point ${full} is not empty (FUSE mounts only on an empty directory): pass --mount DIR, an empty directory (or a new path, created for you)\n` });
+    const file = join(work, 'a.img');
+    const notDir = await view([], { GAMMARAY_MOUNT: file });
+    expect(notDir).toEqual({ code: 2, stderr: `gammaray: mount point ${file} is not a directory: pass --mount DIR, an empty directory (or a new path, created for you)\n` });
+  }, 60_000);
 });
 
 describe('--replicas on a single nats-server', () => {

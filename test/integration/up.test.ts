@@ -7,7 +7,7 @@
  * Needs `pnpm build` first (the CLI runs from its bundle).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -220,6 +220,9 @@ describe('gammaray up', () => {
     const again = await startUp();
     try {
       expect(again.output()).toContain(`stopping the nats-server (process ${natsPid}) a killed gammaray up left running on ${join(data, 'nats')}`);
+      // The same NATS URL (4222, or the port this data dir had when 4222 is taken: it took a new free port each
+      // time, and a `follow --nats URL` retrying the old one never reconnected).
+      expect(again.nats).toBe(up.nats);
       // Gone, or a zombie its new parent has not reaped yet.
       const state = (await exec('ps', ['-o', 'stat=', '-p', String(natsPid)]).catch(() => ({ stdout: '' }))).stdout.trim();
       expect(state === '' || state.startsWith('Z'), `nats-server ${natsPid} state ${state}`).toBe(true);
@@ -341,6 +344,23 @@ describe('gammaray up', () => {
       expect((r as { stderr: string }).stderr, alias).toContain(`images ${join(work, 'alpha.img')} and ${join(work, alias)} are the same file`);
     }
   });
+
+  it('refuses a --volume or --partition naming a partition a whole-disk file system does not have, even on a data dir that served the disk (exit 2)', async () => {
+    // This data dir has followed alpha (as `up` records it): a damaged alpha would be served anyway, but a volume
+    // never followed was too, and the message said alpha held no file system at all.
+    const d5 = join(work, 'd5');
+    mkdirSync(d5);
+    writeFileSync(join(d5, 'disks.json'), JSON.stringify({ disks: { alpha: realpathSync(join(work, 'alpha.img')) } }));
+    const ports = ['--listen', `127.0.0.1:${nbdPort}`, '--grpc', `127.0.0.1:${grpcPort}`, '--data-dir', d5];
+    // A bounded wait: an `up` that is not refused runs until stopped (the timeout's SIGTERM stops it cleanly).
+    const vol = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--volume', 'alpha-boot=alpha:1', ...ports], { timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
+    expect(vol).toMatchObject({ code: 2 });
+    const why = 'the disk has no partition table, so no partition 1: its ext2/3/4 file system is the whole disk (partition 0): name a partition holding an ext2/3/4 file system (or an LVM PV with one)';
+    expect((vol as { stderr: string }).stderr.trim()).toBe(`gammaray: --volume alpha-boot=alpha:1: ${join(work, 'alpha.img')}: ${why}`);
+    const part = await exec('node', [CLI, 'up', '--image', join(work, 'alpha.img'), '--partition', 'alpha=1', ...ports], { timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
+    expect(part).toMatchObject({ code: 2 });
+    expect((part as { stderr: string }).stderr.trim()).toBe(`gammaray: --partition alpha=1: ${join(work, 'alpha.img')}: ${why}`);
+  }, 60_000);
 
   it('refuses an image without an ext2/3/4 file system and a data directory it cannot write, before starting anything (exit 2)', async () => {
     const notFs = join(work, 'not-a-fs.img');

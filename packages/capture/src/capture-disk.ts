@@ -206,7 +206,11 @@ interface Rec {
 export class CaptureDisk implements NbdExport {
   readonly name: string;
   readonly size: number;
-  readonly minBlockSize = 512;
+  /**
+   * 512, or 1 for an image whose size is not a multiple of 512: advertised with such a size, 512 left its last
+   * bytes unreachable (libnbd refuses the unaligned request, qemu's client hangs on it); qemu-nbd says 1 too.
+   */
+  readonly minBlockSize: number;
   readonly preferredBlockSize = 4096;
   readonly maxBlockSize = MAX_REQUEST_BYTES;
   readonly readOnly = false;
@@ -283,6 +287,7 @@ export class CaptureDisk implements NbdExport {
     this.#fh = fh;
     this.#lock = lock;
     this.size = size;
+    this.minBlockSize = size % 512 === 0 ? 512 : 1;
     this.name = opts.disk;
     this.image = opts.image;
     this.epoch = opts.epoch ?? `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;

@@ -6,7 +6,7 @@ import { runFollow } from './commands/follow.js';
 import { runLs } from './commands/ls.js';
 import { runStat } from './commands/stat.js';
 import { runTree } from './commands/tree.js';
-import { runUp } from './commands/up.js';
+import { checkMountPoint, runUp } from './commands/up.js';
 import { ExitCode, isReaderError, RuntimeFailure, UserError } from './errors.js';
 import { OutputClosedError, Terminal, type TerminalStreams } from './output.js';
 
@@ -201,6 +201,9 @@ function buildProgram(term: Terminal, done: (code: ExitCode) => void): Command {
     .option('--disk <id>', 'serve only this disk; repeat for more (env GAMMARAY_DISK=a,b; default every disk of the registry)', collect, [])
     .addHelpText('after', '\nAny number of views may run: each rebuilds every disk\'s state from the inferencer\'s checkpoint and the write stream.\nLogs are JSON lines (pino) on stdout. SIGTERM/SIGINT: health NOT_SERVING, end watches, drain calls, unmount, exit.')
     .action(async (o: { nats?: string; grpc?: string; mount?: string; allowOther?: boolean; metrics?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; token?: string; replicas?: string; disk: string[] }) => {
+      // A --mount libfuse refuses (not empty, a mount point, a file) is the user's to fix: said in one line, exit 2.
+      const mount = o.mount ?? process.env['GAMMARAY_MOUNT'];
+      if (mount) checkMountPoint(mount);
       // Loaded on demand, like capture.
       const svc = await import('@gammaray/service-view');
       exitWithParent();

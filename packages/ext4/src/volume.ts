@@ -550,8 +550,10 @@ export class Ext4Volume {
   async lookup(path: string, followLast = false): Promise<Ext4Inode> {
     // Components are compared in their printed form (decodeName), so any path
     // a walk printed can be looked up again, including names with invalid
-    // UTF-8 (printed as \xNN). A trailing "/" or "/." follows a final symlink
-    // and requires a directory, as in the kernel.
+    // UTF-8 (printed as \xNN). The user's spelling is printed the same way
+    // first: a control byte the commands show as \x0a (a newline) names it.
+    // A trailing "/" or "/." follows a final symlink and requires a
+    // directory, as in the kernel.
     const trailingDir = /\/\.?$/.test(path) && path.replace(/[/.]/g, '') !== '';
     const todo: string[] = path.split('/').filter((c) => c !== '' && c !== '.').reverse();
     for (const c of todo) {
@@ -568,7 +570,8 @@ export class Ext4Volume {
         continue;
       }
       const listing = await this.readDir(cur);
-      const hit = listing.entries.find((e) => decodeName(e.name) === name);
+      const want = decodeName(encodeName(name));
+      const hit = listing.entries.find((e) => decodeName(e.name) === want);
       if (!hit) {
         if (listing.errors.length > 0) throw listing.errors[0]!; // ok: non-empty
         throw new LookupError('ENOENT', `${path}: no such file or directory`);

@@ -87,6 +87,10 @@ export async function locateVolume(fetcher: BlockFetcher, prefer?: number): Prom
   if (table.scheme === PartitionScheme.None) {
     const lv = await largestLv(fetcher, 0, 0, fetcher.size);
     if (lv) return lv;
+    // A partition named on a disk whose file system fills it: saying it holds none would be false.
+    if (prefer !== undefined && (await hasExtMagic(fetcher, 0, fetcher.size))) {
+      throw new NoVolumeError(`the disk has no partition table, so no partition ${prefer}: its ext2/3/4 file system is the whole disk (partition 0)`);
+    }
     throw new NoVolumeError(`the disk holds no ext2/3/4 file system (no superblock magic at byte ${MAGIC_AT}) and no partition table: blank, not formatted yet, or another file system`);
   }
   const parts = table.partitions.filter((p) => !isExtendedPartition(p));

@@ -40,6 +40,8 @@ describe('locateVolume', () => {
     const disk = new Uint8Array(4 << 20);
     extMagic(disk, 0);
     expect(await locateVolume(memFetcher(disk))).toEqual(wholeDisk(disk.length));
+    // A partition named there: it said the disk held no file system at all.
+    await expect(locateVolume(memFetcher(disk), 1)).rejects.toThrow(/^the disk has no partition table, so no partition 1: its ext2\/3\/4 file system is the whole disk \(partition 0\)$/);
   });
 
   it('on a GPT, takes the largest partition holding ext (not a smaller ext one, not a larger one without)', async () => {

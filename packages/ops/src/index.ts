@@ -1,6 +1,7 @@
 export { OpsServer } from './ops-server.js';
 export type { Readiness } from './ops-server.js';
 export { readNatsAuth, natsConnectOptions } from './nats-auth.js';
+export { watchNatsLink } from './nats-link.js';
 export type { NatsAuth, NatsAuthFlags } from './nats-auth.js';
 export { natsUrlProblem } from './nats-url.js';
 export { hostPortMessage, splitHostPort } from './host-port.js';

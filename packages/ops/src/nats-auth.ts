@@ -31,6 +31,17 @@ export interface NatsAuth {
   readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
 }
 
+/** A user nkey seed. */
+const USER_SEED = /^SU[A-Z2-7]{50,}$/;
+/** One block of a creds file: a line of dashes, the value, a line of dashes (the framing nats.js parses). */
+const CREDS_BLOCK = /-{3,}[^\n]*-{3,}\n\s*(\S+)\s*\n\s*-{3,}[^\n]*-{3,}/g;
+
+/** Whether `text` holds what nats.js's credsAuthenticator takes: a JWT block, then a user seed block. */
+function isCredsFile(text: string): boolean {
+  const [jwt, seed] = [...text.matchAll(CREDS_BLOCK)].map((m) => m[1]!); // ok: group 1 always matches
+  return jwt !== undefined && seed !== undefined && /^[\w-]+\.[\w-]+\.[\w-]+$/.test(jwt) && USER_SEED.test(seed);
+}
+
 /**
  * Reads the NATS auth settings from flags and env (`GAMMARAY_NATS_CREDS`, `GAMMARAY_NATS_NKEY`,
  * `GAMMARAY_NATS_USER` + `GAMMARAY_NATS_PASSWORD`, `GAMMARAY_NATS_TOKEN`, `GAMMARAY_NATS_TLS_CA`,
@@ -60,8 +71,12 @@ export function readNatsAuth(flags: NatsAuthFlags, env: NodeJS.ProcessEnv, fail:
   if (methods.length > 1) throw fail(`NATS credentials given ${methods.length} ways (${methods.join(', ')}): choose one of --nats-creds, --nats-nkey, --nats-user with GAMMARAY_NATS_PASSWORD, or GAMMARAY_NATS_TOKEN`);
   if (user !== undefined && password === undefined) throw fail('--nats-user (GAMMARAY_NATS_USER) needs its password in GAMMARAY_NATS_PASSWORD (the environment keeps it out of process listings)');
   if (password !== undefined && user === undefined) throw fail('GAMMARAY_NATS_PASSWORD is set without a user: give --nats-user (GAMMARAY_NATS_USER) too');
-  if (nkeyFile !== undefined && !/^SU[A-Z2-7]{50,}$/.test(readFileSync(nkeyFile, 'utf8').trim())) {
+  if (nkeyFile !== undefined && !USER_SEED.test(readFileSync(nkeyFile, 'utf8').trim())) {
     throw fail(`--nats-nkey (GAMMARAY_NATS_NKEY): ${nkeyFile} does not hold a user nkey seed (a line starting with SU)`);
+  }
+  // nats.js reads the file only when it connects, and says "unable to parse credentials" (exit 1, no setting named).
+  if (credsFile !== undefined && !isCredsFile(readFileSync(credsFile, 'utf8'))) {
+    throw fail(`--nats-creds (GAMMARAY_NATS_CREDS): ${credsFile} is not a NATS credentials file (a user JWT and its nkey seed, each between ----- lines, as nsc writes them)`);
   }
   const caFile = file(pick(flags.natsTlsCa, 'GAMMARAY_NATS_TLS_CA'), '--nats-tls-ca (GAMMARAY_NATS_TLS_CA)');
   const certFile = file(pick(flags.natsTlsCert, 'GAMMARAY_NATS_TLS_CERT'), '--nats-tls-cert (GAMMARAY_NATS_TLS_CERT)');

@@ -7,6 +7,21 @@ import { natsConnectOptions, readNatsAuth } from '../src/index.js';
 const dir = mkdtempSync(join(tmpdir(), 'gammaray-nats-auth-unit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const fail = (m: string) => new Error(m);
+/** A credentials file laid out as `nsc` writes it (the JWT and seed are well-formed, not valid). */
+const CREDS = `-----BEGIN NATS USER JWT-----
+eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJqdGkiOiJYIn0.c2lnbmF0dXJl
+------END NATS USER JWT------
+
+************************* IMPORTANT *************************
+NKEY Seed printed below can be used to sign and prove identity.
+NKEYs are sensitive and should be treated as secrets.
+
+-----BEGIN USER NKEY SEED-----
+SUA${'B'.repeat(55)}
+------END USER NKEY SEED------
+
+*************************************************************
+`;
 
 describe('NATS auth settings', () => {
   it('are none by default, and a comma list of servers is several servers', () => {
@@ -37,13 +52,18 @@ describe('NATS auth settings', () => {
     writeFileSync(notSeed, 'hello');
     expect(() => readNatsAuth({ natsNkey: notSeed }, {}, fail)).toThrow(/does not hold a user nkey seed/);
     const creds = join(dir, 'u.creds');
-    writeFileSync(creds, 'creds');
+    writeFileSync(creds, CREDS);
     expect(typeof natsConnectOptions('nats://a:1', 'x', readNatsAuth({ natsCreds: creds }, {}, fail)).authenticator).toBe('function');
+    // Anything else was taken, and failed only at connect time with nats.js's "unable to parse credentials", exit 1.
+    for (const [name, text] of [['garbage.creds', 'garbage\n'], ['jwt-only.creds', CREDS.slice(0, CREDS.indexOf('****'))], ['seed-first.creds', CREDS.slice(CREDS.indexOf('-----BEGIN USER'))]] as const) {
+      writeFileSync(join(dir, name), text);
+      expect(() => readNatsAuth({ natsCreds: join(dir, name) }, {}, fail), name).toThrow(`--nats-creds (GAMMARAY_NATS_CREDS): ${join(dir, name)} is not a NATS credentials file (a user JWT and its nkey seed, each between ----- lines, as nsc writes them)`);
+    }
   });
 
   it('refuse contradictions, naming the settings', () => {
     const creds = join(dir, 'c.creds');
-    writeFileSync(creds, 'creds');
+    writeFileSync(creds, CREDS);
     expect(() => readNatsAuth({ natsCreds: creds }, { GAMMARAY_NATS_TOKEN: 't' }, fail)).toThrow(/given 2 ways \(creds, token\)/);
     expect(() => readNatsAuth({}, { GAMMARAY_NATS_PASSWORD: 'p' }, fail)).toThrow(/without a user/);
     expect(() => readNatsAuth({ natsTlsKey: creds }, {}, fail)).toThrow(/go together/);

@@ -15,7 +15,7 @@ import { ConsumerGuard, type Stall } from './stall-watch.js';
 import type { CheckpointStore } from './checkpoints.js';
 import { readUntorn, type UntornRead } from './content.js';
 import { ReplicaError, ReplicaErrorCode } from './errors.js';
-import { joinPath, splitRequestPath } from './paths.js';
+import { compareNames, joinPath, sortDepthFirst, sortNames, splitRequestPath } from './paths.js';
 
 /** Where a replica is. */
 export const ReplicaPhase = {
@@ -73,13 +73,16 @@ export interface ReplicaStatus {
 
 const MAX_BACKOFF_MS = 15_000;
 
-/** Sorted entry names per directory node (nodes are immutable values, replaced when the directory changes). */
+/**
+ * Entry names per directory node in the guest's byte order, as `gammaray ls` lists them (nodes are immutable
+ * values, replaced when the directory changes).
+ */
 const SORTED_NAMES = new WeakMap<FsNode, readonly string[]>();
 
 function sortedNames(dir: FsNode): readonly string[] {
   let names = SORTED_NAMES.get(dir);
   if (!names) {
-    names = [...(dir.entries?.keys() ?? [])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    names = sortNames([...(dir.entries?.keys() ?? [])]);
     SORTED_NAMES.set(dir, names);
   }
   return names;
@@ -91,7 +94,7 @@ function firstAfter(sorted: readonly string[], name: string): number {
   let hi = sorted.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (sorted[mid]! <= name) lo = mid + 1; // ok: mid < hi <= length
+    if (compareNames(sorted[mid]!, name) <= 0) lo = mid + 1; // ok: mid < hi <= length
     else hi = mid;
   }
   return lo;
@@ -261,13 +264,14 @@ export class DiskReplica {
     });
   }
 
-  /** The whole tree in the tree-entry shape (sorted by path), and the sequence it is at. */
+  /** The whole tree in the tree-entry shape (in the order of `gammaray ls -R`), and the sequence it is at. */
   async tree(): Promise<{ seq: number; entries: TreeEntry[] }> {
-    return this.#read((e) => ({ seq: e.appliedSeq, entries: e.tree() }));
+    return this.#read((e) => ({ seq: e.appliedSeq, entries: sortDepthFirst(e.tree()) }));
   }
 
   /**
-   * The tree below `path` (the entry at `path` first, then everything under it, sorted by path), each entry with
+   * The tree below `path` (the entry at `path` first, then everything under it, in the order of `gammaray ls -R`:
+   * depth first, names by their bytes), each entry with
    * its node (so file content can be read as of the same state), and the sequence it is at. Throws ReplicaError
    * (NotFound when `path` does not exist).
    */
@@ -276,13 +280,13 @@ export class DiskReplica {
     return this.#read((e) => {
       const top = this.#walk(e, names);
       const prefix = top.path === '/' ? '/' : `${top.path}/`;
-      const items: { entry: TreeEntry; node: FsNode }[] = [];
+      const items: { path: string; entry: TreeEntry; node: FsNode }[] = [];
       for (const entry of e.tree()) {
         if (entry.path !== top.path && !entry.path.startsWith(prefix)) continue;
         const node = e.nodes.get(entry.ino);
-        if (node) items.push({ entry, node });
+        if (node) items.push({ path: entry.path, entry, node });
       }
-      return { seq: e.appliedSeq, items };
+      return { seq: e.appliedSeq, items: sortDepthFirst(items) };
     });
   }
 

@@ -10,7 +10,7 @@ export type DiskState = (typeof DiskState)[keyof typeof DiskState];
 
 /**
  * A disk's entry in KV bucket `gammaray-disks` (key: the disk id), JSON.
- * - `size`: bytes; `blockSize`: the smallest block capture accepts (512);
+ * - `size`: bytes; `blockSize`: the smallest block capture accepts (512; 1 for an image whose size is not a multiple of 512);
  * - `image`: the image path on the capture host (informational only: never opened by other services);
  * - `capture`: the id of the capture instance that attached it;
  * - `firstSeq`: GAMMARAY_WRITES's last sequence + 1 when it attached; this attach's records all come at or after it;

@@ -148,6 +148,16 @@ export function readConfig(flags: CaptureFlags, env: NodeJS.ProcessEnv = process
   const metrics = metricsText ? parseHostPort(metricsText, '--metrics (GAMMARAY_METRICS)') : undefined;
   const trace = flags.trace ?? env.GAMMARAY_TRACE;
   if (trace !== undefined && disks.length !== 1) throw new ConfigError('--trace applies to exactly one --disk ID=IMAGE');
+  // Checked before the disk is attached; a missing trace was reported as a missing disk image, after attaching.
+  if (trace !== undefined && trace !== '-') {
+    let isFile: boolean;
+    try {
+      isFile = !statSync(trace).isDirectory();
+    } catch (err) {
+      throw new ConfigError(`--trace (GAMMARAY_TRACE): cannot read ${trace} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the trace file QEMU wrote, or - to read it from stdin`);
+    }
+    if (!isFile) throw new ConfigError(`--trace (GAMMARAY_TRACE): ${trace} is a directory; give the trace file QEMU wrote, or - to read it from stdin`);
+  }
   const natsAuth = readNatsAuth(flags, env, (m) => new ConfigError(m));
   const nbdTls = readServerTls(
     { flag: '--nbd-tls-cert', env: 'GAMMARAY_NBD_TLS_CERT', value: flags.nbdTlsCert ?? env.GAMMARAY_NBD_TLS_CERT },

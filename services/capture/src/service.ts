@@ -6,7 +6,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { pino, type Logger } from 'pino';
 import { applyTrace, AsyncAckPublisher, attachDisk, readLegacyTrace, serveBlockReads, type AttachedDisk, type BlockReadServer } from '@gammaray/capture';
 import { NbdServer, type NbdTls } from '@gammaray/nbd';
-import { OpsServer, isLoopback, natsConnectOptions } from '@gammaray/ops';
+import { OpsServer, isLoopback, natsConnectOptions, watchNatsLink } from '@gammaray/ops';
 import { createSecureContext } from 'node:tls';
 import { ConfigError } from './config.js';
 import type { CaptureConfig } from './config.js';
@@ -53,12 +53,13 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
   let stopping: Promise<void> | undefined;
   let publisher: AsyncAckPublisher | undefined;
   let started = false;
+  let natsUp = (): boolean => false;
   const metrics = new CaptureMetrics({
     disks: () => new Map(attached.map((a) => [a.disk.name, a.disk.stats])),
     connections: () => server?.connections ?? 0,
   });
   const ops = new OpsServer(metrics.registry, () => {
-    if (!nc || nc.isClosed()) return { ready: false, why: 'not connected to NATS' };
+    if (!nc || !natsUp()) return { ready: false, why: 'not connected to NATS' };
     if (!started) return { ready: false, why: 'starting: attaching disks' };
     const disks = attached.map((a) => ({ disk: a.disk.name, confirmedSeq: a.disk.stats.confirmedSeq }));
     return { ready: true, detail: { disks, nats: nc.getServer() } };
@@ -79,6 +80,7 @@ export function create(cfg: CaptureConfig, log: Logger = pino({ name: 'gammaray-
       // noAsyncTraces: nats.js otherwise builds two Error objects (stack captures) per publish, which cost more
       // CPU than the publish itself at thousands of records a second.
       nc = await connect(natsConnectOptions(cfg.nats, instanceId, cfg.natsAuth));
+      natsUp = watchNatsLink(nc);
       const jsm = await jetstreamManager(nc);
       const provider = new DiskProvider();
       publisher = new AsyncAckPublisher(nc);

@@ -85,6 +85,9 @@ describe('capture config', () => {
     [{ disk: ['a=/x'], replicas: '0' }, /--replicas/],
     [{ disk: ['a=/x'], nats: 'http://x' }, /--nats/],
     [{ disk: ['a=/x', 'b=/y'], trace: '-' }, /--trace applies to exactly one/],
+    // It said "/no/such/trace does not exist: give an existing raw disk image", after attaching the disk.
+    [{ disk: ['a=/x'], trace: '/no/such/trace' }, /^--trace \(GAMMARAY_TRACE\): cannot read \/no\/such\/trace \(ENOENT\); give the trace file QEMU wrote, or - to read it from stdin$/],
+    [{ disk: ['a=/x'], trace: '/' }, /--trace \(GAMMARAY_TRACE\): \/ is a directory/],
   ])('rejects %j naming the setting', (flags, msg) => {
     expect(() => readConfig(flags, {})).toThrow(ConfigError);
     expect(() => readConfig(flags, {})).toThrow(msg);

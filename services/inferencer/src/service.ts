@@ -15,7 +15,7 @@ import { ensureEventsStream } from './events-stream.js';
 import { KvView } from './kv-view.js';
 import { HeldLease, decodeLease, encodeLease, isCasFailure } from './leases.js';
 import { InferencerMetrics, TakeoverReason } from './metrics.js';
-import { OpsServer, natsConnectOptions } from '@gammaray/ops';
+import { OpsServer, natsConnectOptions, watchNatsLink } from '@gammaray/ops';
 
 /** History kept per key of the disk registry (as capture creates it). */
 const REGISTRY_HISTORY = 5;
@@ -138,8 +138,9 @@ export function create(
 
   const ownedStats = (): Map<string, DiskWorkerStats> => new Map([...held].map(([d, o]) => [d, o.worker.stats]));
   const metrics = new InferencerMetrics({ ownedDisks: ownedStats, liveInstances: () => liveInstances().length });
+  let natsUp = (): boolean => false;
   const ops = new OpsServer(metrics.registry, () => {
-    if (!nc || nc.isClosed()) return { ready: false, why: 'not connected to NATS' };
+    if (!nc || !natsUp()) return { ready: false, why: 'not connected to NATS' };
     if (!registryReady) return { ready: false, why: 'starting: reading the disk registry' };
     const disks = [...ownedStats()].map(([disk, s]) => ({ disk, appliedSeq: s.appliedSeq, lagRecords: s.lagRecords }));
     return { ready: true, detail: { liveInstances: liveInstances().length, disks } };
@@ -322,6 +323,7 @@ export function create(
       if (cfg.metrics) await ops.listen(cfg.metrics.host, cfg.metrics.port, log.child({ component: 'ops' }));
       const conn = await connect(natsConnectOptions(cfg.nats, instanceId, cfg.natsAuth));
       nc = conn;
+      natsUp = watchNatsLink(conn);
       const jsm = await jetstreamManager(conn);
       const js = jetstream(conn);
       await setupStep('events stream', log, () => ensureEventsStream(jsm, { replicas: cfg.replicas }));

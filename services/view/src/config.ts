@@ -78,7 +78,12 @@ export function parseHostPort(value: string, what: string): ListenAddress {
 }
 
 
-const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
+/** A yes/no variable; anything else (`y`, `enabled`) is refused, not read as no. */
+function envFlag(name: string, v: string | undefined): boolean {
+  if (v === undefined || /^(|0|false|no|off)$/i.test(v.trim())) return false;
+  if (/^(1|true|yes|on)$/i.test(v.trim())) return true;
+  throw new ConfigError(`${name} must be 1, true, yes or on (or 0, false, no, off), got ${JSON.stringify(v)}`);
+}
 
 
 /** Builds the configuration from flags and the environment; flags win. Reads the TLS files. */
@@ -98,7 +103,7 @@ export function readConfig(flags: ViewFlags, env: NodeJS.ProcessEnv = process.en
     if (mountText.includes('\0')) throw new ConfigError('--mount (GAMMARAY_MOUNT) must be a directory path');
     mount = isAbsolute(mountText) ? mountText : resolve(mountText);
   }
-  const allowOther = flags.allowOther ?? truthy(env.GAMMARAY_ALLOW_OTHER);
+  const allowOther = flags.allowOther ?? envFlag('GAMMARAY_ALLOW_OTHER', env.GAMMARAY_ALLOW_OTHER);
   if (allowOther && !mount) throw new ConfigError('--allow-other (GAMMARAY_ALLOW_OTHER) only applies with --mount DIR; add --mount or drop it');
 
   const tls: TlsConfig | undefined = readServerTls(

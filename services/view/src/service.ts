@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { OpsServer, natsConnectOptions } from '@gammaray/ops';
+import { OpsServer, natsConnectOptions, watchNatsLink } from '@gammaray/ops';
 import { ReplicaSet } from '@gammaray/replica';
 import type { Logger } from 'pino';
 import { createViewHandlers, type ViewHandlers } from './api.js';
@@ -45,13 +45,14 @@ export function create(cfg: ViewConfig, log: Logger): ViewService {
 
   const statuses = () => (replicas?.list() ?? []).flatMap((d) => (d.replica ? [d.replica.status()] : []));
   const metrics = new ViewMetrics({ replicas: statuses });
+  let natsUp = (): boolean => false;
   // Ready = able to answer; a disk still waiting for its first checkpoint is per-disk (FAILED_PRECONDITION), not
   // a reason to take the whole view out of a load balancer.
   const ops = new OpsServer(metrics.registry, () => {
     const detail = { disks: statuses().map((s) => ({ disk: s.disk, phase: s.phase, appliedSeq: s.appliedSeq, pending: s.pending })) };
     if (stopping) return { ready: false, why: 'stopping', detail };
     if (!started) return { ready: false, why: 'starting', detail };
-    if (!nc || nc.isClosed() || nc.isDraining()) return { ready: false, why: 'not connected to NATS', detail };
+    if (!nc || !natsUp() || nc.isDraining()) return { ready: false, why: 'not connected to NATS', detail };
     return { ready: true, detail };
   });
 
@@ -72,6 +73,7 @@ export function create(cfg: ViewConfig, log: Logger): ViewService {
       if (cfg.metrics) await ops.listen(cfg.metrics.host, cfg.metrics.port, log.child({ component: 'ops' }));
       const conn = await connect(natsConnectOptions(cfg.nats, instanceId, cfg.natsAuth));
       nc = conn;
+      natsUp = watchNatsLink(conn);
       const set = new ReplicaSet({ nc: conn, log: log.child({ component: 'replica' }), replicas: cfg.replicas, disks: cfg.disks });
       await set.start();
       replicas = set;

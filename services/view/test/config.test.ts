@@ -38,6 +38,10 @@ describe('readConfig', () => {
     fails(() => readConfig({ tlsCert: join(dir, 'missing.pem'), tlsKey: pem('k.pem') }, {}), /--tls-cert.*missing\.pem/);
     fails(() => readConfig({ replicas: '7' }, {}), /--replicas/);
     fails(() => readConfig({ disk: ['Bad!'] }, {}), /--disk/);
+    // A yes/no variable that is neither (it was read as no: the mount served to this user only, silently).
+    fails(() => readConfig({}, { GAMMARAY_MOUNT: '/mnt/g', GAMMARAY_ALLOW_OTHER: 'y' }), /GAMMARAY_ALLOW_OTHER must be 1, true, yes or on.*"y"/);
+    expect(readConfig({}, { GAMMARAY_MOUNT: '/mnt/g', GAMMARAY_ALLOW_OTHER: 'off' }).allowOther).toBe(false);
+    expect(readConfig({}, { GAMMARAY_ALLOW_OTHER: '' }).allowOther).toBe(false);
   });
   it('reads the TLS files at start-up', () => {
     const cfg = readConfig({ tlsCert: pem('c.pem'), tlsKey: pem('k.pem'), tlsClientCa: pem('ca.pem') }, {});

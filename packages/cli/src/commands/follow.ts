@@ -80,12 +80,13 @@ export async function runFollow(term: Terminal, disk: string, glob: string | und
     if (err instanceof view.NatsUnreachableError) throw new RuntimeFailure(err.message, { cause: err });
     throw err;
   }
-  if (from.at === 'seq' && from.seq > follow.watch.lastSeqAtOpen + 1) {
-    term.note(`--from-seq ${from.seq} is past the last event stored (sequence ${follow.watch.lastSeqAtOpen} of ${STREAM_EVENTS}): waiting for events from there on (Ctrl-C to stop)`);
-  }
   const onSignal = (): void => void follow.close();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // Said once Ctrl-C is handled: a Ctrl-C that answered the note killed follow by the signal (no clean exit 0).
+  if (from.at === 'seq' && from.seq > follow.watch.lastSeqAtOpen + 1) {
+    term.note(`--from-seq ${from.seq} is past the last event stored (sequence ${follow.watch.lastSeqAtOpen} of ${STREAM_EVENTS}): waiting for events from there on (Ctrl-C to stop)`);
+  }
   const show = term.stdoutIsTty ? escapeControls : (s: string) => s;
   try {
     for await (const w of follow.watch) {

@@ -246,9 +246,10 @@ export function checkMountPoint(mount: string): void {
   if (readdirSync(dir).length > 0) throw new UserError(`mount point ${dir} is not empty (FUSE mounts only on an empty directory): pass --mount DIR, an empty directory (or a new path, created for you)`);
 }
 
-/** A TCP port free on 127.0.0.1: `preferred` when it is, else one the kernel picks. */
-async function freePort(preferred: number): Promise<number> {
-  return (await tryListen(preferred, '127.0.0.1')).port ?? (await tryListen(0, '127.0.0.1')).port ?? preferred;
+/** A TCP port free on 127.0.0.1: `preferred` when it is, else `fallback` when it is, else one the kernel picks. */
+async function freePort(preferred: number, fallback?: number): Promise<number> {
+  const got = (await tryListen(preferred, '127.0.0.1')).port ?? (fallback !== undefined ? (await tryListen(fallback, '127.0.0.1')).port : undefined);
+  return got ?? (await tryListen(0, '127.0.0.1')).port ?? preferred;
 }
 
 /** Listens on host:port for a moment: the port it got (port 0: the kernel's pick), or the error code. */
@@ -376,8 +377,17 @@ export class Child {
   }
 }
 
-/** File of the data directory naming the images `up` has served from it: disk id -> real path. */
+/**
+ * File of the data directory naming what `up` has followed from it: disk or volume id -> the image's real path,
+ * with `#N` when a partition was named (--partition, --volume).
+ */
 const SERVED_FILE = 'disks.json';
+
+/** What {@link SERVED_FILE} records for an id: the image, and the partition the user named for it. */
+function servedAs(image: string, partition: number | undefined): string {
+  const real = realpathSync(image);
+  return partition === undefined ? real : `${real}#${partition}`;
+}
 
 /** The disks this data directory has served (empty when none or unreadable). */
 function readServed(dataDir: string): Record<string, string> {
@@ -389,10 +399,13 @@ function readServed(dataDir: string): Record<string, string> {
   }
 }
 
-/** Adds `disks` to the data directory's record of served disks (best effort: it only widens a later check). */
-function writeServed(dataDir: string, served: Record<string, string>, disks: readonly { id: string; image: string }[]): void {
+/** Adds `disks` and their volumes to the data directory's record (best effort: it only widens a later check). */
+function writeServed(dataDir: string, served: Record<string, string>, disks: readonly PlannedDisk[]): void {
   const next = { ...served };
-  for (const d of disks) next[d.id] = realpathSync(d.image);
+  for (const d of disks) {
+    next[d.id] = servedAs(d.image, d.partition);
+    for (const v of d.volumes) next[v.id] = servedAs(d.image, v.partition);
+  }
   try {
     writeFileSync(join(dataDir, SERVED_FILE), `${JSON.stringify({ disks: next }, null, 2)}\n`);
   } catch {
@@ -488,10 +501,11 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
           chosen?.lv !== undefined ? { lv: chosen.lv } : {},
         );
       } catch (err) {
-        // A disk this data directory has followed, damaged since (its guest may have done it on purpose): refusing
-        // it would let a guest keep its own monitoring from starting again. Its inferencer restores the last valid
-        // state and reports the damage as corrupt events.
-        if (!(err instanceof UserError) || served[d.id] !== realpathSync(d.image)) throw err;
+        // A disk (or volume) this data directory has followed, damaged since (its guest may have done it on
+        // purpose): refusing it would let a guest keep its own monitoring from starting again. Its inferencer
+        // restores the last valid state and reports the damage as corrupt events. Only the same id on the same
+        // image and partition: a --volume or --partition never followed (a typo) is still refused.
+        if (!(err instanceof UserError) || served[f.id] !== servedAs(d.image, f.partition)) throw err;
         term.note(`${err.message}; serving ${f.id === d.id ? 'disk' : 'volume'} ${f.id} anyway: ${dataDir} followed it before, and its last valid state is kept (the damage comes out as corrupt events)`);
       }
     }
@@ -551,13 +565,16 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
           `${given ? `GAMMARAY_NATS_SERVER=${given} is not an executable nats-server` : 'nats-server is not installed'}: install it (Debian/Ubuntu: apt-get install nats-server; or see https://docs.nats.io) or pass --nats URL of a running NATS server with JetStream`,
         );
       }
-      const port = await freePort(4222);
       const store = join(dataDir, 'nats');
       mkdirSync(store, { recursive: true });
+      const lastPort = lastNatsPort(store);
       await stopOrphanNats(term, store);
+      // 4222, else the port this data dir's NATS had (where `follow --nats URL` and other clients still retry:
+      // a new port each start left them retrying a dead URL), else any free one.
+      const port = await freePort(4222, lastPort);
       term.note(`starting nats-server (JetStream, store ${store}) on 127.0.0.1:${port}`);
       const n = start('nats-server', bin, ['-js', '-sd', store, '-a', '127.0.0.1', '-p', String(port)]);
-      writeFileSync(join(store, NATS_PID_FILE), JSON.stringify({ pid: n.proc.pid, started: n.proc.pid !== undefined ? startTime(n.proc.pid) : undefined }));
+      writeFileSync(join(store, NATS_PID_FILE), JSON.stringify({ pid: n.proc.pid, started: n.proc.pid !== undefined ? startTime(n.proc.pid) : undefined, port }));
       await n.waitFor(/Server is ready/, 'readiness');
       nats = `nats://127.0.0.1:${port}`;
     }
@@ -631,6 +648,16 @@ const NATS_PID_FILE = 'gammaray-nats-server.json';
  * cannot watch its parent; a second one on the same store would corrupt it. Only a process that is still the
  * one recorded (same start time) and still serves this store is stopped.
  */
+/** The port the nats-server of this store was last started on (undefined when unknown). */
+function lastNatsPort(store: string): number | undefined {
+  try {
+    const port = (JSON.parse(readFileSync(join(store, NATS_PID_FILE), 'utf8')) as { port?: unknown }).port;
+    return typeof port === 'number' && Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function stopOrphanNats(term: Terminal, store: string): Promise<void> {
   const holder = readHolder(join(store, NATS_PID_FILE));
   if (!holder || !holderAlive(holder)) return;
