@@ -87,7 +87,9 @@ export async function runFollow(term: Terminal, disk: string, glob: string | und
   if (from.at === 'seq' && from.seq > follow.watch.lastSeqAtOpen + 1) {
     term.note(`--from-seq ${from.seq} is past the last event stored (sequence ${follow.watch.lastSeqAtOpen} of ${STREAM_EVENTS}): waiting for events from there on (Ctrl-C to stop)`);
   }
-  const show = term.stdoutIsTty ? escapeControls : (s: string) => s;
+  // Always escaped, not only on a terminal: one line per event even in `follow > log`, where a guest's name with
+  // a newline would otherwise write lines that look like events of its choosing (--json is exact either way).
+  const show = escapeControls;
   try {
     for await (const w of follow.watch) {
       const line = o.json ? JSON.stringify(eventJson(w)) : textLine(w, show);
