@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { DiskState, blocksSubject, encodeBlockReadRequest, type DiskRegistryEntry } from '@gammaray/wire';
 import { CaptureDisk, type CaptureDiskOptions } from './capture-disk.js';
 import { DiskBusyError, ImageFormatError } from './errors.js';
-import { PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, probeImageFormat } from '@gammaray/disk';
+import { probeSourceFormat } from '@gammaray/disk';
 import { getDiskEntry, markDiskDetached, openDiskRegistry, putDiskEntry } from './registry.js';
 
 /** How long a capture that holds a disk has to answer a block read before the disk is taken over. */
@@ -114,9 +114,7 @@ export async function attachDisk(opts: AttachOptions): Promise<AttachedDisk> {
 
 /** Throws ImageFormatError when the disk's image starts (or, a fixed VHD, ends) like a container format. */
 async function refuseContainer(disk: CaptureDisk): Promise<void> {
-  const head = await disk.read(0, Math.min(PROBE_HEAD_BYTES, disk.size));
-  const tailLength = Math.min(PROBE_TAIL_BYTES, disk.size);
-  const found = probeImageFormat(head, await disk.read(disk.size - tailLength, tailLength));
+  const found = await probeSourceFormat(disk);
   if (!found) return;
   throw new ImageFormatError(
     `${disk.image} is a ${found.format} image (${found.evidence}), not a raw disk: the capture serves raw images only. ` +

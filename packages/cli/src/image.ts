@@ -3,7 +3,7 @@
  * system of one volume, with every failure turned into a message that says
  * what to do.
  */
-import { CorruptError as DiskCorruptError, FileBlockSource, IoError as DiskIoError, listVolumes, PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, probeImageFormat, type BlockSource, type ImageFormat, type Partition, type Volume } from '@gammaray/disk';
+import { CorruptError as DiskCorruptError, FileBlockSource, IoError as DiskIoError, listVolumes, probeSourceFormat, type BlockSource, type ImageFormat, type Partition, type Volume } from '@gammaray/disk';
 import { CorruptError, CorruptKind, Ext4Volume, IncompatibleError } from '@gammaray/ext4';
 import { replayJournal } from '@gammaray/inferencer';
 import { RuntimeFailure, UserError, isReaderError } from './errors.js';
@@ -122,7 +122,7 @@ export async function probe(image: string, volume: Volume, opts: VolumeOptions =
   } catch (err) {
     if (!isReaderError(err)) throw err;
     // No file system on a whole image: a qcow2 (VMDK...) given as raw says so (see probeError).
-    const format = err instanceof CorruptError && err.kind === CorruptKind.SuperblockMagic && volume.index === 0 && volume.lv === undefined ? await containerFormat(volume.source) : undefined;
+    const format = err instanceof CorruptError && err.kind === CorruptKind.SuperblockMagic && volume.index === 0 && volume.lv === undefined ? await probeSourceFormat(volume.source).catch(() => undefined) /* unreadable: the superblock error says enough */ : undefined;
     return format ? { volume, label, error: err, format } : { volume, label, error: err };
   }
   if (opts.noload || !fs.superblock.has.needsRecovery) return { volume, label, fs };
@@ -138,17 +138,6 @@ export async function probe(image: string, volume: Volume, opts: VolumeOptions =
     if (!isReaderError(err)) throw err;
     opts.note?.(`${label}: the journal asks for recovery but cannot be replayed (${(err as Error).message}); reading the metadata as last written home, as mount -o noload would`);
     return { volume, label, fs };
-  }
-}
-
-/** The container format (qcow2, VMDK...) whose signature `src` starts or ends with, if any. */
-async function containerFormat(src: BlockSource): Promise<ImageFormat | undefined> {
-  try {
-    const head = await src.read(0, Math.min(PROBE_HEAD_BYTES, src.size));
-    const tailLength = Math.min(PROBE_TAIL_BYTES, src.size);
-    return probeImageFormat(head, await src.read(src.size - tailLength, tailLength));
-  } catch {
-    return undefined; // the superblock error says enough
   }
 }
 

@@ -4,6 +4,8 @@
  * system, and its first write would corrupt the container.
  */
 
+import type { BlockSource } from './block-source.js';
+
 /** Bytes of an image's start that {@link probeImageFormat} looks at. */
 export const PROBE_HEAD_BYTES = 512;
 /** Bytes of an image's end it looks at (a fixed VHD's footer). */
@@ -45,4 +47,11 @@ export function probeImageFormat(head: Uint8Array, tail?: Uint8Array): ImageForm
   if (ascii(head, 0, 'conectix')) return { format: 'vpc', evidence: '"conectix" at byte 0 (a dynamic VHD)' };
   if (tail && tail.length >= 512 && ascii(tail, tail.length - 512, 'conectix')) return { format: 'vpc', evidence: '"conectix" in the last 512 bytes (a fixed VHD footer)' };
   return undefined;
+}
+
+/** {@link probeImageFormat} of a source's first and last bytes (a disk image, or the capture's disk). */
+export async function probeSourceFormat(src: Pick<BlockSource, 'size' | 'read'>): Promise<ImageFormat | undefined> {
+  const head = await src.read(0, Math.min(PROBE_HEAD_BYTES, src.size));
+  const tailLength = Math.min(PROBE_TAIL_BYTES, src.size);
+  return probeImageFormat(head, await src.read(src.size - tailLength, tailLength));
 }

@@ -22,4 +22,4 @@ export { PartitionScheme, readPartitions, listVolumes, volumesFromTable, partiti
 export type { LinearLv, LvmPv, LvmSection, LvmValue } from './lvm.js';
 export { readLvmPv, parseLvmText, MAX_LVM_METADATA_BYTES } from './lvm.js';
 export type { ImageFormat } from './image-format.js';
-export { probeImageFormat, PROBE_HEAD_BYTES, PROBE_TAIL_BYTES } from './image-format.js';
+export { probeImageFormat, probeSourceFormat, PROBE_HEAD_BYTES, PROBE_TAIL_BYTES } from './image-format.js';

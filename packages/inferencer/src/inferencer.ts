@@ -9,7 +9,7 @@
  * bounded pending buffer) become write events. Data written over blocks already mapped below end of file is
  * reported at once.
  */
-import { copyBytes, trimmedCopy, widen } from './bytes.js';
+import { copyBytes, trimmedCopy, trimmedLength, widen } from './bytes.js';
 import {
   CorruptError,
   CorruptKind,
@@ -877,7 +877,7 @@ export class DiskInferencer {
     const held = this.prealloc.get(node.ino);
     if (held !== undefined && unwrittenAt(node, mapped.logical)) {
       // Zeros into a preallocated block consumers hold as zeros (nothing written there since): not news.
-      if (!held.has(mapped.logical) && tail?.logical !== mapped.logical && allZero(bytes)) return;
+      if (!held.has(mapped.logical) && tail?.logical !== mapped.logical && trimmedLength(bytes) === 0) return;
       this.notePreallocWritten(node.ino, held, mapped.logical);
     }
     if (tail && tail.logical !== mapped.logical) tail = undefined;
@@ -1725,20 +1725,13 @@ export class DiskInferencer {
     // commit that preallocates (dioread_nolock writes every new block so) comes out with the commit that marks it
     // written; bytes that never will be the file's do not come out: data of a range zeroed in place that reaches
     // the disk before the file's inode does (without a journal), stale bytes of a freed block preallocated again.
-    // Whether a file maps preallocated extents is looked up once per file, not once per block.
-    const preallocated = new Map<number, boolean>();
-    const preallocatedAt = (ino: number, node: FsNode, logical: number): boolean => {
-      let some = preallocated.get(ino);
-      if (some === undefined) preallocated.set(ino, (some = hasUnwritten(node)));
-      return some && unwrittenAt(node, logical);
-    };
     for (const b of candidates) {
       const p = this.pending.get(b);
       if (!p) continue;
       const m = this.dataIndex.lookup(b);
       if (!m) continue;
       const node = this.nodes.get(m.ino);
-      if (!node || preallocatedAt(m.ino, node, m.logical)) continue;
+      if (!node || unwrittenAt(node, m.logical)) continue;
       this.pendingDelete(b);
       if ((m.logical + 1) * bs > node.size) {
         // The end of file moved on to this block: what the remembered block of the old end of file holds past
@@ -1761,7 +1754,7 @@ export class DiskInferencer {
       if (!this.omitted.has(b)) continue;
       const m = this.dataIndex.lookup(b);
       const node = m && this.nodes.get(m.ino);
-      if (!m || !node || preallocatedAt(m.ino, node, m.logical)) continue;
+      if (!m || !node || unwrittenAt(node, m.logical)) continue;
       this.omitted.delete(b);
       let list = perFile.get(m.ino);
       if (!list) perFile.set(m.ino, (list = []));
@@ -2282,9 +2275,23 @@ function hasUnwritten(node: FsNode): boolean {
   return node.runs?.some((r) => r.unwritten === true) ?? false;
 }
 
-/** The run of `node`'s data map that covers logical block `logical`, if any. */
+/**
+ * The run of `node`'s data map that covers logical block `logical`, if any: a binary search (the reader gives
+ * maps sorted and non-overlapping, up to MAX_EXTENTS_PER_INODE runs; this is asked per data block written).
+ */
 function runAt(node: FsNode, logical: number): MappedRun | undefined {
-  return node.runs?.find((r) => logical >= r.logical && logical < r.logical + r.length);
+  const runs = node.runs;
+  if (!runs) return undefined;
+  let lo = 0;
+  let hi = runs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const r = runs[mid]!; // ok: mid < hi <= length
+    if (logical < r.logical) hi = mid;
+    else if (logical >= r.logical + r.length) lo = mid + 1;
+    else return r;
+  }
+  return undefined;
 }
 
 /** Whether logical block `logical` of `node` lies in a preallocated (unwritten) extent. */
@@ -2292,14 +2299,9 @@ function unwrittenAt(node: FsNode, logical: number): boolean {
   return runAt(node, logical)?.unwritten === true;
 }
 
-function allZero(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
-}
-
 /** Whether `node`'s data map covers logical block `logical`. */
 function mapsBlock(node: FsNode, logical: number): boolean {
-  return node.runs?.some((r) => logical >= r.logical && logical < r.logical + r.length) ?? false;
+  return runAt(node, logical) !== undefined;
 }
 
 function cmpChange(a: EntryChange, b: EntryChange): number {
