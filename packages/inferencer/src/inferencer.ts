@@ -60,6 +60,7 @@ import {
 } from './limits.js';
 import { TimeCache, makeNode, nodeOfInode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
 import { LinkTable } from './links.js';
+import { NodeTable } from './node-table.js';
 import { OldestKey } from './oldest-key.js';
 import { BlockStore, type BlockFetcher } from './store.js';
 import { NoVolumeError, clipRecord, locateVolume, sameWindow, wholeDisk, windowed, type VolumeWindow } from './volume-window.js';
@@ -183,7 +184,7 @@ export class DiskInferencer {
   private readonly inlineLimit: number;
   private readonly pendingLimit: number;
   /** Nodes reachable from the root. */
-  readonly nodes = new Map<number, FsNode>();
+  readonly nodes = new NodeTable();
   /** Where each node appears: its (directory, name) links. */
   private readonly links = new LinkTable();
   /** Metadata block -> inodes whose derivation read it. */
@@ -1402,7 +1403,7 @@ export class DiskInferencer {
           break;
         }
         if (cur === ROOT_INO) break;
-        cur = this.links.first(cur)?.dir;
+        cur = this.links.firstDir(cur);
       }
       for (const p of path) doomedAbove.set(p, found);
       return found;
@@ -1438,7 +1439,7 @@ export class DiskInferencer {
       if (early.has(r.rem)) continue;
       for (let d = 0, cur: number | undefined = r.rem.dir; cur !== undefined && cur !== ROOT_INO && d <= MAX_PATH_DEPTH && !holdsMoved.has(cur); d++) {
         holdsMoved.add(cur);
-        cur = this.links.first(cur)?.dir;
+        cur = this.links.firstDir(cur);
       }
     }
 
@@ -1477,7 +1478,7 @@ export class DiskInferencer {
       let cur = dir;
       for (; cur !== ROOT_INO && d < MAX_PATH_DEPTH; d++) {
         const moved = renamedTo.get(cur) ?? addedFirst.get(cur);
-        const next = moved?.dir ?? this.links.first(cur)?.dir;
+        const next = moved?.dir ?? this.links.firstDir(cur);
         if (next === undefined) break;
         cur = next;
       }
@@ -2019,9 +2020,9 @@ export class DiskInferencer {
   private depthOf(ino: number): number {
     let d = 0;
     for (let cur = ino; cur !== ROOT_INO && d <= MAX_PATH_DEPTH; d++) {
-      const l = this.links.first(cur);
-      if (!l) break;
-      cur = l.dir;
+      const up = this.links.firstDir(cur);
+      if (up === undefined) break;
+      cur = up;
     }
     return d;
   }
@@ -2033,9 +2034,9 @@ export class DiskInferencer {
     for (let d = 0; d <= MAX_PATH_DEPTH; d++) {
       if (cur === top) return true;
       if (cur === ROOT_INO) return false;
-      const l = this.links.first(cur);
-      if (!l) return false;
-      cur = l.dir;
+      const up = this.links.firstDir(cur);
+      if (up === undefined) return false;
+      cur = up;
     }
     return true;
   }
@@ -2049,10 +2050,10 @@ export class DiskInferencer {
       cur = dir;
     }
     for (let d = 0; cur !== ROOT_INO; d++) {
-      const l = this.links.first(cur);
-      if (!l || d > MAX_PATH_DEPTH) return `/<detached:${cur}>${below === '' ? '/' : below}`;
-      below = `/${l.name}${below}`;
-      cur = l.dir;
+      const up = this.links.firstDir(cur);
+      if (up === undefined || d > MAX_PATH_DEPTH) return `/<detached:${cur}>${below === '' ? '/' : below}`;
+      below = `/${this.links.firstName(cur)!}${below}`; // ok: it has a first link
+      cur = up;
     }
     return below === '' ? '/' : below;
   }
