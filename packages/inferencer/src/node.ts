@@ -8,6 +8,10 @@ import type { FsStat, FsTime } from './events.js';
 /** One inode reachable from the root. */
 export interface FsNode {
   readonly ino: number;
+  /**
+   * i_generation as a signed 32-bit integer (only ever compared): as an unsigned one, half of all generations
+   * are above 2^31, which made the field a boxed double in every node (~19 bytes per node).
+   */
   readonly generation: number;
   readonly type: FileType;
   /** Permission bits (07777). */
@@ -126,7 +130,7 @@ function build(
 ): FsNode {
   return {
     ino,
-    generation,
+    generation: generation | 0,
     type,
     mode,
     uid,
