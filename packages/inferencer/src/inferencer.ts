@@ -58,7 +58,7 @@ import {
   UNWRITTEN_MAX_COMMITS,
   UNWRITTEN_MIN_MS,
 } from './limits.js';
-import { TimeCache, makeNode, nodeOfInode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
+import { TimeCache, makeNode, nodeOfInode, runAt, sameRunsObject, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
 import { LinkTable } from './links.js';
 import { NodeTable } from './node-table.js';
 import { OldestKey } from './oldest-key.js';
@@ -1970,7 +1970,7 @@ export class DiskInferencer {
     }
     if (n.runs) {
       for (const r of n.runs) this.dataIndex.add(r);
-      if (n.runs.length > 0 && n.runs !== before?.runs) this.remapped.add(n.ino);
+      if (n.runs.length > 0 && !sameRunsObject(n, before)) this.remapped.add(n.ino);
     }
   }
 
@@ -2274,25 +2274,6 @@ function ownsBlock(node: FsNode | undefined, b: number): boolean {
 /** Whether `node` maps any preallocated (unwritten) extent. */
 function hasUnwritten(node: FsNode): boolean {
   return node.runs?.some((r) => r.unwritten === true) ?? false;
-}
-
-/**
- * The run of `node`'s data map that covers logical block `logical`, if any: a binary search (the reader gives
- * maps sorted and non-overlapping, up to MAX_EXTENTS_PER_INODE runs; this is asked per data block written).
- */
-function runAt(node: FsNode, logical: number): MappedRun | undefined {
-  const runs = node.runs;
-  if (!runs) return undefined;
-  let lo = 0;
-  let hi = runs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const r = runs[mid]!; // ok: mid < hi <= length
-    if (logical < r.logical) hi = mid;
-    else if (logical >= r.logical + r.length) lo = mid + 1;
-    else return r;
-  }
-  return undefined;
 }
 
 /** Whether logical block `logical` of `node` lies in a preallocated (unwritten) extent. */

@@ -107,7 +107,7 @@ export function nodeOfInode(
   );
 }
 
-/** The one place nodes are made (one allocation site, one hidden class). */
+/** The one place nodes are made. */
 function build(
   ino: number,
   generation: number,
@@ -128,9 +128,12 @@ function build(
   entries: ReadonlyMap<string, number> | undefined,
   owned: readonly number[],
 ): FsNode {
-  return {
+  const body = entries ?? target ?? inline ?? (runs !== undefined && runs.length === 1 ? runs[0]! : runs); // ok: length 1
+  const noXattrs = Object.keys(xattrs).length === 0;
+  const more = noXattrs && owned.length === 0 ? undefined : new More(noXattrs ? NO_XATTRS : xattrs, owned.length === 0 ? NOTHING_OWNED : owned);
+  return new Node(
     ino,
-    generation: generation | 0,
+    generation | 0,
     type,
     mode,
     uid,
@@ -138,16 +141,113 @@ function build(
     size,
     nlink,
     atime,
-    mtime: sameTime(mtime, atime) ? atime : mtime,
-    ctime: sameTime(ctime, mtime) ? (sameTime(mtime, atime) ? atime : mtime) : ctime,
+    sameTime(mtime, atime) ? atime : mtime,
+    sameTime(ctime, mtime) ? (sameTime(mtime, atime) ? atime : mtime) : ctime,
     flags,
-    target,
-    xattrs: Object.keys(xattrs).length === 0 ? NO_XATTRS : xattrs,
-    runs,
-    inline,
-    entries,
-    owned: owned.length === 0 ? NOTHING_OWNED : owned,
-  };
+    body,
+    more,
+  );
+}
+
+/** What few nodes have: extended attributes, metadata blocks of their own. */
+class More {
+  constructor(
+    readonly xattrs: Readonly<Record<string, string>>,
+    readonly owned: readonly number[],
+  ) {}
+}
+
+/**
+ * What a node holds beyond its attributes, by type: a directory's entries, a symlink's target, an inline file's
+ * content, a file's runs, the one run itself when there is only one (nearly every small file: an array around it
+ * cost as much as the run).
+ */
+type Body = ReadonlyMap<string, number> | string | Uint8Array | readonly MappedRun[] | MappedRun | undefined;
+
+/**
+ * A node as the engine keeps it: 14 fields, all nodes of one hidden class. The type-specific parts share one
+ * field and the rarely set ones another; the getters give the {@link FsNode} view of them.
+ */
+class Node implements FsNode {
+  constructor(
+    readonly ino: number,
+    readonly generation: number,
+    readonly type: FileType,
+    readonly mode: number,
+    readonly uid: number,
+    readonly gid: number,
+    readonly size: number,
+    readonly nlink: number,
+    readonly atime: FsTime,
+    readonly mtime: FsTime,
+    readonly ctime: FsTime,
+    readonly flags: number,
+    readonly body: Body,
+    readonly more: More | undefined,
+  ) {}
+
+  get target(): string | undefined {
+    return typeof this.body === 'string' ? this.body : undefined;
+  }
+
+  get entries(): ReadonlyMap<string, number> | undefined {
+    return this.body instanceof Map ? this.body : undefined;
+  }
+
+  get inline(): Uint8Array | undefined {
+    return this.body instanceof Uint8Array ? this.body : undefined;
+  }
+
+  get runs(): readonly MappedRun[] | undefined {
+    const b = this.body;
+    if (b === undefined || typeof b === 'string' || b instanceof Map || b instanceof Uint8Array) return undefined;
+    return Array.isArray(b) ? (b as readonly MappedRun[]) : [b as MappedRun];
+  }
+
+  get xattrs(): Readonly<Record<string, string>> {
+    return this.more?.xattrs ?? NO_XATTRS;
+  }
+
+  get owned(): readonly number[] {
+    return this.more?.owned ?? NOTHING_OWNED;
+  }
+}
+
+/**
+ * The run of `node`'s data map that covers logical block `logical`, if any: a binary search (maps are sorted and
+ * non-overlapping, up to MAX_EXTENTS_PER_INODE runs; this is asked per data block written), without the array a
+ * one-run node's `runs` makes.
+ */
+export function runAt(node: FsNode, logical: number): MappedRun | undefined {
+  const b = node instanceof Node ? node.body : node.runs;
+  if (b === undefined || typeof b === 'string' || b instanceof Map || b instanceof Uint8Array) return undefined;
+  if (!Array.isArray(b)) {
+    const r = b as MappedRun;
+    return logical >= r.logical && logical < r.logical + r.length ? r : undefined;
+  }
+  const runs = b as readonly MappedRun[];
+  let lo = 0;
+  let hi = runs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const r = runs[mid]!; // ok: mid < hi <= length
+    if (logical < r.logical) hi = mid;
+    else if (logical >= r.logical + r.length) lo = mid + 1;
+    else return r;
+  }
+  return undefined;
+}
+
+/** Whether `a` and `b` hold the very same runs (the same derivation), not merely equal ones. */
+export function sameRunsObject(a: FsNode, b: FsNode | undefined): boolean {
+  if (b === undefined) return false;
+  if (a instanceof Node && b instanceof Node) return a.body === b.body;
+  return a.runs === b.runs;
+}
+
+/** `node` with another size (what readers see while an append's data is on its way). */
+export function withSize(node: FsNode, size: number): FsNode {
+  return build(node.ino, node.generation, node.type, node.mode, node.uid, node.gid, size, node.nlink, node.atime, node.mtime, node.ctime, node.flags, node.target, node.xattrs, node.runs, node.inline, node.entries, node.owned);
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { DiskInferencer, treeEntryOf, type FsNode, type VolumeWindow } from '@gammaray/inferencer';
+import { DiskInferencer, treeEntryOf, withSize, type FsNode, type VolumeWindow } from '@gammaray/inferencer';
 import { FileType, ROOT_INO, metadataOverhead, type TreeEntry } from '@gammaray/ext4';
 import { CorruptError, STREAM_WRITES, decodeWriteRecord, writesSubject, type DiskRegistryEntry } from '@gammaray/wire';
 import type { Logger } from 'pino';
@@ -493,5 +493,5 @@ export class DiskReplica {
  */
 function visible(e: DiskInferencer, node: FsNode): FsNode {
   const size = e.visibleSize(node);
-  return size === node.size ? node : { ...node, size };
+  return size === node.size ? node : withSize(node, size);
 }
