@@ -26,6 +26,11 @@ export const UNWRITTEN_MAX_COMMITS = 8;
 export const UNWRITTEN_MIN_MS = 40_000;
 /** Longest run of contiguous file bytes reported by one `write` event. */
 export const MAX_WRITE_RUN_BYTES = 16 * 1024 * 1024;
+/**
+ * Consistency points a held metadata block stays packed only without its zero words before it is deflated (see
+ * StoredBlock): blocks used now and then skip the dearer deflate; those of files nobody touches end up small.
+ */
+export const DEFLATE_AFTER_ROUNDS = 4;
 /** Blocks read in one fetch request (the capture answers up to 960 KiB per block read). */
 export const MAX_FETCH_BLOCKS = 240;
 /** Inodes derived in one consistency point before the rest is reported as corrupt (a runaway tree). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { BlockStore, packBlock, unpackBlock } from '../src/store.js';
+import { DEFLATE_AFTER_ROUNDS } from '../src/limits.js';
+import { BlockStore, deflateBlock, inflateBlock, packBlock, unpackBlock } from '../src/store.js';
 
 describe('BlockStore', () => {
   it('packs a block without its zero words and unpacks it byte for byte', () => {
@@ -34,5 +35,39 @@ describe('BlockStore', () => {
     expect(store.unpacked.size).toBe(0);
     expect(store.get(5)!.peek()[4095]).toBe(1); // ok: held
     expect(store.get(5)!.seq).toBe(6); // ok: held
+  });
+
+  it('deflates blocks left unused for DEFLATE_AFTER_ROUNDS more rounds, gives the same bytes back, and starts over when one changes', async () => {
+    // Inode-table-like content: repeated structure with some varying words.
+    const image = new Uint8Array(64 * 1024);
+    for (let i = 0; i < image.length; i += 256) image.set([0xa4, 0x81, 0xe8, 0x03, i & 0xff, (i >> 8) & 0xff, 1, 0, 0x0a, 0xf3], i);
+    const store = new BlockStore({ size: image.length, read: async (o, l) => ({ data: image.slice(o, o + l), seq: 5 }) }, 4096);
+    await store.ensure(0, 16);
+    store.compact();
+    store.compact(); // packed, zero words dropped
+    expect(store.shallow.size).toBe(16);
+    for (let r = 0; r < DEFLATE_AFTER_ROUNDS; r++) {
+      expect(store.shallow.size).toBe(16);
+      store.compact();
+    }
+    expect(store.shallow.size).toBe(0);
+    for (let b = 0; b < 16; b++) expect(Buffer.from(store.get(b)!.peek()).equals(Buffer.from(image.subarray(b * 4096, (b + 1) * 4096)))).toBe(true);
+    expect(Buffer.from(await store.read(2 * 4096 + 100, 300)).equals(Buffer.from(image.subarray(2 * 4096 + 100, 2 * 4096 + 400)))).toBe(true);
+    // A new content drops the deflated copy: packed cheaply first again.
+    expect(store.setHome(7, new Uint8Array(4096).fill(3), 6)).toBe(true);
+    store.compact();
+    store.compact();
+    expect(store.shallow.has(store.get(7)!)).toBe(true); // ok: held
+    expect(store.get(7)!.data[4095]).toBe(3); // ok: held
+  });
+
+  it('deflates a block into an array of its own, far smaller than zlib\'s output chunk, and inflates it exactly', () => {
+    const raw = new Uint8Array(4096);
+    for (let i = 0; i < raw.length; i += 64) raw[i] = i & 0xff;
+    const d = deflateBlock(raw);
+    expect(d.buffer.byteLength).toBe(d.length);
+    expect(d.length).toBeLessThan(packBlock(raw).length);
+    expect(Buffer.from(inflateBlock(d, 4096)).equals(Buffer.from(raw))).toBe(true);
+    expect(() => inflateBlock(d, 1024)).toThrow(/inflated to 4096 bytes/);
   });
 });
