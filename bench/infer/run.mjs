@@ -48,6 +48,19 @@ const NATS_SERVER = process.env.NATS_SERVER ?? 'nats-server';
 /** Packages whose dist the measured code runs from, checked for sources newer than the build. */
 const BUILT = ['packages/disk', 'packages/ext4', 'packages/wire', 'packages/inferencer', 'packages/nbd', 'packages/capture', 'packages/cli', 'services/capture', 'services/inferencer'];
 
+/**
+ * The node flags the inferencer's image runs with (its Dockerfile's exec-form ENTRYPOINT, between `node` and the
+ * script): the replay and the latency run's inferencer run with them too, so the bench measures what is deployed.
+ */
+function deployedNodeFlags() {
+  const text = readFileSync(join(REPO, 'services', 'inferencer', 'Dockerfile'), 'utf8');
+  const line = text.split('\n').filter((l) => l.startsWith('ENTRYPOINT ')).pop();
+  const args = line ? JSON.parse(line.slice('ENTRYPOINT '.length)) : [];
+  if (args[0] !== 'node') throw new BenchError(`services/inferencer/Dockerfile: expected an exec-form ENTRYPOINT running node, got ${line}`);
+  return args.slice(1).filter((a) => a.startsWith('--'));
+}
+const INFERENCER_NODE_FLAGS = deployedNodeFlags();
+
 const DEFAULT_FILES = 50_000;
 const DEFAULT_DIRS = 50;
 const DEFAULT_RUNS = 3;
@@ -482,7 +495,7 @@ async function replayRun(ctx, rec, o, publish = false) {
     const p0 = performance.now();
     await publishRecords(n, rec);
     note(`run ${ctx.run} ${what}: ${rec.meta.records} records loaded into a fresh stream in ${((performance.now() - p0) / 1000).toFixed(1)} s (untimed)`);
-    const nodeArgs = ['--expose-gc'];
+    const nodeArgs = [...INFERENCER_NODE_FLAGS, '--expose-gc'];
     if (o.cpuProf) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', RESULTS_DIR, '--cpu-prof-name', `${publish ? 'infer-publish' : 'infer'}-run${ctx.run}.cpuprofile`);
     const args = [...nodeArgs, REPLAY, '--nats', n.url, '--image', rec.start, '--disk', DISK, '--records', String(rec.meta.records), '--files', String(o.files)];
     if (publish) args.push('--publish');
@@ -627,7 +640,7 @@ async function latencyPhase(o, tmpRoot) {
   try {
     cap = await startCapture(dir, n.url, LATENCY_DISK, image);
     const infLog = join(dir, 'inferencer.log');
-    inf = start(process.execPath, [CLI, 'inferencer', '--nats', n.url], { logFile: infLog });
+    inf = start(process.execPath, [...INFERENCER_NODE_FLAGS, CLI, 'inferencer', '--nats', n.url], { logFile: infLog });
     await waitUntil('gammaray inferencer (crawl of the latency disk)', inf, infLog, logHas(infLog, 'disk crawled'));
     const line = /gammaray latency line (\d+)\n/g;
     const events = new Map(); // line -> { arrival, ts, seq }
@@ -756,6 +769,7 @@ function report(o, rec, facts, samples, latency, load0, load1, started, seconds)
   out.push(`bench/infer: ${started.toISOString()}, ${o.runs} run(s), ${seconds.toFixed(0)} s; medians (min-max over runs)`);
   out.push(`recording: ${m.files} files in ${m.dirs} dirs by a real guest (${m.kernel}), ${m.imageMiB} MiB ext4; ${f0(m.records)} records, ${mb(m.recordBytes)} MB (writes ${mb(m.writeBytes)} MB in ${f0(m.ops.write)} ops, zeros ${mb(m.zeroBytes)} MB, ${f0(m.ops.flush)} flushes); ${rec.made ? 'made in this run' : `cached, made ${m.recordedAt}`}`);
   out.push(`machine: ${facts.nproc} CPUs (${facts.cpuModel}), ${facts.memGiB} GiB, Linux ${facts.kernel}; load ${load0.join(' / ')} at start, ${load1.join(' / ')} at end`);
+  out.push(`inferencer node flags (services/inferencer/Dockerfile ENTRYPOINT): ${facts.inferencerNodeFlags.join(" ") || "none"}`);
   out.push(`versions: node ${facts.node}, ${facts.natsServer}, @nats-io/jetstream ${facts.natsJs}; gammaray ${facts.git}${facts.staleBuild.length ? ` (WARNING: sources newer than dist in ${facts.staleBuild.join(', ')})` : ''}`);
   out.push('');
   out.push('Inference, events encoded only: bootstrap from the starting image + every record from JetStream, decoded, applied, events BSON-encoded (fresh process per run)');
@@ -870,6 +884,7 @@ function machineFacts(staleBuild) {
     natsJs: JSON.parse(readFileSync(join(REPO, 'node_modules', '@nats-io', 'jetstream', 'package.json'), 'utf8')).version,
     git: gitRevision(),
     distBuilt: new Date(statSync(join(REPO, 'packages', 'inferencer', 'tsconfig.tsbuildinfo')).mtimeMs).toISOString(),
+    inferencerNodeFlags: INFERENCER_NODE_FLAGS,
     staleBuild,
   };
 }

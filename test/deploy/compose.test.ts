@@ -317,6 +317,19 @@ describe('Dockerfiles', () => {
     }
   });
 
+  it('run node with flags node accepts; the inferencer with a small young generation (what bench/infer measures)', () => {
+    for (const s of SERVICES) {
+      const entry = read(s).stages.at(-1)!.instructions.filter((i) => i.op === 'ENTRYPOINT').pop()!; // ok: checked above
+      const args = JSON.parse(entry.rest) as string[];
+      const flags = args.slice(1).filter((a) => a.startsWith('--'));
+      const r = spawnSync(process.execPath, [...flags, '-e', '0'], { encoding: 'utf8' });
+      expect(r.stderr, `services/${s}/Dockerfile: node ${flags.join(' ')}`).toBe('');
+      expect(r.status).toBe(0);
+      if (s === 'inferencer') expect(flags).toContain('--max-semi-space-size=2');
+    }
+    expect(spawnSync(process.execPath, ['--max-semi-space-sise=2', '-e', '0'], { encoding: 'utf8' }).status).not.toBe(0);
+  });
+
   it('.dockerignore keeps host node_modules and dist out of the context', () => {
     expect(ignored('node_modules', ignore)).toBe(true);
     expect(ignored('packages/ext4/node_modules/x', ignore)).toBe(true);
