@@ -55,6 +55,9 @@ beforeAll(async () => {
   writeFileSync(at(Buffer.from([0xff, 0x61])), 'ff\n');
   writeFileSync(at(Buffer.from('zz')), 'zz\n');
   writeFileSync(at(Buffer.from('nl\nname')), 'newline\n');
+  // A name that would forge a line of its own, and one with a terminal escape, in a script's pipeline.
+  writeFileSync(at(Buffer.from('x\nforged-line')), 'forged\n');
+  writeFileSync(at(Buffer.from('esc\x1b[2Jx\x7f')), 'escape\n');
   mkdirSync(at(...DEEP), { recursive: true });
   writeFileSync(at(...DEEP, Buffer.from('deepfile')), 'deep\n');
   image = join(work, 'disk.img');
@@ -123,6 +126,28 @@ describe('guest names through the view and the offline commands', () => {
     expect(await read(`/${escaped(LONG_BAD)}`)).toBe('sixty-four bad bytes\n');
     expect(await read(DEEP_FILE)).toBe('deep\n');
     expect(readFileSync(join(mount, DISK, escaped(LONG_BAD)), 'utf8')).toBe('sixty-four bad bytes\n');
+  });
+
+  it('gammaray ls and tree print one line per entry into a pipe, control bytes as \\xNN; --json keeps them exact', async () => {
+    // What follow prints too: C0 controls and DEL as \xNN, lowercase.
+    const escape = (s: string): string => s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+    const lines = (text: string): string[] => text.split('\n').slice(0, -1);
+    const jsonPaths = (text: string): string[] => lines(text).map((l) => (JSON.parse(l) as { path: string }).path);
+    const lsJson = jsonPaths(await gammaray(['ls', image, '-R', '--json']));
+    expect(lsJson).toContain('/x\nforged-line');
+    expect(lsJson).toContain('/esc\x1b[2Jx\x7f');
+    expect(lines(await gammaray(['ls', image, '-R']))).toEqual(lsJson.map(escape));
+    const top = lines(await gammaray(['ls', image, '/']));
+    expect(top).toContain('x\\x0aforged-line');
+    expect(top).toContain('esc\\x1b[2Jx\\x7f');
+    expect(top).not.toContain('forged-line');
+    const long = lines(await gammaray(['ls', image, '/', '-l']));
+    expect(long.filter((l) => l.endsWith(' x\\x0aforged-line'))).toHaveLength(1);
+    expect(long).toHaveLength(top.length);
+    const treeJson = jsonPaths(await gammaray(['tree', DISK, '--json', '--grpc', view!.address])); // ok: started in beforeAll
+    expect(treeJson).toEqual(lsJson);
+    expect(lines(await gammaray(['tree', DISK, '--grpc', view!.address]))).toEqual(treeJson.map(escape)); // ok: as above
+    expect(lines(await gammaray(['tree', DISK, '--hash', '--grpc', view!.address])).map((l) => l.slice(l.indexOf('  ') + 2))).toEqual(treeJson.map(escape)); // ok: as above
   });
 
   it('names a file by the spelling gammaray stat prints for its control byte, offline and in the view', async () => {
