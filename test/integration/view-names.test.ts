@@ -5,11 +5,13 @@
  * nats-server, `gammaray capture` serving an image made by `mkfs.ext4 -d`, an inferencer and a view with its FUSE
  * mount. Checked: `gammaray tree --json --hash` equals `gammaray ls IMAGE -R --json --hash` line for line, ListDir
  * lists in `gammaray ls`'s order, such files read through gRPC and FUSE, and the spelling `gammaray stat` prints
- * for a control byte (`\x0a`) names the file again, offline and in the view.
+ * for a control byte (`\x0a`) names the file again, offline and in the view; the FUSE mount's directory holds the
+ * names `gammaray ls --json` prints (lowercase `\xNN`, a literal `\xff` as `\x5cxff`); `ls` and `tree` text into
+ * a pipe is one line per entry (control characters as `\xNN`).
  * Needs `pnpm build` first (the CLI runs from its bundle), root and /dev/fuse.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -54,7 +56,12 @@ beforeAll(async () => {
   // 0xff sorts after 'z' as a byte; printed, "\xff" sorts before 'a'.
   writeFileSync(at(Buffer.from([0xff, 0x61])), 'ff\n');
   writeFileSync(at(Buffer.from('zz')), 'zz\n');
+  // Spelled as the escape of 0xff, in plain ASCII: must not show as the byte's name.
+  writeFileSync(at(Buffer.from('lit\\xffa')), 'literal\n');
   writeFileSync(at(Buffer.from('nl\nname')), 'newline\n');
+  // A name that would forge a line of its own, and one with a terminal escape, in a script's pipeline.
+  writeFileSync(at(Buffer.from('x\nforged-line')), 'forged\n');
+  writeFileSync(at(Buffer.from('esc\x1b[2Jx\x7f')), 'escape\n');
   mkdirSync(at(...DEEP), { recursive: true });
   writeFileSync(at(...DEEP, Buffer.from('deepfile')), 'deep\n');
   image = join(work, 'disk.img');
@@ -123,6 +130,41 @@ describe('guest names through the view and the offline commands', () => {
     expect(await read(`/${escaped(LONG_BAD)}`)).toBe('sixty-four bad bytes\n');
     expect(await read(DEEP_FILE)).toBe('deep\n');
     expect(readFileSync(join(mount, DISK, escaped(LONG_BAD)), 'utf8')).toBe('sixty-four bad bytes\n');
+  });
+
+  it('the FUSE mount names entries as gammaray ls --json does: bytes that are not UTF-8 as lowercase \\xNN', async () => {
+    const ls = (await gammaray(['ls', image, '/', '--json'])).trim().split('\n').map((l) => (JSON.parse(l) as { path: string }).path.slice(1));
+    // As bytes: what a program reading the directory gets, before any decoding of its own.
+    const fuse = readdirSync(join(mount, DISK), { encoding: 'buffer' }).map((b) => b.toString('utf8'));
+    expect(fuse.sort()).toEqual([...ls].sort());
+    expect(fuse).toContain('\\xffa');
+    expect(fuse).toContain('lit\\x5cxffa');
+    expect(fuse.filter((n) => /\\X[0-9A-F]{2}/.test(n))).toEqual([]);
+    expect(readFileSync(join(mount, DISK, '\\xffa'), 'utf8')).toBe('ff\n');
+    expect(readFileSync(join(mount, DISK, 'lit\\x5cxffa'), 'utf8')).toBe('literal\n');
+    expect(readdirSync(join(mount, DISK, ...DEEP.slice(0, 1).map(escaped)))).toEqual([escaped(DEEP[1]!)]); // ok: twelve
+  });
+
+  it('gammaray ls and tree print one line per entry into a pipe, control bytes as \\xNN; --json keeps them exact', async () => {
+    // What follow prints too: C0 controls and DEL as \xNN, lowercase.
+    const escape = (s: string): string => s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+    const lines = (text: string): string[] => text.split('\n').slice(0, -1);
+    const jsonPaths = (text: string): string[] => lines(text).map((l) => (JSON.parse(l) as { path: string }).path);
+    const lsJson = jsonPaths(await gammaray(['ls', image, '-R', '--json']));
+    expect(lsJson).toContain('/x\nforged-line');
+    expect(lsJson).toContain('/esc\x1b[2Jx\x7f');
+    expect(lines(await gammaray(['ls', image, '-R']))).toEqual(lsJson.map(escape));
+    const top = lines(await gammaray(['ls', image, '/']));
+    expect(top).toContain('x\\x0aforged-line');
+    expect(top).toContain('esc\\x1b[2Jx\\x7f');
+    expect(top).not.toContain('forged-line');
+    const long = lines(await gammaray(['ls', image, '/', '-l']));
+    expect(long.filter((l) => l.endsWith(' x\\x0aforged-line'))).toHaveLength(1);
+    expect(long).toHaveLength(top.length);
+    const treeJson = jsonPaths(await gammaray(['tree', DISK, '--json', '--grpc', view!.address])); // ok: started in beforeAll
+    expect(treeJson).toEqual(lsJson);
+    expect(lines(await gammaray(['tree', DISK, '--grpc', view!.address]))).toEqual(treeJson.map(escape)); // ok: as above
+    expect(lines(await gammaray(['tree', DISK, '--hash', '--grpc', view!.address])).map((l) => l.slice(l.indexOf('  ') + 2))).toEqual(treeJson.map(escape)); // ok: as above
   });
 
   it('names a file by the spelling gammaray stat prints for its control byte, offline and in the view', async () => {

@@ -21,7 +21,10 @@ export type WatchFrom =
   | { readonly at: 'first' }
   /** The first event at or after this stream sequence (a resume passes the last one received + 1). */
   | { readonly at: 'seq'; readonly seq: number }
-  /** The first event of the disk stored at or after this time (JetStream's time; resume by sequence). */
+  /**
+   * The first event of the disk stored at or after this time (JetStream's time; resume by sequence). A time
+   * still to come delivers the events stored from then on, none stored before it.
+   */
   | { readonly at: 'time'; readonly time: Date };
 
 /** Options of {@link EventWatch.open}. */
@@ -68,11 +71,19 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
   #next: number;
   #stopped = false;
   #iterated = false;
+  /**
+   * With a start time: messages stored before it are skipped (in ns since the epoch). A time later than the last
+   * message when the watch opened starts after that message, and messages stored between then and that time
+   * must not pass; cleared at the first message at or after it (storage times only grow along the stream).
+   */
+  #notBeforeNs: bigint | undefined;
   /** The last sequence of stream GAMMARAY_EVENTS (any disk's) when the watch opened; 0 when it was empty. */
   readonly lastSeqAtOpen: number;
 
   private constructor(o: EventWatchOptions, filter: string, messages: ConsumerMessages, startSeq: number, match: (e: FsEvent) => boolean, kinds: ReadonlySet<string> | undefined, lastSeq: number) {
     this.lastSeqAtOpen = lastSeq;
+    const from = o.from;
+    this.#notBeforeNs = from?.at === 'time' ? BigInt(from.time.getTime()) * 1_000_000n : undefined;
     this.#o = o;
     this.#filter = filter;
     this.#messages = messages;
@@ -136,6 +147,10 @@ export class EventWatch implements AsyncIterable<WatchedEvent> {
           if (guard.stalled || this.#stopped) break;
           guard.watch.delivered();
           this.#next = m.seq + 1;
+          if (this.#notBeforeNs !== undefined) {
+            if (m.timestampNanos < this.#notBeforeNs) continue;
+            this.#notBeforeNs = undefined;
+          }
           if (this.#kinds && !this.#kinds.has(m.subject.slice(m.subject.lastIndexOf('.') + 1))) continue;
           let event: FsEvent;
           try {

@@ -15,7 +15,7 @@ export { ViewMetrics } from './metrics.js';
 export type { ViewMetricsSource } from './metrics.js';
 export { ViewClient } from './client.js';
 export type { ViewClientOptions } from './client.js';
-export { openFollow, NatsUnreachableError } from './follow.js';
+export { openFollow, NatsUnreachableError, checkNats, NatsProblemError, NatsProblemKind } from './follow.js';
 export type { Follow, FollowOptions } from './follow.js';
 export { ApiError, ApiReason, ERROR_REASON_KEY, toServiceError } from './status.js';
 export type { ServiceError } from './status.js';

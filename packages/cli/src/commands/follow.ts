@@ -87,6 +87,11 @@ export async function runFollow(term: Terminal, disk: string, glob: string | und
   if (from.at === 'seq' && from.seq > follow.watch.lastSeqAtOpen + 1) {
     term.note(`--from-seq ${from.seq} is past the last event stored (sequence ${follow.watch.lastSeqAtOpen} of ${STREAM_EVENTS}): waiting for events from there on (Ctrl-C to stop)`);
   }
+  // A time to come shows nothing until then (events stored before it are skipped): said, or it looks hung.
+  const now = Date.now();
+  if (from.at === 'time' && from.time.getTime() > now) {
+    term.note(`--since ${from.time.toISOString()} is in the future (it is ${new Date(now).toISOString()} now): waiting for events stored from then on (Ctrl-C to stop)`);
+  }
   // Always escaped, not only on a terminal: one line per event even in `follow > log`, where a guest's name with
   // a newline would otherwise write lines that look like events of its choosing (--json is exact either way).
   const show = escapeControls;

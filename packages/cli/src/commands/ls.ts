@@ -45,8 +45,9 @@ export async function runLs(term: Terminal, image: string, path: string | undefi
     }
     const listingDir = startInode.type === 'dir';
     const prefixLength = start === '/' ? 1 : start.length + 1;
-    // Names are printed raw into pipes and files (like ls -1), escaped on a terminal.
-    const show = term.stdoutIsTty ? escapeControls : (s: string) => s;
+    // Escaped into pipes and files too, as follow does: one line per entry, so a guest's name with a newline
+    // cannot make lines of its choosing in a script reading the listing (--json is exact either way).
+    const show = escapeControls;
     const out = term.out;
     for await (const item of walk(fs, { startIno: startInode.ino, startPath: start, recursive: opts.recursive })) {
       for (const e of item.errors) term.warn(item.path, e.message);

@@ -53,7 +53,8 @@ export async function runTree(term: Terminal, disk: string, o: TreeCliOptions): 
   // Loaded on demand: the offline commands never pay for gRPC.
   const view = await import('@gammaray/service-view');
   const client = new view.ViewClient(address, { token: token || undefined, tls });
-  const show = term.stdoutIsTty ? escapeControls : (s: string) => s;
+  // Escaped into pipes too (see ls): one line per path whatever the guest named its files; --json is exact.
+  const show = escapeControls;
   const out = term.out;
   try {
     for await (const m of client.getTree(disk, { hash: o.hash })) {

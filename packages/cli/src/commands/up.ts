@@ -470,6 +470,8 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
   if (upHolder !== undefined && holderAlive(upHolder)) throw dataDirBusy(upHolder);
   await checkImagesFree(disks);
   if (o.mount !== undefined) checkMountPoint(o.mount);
+  // A --nats its services cannot use: said in one line now, not by the capture's log lines after it failed.
+  if (o.nats !== undefined) await checkGivenNats(o.nats);
   const served = readServed(dataDir);
   // What the inferencer will follow on each image: say it now, not in its log.
   for (const d of disks) {
@@ -634,6 +636,34 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     process.off('SIGTERM', onSignal);
     process.off('SIGHUP', onSignal);
     lock.release();
+  }
+}
+
+/** How long `up --nats URL` waits for that server to answer before saying it cannot be reached. */
+const NATS_CHECK_MS = 5_000;
+
+/**
+ * Throws when the NATS server of `--nats` cannot serve the services (the credentials are theirs: GAMMARAY_NATS_*
+ * in the environment): unreachable within NATS_CHECK_MS is a runtime failure; credentials refused or no JetStream
+ * are the user's to fix.
+ */
+async function checkGivenNats(url: string): Promise<void> {
+  // Loaded on demand, like the services (main.ts).
+  const view = await import('@gammaray/service-view');
+  const natsAuth = view.readNatsAuth({}, process.env, (m) => new UserError(m));
+  try {
+    await view.checkNats({ nats: url, natsAuth, timeoutMs: NATS_CHECK_MS });
+  } catch (err) {
+    if (!(err instanceof view.NatsProblemError)) throw err;
+    const instead = 'or leave out --nats to let up start its own';
+    switch (err.kind) {
+      case view.NatsProblemKind.Auth:
+        throw new UserError(`NATS at ${url} refused the connection's credentials (${err.reason}): set GAMMARAY_NATS_USER and GAMMARAY_NATS_PASSWORD (or GAMMARAY_NATS_CREDS, GAMMARAY_NATS_NKEY, GAMMARAY_NATS_TOKEN) for a user that may use JetStream there, ${instead}`);
+      case view.NatsProblemKind.NoJetStream:
+        throw new UserError(`NATS at ${url} answers but JetStream does not (${err.reason}): start that server with JetStream (nats-server -js, or jetstream {} in its config), ${instead}`);
+      default:
+        throw new RuntimeFailure(`cannot reach NATS at ${url} (${err.reason}): check the address and that nats-server runs there with JetStream (nats-server -js), ${instead}`, { cause: err });
+    }
   }
 }
 
