@@ -1,7 +1,7 @@
 /**
  * What the inferencer knows about one inode of the tree, and how it becomes the shapes users see.
  */
-import { decodeName, type Ext4Inode, type FileType, type TreeEntry } from '@gammaray/ext4';
+import { FileType, decodeDevice, decodeName, majorMinor, makedev, type Ext4Inode, type TreeEntry } from '@gammaray/ext4';
 import type { MappedRun } from './data-index.js';
 import type { FsStat, FsTime } from './events.js';
 
@@ -20,6 +20,12 @@ export interface FsNode {
   readonly mtime: FsTime;
   readonly ctime: FsTime;
   readonly flags: number;
+  /**
+   * Character and block devices: the device number as a Linux `dev_t` (see makedev in @gammaray/ext4; a small
+   * integer, so no allocation); 0 for every other type. A plain number rather than a {major, minor} object: one
+   * slot, never a second object per node.
+   */
+  readonly rdev: number;
   /** Symlinks: the target, decoded like a name. */
   readonly target?: string;
   /** Extended attributes: name -> value as lowercase hex. */
@@ -61,6 +67,7 @@ export function makeNode(
     base.mtime,
     base.ctime,
     base.flags,
+    base.rdev,
     extra.target,
     xattrs,
     extra.runs,
@@ -94,6 +101,7 @@ export function nodeOfInode(
     times.get(inode.mtime.sec, inode.mtime.nsec),
     times.get(inode.ctime.sec, inode.ctime.nsec),
     inode.flags,
+    isDevice(inode.type) ? makedev(decodeDevice(inode.iBlock)) : 0,
     target,
     xattrs,
     runs,
@@ -117,6 +125,7 @@ function build(
   mtime: FsTime,
   ctime: FsTime,
   flags: number,
+  rdev: number,
   target: string | undefined,
   xattrs: Readonly<Record<string, string>>,
   runs: readonly MappedRun[] | undefined,
@@ -137,6 +146,7 @@ function build(
     mtime: sameTime(mtime, atime) ? atime : mtime,
     ctime: sameTime(ctime, mtime) ? (sameTime(mtime, atime) ? atime : mtime) : ctime,
     flags,
+    rdev,
     target,
     xattrs: Object.keys(xattrs).length === 0 ? NO_XATTRS : xattrs,
     runs,
@@ -213,7 +223,13 @@ export function treeEntryOf(path: string, n: FsNode): TreeEntry {
     ctimeNsec: n.ctime.nsec,
   };
   if (n.target !== undefined) e.target = n.target;
+  if (isDevice(n.type)) e.rdev = majorMinor(n.rdev);
   return e;
+}
+
+/** Whether nodes of type `t` carry a device number (character and block devices). */
+export function isDevice(t: FileType): boolean {
+  return t === FileType.chr || t === FileType.blk;
 }
 
 /** Whether two times are equal. */
