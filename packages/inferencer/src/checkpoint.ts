@@ -47,7 +47,7 @@ function nodeDoc(n: FsNode): Doc {
     o: n.owned,
   };
   if (n.target !== undefined) d.tg = n.target;
-  // Devices only (checkpoints before 2026-11-28 have none: see DiskInferencer.importState).
+  // Devices only, an int32 (checkpoints before 2026-11-28 have none: see DiskInferencer.importState).
   if (n.rdev !== 0) d.rd = n.rdev;
   if (n.inline) d.il = n.inline;
   return d;

@@ -29,7 +29,6 @@ import {
   decodeSuperblock,
   inodeInUse,
   majorMinor,
-  makedev,
   type Extent,
   type Ext4Inode,
   type Ext4GroupDesc,
@@ -61,7 +60,7 @@ import {
   UNWRITTEN_MAX_COMMITS,
   UNWRITTEN_MIN_MS,
 } from './limits.js';
-import { TimeCache, isDevice, makeNode, nodeOfInode, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
+import { TimeCache, isDevice, makeNode, nodeOfInode, nodeRdev, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
 import { LinkTable } from './links.js';
 import { OldestKey } from './oldest-key.js';
 import { BlockStore, type BlockFetcher } from './store.js';
@@ -2235,7 +2234,7 @@ export class DiskInferencer {
       throw err;
     }
     if (inode.type !== n.type || inode.generation !== n.generation) return n;
-    const rdev = makedev(decodeDevice(inode.iBlock));
+    const rdev = nodeRdev(decodeDevice(inode.iBlock));
     return rdev === 0 ? n : makeNode({ ...n, rdev }, n, n.xattrs, n.owned);
   }
 }

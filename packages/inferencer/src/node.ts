@@ -1,7 +1,7 @@
 /**
  * What the inferencer knows about one inode of the tree, and how it becomes the shapes users see.
  */
-import { FileType, decodeDevice, decodeName, majorMinor, makedev, type Ext4Inode, type TreeEntry } from '@gammaray/ext4';
+import { FileType, decodeDevice, decodeName, majorMinor, makedev, type DeviceNumber, type Ext4Inode, type TreeEntry } from '@gammaray/ext4';
 import type { MappedRun } from './data-index.js';
 import type { FsStat, FsTime } from './events.js';
 
@@ -21,9 +21,9 @@ export interface FsNode {
   readonly ctime: FsTime;
   readonly flags: number;
   /**
-   * Character and block devices: the device number as a Linux `dev_t` (see makedev in @gammaray/ext4; a small
-   * integer, so no allocation); 0 for every other type. A plain number rather than a {major, minor} object: one
-   * slot, never a second object per node.
+   * Character and block devices: the device number as {@link nodeRdev} keeps it (the Linux `dev_t` as a signed
+   * 32-bit integer); 0 for every other type. A plain number rather than a {major, minor} object: one slot, never
+   * a second object per node.
    */
   readonly rdev: number;
   /** Symlinks: the target, decoded like a name. */
@@ -101,7 +101,7 @@ export function nodeOfInode(
     times.get(inode.mtime.sec, inode.mtime.nsec),
     times.get(inode.ctime.sec, inode.ctime.nsec),
     inode.flags,
-    isDevice(inode.type) ? makedev(decodeDevice(inode.iBlock)) : 0,
+    isDevice(inode.type) ? nodeRdev(decodeDevice(inode.iBlock)) : 0,
     target,
     xattrs,
     runs,
@@ -225,6 +225,15 @@ export function treeEntryOf(path: string, n: FsNode): TreeEntry {
   if (n.target !== undefined) e.target = n.target;
   if (isDevice(n.type)) e.rdev = majorMinor(n.rdev);
   return e;
+}
+
+/**
+ * A device number as {@link FsNode.rdev} keeps it: makedev's `dev_t` (`>>> 0` gives it back) as a signed 32-bit
+ * integer, always a small integer to V8. Kept unsigned, a guest's one device numbered past 2^31 (major 2048 and
+ * up, or a minor past 2^19) would make the field a double in every node of the shape: a 16-byte box per node.
+ */
+export function nodeRdev(d: DeviceNumber): number {
+  return makedev(d) | 0;
 }
 
 /** Whether nodes of type `t` carry a device number (character and block devices). */
