@@ -319,6 +319,9 @@ describe('inference from a real guest, second walk-through', () => {
       ['rm s; echo file > s', ['delete /s', 'create /s', 'write /s @0+5']],
       ['mkfifo q', ['create /q']],
       ['rm q; mknod q c 1 3', ['delete /q', 'create /q']],
+      // Device numbers in the old 8:8 encoding (/dev/mem's) and the new 12:20 one (a minor past 16 bits).
+      ['mknod mem c 1 1', ['create /mem']],
+      ['mknod nvme b 259 65536', ['create /nvme']],
       ['echo a > x; ln x x2; echo b > y', ['create /x', 'link /x2', 'create /y', 'write /x @0+2', 'write /y @0+2']],
       // Over a name whose inode has another link: that inode loses one; over its last link: it goes.
       ['mv y x', ['unlink /x', 'rename /x <- /y']],
@@ -337,6 +340,13 @@ describe('inference from a real guest, second walk-through', () => {
     const r = await replay(rec, 'steps2');
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
     expect(brief(r.events.filter((e) => e.kind !== EventKind.Snapshot))).toEqual(steps.flatMap(([, ev]) => ev));
+    // Each device's create carries the number the guest's mknod gave it (the kernel's view of the final image, in
+    // checkAgainstKernel, agrees on the tree's).
+    expect(r.events.filter((e) => e.kind === EventKind.Create && (e.type === 'chr' || e.type === 'blk')).map((e) => [e.path, e.type, e.rdev])).toEqual([
+      ['/q', 'chr', { major: 1, minor: 3 }],
+      ['/mem', 'chr', { major: 1, minor: 1 }],
+      ['/nvme', 'blk', { major: 259, minor: 65536 }],
+    ]);
     // The zeroed ranges' writes carry zeros; the preallocated block its `abc` at 5000 (each the last write there).
     const data = (path: string, offset: number) => Buffer.from(r.events.filter((e) => e.kind === EventKind.Write && e.path === path && e.offset === offset).at(-1)?.data ?? []).toString('latin1');
     expect(data('/z', 3072)).toBe('\0'.repeat(11264));

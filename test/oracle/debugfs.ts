@@ -113,6 +113,8 @@ export interface DebugfsStat {
   readonly ctime: { sec: number; nsec: number };
   /** Raw bytes of an in-inode (fast or inline_data) symlink target. */
   readonly fastLink?: Buffer;
+  /** Character and block devices: `[(New-style) ]Device major/minor number: %02d:%02d (hex ...)`. */
+  readonly rdev?: { major: number; minor: number };
 }
 
 const DEBUGFS_TYPES: Readonly<Record<string, EntryType>> = {
@@ -154,6 +156,11 @@ export function parseStat(out: Buffer): DebugfsStat {
     atime: time('atime'),
     ctime: time('ctime'),
   };
+  if (type === 'chr' || type === 'blk') {
+    const dev = /Device major\/minor number: (\d+):(\d+)/.exec(text);
+    if (!dev) throw new Error(`debugfs stat of a device lacks its number: ${text.slice(0, 300)}`);
+    return { ...stat, rdev: { major: Number(dev[1]), minor: Number(dev[2]) } };
+  }
   // `Fast link dest: "%.*s"` with the length of the target: cut by that length, since a target may hold `"`.
   const marker = 'Fast link dest: "';
   const fast = text.indexOf(marker);
@@ -252,6 +259,7 @@ export async function debugfsTree(image: string, options: DebugfsTreeOptions): P
         ctimeNsec: st.ctime.nsec,
       };
       const dumpPath = dumped.get(ino);
+      if (st.rdev !== undefined) entry.rdev = st.rdev;
       if (st.type === 'symlink') {
         entry.target = decodeName(st.fastLink ?? (await readFile(dumpPath ?? '')).subarray(0, st.size));
       }

@@ -6,7 +6,8 @@
  *   name decoded by {@link decodeName}.
  * - Times are split into whole seconds (floor, so pre-1970 times are negative) plus `0 <= nsec < 1e9`.
  * - `mode` is `st_mode & 0o7777`; the file type is only in `type`.
- * - `target` exists only for symlinks, `sha256` only for regular files and only when hashing was asked for.
+ * - `target` exists only for symlinks, `rdev` ({major, minor}) only for character and block devices, `sha256` only
+ *   for regular files and only when hashing was asked for.
  * - Lists are sorted by {@link comparePaths}.
  */
 
@@ -40,6 +41,8 @@ export interface TreeEntry {
   ctimeNsec: number;
   /** Symlink text, decoded like a name. Only for symlinks. */
   target?: string;
+  /** Device number. Only for character and block devices. */
+  rdev?: { major: number; minor: number };
   /** Lower-case hex SHA-256 of the content. Only for regular files, only when hashing. */
   sha256?: string;
 }

@@ -3,7 +3,8 @@
  *
  * Trust (checked by test/fixtures/fixtures.test.ts against debugfs and The Sleuth Kit):
  * - Authoritative for every field of {@link TreeEntry}: path, ino, type, mode, uid/gid (incl. high 16 bits),
- *   size, nlink, all three times with nanoseconds and the epoch bits past 2038, symlink target, content hash.
+ *   size, nlink, all three times with nanoseconds and the epoch bits past 2038, symlink target, device number
+ *   (st_rdev of character and block devices), content hash.
  *   debugfs agrees with it on every field of every mountable spec of the matrix (small and full tree).
  * - Content past the inline area of an inline_data inode reads as zeros (mkfs -d stores the all-hole
  *   `sparse/hole-only` as a 16 MiB inline_data inode with 60 bytes of inline data).
@@ -98,6 +99,13 @@ async function unmount(mnt: string): Promise<void> {
   }
 }
 
+/** glibc's major(3) and minor(3) of a 64-bit dev_t (st_rdev). */
+export function splitDev(rdev: bigint): { major: number; minor: number } {
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn & 0xffffffffn);
+  return { major: Number(major), minor: Number(minor) };
+}
+
 function typeOf(st: BigIntStats): EntryType {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
@@ -141,6 +149,7 @@ async function entryFor(host: Buffer, path: string, hash: boolean): Promise<Tree
     ctimeNsec: c.nsec,
   };
   if (type === 'symlink') entry.target = decodeName(await readlink(host, { encoding: 'buffer' }));
+  if (type === 'chr' || type === 'blk') entry.rdev = splitDev(st.rdev);
   if (type === 'file' && hash) entry.sha256 = await sha256File(host);
   return entry;
 }

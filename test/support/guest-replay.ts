@@ -87,7 +87,7 @@ export async function replayWithRestarts(rec: RecordedWorkload, disk: string, ev
   return all;
 }
 
-const FIELDS = ['path', 'ino', 'type', 'mode', 'uid', 'gid', 'size', 'nlink', 'mtime', 'mtimeNsec', 'ctime', 'ctimeNsec', 'target'] as const;
+const FIELDS = ['path', 'ino', 'type', 'mode', 'uid', 'gid', 'size', 'nlink', 'mtime', 'mtimeNsec', 'ctime', 'ctimeNsec', 'target', 'rdev'] as const;
 
 /** The fields of a tree entry compared against the kernel. */
 export function comparable(e: Partial<TreeEntry>): Record<string, unknown> {
@@ -101,9 +101,9 @@ export function brief(events: FsEvent[]): string[] {
   return events.map((e) => `${e.kind} ${e.path}${e.from ? ` <- ${e.from}` : ''}${e.kind === 'write' ? ` @${e.offset}+${e.length}` : ''}${e.kind === 'truncate' ? ` ${e.oldSize}->${e.size}` : ''}${e.changes ? ` ${Object.keys(e.changes).join(',')}` : ''}${e.message ? ` ${e.message}` : ''}`);
 }
 
-/** Everything about an event that identifies it downstream: identity, kind, paths, range and bytes. */
+/** Everything about an event that identifies it downstream: identity, kind, paths, range, device number and bytes. */
 export function fingerprint(events: FsEvent[]): string[] {
-  return events.map((e, i) => `${i} ${e.seq}:${e.idx} ${brief([e])[0]} ${e.data ? createHash('sha256').update(e.data).digest('hex').slice(0, 16) : '-'}`);
+  return events.map((e, i) => `${i} ${e.seq}:${e.idx} ${brief([e])[0]}${e.rdev ? ` ${e.rdev.major}:${e.rdev.minor}` : ''} ${e.data ? createHash('sha256').update(e.data).digest('hex').slice(0, 16) : '-'}`);
 }
 
 /**

@@ -51,13 +51,13 @@ export class LiveStack {
     this.capture = capture;
   }
 
-  /** Starts nats-server, capture (serving `disks`: id -> image, with `captureArgs`), inferencer and view. */
-  static async start(work: string, disks: Record<string, string>, captureArgs: readonly string[] = []): Promise<LiveStack> {
+  /** Starts nats-server, capture (serving `disks`: id -> image, with `captureArgs`), inferencer and view (with `viewArgs`). */
+  static async start(work: string, disks: Record<string, string>, captureArgs: readonly string[] = [], viewArgs: readonly string[] = []): Promise<LiveStack> {
     const nats = await startNatsServer({ jetstream: true });
     const capture = await startCapture(nats.url, disks, captureArgs);
     const inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '1']);
     const nc = await connect({ servers: nats.url });
-    const view = await startView(nats.url);
+    const view = await startView(nats.url, viewArgs);
     return new LiveStack(nats, capture, inferencer, view, nc, new ViewClient(view.address), disks, work);
   }
 

@@ -14,6 +14,8 @@ describe('gammaray follow lines', () => {
   it('prints STREAMSEQ TS KIND PATH DETAILS for each kind', () => {
     expect(textLine(ev({ kind: 'create', path: '/a', type: 'file' }), plain)).toBe('7 2026-01-02T03:04:05.678Z create /a file');
     expect(textLine(ev({ kind: 'create', path: '/l', type: 'symlink', target: '../x' }), plain)).toBe('7 2026-01-02T03:04:05.678Z create /l symlink -> ../x');
+    expect(textLine(ev({ kind: 'create', path: '/tmp/mem', type: 'chr', rdev: { major: 1, minor: 1 } }), plain)).toBe('7 2026-01-02T03:04:05.678Z create /tmp/mem chr 1,1');
+    expect(textLine(ev({ kind: 'create', path: '/n', type: 'blk', rdev: { major: 259, minor: 65536 } }), plain)).toBe('7 2026-01-02T03:04:05.678Z create /n blk 259,65536');
     expect(textLine(ev({ kind: 'rename', path: '/b', from: '/a', type: 'file' }), plain)).toBe('7 2026-01-02T03:04:05.678Z rename /b <- /a');
     expect(textLine(ev({ kind: 'write', path: '/a', type: 'file', offset: 4096, length: 10, dataOmitted: true }), plain)).toBe('7 2026-01-02T03:04:05.678Z write /a 4096+10 (data omitted)');
     expect(textLine(ev({ kind: 'truncate', path: '/a', type: 'file', oldSize: 9, size: 0 }), plain)).toBe('7 2026-01-02T03:04:05.678Z truncate /a 9 -> 0');

@@ -13,8 +13,8 @@ export { decodeSuperblock, groupHasSuper, metadataOverhead, FeatureCompat, Featu
 export type { Ext4Superblock } from './ondisk/superblock.js';
 export { decodeGroupDesc, groupDescChecksum, descriptorBlock, GroupFlags } from './ondisk/group-desc.js';
 export type { Ext4GroupDesc } from './ondisk/group-desc.js';
-export { decodeInode, decodeDevice, inodeInUse, inodeChecksum, FileType, FileMode, InodeFlags, ROOT_INO, JOURNAL_INO, S_IFMT } from './ondisk/inode.js';
-export type { Ext4Inode, Ext4Time } from './ondisk/inode.js';
+export { decodeInode, decodeDevice, makedev, majorMinor, inodeInUse, inodeChecksum, FileType, FileMode, InodeFlags, ROOT_INO, JOURNAL_INO, S_IFMT } from './ondisk/inode.js';
+export type { DeviceNumber, Ext4Inode, Ext4Time } from './ondisk/inode.js';
 export { decodeExtentNode, verifyExtentBlock, EXT4_EXT_MAGIC } from './ondisk/extent.js';
 export type { Extent, ExtentIndex, ExtentNode } from './ondisk/extent.js';
 export { decodeDirBlock, recLenFromDisk, dirTailLength, DirFileType } from './ondisk/dirent.js';

@@ -1,11 +1,12 @@
 import { decodeName } from './names.js';
-import type { Ext4Inode, FileType } from './ondisk/inode.js';
+import { decodeDevice, type DeviceNumber, type Ext4Inode, type FileType } from './ondisk/inode.js';
 
 /**
  * One entry of a file tree in the shape every gammaray command prints with
  * `--json` (see CLI.md): permission bits only in `mode`, times split into
- * whole seconds and nanoseconds, `target` only for symlinks, `sha256` only
- * when asked for and only for regular files.
+ * whole seconds and nanoseconds, `target` only for symlinks, `rdev` only for
+ * character and block devices, `sha256` only when asked for and only for
+ * regular files.
  */
 export interface TreeEntry {
   path: string;
@@ -23,6 +24,8 @@ export interface TreeEntry {
   ctime: number;
   ctimeNsec: number;
   target?: string;
+  /** Character and block devices: the device number the node stands for. */
+  rdev?: DeviceNumber;
   sha256?: string;
 }
 
@@ -45,6 +48,7 @@ export function toTreeEntry(path: string, inode: Ext4Inode, extra: { target?: Ui
     ctimeNsec: inode.ctime.nsec,
   };
   if (extra.target !== undefined) e.target = decodeName(extra.target);
+  if (inode.type === 'chr' || inode.type === 'blk') e.rdev = decodeDevice(inode.iBlock);
   if (extra.sha256 !== undefined) e.sha256 = extra.sha256;
   return e;
 }

@@ -47,6 +47,8 @@ function nodeDoc(n: FsNode): Doc {
     o: n.owned,
   };
   if (n.target !== undefined) d.tg = n.target;
+  // Devices only, an int32 (checkpoints before 2026-11-28 have none: see DiskInferencer.importState).
+  if (n.rdev !== 0) d.rd = n.rdev;
   if (n.inline) d.il = n.inline;
   return d;
 }
@@ -76,6 +78,7 @@ function nodeOf(d: Doc, entries: Map<string, number> | undefined, runs: MappedRu
       mtime: { sec: tm[2]!, nsec: tm[3]! }, // ok
       ctime: { sec: tm[4]!, nsec: tm[5]! }, // ok
       flags: d.f as number,
+      rdev: (d.rd as number | undefined) ?? 0,
     },
     { target: d.tg as string | undefined, inline: d.il !== undefined ? new Uint8Array(d.il as Uint8Array) : undefined, runs, entries },
     xattrsOf(d.x),

@@ -14,6 +14,7 @@
  * | stat         | document        | mode, uid, gid, nlink, flags int32/int64; size int64; times {sec, nsec} |
  * | parent, fromParent | document  | {ino: int64, stat}                                             |
  * | from, target | string          |                                                                |
+ * | rdev         | document        | create of chr/blk: {major, minor} int32                        |
  * | exchange     | bool            | rename: the two paths were exchanged                           |
  * | offset, length | int64         | write                                                          |
  * | data         | binary (0)      | write, up to the inline limit                                  |
@@ -32,7 +33,7 @@
  * fields are omitted (never null).
  */
 import { BSON } from 'bson';
-import { FileType } from '@gammaray/ext4';
+import { FileType, type DeviceNumber } from '@gammaray/ext4';
 import { CorruptError, EncodeError, MAX_EVENT_BYTES, WireCorruptKind, isDiskId } from '@gammaray/wire';
 import { EVENT_VERSION, EventKind, type AttrChange, type FsEvent, type FsStat, type FsTime, type ParentRef } from './events.js';
 import { NodeStat } from './node.js';
@@ -493,6 +494,12 @@ function stat(v: unknown, field: string): FsStat {
   });
 }
 
+function device(v: unknown, field: string): DeviceNumber {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad(field, 'a {major, minor} document');
+  const d = v as Record<string, unknown>;
+  return Object.freeze({ major: uint(d, 'major', `${field}.major`), minor: uint(d, 'minor', `${field}.minor`) });
+}
+
 function parent(v: unknown, field: string): ParentRef {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad(field, 'a document');
   const p = v as Record<string, unknown>;
@@ -556,6 +563,7 @@ export function decodeEvent(bytes: Uint8Array): FsEvent {
     from: optString(d, 'from'),
     exchange,
     target: optString(d, 'target'),
+    rdev: d['rdev'] === undefined ? undefined : device(d['rdev'], 'rdev'),
     offset: optUint(d, 'offset'),
     length: optUint(d, 'length'),
     data,

@@ -3,7 +3,7 @@
  * Paths are the guest's names decoded as UTF-8 with invalid bytes escaped as \xNN; they travel only in the
  * payload and the `Gammaray-Path` header, never in a subject.
  */
-import type { FileType } from '@gammaray/ext4';
+import type { DeviceNumber, FileType } from '@gammaray/ext4';
 
 /** Every kind of event. */
 export const EventKind = {
@@ -89,6 +89,8 @@ export interface FsEvent {
   readonly exchange?: boolean;
   /** create of a symlink: its target. */
   readonly target?: string;
+  /** create of a character or block device: its device number (`{major, minor}`, as in the tree JSON). */
+  readonly rdev?: DeviceNumber;
   /** write: byte range and (up to the inline limit) the bytes. */
   readonly offset?: number;
   readonly length?: number;

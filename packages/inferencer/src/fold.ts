@@ -1,9 +1,9 @@
 /**
  * Folding events over a tree: what a consumer that only reads the event stream knows. Starting from the tree
- * at the snapshot, every event applied in order gives the current tree (paths, types, attributes, targets and,
- * for files whose every write carried its bytes, the content).
+ * at the snapshot, every event applied in order gives the current tree (paths, types, attributes, targets, device
+ * numbers and, for files whose every write carried its bytes, the content).
  */
-import type { TreeEntry } from '@gammaray/ext4';
+import type { DeviceNumber, TreeEntry } from '@gammaray/ext4';
 import { EventKind, type FsEvent, type FsStat } from './events.js';
 import { MAX_FOLD_CONTENT_BYTES } from './limits.js';
 
@@ -42,6 +42,13 @@ function resize(e: FoldEntry, size: number): void {
   e.content = c;
 }
 
+/** Whether an attr change value is a `{major, minor}` device number. */
+function isDeviceNumber(v: unknown): v is DeviceNumber {
+  if (v === null || typeof v !== 'object') return false;
+  const d = v as Record<string, unknown>;
+  return typeof d['major'] === 'number' && typeof d['minor'] === 'number';
+}
+
 /**
  * Applies `events` in order to `tree` (path -> entry; changed in place). Files created by events start with
  * empty known content; a `write` without its bytes makes the content unknown.
@@ -58,6 +65,8 @@ export function foldEvents(tree: Map<string, FoldEntry>, events: Iterable<FsEven
         const e: FoldEntry = { path: ev.path, ino: ev.ino, type: ev.type as TreeEntry['type'], mode: 0, uid: 0, gid: 0, size: 0, nlink: 0, mtime: 0, mtimeNsec: 0, atime: 0, atimeNsec: 0, ctime: 0, ctimeNsec: 0 };
         if (ev.target !== undefined) e.target = ev.target;
         else if (same?.target !== undefined) e.target = same.target;
+        if (ev.rdev !== undefined) e.rdev = { major: ev.rdev.major, minor: ev.rdev.minor };
+        else if (same?.rdev !== undefined) e.rdev = same.rdev;
         if (e.type === 'file') e.content = ev.kind === EventKind.Create ? new Uint8Array(0) : same?.content;
         tree.set(ev.path, e);
         if (ev.stat) statAll(tree, ev.ino, ev.stat);
@@ -121,6 +130,8 @@ export function foldEvents(tree: Map<string, FoldEntry>, events: Iterable<FsEven
       case EventKind.Truncate:
       case EventKind.Attr: {
         if (ev.stat) statAll(tree, ev.ino, ev.stat);
+        const rdev = ev.changes?.['rdev']?.new;
+        if (isDeviceNumber(rdev)) for (const e of tree.values()) if (e.ino === ev.ino) e.rdev = { major: rdev.major, minor: rdev.minor };
         for (const e of tree.values()) if (e.ino === ev.ino) resize(e, e.size);
         break;
       }

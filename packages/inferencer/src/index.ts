@@ -4,7 +4,7 @@ export type { BlockFetcher } from './store.js';
 export { EventKind, EVENT_VERSION, eventMsgId } from './events.js';
 export type { FsEvent, FsStat, FsTime, ParentRef, AttrChange } from './events.js';
 export type { FsNode } from './node.js';
-export { treeEntryOf, statOf, withSize } from './node.js';
+export { treeEntryOf, statOf, withSize, nodeRdev } from './node.js';
 export type { MappedRun } from './data-index.js';
 export { encodeCheckpoint, decodeCheckpoint, CheckpointError, CHECKPOINT_VERSION } from './checkpoint.js';
 export { foldEvents } from './fold.js';

@@ -24,9 +24,11 @@ import {
   SUPERBLOCK_OFFSET,
   SUPERBLOCK_SIZE,
   bytesEqual,
+  decodeDevice,
   decodeName,
   decodeSuperblock,
   inodeInUse,
+  majorMinor,
   type Extent,
   type Ext4Inode,
   type Ext4GroupDesc,
@@ -58,7 +60,7 @@ import {
   UNWRITTEN_MAX_COMMITS,
   UNWRITTEN_MIN_MS,
 } from './limits.js';
-import { TimeCache, makeNode, nodeOfInode, runAt, sameRunsObject, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
+import { TimeCache, isDevice, makeNode, nodeOfInode, nodeRdev, runAt, sameRunsObject, sameTime, statOf, treeEntryOf, type FsNode } from './node.js';
 import { LinkTable } from './links.js';
 import { NodeTable } from './node-table.js';
 import { OldestKey } from './oldest-key.js';
@@ -593,6 +595,16 @@ export class DiskInferencer {
       // ok: a uint32 (inode numbers are 32-bit), so it stays a small integer: a division's result is a double,
       // and one double stored in a field makes V8 box that field in every object of the shape (nodes, links).
       else return (firstIno + ((b - start) * this.volume.superblock.blockSize) / this.volume.superblock.inodeSize) >>> 0;
+    }
+    return undefined;
+  }
+
+  /** The inode-table block holding inode `ino`'s slot, or undefined when no tracked inode table has it. */
+  private itableBlock(ino: number): number | undefined {
+    const { blockSize, inodeSize } = this.volume.superblock;
+    for (const [start, count, firstIno] of this.itables) {
+      const byte = (ino - firstIno) * inodeSize;
+      if (byte >= 0 && byte < count * blockSize) return start + Math.floor(byte / blockSize);
     }
     return undefined;
   }
@@ -1524,6 +1536,7 @@ export class DiskInferencer {
       create['stat'] = statOf(now);
       if (parent !== undefined) create['parent'] = parent;
       if (now.target !== undefined) create['target'] = now.target;
+      if (isDevice(now.type)) create['rdev'] = majorMinor(now.rdev);
       ctx.out.push(create as unknown as FsEvent); // ok: a create event's fields
       if (now.inline && now.inline.length > 0) this.emitWrites(ctx, now, [{ offset: 0, data: now.inline, omitted: false }]);
     };
@@ -1642,6 +1655,8 @@ export class DiskInferencer {
       if (before.uid !== node.uid) changes['uid'] = { old: before.uid, new: node.uid };
       if (before.gid !== node.gid) changes['gid'] = { old: before.gid, new: node.gid };
       if (before.flags !== node.flags) changes['flags'] = { old: before.flags, new: node.flags };
+      // Not through a syscall (mknod makes a new inode), but a raw write to i_block can repoint a device node.
+      if (before.rdev !== node.rdev) changes['rdev'] = { old: majorMinor(before.rdev), new: majorMinor(node.rdev) };
       if (before.xattrs !== node.xattrs) {
         const names = new Set([...Object.keys(before.xattrs), ...Object.keys(node.xattrs)]);
         for (const n of [...names].sort()) if (before.xattrs[n] !== node.xattrs[n]) changes[`xattr.${n}`] = { old: before.xattrs[n] ?? null, new: node.xattrs[n] ?? null };
@@ -2179,7 +2194,7 @@ export class DiskInferencer {
     inf.itables = state.itables;
     inf.geometryDirty = state.geometryDirty;
     inf.journalUnread = state.journalUnread === true;
-    for (const n of state.nodes) inf.adopt(n);
+    for (const n of state.nodes) inf.adopt(n.rdev === 0 && isDevice(n.type) ? await inf.heldRdev(n) : n);
     inf.remapped.clear();
     for (const ino of state.remapped) inf.remapped.add(ino);
     for (const [b, ino] of state.watched) inf.watch(b, ino);
@@ -2201,6 +2216,27 @@ export class DiskInferencer {
     inf.idxSeq = state.idxSeq;
     inf.idx = state.idx;
     return inf;
+  }
+
+  /**
+   * A device node restored without its device number (checkpoints from before nodes carried one) with the number
+   * its inode holds, when the inode-table block is held and still holds that inode (same type and generation);
+   * else the node as it was. A device really numbered 0,0 reads back the same.
+   */
+  private async heldRdev(n: FsNode): Promise<FsNode> {
+    const block = this.itableBlock(n.ino);
+    // Only from a held block: the capture answers with the disk as it is now, past the checkpoint.
+    if (block === undefined || this.store.get(block) === undefined) return n;
+    let inode: Ext4Inode;
+    try {
+      inode = await this.volume.readInode(n.ino);
+    } catch (err) {
+      if (err instanceof Ext4Error) return n;
+      throw err;
+    }
+    if (inode.type !== n.type || inode.generation !== n.generation) return n;
+    const rdev = nodeRdev(decodeDevice(inode.iBlock));
+    return rdev === 0 ? n : makeNode({ ...n, rdev }, n, n.xattrs, n.owned);
   }
 }
 
@@ -2357,7 +2393,7 @@ function closeRun(ctx: Ctx): void {
 function unreadableRoot(owned: readonly number[]): FsNode {
   const zero = { sec: 0, nsec: 0 };
   return makeNode(
-    { ino: ROOT_INO, generation: 0, type: FileType.dir, mode: 0, uid: 0, gid: 0, size: 0, nlink: 0, atime: zero, mtime: zero, ctime: zero, flags: 0 },
+    { ino: ROOT_INO, generation: 0, type: FileType.dir, mode: 0, uid: 0, gid: 0, size: 0, nlink: 0, atime: zero, mtime: zero, ctime: zero, flags: 0, rdev: 0 },
     { entries: new Map() },
     {},
     owned,

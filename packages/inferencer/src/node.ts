@@ -1,7 +1,7 @@
 /**
  * What the inferencer knows about one inode of the tree, and how it becomes the shapes users see.
  */
-import { decodeName, type Ext4Inode, type FileType, type TreeEntry } from '@gammaray/ext4';
+import { FileType, decodeDevice, decodeName, majorMinor, makedev, type DeviceNumber, type Ext4Inode, type TreeEntry } from '@gammaray/ext4';
 import type { MappedRun } from './data-index.js';
 import type { FsStat, FsTime } from './events.js';
 
@@ -24,6 +24,12 @@ export interface FsNode {
   readonly mtime: FsTime;
   readonly ctime: FsTime;
   readonly flags: number;
+  /**
+   * Character and block devices: the device number as {@link nodeRdev} keeps it (the Linux `dev_t` as a signed
+   * 32-bit integer); 0 for every other type. A plain number rather than a {major, minor} object, kept in the
+   * field other types use for their contents: nothing more per node.
+   */
+  readonly rdev: number;
   /** Symlinks: the target, decoded like a name. */
   readonly target?: string;
   /** Extended attributes: name -> value as lowercase hex. */
@@ -65,6 +71,7 @@ export function makeNode(
     base.mtime,
     base.ctime,
     base.flags,
+    base.rdev,
     extra.target,
     xattrs,
     extra.runs,
@@ -98,6 +105,7 @@ export function nodeOfInode(
     times.get(inode.mtime.sec, inode.mtime.nsec),
     times.get(inode.ctime.sec, inode.ctime.nsec),
     inode.flags,
+    isDevice(inode.type) ? nodeRdev(decodeDevice(inode.iBlock)) : 0,
     target,
     xattrs,
     runs,
@@ -121,6 +129,7 @@ function build(
   mtime: FsTime,
   ctime: FsTime,
   flags: number,
+  rdev: number,
   target: string | undefined,
   xattrs: Readonly<Record<string, string>>,
   runs: readonly MappedRun[] | undefined,
@@ -128,7 +137,7 @@ function build(
   entries: ReadonlyMap<string, number> | undefined,
   owned: readonly number[],
 ): FsNode {
-  const body = entries ?? target ?? inline ?? (runs !== undefined && runs.length === 1 ? runs[0]! : runs); // ok: length 1
+  const body = entries ?? target ?? inline ?? (runs !== undefined && runs.length === 1 ? runs[0]! : runs) ?? (rdev !== 0 ? rdev | 0 : undefined); // ok: length 1
   const noXattrs = Object.keys(xattrs).length === 0;
   const more = noXattrs && owned.length === 0 ? undefined : new More(noXattrs ? NO_XATTRS : xattrs, owned.length === 0 ? NOTHING_OWNED : owned);
   return new Node(
@@ -160,9 +169,9 @@ class More {
 /**
  * What a node holds beyond its attributes, by type: a directory's entries, a symlink's target, an inline file's
  * content, a file's runs, the one run itself when there is only one (nearly every small file: an array around it
- * cost as much as the run).
+ * cost as much as the run), a device's number (as {@link nodeRdev} keeps it).
  */
-type Body = ReadonlyMap<string, number> | string | Uint8Array | readonly MappedRun[] | MappedRun | undefined;
+type Body = ReadonlyMap<string, number> | string | Uint8Array | readonly MappedRun[] | MappedRun | number | undefined;
 
 /**
  * A node as the engine keeps it: 14 fields, all nodes of one hidden class. The type-specific parts share one
@@ -200,8 +209,12 @@ class Node implements FsNode {
 
   get runs(): readonly MappedRun[] | undefined {
     const b = this.body;
-    if (b === undefined || typeof b === 'string' || b instanceof Map || b instanceof Uint8Array) return undefined;
+    if (b === undefined || typeof b === 'string' || typeof b === 'number' || b instanceof Map || b instanceof Uint8Array) return undefined;
     return Array.isArray(b) ? (b as readonly MappedRun[]) : [b as MappedRun];
+  }
+
+  get rdev(): number {
+    return typeof this.body === 'number' ? this.body : 0;
   }
 
   get xattrs(): Readonly<Record<string, string>> {
@@ -220,7 +233,7 @@ class Node implements FsNode {
  */
 export function runAt(node: FsNode, logical: number): MappedRun | undefined {
   const b = node instanceof Node ? node.body : node.runs;
-  if (b === undefined || typeof b === 'string' || b instanceof Map || b instanceof Uint8Array) return undefined;
+  if (b === undefined || typeof b === 'string' || typeof b === 'number' || b instanceof Map || b instanceof Uint8Array) return undefined;
   if (!Array.isArray(b)) {
     const r = b as MappedRun;
     return logical >= r.logical && logical < r.logical + r.length ? r : undefined;
@@ -247,7 +260,7 @@ export function sameRunsObject(a: FsNode, b: FsNode | undefined): boolean {
 
 /** `node` with another size (what readers see while an append's data is on its way). */
 export function withSize(node: FsNode, size: number): FsNode {
-  return build(node.ino, node.generation, node.type, node.mode, node.uid, node.gid, size, node.nlink, node.atime, node.mtime, node.ctime, node.flags, node.target, node.xattrs, node.runs, node.inline, node.entries, node.owned);
+  return build(node.ino, node.generation, node.type, node.mode, node.uid, node.gid, size, node.nlink, node.atime, node.mtime, node.ctime, node.flags, node.rdev, node.target, node.xattrs, node.runs, node.inline, node.entries, node.owned);
 }
 
 /**
@@ -317,7 +330,22 @@ export function treeEntryOf(path: string, n: FsNode): TreeEntry {
     ctimeNsec: n.ctime.nsec,
   };
   if (n.target !== undefined) e.target = n.target;
+  if (isDevice(n.type)) e.rdev = majorMinor(n.rdev);
   return e;
+}
+
+/**
+ * A device number as {@link FsNode.rdev} keeps it: makedev's `dev_t` (`>>> 0` gives it back) as a signed 32-bit
+ * integer, always a small integer to V8. Kept unsigned, a guest's one device numbered past 2^31 (major 2048 and
+ * up, or a minor past 2^19) would make the field a double in every node of the shape: a 16-byte box per node.
+ */
+export function nodeRdev(d: DeviceNumber): number {
+  return makedev(d) | 0;
+}
+
+/** Whether nodes of type `t` carry a device number (character and block devices). */
+export function isDevice(t: FileType): boolean {
+  return t === FileType.chr || t === FileType.blk;
 }
 
 /** Whether two times are equal. */

@@ -42,6 +42,12 @@ describe('event codec', () => {
     expect(raw['dataOmitted']).toBe(true);
   });
 
+  it('round-trips the device number of a create of a device as {major, minor}', () => {
+    const create = { ...write, kind: 'create', type: 'chr', rdev: { major: 1, minor: 1 }, offset: undefined, length: undefined, data: undefined } as FsEvent;
+    expect(decodeEvent(encodeEvent(create))).toEqual(create);
+    expect(BSON.deserialize(encodeEvent(create))['rdev']).toEqual({ major: 1, minor: 1 });
+  });
+
   it('writes sizes, offsets, sequences and inode numbers as int64 and small counters as int32', () => {
     const raw = BSON.deserialize(encodeEvent(write), { useBigInt64: true });
     for (const k of ['seq', 'ino', 'offset', 'length']) expect(typeof raw[k]).toBe('bigint');
@@ -70,6 +76,7 @@ describe('event codec', () => {
     ['a create with parent and target', { ...write, kind: 'create', type: 'symlink', target: 'ü/'.repeat(40), parent: { ino: 2, stat: { ...stat, size: 0 } } } as FsEvent],
     ['a rename with both parents', { ...write, kind: 'rename', from: '/a', parent: { ino: 2 ** 40, stat }, fromParent: { ino: 3, stat } } as FsEvent],
     ['an exchange', { ...write, kind: 'rename', from: '/b', exchange: true, parent: { ino: 2, stat } } as FsEvent],
+    ['a create of a device', { ...write, kind: 'create', type: 'blk', rdev: { major: 4095, minor: 0xfffff }, parent: { ino: 2, stat } } as FsEvent],
     [
       'an attr with every kind of change value',
       {
@@ -135,6 +142,9 @@ describe('event codec', () => {
     ['an unknown file type', { type: 'door' }],
     ['a stat without mode', { stat: { ...stat, mode: undefined } }],
     ['data that is not binary', { data: 'abc' }],
+    ['an rdev that is not a document', { rdev: 257 }],
+    ['an rdev without minor', { rdev: { major: 1 } }],
+    ['an rdev with a negative major', { rdev: { major: -1, minor: 1 } }],
   ])('rejects %s as CorruptError', (_name, patch) => {
     const doc = { ...BSON.deserialize(encodeEvent(write)), ...patch };
     expect(() => decodeEvent(BSON.serialize(doc, { ignoreUndefined: true }))).toThrow(CorruptError);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { BSON } from 'bson';
 import { decodeCheckpoint, encodeCheckpoint, CheckpointError } from '../src/checkpoint.js';
 import { DataIndex } from '../src/data-index.js';
 import { EventKind, type FsEvent, type FsStat } from '../src/events.js';
@@ -10,7 +11,7 @@ import { BlockStore, type BlockFetcher } from '../src/store.js';
 const T = { sec: 1, nsec: 2 };
 
 function node(ino: number, extra: Partial<FsNode> = {}): FsNode {
-  return { ino, generation: 7, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, nlink: 1, atime: T, mtime: T, ctime: T, flags: 0, xattrs: {}, owned: [], ...extra };
+  return { ino, generation: 7, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, nlink: 1, atime: T, mtime: T, ctime: T, flags: 0, rdev: 0, xattrs: {}, owned: [], ...extra };
 }
 
 describe('DataIndex', () => {
@@ -65,8 +66,9 @@ describe('checkpoint bytes', () => {
       node(2, { type: 'dir', entries: new Map([['a', 12], ['b\\xff', 13]]), owned: [100] }),
       node(12, { size: 5000, runs: [{ ino: 12, logical: 0, physical: 300, length: 2 }], xattrs: { 'user.k': '7631' } }),
       node(13, { type: 'symlink', target: '/x' }),
+      node(14, { type: 'blk', rdev: 0x1001_0300 }), // makedev(259, 65536)
     ],
-    links: [[2, []], [12, [[2, 'a']]], [13, [[2, 'b\\xff']]]],
+    links: [[2, []], [12, [[2, 'a']]], [13, [[2, 'b\\xff']]], [14, [[2, 'nvme']]]],
     blocks: [
       [100, new Uint8Array(1024).fill(3), 40, true],
       [2 ** 40, new Uint8Array(1024), 2 ** 50, false],
@@ -92,7 +94,8 @@ describe('checkpoint bytes', () => {
   it('round-trips the whole state', () => {
     const back = decodeCheckpoint(encodeCheckpoint(state));
     expect(back.appliedSeq).toBe(42);
-    expect(back.nodes.map((n) => n.ino)).toEqual([2, 12, 13]);
+    expect(back.nodes.map((n) => n.ino)).toEqual([2, 12, 13, 14]);
+    expect(back.nodes.map((n) => n.rdev)).toEqual([0, 0, 0, 0x1001_0300]);
     expect([...back.nodes[0]!.entries!]).toEqual([['a', 12], ['b\\xff', 13]]); // ok: node 2 first
     expect(back.nodes[1]!.runs).toEqual(state.nodes[1]!.runs); // ok
     expect(back.nodes[1]!.xattrs).toEqual({ 'user.k': '7631' }); // ok
@@ -103,6 +106,18 @@ describe('checkpoint bytes', () => {
     expect(back.tails).toEqual(state.tails);
     expect(back.blocks).toEqual(state.blocks);
     for (const k of ['blockSize', 'itables', 'geometryDirty', 'watched', 'remapped', 'heldTails', 'prealloc', 'namedBy'] as const) expect(back[k], k).toEqual(state[k]);
+  });
+
+  it('restores nodes of a checkpoint written before nodes had device numbers (no `rd`) with rdev 0', () => {
+    const docs: Uint8Array[] = [];
+    const bytes = Buffer.from(encodeCheckpoint(state));
+    for (let off = 0; off < bytes.length; off += bytes.readInt32LE(off)) {
+      const d = BSON.deserialize(bytes.subarray(off, off + bytes.readInt32LE(off)), { promoteBuffers: true });
+      if (d.k === 'nodes') for (const item of d.items as Record<string, unknown>[]) delete item.rd;
+      docs.push(BSON.serialize(d));
+    }
+    const back = decodeCheckpoint(Buffer.concat(docs));
+    expect(back.nodes.map((n) => [n.type, n.rdev])).toEqual([['dir', 0], ['file', 0], ['symlink', 0], ['blk', 0]]);
   });
 
   it('holds 20,000 held blocks in a few documents, deflated', () => {
@@ -147,6 +162,17 @@ describe('foldEvents', () => {
     expect(tree.get('/e/f')!.content).toEqual(new Uint8Array([1, 2])); // ok: folded above
     foldEvents(tree, [ev({ kind: EventKind.Delete, path: '/e', ino: 11, type: 'dir' })]);
     expect([...tree.keys()]).toEqual(['/']);
+  });
+
+  it('keeps the device number of a created device, of a link to it, and follows an attr change of it', () => {
+    const tree = new Map<string, FoldEntry>([['/', { ...root }]]);
+    foldEvents(tree, [
+      ev({ kind: EventKind.Create, path: '/mem', ino: 12, type: 'chr', rdev: { major: 1, minor: 3 }, stat: stat(0) }),
+      ev({ kind: EventKind.Link, path: '/mem2', ino: 12, type: 'chr', stat: stat(0) }),
+      ev({ kind: EventKind.Create, path: '/f', ino: 13, stat: stat(0) }),
+      ev({ kind: EventKind.Attr, path: '/mem', ino: 12, type: 'chr', stat: stat(0), changes: { rdev: { old: { major: 1, minor: 3 }, new: { major: 1, minor: 1 } } } }),
+    ]);
+    expect([...tree.values()].map((e) => [e.path, e.rdev])).toEqual([['/', undefined], ['/mem', { major: 1, minor: 1 }], ['/mem2', { major: 1, minor: 1 }], ['/f', undefined]]);
   });
 
   it('keeps no content for a file of terabytes (a sparse create, a truncate, a write far out) instead of throwing', () => {

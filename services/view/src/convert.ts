@@ -55,11 +55,13 @@ export function entryMessage(entry: TreeEntry, node: FsNode, opts: { xattrs?: bo
     sha256: opts.sha256 ?? '',
     xattrs,
     flags: node.flags,
+    rdev: entry.rdev ? { major: entry.rdev.major, minor: entry.rdev.minor } : null,
   };
 }
 
 /**
- * The CLI's tree-entry JSON shape (CLI.md) of an `Entry`: `target` only for symlinks, `sha256` only when set.
+ * The CLI's tree-entry JSON shape (CLI.md) of an `Entry`: `target` only for symlinks, `rdev` only for devices,
+ * `sha256` only when set.
  * Unknown file types (a newer server) throw.
  */
 export function treeEntryOfMessage(m: EntryMessage): TreeEntry {
@@ -82,6 +84,7 @@ export function treeEntryOfMessage(m: EntryMessage): TreeEntry {
     ctimeNsec: m.ctimeNsec,
   };
   if (type === 'symlink') e.target = m.target;
+  if ((type === 'chr' || type === 'blk') && m.rdev) e.rdev = { major: m.rdev.major, minor: m.rdev.minor };
   if (m.sha256 !== '') e.sha256 = m.sha256;
   return e;
 }
@@ -140,5 +143,6 @@ export function eventMessage(e: FsEvent): EventMessage {
     reason: e.reason ?? '',
     partition: e.partition ?? 0,
     lv: e.lv ?? '',
+    rdev: e.rdev ? { major: e.rdev.major, minor: e.rdev.minor } : null,
   };
 }

@@ -39,6 +39,7 @@ export type {
   WatchResponse,
   EventMessage,
   EventStatMessage,
+  DeviceNumberMessage,
 } from './proto.js';
 export { ReplicaError, ReplicaErrorCode, compileGlob } from '@gammaray/replica';
 export type { WatchFrom, WatchedEvent } from '@gammaray/replica';

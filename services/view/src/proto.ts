@@ -90,6 +90,14 @@ export interface EntryMessage {
   sha256: string;
   xattrs: Record<string, Buffer>;
   flags: number;
+  /** Character and block devices; null (unset) otherwise. */
+  rdev: DeviceNumberMessage | null;
+}
+
+/** `DeviceNumber`. */
+export interface DeviceNumberMessage {
+  major: number;
+  minor: number;
 }
 
 /** `Disk`. */
@@ -207,6 +215,7 @@ export interface EventMessage {
   partition: number;
   lv: string;
   exchange: boolean;
+  rdev: DeviceNumberMessage | null;
 }
 export interface WatchResponse {
   seq: number;

@@ -130,7 +130,9 @@ export function textLine(w: WatchedEvent, show: (s: string) => string): string {
 function detailsOf(e: Event, show: (s: string) => string): string {
   switch (e.kind) {
     case 'create':
-      return e.type === 'symlink' && e.target !== undefined ? `${e.type} -> ${show(e.target)}` : e.type;
+      if (e.type === 'symlink' && e.target !== undefined) return `${e.type} -> ${show(e.target)}`;
+      // `chr 1,1`: the device number tells a /dev/null-like node from a /dev/mem-like one.
+      return e.rdev !== undefined ? `${e.type} ${e.rdev.major},${e.rdev.minor}` : e.type;
     case 'delete':
     case 'unlink':
     case 'link':

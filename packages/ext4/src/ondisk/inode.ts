@@ -243,11 +243,39 @@ export function decodeInode(raw: Uint8Array, ino: number, sb: Ext4Superblock): E
   };
 }
 
-/** Device numbers of a chr/blk inode, from i_block (old or new encoding). */
-export function decodeDevice(iBlock: Uint8Array): { major: number; minor: number } {
+/** A device number as its two halves (what `ls -l` shows as "major, minor"). */
+export interface DeviceNumber {
+  readonly major: number;
+  readonly minor: number;
+}
+
+/**
+ * Device numbers of a chr/blk inode, from i_block, as the kernel reads them (ext4_iget): a non-zero i_block[0]
+ * is the old 16-bit encoding (`major << 8 | minor`, 8 bits each), else i_block[1] holds the new 32-bit one,
+ * the Linux `dev_t` of {@link makedev} (12-bit major, 20-bit minor).
+ *
+ * | i_block | bits                                            |
+ * |---------|-------------------------------------------------|
+ * | [0]     | 15..8 major, 7..0 minor                         |
+ * | [1]     | 31..20 minor high, 19..8 major, 7..0 minor low  |
+ */
+export function decodeDevice(iBlock: Uint8Array): DeviceNumber {
   const v = viewOf(iBlock);
   const old = v.getUint32(0, true);
   if (old !== 0) return { major: (old >>> 8) & 0xff, minor: old & 0xff };
-  const dev = v.getUint32(4, true);
-  return { major: (dev & 0xfff00) >>> 8, minor: (dev & 0xff) | ((dev >>> 12) & 0xfff00) };
+  return majorMinor(v.getUint32(4, true));
+}
+
+/**
+ * The Linux `dev_t` of a device number, as `st_rdev` holds it and glibc's makedev(3) builds it (for majors below
+ * 4096 and minors below 2^20, all ext4 can store): `(minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)`.
+ * An unsigned 32-bit value; also the new encoding of i_block[1].
+ */
+export function makedev(d: DeviceNumber): number {
+  return ((d.minor & 0xff) | ((d.major & 0xfff) << 8) | ((d.minor & 0xfff00) << 12)) >>> 0;
+}
+
+/** The two halves of a Linux `dev_t` made by {@link makedev} (glibc's major(3) and minor(3) for 32-bit values). */
+export function majorMinor(rdev: number): DeviceNumber {
+  return { major: (rdev >>> 8) & 0xfff, minor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
 }

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CorruptKind, FileType, InodeFlags, decodeDevice, decodeInode, inodeInUse, type Ext4Superblock, type Ext4Volume } from '../../src/index.js';
+import { CorruptKind, FileType, InodeFlags, decodeDevice, decodeInode, inodeInUse, majorMinor, makedev, type Ext4Superblock, type Ext4Volume } from '../../src/index.js';
 import {
   buildImage,
   debugfs,
@@ -253,6 +253,42 @@ describe('decodeDevice', () => {
     b.fill(0);
     wr32(b, 4, (0x1234 & 0xff) | (0xabc << 8) | ((0x1234 & ~0xff) << 12));
     expect(decodeDevice(b)).toEqual({ major: 0xabc, minor: 0x1234 });
+  });
+
+  it.each([
+    [1, 1], // /dev/mem
+    [1, 3], // /dev/null
+    [255, 255], // the largest the old encoding holds
+    [256, 0], // major > 255
+    [0, 256], // minor > 255
+    [259, 65536], // an NVMe partition far into the minors
+    [4095, 0xfffff], // the largest ext4 stores: 12-bit major, 20-bit minor
+  ])('decodes %i:%i written in the new encoding (i_block[0] zero, i_block[1] the Linux dev_t)', (major, minor) => {
+    const b = new Uint8Array(60);
+    // new_encode_dev of include/linux/kdev_t.h, computed independently of makedev().
+    const dev = (minor & 0xff) + major * 0x100 + Math.floor(minor / 0x100) * 0x100000;
+    wr32(b, 4, dev);
+    expect(decodeDevice(b)).toEqual({ major, minor });
+    expect(makedev({ major, minor })).toBe(dev);
+    expect(majorMinor(dev)).toEqual({ major, minor });
+  });
+
+  it('reads the old encoding whenever i_block[0] is non-zero, from its low 16 bits, as ext4_iget does', () => {
+    const b = new Uint8Array(60);
+    wr32(b, 4, makedev({ major: 259, minor: 65536 })); // ignored: i_block[0] wins
+    wr32(b, 0, (1 << 8) | 1);
+    expect(decodeDevice(b)).toEqual({ major: 1, minor: 1 });
+    wr32(b, 0, 0xabcd_0103); // old_decode_dev takes a u16: the high half is dropped
+    expect(decodeDevice(b)).toEqual({ major: 1, minor: 3 });
+    wr32(b, 0, 0x0001_0000); // non-zero, but 0:0 in 16 bits
+    expect(decodeDevice(b)).toEqual({ major: 0, minor: 0 });
+  });
+
+  it('is what debugfs reports for the devices it made (old encoding for 4:5, new for 259:300)', () => {
+    for (const [path, major, minor] of [['/dir/chr', 4, 5], ['/dir/blk', 259, 300]] as const) {
+      const m = /Device major\/minor number: (\d+):(\d+)/.exec(stat(path));
+      expect([Number(m?.[1]), Number(m?.[2])], path).toEqual([major, minor]);
+    }
   });
 });
 

@@ -282,7 +282,7 @@ function statArray(st: FuseStat): Uint32Array {
   a[5] = 0;
   a[6] = st.nlink;
   a[7] = st.ino;
-  a[8] = 0;
+  a[8] = st.rdev ?? 0;
   a[9] = st.blksize;
   setU64(a, 10, st.blocks);
   setU64(a, 12, st.atime);

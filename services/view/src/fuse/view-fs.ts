@@ -23,6 +23,8 @@ export interface FuseStat {
   readonly atime: number;
   readonly mtime: number;
   readonly ctime: number;
+  /** Character and block devices: st_rdev, the Linux dev_t makedev(major, minor); 0 otherwise. */
+  readonly rdev?: number;
 }
 
 /** File-system totals for statfs. */
@@ -423,6 +425,7 @@ export class ViewFs {
       atime: toMs(node.atime),
       mtime: toMs(node.mtime),
       ctime: toMs(node.ctime),
+      rdev: node.rdev >>> 0,
     };
   }
 
