@@ -2234,7 +2234,7 @@ export class DiskInferencer {
       if (err instanceof Ext4Error) return n;
       throw err;
     }
-    if (inode.type !== n.type || inode.generation !== n.generation) return n;
+    if (inode.type !== n.type || (inode.generation | 0) !== n.generation) return n; // nodes keep it signed
     const rdev = nodeRdev(decodeDevice(inode.iBlock));
     return rdev === 0 ? n : makeNode({ ...n, rdev }, n, n.xattrs, n.owned);
   }
