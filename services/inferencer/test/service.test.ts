@@ -62,6 +62,8 @@ vi.mock('@gammaray/inferencer', async (importOriginal) => {
       return out;
     }
     checkpoint(): Uint8Array {
+      // Disk 'slow': a state that takes 120 ms to checkpoint, as a few hundred thousand inodes do.
+      if (this.disk === 'slow') for (const end = performance.now() + 120; performance.now() < end; );
       return Buffer.from(JSON.stringify({ disk: this.disk, applied: this.applied }));
     }
   }
@@ -152,5 +154,25 @@ describe('inferencer service', () => {
       const st = JSON.parse(Buffer.from((await os.getBlob(disk))!).toString()) as { applied: number }; // ok: stop() checkpoints
       expect(st.applied).toBe(seq);
     }
+  }, 60_000);
+
+  it('spaces out the checkpoints of a disk whose checkpoints take long (CHECKPOINT_COST_FACTOR), and still checkpoints on stop', async () => {
+    await register('slow');
+    const cfg = readConfig({ nats: server.url, checkpointInterval: '0.1', disk: ['slow'] }, {});
+    service = create(cfg, pino({ level: process.env['LOGLEVEL'] ?? 'silent' }), { restartBackoffMs: { min: 50, max: 200 }, poisonAttempts: 3 });
+    await service.start();
+    await waitFor((all) => all.some((e) => e.disk === 'slow' && e.kind === 'snapshot'), 'the snapshot of disk slow');
+    // 3 s of records, one every 20 ms: a checkpoint every 0.1 s would take most of the worker's time (120 ms each).
+    let last = 0;
+    for (const end = Date.now() + 3000; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) last = await writeRecord('slow', 'tick');
+    await waitFor((a) => a.some((e) => e.disk === 'slow' && e.seq === last), 'the last record of disk slow');
+    const worker = service.workers.get('slow')!; // ok: registered above
+    // At least 1.2 s apart (10 x 120 ms): 3 in 3 s at most, where 0.1 s apart made ~12.
+    expect(worker.stats.checkpoints).toBeGreaterThanOrEqual(1);
+    expect(worker.stats.checkpoints).toBeLessThanOrEqual(4);
+    await service.stop();
+    service = undefined;
+    const os = await new Objm(nc).open(OBJ_STATE);
+    expect((JSON.parse(Buffer.from((await os.getBlob('slow'))!).toString()) as { applied: number }).applied).toBe(last); // ok: stop() checkpoints
   }, 60_000);
 });
