@@ -22,7 +22,7 @@ import { promisify } from 'node:util';
 import { BSON } from 'bson';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makedev } from '@gammaray/ext4';
-import { DiskInferencer, EventKind, decodeEvent, encodeEvent, foldEvents, type FoldEntry, type FsEvent } from '@gammaray/inferencer';
+import { DiskInferencer, EventKind, decodeEvent, encodeCheckpoint, encodeEvent, foldEvents, type FoldEntry, type FsEvent } from '@gammaray/inferencer';
 import { kernelTree } from '../oracle/kernel.js';
 import { run } from '../oracle/exec.js';
 import { CLI } from '../support/capture-process.js';
@@ -167,7 +167,7 @@ function engineNumbers(inf: DiskInferencer, names: readonly string[]) {
   return names.map((n) => [n, tree.find((e) => e.path === `/${n}`)?.rdev]);
 }
 
-/** The checkpoint bytes as a checkpoint from before nodes had device numbers: the nodes' `rd` removed. */
+/** Version 2 checkpoint bytes as a checkpoint from before nodes had device numbers: the nodes' `rd` removed. */
 function withoutDeviceNumbers(ck: Uint8Array): Uint8Array {
   const docs: Uint8Array[] = [];
   const buf = Buffer.from(ck.buffer, ck.byteOffset, ck.byteLength);
@@ -205,7 +205,7 @@ describe('the inference engine', () => {
     // A checkpoint from before: the numbers come back from the inode tables it holds, with no block read.
     let reads = 0;
     const counting = fileFetcher(image, 0);
-    const old = await DiskInferencer.restore(withoutDeviceNumbers(ck), { size: counting.size, read: (o, l) => (reads++, counting.read(o, l)) }, { disk: DISK });
+    const old = await DiskInferencer.restore(withoutDeviceNumbers(encodeCheckpoint(inf.exportState(), 2)), { size: counting.size, read: (o, l) => (reads++, counting.read(o, l)) }, { disk: DISK });
     expect(engineNumbers(old, ALL)).toEqual(numbers(kernel, ALL));
     expect(reads).toBe(0);
   });

@@ -13,15 +13,29 @@ import type { JournalState } from './journal.js';
 import { CHECKPOINT_ENTRIES_PER_CHUNK, CHECKPOINT_NODES_PER_CHUNK } from './limits.js';
 import type { MappedRun } from './data-index.js';
 import type { VolumeWindow } from './volume-window.js';
-import { makeNode, type FsNode } from './node.js';
+import { TimeCache, makeNode, type FsNode } from './node.js';
+import type { Link } from './links.js';
 
 /** Extents per checkpoint document (24 bytes each as float64 triples). */
 const RUNS_PER_CHUNK = 100_000;
 /** Bytes of held blocks per checkpoint document, before deflating. */
 const BLOCK_BYTES_PER_CHUNK = 4 * 1024 * 1024;
 
-/** Version of the checkpoint format (2: every held block, not only journal images). */
-export const CHECKPOINT_VERSION = 2;
+/**
+ * Version of the checkpoint format (2: every held block, not only journal images; 3: nodes, their links and their
+ * runs in columns, a document per chunk of nodes instead of one per node and one per file's runs). This build
+ * reads 2 and 3.
+ */
+export const CHECKPOINT_VERSION = 3;
+const READABLE_VERSIONS: readonly unknown[] = [2, 3];
+/** Numbers per node in a `nodecols` document (see encodeNodeColumns). */
+const NODE_NUMBERS = 15;
+/** A file with more runs than this keeps them in `runs` documents of their own, not in its chunk of nodes. */
+const RUNS_IN_CHUNK_MAX = 64;
+/** rc of a node without runs (not a file, or inline data). */
+const NO_RUNS = -1;
+/** rc of a node whose runs are in `runs` documents. */
+const RUNS_APART = -2;
 
 /** The checkpoint could not be read (damaged or from another version): re-crawl instead. */
 export class CheckpointError extends Error {
@@ -30,7 +44,8 @@ export class CheckpointError extends Error {
 
 type Doc = Record<string, unknown>;
 
-function nodeDoc(n: FsNode): Doc {
+/** A node as version 2 wrote it (see encodeCheckpoint's `version`). */
+function nodeDoc(n: FsNode, links: ReadonlyMap<number, Link[]>): Doc {
   const d: Doc = {
     i: n.ino,
     g: n.generation,
@@ -42,12 +57,11 @@ function nodeDoc(n: FsNode): Doc {
     n: n.nlink,
     tm: [n.atime.sec, n.atime.nsec, n.mtime.sec, n.mtime.nsec, n.ctime.sec, n.ctime.nsec],
     f: n.flags,
-    // Pairs, not an object: a guest's xattr name may hold a NUL byte, which no BSON field name can.
     x: Object.entries(n.xattrs),
     o: n.owned,
+    l: (links.get(n.ino) ?? []).map((l) => [l.dir, l.name]),
   };
   if (n.target !== undefined) d.tg = n.target;
-  // Devices only, an int32 (checkpoints before 2026-11-28 have none: see DiskInferencer.importState).
   if (n.rdev !== 0) d.rd = n.rdev;
   if (n.inline) d.il = n.inline;
   return d;
@@ -61,12 +75,27 @@ function xattrsOf(x: unknown): Record<string, string> {
   return out;
 }
 
-function nodeOf(d: Doc, entries: Map<string, number> | undefined, runs: MappedRun[] | undefined): FsNode {
+/** A node as read from a checkpoint, before the directory entries and runs that come in later documents. */
+interface NodeSpec {
+  readonly base: Parameters<typeof makeNode>[0];
+  readonly links: [number, string][];
+  /** Its runs when its own document carried them; undefined to take them from `runs` documents. */
+  readonly runs: MappedRun[] | undefined;
+  readonly target: string | undefined;
+  readonly inline: Uint8Array | undefined;
+  readonly xattrs: Readonly<Record<string, string>>;
+  readonly owned: readonly number[];
+}
+
+const NO_XATTRS: Readonly<Record<string, string>> = Object.freeze({});
+const NOTHING: readonly number[] = Object.freeze([]);
+
+/** A version 2 node document. */
+function specOfDoc(d: Doc, times: TimeCache): NodeSpec {
   const tm = d.tm as number[];
-  const ino = d.i as number;
-  const n: FsNode = makeNode(
-    {
-      ino,
+  return {
+    base: {
+      ino: d.i as number,
       generation: d.g as number,
       type: d.t as FileType,
       mode: d.m as number,
@@ -74,25 +103,211 @@ function nodeOf(d: Doc, entries: Map<string, number> | undefined, runs: MappedRu
       gid: d.gi as number,
       size: d.s as number,
       nlink: d.n as number,
-      atime: { sec: tm[0]!, nsec: tm[1]! }, // ok: six times written
-      mtime: { sec: tm[2]!, nsec: tm[3]! }, // ok
-      ctime: { sec: tm[4]!, nsec: tm[5]! }, // ok
+      atime: times.get(tm[0]!, tm[1]!), // ok: six times written
+      mtime: times.get(tm[2]!, tm[3]!), // ok
+      ctime: times.get(tm[4]!, tm[5]!), // ok
       flags: d.f as number,
       rdev: (d.rd as number | undefined) ?? 0,
     },
-    { target: d.tg as string | undefined, inline: d.il !== undefined ? new Uint8Array(d.il as Uint8Array) : undefined, runs, entries },
-    xattrsOf(d.x),
-    d.o as number[],
-  );
-  return n;
+    links: d.l as [number, string][],
+    runs: undefined,
+    target: d.tg as string | undefined,
+    inline: d.il !== undefined ? new Uint8Array(d.il as Uint8Array) : undefined,
+    xattrs: xattrsOf(d.x),
+    owned: d.o as number[],
+  };
 }
 
-/** Serializes an inferencer's state. */
-export function encodeCheckpoint(s: InferencerState): Uint8Array {
+/** The node of `spec`, with its directory entries and the runs `runs` documents gave it. */
+function nodeOfSpec(spec: NodeSpec, entries: Map<number, Map<string, number>>, runs: Map<number, MappedRun[]>): FsNode {
+  const ino = spec.base.ino;
+  return makeNode(
+    spec.base,
+    { target: spec.target, inline: spec.inline, runs: spec.runs ?? runs.get(ino), entries: spec.base.type === 'dir' ? (entries.get(ino) ?? new Map()) : undefined },
+    spec.xattrs,
+    spec.owned,
+  );
+}
+
+/**
+ * One `nodecols` document: a chunk of nodes as columns. `num`: NODE_NUMBERS float64s per node (ino, generation,
+ * mode, uid, gid, size, nlink, atime s/ns, mtime s/ns, ctime s/ns, flags, rdev); `t`: a byte per node indexing
+ * `tl`, the chunk's type names; links: `lc` (uint32 per node), then every link's directory (`ld`, float64s) and
+ * name (`ln`, the names concatenated, `lnl` their lengths in UTF-16 units, uint32s); runs: `rc` (int32 per node:
+ * NO_RUNS, RUNS_APART or a count), `r` (logical, physical, length float64 triples of the counted runs), `ru` (a
+ * byte per counted run, 1 when preallocated; empty when none is); `rich`: {j (index in the chunk), x, o, tg, il}
+ * for the few nodes with xattrs, owned blocks, a target or inline data.
+ */
+function encodeNodeColumns(part: readonly FsNode[], links: ReadonlyMap<number, Link[]>): Doc {
+  const k = part.length;
+  const num = new Float64Array(k * NODE_NUMBERS);
+  const t = new Uint8Array(k);
+  const tl: string[] = [];
+  const lc = new Uint32Array(k);
+  const ld: number[] = [];
+  const names: string[] = [];
+  const rc = new Int32Array(k);
+  const r: number[] = [];
+  const ru: number[] = [];
+  let unwritten = false;
+  const rich: Doc[] = [];
+  for (let j = 0; j < k; j++) {
+    const n = part[j]!; // ok: j < k
+    const o = j * NODE_NUMBERS;
+    num[o] = n.ino;
+    num[o + 1] = n.generation;
+    num[o + 2] = n.mode;
+    num[o + 3] = n.uid;
+    num[o + 4] = n.gid;
+    num[o + 5] = n.size;
+    num[o + 6] = n.nlink;
+    num[o + 7] = n.atime.sec;
+    num[o + 8] = n.atime.nsec;
+    num[o + 9] = n.mtime.sec;
+    num[o + 10] = n.mtime.nsec;
+    num[o + 11] = n.ctime.sec;
+    num[o + 12] = n.ctime.nsec;
+    num[o + 13] = n.flags;
+    num[o + 14] = n.rdev;
+    let ti = tl.indexOf(n.type);
+    if (ti < 0) ti = tl.push(n.type) - 1;
+    t[j] = ti;
+    const ls = links.get(n.ino) ?? [];
+    lc[j] = ls.length;
+    for (const l of ls) {
+      ld.push(l.dir);
+      names.push(l.name);
+    }
+    const runs = n.runs;
+    if (runs === undefined) rc[j] = NO_RUNS;
+    else if (runs.length > RUNS_IN_CHUNK_MAX) rc[j] = RUNS_APART;
+    else {
+      rc[j] = runs.length;
+      for (const x of runs) {
+        r.push(x.logical, x.physical, x.length);
+        ru.push(x.unwritten ? 1 : 0);
+        if (x.unwritten) unwritten = true;
+      }
+    }
+    const xattrs = Object.entries(n.xattrs);
+    if (xattrs.length > 0 || n.owned.length > 0 || n.target !== undefined || n.inline !== undefined) {
+      // Pairs, not an object: a guest's xattr name may hold a NUL byte, which no BSON field name can.
+      const d: Doc = { j, x: xattrs, o: n.owned };
+      if (n.target !== undefined) d.tg = n.target;
+      if (n.inline !== undefined) d.il = n.inline;
+      rich.push(d);
+    }
+  }
+  return {
+    k: 'nodecols',
+    num: new Uint8Array(num.buffer),
+    t,
+    tl,
+    lc: new Uint8Array(lc.buffer),
+    ld: floats(ld),
+    ln: names.join(''),
+    lnl: new Uint8Array(Uint32Array.from(names, (x) => x.length).buffer),
+    rc: new Uint8Array(rc.buffer),
+    r: floats(r),
+    ru: unwritten ? Uint8Array.from(ru) : new Uint8Array(0),
+    rich,
+  };
+}
+
+/** The nodes of one `nodecols` document (see encodeNodeColumns), checked for consistency. */
+function decodeNodeColumns(d: Doc, times: TimeCache): NodeSpec[] {
+  const bad = (what: string) => new CheckpointError(`checkpoint node chunk: ${what}`);
+  const num = floatsOf(d.num, 'node numbers');
+  const t = d.t;
+  const tl = d.tl;
+  if (!(t instanceof Uint8Array) || !Array.isArray(tl) || !tl.every((x) => typeof x === 'string')) throw bad('no types');
+  const k = t.length;
+  if (num.length !== k * NODE_NUMBERS) throw bad(`${num.length} numbers for ${k} nodes`);
+  const lc = uint32sOf(d.lc, k, 'link counts');
+  const ld = floatsOf(d.ld, 'link directories');
+  const ln = d.ln;
+  if (typeof ln !== 'string') throw bad('no link names');
+  const lnl = uint32sOf(d.lnl, ld.length, 'link name lengths');
+  const rc = d.rc instanceof Uint8Array && d.rc.length === 4 * k ? new Int32Array(copyBytes(d.rc).buffer) : undefined;
+  if (!rc) throw bad('no run counts');
+  const r = floatsOf(d.r, 'runs');
+  const ru = d.ru;
+  if (!(ru instanceof Uint8Array) || (ru.length !== 0 && ru.length * 3 !== r.length)) throw bad('unwritten flags do not match the runs');
+  const rich = new Map<number, Doc>();
+  if (!Array.isArray(d.rich)) throw bad('no rich list');
+  for (const x of d.rich as Doc[]) rich.set(x.j as number, x);
+  const out: NodeSpec[] = [];
+  let li = 0;
+  let at = 0;
+  let ri = 0;
+  for (let j = 0; j < k; j++) {
+    const o = j * NODE_NUMBERS;
+    const type = tl[t[j]!] as FileType | undefined; // ok: j < k
+    if (type === undefined) throw bad(`type index ${t[j]}`);
+    const links: [number, string][] = [];
+    const end = li + lc[j]!; // ok: j < k
+    if (end > ld.length) throw bad('more links than directories');
+    for (; li < end; li++) {
+      const len = lnl[li]!; // ok: li < ld.length = lnl.length
+      if (at + len > ln.length) throw bad('link names shorter than their lengths');
+      links.push([ld[li]!, ln.slice(at, at + len)]); // ok: li < ld.length
+      at += len;
+    }
+    const count = rc[j]!; // ok: j < k
+    let runs: MappedRun[] | undefined;
+    if (count >= 0) {
+      if ((ri + count) * 3 > r.length) throw bad('more runs counted than stored');
+      const ino = num[o]!; // ok: in range
+      runs = [];
+      for (let q = 0; q < count; q++, ri++) {
+        const run = { ino, logical: r[3 * ri]!, physical: r[3 * ri + 1]!, length: r[3 * ri + 2]! }; // ok: checked above
+        runs.push(ru.length !== 0 && ru[ri] === 1 ? { ...run, unwritten: true } : run);
+      }
+    } else if (count !== NO_RUNS && count !== RUNS_APART) throw bad(`run count ${count}`);
+    const x = rich.get(j);
+    out.push({
+      base: {
+        ino: num[o]!, // ok: in range
+        generation: num[o + 1]!, // ok
+        type,
+        mode: num[o + 2]!, // ok
+        uid: num[o + 3]!, // ok
+        gid: num[o + 4]!, // ok
+        size: num[o + 5]!, // ok
+        nlink: num[o + 6]!, // ok
+        atime: times.get(num[o + 7]!, num[o + 8]!), // ok
+        mtime: times.get(num[o + 9]!, num[o + 10]!), // ok
+        ctime: times.get(num[o + 11]!, num[o + 12]!), // ok
+        flags: num[o + 13]!, // ok
+        rdev: num[o + 14]!, // ok
+      },
+      links,
+      // A file's empty list of runs is kept (a file with no blocks); RUNS_APART and NO_RUNS look in `runs` documents.
+      runs,
+      target: x?.tg as string | undefined,
+      inline: x?.il !== undefined ? new Uint8Array(x.il as Uint8Array) : undefined,
+      xattrs: x ? xattrsOf(x.x) : NO_XATTRS,
+      owned: x ? (x.o as number[]) : NOTHING,
+    });
+  }
+  if (li !== ld.length || at !== ln.length || ri * 3 !== r.length) throw bad('links, names or runs left over');
+  return out;
+}
+
+function uint32sOf(v: unknown, count: number, what: string): Uint32Array {
+  if (!(v instanceof Uint8Array) || v.length !== 4 * count) throw new CheckpointError(`checkpoint ${what}: not ${count} uint32s`);
+  return new Uint32Array(copyBytes(v).buffer);
+}
+
+/**
+ * Serializes an inferencer's state. `version` 2 writes the nodes as the builds before version 3 did (a document
+ * per node, one per file's runs): for tests of reading such checkpoints.
+ */
+export function encodeCheckpoint(s: InferencerState, version: 2 | typeof CHECKPOINT_VERSION = CHECKPOINT_VERSION): Uint8Array {
   const docs: Uint8Array[] = [];
   const push = (d: Doc) => docs.push(BSON.serialize(d));
   push({
-    v: CHECKPOINT_VERSION,
+    v: version,
     k: 'head',
     disk: s.disk,
     appliedSeq: s.appliedSeq,
@@ -117,10 +332,10 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
     part.forEach(([, data], k) => raw.set(data.subarray(0, bs), k * bs));
     push({ k: 'blocks', b: floats(part.map((x) => x[0])), s: floats(part.map((x) => x[2])), j: new Uint8Array(part.map((x) => (x[3] ? 1 : 0))), z: deflateRawSync(raw, { level: 1 }) });
   }
-  const links = new Map(s.links);
+  const links = new Map(s.links.map(([ino, l]) => [ino, l.map(([dir, name]) => ({ dir, name }))]));
   for (let i = 0; i < s.nodes.length; i += CHECKPOINT_NODES_PER_CHUNK) {
     const part = s.nodes.slice(i, i + CHECKPOINT_NODES_PER_CHUNK);
-    push({ k: 'nodes', items: part.map((n) => ({ ...nodeDoc(n), l: links.get(n.ino) ?? [] })) });
+    push(version === 2 ? { k: 'nodes', items: part.map((n) => nodeDoc(n, links)) } : encodeNodeColumns(part, links));
   }
   for (const n of s.nodes) {
     if (!n.entries) continue;
@@ -131,7 +346,8 @@ export function encodeCheckpoint(s: InferencerState): Uint8Array {
     }
   }
   for (const n of s.nodes) {
-    if (!n.runs) continue;
+    // Only files with many runs: the others' are in their chunk of nodes (version 2: every file's).
+    if (!n.runs || (version !== 2 && n.runs.length <= RUNS_IN_CHUNK_MAX)) continue;
     if (n.runs.length === 0) push({ k: 'runs', ino: n.ino, r: new Uint8Array(0) });
     for (let i = 0; i < n.runs.length; i += RUNS_PER_CHUNK) {
       const part = n.runs.slice(i, i + RUNS_PER_CHUNK);
@@ -167,7 +383,8 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let off = 0;
   let head: Doc | undefined;
-  const nodes: Doc[] = [];
+  const nodes: NodeSpec[] = [];
+  const times = new TimeCache();
   const entries = new Map<number, Map<string, number>>();
   const runs = new Map<number, MappedRun[]>();
   const blocks: [number, Uint8Array, number, boolean][] = [];
@@ -198,11 +415,14 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     off += len;
     switch (d.k) {
       case 'head':
-        if (d.v !== CHECKPOINT_VERSION) throw new CheckpointError(`checkpoint version ${String(d.v)}, this build reads ${CHECKPOINT_VERSION}`);
+        if (!READABLE_VERSIONS.includes(d.v)) throw new CheckpointError(`checkpoint version ${String(d.v)}, this build reads ${READABLE_VERSIONS.join(' and ')}`);
         head = d;
         break;
       case 'nodes':
-        nodes.push(...(d.items as Doc[]));
+        for (const item of d.items as Doc[]) nodes.push(specOfDoc(item, times));
+        break;
+      case 'nodecols':
+        for (const spec of decodeNodeColumns(d, times)) nodes.push(spec);
         break;
       case 'entries': {
         const ino = d.ino as number;
@@ -339,8 +559,8 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     disk: head.disk as string,
     appliedSeq: head.appliedSeq as number,
     blockSize: bs,
-    nodes: nodes.map((d) => nodeOf(d, d.t === 'dir' ? (entries.get(d.i as number) ?? new Map()) : undefined, runs.get(d.i as number))),
-    links: nodes.map((d) => [d.i as number, d.l as [number, string][]]),
+    nodes: nodes.map((spec) => nodeOfSpec(spec, entries, runs)),
+    links: nodes.map((spec) => [spec.base.ino, spec.links]),
     blocks,
     itables,
     geometryDirty: head.geometryDirty === true,

@@ -110,7 +110,7 @@ describe('checkpoint bytes', () => {
 
   it('restores nodes of a checkpoint written before nodes had device numbers (no `rd`) with rdev 0', () => {
     const docs: Uint8Array[] = [];
-    const bytes = Buffer.from(encodeCheckpoint(state));
+    const bytes = Buffer.from(encodeCheckpoint(state, 2));
     for (let off = 0; off < bytes.length; off += bytes.readInt32LE(off)) {
       const d = BSON.deserialize(bytes.subarray(off, off + bytes.readInt32LE(off)), { promoteBuffers: true });
       if (d.k === 'nodes') for (const item of d.items as Record<string, unknown>[]) delete item.rd;
@@ -118,6 +118,61 @@ describe('checkpoint bytes', () => {
     }
     const back = decodeCheckpoint(Buffer.concat(docs));
     expect(back.nodes.map((n) => [n.type, n.rdev])).toEqual([['dir', 0], ['file', 0], ['symlink', 0], ['blk', 0]]);
+  });
+
+  it('reads a version 2 checkpoint (a document per node and per file\'s runs) as the same state as version 3', () => {
+    const many = Array.from({ length: 70 }, (_, i) => ({ ino: 15, logical: i * 2, physical: 900 + i * 3, length: 1, ...(i % 9 === 0 ? { unwritten: true } : {}) }));
+    const rich: InferencerState = {
+      ...state,
+      nodes: [
+        ...state.nodes,
+        node(15, { size: 140 * 1024, runs: many, owned: [700, 701], xattrs: { 'user.\u0000x': '00', 'trusted.y': '' } }), // past RUNS_IN_CHUNK_MAX: in runs documents
+        node(16, { size: 0, runs: [] }), // a file with no blocks
+        node(17, { size: 3, inline: new Uint8Array([1, 2, 3]) }),
+        node(18, { size: 8192, runs: [{ ino: 18, logical: 0, physical: 50, length: 1, unwritten: true }, { ino: 18, logical: 1, physical: 60, length: 1 }], generation: -5 }),
+      ],
+      links: [...state.links, [15, [[2, 'c'], [2, 'c2'], [13, 'z\u00e9\ud83d\ude00']]], [16, []], [17, [[2, '']]], [18, [[2, 'd']]]],
+    };
+    const v3 = encodeCheckpoint(rich);
+    const v2 = encodeCheckpoint(rich, 2);
+    const kinds = (b: Uint8Array) => {
+      const buf = Buffer.from(b);
+      const out: string[] = [];
+      for (let off = 0; off < buf.length; off += buf.readInt32LE(off)) out.push(BSON.deserialize(buf.subarray(off, off + buf.readInt32LE(off))).k as string);
+      return out;
+    };
+    expect(kinds(v2).filter((k) => k === 'runs').length).toBe(4); // every file's runs (12, 15, 16, 18)
+    expect(kinds(v3).filter((k) => k === 'runs').length).toBe(1); // the file of 70 runs only
+    expect(kinds(v3)).toContain('nodecols');
+    const a = decodeCheckpoint(v3);
+    const b = decodeCheckpoint(v2);
+    const view = (x: InferencerState) =>
+      x.nodes.map((n) => ({
+        ...Object.fromEntries((['ino', 'generation', 'type', 'mode', 'uid', 'gid', 'size', 'nlink', 'atime', 'mtime', 'ctime', 'flags', 'rdev', 'xattrs', 'owned'] as const).map((k) => [k, n[k]])),
+        target: n.target,
+        runs: n.runs,
+        inline: n.inline,
+        entries: n.entries && [...n.entries],
+      }));
+    expect(view(a)).toEqual(view(b));
+    expect(view(a)).toEqual(view(rich));
+    expect(a.links).toEqual(rich.links);
+    expect(b.links).toEqual(rich.links);
+    expect(a.nodes[4]!.runs!.filter((r) => r.unwritten).length).toBe(8); // ok: node 15
+    expect(a.nodes[6]!.inline).toEqual(new Uint8Array([1, 2, 3])); // ok: node 17
+    // Restored nodes share their times, as derived ones do.
+    expect(a.nodes[4]!.mtime).toBe(a.nodes[5]!.mtime); // ok
+  });
+
+  it('refuses a node chunk whose columns disagree', () => {
+    const buf = Buffer.from(encodeCheckpoint(state));
+    const docs: Uint8Array[] = [];
+    for (let off = 0; off < buf.length; off += buf.readInt32LE(off)) {
+      const d = BSON.deserialize(buf.subarray(off, off + buf.readInt32LE(off)), { promoteBuffers: true });
+      if (d.k === 'nodecols') d.lnl = Buffer.from(new Uint32Array([1, 1, 99]).buffer);
+      docs.push(BSON.serialize(d));
+    }
+    expect(() => decodeCheckpoint(Buffer.concat(docs))).toThrow(/node chunk: link names shorter than their lengths/);
   });
 
   it('holds 20,000 held blocks in a few documents, deflated', () => {
