@@ -6,7 +6,7 @@
  * shrinking the stream's duplicate window while no inferencer runs (the server then forgets the ids at once).
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
 import { OBJ_STATE, STREAM_EVENTS, diskEventsFilter } from '@gammaray/wire';
 import { startCapture, type CaptureProcess } from '../support/capture-process.js';
+import { dataFileImage } from '../support/data-image.js';
 import { startInferencer, type InferencerProcess } from '../support/inferencer-process.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 
@@ -74,15 +75,9 @@ async function forgetMsgIds(): Promise<void> {
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'gammaray-late-restart-'));
   nats = await startNatsServer({ jetstream: true });
-  const src = join(work, 'src');
-  mkdirSync(src, { recursive: true });
-  writeFileSync(join(src, 'data.bin'), Buffer.alloc(4 * BLOCK, 'd'));
-  const image = join(work, 'vm1.img');
-  await exec('mkfs.ext4', ['-q', '-F', '-b', String(BLOCK), '-d', src, image, '32M']);
-  for (let i = 0; i < 4; i++) {
-    const { stdout } = await exec('debugfs', ['-R', `bmap /data.bin ${i}`, image]);
-    blocks.push(Number(stdout.trim()));
-  }
+  const made = await dataFileImage(work, 'vm1.img', 4, BLOCK);
+  const image = made.image;
+  blocks.push(...made.blocks);
   capture = await startCapture(nats.url, { [DISK]: image });
   nc = await connect({ servers: nats.url });
 }, 60_000);

@@ -8,7 +8,7 @@
  * does not cover, the stream forgets their msg ids (as 2 minutes would), and it is started again.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
 import { STREAM_EVENTS, diskEventsFilter } from '@gammaray/wire';
 import { startCapture, type CaptureProcess } from '../support/capture-process.js';
+import { dataFileImage } from '../support/data-image.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { spawnService, type ServiceProcess } from '../support/service-process.js';
 
@@ -110,15 +111,9 @@ beforeAll(async () => {
   };
   writeFileSync(conf, `accounts: ${JSON.stringify({ GAMMARAY: account })}\nno_auth_user: admin\n`);
   nats = await startNatsServer({ jetstream: true, args: ['-c', conf] });
-  const src = join(work, 'src');
-  mkdirSync(src, { recursive: true });
-  writeFileSync(join(src, 'data.bin'), Buffer.alloc(3 * BLOCK, 'd'));
-  const image = join(work, 'vm1.img');
-  await exec('mkfs.ext4', ['-q', '-F', '-b', String(BLOCK), '-d', src, image, '32M']);
-  for (let i = 0; i < 3; i++) {
-    const { stdout } = await exec('debugfs', ['-R', `bmap /data.bin ${i}`, image]);
-    blocks.push(Number(stdout.trim()));
-  }
+  const made = await dataFileImage(work, 'vm1.img', 3, BLOCK);
+  const image = made.image;
+  blocks.push(...made.blocks);
   capture = await startCapture(nats.url, { [DISK]: image });
   nc = await connect({ servers: nats.url });
 }, 60_000);
