@@ -15,9 +15,67 @@ function cmpLink(a: Link, b: Link): number {
 }
 
 /**
+ * The names of an inode that has several: keyed, so adding, removing and testing one costs the same however many
+ * there are (a guest can make a directory of a million entries naming one inode; a sorted array copied and sorted
+ * per name took minutes for 16,000), with the sorted list and the first link computed when asked and kept until a
+ * change.
+ */
+class ManyLinks {
+  private readonly byKey = new Map<string, Link>();
+  private sorted: Link[] | undefined;
+  private min: Link | undefined;
+
+  constructor(links: readonly Link[]) {
+    for (const l of links) this.byKey.set(keyOf(l.dir, l.name), l);
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  has(dir: number, name: string): boolean {
+    return this.byKey.has(keyOf(dir, name));
+  }
+
+  add(l: Link): void {
+    const key = keyOf(l.dir, l.name);
+    if (this.byKey.has(key)) return;
+    this.byKey.set(key, l);
+    this.sorted = undefined;
+    if (this.min !== undefined && cmpLink(l, this.min) < 0) this.min = l;
+  }
+
+  /** Removes a name; whether it was there. */
+  remove(dir: number, name: string): boolean {
+    if (!this.byKey.delete(keyOf(dir, name))) return false;
+    this.sorted = undefined;
+    if (this.min !== undefined && this.min.dir === dir && this.min.name === name) this.min = undefined;
+    return true;
+  }
+
+  first(): Link | undefined {
+    if (this.min === undefined) {
+      if (this.sorted) this.min = this.sorted[0];
+      else for (const l of this.byKey.values()) if (this.min === undefined || cmpLink(l, this.min) < 0) this.min = l;
+    }
+    return this.min;
+  }
+
+  /** The names, sorted (the same array until a change: callers copy). */
+  list(): readonly Link[] {
+    return (this.sorted ??= [...this.byKey.values()].sort(cmpLink));
+  }
+}
+
+/** A (directory, name) pair as one string: the name never holds NUL, a directory number never does. */
+function keyOf(dir: number, name: string): string {
+  return `${dir}\u0000${name}`;
+}
+
+/**
  * ino -> links. Nearly every inode has exactly one name, which is kept in two columns indexed by the inode's
  * slot (its directory in a Uint32Array, its name in an array of strings: ~12 bytes, where a `{dir, name}` object
- * and its Map entry took ~76); none or several are an array in a side map.
+ * and its Map entry took ~76); several are a {@link ManyLinks} in a side map.
  */
 export class LinkTable {
   private readonly slots = new SlotAllocator();
@@ -25,7 +83,7 @@ export class LinkTable {
   /** The one name of a singly linked inode; undefined with none or several. */
   private readonly names: (string | undefined)[] = [];
   /** Slot -> links, for inodes with two or more. */
-  private readonly many = new Map<number, Link[]>();
+  private readonly many = new Map<number, ManyLinks>();
 
   /** Whether `ino` has an entry (even with no link left: the root). */
   has(ino: number): boolean {
@@ -35,8 +93,7 @@ export class LinkTable {
   /** How many names `ino` has. */
   count(ino: number): number {
     const s = this.slots.get(ino);
-    if (s < 0) return 0;
-    return this.names[s] !== undefined ? 1 : (this.many.get(s)?.length ?? 0);
+    return s < 0 ? 0 : this.countAt(s);
   }
 
   /** Its first link (the one paths follow). */
@@ -44,7 +101,7 @@ export class LinkTable {
     const s = this.slots.get(ino);
     if (s < 0) return undefined;
     const name = this.names[s];
-    return name !== undefined ? { dir: this.dirs[s]!, name } : this.many.get(s)?.[0]; // ok: in range
+    return name !== undefined ? { dir: this.dirs[s]!, name } : this.many.get(s)?.first(); // ok: in range
   }
 
   /** The directory of its first link (what walks up the tree need, without a link object per step). */
@@ -52,14 +109,14 @@ export class LinkTable {
     const s = this.slots.get(ino);
     if (s < 0) return undefined;
     if (this.names[s] !== undefined) return this.dirs[s]!; // ok: in range
-    return this.many.get(s)?.[0]?.dir;
+    return this.many.get(s)?.first()?.dir;
   }
 
   /** The name of its first link, or undefined. */
   firstName(ino: number): string | undefined {
     const s = this.slots.get(ino);
     if (s < 0) return undefined;
-    return this.names[s] ?? this.many.get(s)?.[0]?.name;
+    return this.names[s] ?? this.many.get(s)?.first()?.name;
   }
 
   /** Whether `ino` is named `name` in `dir`. */
@@ -68,40 +125,45 @@ export class LinkTable {
     if (s < 0) return false;
     const one = this.names[s];
     if (one !== undefined) return one === name && this.dirs[s] === dir;
-    return this.many.get(s)?.some((x) => x.dir === dir && x.name === name) ?? false;
+    return this.many.get(s)?.has(dir, name) ?? false;
   }
 
   /** Its links, sorted (a new array). */
   all(ino: number): Link[] {
     const s = this.slots.get(ino);
-    if (s < 0) return [];
-    const one = this.names[s];
-    if (one !== undefined) return [{ dir: this.dirs[s]!, name: one }]; // ok: in range
-    return [...(this.many.get(s) ?? [])];
+    return s < 0 ? [] : [...this.linksAt(s)];
   }
 
   /** Sets the links of `ino` (an entry even when empty). */
   set(ino: number, links: readonly Link[]): void {
-    this.put(this.slot(ino), links.length <= 1 ? links : [...links].sort(cmpLink));
+    this.put(this.slot(ino), links);
   }
 
   add(ino: number, dir: number, name: string): void {
     const s = this.slot(ino);
-    const n = this.countAt(s);
-    if (n === 0) {
-      this.put(s, [{ dir, name }]);
+    const one = this.names[s];
+    if (one !== undefined) {
+      if (one === name && this.dirs[s] === dir) return;
+      this.put(s, [{ dir: this.dirs[s]!, name: one }, { dir, name }]); // ok: in range
       return;
     }
-    if (this.includes(ino, dir, name)) return;
-    this.put(s, [...this.linksAt(s), { dir, name }].sort(cmpLink));
+    const many = this.many.get(s);
+    if (many) many.add({ dir, name });
+    else this.put(s, [{ dir, name }]);
   }
 
   remove(ino: number, dir: number, name: string): void {
     const s = this.slots.get(ino);
     if (s < 0) return;
-    const l = this.linksAt(s);
-    const rest = l.filter((x) => x.dir !== dir || x.name !== name);
-    if (rest.length !== l.length) this.put(s, rest);
+    const one = this.names[s];
+    if (one !== undefined) {
+      if (one === name && this.dirs[s] === dir) this.put(s, []);
+      return;
+    }
+    const many = this.many.get(s);
+    if (!many?.remove(dir, name)) return;
+    if (many.size === 1) this.put(s, many.list());
+    else if (many.size === 0) this.many.delete(s);
   }
 
   delete(ino: number): void {
@@ -114,7 +176,7 @@ export class LinkTable {
   /** Every inode with its links. */
   *entries(): IterableIterator<[number, Link[]]> {
     // Slots do not know their inode: walk the links by the inodes holding a slot.
-    for (const [ino, s] of this.slots.entries()) yield [ino, this.linksAt(s)];
+    for (const [ino, s] of this.slots.entries()) yield [ino, [...this.linksAt(s)]];
   }
 
   private slot(ino: number): number {
@@ -128,16 +190,16 @@ export class LinkTable {
   }
 
   private countAt(s: number): number {
-    return this.names[s] !== undefined ? 1 : (this.many.get(s)?.length ?? 0);
+    return this.names[s] !== undefined ? 1 : (this.many.get(s)?.size ?? 0);
   }
 
-  private linksAt(s: number): Link[] {
+  private linksAt(s: number): readonly Link[] {
     const one = this.names[s];
     if (one !== undefined) return [{ dir: this.dirs[s]!, name: one }]; // ok: in range
-    return this.many.get(s) ?? [];
+    return this.many.get(s)?.list() ?? [];
   }
 
-  /** Stores `links` (sorted) at slot `s`. */
+  /** Stores `links` at slot `s`. */
   private put(s: number, links: readonly Link[]): void {
     if (links.length === 1) {
       const l = links[0]!; // ok: length 1
@@ -148,6 +210,6 @@ export class LinkTable {
     }
     this.names[s] = undefined;
     if (links.length === 0) this.many.delete(s);
-    else this.many.set(s, [...links]);
+    else this.many.set(s, new ManyLinks(links));
   }
 }
