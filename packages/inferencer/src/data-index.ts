@@ -3,7 +3,7 @@
  * attributed to the file it lands in. Extents are kept in fixed-width buckets of physical blocks; an extent
  * spanning several buckets is listed in each.
  */
-import { DATA_INDEX_BUCKET_BLOCKS } from './limits.js';
+import { DATA_INDEX_BUCKET_BLOCKS, MAX_RUNS_PER_DATA_BUCKET } from './limits.js';
 
 /** One mapped run: `length` blocks at `physical` hold logical blocks `logical..` of inode `ino`. */
 export interface MappedRun {
@@ -29,7 +29,7 @@ export class DataIndex {
     for (let k = first; k <= last; k++) {
       let list = this.buckets.get(k);
       if (!list) this.buckets.set(k, (list = []));
-      list.push(run);
+      if (list.length < MAX_RUNS_PER_DATA_BUCKET) list.push(run);
     }
   }
 

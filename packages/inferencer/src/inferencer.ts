@@ -190,7 +190,7 @@ export class DiskInferencer {
   /** Where each node appears: its (directory, name) links. */
   private readonly links = new LinkTable();
   /** Metadata block -> inodes whose derivation read it. */
-  private readonly owners = new Map<number, number[]>();
+  private readonly owners = new Map<number, Set<number>>();
   private readonly dataIndex = new DataIndex();
   /** Times shared by the nodes derived lately (see TimeCache). */
   private readonly times = new TimeCache();
@@ -1940,9 +1940,9 @@ export class DiskInferencer {
   }
 
   private watch(b: number, ino: number): void {
-    const list = this.owners.get(b);
-    if (!list) this.owners.set(b, [ino]);
-    else if (!list.includes(ino)) list.push(ino);
+    const set = this.owners.get(b);
+    if (!set) this.owners.set(b, new Set([ino]));
+    else set.add(ino);
   }
 
   /**
@@ -1978,11 +1978,8 @@ export class DiskInferencer {
     const before = this.nodes.get(n.ino);
     if (before) this.unindex(before);
     this.nodes.set(n.ino, n);
-    for (const b of n.owned) {
-      const list = this.owners.get(b);
-      if (!list) this.owners.set(b, [n.ino]);
-      else if (!list.includes(n.ino)) list.push(n.ino);
-    }
+    // A set per block: a guest can make any number of inodes share one xattr block (the kernel stops at 1,024).
+    for (const b of n.owned) this.watch(b, n.ino);
     if (n.runs) {
       for (const r of n.runs) this.dataIndex.add(r);
       if (n.runs.length > 0 && !sameRunsObject(n, before)) this.remapped.add(n.ino);
@@ -1991,11 +1988,8 @@ export class DiskInferencer {
 
   private unindex(n: FsNode): void {
     for (const b of n.owned) {
-      const list = this.owners.get(b);
-      if (!list) continue;
-      const i = list.indexOf(n.ino);
-      if (i >= 0) list.splice(i, 1);
-      if (list.length === 0) this.owners.delete(b);
+      const set = this.owners.get(b);
+      if (set?.delete(n.ino) && set.size === 0) this.owners.delete(b);
     }
     if (n.runs) for (const r of n.runs) this.dataIndex.remove(r);
   }

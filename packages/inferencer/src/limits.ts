@@ -57,6 +57,13 @@ export const CHECKPOINT_NODES_PER_CHUNK = 2000;
 export const CHECKPOINT_ENTRIES_PER_CHUNK = 20000;
 /** Bucket width, in blocks, of the physical-to-file reverse index. */
 export const DATA_INDEX_BUCKET_BLOCKS = 16;
+/**
+ * Runs one bucket of the reverse index lists at most. A file system's runs do not overlap, so a bucket lists about
+ * DATA_INDEX_BUCKET_BLOCKS of them; more means files whose extents claim the same blocks (a guest's crafted inodes:
+ * removing each from a list of a million was quadratic). Runs past it are not listed there: writes to those
+ * blocks go to the files listed first.
+ */
+export const MAX_RUNS_PER_DATA_BUCKET = 1024;
 /** Files whose end-of-file block is remembered (for sizes committed after the data). */
 export const MAX_TAILS = 1024;
 /**

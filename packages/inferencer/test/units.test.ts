@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BSON } from 'bson';
 import { decodeCheckpoint, encodeCheckpoint, CheckpointError } from '../src/checkpoint.js';
 import { DataIndex } from '../src/data-index.js';
+import { MAX_RUNS_PER_DATA_BUCKET } from '../src/limits.js';
 import { EventKind, type FsEvent, type FsStat } from '../src/events.js';
 import { foldEvents, type FoldEntry } from '../src/fold.js';
 import type { InferencerState } from '../src/inferencer.js';
@@ -28,6 +29,24 @@ describe('DataIndex', () => {
     expect(idx.lookup(1200)).toBeUndefined();
     expect(idx.lookup(5)).toEqual({ ino: 13, logical: 0 });
   });
+});
+
+describe('DataIndex under crafted extents', () => {
+  it('lists at most MAX_RUNS_PER_DATA_BUCKET runs claiming one bucket, so 200,000 files claiming one block cost no more than that', () => {
+    const idx = new DataIndex();
+    const runs = Array.from({ length: 200_000 }, (_, i) => ({ ino: 100 + i, logical: 0, physical: 5000, length: 1 }));
+    const t0 = performance.now();
+    for (const r of runs) idx.add(r);
+    expect(idx.lookup(5000)).toEqual({ ino: 100 + MAX_RUNS_PER_DATA_BUCKET - 1, logical: 0 }); // the last one listed
+    for (const r of runs) {
+      idx.remove(r);
+      // Fails in bounded time rather than hang: removing each from a list of all of them was quadratic.
+      if (r.ino % 1000 === 0 && performance.now() - t0 > 10_000) throw new Error(`removing ${r.ino - 100} runs took over 10 s`);
+    }
+    expect(idx.lookup(5000)).toBeUndefined();
+    idx.add({ ino: 7, logical: 3, physical: 5001, length: 1 });
+    expect(idx.lookup(5001)).toEqual({ ino: 7, logical: 3 });
+  }, 20_000);
 });
 
 describe('BlockStore', () => {
