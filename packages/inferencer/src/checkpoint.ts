@@ -304,6 +304,18 @@ function uint32sOf(v: unknown, count: number, what: string): Uint32Array {
  * per node, one per file's runs): for tests of reading such checkpoints.
  */
 export function encodeCheckpoint(s: InferencerState, version: 2 | typeof CHECKPOINT_VERSION = CHECKPOINT_VERSION): Uint8Array {
+  return Buffer.concat(encodeCheckpointParts(s, version));
+}
+
+/** A held block as a checkpoint takes it: number, bytes, the sequence they include, from the journal. */
+export type HeldBlock = readonly [number, Uint8Array, number, boolean];
+
+/**
+ * {@link encodeCheckpoint}'s documents, not concatenated (a store writes them one after the other: no copy of
+ * the whole). With `blocks`, the held blocks are taken from it as they are encoded instead of from `s.blocks`, so
+ * a store's blocks are read (and unpacked) one at a time rather than all at once.
+ */
+export function encodeCheckpointParts(s: InferencerState, version: 2 | typeof CHECKPOINT_VERSION = CHECKPOINT_VERSION, blocks: Iterable<HeldBlock> = s.blocks): Uint8Array[] {
   const docs: Uint8Array[] = [];
   const push = (d: Doc) => docs.push(BSON.serialize(d));
   push({
@@ -326,12 +338,27 @@ export function encodeCheckpoint(s: InferencerState, version: 2 | typeof CHECKPO
   });
   const bs = s.blockSize;
   const perChunk = Math.max(1, Math.floor(BLOCK_BYTES_PER_CHUNK / bs));
-  for (let i = 0; i < s.blocks.length; i += perChunk) {
-    const part = s.blocks.slice(i, i + perChunk);
-    const raw = Buffer.alloc(part.length * bs);
-    part.forEach(([, data], k) => raw.set(data.subarray(0, bs), k * bs));
-    push({ k: 'blocks', b: floats(part.map((x) => x[0])), s: floats(part.map((x) => x[2])), j: new Uint8Array(part.map((x) => (x[3] ? 1 : 0))), z: deflateRawSync(raw, { level: 1 }) });
+  // One chunk of raw blocks at a time: the bytes of the others stay packed in the store.
+  const raw = Buffer.alloc(perChunk * bs);
+  let nums: number[] = [];
+  let seqs: number[] = [];
+  let journal: number[] = [];
+  const flush = () => {
+    if (nums.length === 0) return;
+    push({ k: 'blocks', b: floats(nums), s: floats(seqs), j: Uint8Array.from(journal), z: deflateRawSync(raw.subarray(0, nums.length * bs), { level: 1 }) });
+    nums = [];
+    seqs = [];
+    journal = [];
+  };
+  for (const [b, data, seq, fromJournal] of blocks) {
+    raw.set(data.length >= bs ? data.subarray(0, bs) : data, nums.length * bs);
+    if (data.length < bs) raw.fill(0, nums.length * bs + data.length, (nums.length + 1) * bs);
+    nums.push(b);
+    seqs.push(seq);
+    journal.push(fromJournal ? 1 : 0);
+    if (nums.length === perChunk) flush();
   }
+  flush();
   const links = new Map(s.links.map(([ino, l]) => [ino, l.map(([dir, name]) => ({ dir, name }))]));
   for (let i = 0; i < s.nodes.length; i += CHECKPOINT_NODES_PER_CHUNK) {
     const part = s.nodes.slice(i, i + CHECKPOINT_NODES_PER_CHUNK);
@@ -375,7 +402,7 @@ export function encodeCheckpoint(s: InferencerState, version: 2 | typeof CHECKPO
   chunked('namedBy', s.namedBy, 65536);
   chunked('unreadable', s.unreadable ?? [], 65536);
   push({ k: 'end' });
-  return Buffer.concat(docs);
+  return docs;
 }
 
 /** Reads checkpoint bytes back; CheckpointError when they are not a complete checkpoint of this version. */

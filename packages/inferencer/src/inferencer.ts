@@ -37,7 +37,7 @@ import {
 } from '@gammaray/ext4';
 import type { BlockSource } from '@gammaray/disk';
 import type { WriteRecord } from '@gammaray/wire';
-import { decodeCheckpoint, encodeCheckpoint } from './checkpoint.js';
+import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpointParts, type HeldBlock } from './checkpoint.js';
 import { DataIndex, type MappedRun } from './data-index.js';
 import { EVENT_VERSION, EventKind, type AttrChange, type FsEvent, type FsStat } from './events.js';
 import { JournalFollower, type CommittedTx, type JournalState } from './journal.js';
@@ -2106,7 +2106,20 @@ export class DiskInferencer {
 
   /** The whole state as checkpoint bytes (a sequence of BSON documents; may exceed 1 MiB). */
   checkpoint(): Uint8Array {
-    return encodeCheckpoint(this.exportState());
+    return Buffer.concat(this.checkpointParts());
+  }
+
+  /**
+   * {@link checkpoint}'s bytes as the documents that make them, for a store that writes them one after the
+   * other: the held blocks are read (unpacked) one at a time as they are encoded, and the whole is never copied
+   * into one array.
+   */
+  checkpointParts(): Uint8Array[] {
+    const store = this.store;
+    function* held(): Iterable<HeldBlock> {
+      for (const [b, s] of store.blocks) yield [b, s.peek(), s.seq, s.journal];
+    }
+    return encodeCheckpointParts(this.exportState(false), CHECKPOINT_VERSION, held());
   }
 
   /** Rebuilds an inferencer from {@link checkpoint} bytes; CheckpointError when they cannot be read. */
@@ -2119,11 +2132,12 @@ export class DiskInferencer {
    * includes every block the store holds, as of the applied sequence: a restored engine reads the capture only
    * for blocks this one never held, because the capture answers with the image as it is now, which may already
    * include writes the restored engine has yet to apply (and metadata read ahead of the records would mix
-   * future directory entries, inodes and extents into the events of past consistency points).
+   * future directory entries, inodes and extents into the events of past consistency points). Without
+   * `withBlocks`, `blocks` is left empty (checkpointParts reads them as it encodes).
    */
-  exportState(): InferencerState {
+  exportState(withBlocks = true): InferencerState {
     const blocks: [number, Uint8Array, number, boolean][] = [];
-    for (const [b, s] of this.store.blocks) blocks.push([b, s.peek(), s.seq, s.journal]);
+    if (withBlocks) for (const [b, s] of this.store.blocks) blocks.push([b, s.peek(), s.seq, s.journal]);
     // Blocks watched for inodes whose derivation failed (not part of any node's owned blocks).
     const watched: [number, number][] = [];
     for (const [b, inos] of this.owners) {

@@ -79,7 +79,7 @@ export class CheckpointStore {
    * between the check and the put can still replace a newer checkpoint (the lease confirmation just before the
    * check makes that a window of one request).
    */
-  async save(disk: string, state: Uint8Array, meta: { appliedSeq: number; size: number; epoch?: number; eventsSeq?: number }): Promise<void> {
+  async save(disk: string, state: Uint8Array | readonly Uint8Array[], meta: { appliedSeq: number; size: number; epoch?: number; eventsSeq?: number }): Promise<void> {
     const metadata: Record<string, string> = { appliedSeq: String(meta.appliedSeq), size: String(meta.size) };
     if (meta.eventsSeq !== undefined && meta.eventsSeq > 0) metadata['eventsSeq'] = String(meta.eventsSeq);
     if (meta.epoch !== undefined) {
@@ -89,7 +89,23 @@ export class CheckpointStore {
       }
       metadata['epoch'] = String(meta.epoch);
     }
-    await this.os.putBlob({ name: parseDiskId(disk), description: `gammaray inferencer state of disk ${disk}`, metadata }, state);
+    const info = { name: parseDiskId(disk), description: `gammaray inferencer state of disk ${disk}`, metadata };
+    if (state instanceof Uint8Array) {
+      await this.os.putBlob(info, state);
+      return;
+    }
+    // The parts one after the other (DiskInferencer.checkpointParts): never the whole state in one more array.
+    let i = 0;
+    const parts = state;
+    await this.os.put(
+      info,
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (i < parts.length) controller.enqueue(parts[i++]!); // ok: i < length
+          else controller.close();
+        },
+      }),
+    );
   }
 
   /** Removes the disk's checkpoint (the next start crawls the disk again). */

@@ -746,7 +746,8 @@ export class DiskWorker {
     const appliedSeq = engine.appliedSeq;
     const eventsSeq = this.#checkpointEventsSeq();
     const t0 = performance.now();
-    const state = engine.checkpoint();
+    const state = engine.checkpointParts();
+    const bytes = state.reduce((n, part) => n + part.length, 0);
     const built = performance.now() - t0;
     this.#lastCheckpointAt = Date.now();
     const fence = this.#o.fence;
@@ -764,12 +765,12 @@ export class DiskWorker {
     const cost = built + (performance.now() - t1);
     const gap = Math.min(MAX_CHECKPOINT_INTERVAL_S * 1000, Math.max(this.#o.checkpointIntervalMs, cost * CHECKPOINT_COST_FACTOR));
     if (gap > this.#o.checkpointIntervalMs && this.#checkpointGapMs <= this.#o.checkpointIntervalMs) {
-      this.#log.info({ appliedSeq, bytes: state.length, ms: Math.round(cost), nextInMs: Math.round(gap) }, 'checkpoints of this disk take long: spacing them out to keep their share of the work small');
+      this.#log.info({ appliedSeq, bytes, ms: Math.round(cost), nextInMs: Math.round(gap) }, 'checkpoints of this disk take long: spacing them out to keep their share of the work small');
     }
     this.#checkpointGapMs = gap;
     this.#checkpointedSeq = appliedSeq;
     this.#stats.checkpoints++;
-    this.#log.debug({ appliedSeq, bytes: state.length, ms: Math.round(cost) }, 'checkpoint stored');
+    this.#log.debug({ appliedSeq, bytes, ms: Math.round(cost) }, 'checkpoint stored');
   }
 
   async #finalCheckpoint(engine: DiskInferencer): Promise<void> {

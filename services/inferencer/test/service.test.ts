@@ -66,6 +66,11 @@ vi.mock('@gammaray/inferencer', async (importOriginal) => {
       if (this.disk === 'slow') for (const end = performance.now() + 120; performance.now() < end; );
       return Buffer.from(JSON.stringify({ disk: this.disk, applied: this.applied }));
     }
+    checkpointParts(): Uint8Array[] {
+      // Two parts, as the real engine gives documents: the store writes them one after the other.
+      const all = this.checkpoint();
+      return [all.subarray(0, 5), all.subarray(5)];
+    }
   }
   return { ...real, DiskInferencer: FakeInferencer };
 });
