@@ -98,6 +98,15 @@ describe('metrics and health endpoints of the services', () => {
     expect(sample(text, 'gammaray_inferencer_owned_disks')).toBe(1);
     expect(sample(text, 'gammaray_inferencer_events_total', '{disk="ops1",kind="snapshot"}')).toBe(1);
     expect(sample(text, 'gammaray_inferencer_pending_bytes', '{disk="ops1"}')).toBeGreaterThanOrEqual(0);
+    // The crawled tree: the root, lost+found and what mkfs put in the image; its metadata blocks are held.
+    expect(sample(text, 'gammaray_inferencer_tracked_inodes', '{disk="ops1"}')).toBeGreaterThanOrEqual(2);
+    expect(sample(text, 'gammaray_inferencer_held_block_bytes', '{disk="ops1"}')).toBeGreaterThan(0);
+    // Checkpoints come every interval (2 s by default) while the disk moves.
+    const ck = await until(async () => {
+      const t = (await get(inferencerPort, '/metrics')).text;
+      return (sample(t, 'gammaray_inferencer_checkpoint_bytes', '{disk="ops1"}') ?? 0) > 0 ? t : undefined;
+    }, 'a checkpoint');
+    expect(sample(ck, 'gammaray_inferencer_checkpoint_seconds', '{disk="ops1"}')).toBeGreaterThan(0);
     expect(sample(text, 'gammaray_inferencer_disk_lag_records', '{disk="ops1"}')).toBeGreaterThanOrEqual(0);
   });
 

@@ -341,6 +341,18 @@ export class DiskInferencer {
     return u === undefined ? node.size : Math.min(node.size, u[0]);
   }
 
+  /** Inodes in the tree (nodes held). */
+  get trackedInodes(): number {
+    return this.nodes.size;
+  }
+
+  /** Bytes of the metadata blocks held, as kept (most of them packed or deflated), and how many blocks. */
+  heldBlocks(): { blocks: number; bytes: number } {
+    let bytes = 0;
+    for (const s of this.store.blocks.values()) bytes += s.keptBytes;
+    return { blocks: this.store.blocks.size, bytes };
+  }
+
   /** Bytes of data blocks waiting in the pending buffer for the metadata that maps them. */
   get pendingDataBytes(): number {
     return this.pendingBytes;

@@ -64,6 +64,11 @@ export class StoredBlock {
     this.store.shallow.delete(this);
   }
 
+  /** Bytes this block takes as kept now (unpacked, packed or deflated; both while a packed copy is in use). */
+  get keptBytes(): number {
+    return (this.#raw?.length ?? 0) + (this.#packed?.length ?? 0);
+  }
+
   /** The bytes without keeping them unpacked (a checkpoint reads every block once). */
   peek(): Uint8Array {
     return this.#raw ?? this.unpacked();

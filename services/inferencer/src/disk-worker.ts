@@ -97,6 +97,13 @@ export interface DiskWorkerStats {
   readonly eventsByKind: Readonly<Record<string, number>>;
   /** Bytes in the engine's pending-block buffer (data written before the metadata that maps it). */
   readonly pendingBytes: number;
+  /** Inodes in the disk's tree. */
+  readonly trackedInodes: number;
+  /** Bytes of the disk's metadata blocks the engine holds, as kept (packed or deflated mostly). */
+  readonly heldBlockBytes: number;
+  /** Bytes of the last checkpoint stored, and the seconds it took to build and store (0 before the first). */
+  readonly lastCheckpointBytes: number;
+  readonly lastCheckpointSeconds: number;
   readonly checkpoints: number;
   readonly restarts: number;
   /** Events the stream already held (re-published after a restart and dropped by msg id). */
@@ -172,6 +179,7 @@ export class DiskWorker {
   #eventsSeq = { checkpoint: 0, read: 0 };
   #checkpointedSeq = -1;
   #lastCheckpointAt = 0;
+  #lastCheckpoint = { bytes: 0, seconds: 0 };
   /** Time to wait after the last checkpoint before the next (the interval, stretched by CHECKPOINT_COST_FACTOR). */
   #checkpointGapMs: number;
   /** The record being applied (and its capture time), for the poison-record rule. */
@@ -212,6 +220,10 @@ export class DiskWorker {
       ...this.#stats,
       eventsByKind: { ...this.#eventsByKind },
       pendingBytes: this.#engine?.pendingDataBytes ?? 0,
+      trackedInodes: this.#engine?.trackedInodes ?? 0,
+      heldBlockBytes: this.#engine?.heldBlocks().bytes ?? 0,
+      lastCheckpointBytes: this.#lastCheckpoint.bytes,
+      lastCheckpointSeconds: this.#lastCheckpoint.seconds,
       duplicateEvents,
       appliedSeq: this.#engine?.appliedSeq ?? this.#checkpointedSeq,
       checkpointedSeq: this.#checkpointedSeq,
@@ -768,6 +780,7 @@ export class DiskWorker {
       this.#log.info({ appliedSeq, bytes, ms: Math.round(cost), nextInMs: Math.round(gap) }, 'checkpoints of this disk take long: spacing them out to keep their share of the work small');
     }
     this.#checkpointGapMs = gap;
+    this.#lastCheckpoint = { bytes, seconds: cost / 1000 };
     this.#checkpointedSeq = appliedSeq;
     this.#stats.checkpoints++;
     this.#log.debug({ appliedSeq, bytes, ms: Math.round(cost) }, 'checkpoint stored');

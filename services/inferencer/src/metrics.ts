@@ -89,6 +89,21 @@ export class InferencerMetrics {
         for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.pendingBytes);
       },
     });
+    const perDisk = (name: string, help: string, value: (s: DiskWorkerStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['disk'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [disk, s] of source.ownedDisks()) this.set({ disk }, value(s));
+        },
+      });
+    perDisk('gammaray_inferencer_tracked_inodes', 'Inodes in the disk\'s tree (what the engine\'s memory grows with)', (s) => s.trackedInodes);
+    perDisk('gammaray_inferencer_held_block_bytes', 'Bytes of the disk\'s metadata blocks the engine holds, as kept (mostly packed or deflated)', (s) => s.heldBlockBytes);
+    perDisk('gammaray_inferencer_checkpoint_bytes', 'Size of the disk\'s last stored checkpoint (its whole state)', (s) => s.lastCheckpointBytes);
+    perDisk('gammaray_inferencer_checkpoint_seconds', 'Time the disk\'s last checkpoint took to build and store; the next waits at least 10 times as long', (s) => s.lastCheckpointSeconds);
     new Gauge({
       name: 'gammaray_inferencer_disk_applied_seq',
       help: 'Last stream sequence of GAMMARAY_WRITES applied for the disk',

@@ -66,6 +66,10 @@ vi.mock('@gammaray/inferencer', async (importOriginal) => {
       if (this.disk === 'slow') for (const end = performance.now() + 120; performance.now() < end; );
       return Buffer.from(JSON.stringify({ disk: this.disk, applied: this.applied }));
     }
+    readonly trackedInodes = 1;
+    heldBlocks(): { blocks: number; bytes: number } {
+      return { blocks: 0, bytes: 0 };
+    }
     checkpointParts(): Uint8Array[] {
       // Two parts, as the real engine gives documents: the store writes them one after the other.
       const all = this.checkpoint();
