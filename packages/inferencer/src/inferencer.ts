@@ -1265,7 +1265,11 @@ export class DiskInferencer {
         const names: string[] = [];
         const children: number[] = [];
         newEntries.forEach((child, name) => {
-          if (base?.get(name) === child) return;
+          if (base?.get(name) === child) {
+            // The same name, decoded again: the link takes this copy, so the old directory's goes with it.
+            this.links.shareName(child, ino, name);
+            return;
+          }
           names.push(name);
           children.push(child);
         });

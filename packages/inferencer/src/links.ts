@@ -119,6 +119,15 @@ export class LinkTable {
     return this.names[s] ?? this.many.get(s)?.first()?.name;
   }
 
+  /**
+   * When `ino`'s one name is `name` in `dir`, keeps this string object for it (a directory read again decodes
+   * its names anew: holding the old copies kept every name twice).
+   */
+  shareName(ino: number, dir: number, name: string): void {
+    const s = this.slots.get(ino);
+    if (s >= 0 && this.names[s] === name && this.dirs[s] === dir) this.names[s] = name;
+  }
+
   /** Whether `ino` is named `name` in `dir`. */
   includes(ino: number, dir: number, name: string): boolean {
     const s = this.slots.get(ino);

@@ -51,4 +51,15 @@ describe('LinkTable', () => {
     expect(t.count(12)).toBe(0);
     expect(t.has(12)).toBe(true);
   }, 20_000);
+
+  it('shareName changes nothing a caller can see: the same name in the same directory only', () => {
+    const t = new LinkTable();
+    t.add(12, 5, 'b');
+    t.shareName(12, 5, ['b'].join(''));
+    t.shareName(12, 6, 'b');
+    t.shareName(12, 5, 'c');
+    t.shareName(99, 5, 'b');
+    expect(t.all(12)).toEqual([{ dir: 5, name: 'b' }]);
+    expect(t.has(99)).toBe(false);
+  });
 });
