@@ -8,7 +8,8 @@
  * The records are already in stream GAMMARAY_WRITES (the parent published them, untimed). Timed: bootstrap a
  * DiskInferencer from the starting image (block reads answered by pread on the file, at sequence 0), then read
  * every record of `gammaray.<disk>.writes` with an ordered consumer, decode it, apply it, and BSON-encode every
- * event it yields (encodeEvent), as the service does before publishing. With --publish, each event is also
+ * event it yields (encodeEvent), as the service does before publishing. With --publish, checkpoints are made on the
+ * service's schedule and stored in its object store, and each event is also
  * published to GAMMARAY_EVENTS as the service publishes it (its EventPublisher: `Nats-Msg-Id`, path header, 256
  * in flight) and the timed part ends when every event is stored. Progress on stderr; one JSON line with the
  * figures on stdout.
@@ -17,10 +18,11 @@ import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { DiskInferencer, encodeEvent, eventMsgId } from '@gammaray/inferencer';
-import { EventPublisher, ensureEventsStream } from '@gammaray/service-inferencer';
+import { Objm } from '@nats-io/obj';
+import { CHECKPOINT_COST_FACTOR, CheckpointStore, DEFAULT_CHECKPOINT_INTERVAL_S, EventPublisher, ensureEventsStream } from '@gammaray/service-inferencer';
 import { fileFetcher } from './file-fetcher.mjs';
 import { noter } from '../lib/report.mjs';
-import { STREAM_EVENTS, STREAM_WRITES, decodeWriteRecord, eventsSubject, writesSubject } from '@gammaray/wire';
+import { OBJ_STATE, STREAM_EVENTS, STREAM_WRITES, decodeWriteRecord, eventsSubject, writesSubject } from '@gammaray/wire';
 
 /**
  * Records the consumer asks for at a time: the service's value (services/inferencer disk-worker.ts). It was 16
@@ -81,6 +83,28 @@ async function main() {
     }
   };
   await count(boot.events);
+  // With --publish, checkpoints too, as the service's worker makes them: after the default interval, and no sooner
+  // than CHECKPOINT_COST_FACTOR times what the last took; every event before it stored first; the state written as
+  // its documents into the object store.
+  const checkpoints = { count: 0, seconds: 0, bytes: 0 };
+  const store = v.publish ? new CheckpointStore(await new Objm(nc).create(OBJ_STATE)) : undefined;
+  let lastCheckpointAt = performance.now();
+  let checkpointGapMs = DEFAULT_CHECKPOINT_INTERVAL_S * 1000;
+  const maybeCheckpoint = async (appliedSeq) => {
+    if (!store || performance.now() - lastCheckpointAt < checkpointGapMs) return;
+    await publisher.flush();
+    const c0 = performance.now();
+    const parts = inf.checkpointParts();
+    lastCheckpointAt = performance.now();
+    const bytes = parts.reduce((n, p) => n + p.length, 0);
+    await store.save(v.disk, parts, { appliedSeq, size: fetcher.size });
+    const cost = performance.now() - c0;
+    checkpointGapMs = Math.max(DEFAULT_CHECKPOINT_INTERVAL_S * 1000, cost * CHECKPOINT_COST_FACTOR);
+    checkpoints.count++;
+    checkpoints.seconds += cost / 1000;
+    checkpoints.bytes = bytes;
+    note(`checkpoint at ${appliedSeq}: ${(bytes / 1e6).toFixed(1)} MB in ${cost.toFixed(0)} ms; next in ${(checkpointGapMs / 1000).toFixed(1)} s or later`);
+  };
   const nodesAfterBootstrap = inf.nodes.size;
   const rssAfterBootstrap = process.memoryUsage().rss;
   note(`bootstrap ${(t1 - t0).toFixed(0)} ms, ${nodesAfterBootstrap} nodes; consuming ${want} records`);
@@ -104,6 +128,7 @@ async function main() {
     const rec = decodeWriteRecord(m.data);
     recordBytes += m.data.length;
     await count(await inf.apply(m.seq, rec));
+    await maybeCheckpoint(m.seq);
     lastSeq = m.seq;
     records++;
     if (records >= want) break;
@@ -165,6 +190,9 @@ async function main() {
     // JS heap plus ArrayBuffer contents still reachable at the end, above the baseline: the engine's state.
     retainedBytes: mem.heapUsed + mem.arrayBuffers - (base.heapUsed + base.arrayBuffers),
     consumeMaxMessages: CONSUME_MAX_MESSAGES,
+    checkpointCount: checkpoints.count,
+    checkpointSeconds: checkpoints.seconds,
+    checkpointBytes: checkpoints.bytes,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

@@ -14,8 +14,9 @@
  * 2. Per run, in interleaved order: (a) the records are published into a fresh nats-server (untimed), then a
  *    fresh child process (bench/infer/replay.mjs, so its peak RSS is its own) bootstraps a DiskInferencer from
  *    the starting image and consumes, decodes, applies and encodes everything (timed); the same again with
- *    --publish, where every event is also published to GAMMARAY_EVENTS by the service's EventPublisher, as the
- *    service does, and the time runs until the last one is stored (the speed target is judged on this one); (b) `gammaray capture
+ *    --publish, where every event is also published to GAMMARAY_EVENTS by the service's EventPublisher and the state
+ *    is checkpointed into the service's object store on its schedule, as the service does, and the time runs until
+ *    the last event is stored (the speed target is judged on this one); (b) `gammaray capture
  *    --trace` applies the same writes to a copy of the starting image and publishes them to a fresh nats-server
  *    (timed until it exits).
  * 3. Once: guest write -> event publish. nats-server + capture + `gammaray inferencer`, a guest appending a line
@@ -61,6 +62,8 @@ function deployedNodeFlags() {
 }
 const INFERENCER_NODE_FLAGS = deployedNodeFlags();
 
+/** The service's default checkpoint interval (services/inferencer config), which the publishing replay follows. */
+const DEFAULT_CHECKPOINT_S = 2;
 const DEFAULT_FILES = 50_000;
 const DEFAULT_DIRS = 50;
 const DEFAULT_RUNS = 3;
@@ -744,7 +747,7 @@ function report(o, rec, facts, samples, latency, load0, load1, started, seconds)
   const inferFields = ['totalSeconds', 'bootstrapSeconds', 'streamSeconds', 'processSeconds', 'cpuSeconds', 'recordsPerS', 'mbPerS', 'eventsPerS', 'streamRecordsPerS', 'streamMbPerS', 'events', 'trackedInodes', 'maxRss', 'rssBaseline', 'rssPerInode', 'rssDeltaPerInode', 'retainedPerInode'];
   const summary = {
     infer: Object.fromEntries(inferFields.map((f) => [f, S(f)])),
-    inferPublish: Object.fromEntries([...inferFields, 'publishDrainSeconds', 'floorSeconds', 'floorEventsPerS', 'floorCpuSeconds'].map((f) => [f, P(f)])),
+    inferPublish: Object.fromEntries([...inferFields, 'publishDrainSeconds', 'floorSeconds', 'floorEventsPerS', 'floorCpuSeconds', 'checkpointCount', 'checkpointSeconds', 'checkpointBytes'].map((f) => [f, P(f)])),
     capture: Object.fromEntries(['ingestSeconds', 'processSeconds', 'processCpuSeconds', 'mbPerS', 'processMbPerS'].map((f) => [f, C(f)])),
   };
   const ratios = {
@@ -795,6 +798,7 @@ function report(o, rec, facts, samples, latency, load0, load1, started, seconds)
   out.push('|---|---:|');
   out.push(`| timed total (bootstrap + stream + last acks), s | ${rng(summary.inferPublish.totalSeconds, f2)} |`);
   out.push(`| of which waiting for the last acks after the last record, s | ${rng(summary.inferPublish.publishDrainSeconds, f2)} |`);
+  out.push(`| checkpoints made (as the service: every ${DEFAULT_CHECKPOINT_S} s, spaced to 10x their cost); s in all; MB the last | ${rng(summary.inferPublish.checkpointCount, f0)}; ${rng(summary.inferPublish.checkpointSeconds, f2)}; ${rng({ median: summary.inferPublish.checkpointBytes.median / 1e6, min: summary.inferPublish.checkpointBytes.min / 1e6, max: summary.inferPublish.checkpointBytes.max / 1e6 }, f1)} |`);
   out.push(`| records/s; MB/s | ${rng(summary.inferPublish.recordsPerS, f0)}; ${rng(summary.inferPublish.mbPerS, f1)} |`);
   out.push(`| events/s (published and stored) | ${rng(summary.inferPublish.eventsPerS, f0)} |`);
   out.push(`| CPU s (user + sys, timed part) | ${rng(summary.inferPublish.cpuSeconds, f2)} |`);
