@@ -7,23 +7,19 @@
  * as the account's unrestricted default user. The inferencer is killed -9 after publishing events its checkpoint
  * does not cover, the stream forgets their msg ids (as 2 minutes would), and it is started again.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
-import { STREAM_EVENTS, diskEventsFilter } from '@gammaray/wire';
+import { STREAM_EVENTS } from '@gammaray/wire';
 import { startCapture, type CaptureProcess } from '../support/capture-process.js';
-import { dataFileImage } from '../support/data-image.js';
+import { dataFileImage, readDiskEvents, waitForWriteEvent, writeDataBlock } from '../support/data-image.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { spawnService, type ServiceProcess } from '../support/service-process.js';
 
-const exec = promisify(execFile);
 const DISK = 'vm1';
 const BLOCK = 4096;
 const PASSWORD = 'inferencer-pw-for-tests';
@@ -58,34 +54,6 @@ function startInferencer(args: readonly string[]): Promise<ServiceProcess> {
   return p.waitForLog(/inferencer started/).then(() => p);
 }
 
-async function writeBlock(block: number, pattern: number): Promise<void> {
-  const { stdout } = await exec('qemu-io', ['-f', 'raw', '-c', `write -P 0x${pattern.toString(16)} ${block * BLOCK} ${BLOCK}`, '-c', 'flush', capture!.url(DISK)]); // ok: started in beforeAll
-  expect(stdout).not.toMatch(/error/i);
-}
-
-async function readEvents(): Promise<{ msgId: string | undefined; event: FsEvent }[]> {
-  const filter = diskEventsFilter(DISK);
-  const info = await (await jetstreamManager(nc)).streams.info(STREAM_EVENTS, { subjects_filter: filter });
-  const want = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
-  const out: { msgId: string | undefined; event: FsEvent }[] = [];
-  if (want === 0) return out;
-  const c = await jetstream(nc).consumers.get(STREAM_EVENTS, { filter_subjects: filter });
-  while (out.length < want) {
-    for await (const m of await c.fetch({ max_messages: want - out.length, expires: 2000 })) out.push({ msgId: m.headers?.get('Nats-Msg-Id'), event: decodeEvent(m.data) });
-  }
-  return out;
-}
-
-async function waitForWrite(pattern: number): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const found = (await readEvents().catch(() => [])).find((s) => s.event.kind === 'write' && s.event.data?.[0] === pattern);
-    if (found) return;
-    if (Date.now() > deadline) throw new Error(`no write event of 0x${pattern.toString(16)}; inferencer logs:\n${inferencer?.logs() ?? ''}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
-
 /** Makes GAMMARAY_EVENTS forget every msg id it has seen, as 2 minutes without the inferencer would. */
 async function forgetMsgIds(): Promise<void> {
   const jsm = await jetstreamManager(nc);
@@ -95,6 +63,10 @@ async function forgetMsgIds(): Promise<void> {
   await new Promise((r) => setTimeout(r, 2_000));
   await jsm.streams.update(STREAM_EVENTS, { ...info.config, duplicate_window: window });
 }
+
+const writeBlock = (block: number, pattern: number) => writeDataBlock(capture!.url(DISK), block, BLOCK, pattern); // ok: started in beforeAll
+const readEvents = () => readDiskEvents(nc, DISK);
+const waitForWrite = (pattern: number) => waitForWriteEvent(nc, DISK, pattern, () => inferencer?.logs() ?? '');
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'gammaray-readahead-fallback-'));
