@@ -84,6 +84,28 @@ describe('a hostile guest', () => {
     expect(inf.tree().map((e) => e.path)).toContain('/d2/other.txt');
   }, 120_000);
 
+  it('a directory naming 1,500 cleared inodes gives at most MAX_CORRUPT_EVENTS_PER_RECORD corrupt events and one that counts the rest', async () => {
+    const src = join(work, 'src-many');
+    mkdirSync(join(src, 'many'), { recursive: true });
+    for (let i = 0; i < 1500; i++) writeFileSync(join(src, 'many', `f${i}`), '');
+    writeFileSync(join(src, 'keep.txt'), 'keep\n');
+    const img = join(work, 'many.img');
+    await exec('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-b', String(BS), '-N', '2048', '-d', src, img, '32M']);
+    // Every file's inode zeroed (debugfs clri), its name left in the directory.
+    const { stdout } = await exec('debugfs', ['-R', 'ls -l /many', img]);
+    const inos = [...stdout.matchAll(/^\s*(\d+)\s+100644/gm)].map((m) => Number(m[1]));
+    expect(inos.length).toBe(1500);
+    const script = join(work, 'clri.txt');
+    writeFileSync(script, inos.map((i) => `clri <${i}>`).join('\n') + '\n');
+    await exec('debugfs', ['-w', '-f', script, img]);
+    const { inferencer: inf, events } = await DiskInferencer.bootstrap(new Disk(img).fetcher(), { disk: 'many' }, 0, new Date());
+    const corrupt = events.filter((e) => e.kind === 'corrupt');
+    expect(corrupt.length).toBe(1001);
+    expect(corrupt.at(-1)).toMatchObject({ corruptKind: 'TooManyProblems', message: expect.stringMatching(/^500 more problems/) });
+    expect(new Set(corrupt.map((e) => e.idx)).size).toBe(1001); // distinct msg ids
+    expect(inf.tree().map((e) => e.path)).toContain('/keep.txt');
+  }, 60_000);
+
   it('garbage over the superblock of a mounted file system does not blind the engine, and survives a checkpoint', async () => {
     const src = join(work, 'src-sb');
     mkdirSync(join(src, 'd'), { recursive: true });

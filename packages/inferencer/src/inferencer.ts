@@ -44,6 +44,7 @@ import { JournalFollower, type CommittedTx, type JournalState } from './journal.
 import {
   DEFAULT_INLINE_LIMIT,
   DEFAULT_PENDING_BYTES,
+  MAX_CORRUPT_EVENTS_PER_RECORD,
   MAX_INODES_PER_SETTLE,
   MAX_LOGGED_DATA_BYTES,
   MAX_ORDER_DEPTH,
@@ -115,6 +116,8 @@ interface Ctx {
   readonly seq: number;
   readonly ts: Date;
   readonly out: FsEvent[];
+  /** `corrupt` events of this record (or crawl) so far, and those left out past MAX_CORRUPT_EVENTS_PER_RECORD. */
+  readonly problems: { reported: number; dropped: number };
   /** The write event last made for data written to mapped blocks, while later blocks may extend it. */
   run?: WriteRun;
 }
@@ -404,7 +407,7 @@ export class DiskInferencer {
       inf.idxSeq = fromSeq;
       inf.idx = firstIdx;
     }
-    const ctx: Ctx = { seq: fromSeq, ts, out: [] };
+    const ctx: Ctx = { seq: fromSeq, ts, out: [], problems: { reported: 0, dropped: 0 } };
     const corrupt: FsEvent[] = [];
     let replay: CommittedTx[] = [];
     try {
@@ -423,6 +426,7 @@ export class DiskInferencer {
     inf.superBytes = await inf.store.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
     inf.buildItables();
     await inf.crawl({ ...ctx, out: corrupt });
+    inf.reportDropped({ ...ctx, out: corrupt });
     inf.store.compact();
     const counts = inf.counts();
     const snapshot = inf.event(ctx, { kind: EventKind.Snapshot, path: '', ino: 0, type: '', files: counts.files, dirs: counts.dirs, ...(inf.window.partition !== 0 ? { partition: inf.window.partition } : {}), ...(inf.window.lv !== undefined ? { lv: inf.window.lv } : {}) });
@@ -718,7 +722,7 @@ export class DiskInferencer {
    */
   async apply(seq: number, rec: WriteRecord): Promise<FsEvent[]> {
     if (seq <= this.applied) return [];
-    const ctx: Ctx = { seq, ts: rec.ts, out: [] };
+    const ctx: Ctx = { seq, ts: rec.ts, out: [], problems: { reported: 0, dropped: 0 } };
     const { ops, tableTouched } = clipRecord(rec, this.window, this.diskFetcher.size);
     // The superblock as written by this record (whole in one write, as the kernel and mkfs write it), if it was.
     let superWrite: Uint8Array | undefined;
@@ -746,6 +750,7 @@ export class DiskInferencer {
     this.recentOldest.release();
     this.loggedOldest.release();
     this.applied = seq;
+    this.reportDropped(ctx);
     return ctx.out;
   }
 
@@ -2114,8 +2119,29 @@ export class DiskInferencer {
   }
 
   private corrupt(ctx: Ctx, message: string, where: { ino?: number; block?: number; kind?: string }): void {
+    // A guest can make one record name a million broken things (a directory of entries naming free inodes): the
+    // first MAX_CORRUPT_EVENTS_PER_RECORD are reported, then one event says how many more there were.
+    if (++ctx.problems.reported > MAX_CORRUPT_EVENTS_PER_RECORD) {
+      ctx.problems.dropped++;
+      return;
+    }
     const path = where.ino !== undefined && this.links.has(where.ino) ? this.pathOf(where.ino) : '';
     this.event(ctx, { kind: EventKind.Corrupt, path, ino: where.ino ?? 0, type: '', corruptKind: where.kind ?? 'Corrupt', message, block: where.block });
+  }
+
+  /** The one `corrupt` event that counts the problems of this record (or crawl) left out, if there were any. */
+  private reportDropped(ctx: Ctx): void {
+    const n = ctx.problems.dropped;
+    if (n === 0) return;
+    ctx.problems.dropped = 0;
+    this.event(ctx, {
+      kind: EventKind.Corrupt,
+      path: '',
+      ino: 0,
+      type: '',
+      corruptKind: 'TooManyProblems',
+      message: `${n} more problems in this write record were not reported one by one (at most ${MAX_CORRUPT_EVENTS_PER_RECORD} per record)`,
+    });
   }
 
   // ---------------------------------------------------------------- checkpoints

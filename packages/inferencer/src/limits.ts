@@ -55,6 +55,11 @@ export const MAX_OPEN_JOURNAL_BLOCKS = 1 << 18;
 export const CHECKPOINT_NODES_PER_CHUNK = 2000;
 /** Entries of one directory per checkpoint chunk. */
 export const CHECKPOINT_ENTRIES_PER_CHUNK = 20000;
+/**
+ * `corrupt` events one write record (or a crawl) gives at most; past it, one more says how many were left out. A
+ * guest could otherwise turn one write into a million events (a directory block of entries naming free inodes).
+ */
+export const MAX_CORRUPT_EVENTS_PER_RECORD = 1000;
 /** Bucket width, in blocks, of the physical-to-file reverse index. */
 export const DATA_INDEX_BUCKET_BLOCKS = 16;
 /**
