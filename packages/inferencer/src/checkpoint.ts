@@ -14,7 +14,6 @@ import { CHECKPOINT_ENTRIES_PER_CHUNK, CHECKPOINT_NODES_PER_CHUNK } from './limi
 import type { MappedRun } from './data-index.js';
 import type { VolumeWindow } from './volume-window.js';
 import { TimeCache, makeNode, type FsNode } from './node.js';
-import type { Link } from './links.js';
 
 /** Extents per checkpoint document (24 bytes each as float64 triples). */
 const RUNS_PER_CHUNK = 100_000;
@@ -45,7 +44,7 @@ export class CheckpointError extends Error {
 type Doc = Record<string, unknown>;
 
 /** A node as version 2 wrote it (see encodeCheckpoint's `version`). */
-function nodeDoc(n: FsNode, links: ReadonlyMap<number, Link[]>): Doc {
+function nodeDoc(n: FsNode, links: ReadonlyMap<number, readonly (readonly [number, string])[]>): Doc {
   const d: Doc = {
     i: n.ino,
     g: n.generation,
@@ -59,7 +58,7 @@ function nodeDoc(n: FsNode, links: ReadonlyMap<number, Link[]>): Doc {
     f: n.flags,
     x: Object.entries(n.xattrs),
     o: n.owned,
-    l: (links.get(n.ino) ?? []).map((l) => [l.dir, l.name]),
+    l: links.get(n.ino) ?? [],
   };
   if (n.target !== undefined) d.tg = n.target;
   if (n.rdev !== 0) d.rd = n.rdev;
@@ -138,7 +137,7 @@ function nodeOfSpec(spec: NodeSpec, entries: Map<number, Map<string, number>>, r
  * byte per counted run, 1 when preallocated; empty when none is); `rich`: {j (index in the chunk), x, o, tg, il}
  * for the few nodes with xattrs, owned blocks, a target or inline data.
  */
-function encodeNodeColumns(part: readonly FsNode[], links: ReadonlyMap<number, Link[]>): Doc {
+function encodeNodeColumns(part: readonly FsNode[], links: ReadonlyMap<number, readonly (readonly [number, string])[]>): Doc {
   const k = part.length;
   const num = new Float64Array(k * NODE_NUMBERS);
   const t = new Uint8Array(k);
@@ -174,9 +173,9 @@ function encodeNodeColumns(part: readonly FsNode[], links: ReadonlyMap<number, L
     t[j] = ti;
     const ls = links.get(n.ino) ?? [];
     lc[j] = ls.length;
-    for (const l of ls) {
-      ld.push(l.dir);
-      names.push(l.name);
+    for (const [dir, name] of ls) {
+      ld.push(dir);
+      names.push(name);
     }
     const runs = n.runs;
     if (runs === undefined) rc[j] = NO_RUNS;
@@ -359,7 +358,7 @@ export function encodeCheckpointParts(s: InferencerState, version: 2 | typeof CH
     if (nums.length === perChunk) flush();
   }
   flush();
-  const links = new Map(s.links.map(([ino, l]) => [ino, l.map(([dir, name]) => ({ dir, name }))]));
+  const links = new Map(s.links);
   for (let i = 0; i < s.nodes.length; i += CHECKPOINT_NODES_PER_CHUNK) {
     const part = s.nodes.slice(i, i + CHECKPOINT_NODES_PER_CHUNK);
     push(version === 2 ? { k: 'nodes', items: part.map((n) => nodeDoc(n, links)) } : encodeNodeColumns(part, links));

@@ -49,46 +49,6 @@ export class InferencerMetrics {
         this.set(source.liveInstances());
       },
     });
-    new Gauge({
-      name: 'gammaray_inferencer_disk_lag_records',
-      help: 'Records of the disk in GAMMARAY_WRITES still to apply',
-      labelNames: ['disk'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.lagRecords);
-      },
-    });
-    new Gauge({
-      name: 'gammaray_inferencer_disk_lag_seconds',
-      help: 'Age of the last applied record of the disk while more are pending (0 when caught up)',
-      labelNames: ['disk'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.lagSeconds);
-      },
-    });
-    new Counter({
-      name: 'gammaray_inferencer_events_total',
-      help: 'Events published for the disk by this instance, by kind (re-publishes after a restart included)',
-      labelNames: ['disk', 'kind'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [disk, s] of source.ownedDisks()) for (const [kind, n] of Object.entries(s.eventsByKind)) this.inc({ disk, kind }, n);
-      },
-    });
-    new Gauge({
-      name: 'gammaray_inferencer_pending_bytes',
-      help: 'Bytes of data blocks of the disk waiting for the metadata that maps them (bounded pending-block buffer)',
-      labelNames: ['disk'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.pendingBytes);
-      },
-    });
     const perDisk = (name: string, help: string, value: (s: DiskWorkerStats) => number) =>
       new Gauge({
         name,
@@ -100,19 +60,23 @@ export class InferencerMetrics {
           for (const [disk, s] of source.ownedDisks()) this.set({ disk }, value(s));
         },
       });
+    perDisk('gammaray_inferencer_disk_lag_records', 'Records of the disk in GAMMARAY_WRITES still to apply', (s) => s.lagRecords);
+    perDisk('gammaray_inferencer_disk_lag_seconds', 'Age of the last applied record of the disk while more are pending (0 when caught up)', (s) => s.lagSeconds);
+    perDisk('gammaray_inferencer_pending_bytes', 'Bytes of data blocks of the disk waiting for the metadata that maps them (bounded pending-block buffer)', (s) => s.pendingBytes);
+    perDisk('gammaray_inferencer_disk_applied_seq', 'Last stream sequence of GAMMARAY_WRITES applied for the disk', (s) => s.appliedSeq);
+    new Counter({
+      name: 'gammaray_inferencer_events_total',
+      help: 'Events published for the disk by this instance, by kind (re-publishes after a restart included)',
+      labelNames: ['disk', 'kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [disk, s] of source.ownedDisks()) for (const [kind, n] of Object.entries(s.eventsByKind)) this.inc({ disk, kind }, n);
+      },
+    });
     perDisk('gammaray_inferencer_tracked_inodes', 'Inodes in the disk\'s tree (what the engine\'s memory grows with)', (s) => s.trackedInodes);
     perDisk('gammaray_inferencer_held_block_bytes', 'Bytes of the disk\'s metadata blocks the engine holds, as kept (mostly packed or deflated)', (s) => s.heldBlockBytes);
     perDisk('gammaray_inferencer_checkpoint_bytes', 'Size of the disk\'s last stored checkpoint (its whole state)', (s) => s.lastCheckpointBytes);
     perDisk('gammaray_inferencer_checkpoint_seconds', 'Time the disk\'s last checkpoint took to build and store; the next waits at least 10 times as long', (s) => s.lastCheckpointSeconds);
-    new Gauge({
-      name: 'gammaray_inferencer_disk_applied_seq',
-      help: 'Last stream sequence of GAMMARAY_WRITES applied for the disk',
-      labelNames: ['disk'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [disk, s] of source.ownedDisks()) this.set({ disk }, s.appliedSeq);
-      },
-    });
   }
 }
