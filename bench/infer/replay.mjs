@@ -19,7 +19,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { DiskInferencer, encodeEvent, eventMsgId } from '@gammaray/inferencer';
 import { Objm } from '@nats-io/obj';
-import { CHECKPOINT_COST_FACTOR, CheckpointStore, DEFAULT_CHECKPOINT_INTERVAL_S, EventPublisher, ensureEventsStream } from '@gammaray/service-inferencer';
+import { CHECKPOINT_COST_FACTOR, CheckpointChain, CheckpointStore, DEFAULT_CHECKPOINT_INTERVAL_S, EventPublisher, ensureEventsStream } from '@gammaray/service-inferencer';
 import { fileFetcher } from './file-fetcher.mjs';
 import { noter } from '../lib/report.mjs';
 import { OBJ_STATE, STREAM_EVENTS, STREAM_WRITES, decodeWriteRecord, eventsSubject, writesSubject } from '@gammaray/wire';
@@ -85,26 +85,30 @@ async function main() {
   await count(boot.events);
   // With --publish, checkpoints too, as the service's worker makes them: after the default interval, and no sooner
   // than CHECKPOINT_COST_FACTOR times what the last took; every event before it stored first; the state written as
-  // its documents into the object store.
-  const checkpoints = { count: 0, seconds: 0, bytes: 0 };
+  // its documents into the object store; a full one, then deltas (CheckpointChain, the worker's own).
+  const checkpoints = { count: 0, deltas: 0, seconds: 0, bytes: 0 };
   const store = v.publish ? new CheckpointStore(await new Objm(nc).create(OBJ_STATE)) : undefined;
+  const chain = store ? new CheckpointChain(inf, store, v.disk) : undefined;
   let lastCheckpointAt = performance.now();
   let checkpointGapMs = DEFAULT_CHECKPOINT_INTERVAL_S * 1000;
-  const maybeCheckpoint = async (appliedSeq) => {
-    if (!store || performance.now() - lastCheckpointAt < checkpointGapMs) return;
+  const maybeCheckpoint = async (appliedSeq, force = false) => {
+    if (!store || (!force && performance.now() - lastCheckpointAt < checkpointGapMs)) return;
     await publisher.flush();
     const c0 = performance.now();
-    const parts = inf.checkpointParts();
+    const cp = chain.take();
     lastCheckpointAt = performance.now();
-    const bytes = parts.reduce((n, p) => n + p.length, 0);
-    await store.save(v.disk, parts, { appliedSeq, size: fetcher.size });
+    const bytes = cp.bytes;
+    await cp.store({ appliedSeq, size: fetcher.size });
+    if (cp.delta) checkpoints.deltas++;
     const cost = performance.now() - c0;
     checkpointGapMs = Math.max(DEFAULT_CHECKPOINT_INTERVAL_S * 1000, cost * CHECKPOINT_COST_FACTOR);
     checkpoints.count++;
     checkpoints.seconds += cost / 1000;
     checkpoints.bytes = bytes;
-    note(`checkpoint at ${appliedSeq}: ${(bytes / 1e6).toFixed(1)} MB in ${cost.toFixed(0)} ms; next in ${(checkpointGapMs / 1000).toFixed(1)} s or later`);
+    note(`${cp.delta ? 'delta ' : ''}checkpoint at ${appliedSeq}: ${(bytes / 1e6).toFixed(1)} MB in ${cost.toFixed(0)} ms; next in ${(checkpointGapMs / 1000).toFixed(1)} s or later`);
   };
+  // The service checkpoints at once after the crawl (timed with the bootstrap, as the service's would be).
+  await maybeCheckpoint(inf.appliedSeq, true);
   const nodesAfterBootstrap = inf.nodes.size;
   const rssAfterBootstrap = process.memoryUsage().rss;
   note(`bootstrap ${(t1 - t0).toFixed(0)} ms, ${nodesAfterBootstrap} nodes; consuming ${want} records`);
@@ -191,6 +195,7 @@ async function main() {
     retainedBytes: mem.heapUsed + mem.arrayBuffers - (base.heapUsed + base.arrayBuffers),
     consumeMaxMessages: CONSUME_MAX_MESSAGES,
     checkpointCount: checkpoints.count,
+    checkpointDeltas: checkpoints.deltas,
     checkpointSeconds: checkpoints.seconds,
     checkpointBytes: checkpoints.bytes,
   };

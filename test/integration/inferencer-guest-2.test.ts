@@ -170,6 +170,7 @@ describe('inference from a real guest, second walk-through', () => {
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
     expect(r.events.filter((e) => e.kind === 'corrupt'), brief(r.events).join('\n')).toEqual([]);
     for (const ahead of [0, 5, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'frag', 3, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    expect(fingerprint(await replayWithRestarts(rec, 'frag', 3, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r);
   }, 900_000);
 
@@ -186,6 +187,7 @@ describe('inference from a real guest, second walk-through', () => {
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
     expect(r.events.filter((e) => e.kind === 'corrupt'), brief(r.events).join('\n')).toEqual([]);
     for (const ahead of [0, 5, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'dirs', 5, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    expect(fingerprint(await replayWithRestarts(rec, 'dirs', 5, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r);
   }, 900_000);
   it('files open after their last name is gone, shared xattr blocks, a directory renamed over an empty one, odd names', async () => {
@@ -199,6 +201,7 @@ describe('inference from a real guest, second walk-through', () => {
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
     expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);
     for (const ahead of [0, 2, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'misc', 1, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    expect(fingerprint(await replayWithRestarts(rec, 'misc', 1, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r, 1);
   }, 240_000);
 
@@ -257,6 +260,7 @@ describe('inference from a real guest, second walk-through', () => {
     if (name === 'nojournal' && got.includes('write /f1 @0+12')) want.splice(want.indexOf('write /f1 @0+6'), 2, 'write /f1 @0+12');
     expect(got).toEqual(want);
     for (const ahead of [0, 3, Infinity]) expect(fingerprint(await replayWithRestarts(rec, `steps-${name}`, 1, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    expect(fingerprint(await replayWithRestarts(rec, `steps-${name}`, 1, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r, 0);
   }, 240_000);
 
@@ -280,6 +284,7 @@ describe('inference from a real guest, second walk-through', () => {
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
     expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);
     for (const ahead of [0, 3, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'logrot', 2, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    expect(fingerprint(await replayWithRestarts(rec, 'logrot', 2, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r, 2);
   }, 240_000);
 
@@ -353,6 +358,7 @@ describe('inference from a real guest, second walk-through', () => {
     expect(data('/z', 0)).toBe(`${'a'.repeat(900)}${'\0'.repeat(100)}${'a'.repeat(24)}`);
     expect(data('/p', 4096)).toBe(`${'\0'.repeat(904)}abc${'\0'.repeat(117)}`);
     for (const ahead of [0, 2, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'steps2', 1, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    expect(fingerprint(await replayWithRestarts(rec, 'steps2', 1, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r, 0);
   }, 240_000);
 });
@@ -501,6 +507,7 @@ describe('seeded random operations', () => {
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(brief(r.events).join('\n'));
     expect(r.events.filter((e) => e.kind === EventKind.Corrupt), brief(r.events).join('\n')).toEqual([]);
     for (const ahead of [0, Infinity]) expect(fingerprint(await replayWithRestarts(rec, `rnd-${name}`, 3, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    expect(fingerprint(await replayWithRestarts(rec, `rnd-${name}`, 3, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r, 1);
   }, 400_000);
 });

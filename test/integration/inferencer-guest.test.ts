@@ -75,6 +75,7 @@ describe('inference from a real guest', () => {
     // checkpoint the capture's image is when the restored engine reads blocks (a live guest keeps writing).
     for (const every of [1, 3]) {
       for (const ahead of [0, 4, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'ops', every, ahead)), `every ${every}, ahead ${ahead}`).toEqual(fingerprint(r.events));
+      expect(fingerprint(await replayWithRestarts(rec, 'ops', every, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     }
     expect(r.events[0]!.kind).toBe('snapshot'); // ok: bootstrap emits it first
     expect(r.events.filter((e) => e.kind === 'corrupt'), brief(r.events).join('\n')).toEqual([]);
@@ -111,6 +112,7 @@ describe('inference from a real guest', () => {
     if (process.env.GAMMARAY_DEBUG_EVENTS) console.log(got.join('\n'));
     expect(got).toEqual(steps.flatMap(([, ev]) => ev));
     for (const ahead of [0, 2, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'steps', 1, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    expect(fingerprint(await replayWithRestarts(rec, 'steps', 1, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     await checkAgainstKernel(rec, r, 0);
   }, 240_000);
 
@@ -210,6 +212,7 @@ describe('inference from a real guest', () => {
     const r = await replay(rec, 'bulk');
     expect(r.events.filter((e) => e.kind === 'corrupt')).toEqual([]);
     for (const ahead of [0, 25, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'bulk', 7, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    expect(fingerprint(await replayWithRestarts(rec, 'bulk', 21, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     const creates = r.events.filter((e) => e.kind === 'create' && e.path.startsWith('/many/'));
     const deletes = r.events.filter((e) => e.kind === 'delete' && e.path.startsWith('/many/'));
     expect(creates.length).toBe(2000);
@@ -240,6 +243,7 @@ describe('inference from a real guest', () => {
     const r = await replay(rec, 'ext2');
     expect(r.inf.superblock.has.journal).toBe(false);
     for (const ahead of [0, 3, Infinity]) expect(fingerprint(await replayWithRestarts(rec, 'ext2', 1, ahead)), `ahead ${ahead}`).toEqual(fingerprint(r.events));
+    expect(fingerprint(await replayWithRestarts(rec, 'ext2', 1, Infinity, true)), 'deltas').toEqual(fingerprint(r.events));
     const got = brief(r.events.filter((e) => e.kind !== 'snapshot' && e.kind !== 'attr' && e.kind !== 'write'));
     expect(got).toEqual(expect.arrayContaining(['create /new.txt', 'rename /older.txt <- /old.txt', 'delete /d/x', 'create /e', 'create /e/y', 'create /link']));
     await checkAgainstKernel(rec, r, 2);

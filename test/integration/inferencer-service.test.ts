@@ -16,7 +16,7 @@ import { Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEvent, type FsEvent } from '@gammaray/inferencer';
-import { ReplicaSet } from '@gammaray/replica';
+import { ReplicaSet, deltaName } from '@gammaray/replica';
 import { pino } from 'pino';
 import { HEADER_PATH, OBJ_STATE, STREAM_EVENTS, decodePathHeader, diskEventsFilter, writesSubject } from '@gammaray/wire';
 import { startCapture, type CaptureProcess } from '../support/capture-process.js';
@@ -109,6 +109,9 @@ beforeAll(async () => {
   writeFileSync(join(src, 'docs', 'café notes.txt'), Buffer.alloc(BLOCK, 'n'));
   writeFileSync(join(src, 'big.bin'), Buffer.alloc(3 * BLOCK, 'b'));
   writeFileSync(join(src, 'etc', 'hostname'), 'vm1\n');
+  // A few thousand files, so that a full checkpoint outweighs the head every delta repeats (see the deltas test).
+  mkdirSync(join(src, 'bulk'));
+  for (let i = 0; i < 3000; i++) writeFileSync(join(src, 'bulk', `f${i}`), '');
   image = join(work, 'vm1.img');
   await exec('mkfs.ext4', ['-q', '-F', '-b', String(BLOCK), '-d', src, image, '32M']);
   blocks[NOTES] = await physicalBlock(image, NOTES, 0);
@@ -210,6 +213,52 @@ describe('gammaray inferencer with a real capture and nats-server', () => {
     const order = all.map((s) => [s.event.seq, s.event.idx] as const);
     expect(order).toEqual([...order].sort((a, b) => a[0] - b[0] || a[1] - b[1]));
   }, 60_000);
+
+  it('stores a full checkpoint and then deltas; a restart after SIGKILL restores the full one with its deltas', async () => {
+    // Interval checkpoints every 0.1 s: the session's first is full (a restored engine starts a chain of its own),
+    // the next ones deltas (each write moves the applied sequence).
+    // A short lease, so that the restart after the SIGKILL below takes the disk over soon.
+    inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '0.1', '--lease-ttl', '1.5', '--heartbeat', '0.5']);
+    await inferencer.waitForLog(/restored from checkpoint/);
+    const os = await new Objm(nc).open(OBJ_STATE);
+    const meta = async (name: string) => (await os.info(name))?.metadata ?? {};
+    let last: StoredEvent | undefined;
+    // The full checkpoint's cost spaces the next one out (CHECKPOINT_COST_FACTOR); deltas then follow each 0.1 s.
+    const deadline = Date.now() + 45_000;
+    for (let i = 0; ; i++) {
+      await writeBlock(blocks[NOTES]!, 0x20 + (i % 64)); // ok: set in beforeAll
+      last = await waitForEvent((e) => isWriteOf(NOTES)(e) && e.data?.[0] === 0x20 + (i % 64) && e.seq > (last?.event.seq ?? 0), `write ${i} of ${NOTES}`);
+      const d = await meta(deltaName(DISK, 3));
+      if (d['chain'] !== undefined && d['chain'] === (await meta(DISK))['chain']) break;
+      if (Date.now() > deadline) throw new Error(`no third delta after ${i + 1} writes; inferencer logs:\n${inferencer.logs()}`);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    const base = await meta(DISK);
+    const delta = await meta(deltaName(DISK, 3));
+    expect(Number(delta['appliedSeq'])).toBeGreaterThan(Number(base['appliedSeq']));
+    expect(delta['epoch']).toBe(base['epoch']);
+    // A delta holds what changed and the small parts of the state, not the held blocks and nodes of the whole tree.
+    expect((await os.info(deltaName(DISK, 3)))!.size).toBeLessThan((await os.info(DISK))!.size); // ok: stored above
+
+    await inferencer.kill9();
+    inferencer = await startInferencer(nats.url, ['--checkpoint-interval', '3600']);
+    await inferencer.waitForLog(/restored from checkpoint/);
+    const restored = inferencer
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('restored from checkpoint'))
+      .map((l) => JSON.parse(l) as { appliedSeq: number; deltas: number })
+      .at(-1)!; // ok: waited for it
+    expect(restored.deltas).toBeGreaterThanOrEqual(3);
+    expect(restored.appliedSeq).toBeGreaterThanOrEqual(Number(delta['appliedSeq']));
+    await writeBlock(blocks[HOSTNAME]!, 0x79); // ok: set in beforeAll
+    await waitForEvent((e) => isWriteOf(HOSTNAME)(e) && e.data?.[0] === 0x79, `write ${HOSTNAME} after the restart`);
+    expect(await inferencer.stop()).toBe(0);
+    const all = await readEvents();
+    const ids = all.map((s) => s.msgId);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(all.filter((s) => s.event.kind === 'snapshot')).toHaveLength(1);
+  }, 90_000);
 
   it('follows a new file system made over the disk: a resync event, a new snapshot, then the new files', async () => {
     // The guest formats its disk again (mkfs writes a superblock with a new UUID and a new journal, which the

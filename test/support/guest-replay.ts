@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import { FileBlockSource } from '@gammaray/disk';
 import { Ext4Volume } from '@gammaray/ext4';
-import { DiskInferencer, foldEvents, readContent, type BlockFetcher, type FsEvent } from '@gammaray/inferencer';
+import { DiskInferencer, decodeCheckpoint, encodeCheckpoint, foldEvents, readContent, type BlockFetcher, type FsEvent, type InferencerState } from '@gammaray/inferencer';
 import type { FoldEntry } from '@gammaray/inferencer';
 import { kernelTree } from '../oracle/kernel.js';
 import type { TreeEntry } from '../oracle/entry.js';
@@ -44,8 +44,20 @@ export async function replay(rec: RecordedWorkload, disk: string): Promise<Repla
  * the engine applied (0: the image as it stood at that point; Infinity: the final image), tagged with the
  * sequence of the last record that image includes. The capture keeps moving while the engine catches up.
  */
-export async function replayWithRestarts(rec: RecordedWorkload, disk: string, every: number, ahead = 0): Promise<FsEvent[]> {
+/** A state with its nodes, links and held blocks in inode and block order. */
+function canonical(s: InferencerState): InferencerState {
+  return { ...s, nodes: [...s.nodes].sort((a, b) => a.ino - b.ino), links: [...s.links].sort((a, b) => a[0] - b[0]), blocks: [...s.blocks].sort((a, b) => a[0] - b[0]) };
+}
+
+/** Deltas {@link replayWithRestarts} chains onto a full checkpoint before it takes a new one. */
+const DELTAS_PER_BASE = 5;
+
+export async function replayWithRestarts(rec: RecordedWorkload, disk: string, every: number, ahead = 0, deltas = false): Promise<FsEvent[]> {
   let { inferencer: inf, events } = await DiskInferencer.bootstrap(fileFetcher(rec.start, 0), { disk }, 0, new Date(0));
+  // With `deltas`: a full checkpoint, then a delta at each restart, the engine rebuilt from the full one and
+  // every delta since (a new full one after DELTAS_PER_BASE of them), as the service stores them.
+  let base = deltas ? Buffer.concat(inf.checkpointParts()) : undefined;
+  let chain: Uint8Array[] = [];
   const all = [...events];
   const img = Buffer.from(readFileSync(rec.start));
   let imgAt = -1;
@@ -73,11 +85,25 @@ export async function replayWithRestarts(rec: RecordedWorkload, disk: string, ev
     all.push(...(await inf.apply(r.seq, r.rec)));
     advance(i + ahead);
     if (++n % every === 0) {
-      const ck = inf.checkpoint();
+      const ck = base ? Buffer.concat(inf.deltaCheckpointParts() ?? []) : inf.checkpoint();
       bytes += ck.length;
       most = Math.max(most, ck.length);
       const before = reads;
-      inf = await DiskInferencer.restore(ck, capture, { disk });
+      if (base) {
+        expect(ck.length, 'a delta of an engine that tracks its changes').toBeGreaterThan(0);
+        chain.push(ck);
+        // The full checkpoint and its deltas hold exactly the state the engine has now (in another order).
+        const restored = canonical(decodeCheckpoint(base, chain));
+        const live = canonical(decodeCheckpoint(encodeCheckpoint(inf.exportState())));
+        // Compared as bytes (a deep comparison of every node and block is far slower); on a difference, deeply.
+        if (!Buffer.from(encodeCheckpoint(restored)).equals(Buffer.from(encodeCheckpoint(live)))) expect(restored, `full checkpoint + ${chain.length} deltas at record ${i}`).toEqual(live);
+        inf = await DiskInferencer.restore(base, capture, { disk }, chain);
+        inf.trackChanges();
+        if (chain.length === DELTAS_PER_BASE) {
+          base = Buffer.concat(inf.checkpointParts());
+          chain = [];
+        }
+      } else inf = await DiskInferencer.restore(ck, capture, { disk });
       expect(inf.appliedSeq).toBe(r.seq);
       // Everything the engine had read comes from the checkpoint, as of its sequence, not from the capture.
       expect(reads - before, 'block reads while restoring').toBe(0);

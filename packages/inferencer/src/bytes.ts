@@ -61,3 +61,9 @@ export function widen(b: Uint8Array, length: number): Uint8Array {
   c.set(b);
   return c;
 }
+
+/** `b` without its trailing zeros, as a view of the same bytes (no copy). */
+export function trimmedView(b: Uint8Array): Uint8Array {
+  const n = trimmedLength(b);
+  return n === b.length ? b : b.subarray(0, n);
+}

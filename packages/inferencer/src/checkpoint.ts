@@ -310,16 +310,27 @@ export function encodeCheckpoint(s: InferencerState, version: 2 | typeof CHECKPO
 export type HeldBlock = readonly [number, Uint8Array, number, boolean];
 
 /**
+ * What makes {@link encodeCheckpointParts} write a delta: the state it is given then holds only the nodes (with
+ * their links) and held blocks that changed since the checkpoint before, and `gone` the inodes that left the tree
+ * since; everything else in the state (head, journal, pending data, the small lists) is written whole, as in a
+ * full checkpoint. {@link decodeCheckpoint} applies deltas, in order, over the full checkpoint they follow.
+ */
+export interface DeltaOf {
+  readonly gone: readonly number[];
+}
+
+/**
  * {@link encodeCheckpoint}'s documents, not concatenated (a store writes them one after the other: no copy of
  * the whole). With `blocks`, the held blocks are taken from it as they are encoded instead of from `s.blocks`, so
  * a store's blocks are read (and unpacked) one at a time rather than all at once.
  */
-export function encodeCheckpointParts(s: InferencerState, version: 2 | typeof CHECKPOINT_VERSION = CHECKPOINT_VERSION, blocks: Iterable<HeldBlock> = s.blocks): Uint8Array[] {
+export function encodeCheckpointParts(s: InferencerState, version: 2 | typeof CHECKPOINT_VERSION = CHECKPOINT_VERSION, blocks: Iterable<HeldBlock> = s.blocks, delta?: DeltaOf): Uint8Array[] {
   const docs: Uint8Array[] = [];
   const push = (d: Doc) => docs.push(BSON.serialize(d));
   push({
     v: version,
     k: 'head',
+    ...(delta ? { delta: true } : {}),
     disk: s.disk,
     appliedSeq: s.appliedSeq,
     blockSize: s.blockSize,
@@ -358,6 +369,7 @@ export function encodeCheckpointParts(s: InferencerState, version: 2 | typeof CH
     if (nums.length === perChunk) flush();
   }
   flush();
+  if (delta) push({ k: 'gone', inos: floats(delta.gone) });
   const links = new Map(s.links);
   for (let i = 0; i < s.nodes.length; i += CHECKPOINT_NODES_PER_CHUNK) {
     const part = s.nodes.slice(i, i + CHECKPOINT_NODES_PER_CHUNK);
@@ -404,8 +416,43 @@ export function encodeCheckpointParts(s: InferencerState, version: 2 | typeof CH
   return docs;
 }
 
-/** Reads checkpoint bytes back; CheckpointError when they are not a complete checkpoint of this version. */
-export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
+/**
+ * Reads checkpoint bytes back, then applies each delta of `deltas` (see {@link DeltaOf}) over them in order;
+ * CheckpointError when they are not a complete checkpoint of this version, or a delta does not follow.
+ */
+export function decodeCheckpoint(bytes: Uint8Array, deltas: readonly Uint8Array[] = []): InferencerState {
+  const base = decodeOne(bytes);
+  if (base.gone) throw new CheckpointError('checkpoint is a delta, not a full checkpoint');
+  let state = base.state;
+  deltas.forEach((d, i) => {
+    const next = decodeOne(d);
+    if (!next.gone) throw new CheckpointError(`checkpoint delta ${i + 1} is a full checkpoint`);
+    state = applyDelta(state, next.state, next.gone, i + 1);
+  });
+  return state;
+}
+
+/** `base` with delta `d` (of inodes `gone` and the changed nodes and blocks it holds) applied. */
+function applyDelta(base: InferencerState, d: InferencerState, gone: Float64Array, n: number): InferencerState {
+  if (d.disk !== base.disk || d.blockSize !== base.blockSize) throw new CheckpointError(`checkpoint delta ${n} is of disk ${d.disk} with ${d.blockSize}-byte blocks, its base of ${base.disk} with ${base.blockSize}`);
+  if (d.appliedSeq < base.appliedSeq) throw new CheckpointError(`checkpoint delta ${n} is at sequence ${d.appliedSeq}, before its base's ${base.appliedSeq}`);
+  // Maps keep the base's order (a node or block that changed stays where it was; new ones come last).
+  const nodes = new Map(base.nodes.map((x) => [x.ino, x]));
+  const links = new Map(base.links);
+  for (const ino of gone) {
+    nodes.delete(ino);
+    links.delete(ino);
+  }
+  for (const x of d.nodes) nodes.set(x.ino, x);
+  for (const [ino, l] of d.links) links.set(ino, l);
+  const blocks = new Map(base.blocks.map((b) => [b[0], b]));
+  for (const b of d.blocks) blocks.set(b[0], b);
+  return { ...d, nodes: [...nodes.values()], links: [...links], blocks: [...blocks.values()] };
+}
+
+/** One checkpoint or delta; `gone` is set for a delta. */
+function decodeOne(bytes: Uint8Array): { state: InferencerState; gone: Float64Array | undefined } {
+  let gone: Float64Array | undefined;
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let off = 0;
   let head: Doc | undefined;
@@ -535,6 +582,9 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
       case 'unreadable':
         unreadable.push(...(d.items as [number, number][]));
         break;
+      case 'gone':
+        gone = floatsOf(d.inos, 'inodes gone');
+        break;
       case 'end':
         ended = true;
         break;
@@ -543,6 +593,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     }
   }
   if (!head || !ended) throw new CheckpointError('checkpoint is incomplete (no head or no end document)');
+  if ((head.delta === true) !== (gone !== undefined)) throw new CheckpointError('checkpoint delta without its list of inodes gone, or such a list in a full checkpoint');
   const bs = head.blockSize as number;
   if (!Number.isInteger(bs) || bs < 1024 || bs > 65536 || (bs & (bs - 1)) !== 0) throw new CheckpointError(`checkpoint block size ${String(bs)}`);
   const j = head.journal as { sb: unknown; next: number; expected: number; starts: [number, number][]; held?: unknown; map?: unknown } | null;
@@ -581,7 +632,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
   if (it.length % 3 !== 0) throw new CheckpointError('checkpoint inode-table runs are not whole triples');
   const itables: [number, number, number][] = [];
   for (let k = 0; k < it.length; k += 3) itables.push([it[k]!, it[k + 1]!, it[k + 2]!]); // ok: whole triples
-  return {
+  const state: InferencerState = {
     disk: head.disk as string,
     appliedSeq: head.appliedSeq as number,
     blockSize: bs,
@@ -611,6 +662,7 @@ export function decodeCheckpoint(bytes: Uint8Array): InferencerState {
     idx: head.idx as number,
     ...(window ? { window } : {}),
   };
+  return { state, gone };
 }
 
 /** Numbers as the bytes of a float64 array (a BSON binary: compact, and whole integers up to 2^53 survive). */

@@ -9,7 +9,7 @@
  * bounded pending buffer) become write events. Data written over blocks already mapped below end of file is
  * reported at once.
  */
-import { copyBytes, trimmedCopy, trimmedLength, widen } from './bytes.js';
+import { copyBytes, trimmedCopy, trimmedLength, trimmedView, widen } from './bytes.js';
 import {
   CorruptError,
   CorruptKind,
@@ -194,6 +194,13 @@ export class DiskInferencer {
   private readonly links = new LinkTable();
   /** Metadata block -> inodes whose derivation read it. */
   private readonly owners = new Map<number, Set<number>>();
+  /**
+   * Inodes whose node or links changed since the last checkpoint taken (see {@link deltaCheckpointParts});
+   * undefined until the first full one, so an engine that never checkpoints (a view's) tracks nothing.
+   */
+  private changedNodes: Set<number> | undefined;
+  /** The changes the last checkpoint taken covered, until it is known to be stored (see {@link checkpointFailed}). */
+  private lastTaken: { readonly nodes: Set<number>; readonly blocks: Set<number> } | undefined;
   private readonly dataIndex = new DataIndex();
   /** Times shared by the nodes derived lately (see TimeCache). */
   private readonly times = new TimeCache();
@@ -636,6 +643,7 @@ export class DiskInferencer {
     this.tracker.clear();
     this.partialErrors = [];
     this.links.set(ROOT_INO, []); // first, so that what is reported about the root carries its path, "/"
+    this.changedNodes?.add(ROOT_INO);
     let root = await this.derive(ROOT_INO, ctx, false, true);
     if (root === null || root instanceof CorruptError) {
       if (root === null) this.corrupt(ctx, 'the root directory (inode 2) is not in use; the tree is empty until it is', { ino: ROOT_INO, kind: 'InodeField' });
@@ -664,6 +672,7 @@ export class DiskInferencer {
           if (d === null) this.corrupt(ctx, `entry ${JSON.stringify(name)} of directory ${dir.ino} names free inode ${ino}`, { ino: dir.ino });
           // Out of the directory's entries as well, so that the name counts as new when the inode is repaired.
           (dir.entries as Map<string, number>).delete(name);
+          this.changedNodes?.add(dir.ino);
           this.noteUnreadable(ino, dir.ino);
           continue;
         }
@@ -1999,6 +2008,7 @@ export class DiskInferencer {
     const before = this.nodes.get(n.ino);
     if (before) this.unindex(before);
     this.nodes.set(n.ino, n);
+    this.changedNodes?.add(n.ino);
     // A set per block: a guest can make any number of inodes share one xattr block (the kernel stops at 1,024).
     for (const b of n.owned) this.watch(b, n.ino);
     if (n.runs) {
@@ -2028,6 +2038,7 @@ export class DiskInferencer {
     this.unindex(n);
     this.nodes.delete(n.ino);
     this.links.delete(n.ino);
+    this.changedNodes?.add(n.ino);
     if (n.entries) {
       for (const [name, child] of n.entries) {
         this.removeLink(child, n.ino, name);
@@ -2040,10 +2051,12 @@ export class DiskInferencer {
 
   private addLink(ino: number, dir: number, name: string): void {
     this.links.add(ino, dir, name);
+    this.changedNodes?.add(ino);
   }
 
   private removeLink(ino: number, dir: number, name: string): void {
     this.links.remove(ino, dir, name);
+    this.changedNodes?.add(ino);
   }
 
   /** Links from the root to `ino` (0 for the root). */
@@ -2161,12 +2174,79 @@ export class DiskInferencer {
     function* held(): Iterable<HeldBlock> {
       for (const [b, s] of store.blocks) yield [b, s.peek(), s.seq, s.journal];
     }
-    return encodeCheckpointParts(this.exportState(false), CHECKPOINT_VERSION, held());
+    const parts = encodeCheckpointParts(this.exportState(false), CHECKPOINT_VERSION, held());
+    this.cutChanges();
+    return parts;
   }
 
-  /** Rebuilds an inferencer from {@link checkpoint} bytes; CheckpointError when they cannot be read. */
-  static async restore(checkpoint: Uint8Array, fetcher: BlockFetcher, opts: InferencerOptions): Promise<DiskInferencer> {
-    return DiskInferencer.importState(decodeCheckpoint(checkpoint), fetcher, opts);
+  /**
+   * The changes since the last checkpoint taken ({@link checkpointParts} or this), as a delta that
+   * {@link restore} applies over the checkpoints before it: the nodes (with their links, entries and runs) and
+   * held blocks that changed, the inodes that left the tree, and the rest of the state (head, journal, pending
+   * data) whole. Undefined when this engine has taken no full checkpoint yet (nothing to be a delta of). A
+   * checkpoint that then cannot be stored is reported with {@link checkpointFailed}, so the next delta covers
+   * its changes too.
+   */
+  deltaCheckpointParts(): Uint8Array[] | undefined {
+    const changed = this.changedNodes;
+    const blocks = this.store.changed;
+    if (!changed || !blocks) return undefined;
+    const nodes: FsNode[] = [];
+    const links: [number, [number, string][]][] = [];
+    const gone: number[] = [];
+    for (const ino of changed) {
+      const n = this.nodes.get(ino);
+      if (!n) {
+        gone.push(ino);
+        continue;
+      }
+      nodes.push(n);
+      links.push([ino, this.links.all(ino).map((x) => [x.dir, x.name] as [number, string])]);
+    }
+    const store = this.store;
+    function* held(): Iterable<HeldBlock> {
+      for (const b of blocks!) { // ok: checked above
+        const s = store.get(b);
+        if (s) yield [b, s.peek(), s.seq, s.journal];
+      }
+    }
+    const parts = encodeCheckpointParts({ ...this.exportState(false, false), nodes, links }, CHECKPOINT_VERSION, held(), { gone });
+    this.cutChanges();
+    return parts;
+  }
+
+  /**
+   * Starts tracking changes without taking a full checkpoint: for an engine restored from a chain of checkpoints
+   * that goes on adding deltas to that chain (the next delta holds the changes from here on).
+   */
+  trackChanges(): void {
+    if (this.changedNodes && this.store.changed) return;
+    this.changedNodes = new Set();
+    this.store.changed = new Set();
+  }
+
+  /** The last checkpoint taken was not stored: the next delta covers its changes as well as those since. */
+  checkpointFailed(): void {
+    const taken = this.lastTaken;
+    this.lastTaken = undefined;
+    if (!taken || !this.changedNodes || !this.store.changed) return;
+    for (const ino of taken.nodes) this.changedNodes.add(ino);
+    for (const b of taken.blocks) this.store.changed.add(b);
+  }
+
+  /** Starts a new set of changes (the first full checkpoint starts the tracking). */
+  private cutChanges(): void {
+    this.lastTaken = this.changedNodes && this.store.changed ? { nodes: this.changedNodes, blocks: this.store.changed } : undefined;
+    this.changedNodes = new Set();
+    this.store.changed = new Set();
+  }
+
+  /**
+   * Rebuilds an inferencer from {@link checkpoint} bytes and the deltas ({@link deltaCheckpointParts}) taken
+   * after them, in order; CheckpointError when they cannot be read.
+   */
+  static async restore(checkpoint: Uint8Array, fetcher: BlockFetcher, opts: InferencerOptions, deltas: readonly Uint8Array[] = []): Promise<DiskInferencer> {
+    return DiskInferencer.importState(decodeCheckpoint(checkpoint, deltas), fetcher, opts);
   }
 
   /**
@@ -2175,9 +2255,10 @@ export class DiskInferencer {
    * for blocks this one never held, because the capture answers with the image as it is now, which may already
    * include writes the restored engine has yet to apply (and metadata read ahead of the records would mix
    * future directory entries, inodes and extents into the events of past consistency points). Without
-   * `withBlocks`, `blocks` is left empty (checkpointParts reads them as it encodes).
+   * `withBlocks`, `blocks` is left empty (checkpointParts reads them as it encodes); without `withTree`, so are
+   * `nodes` and `links` (a delta takes only the changed ones).
    */
-  exportState(withBlocks = true): InferencerState {
+  exportState(withBlocks = true, withTree = true): InferencerState {
     const blocks: [number, Uint8Array, number, boolean][] = [];
     if (withBlocks) for (const [b, s] of this.store.blocks) blocks.push([b, s.peek(), s.seq, s.journal]);
     // Blocks watched for inodes whose derivation failed (not part of any node's owned blocks).
@@ -2189,20 +2270,22 @@ export class DiskInferencer {
       disk: this.disk,
       appliedSeq: this.applied,
       blockSize: this.store.blockSize,
-      nodes: [...this.nodes.values()],
-      links: [...this.links.entries()].map(([ino, l]) => [ino, l.map((x) => [x.dir, x.name] as [number, string])]),
+      nodes: withTree ? [...this.nodes.values()] : [],
+      links: withTree ? [...this.links.entries()].map(([ino, l]) => [ino, l.map((x) => [x.dir, x.name] as [number, string])]) : [],
       blocks,
       itables: this.itables,
       geometryDirty: this.geometryDirty,
       journalUnread: this.journalUnread,
       watched,
       remapped: [...this.remapped],
-      pending: [...this.pending].map(([b, p]) => [b, widen(p.data, this.store.blockSize), p.seq, p.ts, p.commits]),
+      // Data without its trailing zeros (a small file's block is mostly zeros): the engine keeps it so, and reads
+      // a short block as zero-filled.
+      pending: [...this.pending].map(([b, p]) => [b, trimmedView(p.data), p.seq, p.ts, p.commits]),
       omitted: [...this.omitted].map(([b, o]) => [b, o.seq, o.ts]),
       dirty: [...this.dirty],
       tails: [...this.tails].map(([ino, t]) => {
         materialize(t, this.store.blockSize);
-        return [ino, t.logical, t.block, widen(t.data, this.store.blockSize), t.reported ?? null];
+        return [ino, t.logical, t.block, trimmedView(t.data), t.reported ?? null];
       }),
       heldTails: [...this.heldTails],
       prealloc: [...this.prealloc].map(([ino, held]) => [ino, [...held]]),

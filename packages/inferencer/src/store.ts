@@ -171,6 +171,8 @@ export class BlockStore implements BlockSource {
   tracker: Set<number> | undefined;
   fallback: Fallback = () => undefined;
   readonly size: number;
+  /** Blocks put or changed (bytes, sequence or journal flag) since it was set (see DiskInferencer.deltaCheckpointParts). */
+  changed: Set<number> | undefined;
 
   constructor(
     readonly fetcher: BlockFetcher,
@@ -186,6 +188,7 @@ export class BlockStore implements BlockSource {
   /** Holds `data` (given up by the caller) as block `block`. */
   put(block: number, data: Uint8Array, seq: number, journal: boolean): void {
     this.blocks.set(block, new StoredBlock(this, data, seq, journal));
+    this.changed?.add(block);
   }
 
   /**
@@ -216,6 +219,7 @@ export class BlockStore implements BlockSource {
       return true;
     }
     if (seq <= hit.seq && !hit.journal) return false;
+    this.changed?.add(block);
     const same = equal(hit.data, data);
     if (hit.journal) {
       // A checkpoint repeating the committed content: the home location has caught up.
@@ -238,6 +242,7 @@ export class BlockStore implements BlockSource {
       this.put(block, handOver ? data : copyBytes(data), seq, true);
       return true;
     }
+    this.changed?.add(block);
     const same = equal(hit.data, data);
     hit.seq = Math.max(hit.seq, seq);
     hit.journal = true;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BSON } from 'bson';
-import { decodeCheckpoint, encodeCheckpoint, CheckpointError } from '../src/checkpoint.js';
+import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, encodeCheckpointParts, CheckpointError } from '../src/checkpoint.js';
 import { DataIndex } from '../src/data-index.js';
 import { MAX_RUNS_PER_DATA_BUCKET } from '../src/limits.js';
 import { EventKind, type FsEvent, type FsStat } from '../src/events.js';
@@ -181,6 +181,47 @@ describe('checkpoint bytes', () => {
     expect(a.nodes[6]!.inline).toEqual(new Uint8Array([1, 2, 3])); // ok: node 17
     // Restored nodes share their times, as derived ones do.
     expect(a.nodes[4]!.mtime).toBe(a.nodes[5]!.mtime); // ok
+  });
+
+  it('applies deltas over a full checkpoint: changed and new nodes and blocks, inodes gone, the rest from the delta', () => {
+    const base = encodeCheckpoint(state);
+    const enc = (s: InferencerState, gone: number[], blocks = s.blocks) => Buffer.concat(encodeCheckpointParts(s, CHECKPOINT_VERSION, blocks, { gone }));
+    // Delta 1: file 12 grew and moved to a new name, 19 is new, symlink 13 is gone, block 100 changed, 7 is new.
+    const d1 = enc(
+      {
+        ...state,
+        appliedSeq: 50,
+        nodes: [node(2, { type: 'dir', entries: new Map([['a2', 12], ['n', 19], ['nvme', 14]]) }), node(12, { size: 9000 }), node(19, { size: 1 })],
+        links: [[2, []], [12, [[2, 'a2']]], [19, [[2, 'n']]]],
+        pending: [],
+        dirty: [19],
+      },
+      [13],
+      [[100, new Uint8Array(1024).fill(4), 50, false], [7, new Uint8Array(1024).fill(7), 49, false]],
+    );
+    // Delta 2: 19 is gone again, nothing else changed.
+    const d2 = enc({ ...state, appliedSeq: 51, nodes: [], links: [], pending: [], dirty: [] }, [19], []);
+    const back = decodeCheckpoint(base, [d1, d2]);
+    expect(back.appliedSeq).toBe(51);
+    expect(back.nodes.map((n) => [n.ino, n.size])).toEqual([[2, 0], [12, 9000], [14, 0]]);
+    expect([...back.nodes[0]!.entries!]).toEqual([['a2', 12], ['n', 19], ['nvme', 14]]); // ok: the root
+    expect(back.links).toEqual([[2, []], [12, [[2, 'a2']]], [14, [[2, 'nvme']]]]);
+    expect(back.blocks.map(([b, data, seq, j]) => [b, data[0], seq, j])).toEqual([[100, 4, 50, false], [2 ** 40, 0, 2 ** 50, false], [7, 7, 49, false]]);
+    expect(back.pending).toEqual([]);
+    expect(back.dirty).toEqual([]);
+    // Only the first delta: 19 is still there.
+    expect(decodeCheckpoint(base, [d1]).nodes.map((n) => n.ino)).toEqual([2, 12, 14, 19]);
+  });
+
+  it('refuses a delta in place of a full checkpoint, a full one in place of a delta, and a delta of another disk or going back', () => {
+    const base = encodeCheckpoint(state);
+    const delta = (s: Partial<InferencerState>) => Buffer.concat(encodeCheckpointParts({ ...state, nodes: [], links: [], ...s }, CHECKPOINT_VERSION, [], { gone: [] }));
+    expect(() => decodeCheckpoint(delta({}))).toThrow(/is a delta/);
+    expect(() => decodeCheckpoint(base, [base])).toThrow(/delta 1 is a full checkpoint/);
+    expect(() => decodeCheckpoint(base, [delta({}), delta({ disk: 'vm2' })])).toThrow(/delta 2 is of disk vm2/);
+    expect(() => decodeCheckpoint(base, [delta({ appliedSeq: 41 })])).toThrow(/before its base/);
+    expect(() => decodeCheckpoint(base, [delta({ blockSize: 4096 })])).toThrow(CheckpointError);
+    expect(decodeCheckpoint(base, [delta({ appliedSeq: 43 })]).appliedSeq).toBe(43);
   });
 
   it('refuses a node chunk whose columns disagree', () => {

@@ -1,11 +1,19 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { JetStreamManager, MsgRequest } from '@nats-io/jetstream';
 import type { ObjectStore } from '@nats-io/obj';
 import { OBJ_STATE, parseDiskId } from '@gammaray/wire';
 
 /** A stored checkpoint: the engine's state and what it was taken at. */
 export interface Checkpoint {
+  /** The full checkpoint. */
   readonly state: Uint8Array;
+  /**
+   * The deltas stored after it, in order (DiskInferencer.deltaCheckpointParts: restore applies them over
+   * `state`); the other fields are those of the last. Absent or empty: `state` alone.
+   */
+  readonly deltas?: readonly Uint8Array[];
+  /** Its chain id (a full checkpoint starts one; its deltas carry it). Undefined for checkpoints without deltas. */
+  readonly chain?: string | undefined;
   /** The engine's appliedSeq when the state was taken (from the object's metadata; undefined if absent). */
   readonly appliedSeq: number | undefined;
   /** The disk's size then (a checkpoint of a disk of another size belongs to another image). */
@@ -31,39 +39,77 @@ function checkpointMeta(m: Record<string, string> | undefined): Omit<Checkpoint,
   return { appliedSeq: num(m?.['appliedSeq']), size: num(m?.['size']), epoch: num(m?.['epoch']), eventsSeq: num(m?.['eventsSeq']) };
 }
 
+/** Deltas one full checkpoint can have: a load reads at most this many objects after it. */
+export const MAX_CHECKPOINT_DELTAS = 32;
+
 /**
- * Checkpoints in Object Store bucket `gammaray-state` (OBJ_STATE), one object per disk named by the disk id.
+ * The object of a disk's `n`th delta (1-based). Disk ids have no dot, so no disk's full checkpoint has such a
+ * name. Names are reused by every chain; a delta counts only when it carries its full checkpoint's chain id.
+ */
+export const deltaName = (disk: string, n: number): string => `${parseDiskId(disk)}.delta.${n}`;
+
+/** What a save stores besides the bytes. */
+export interface CheckpointSaveMeta {
+  readonly appliedSeq: number;
+  readonly size: number;
+  readonly epoch?: number | undefined;
+  readonly eventsSeq?: number | undefined;
+}
+
+/** Where a delta goes: the chain (of its full checkpoint) and its place in it, from 1. */
+export interface DeltaPlace {
+  readonly chain: string;
+  readonly n: number;
+}
+
+/** The deltas of `base` (its chain, its appliedSeq) among `found` (loaded one by one until one does not follow). */
+async function loadDeltas(base: Checkpoint, get: (n: number) => Promise<{ state: Uint8Array; metadata: Record<string, string> | undefined } | undefined>): Promise<Checkpoint> {
+  if (base.chain === undefined) return base;
+  const deltas: Uint8Array[] = [];
+  let last: Checkpoint = base;
+  for (let n = 1; n <= MAX_CHECKPOINT_DELTAS; n++) {
+    const d = await get(n);
+    // Another chain's (a later full checkpoint's, or one from before this one, not yet replaced): the chain ends.
+    if (!d || d.metadata?.['chain'] !== base.chain || d.metadata['n'] !== String(n)) break;
+    const meta = checkpointMeta(d.metadata);
+    if (meta.appliedSeq === undefined || last.appliedSeq === undefined || meta.appliedSeq < last.appliedSeq) break;
+    deltas.push(d.state);
+    last = { ...last, ...meta };
+  }
+  return { ...last, state: base.state, deltas, chain: base.chain };
+}
+
+/**
+ * Checkpoints in Object Store bucket `gammaray-state` (OBJ_STATE): per disk, a full checkpoint named by the disk
+ * id, and the deltas after it (see {@link deltaName}; saveChained, saveDelta).
  * Objects are chunked by the store, so a state of many MiB fits; a put replaces the previous object whole (the
  * reader sees the old one or the new one, each verified against its SHA-256 digest by the client).
  */
 export class CheckpointStore {
   constructor(private readonly os: ObjectStore) {}
 
-  /** The disk's checkpoint, or undefined if there is none. */
+  /** The disk's checkpoint (with the deltas of its chain), or undefined if there is none. */
   async load(disk: string): Promise<Checkpoint | undefined> {
-    const name = parseDiskId(disk);
     // get() rather than info() + getBlob(): the metadata and the bytes of one and the same revision.
+    const base = await this.#getObject(parseDiskId(disk));
+    if (!base) return undefined;
+    return loadDeltas({ state: base.state, chain: base.metadata?.['chain'], ...checkpointMeta(base.metadata) }, (n) => this.#getObject(deltaName(disk, n)));
+  }
+
+  /** An object's bytes and metadata, undefined when there is none. */
+  async #getObject(name: string): Promise<{ state: Uint8Array; metadata: Record<string, string> | undefined } | undefined> {
     const r = await this.os.get(name);
     if (!r) return undefined;
     const chunks: Uint8Array[] = [];
-    let length = 0;
     const reader = r.data.getReader();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       chunks.push(value);
-      length += value.length;
     }
     const err = await r.error;
-    if (err) throw err; // a chunk went missing or the digest does not match
-    const state = new Uint8Array(length);
-    let at = 0;
-    for (const c of chunks) {
-      state.set(c, at);
-      at += c.length;
-    }
-    const info = r.info;
-    return { state, ...checkpointMeta(info.metadata) };
+    if (err) throw err;
+    return { state: Buffer.concat(chunks), metadata: r.info.metadata };
   }
 
   /** The lease epoch recorded with the disk's checkpoint (undefined: no checkpoint, or one without epoch). */
@@ -79,8 +125,32 @@ export class CheckpointStore {
    * between the check and the put can still replace a newer checkpoint (the lease confirmation just before the
    * check makes that a window of one request).
    */
-  async save(disk: string, state: Uint8Array | readonly Uint8Array[], meta: { appliedSeq: number; size: number; epoch?: number; eventsSeq?: number }): Promise<void> {
-    const metadata: Record<string, string> = { appliedSeq: String(meta.appliedSeq), size: String(meta.size) };
+  async save(disk: string, state: Uint8Array | readonly Uint8Array[], meta: CheckpointSaveMeta): Promise<void> {
+    await this.#put(parseDiskId(disk), disk, state, meta, undefined);
+  }
+
+  /**
+   * Stores a full checkpoint that starts a chain of deltas; returns the chain's id, which
+   * {@link saveDelta} takes. Fenced as {@link save}. The deltas of the chain before stay until the new chain's
+   * replace them, and count no more (they carry the old chain's id).
+   */
+  async saveChained(disk: string, state: Uint8Array | readonly Uint8Array[], meta: CheckpointSaveMeta): Promise<string> {
+    const chain = randomBytes(9).toString('base64url');
+    await this.#put(parseDiskId(disk), disk, state, meta, { chain });
+    return chain;
+  }
+
+  /**
+   * Stores delta `place.n` of chain `place.chain` (DiskInferencer.deltaCheckpointParts: the changes since the
+   * checkpoint before it in the chain). Fenced as {@link save}, against the epoch of the disk's full checkpoint.
+   */
+  async saveDelta(disk: string, state: Uint8Array | readonly Uint8Array[], meta: CheckpointSaveMeta, place: DeltaPlace): Promise<void> {
+    if (!Number.isSafeInteger(place.n) || place.n < 1 || place.n > MAX_CHECKPOINT_DELTAS) throw new RangeError(`delta ${place.n} of a checkpoint: 1 to ${MAX_CHECKPOINT_DELTAS}`);
+    await this.#put(deltaName(disk, place.n), disk, state, meta, { chain: place.chain, n: String(place.n) });
+  }
+
+  async #put(name: string, disk: string, state: Uint8Array | readonly Uint8Array[], meta: CheckpointSaveMeta, extra: Record<string, string> | undefined): Promise<void> {
+    const metadata: Record<string, string> = { appliedSeq: String(meta.appliedSeq), size: String(meta.size), ...extra };
     if (meta.eventsSeq !== undefined && meta.eventsSeq > 0) metadata['eventsSeq'] = String(meta.eventsSeq);
     if (meta.epoch !== undefined) {
       const stored = await this.epoch(disk);
@@ -89,7 +159,7 @@ export class CheckpointStore {
       }
       metadata['epoch'] = String(meta.epoch);
     }
-    const info = { name: parseDiskId(disk), description: `gammaray inferencer state of disk ${disk}`, metadata };
+    const info = { name, description: `gammaray inferencer ${extra?.['n'] ? `delta ${extra['n']} of the state` : 'state'} of disk ${disk}`, metadata };
     if (state instanceof Uint8Array) {
       await this.os.putBlob(info, state);
       return;
@@ -112,6 +182,12 @@ export class CheckpointStore {
   async remove(disk: string): Promise<void> {
     const name = parseDiskId(disk);
     if (await this.os.info(name)) await this.os.delete(name);
+    for (let n = 1; n <= MAX_CHECKPOINT_DELTAS; n++) {
+      const d = deltaName(disk, n);
+      const info = await this.os.info(d);
+      if (!info || info.deleted) break;
+      await this.os.delete(d);
+    }
   }
 }
 
@@ -148,12 +224,20 @@ export class DirectCheckpointStore extends CheckpointStore {
   }
 
   override async load(disk: string): Promise<Checkpoint | undefined> {
-    const m = await this.jsm.streams.getMessage(STREAM, { last_by_subj: metaSubject(parseDiskId(disk)) });
+    const base = await this.#read(parseDiskId(disk), disk);
+    if (!base) return undefined;
+    return loadDeltas({ state: base.state, chain: base.metadata?.['chain'], ...checkpointMeta(base.metadata) }, (n) => this.#read(deltaName(disk, n), disk));
+  }
+
+  /** One object's bytes (checked against its digest) and metadata; undefined when there is none. */
+  async #read(name: string, disk: string): Promise<{ state: Uint8Array; metadata: Record<string, string> | undefined } | undefined> {
+    const m = await this.jsm.streams.getMessage(STREAM, { last_by_subj: metaSubject(name) });
     if (!m) return undefined;
     const meta = m.json<ObjectMeta>();
     if (meta.deleted) return undefined;
+    const what = name === disk ? `checkpoint of disk ${disk}` : `checkpoint ${name} of disk ${disk}`;
     if (!Number.isSafeInteger(meta.size) || meta.size < 0 || !Number.isSafeInteger(meta.chunks) || meta.chunks < 0) {
-      throw new Error(`checkpoint of disk ${disk}: meta with size ${meta.size} and ${meta.chunks} chunks`);
+      throw new Error(`${what}: meta with size ${meta.size} and ${meta.chunks} chunks`);
     }
     const state = new Uint8Array(meta.size);
     let at = 0;
@@ -161,15 +245,15 @@ export class DirectCheckpointStore extends CheckpointStore {
     for (let i = 0; i < meta.chunks; i++) {
       // ok: the server's STREAM.MSG.GET takes next_by_subj with seq; the client's type lists only seq or last_by_subj
       const c = await this.jsm.streams.getMessage(STREAM, { seq: seq + 1, next_by_subj: chunkSubject(meta.nuid) } as unknown as MsgRequest);
-      if (!c) throw new Error(`checkpoint of disk ${disk}: chunk ${i + 1} of ${meta.chunks} is gone (replaced by a newer checkpoint?)`);
-      if (at + c.data.length > state.length) throw new Error(`checkpoint of disk ${disk}: chunks longer than its size ${meta.size}`);
+      if (!c) throw new Error(`${what}: chunk ${i + 1} of ${meta.chunks} is gone (replaced by a newer checkpoint?)`);
+      if (at + c.data.length > state.length) throw new Error(`${what}: chunks longer than its size ${meta.size}`);
       state.set(c.data, at);
       at += c.data.length;
       seq = c.seq;
     }
-    if (at !== meta.size) throw new Error(`checkpoint of disk ${disk}: ${at} bytes in its chunks, ${meta.size} in its meta`);
+    if (at !== meta.size) throw new Error(`${what}: ${at} bytes in its chunks, ${meta.size} in its meta`);
     const digest = `SHA-256=${createHash('sha256').update(state).digest('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
-    if (digest !== meta.digest) throw new Error(`checkpoint of disk ${disk}: digest ${digest}, its meta says ${meta.digest}`);
-    return { state, ...checkpointMeta(meta.metadata) };
+    if (digest !== meta.digest) throw new Error(`${what}: digest ${digest}, its meta says ${meta.digest}`);
+    return { state, metadata: meta.metadata };
   }
 }

@@ -387,7 +387,7 @@ export class DiskReplica {
       // The old state (still served) ends where the guest made a new file system: wait for the crawl's.
       return false;
     }
-    const engine = await DiskInferencer.restore(ck.state, this.#fetcher, { disk: this.disk });
+    const engine = await DiskInferencer.restore(ck.state, this.#fetcher, { disk: this.disk }, ck.deltas);
     const want = this.#o.entry.partition;
     if (want !== undefined && engine.window.partition !== want) {
       // The inferencer is yet to crawl the partition the registry names: wait for its checkpoint.
@@ -399,7 +399,7 @@ export class DiskReplica {
     });
     this.#restores++;
     this.#phase = ReplicaPhase.Following;
-    this.#log.info({ appliedSeq: engine.appliedSeq, bytes: ck.state.length }, 'replica restored from checkpoint');
+    this.#log.info({ appliedSeq: engine.appliedSeq, bytes: ck.state.length, deltas: ck.deltas?.length ?? 0 }, 'replica restored from checkpoint');
     this.#markReady();
     this.#notify(engine.appliedSeq);
     return true;

@@ -1,6 +1,7 @@
 /**
  * DirectCheckpointStore against a real nats-server: it reads what the object store client wrote (one chunk and
- * many), with the metadata, and says "none" for a missing or deleted checkpoint.
+ * many), with the metadata, and says "none" for a missing or deleted checkpoint. Chains: a full checkpoint and
+ * the deltas after it load together (both stores), and a delta of another chain is not part of it.
  */
 import { randomBytes } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -9,7 +10,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OBJ_STATE } from '@gammaray/wire';
 import { startNatsServer, type NatsServer } from '../../../test/support/nats-server.js';
-import { CheckpointStore, DirectCheckpointStore } from '../src/checkpoints.js';
+import { CheckpointFencedError, CheckpointStore, DirectCheckpointStore, MAX_CHECKPOINT_DELTAS, deltaName } from '../src/checkpoints.js';
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -50,5 +51,56 @@ describe('DirectCheckpointStore', () => {
     await written.save('d3', randomBytes(10), { appliedSeq: 1, size: 1 });
     await written.remove('d3');
     expect(await direct.load('d3')).toBeUndefined();
+  });
+
+  describe('chains of deltas', () => {
+    const bytes = (ck: { state: Uint8Array; deltas?: readonly Uint8Array[] } | undefined) => (ck ? [ck.state, ...(ck.deltas ?? [])].map((b) => Buffer.from(b).toString()) : undefined);
+
+    it('loads a full checkpoint with its deltas in order, the metadata of the last, through both stores', async () => {
+      const chain = await written.saveChained('c1', Buffer.from('base'), { appliedSeq: 10, size: 5, epoch: 2, eventsSeq: 7 });
+      for (let n = 1; n <= 3; n++) await written.saveDelta('c1', [Buffer.from(`delta`), Buffer.from(`${n}`)], { appliedSeq: 10 + n, size: 5, epoch: 2, eventsSeq: 7 + n }, { chain, n });
+      for (const store of [written, direct]) {
+        const ck = await store.load('c1');
+        expect(bytes(ck)).toEqual(['base', 'delta1', 'delta2', 'delta3']);
+        expect(ck).toMatchObject({ chain, appliedSeq: 13, size: 5, epoch: 2, eventsSeq: 10 });
+      }
+    });
+
+    it('a new full checkpoint ends the chain before it; deltas of another chain, out of order or going back do not count', async () => {
+      const old = await written.saveChained('c2', Buffer.from('old'), { appliedSeq: 1, size: 5 });
+      for (let n = 1; n <= 4; n++) await written.saveDelta('c2', Buffer.from(`old${n}`), { appliedSeq: 1 + n, size: 5 }, { chain: old, n });
+      const chain = await written.saveChained('c2', Buffer.from('new'), { appliedSeq: 10, size: 5 });
+      expect(chain).not.toBe(old);
+      // The old chain's deltas are still stored, under the same names: none belongs to the new chain.
+      expect(bytes(await direct.load('c2'))).toEqual(['new']);
+      await written.saveDelta('c2', Buffer.from('new1'), { appliedSeq: 11, size: 5 }, { chain, n: 1 });
+      expect(bytes(await direct.load('c2'))).toEqual(['new', 'new1']); // old2..old4 follow, but of the old chain
+      expect((await direct.load('c2'))?.appliedSeq).toBe(11);
+      // A delta whose sequence goes back ends the chain too (a writer that lost the disk, with a stale state).
+      await written.saveDelta('c2', Buffer.from('stale'), { appliedSeq: 5, size: 5 }, { chain, n: 2 });
+      expect(bytes(await written.load('c2'))).toEqual(['new', 'new1']);
+      await expect(written.saveDelta('c2', Buffer.from('x'), { appliedSeq: 12, size: 5 }, { chain, n: MAX_CHECKPOINT_DELTAS + 1 })).rejects.toThrow(RangeError);
+    });
+
+    it('a delta is fenced by the epoch of the full checkpoint, and remove() takes the deltas too', async () => {
+      const chain = await written.saveChained('c3', Buffer.from('base'), { appliedSeq: 1, size: 5, epoch: 4 });
+      await written.saveDelta('c3', Buffer.from('d1'), { appliedSeq: 2, size: 5, epoch: 4 }, { chain, n: 1 });
+      await expect(written.saveDelta('c3', Buffer.from('d2'), { appliedSeq: 3, size: 5, epoch: 3 }, { chain, n: 2 })).rejects.toThrow(CheckpointFencedError);
+      expect(bytes(await direct.load('c3'))).toEqual(['base', 'd1']);
+      const os = await new Objm(nc).open(OBJ_STATE);
+      expect(await os.info(deltaName('c3', 1))).not.toBeNull();
+      await written.remove('c3');
+      expect(await direct.load('c3')).toBeUndefined();
+      expect((await os.info(deltaName('c3', 1)))?.deleted ?? true).toBe(true);
+      expect(() => deltaName('c3.x', 1)).toThrow();
+    });
+
+    it('a checkpoint saved without a chain loads alone (checkpoints from before deltas)', async () => {
+      await written.save('c4', Buffer.from('plain'), { appliedSeq: 3, size: 5 });
+      await written.saveDelta('c4', Buffer.from('d1'), { appliedSeq: 4, size: 5 }, { chain: 'x', n: 1 });
+      const ck = await direct.load('c4');
+      expect(bytes(ck)).toEqual(['plain']);
+      expect(ck?.chain).toBeUndefined();
+    });
   });
 });

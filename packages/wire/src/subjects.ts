@@ -7,8 +7,9 @@ export const STREAM_EVENTS = 'GAMMARAY_EVENTS';
 /** KV bucket of the disk registry; keys are disk ids, values {@link DiskRegistryEntry} JSON. */
 export const KV_DISKS = 'gammaray-disks';
 /**
- * JetStream Object Store bucket of the inferencer's checkpoints: one object per disk (object name = disk id), the
- * engine's state as BSON. An object store rather than KV because a state is chunked and may exceed 1 MiB.
+ * JetStream Object Store bucket of the inferencer's checkpoints: per disk a full checkpoint (object name = disk id)
+ * and the deltas after it (`<disk>.delta.<n>`), the engine's state as BSON. An object store rather than KV because
+ * a state is chunked and may exceed 1 MiB.
  */
 export const OBJ_STATE = 'gammaray-state';
 /**

@@ -6,7 +6,7 @@ import { CorruptError, EncodeError, STREAM_EVENTS, STREAM_WRITES, WireCorruptKin
 import type { Logger } from 'pino';
 import { ConsumerGuard, type StallWatch } from '@gammaray/replica';
 import { BlockFetchError, NatsBlockFetcher } from './block-fetcher.js';
-import { CheckpointFencedError, type Checkpoint, type CheckpointStore } from './checkpoints.js';
+import { CheckpointFencedError, MAX_CHECKPOINT_DELTAS, type Checkpoint, type CheckpointSaveMeta, type CheckpointStore } from './checkpoints.js';
 import { MAX_CHECKPOINT_INTERVAL_S } from './config.js';
 import { EventPublisher } from './event-publisher.js';
 import { LeaseLostError } from './leases.js';
@@ -44,10 +44,68 @@ const CHECKPOINT_LOAD_TIMEOUT_MAX_MS = 120_000;
 /**
  * A busy disk's checkpoints take at most about 1/CHECKPOINT_COST_FACTOR of its worker's time: after a checkpoint
  * that took T to build and store, the next comes no sooner than T x this (or the configured interval, when
- * longer; never past MAX_CHECKPOINT_INTERVAL_S). A checkpoint holds the whole state (23 MB and ~0.6 s at 50,000
- * inodes), so at the default 2 s interval a disk of a few hundred thousand inodes did little but checkpoint.
+ * longer; never past MAX_CHECKPOINT_INTERVAL_S). A full checkpoint holds the whole state (20 MB and ~0.3 s at
+ * 50,000 inodes): before deltas, at the default 2 s interval a disk of a few hundred thousand inodes did little but
+ * checkpoint. Deltas are cheap, so their gap is mostly the interval.
  */
 export const CHECKPOINT_COST_FACTOR = 10;
+
+/**
+ * A disk's checkpoints are a full one and then deltas (the changes since the one before: nodes, links and held
+ * blocks that changed, the rest of the state whole) until the deltas add up to this fraction of the full one's
+ * bytes, or MAX_CHECKPOINT_DELTAS of them are stored; then a full one again. A restore reads the full one and
+ * every delta after it, so this bounds what a restore reads to 1 + CHECKPOINT_DELTA_FRACTION full checkpoints.
+ */
+export const CHECKPOINT_DELTA_FRACTION = 0.5;
+
+/** The engine a {@link CheckpointChain} takes checkpoints of (DiskInferencer, or a test's fake). */
+export type ChainedEngine = Pick<DiskInferencer, 'checkpointParts' | 'deltaCheckpointParts' | 'checkpointFailed'>;
+
+/**
+ * One session's checkpoints of one engine: a full checkpoint, then deltas while CHECKPOINT_DELTA_FRACTION and
+ * MAX_CHECKPOINT_DELTAS allow (see there), each stored in `store` only after the one before it was. The worker and
+ * bench/infer's publishing replay store checkpoints through it.
+ */
+export class CheckpointChain {
+  #chain: { id: string; n: number; baseBytes: number; deltaBytes: number } | undefined;
+
+  constructor(
+    private readonly engine: ChainedEngine,
+    private readonly store: Pick<CheckpointStore, 'saveChained' | 'saveDelta'>,
+    private readonly disk: string,
+  ) {}
+
+  /** Takes the engine's next checkpoint (synchronously: its state now); `store()` then stores it. */
+  take(): { readonly parts: Uint8Array[]; readonly bytes: number; readonly delta: boolean; store(meta: CheckpointSaveMeta): Promise<void> } {
+    const c = this.#chain;
+    const due = c !== undefined && c.n < MAX_CHECKPOINT_DELTAS && c.deltaBytes < c.baseBytes * CHECKPOINT_DELTA_FRACTION;
+    const deltaParts = due ? this.engine.deltaCheckpointParts() : undefined;
+    const parts = deltaParts ?? this.engine.checkpointParts();
+    const bytes = parts.reduce((n, part) => n + part.length, 0);
+    const delta = deltaParts !== undefined && c !== undefined;
+    return {
+      parts,
+      bytes,
+      delta,
+      store: async (meta) => {
+        try {
+          if (delta) {
+            await this.store.saveDelta(this.disk, parts, meta, { chain: c.id, n: c.n + 1 });
+            c.n++;
+            c.deltaBytes += bytes;
+          } else {
+            const id = await this.store.saveChained(this.disk, parts, meta);
+            this.#chain = { id, n: 0, baseBytes: bytes, deltaBytes: 0 };
+          }
+        } catch (err) {
+          // Its changes go into the next delta (a full one failed: the chain stored before stays in force).
+          this.engine.checkpointFailed();
+          throw err;
+        }
+      },
+    };
+  }
+}
 
 /** Loading the disk's checkpoint took longer than its load timeout (the session restarts). */
 class CheckpointLoadTimeoutError extends Error {
@@ -101,10 +159,14 @@ export interface DiskWorkerStats {
   readonly trackedInodes: number;
   /** Bytes of the disk's metadata blocks the engine holds, as kept (packed or deflated mostly). */
   readonly heldBlockBytes: number;
-  /** Bytes of the last checkpoint stored, and the seconds it took to build and store (0 before the first). */
+  /** Bytes of the last full checkpoint stored, and of the last delta (0 before the first of each). */
   readonly lastCheckpointBytes: number;
+  readonly lastDeltaBytes: number;
+  /** Seconds the last checkpoint (full or delta) took to build and store (0 before the first). */
   readonly lastCheckpointSeconds: number;
+  /** Checkpoints stored, deltas included, and of them deltas. */
   readonly checkpoints: number;
+  readonly deltaCheckpoints: number;
   readonly restarts: number;
   /** Events the stream already held (re-published after a restart and dropped by msg id). */
   readonly duplicateEvents: number;
@@ -179,7 +241,12 @@ export class DiskWorker {
   #eventsSeq = { checkpoint: 0, read: 0 };
   #checkpointedSeq = -1;
   #lastCheckpointAt = 0;
-  #lastCheckpoint = { bytes: 0, seconds: 0 };
+  #lastCheckpoint = { bytes: 0, deltaBytes: 0, seconds: 0 };
+  /**
+   * The checkpoints of this session's engine (a restored engine starts a chain of its own: another owner's chain
+   * is never continued).
+   */
+  #chain: { engine: DiskInferencer; chain: CheckpointChain } | undefined;
   /** heldBlocks() walks every held block: taken at most once a second (a metrics scrape reads stats per gauge). */
   #held = { at: -Infinity, bytes: 0 };
   /** Time to wait after the last checkpoint before the next (the interval, stretched by CHECKPOINT_COST_FACTOR). */
@@ -191,7 +258,7 @@ export class DiskWorker {
   #rebootstrap: Rebootstrap | undefined;
   /** The last crawl found no file system (a blank disk): logged once, looked at again every restartBackoffMs.min. */
   #blank = false;
-  #stats = { records: 0, corruptRecords: 0, events: 0, checkpoints: 0, restarts: 0, duplicateEvents: 0 };
+  #stats = { records: 0, corruptRecords: 0, events: 0, checkpoints: 0, deltaCheckpoints: 0, restarts: 0, duplicateEvents: 0 };
   readonly #eventsByKind: Record<string, number> = {};
   /** Set when the lease was lost: stop at once, no flush of new events, no final checkpoint. */
   #revoked = false;
@@ -225,6 +292,7 @@ export class DiskWorker {
       trackedInodes: this.#engine?.trackedInodes ?? 0,
       heldBlockBytes: this.#heldBlockBytes(),
       lastCheckpointBytes: this.#lastCheckpoint.bytes,
+      lastDeltaBytes: this.#lastCheckpoint.deltaBytes,
       lastCheckpointSeconds: this.#lastCheckpoint.seconds,
       duplicateEvents,
       appliedSeq: this.#engine?.appliedSeq ?? this.#checkpointedSeq,
@@ -456,7 +524,7 @@ export class DiskWorker {
       let engine: DiskInferencer | undefined;
       const discard = (why: string, fields: Record<string, unknown>): void => {
         this.#log.warn(fields, `${why}; crawling the disk again`);
-        discarded = { why, tag: crawlTag(ck!.state) }; // ok: only called with a checkpoint
+        discarded = { why, tag: crawlTag(ck!.state, ...(ck!.deltas ?? [])) }; // ok: only called with a checkpoint
         engine = undefined;
       };
       if (!ck) {
@@ -474,7 +542,7 @@ export class DiskWorker {
         discard('checkpoint is of a disk of another size', { checkpointSize: ck.size, size: this.#o.size });
       } else {
         try {
-          engine = await DiskInferencer.restore(ck.state, fetcher, opts);
+          engine = await DiskInferencer.restore(ck.state, fetcher, opts, ck.deltas);
         } catch (err) {
           if (err instanceof BlockFetchError) throw err;
           discard('checkpoint could not be restored', { err });
@@ -497,7 +565,7 @@ export class DiskWorker {
         this.#processedSeq = engine.appliedSeq;
         this.#checkpointedSeq = engine.appliedSeq;
         this.#lastCheckpointAt = Date.now();
-        this.#log.info({ appliedSeq: engine.appliedSeq, bytes: ck?.state.length }, 'restored from checkpoint');
+        this.#log.info({ appliedSeq: engine.appliedSeq, bytes: ck?.state.length, deltas: ck?.deltas?.length ?? 0 }, 'restored from checkpoint');
         return engine;
       }
     }
@@ -766,8 +834,9 @@ export class DiskWorker {
     const appliedSeq = engine.appliedSeq;
     const eventsSeq = this.#checkpointEventsSeq();
     const t0 = performance.now();
-    const state = engine.checkpointParts();
-    const bytes = state.reduce((n, part) => n + part.length, 0);
+    if (this.#chain?.engine !== engine) this.#chain = { engine, chain: new CheckpointChain(engine, this.#o.checkpoints, this.disk) };
+    const cp = this.#chain.chain.take();
+    const { bytes, delta } = cp;
     const built = performance.now() - t0;
     this.#lastCheckpointAt = Date.now();
     const fence = this.#o.fence;
@@ -776,10 +845,10 @@ export class DiskWorker {
     this.#at(`storing the checkpoint at ${appliedSeq}`);
     const t1 = performance.now();
     try {
-      await this.#o.checkpoints.save(this.disk, state, { appliedSeq, size: this.#o.size, epoch: fence?.epoch, eventsSeq });
+      await cp.store({ appliedSeq, size: this.#o.size, epoch: fence?.epoch, eventsSeq });
     } catch (err) {
       if (err instanceof CheckpointFencedError) throw err;
-      this.#log.warn({ err, appliedSeq }, 'checkpoint could not be stored; retrying at the next interval');
+      this.#log.warn({ err, appliedSeq, delta }, 'checkpoint could not be stored; retrying at the next interval');
       return;
     }
     const cost = built + (performance.now() - t1);
@@ -788,10 +857,11 @@ export class DiskWorker {
       this.#log.info({ appliedSeq, bytes, ms: Math.round(cost), nextInMs: Math.round(gap) }, 'checkpoints of this disk take long: spacing them out to keep their share of the work small');
     }
     this.#checkpointGapMs = gap;
-    this.#lastCheckpoint = { bytes, seconds: cost / 1000 };
+    this.#lastCheckpoint = delta ? { ...this.#lastCheckpoint, deltaBytes: bytes, seconds: cost / 1000 } : { ...this.#lastCheckpoint, bytes, seconds: cost / 1000 };
     this.#checkpointedSeq = appliedSeq;
     this.#stats.checkpoints++;
-    this.#log.debug({ appliedSeq, bytes, ms: Math.round(cost) }, 'checkpoint stored');
+    if (delta) this.#stats.deltaCheckpoints++;
+    this.#log.debug({ appliedSeq, bytes, ms: Math.round(cost), delta }, 'checkpoint stored');
   }
 
   async #finalCheckpoint(engine: DiskInferencer): Promise<void> {
@@ -823,9 +893,11 @@ function isClosedConnection(err: unknown): boolean {
 }
 
 /**
- * The msg-id tag of a crawl that replaces checkpoint `state`: 12 hex digits of its SHA-256. The same checkpoint
- * gives the same tag (a retried crawl's events are dropped as duplicates); another one, another tag.
+ * The msg-id tag of a crawl that replaces checkpoint `state` (and its deltas): 12 hex digits of their SHA-256. The
+ * same checkpoint gives the same tag (a retried crawl's events are dropped as duplicates); another one, another tag.
  */
-export function crawlTag(state: Uint8Array): string {
-  return `c${createHash('sha256').update(state).digest('hex').slice(0, 12)}`;
+export function crawlTag(state: Uint8Array, ...deltas: readonly Uint8Array[]): string {
+  const h = createHash('sha256').update(state);
+  for (const d of deltas) h.update(d);
+  return `c${h.digest('hex').slice(0, 12)}`;
 }

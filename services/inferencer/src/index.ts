@@ -18,7 +18,7 @@ export {
 export type { InferencerConfig, InferencerFlags } from './config.js';
 export { create } from './service.js';
 export type { InferencerService, WorkerRegistration } from './service.js';
-export { DiskWorker, CHECKPOINT_COST_FACTOR } from './disk-worker.js';
+export { DiskWorker, CHECKPOINT_COST_FACTOR, CHECKPOINT_DELTA_FRACTION, CheckpointChain } from './disk-worker.js';
 export type { DiskWorkerOptions, DiskWorkerStats, DiskFence } from './disk-worker.js';
 export { assignDisks, rendezvousScore } from './assignment.js';
 export { HeldLease, LeaseLostError, LeaseUnconfirmedError, encodeLease, decodeLease, isCasFailure } from './leases.js';

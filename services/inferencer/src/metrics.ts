@@ -76,7 +76,8 @@ export class InferencerMetrics {
     });
     perDisk('gammaray_inferencer_tracked_inodes', 'Inodes in the disk\'s tree (what the engine\'s memory grows with)', (s) => s.trackedInodes);
     perDisk('gammaray_inferencer_held_block_bytes', 'Bytes of the disk\'s metadata blocks the engine holds, as kept (mostly packed or deflated)', (s) => s.heldBlockBytes);
-    perDisk('gammaray_inferencer_checkpoint_bytes', 'Size of the disk\'s last stored checkpoint (its whole state)', (s) => s.lastCheckpointBytes);
+    perDisk('gammaray_inferencer_checkpoint_bytes', 'Size of the disk\'s last stored full checkpoint (its whole state)', (s) => s.lastCheckpointBytes);
+    perDisk('gammaray_inferencer_checkpoint_delta_bytes', 'Size of the disk\'s last stored delta checkpoint (what changed since the checkpoint before)', (s) => s.lastDeltaBytes);
     perDisk('gammaray_inferencer_checkpoint_seconds', 'Time the disk\'s last checkpoint took to build and store; the next waits at least 10 times as long', (s) => s.lastCheckpointSeconds);
   }
 }

@@ -66,6 +66,11 @@ vi.mock('@gammaray/inferencer', async (importOriginal) => {
       if (this.disk === 'slow') for (const end = performance.now() + 120; performance.now() < end; );
       return Buffer.from(JSON.stringify({ disk: this.disk, applied: this.applied }));
     }
+    /** No deltas: every checkpoint of the fake is a full one. */
+    deltaCheckpointParts(): Uint8Array[] | undefined {
+      return undefined;
+    }
+    checkpointFailed(): void {}
     readonly trackedInodes = 1;
     heldBlocks(): { blocks: number; bytes: number } {
       return { blocks: 0, bytes: 0 };
