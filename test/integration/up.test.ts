@@ -195,6 +195,8 @@ describe('gammaray up', () => {
       const a = await args(pid);
       if (a.includes('nats-server')) natsPid = pid;
       else if (/gammaray\.js (capture|inferencer|view) /.test(a)) services.push(pid);
+      // The inferencer runs with the node flags of its image (a small young generation).
+      if (/gammaray\.js inferencer /.test(a)) expect(a).toMatch(/ --max-semi-space-size=2 .*gammaray\.js inferencer /);
     }
     expect(services).toHaveLength(3);
     up.child.kill('SIGKILL');

@@ -454,6 +454,12 @@ async function followedVolume(image: string, prefer?: number): Promise<{ partiti
  * Runs `gammaray up` until SIGINT/SIGTERM (or until a child dies). `self` is how to start this CLI again
  * (node and the script) for the service children.
  */
+/**
+ * Node flags the inferencer runs with (as its image's ENTRYPOINT): V8's default 16 MiB young generation adds ~35 MB
+ * to its peak for no speed (docs/benchmarks.md, 2026-11-28).
+ */
+export const INFERENCER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
 export async function runUp(term: Terminal, o: UpOptions, self: readonly string[] = [process.execPath, process.argv[1] ?? 'gammaray']): Promise<ExitCode> {
   const disks = planVolumes(planDisks(o.image, o.disk), o.partition, o.volume);
   const natsProblem = o.nats !== undefined ? natsUrlProblem(o.nats) : undefined;
@@ -586,7 +592,9 @@ export async function runUp(term: Terminal, o: UpOptions, self: readonly string[
     const capture = start('capture', self[0]!, [...self.slice(1), 'capture', '--nats', nats, '--listen', listen, ...disks.flatMap((d) => ['--disk', `${d.id}=${d.image}`]), ...captureVolumeArgs(disks)]); // ok: self has node
     await capture.waitFor(/serving NBD/, 'serving NBD');
     term.note('starting inferencer');
-    const inferencer = start('inferencer', self[0]!, [...self.slice(1), 'inferencer', '--nats', nats]); // ok: as above
+    // Node's flags as the inferencer image runs it (services/inferencer/Dockerfile): a small young generation.
+    const nodeFlags = self[0] === process.execPath ? INFERENCER_NODE_FLAGS : [];
+    const inferencer = start('inferencer', self[0]!, [...nodeFlags, ...self.slice(1), 'inferencer', '--nats', nats]); // ok: as above
     await inferencer.waitFor(/inferencer started/, 'readiness');
     term.note(`starting view (gRPC ${grpc}${o.mount ? `, FUSE ${o.mount}` : ''})`);
     const view = start('view', self[0]!, [...self.slice(1), 'view', '--nats', nats, '--grpc', grpc, ...(o.mount ? ['--mount', resolve(o.mount)] : [])]); // ok: as above
