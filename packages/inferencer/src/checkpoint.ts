@@ -22,11 +22,12 @@ const BLOCK_BYTES_PER_CHUNK = 4 * 1024 * 1024;
 
 /**
  * Version of the checkpoint format (2: every held block, not only journal images; 3: nodes, their links and their
- * runs in columns, a document per chunk of nodes instead of one per node and one per file's runs). This build
- * reads 2 and 3.
+ * runs in columns, a document per chunk of nodes instead of one per node and one per file's runs; 4: deltas (see
+ * {@link DeltaOf}), and pending data and remembered end-of-file blocks without their trailing zeros, which a
+ * version 3 reader would take as short blocks). This build reads 2, 3 and 4.
  */
-export const CHECKPOINT_VERSION = 3;
-const READABLE_VERSIONS: readonly unknown[] = [2, 3];
+export const CHECKPOINT_VERSION = 4;
+const READABLE_VERSIONS: readonly unknown[] = [2, 3, 4];
 /** Numbers per node in a `nodecols` document (see encodeNodeColumns). */
 const NODE_NUMBERS = 15;
 /** A file with more runs than this keeps them in `runs` documents of their own, not in its chunk of nodes. */
@@ -488,7 +489,7 @@ function decodeOne(bytes: Uint8Array): { state: InferencerState; gone: Float64Ar
     off += len;
     switch (d.k) {
       case 'head':
-        if (!READABLE_VERSIONS.includes(d.v)) throw new CheckpointError(`checkpoint version ${String(d.v)}, this build reads ${READABLE_VERSIONS.join(' and ')}`);
+        if (!READABLE_VERSIONS.includes(d.v)) throw new CheckpointError(`checkpoint version ${String(d.v)}, this build reads ${READABLE_VERSIONS.join(', ')}`);
         head = d;
         break;
       case 'nodes':

@@ -2284,8 +2284,10 @@ export class DiskInferencer {
       omitted: [...this.omitted].map(([b, o]) => [b, o.seq, o.ts]),
       dirty: [...this.dirty],
       tails: [...this.tails].map(([ino, t]) => {
-        materialize(t, this.store.blockSize);
-        return [ino, t.logical, t.block, trimmedView(t.data), t.reported ?? null];
+        // What consumers were told of it, without making the engine's copy concrete (see Tail), trailing zeros
+        // left out: restore widens it to a block again.
+        const told = t.reported ?? (t.reportedLim >= 0 ? t.data.subarray(0, t.reportedLim) : undefined);
+        return [ino, t.logical, t.block, trimmedView(t.data), told ? trimmedView(told) : null];
       }),
       heldTails: [...this.heldTails],
       prealloc: [...this.prealloc].map(([ino, held]) => [ino, [...held]]),
@@ -2338,7 +2340,7 @@ export class DiskInferencer {
     }
     for (const [b, seq, ts] of state.omitted) inf.omitted.set(b, { seq, ts });
     for (const ino of state.dirty) inf.dirty.add(ino);
-    for (const [ino, logical, block, data, reported] of state.tails) inf.tails.set(ino, { logical, block, data, reported: reported ?? undefined, reportedLim: -1 });
+    for (const [ino, logical, block, data, reported] of state.tails) inf.tails.set(ino, { logical, block, data, reported: reported ? widen(reported, state.blockSize) : undefined, reportedLim: -1 });
     for (const ino of state.heldTails) inf.heldTails.add(ino);
     for (const [ino, held] of state.prealloc ?? []) inf.prealloc.set(ino, new Set(held));
     for (const [b, data] of state.recent) inf.keepRecent(b, data);
