@@ -12,10 +12,9 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { DiskInferencer, decodeCheckpoint, encodeCheckpoint } from '@gammaray/inferencer';
 import { decodeWriteRecord } from '@gammaray/wire';
-import { fileFetcher } from './file-fetcher.mjs';
+import { fileFetcher, streamRecords } from './file-fetcher.mjs';
 
 const { values: v } = parseArgs({
   options: {
@@ -24,19 +23,6 @@ const { values: v } = parseArgs({
   },
 });
 const every = Number(v.every);
-
-function* records(path) {
-  const fd = openSync(path, 'r');
-  const head = Buffer.alloc(12);
-  for (let at = 0; readSync(fd, head, 0, 12, at) === 12; ) {
-    const len = head.readUInt32LE(8);
-    const data = Buffer.allocUnsafe(len);
-    readSync(fd, data, 0, len, at + 12);
-    yield { seq: Number(head.readBigUInt64LE(0)), data };
-    at += 12 + len;
-  }
-  closeSync(fd);
-}
 
 const bytesOf = (parts) => parts.reduce((n, p) => n + p.length, 0);
 /** A state's checkpoint bytes with nodes, links and blocks in number order (a restored chain orders them otherwise). */
@@ -48,7 +34,7 @@ const { inferencer: inf } = await DiskInferencer.bootstrap(fetcher, { disk: 'ben
 let base = Buffer.concat(inf.checkpointParts());
 const rows = [];
 let n = 0;
-for (const m of records(join(v.dir, 'records.bin'))) {
+for (const m of streamRecords(join(v.dir, 'records.bin'))) {
   await inf.apply(m.seq, decodeWriteRecord(m.data));
   if (++n % every !== 0) continue;
   const t0 = performance.now();
@@ -61,6 +47,7 @@ for (const m of records(join(v.dir, 'records.bin'))) {
   rows.push({ record: n, nodes: inf.nodes.size, deltaBytes: bytesOf(delta), deltaMs: t1 - t0, fullBytes: fullBytes.length, fullMs: t2 - t1 });
   base = fullBytes;
 }
+inf.deltaCheckpointParts(); // the changes since the last point
 const idle = bytesOf(inf.deltaCheckpointParts());
 close();
 const mb = (b) => (b / 1e6).toFixed(2);

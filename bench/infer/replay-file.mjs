@@ -20,14 +20,14 @@
  * strings, and ArrayBuffer backing stores by size (held blocks, pending data). For work on the memory per inode.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { parseArgs } from 'node:util';
 import { DiskInferencer, encodeEvent } from '@gammaray/inferencer';
 import { decodeWriteRecord } from '@gammaray/wire';
-import { fileFetcher } from './file-fetcher.mjs';
+import { fileFetcher, streamRecords } from './file-fetcher.mjs';
 
 const { values: v } = parseArgs({
   options: {
@@ -37,19 +37,6 @@ const { values: v } = parseArgs({
     'heap-breakdown': { type: 'boolean', default: false },
   },
 });
-
-function* streamRecords(path) {
-  const fd = openSync(path, 'r');
-  const head = Buffer.alloc(12);
-  for (let at = 0; readSync(fd, head, 0, 12, at) === 12; ) {
-    const len = head.readUInt32LE(8);
-    const data = Buffer.allocUnsafe(len);
-    readSync(fd, data, 0, len, at + 12);
-    yield { seq: Number(head.readBigUInt64LE(0)), data };
-    at += 12 + len;
-  }
-  closeSync(fd);
-}
 
 function readRecords(path) {
   const buf = readFileSync(path);
