@@ -22,7 +22,7 @@ import { Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_REASON_KEY, ViewClient, compileGlob, treeEntryOfMessage, type WatchResponse } from '@gammaray/service-view';
-import { compileGlobParents } from '@gammaray/replica';
+import { CheckpointStore, compileGlobParents } from '@gammaray/replica';
 import { OBJ_STATE, STREAM_EVENTS, STREAM_WRITES, writesSubject } from '@gammaray/wire';
 import { runGuest } from '../guest/guest.js';
 import { kernelTree } from '../oracle/kernel.js';
@@ -208,11 +208,12 @@ async function caughtUp(c: ViewClient, seq: number, timeoutMs = 30_000): Promise
 
 /** Waits until the inferencer checkpointed past `seq` (so every event up to it is in GAMMARAY_EVENTS). */
 async function inferencerDone(seq: number, timeoutMs = 30_000): Promise<number> {
-  const os = await new Objm(nc).open(OBJ_STATE);
+  const checkpoints = new CheckpointStore(await new Objm(nc).open(OBJ_STATE));
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const info = await os.info(DISK).catch(() => null);
-    if (Number(info?.metadata?.['appliedSeq'] ?? -1) >= seq) return (await (await jetstreamManager(nc)).streams.info(STREAM_EVENTS)).state.last_seq;
+    // The full checkpoint or its last delta.
+    const latest = await checkpoints.latest(DISK).catch(() => undefined);
+    if ((latest?.appliedSeq ?? -1) >= seq) return (await (await jetstreamManager(nc)).streams.info(STREAM_EVENTS)).state.last_seq;
     if (Date.now() > deadline) throw new Error(`inferencer did not checkpoint ${seq} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -112,6 +112,22 @@ export class CheckpointStore {
     return { state: Buffer.concat(chunks), metadata: r.info.metadata };
   }
 
+  /**
+   * What the disk's checkpoint restores to (its full checkpoint's metadata, or its last delta's) and how many
+   * deltas it has, read from the objects' metadata only: for waiting until a checkpoint covers a sequence.
+   */
+  async latest(disk: string): Promise<(Omit<Checkpoint, 'state' | 'deltas'> & { readonly deltas: number }) | undefined> {
+    const none = new Uint8Array(0);
+    const meta = async (name: string) => {
+      const info = await this.os.info(name);
+      return info && !info.deleted ? { state: none, metadata: info.metadata } : undefined;
+    };
+    const base = await meta(parseDiskId(disk));
+    if (!base) return undefined;
+    const { state: _state, deltas, ...rest } = await loadDeltas({ state: none, chain: base.metadata?.['chain'], ...checkpointMeta(base.metadata) }, (n) => meta(deltaName(disk, n)));
+    return { ...rest, deltas: deltas?.length ?? 0 };
+  }
+
   /** The lease epoch recorded with the disk's checkpoint (undefined: no checkpoint, or one without epoch). */
   async epoch(disk: string): Promise<number | undefined> {
     const info = await this.os.info(parseDiskId(disk));

@@ -64,6 +64,9 @@ describe('DirectCheckpointStore', () => {
         expect(bytes(ck)).toEqual(['base', 'delta1', 'delta2', 'delta3']);
         expect(ck).toMatchObject({ chain, appliedSeq: 13, size: 5, epoch: 2, eventsSeq: 10 });
       }
+      // The same from the metadata alone.
+      expect(await written.latest('c1')).toEqual({ chain, appliedSeq: 13, size: 5, epoch: 2, eventsSeq: 10, deltas: 3 });
+      expect(await written.latest('none')).toBeUndefined();
     });
 
     it('a new full checkpoint ends the chain before it; deltas of another chain, out of order or going back do not count', async () => {
