@@ -44,7 +44,7 @@ const CHECKPOINT_LOAD_TIMEOUT_MAX_MS = 120_000;
 /**
  * A busy disk's checkpoints take at most about 1/CHECKPOINT_COST_FACTOR of its worker's time: after a checkpoint
  * that took T to build and store, the next comes no sooner than T x this (or the configured interval, when
- * longer; never past MAX_CHECKPOINT_INTERVAL_S). A full checkpoint holds the whole state (20 MB and ~0.3 s at
+ * longer; never past MAX_CHECKPOINT_INTERVAL_S). A full checkpoint holds the whole state (11 MB and ~0.1-0.2 s at
  * 50,000 inodes): before deltas, at the default 2 s interval a disk of a few hundred thousand inodes did little but
  * checkpoint. Deltas are cheap, so their gap is mostly the interval.
  */
