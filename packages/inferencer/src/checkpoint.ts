@@ -424,31 +424,30 @@ export function encodeCheckpointParts(s: InferencerState, version: 2 | typeof CH
 export function decodeCheckpoint(bytes: Uint8Array, deltas: readonly Uint8Array[] = []): InferencerState {
   const base = decodeOne(bytes);
   if (base.gone) throw new CheckpointError('checkpoint is a delta, not a full checkpoint');
-  let state = base.state;
-  deltas.forEach((d, i) => {
-    const next = decodeOne(d);
-    if (!next.gone) throw new CheckpointError(`checkpoint delta ${i + 1} is a full checkpoint`);
-    state = applyDelta(state, next.state, next.gone, i + 1);
+  if (deltas.length === 0) return base.state;
+  // Keyed once for the whole chain; Maps keep the base's order (a node or block that changed stays where it was,
+  // new ones come last).
+  const nodes = new Map(base.state.nodes.map((x) => [x.ino, x]));
+  const links = new Map(base.state.links);
+  const blocks = new Map(base.state.blocks.map((b) => [b[0], b]));
+  let last = base.state;
+  deltas.forEach((bytes, i) => {
+    const { state: d, gone } = decodeOne(bytes);
+    const n = i + 1;
+    if (!gone) throw new CheckpointError(`checkpoint delta ${n} is a full checkpoint`);
+    if (d.disk !== last.disk || d.blockSize !== last.blockSize) throw new CheckpointError(`checkpoint delta ${n} is of disk ${d.disk} with ${d.blockSize}-byte blocks, its base of ${last.disk} with ${last.blockSize}`);
+    if (d.appliedSeq < last.appliedSeq) throw new CheckpointError(`checkpoint delta ${n} is at sequence ${d.appliedSeq}, before its base's ${last.appliedSeq}`);
+    for (const ino of gone) {
+      nodes.delete(ino);
+      links.delete(ino);
+    }
+    for (const x of d.nodes) nodes.set(x.ino, x);
+    for (const [ino, l] of d.links) links.set(ino, l);
+    for (const b of d.blocks) blocks.set(b[0], b);
+    last = d;
   });
-  return state;
-}
-
-/** `base` with delta `d` (of inodes `gone` and the changed nodes and blocks it holds) applied. */
-function applyDelta(base: InferencerState, d: InferencerState, gone: Float64Array, n: number): InferencerState {
-  if (d.disk !== base.disk || d.blockSize !== base.blockSize) throw new CheckpointError(`checkpoint delta ${n} is of disk ${d.disk} with ${d.blockSize}-byte blocks, its base of ${base.disk} with ${base.blockSize}`);
-  if (d.appliedSeq < base.appliedSeq) throw new CheckpointError(`checkpoint delta ${n} is at sequence ${d.appliedSeq}, before its base's ${base.appliedSeq}`);
-  // Maps keep the base's order (a node or block that changed stays where it was; new ones come last).
-  const nodes = new Map(base.nodes.map((x) => [x.ino, x]));
-  const links = new Map(base.links);
-  for (const ino of gone) {
-    nodes.delete(ino);
-    links.delete(ino);
-  }
-  for (const x of d.nodes) nodes.set(x.ino, x);
-  for (const [ino, l] of d.links) links.set(ino, l);
-  const blocks = new Map(base.blocks.map((b) => [b[0], b]));
-  for (const b of d.blocks) blocks.set(b[0], b);
-  return { ...d, nodes: [...nodes.values()], links: [...links], blocks: [...blocks.values()] };
+  // The rest of the state is the last delta's, which holds it whole.
+  return { ...last, nodes: [...nodes.values()], links: [...links], blocks: [...blocks.values()] };
 }
 
 /** One checkpoint or delta; `gone` is set for a delta. */

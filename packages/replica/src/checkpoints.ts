@@ -62,21 +62,38 @@ export interface DeltaPlace {
   readonly n: number;
 }
 
-/** The deltas of `base` (its chain, its appliedSeq) among `found` (loaded one by one until one does not follow). */
-async function loadDeltas(base: Checkpoint, get: (n: number) => Promise<{ state: Uint8Array; metadata: Record<string, string> | undefined } | undefined>): Promise<Checkpoint> {
-  if (base.chain === undefined) return base;
+/** A stored object as a chain load sees it: its metadata, and its bytes when they are wanted. */
+interface StoredObject {
+  readonly metadata: Record<string, string> | undefined;
+  bytes(): Promise<Uint8Array>;
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * The disk's full checkpoint and the deltas of its chain, read through `get` (object name -> object): deltas 1, 2,
+ * ... until one is missing, of another chain (a later full checkpoint's, or from before this one and not yet
+ * replaced), or going back in sequence. A delta's bytes are read only once its metadata says it belongs; without
+ * `withBytes`, none are (`state` and every delta are then empty).
+ */
+async function loadChain(disk: string, get: (name: string) => Promise<StoredObject | undefined>, withBytes = true): Promise<Checkpoint | undefined> {
+  const base = await get(parseDiskId(disk));
+  if (!base) return undefined;
+  const state = withBytes ? await base.bytes() : NO_BYTES;
+  const chain = base.metadata?.['chain'];
+  const first = checkpointMeta(base.metadata);
+  if (chain === undefined) return { state, ...first };
   const deltas: Uint8Array[] = [];
-  let last: Checkpoint = base;
+  let last = first;
   for (let n = 1; n <= MAX_CHECKPOINT_DELTAS; n++) {
-    const d = await get(n);
-    // Another chain's (a later full checkpoint's, or one from before this one, not yet replaced): the chain ends.
-    if (!d || d.metadata?.['chain'] !== base.chain || d.metadata['n'] !== String(n)) break;
+    const d = await get(deltaName(disk, n));
+    if (!d || d.metadata?.['chain'] !== chain || d.metadata['n'] !== String(n)) break;
     const meta = checkpointMeta(d.metadata);
     if (meta.appliedSeq === undefined || last.appliedSeq === undefined || meta.appliedSeq < last.appliedSeq) break;
-    deltas.push(d.state);
-    last = { ...last, ...meta };
+    deltas.push(withBytes ? await d.bytes() : NO_BYTES);
+    last = meta;
   }
-  return { ...last, state: base.state, deltas, chain: base.chain };
+  return { ...last, state, deltas, chain };
 }
 
 /**
@@ -89,15 +106,15 @@ export class CheckpointStore {
   constructor(private readonly os: ObjectStore) {}
 
   /** The disk's checkpoint (with the deltas of its chain), or undefined if there is none. */
-  async load(disk: string): Promise<Checkpoint | undefined> {
-    // get() rather than info() + getBlob(): the metadata and the bytes of one and the same revision.
-    const base = await this.#getObject(parseDiskId(disk));
-    if (!base) return undefined;
-    return loadDeltas({ state: base.state, chain: base.metadata?.['chain'], ...checkpointMeta(base.metadata) }, (n) => this.#getObject(deltaName(disk, n)));
+  load(disk: string): Promise<Checkpoint | undefined> {
+    return loadChain(disk, (name) => this.#getObject(name));
   }
 
-  /** An object's bytes and metadata, undefined when there is none. */
-  async #getObject(name: string): Promise<{ state: Uint8Array; metadata: Record<string, string> | undefined } | undefined> {
+  /**
+   * An object's metadata and bytes, undefined when there is none. get() rather than info() + getBlob(): the
+   * metadata and the bytes of one and the same revision (read at once: the client's get() streams them).
+   */
+  async #getObject(name: string): Promise<StoredObject | undefined> {
     const r = await this.os.get(name);
     if (!r) return undefined;
     const chunks: Uint8Array[] = [];
@@ -109,7 +126,8 @@ export class CheckpointStore {
     }
     const err = await r.error;
     if (err) throw err;
-    return { state: Buffer.concat(chunks), metadata: r.info.metadata };
+    const bytes = Buffer.concat(chunks);
+    return { metadata: r.info.metadata, bytes: async () => bytes };
   }
 
   /**
@@ -117,14 +135,16 @@ export class CheckpointStore {
    * deltas it has, read from the objects' metadata only: for waiting until a checkpoint covers a sequence.
    */
   async latest(disk: string): Promise<(Omit<Checkpoint, 'state' | 'deltas'> & { readonly deltas: number }) | undefined> {
-    const none = new Uint8Array(0);
-    const meta = async (name: string) => {
-      const info = await this.os.info(name);
-      return info && !info.deleted ? { state: none, metadata: info.metadata } : undefined;
-    };
-    const base = await meta(parseDiskId(disk));
-    if (!base) return undefined;
-    const { state: _state, deltas, ...rest } = await loadDeltas({ state: none, chain: base.metadata?.['chain'], ...checkpointMeta(base.metadata) }, (n) => meta(deltaName(disk, n)));
+    const ck = await loadChain(
+      disk,
+      async (name) => {
+        const info = await this.os.info(name);
+        return info && !info.deleted ? { metadata: info.metadata, bytes: async () => NO_BYTES } : undefined;
+      },
+      false,
+    );
+    if (!ck) return undefined;
+    const { state: _state, deltas, ...rest } = ck;
     return { ...rest, deltas: deltas?.length ?? 0 };
   }
 
@@ -239,14 +259,15 @@ export class DirectCheckpointStore extends CheckpointStore {
     super(os);
   }
 
-  override async load(disk: string): Promise<Checkpoint | undefined> {
-    const base = await this.#read(parseDiskId(disk), disk);
-    if (!base) return undefined;
-    return loadDeltas({ state: base.state, chain: base.metadata?.['chain'], ...checkpointMeta(base.metadata) }, (n) => this.#read(deltaName(disk, n), disk));
+  override load(disk: string): Promise<Checkpoint | undefined> {
+    return loadChain(disk, (name) => this.#read(name, disk));
   }
 
-  /** One object's bytes (checked against its digest) and metadata; undefined when there is none. */
-  async #read(name: string, disk: string): Promise<{ state: Uint8Array; metadata: Record<string, string> | undefined } | undefined> {
+  /**
+   * One object's metadata, and its bytes (checked against its digest) read when asked for; undefined when there
+   * is none.
+   */
+  async #read(name: string, disk: string): Promise<StoredObject | undefined> {
     const m = await this.jsm.streams.getMessage(STREAM, { last_by_subj: metaSubject(name) });
     if (!m) return undefined;
     const meta = m.json<ObjectMeta>();
@@ -255,6 +276,11 @@ export class DirectCheckpointStore extends CheckpointStore {
     if (!Number.isSafeInteger(meta.size) || meta.size < 0 || !Number.isSafeInteger(meta.chunks) || meta.chunks < 0) {
       throw new Error(`${what}: meta with size ${meta.size} and ${meta.chunks} chunks`);
     }
+    return { metadata: meta.metadata, bytes: () => this.#chunks(meta, what) };
+  }
+
+  /** The bytes of the object `meta` describes, one message get per chunk, checked against its digest. */
+  async #chunks(meta: ObjectMeta, what: string): Promise<Uint8Array> {
     const state = new Uint8Array(meta.size);
     let at = 0;
     let seq = 0;
@@ -270,6 +296,6 @@ export class DirectCheckpointStore extends CheckpointStore {
     if (at !== meta.size) throw new Error(`${what}: ${at} bytes in its chunks, ${meta.size} in its meta`);
     const digest = `SHA-256=${createHash('sha256').update(state).digest('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
     if (digest !== meta.digest) throw new Error(`${what}: digest ${digest}, its meta says ${meta.digest}`);
-    return { state, metadata: meta.metadata };
+    return state;
   }
 }
